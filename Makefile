@@ -1,0 +1,39 @@
+# mproc -- the two commands of the README, and a few more.
+#   make          build the library, tools, examples and benchmarks (runs nothing)
+#   make demo     install missing build dependencies, build, run the demo
+#   make test     install missing build dependencies, then the whole suite:
+#                 normal build, AddressSanitizer+UBSan build, ThreadSanitizer
+#                 build of the threaded tests, fuzzers for a bounded time, and
+#                 the install/pkg-config/find_package check
+#   make bench    build and run the benchmarks (ours beside CPython and the floor)
+#   make install PREFIX=/usr/local
+BUILD ?= build
+PREFIX ?= /usr/local
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+
+.PHONY: all configure deps demo test bench install clean
+
+all: configure
+	cmake --build $(BUILD) -j$(JOBS)
+
+configure:
+	@test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+deps:
+	@tools/setup-deps.sh
+
+demo: deps all
+	./$(BUILD)/examples/demo
+
+test: deps
+	tools/run-tests.sh
+
+bench: all
+	tools/run-bench.sh $(BUILD)
+
+install: all
+	cmake --install $(BUILD) --prefix $(PREFIX)
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz

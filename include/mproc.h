@@ -1,0 +1,37 @@
+/* mproc: Python's multiprocessing, for C.
+ *
+ * One include for the whole library.  Each part is declared, with its
+ * documentation, in its own header under mproc/:
+ *   errors.h  error codes, mp_strerror, mp_errdetail
+ *   log.h     logging (get_logger / log_to_stderr)
+ *   obj.h     mp_obj, the value model (what Python would pickle)
+ *   pickle.h  the pickle codec, byte-compatible with CPython
+ *   conn.h    Pipe, Connection, wait, Listener/Client
+ *   process.h contexts, start methods, Process
+ *   sync.h    Lock, RLock, Semaphore, Condition, Event, Barrier
+ *   shm.h     Value/Array, SharedMemory
+ * Conventions (see docs/conventions.md): functions return 0 or a negative
+ * code; timeouts are double seconds, 0 = do not block, MP_FOREVER = no
+ * limit; what `_new` makes, `_free` releases; `_take` takes ownership. */
+#ifndef MPROC_H
+#define MPROC_H
+
+#include "mproc/version.h"
+#include "mproc/errors.h"
+#include "mproc/log.h"
+#include "mproc/obj.h"
+#include "mproc/pickle.h"
+#if __has_include("mproc/conn.h")
+#include "mproc/conn.h"
+#endif
+#if __has_include("mproc/process.h")
+#include "mproc/process.h"
+#endif
+#if __has_include("mproc/sync.h")
+#include "mproc/sync.h"
+#endif
+#if __has_include("mproc/shm.h")
+#include "mproc/shm.h"
+#endif
+
+#endif

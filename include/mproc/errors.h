@@ -1,0 +1,98 @@
+/* mproc error codes.
+ *
+ * Every fallible mproc function returns int: 0 on success, a negative code
+ * on failure (a few document a non-negative count instead).  A failing system
+ * call passes through as -errno (MP_ENOMEM == -ENOMEM, MP_EINVAL == -EINVAL,
+ * ...).  mproc's own conditions have codes in a reserved range below -4000
+ * that no errno reaches.  Codes are never renumbered or removed; new ones are
+ * added at the end of the list.
+ *
+ * Text that a code cannot hold (which byte of a pickle was bad, a remote
+ * traceback, the signal that killed a worker) is kept per thread and read
+ * with mp_errdetail() right after the failing call. */
+#ifndef MPROC_ERRORS_H
+#define MPROC_ERRORS_H
+
+#include <errno.h>
+
+#include "version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* XX(NAME, value, Python analog / message) */
+#define MP_OWN_ERRORS(XX)                                                     \
+  XX(ETIMEDOUT,   -4001, "timed out")                                         \
+  XX(EEMPTY,      -4002, "empty")                                             \
+  XX(EFULL,       -4003, "full")                                              \
+  XX(EEOF,        -4004, "end of file")                                       \
+  XX(ECLOSED,     -4005, "object is closed")                                  \
+  XX(ESTATE,      -4006, "operation not valid in the object's state")         \
+  XX(EAUTH,       -4007, "authentication failed")                             \
+  XX(EREMOTE,     -4008, "remote error")                                      \
+  XX(ETOOSHORT,   -4009, "buffer too short")                                  \
+  XX(EMSGSIZE,    -4010, "message too big")                                   \
+  XX(EMALFORMED,  -4011, "malformed data")                                    \
+  XX(EWORKERDIED, -4012, "worker died")                                       \
+  XX(EBROKEN,     -4013, "broken barrier")                                    \
+  XX(EOWNERDEAD,  -4014, "previous owner died; protected state may be inconsistent") \
+  XX(ETYPE,       -4015, "wrong type")                                        \
+  XX(EOVERFLOW,   -4016, "value does not fit")                                \
+  XX(ENOTSUP,     -4017, "not supported")                                     \
+  XX(ELIMIT,      -4018, "limit exceeded")                                    \
+  XX(ECYCLE,      -4019, "structure contains itself")                         \
+  XX(ENOTFOUND,   -4020, "not found")                                         \
+  XX(EINDEX,      -4021, "index out of range")                                \
+  XX(EBADREF,     -4022, "function reference cannot be resolved")             \
+  XX(EUNHASHABLE, -4023, "unhashable value")                                  \
+  XX(ENOTOWNER,   -4024, "not the owner")                                     \
+  XX(ECONTEXT,    -4025, "object belongs to an incompatible context")
+
+/* The system errors mproc documents by name (values are -errno). */
+#define MP_SYS_ERRORS(XX)                                                     \
+  XX(EINVAL,       -EINVAL,       "invalid argument")                         \
+  XX(ENOMEM,       -ENOMEM,       "out of memory")                            \
+  XX(EBADF,        -EBADF,        "bad file descriptor")                      \
+  XX(EPIPE,        -EPIPE,        "broken pipe")                              \
+  XX(EAGAIN,       -EAGAIN,       "resource temporarily unavailable")         \
+  XX(ECONNREFUSED, -ECONNREFUSED, "connection refused")                       \
+  XX(ECONNRESET,   -ECONNRESET,   "connection reset by peer")                 \
+  XX(EADDRINUSE,   -EADDRINUSE,   "address already in use")                   \
+  XX(ENOENT,       -ENOENT,       "no such file or directory")                \
+  XX(EEXIST,       -EEXIST,       "file exists")                              \
+  XX(EPERM,        -EPERM,        "operation not permitted")                  \
+  XX(EBUSY,        -EBUSY,        "resource busy")                            \
+  XX(ECHILD,       -ECHILD,       "no child processes")                       \
+  XX(EDEADLK,      -EDEADLK,      "resource deadlock would occur")
+
+enum mp_errcode {
+#define MP__XX(name, value, text) MP_##name = (value),
+  MP_OWN_ERRORS(MP__XX) MP_SYS_ERRORS(MP__XX)
+#undef MP__XX
+};
+
+/* A static, human-readable text for any code: mproc's own, any -errno, and
+ * 0 ("success").  Never NULL; unknown codes give "unknown error". */
+MP_EXTERN const char *mp_strerror(int code);
+
+/* The symbolic name of a code ("MP_EEOF", "MP_ENOMEM", "EHOSTDOWN" for other
+ * -errno values, "MP_OK" for 0, "MP_EUNKNOWN" otherwise).  Never NULL. */
+MP_EXTERN const char *mp_err_name(int code);
+
+/* Details of the most recent failure in this thread: a NUL-terminated text,
+ * "" when the failing call left none.  Valid until the next mproc call in
+ * this thread.  Calls that succeed do not clear it. */
+MP_EXTERN const char *mp_errdetail(void);
+
+/* Set the detail text of this thread (printf format) and return `code`, so a
+ * library function can write `return mp_seterr(MP_EMALFORMED, "...")`.
+ * Exposed so that code built on mproc (handle types, registered manager
+ * types) can report in the same way. */
+MP_EXTERN int mp_seterr(int code, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
+#endif

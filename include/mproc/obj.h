@@ -1,0 +1,334 @@
+/* mp_obj: the value model -- what a Python program would pickle.
+ *
+ * A value is a tree (or a DAG: a sub-value may be shared) of:
+ *   none, bool, int, float, str, bytes, bytearray,
+ *   tuple, list, dict, set, frozenset,
+ *   record  -- anything else a pickle may name, kept as inert data: a class
+ *              or function reference (module, name), or an object built from
+ *              one (callable, args, state, appended items, set items).
+ *              Nothing is ever imported, resolved or called.
+ *   handle  -- a live OS-backed object (Connection, Lock, Queue, ...) that
+ *              later layers define; crosses processes as file descriptors.
+ *
+ * Ownership (one rule).  Every function that returns `mp_obj *` returns a new
+ * reference, which the caller releases with mp_obj_free().  Values are
+ * reference counted, so a sub-value may sit in several containers; a
+ * function that borrows says so ("borrowed": valid while its container
+ * lives).  Functions whose name ends in _take take ownership of the values
+ * passed to them, *also when they fail*, so a nested value is built in one
+ * expression without leaks:
+ *
+ *     mp_obj *v = MP_LIST(mp_float_new(2.25), mp_none(), mp_str_new("junk"),
+ *                         mp_global_new("builtins", "float"));
+ *     if (!v) ... // out of memory (or a bad item) somewhere inside
+ *
+ * A constructor returns NULL on failure (out of memory; invalid input such as
+ * bad UTF-8, with the reason in mp_errdetail()); a _take function given a
+ * NULL item fails and releases the other items, so NULL propagates outward.
+ *
+ * None, True, False and the small ints are immortal: mp_obj_free() on them is
+ * a harmless no-op, as for every other value whose count is not yet zero.
+ *
+ * Threads: reference counts are atomic, so values that nobody mutates may be
+ * shared and released from several threads.  Mutating a list, dict, set or
+ * bytearray while another thread reads it needs the caller's own lock.
+ *
+ * Equality and hashing follow Python: 1 == 1.0 == True (the same dict key),
+ * containers compare by content, nan != nan (but a container holding the
+ * same nan object equals itself, as in Python).  Hashes are salted per
+ * process (like Python's str hashing) so hostile keys cannot force
+ * collisions; never store a hash across processes.
+ *
+ * Cycles: a container that contains itself cannot be pickled, printed or
+ * compared; mp_list_append() and friends refuse to make a container hold
+ * itself directly, and the codec refuses cycles it meets (MP_ECYCLE). */
+#ifndef MPROC_OBJ_H
+#define MPROC_OBJ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mp_obj mp_obj;
+
+typedef enum mp_type {
+  MP_T_NONE = 0,
+  MP_T_BOOL,
+  MP_T_INT,
+  MP_T_FLOAT,
+  MP_T_STR,
+  MP_T_BYTES,
+  MP_T_BYTEARRAY,
+  MP_T_TUPLE,
+  MP_T_LIST,
+  MP_T_DICT,
+  MP_T_SET,
+  MP_T_FROZENSET,
+  MP_T_RECORD,
+  MP_T_HANDLE
+} mp_type;
+
+/* ---- generic ------------------------------------------------------------ */
+
+/* The type of `o` (MP_T_NONE for NULL). */
+MP_EXTERN mp_type mp_obj_type(const mp_obj *o);
+/* Python's name of a type: "NoneType", "bool", "int", "float", "str",
+ * "bytes", "bytearray", "tuple", "list", "dict", "set", "frozenset",
+ * "record", "handle". */
+MP_EXTERN const char *mp_type_name(mp_type t);
+
+/* Take another reference to `o` and return it (NULL passes through). */
+MP_EXTERN mp_obj *mp_obj_ref(mp_obj *o);
+/* Release a reference; the value is destroyed when the last one goes.
+ * NULL is ignored. */
+MP_EXTERN void mp_obj_free(mp_obj *o);
+
+/* Python's ==.  Never fails: values that cannot be compared are unequal. */
+MP_EXTERN int mp_obj_equal(const mp_obj *a, const mp_obj *b);
+/* Python's hash() contract (equal values, equal hashes).  Returns 0, or
+ * MP_EUNHASHABLE for list, dict, set, bytearray and anything containing one;
+ * MP_EINVAL for NULL arguments. */
+MP_EXTERN int mp_obj_hash(const mp_obj *o, uint64_t *out);
+/* A deep copy: new containers all the way down (shared sub-values stay shared
+ * in the copy); strings and other immutable leaves and handles are shared.
+ * NULL on failure. */
+MP_EXTERN mp_obj *mp_obj_copy(const mp_obj *o);
+
+/* repr(o), exactly as Python prints it: "{0.25: None, 1: '1', '2': 2}",
+ * "b'thank you'", "(1,)", "frozenset({1})", "<class 'float'>" ...  (A set
+ * prints its elements in insertion order; Python's order follows its hash.)
+ * Returns a NUL-terminated string to release with mp_free(), or NULL (out of
+ * memory, a cycle, or nesting deeper than the codec's default limit, with the
+ * reason in mp_errdetail()).  Records print as Python would print the object
+ * where that is knowable: "<class 'mod.Name'>" for a reference,
+ * "Name(arg, ...)" for an object built by a call (exceptions read right). */
+MP_EXTERN char *mp_obj_repr(const mp_obj *o);
+/* Like mp_obj_repr, into `buf` of `cap` bytes (always NUL-terminated when
+ * cap > 0).  Returns the full length the repr needs (not counting the NUL),
+ * or a negative code. */
+MP_EXTERN int64_t mp_obj_repr_buf(const mp_obj *o, char *buf, size_t cap);
+
+/* Release memory the library returned (repr strings, pickles). */
+MP_EXTERN void mp_free(void *p);
+
+/* Number of items (str: code points; bytes/bytearray: bytes; containers:
+ * items).  Returns 0 and sets *out, or MP_ETYPE for scalars. */
+MP_EXTERN int mp_obj_len(const mp_obj *o, size_t *out);
+
+/* ---- scalars ------------------------------------------------------------ */
+
+MP_EXTERN mp_obj *mp_none(void);
+MP_EXTERN mp_obj *mp_bool_new(int v);
+MP_EXTERN mp_obj *mp_int_new(int64_t v);
+MP_EXTERN mp_obj *mp_uint_new(uint64_t v);
+/* An int of any size from `n` bytes of little-endian two's complement (the
+ * pickle LONG layout).  n == 0 means 0. */
+MP_EXTERN mp_obj *mp_int_from_bytes(const void *le, size_t n);
+MP_EXTERN mp_obj *mp_float_new(double v);
+
+/* 0 and the value; MP_ETYPE if `o` is not an int (bool counts as int, as in
+ * Python); MP_EOVERFLOW if the int does not fit (never truncated). */
+MP_EXTERN int mp_int_get(const mp_obj *o, int64_t *out);
+MP_EXTERN int mp_uint_get(const mp_obj *o, uint64_t *out);
+/* The int as minimal little-endian two's complement (the LONG1 payload; 0
+ * is zero bytes).  *le is borrowed from `o` for big ints or written into
+ * `scratch` (16 bytes) for small ones.  MP_ETYPE if not an int. */
+MP_EXTERN int mp_int_bytes(const mp_obj *o, uint8_t scratch[16],
+                           const uint8_t **le, size_t *n);
+/* 0 and the value of a float, or of an int/bool converted (as float(x));
+ * MP_EOVERFLOW for an int too large for a double, MP_ETYPE otherwise. */
+MP_EXTERN int mp_float_get(const mp_obj *o, double *out);
+/* 0 and 0/1 for a bool; MP_ETYPE otherwise. */
+MP_EXTERN int mp_bool_get(const mp_obj *o, int *out);
+/* Python truthiness (None, False, 0, 0.0, empty: false). */
+MP_EXTERN int mp_obj_truthy(const mp_obj *o);
+
+/* ---- str, bytes, bytearray ---------------------------------------------- */
+
+/* A str from UTF-8.  Lone surrogates (U+D800..DFFF encoded in 3 bytes, as
+ * CPython's 'surrogatepass' writes them) are accepted, since Python strs can
+ * hold them; overlong forms, bytes that are not UTF-8 and code points above
+ * U+10FFFF are refused (NULL, MP_EMALFORMED in mp_errdetail()). */
+MP_EXTERN mp_obj *mp_str_new(const char *nul_terminated);
+MP_EXTERN mp_obj *mp_str_new_len(const char *utf8, size_t len);
+/* printf into a new str (the result must be valid UTF-8). */
+MP_EXTERN mp_obj *mp_str_printf(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+MP_EXTERN mp_obj *mp_bytes_new(const void *data, size_t len);
+MP_EXTERN mp_obj *mp_bytearray_new(const void *data, size_t len);
+
+/* Borrowed view of a str's UTF-8 (NUL-terminated) and its byte length. */
+MP_EXTERN int mp_str_get(const mp_obj *o, const char **utf8, size_t *len);
+/* Borrowed view of bytes or bytearray data (a bytearray's pointer is valid
+ * until it is resized). */
+MP_EXTERN int mp_bytes_get(const mp_obj *o, const void **data, size_t *len);
+/* Writable view of a bytearray's data. */
+MP_EXTERN int mp_bytearray_data(mp_obj *o, void **data, size_t *len);
+MP_EXTERN int mp_bytearray_resize(mp_obj *o, size_t len);
+
+/* ---- tuple and list ----------------------------------------------------- */
+
+/* A tuple / list of `n` items, taking ownership of them (see above). */
+MP_EXTERN mp_obj *mp_tuple_take(size_t n, ...);
+MP_EXTERN mp_obj *mp_list_take(size_t n, ...);
+/* From an array of `n` borrowed items (each gets a new reference). */
+MP_EXTERN mp_obj *mp_tuple_from(size_t n, mp_obj *const *items);
+MP_EXTERN mp_obj *mp_list_from(size_t n, mp_obj *const *items);
+MP_EXTERN mp_obj *mp_list_new(void);
+
+/* Borrowed item `i` of a tuple or list (negative i counts from the end, as
+ * in Python); NULL if out of range or not a sequence. */
+MP_EXTERN mp_obj *mp_seq_item(const mp_obj *seq, int64_t i);
+/* Borrowed item array and count of a tuple or list (valid until the list is
+ * modified).  MP_ETYPE otherwise. */
+MP_EXTERN int mp_seq_items(const mp_obj *seq, mp_obj *const **items,
+                           size_t *n);
+
+/* list.append: the list takes a new reference to `item` (_take: the
+ * caller's reference).  MP_ETYPE if not a list, MP_ECYCLE if item is the
+ * list itself, MP_ENOMEM. */
+MP_EXTERN int mp_list_append(mp_obj *list, mp_obj *item);
+MP_EXTERN int mp_list_append_take(mp_obj *list, mp_obj *item);
+/* list[i] = item (negative i from the end); MP_EINDEX when out of range. */
+MP_EXTERN int mp_list_set(mp_obj *list, int64_t i, mp_obj *item);
+/* list.pop(i): the caller receives the item's reference in *out (NULL out:
+ * released).  MP_EINDEX when out of range or empty. */
+MP_EXTERN int mp_list_pop(mp_obj *list, int64_t i, mp_obj **out);
+
+/* ---- dict --------------------------------------------------------------- */
+
+/* dicts keep insertion order; keys may be any hashable value. */
+MP_EXTERN mp_obj *mp_dict_new(void);
+/* A dict from `npairs` key, value pairs (2*npairs arguments), taking
+ * ownership of them. */
+MP_EXTERN mp_obj *mp_dict_take(size_t npairs, ...);
+/* d[key] = value, the dict taking new references (_take: the caller's).
+ * MP_EUNHASHABLE for an unhashable key, MP_ETYPE if d is not a dict,
+ * MP_ECYCLE if value is d itself. */
+MP_EXTERN int mp_dict_set(mp_obj *d, mp_obj *key, mp_obj *value);
+MP_EXTERN int mp_dict_set_take(mp_obj *d, mp_obj *key, mp_obj *value);
+/* Borrowed d[key], or NULL when absent (or unhashable, or not a dict). */
+MP_EXTERN mp_obj *mp_dict_get(const mp_obj *d, const mp_obj *key);
+MP_EXTERN mp_obj *mp_dict_get_str(const mp_obj *d, const char *key);
+/* del d[key]: 0, MP_ENOTFOUND, MP_EUNHASHABLE or MP_ETYPE. */
+MP_EXTERN int mp_dict_del(mp_obj *d, const mp_obj *key);
+/* Iterate in insertion order: start with *pos = 0; returns 1 and borrowed
+ * key/value (either pointer may be NULL) while items remain, then 0.  The
+ * dict must not change during the iteration. */
+MP_EXTERN int mp_dict_next(const mp_obj *d, size_t *pos, mp_obj **key,
+                           mp_obj **value);
+
+/* ---- set and frozenset -------------------------------------------------- */
+
+MP_EXTERN mp_obj *mp_set_new(void);
+MP_EXTERN mp_obj *mp_frozenset_new(void);
+/* A set / frozenset of `n` items, taking ownership (duplicates collapse). */
+MP_EXTERN mp_obj *mp_set_take(size_t n, ...);
+MP_EXTERN mp_obj *mp_frozenset_take(size_t n, ...);
+/* set.add (a frozenset can be filled this way only while the caller holds
+ * the one reference, i.e. while building it).  MP_EUNHASHABLE, MP_ETYPE. */
+MP_EXTERN int mp_set_add(mp_obj *set, mp_obj *item);
+MP_EXTERN int mp_set_add_take(mp_obj *set, mp_obj *item);
+/* 1 if present, 0 if not, or a negative code. */
+MP_EXTERN int mp_set_contains(const mp_obj *set, const mp_obj *item);
+/* 0, MP_ENOTFOUND, MP_EUNHASHABLE, MP_ETYPE. */
+MP_EXTERN int mp_set_discard(mp_obj *set, const mp_obj *item);
+/* Iterate like mp_dict_next. */
+MP_EXTERN int mp_set_next(const mp_obj *set, size_t *pos, mp_obj **item);
+
+/* ---- records: inert references and objects ------------------------------ */
+
+typedef enum mp_record_kind {
+  MP_RECORD_GLOBAL = 1, /* a class or function reference: module + name */
+  MP_RECORD_REDUCE,     /* callable(*args), as pickle's REDUCE */
+  MP_RECORD_NEWOBJ      /* cls.__new__(cls, *args), as pickle's NEWOBJ */
+} mp_record_kind;
+
+/* A reference to `module`.`name` ("builtins", "float").  The Python 2
+ * module names "__builtin__" and "exceptions" are stored as "builtins". */
+MP_EXTERN mp_obj *mp_global_new(const char *module, const char *name);
+/* An object made by calling `callable` (usually a global) with the tuple
+ * `args`; takes ownership of both. */
+MP_EXTERN mp_obj *mp_record_take(mp_record_kind kind, mp_obj *callable,
+                                 mp_obj *args);
+
+MP_EXTERN int mp_record_kind_of(const mp_obj *o, mp_record_kind *out);
+/* Borrowed module and name of a MP_RECORD_GLOBAL. */
+MP_EXTERN int mp_global_get(const mp_obj *o, const char **module,
+                            const char **name);
+/* Borrowed parts of a REDUCE/NEWOBJ record: its callable, args, state
+ * (pickle's BUILD argument; NULL if none), list items (a list appended to the
+ * object; NULL if none) and dict items (a list of (key, value) tuples set on
+ * it; NULL if none).  Any pointer may be NULL. */
+MP_EXTERN int mp_record_get(const mp_obj *o, mp_obj **callable,
+                            mp_obj **args, mp_obj **state,
+                            mp_obj **listitems, mp_obj **dictitems);
+/* Set (replace) the state / append a list item / a dict item; _take. */
+MP_EXTERN int mp_record_set_state_take(mp_obj *o, mp_obj *state);
+MP_EXTERN int mp_record_append_take(mp_obj *o, mp_obj *item);
+MP_EXTERN int mp_record_setitem_take(mp_obj *o, mp_obj *key, mp_obj *value);
+
+/* ---- handles ------------------------------------------------------------
+ * A handle wraps a live object of a later layer (a Connection, a Lock...).
+ * Its type describes how it is released and how it crosses a process
+ * boundary: `reduce` turns it into plain data plus file descriptors, and
+ * `rebuild` makes a working object from them in the receiving process.
+ * Types are registered by name so a receiver can find `rebuild`. */
+typedef struct mp_handle_type {
+  const char *name; /* unique, e.g. "mproc.Connection" */
+  /* Release the reference the handle value held on `ptr`. */
+  void (*release)(void *ptr);
+  /* Describe `ptr` for another process: set *state to a plain value (no
+   * handles) and append the fds it needs with add_fd (the fds stay owned by
+   * the object; the encoder sends copies).  Returns 0 or a code. */
+  int (*reduce)(void *ptr, mp_obj **state,
+                int (*add_fd)(void *fdctx, int fd), void *fdctx);
+  /* Build a new object from a reduced state in this process; `fds` are owned
+   * by rebuild (it must close or keep each of them, also on failure). */
+  int (*rebuild)(const mp_obj *state, int *fds, size_t nfds, void **out);
+} mp_handle_type;
+
+/* Register a handle type (idempotent for the same pointer; MP_EEXIST for a
+ * different type of the same name).  Types must be registered in every
+ * process that receives them: register them from a constructor or before
+ * starting children. */
+MP_EXTERN int mp_handle_register(const mp_handle_type *type);
+MP_EXTERN const mp_handle_type *mp_handle_find(const char *name);
+
+/* A value wrapping `ptr`; takes over one reference on ptr (type->release is
+ * called when the value is destroyed, also if this fails). */
+MP_EXTERN mp_obj *mp_handle_new(const mp_handle_type *type, void *ptr);
+/* The wrapped pointer if `o` is a handle of `type` (NULL type: any), else
+ * NULL. */
+MP_EXTERN void *mp_handle_get(const mp_obj *o, const mp_handle_type *type);
+MP_EXTERN const mp_handle_type *mp_handle_type_of(const mp_obj *o);
+
+/* ---- building values in one expression ---------------------------------- */
+
+#define MP__NARGS_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13,   \
+                   _14, _15, _16, _17, _18, _19, _20, _21, _22, _23, _24,    \
+                   _25, _26, _27, _28, _29, _30, _31, _32, N, ...)           \
+  N
+#define MP__NARGS(...)                                                       \
+  MP__NARGS_(__VA_ARGS__, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21,    \
+             20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4,   \
+             3, 2, 1, 0)
+
+/* MP_TUPLE(a, b, c), MP_LIST(...), MP_SET(...), MP_FROZENSET(...): 1 to 32
+ * items taken over; MP_DICT(k1, v1, k2, v2, ...): up to 16 pairs.  Empty
+ * ones: mp_tuple_take(0), mp_list_new(), mp_dict_new(), mp_set_new(). */
+#define MP_TUPLE(...) mp_tuple_take(MP__NARGS(__VA_ARGS__), __VA_ARGS__)
+#define MP_LIST(...) mp_list_take(MP__NARGS(__VA_ARGS__), __VA_ARGS__)
+#define MP_SET(...) mp_set_take(MP__NARGS(__VA_ARGS__), __VA_ARGS__)
+#define MP_FROZENSET(...) mp_frozenset_take(MP__NARGS(__VA_ARGS__), __VA_ARGS__)
+#define MP_DICT(...) mp_dict_take(MP__NARGS(__VA_ARGS__) / 2, __VA_ARGS__)
+
+#ifdef __cplusplus
+}
+#endif
+#endif

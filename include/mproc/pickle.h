@@ -1,0 +1,80 @@
+/* The pickle codec: mp_obj <-> bytes CPython's pickle reads and writes.
+ *
+ * mp_pickle_dumps writes the data subset of pickle protocols 2-5 that
+ * CPython 3.8+ loads to an equal value.  By default it writes protocol 4
+ * (CPython's default through 3.13), or 5 when the value holds a bytearray
+ * (BYTEARRAY8); 2, 3, 4 or 5 may be asked for.  It writes no FRAME and no
+ * memo: a sub-value that appears twice is written twice.
+ *
+ * mp_pickle_loads reads every pickle CPython writes for the value model's
+ * types at protocols 2-5 (frames, memo, all int/str/bytes/container opcodes,
+ * the protocol-2/3 spellings of bytes, bytearray, set and frozenset as calls
+ * to _codecs.encode, builtins.bytearray, builtins.set, ... and their
+ * __builtin__ names).  Any other class or function reference, and any object
+ * built from one, becomes an inert record (see obj.h) that dumps writes back
+ * with the same meaning.  NOTHING IS EVER IMPORTED OR CALLED: loading a
+ * hostile pickle is safe.
+ *
+ * Limits: nesting depth, input size and (for dumps) output size are bounded
+ * (see mp_pickle_opts); memory use is linear in the input.  Truncated,
+ * corrupt or hostile input returns MP_EMALFORMED (with the offset and the
+ * reason in mp_errdetail()), MP_ELIMIT past a limit, MP_ECYCLE for a
+ * structure that contains itself (legal in Python, refused here) and
+ * MP_EOVERFLOW never: big ints are kept exactly. */
+#ifndef MPROC_PICKLE_H
+#define MPROC_PICKLE_H
+
+#include <stddef.h>
+
+#include "obj.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MP_PICKLE_DEFAULT_MAX_DEPTH 1000
+/* dumps refuses output above this size unless told otherwise (1 TiB: in
+ * practice, memory is the limit). */
+#define MP_PICKLE_DEFAULT_MAX_SIZE ((size_t)1 << 40)
+
+typedef struct mp_pickle_opts {
+  /* dumps: 2, 3, 4 or 5; 0 means the default (4, or 5 for a bytearray).
+   * Protocols 2 and 3 write bytearray, set and frozenset the way CPython
+   * does at those protocols. */
+  int protocol;
+  /* Maximum nesting of containers (0: MP_PICKLE_DEFAULT_MAX_DEPTH). */
+  int max_depth;
+  /* loads: refuse input longer than this; dumps: refuse to produce more
+   * (0: MP_PICKLE_DEFAULT_MAX_SIZE). */
+  size_t max_size;
+} mp_pickle_opts;
+
+/* Encode `o`.  On success *out is a buffer of *len bytes to release with
+ * mp_free().  MP_ENOTSUP for a value holding a handle (use the _fds variant
+ * over a channel that carries descriptors), MP_ECYCLE, MP_ELIMIT, MP_ENOMEM,
+ * MP_EINVAL (NULL arguments, bad protocol). */
+MP_EXTERN int mp_pickle_dumps(const mp_obj *o, const mp_pickle_opts *opts,
+                              void **out, size_t *len);
+
+/* Decode one pickle: exactly `len` bytes that end with STOP (trailing bytes
+ * are MP_EMALFORMED).  On success *out is a new reference. */
+MP_EXTERN int mp_pickle_loads(const void *data, size_t len,
+                              const mp_pickle_opts *opts, mp_obj **out);
+
+/* Handle-carrying variants, for channels that pass file descriptors
+ * (AF_UNIX, inheritance).  dumps_fds encodes each handle through its type's
+ * `reduce` and returns the fds to send in *fds (a malloc'd array to release
+ * with mp_free(); the fds themselves stay owned by their objects).
+ * loads_fds takes ownership of the `nfds` received fds: each is given to
+ * the handle that uses it, and any left over is closed. */
+MP_EXTERN int mp_pickle_dumps_fds(const mp_obj *o, const mp_pickle_opts *opts,
+                                  void **out, size_t *len, int **fds,
+                                  size_t *nfds);
+MP_EXTERN int mp_pickle_loads_fds(const void *data, size_t len,
+                                  const mp_pickle_opts *opts, int *fds,
+                                  size_t nfds, mp_obj **out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

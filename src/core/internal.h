@@ -1,0 +1,68 @@
+/* Internal helpers of the core layer, shared by every layer above it.
+ * Names with the mp__ prefix are not part of the public API. */
+#ifndef MPROC_CORE_INTERNAL_H
+#define MPROC_CORE_INTERNAL_H
+
+#include <stdint.h>
+#include <errno.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "mproc.h"
+
+#define MP__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define MP__LIKELY(x) __builtin_expect(!!(x), 1)
+#define MP__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* -errno of the last failed system call, never 0. */
+static inline int
+mp__errno(void)
+{
+  return errno ? -errno : MP_EINVAL;
+}
+
+/* ---- logging ------------------------------------------------------------ */
+void mp__log_set_process_name(const char *name);
+const char *mp__log_process_name(void);
+
+/* ---- time and deadlines --------------------------------------------------
+ * Every blocking call takes `double timeout` seconds (0: do not block,
+ * MP_FOREVER or any negative: no limit -- except where a doc says negative
+ * counts as 0).  A deadline is a CLOCK_MONOTONIC instant in nanoseconds;
+ * MP__NO_DEADLINE means forever. */
+typedef int64_t mp__deadline;
+#define MP__NO_DEADLINE INT64_MAX
+
+int64_t mp__now_ns(void);
+/* Deadline `timeout` seconds from now (negative: no deadline). */
+mp__deadline mp__deadline_in(double timeout);
+/* Milliseconds left for poll(2): -1 forever, 0 when passed; rounded up so a
+ * poll never wakes before the deadline. */
+int mp__deadline_poll_ms(mp__deadline d);
+/* Time left as a timespec (relative); returns 0, or MP_ETIMEDOUT if passed;
+ * *forever set when there is no deadline. */
+int mp__deadline_timespec(mp__deadline d, struct timespec *rel, int *forever);
+int mp__deadline_passed(mp__deadline d);
+
+/* ---- growable byte buffer ----------------------------------------------
+ * Used by the codec and the framing code: append, and reserve room to write
+ * into directly.  Grows geometrically; on failure the buffer is unchanged. */
+typedef struct mp__buf {
+  uint8_t *data;
+  size_t len;
+  size_t cap;
+} mp__buf;
+
+int mp__buf_reserve(mp__buf *b, size_t extra); /* 0 or MP_ENOMEM */
+int mp__buf_append(mp__buf *b, const void *p, size_t n);
+static inline int
+mp__buf_putc(mp__buf *b, uint8_t c)
+{
+  if (MP__UNLIKELY(b->len == b->cap) && mp__buf_reserve(b, 1))
+    return MP_ENOMEM;
+  b->data[b->len++] = c;
+  return 0;
+}
+void mp__buf_release(mp__buf *b); /* frees data, zeroes the struct */
+
+#endif

@@ -1,0 +1,183 @@
+/* The process-wide logger (see include/mproc/log.h). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+
+static atomic_int log_level = MP_LOG_OFF;
+static atomic_int env_read;
+static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
+static mp_log_handler handler_fn; /* NULL: stderr */
+static void *handler_ud;
+
+/* The current process's name, kept here so the lowest layer can log it; the
+ * process layer updates it in every child before user code runs. */
+static char process_name[128] = "MainProcess";
+
+void
+mp__log_set_process_name(const char *name)
+{
+  snprintf(process_name, sizeof process_name, "%s", name ? name : "");
+}
+
+const char *
+mp__log_process_name(void)
+{
+  return process_name;
+}
+
+static const struct {
+  int level;
+  const char *name;
+} level_names[] = {
+    {MP_LOG_NOTSET, "NOTSET"},   {MP_LOG_SUBDEBUG, "SUBDEBUG"},
+    {MP_LOG_DEBUG, "DEBUG"},     {MP_LOG_INFO, "INFO"},
+    {MP_LOG_SUBWARNING, "SUBWARNING"}, {MP_LOG_WARNING, "WARNING"},
+    {MP_LOG_ERROR, "ERROR"},     {MP_LOG_CRITICAL, "CRITICAL"},
+    {MP_LOG_OFF, "OFF"},
+};
+
+const char *
+mp_log_level_name(int level)
+{
+  static _Thread_local char buf[32];
+  for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++)
+    if (level_names[i].level == level)
+      return level_names[i].name;
+  snprintf(buf, sizeof buf, "Level %d", level);
+  return buf;
+}
+
+int
+mp_log_parse_level(const char *text)
+{
+  if (!text || !*text)
+    return -1;
+  for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++)
+    if (strcasecmp(text, level_names[i].name) == 0)
+      return level_names[i].level;
+  if (strcasecmp(text, "warn") == 0)
+    return MP_LOG_WARNING;
+  char *end;
+  long v = strtol(text, &end, 10);
+  if (*end == '\0' && v >= 0 && v <= MP_LOG_OFF)
+    return (int)v;
+  return -1;
+}
+
+/* MPROC_LOG is read once; an explicit mp_log_set_level() wins over it. */
+static void
+read_env_once(void)
+{
+  if (atomic_load_explicit(&env_read, memory_order_acquire))
+    return;
+  int expected = 0;
+  if (!atomic_compare_exchange_strong(&env_read, &expected, 1))
+    return;
+  const char *e = getenv("MPROC_LOG");
+  int lvl = mp_log_parse_level(e);
+  if (lvl >= 0)
+    atomic_store(&log_level, lvl);
+}
+
+__attribute__((constructor)) static void
+log_init(void)
+{
+  read_env_once();
+}
+
+void
+mp_log_set_level(int level)
+{
+  read_env_once();
+  atomic_store(&log_level, level);
+}
+
+int
+mp_log_get_level(void)
+{
+  read_env_once();
+  return atomic_load(&log_level);
+}
+
+int
+mp_log_to_stderr(int level)
+{
+  read_env_once();
+  pthread_mutex_lock(&handler_lock);
+  handler_fn = NULL;
+  handler_ud = NULL;
+  pthread_mutex_unlock(&handler_lock);
+  if (level == MP_LOG_NOTSET)
+    level = atomic_load(&log_level) == MP_LOG_OFF ? MP_LOG_WARNING
+                                                  : atomic_load(&log_level);
+  atomic_store(&log_level, level);
+  return 0;
+}
+
+void
+mp_log_set_handler(mp_log_handler fn, void *ud)
+{
+  pthread_mutex_lock(&handler_lock);
+  handler_fn = fn;
+  handler_ud = ud;
+  pthread_mutex_unlock(&handler_lock);
+}
+
+int
+mp_log_enabled(int level)
+{
+  read_env_once();
+  return level >= atomic_load_explicit(&log_level, memory_order_relaxed);
+}
+
+void
+mp_logv(int level, const char *fmt, va_list ap)
+{
+  if (!mp_log_enabled(level))
+    return;
+  int saved = errno;
+  char msg[1024];
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  pthread_mutex_lock(&handler_lock);
+  mp_log_handler fn = handler_fn;
+  void *ud = handler_ud;
+  pthread_mutex_unlock(&handler_lock);
+  if (fn) {
+    fn(level, process_name, msg, ud);
+  } else {
+    char line[1300];
+    int n = snprintf(line, sizeof line, "[%s/%s] %s\n",
+                     mp_log_level_name(level), process_name, msg);
+    if (n > (int)sizeof line - 1) {
+      n = (int)sizeof line - 1;
+      line[n - 1] = '\n';
+    }
+    /* One write: lines from several processes do not interleave. */
+    ssize_t off = 0;
+    while (off < n) {
+      ssize_t w = write(2, line + off, (size_t)(n - off));
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0)
+        break;
+      off += w;
+    }
+  }
+  errno = saved;
+}
+
+void
+mp_log(int level, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  mp_logv(level, fmt, ap);
+  va_end(ap);
+}

@@ -1,0 +1,57 @@
+/* Monotonic time and deadlines. */
+#include <math.h>
+
+#include "core/internal.h"
+
+int64_t
+mp__now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+mp__deadline
+mp__deadline_in(double timeout)
+{
+  if (timeout < 0 || isnan(timeout) || timeout > 1e9) /* ~31 years: forever */
+    return MP__NO_DEADLINE;
+  return mp__now_ns() + (int64_t)(timeout * 1e9);
+}
+
+int
+mp__deadline_passed(mp__deadline d)
+{
+  return d != MP__NO_DEADLINE && mp__now_ns() >= d;
+}
+
+int
+mp__deadline_poll_ms(mp__deadline d)
+{
+  if (d == MP__NO_DEADLINE)
+    return -1;
+  int64_t left = d - mp__now_ns();
+  if (left <= 0)
+    return 0;
+  int64_t ms = (left + 999999) / 1000000;
+  return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+int
+mp__deadline_timespec(mp__deadline d, struct timespec *rel, int *forever)
+{
+  if (d == MP__NO_DEADLINE) {
+    *forever = 1;
+    return 0;
+  }
+  *forever = 0;
+  int64_t left = d - mp__now_ns();
+  if (left <= 0) {
+    rel->tv_sec = 0;
+    rel->tv_nsec = 0;
+    return MP_ETIMEDOUT;
+  }
+  rel->tv_sec = left / 1000000000;
+  rel->tv_nsec = left % 1000000000;
+  return 0;
+}

@@ -1,0 +1,59 @@
+/* Test support shared by every cmocka test program.
+ *
+ * MP_TEST_MAIN(tests) runs the group and then checks that the program
+ * leaked nothing: every fd open now was open before the tests ran, no child
+ * process of ours is left (running or zombie), and no /dev/shm entry whose
+ * name starts with "mproc" or "mp-" appeared.  A leak fails the program even
+ * when every test passed. */
+#ifndef MPROC_TESTUTIL_H
+#define MPROC_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <mproc.h>
+
+/* Assert that an mproc call returned 0; on failure print the code's name
+ * and mp_errdetail(). */
+#define MP_ASSERT_OK(expr)                                                   \
+  do {                                                                       \
+    int mp__rc = (expr);                                                     \
+    if (mp__rc != 0)                                                         \
+      fail_msg("%s -> %s (%d): %s", #expr, mp_err_name(mp__rc), mp__rc,      \
+               mp_errdetail());                                              \
+  } while (0)
+
+/* Assert that an mproc call returned exactly the code `code`. */
+#define MP_ASSERT_ERR(expr, code)                                            \
+  do {                                                                       \
+    int mp__rc = (expr);                                                     \
+    if (mp__rc != (code))                                                    \
+      fail_msg("%s -> %s (%d), expected %s (%d): %s", #expr,                 \
+               mp_err_name(mp__rc), mp__rc, mp_err_name(code), (code),       \
+               mp_errdetail());                                              \
+  } while (0)
+
+/* Number of open fds of this process. */
+int mp_test_count_fds(void);
+
+/* Run `tests` (a cmocka group) with leak checks around it; returns the exit
+ * status for main. */
+int mp_test_run(const char *group, const struct CMUnitTest *tests, size_t n);
+
+#define MP_TEST_MAIN(tests)                                                  \
+  int main(void)                                                             \
+  {                                                                          \
+    return mp_test_run(__FILE__, tests, sizeof(tests) / sizeof(tests[0]));   \
+  }
+
+/* The start methods a test should run under, as NULL-terminated list
+ * ("fork", "spawn", "forkserver", "threading" where applicable). */
+extern const char *const mp_test_start_methods[];
+
+/* Directory of the build tree (MPROC_BUILD_DIR) or "." */
+const char *mp_test_build_dir(void);
+
+#endif

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what mproc needs to build and test, with apt-get, when it is
+# missing.  Quiet and quick when everything is there.
+set -euo pipefail
+
+packages=(build-essential cmake pkg-config clang libclang-rt-dev libssl-dev
+          libcmocka-dev python3)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
+    || missing+=("$p")
+done
+# python3 may come from elsewhere (pyenv); a working one is enough.
+if command -v python3 >/dev/null 2>&1; then
+  missing=("${missing[@]/python3}")
+fi
+missing=($(printf '%s\n' "${missing[@]}" | sed '/^$/d'))
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+echo "mproc: installing build dependencies: ${missing[*]}"
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || { echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
