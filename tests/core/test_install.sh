@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs the build into a temporary prefix and builds a program outside
+# the tree against it three ways: pkg-config (shared), pkg-config --static,
+# and CMake's find_package(mproc).  Each program must run and print "ok".
+set -euo pipefail
+B=${MPROC_BUILD_DIR:?}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cmake --install "$B" --prefix "$tmp/prefix" >/dev/null
+libdir=$(dirname "$(find "$tmp/prefix" -name mproc.pc | head -1)")/..
+san=()
+if [ -n "${MPROC_SANITIZE:-}" ]; then san=(-fsanitize="$MPROC_SANITIZE"); fi
+
+cat >"$tmp/use.c" <<'C'
+#include <mproc.h>
+#include <stdio.h>
+#include <string.h>
+int main(void) {
+  if (strcmp(mp_err_name(MP_EEOF), "MP_EEOF") != 0) return 1;
+  mp_log_set_level(MP_LOG_OFF);
+  puts("ok");
+  return 0;
+}
+C
+export PKG_CONFIG_PATH="$libdir/pkgconfig"
+pkg-config --exists mproc
+# shellcheck disable=SC2046
+cc "${san[@]}" "$tmp/use.c" -o "$tmp/use_pc" $(pkg-config --cflags --libs mproc) \
+   -Wl,-rpath,"$libdir"
+[ "$("$tmp/use_pc")" = ok ]
+# shellcheck disable=SC2046
+cc "${san[@]}" "$tmp/use.c" -o "$tmp/use_static" \
+   $(pkg-config --cflags mproc) "$libdir/libmproc.a" $(pkg-config --libs --static mproc | sed 's/-lmproc//')
+[ "$("$tmp/use_static")" = ok ]
+if ldd "$tmp/use_static" | grep -q libmproc; then echo "static build linked libmproc.so" >&2; exit 1; fi
+
+mkdir "$tmp/cm"
+cp "$tmp/use.c" "$tmp/cm/use.c"
+cat >"$tmp/cm/CMakeLists.txt" <<'CM'
+cmake_minimum_required(VERSION 3.20)
+project(consumer C)
+find_package(mproc 0.1 REQUIRED)
+add_executable(use use.c)
+target_link_libraries(use PRIVATE mproc::mproc)
+CM
+cmake -S "$tmp/cm" -B "$tmp/cm/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+      -DCMAKE_C_FLAGS="${san[*]}" >/dev/null
+cmake --build "$tmp/cm/build" >/dev/null
+[ "$("$tmp/cm/build/use")" = ok ]
+echo "install: pkg-config, pkg-config --static and find_package all work"
