@@ -54,9 +54,9 @@ else
   failed=$((failed + 1)); failures+=("asan build failed")
 fi
 
-if [ -s tests/tsan-tests.txt ]; then
+regex=$(grep -v '^#' tests/tsan-tests.txt 2>/dev/null | sed '/^$/d' | paste -sd'|')
+if [ -n "$regex" ]; then
   note "3. ThreadSanitizer (tests where threads meet)"
-  regex=$(grep -v '^#' tests/tsan-tests.txt | sed '/^$/d' | paste -sd'|')
   if build build-tsan -DCMAKE_BUILD_TYPE=Debug -DMPROC_SANITIZE=thread \
        -DMPROC_BUILD_BENCH=OFF -DMPROC_BUILD_EXAMPLES=ON; then
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest tsan build-tsan -R "$regex"
