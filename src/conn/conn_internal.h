@@ -1,0 +1,71 @@
+/* Internals shared by the files of the conn layer. */
+#ifndef MPROC_CONN_INTERNAL_H
+#define MPROC_CONN_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "core/internal.h"
+#include "mproc/conn.h"
+
+/* Lock rules: `send_mu` is held for a whole outgoing message, `recv_mu` for
+ * a whole receive (and guards every field below it).  The two are never held
+ * together.  `fd`, `closed` and `busy` are atomics: a call registers in
+ * `busy` before it touches `fd`, and close() leaves the actual close(2) to
+ * the last call to leave, so no call ever uses a descriptor number that was
+ * closed (and perhaps reused) under it. */
+struct mp_conn {
+  atomic_int refs;
+  atomic_int fd;
+  atomic_int closed;
+  atomic_int busy;
+  unsigned readable : 1;
+  unsigned writable : 1;
+  unsigned is_socket : 1;
+  unsigned is_unix : 1;
+  atomic_int send_broken;   /* a timed-out send tore a message */
+  atomic_int recv_broken;   /* an oversized message made it unreadable */
+  double send_timeout;
+
+  pthread_mutex_t send_mu;
+  pthread_mutex_t recv_mu;
+  /* --- guarded by recv_mu --- */
+  atomic_uint_least64_t max_recv;
+  /* The message being received, kept across timeouts.  Reads never go past
+   * the end of the current message, so a socket shared with other readers
+   * (another process holding the same end, under a lock) stays in step, and
+   * descriptors passed with a message arrive while that message is read. */
+  uint8_t hdr[12];
+  unsigned hdr_have;   /* header bytes read */
+  int have_len;        /* msg_len is known */
+  uint64_t msg_len;
+  mp__buf partial;     /* payload bytes received so far */
+  int *fds;            /* descriptors received with this message */
+  size_t nfds, fdcap;
+  atomic_int eof;      /* the peer closed */
+};
+
+/* Register a call (0) or MP_ECLOSED. */
+int mp__conn_enter(mp_conn *c);
+void mp__conn_leave(mp_conn *c);
+
+/* The whole framed send, with optional descriptors (on AF_UNIX only). */
+int mp__conn_send_msg(mp_conn *c, const void *buf, size_t len,
+                      const int *fds, size_t nfds);
+/* The whole receive; fds and nfds get the descriptors that came with the
+ * message (a malloc'd array, NULL when none) if fds is not NULL, else they
+ * are closed. */
+int mp__conn_recv_msg(mp_conn *c, void **out, size_t *len, size_t maxlength,
+                      int **fds, size_t *nfds, double timeout);
+/* 1 if a receive would not block for long: the peer's end of file was
+ * seen, or a timed-out receive left part of a message.  A hint. */
+int mp__conn_pending(mp_conn *c);
+
+/* Build a connection around fd (taken on success). */
+int mp__conn_wrap(mp_conn **out, int fd, int readable, int writable);
+
+/* Listener internals for wait.c: the descriptors to poll. */
+size_t mp__listener_pollfds(mp_listener *l, int *fds, size_t max);
+
+#endif
