@@ -1,0 +1,179 @@
+/* Linux futex, memfd and process-liveness calls (see futex.h). */
+#include "platform/futex.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "core/fd.h"
+
+int
+mp__futex_wait(uint32_t *addr, uint32_t val, mp__deadline deadline)
+{
+  struct timespec abs, *tp = NULL;
+  if (deadline != MP__NO_DEADLINE) {
+    if (mp__now_ns() >= deadline)
+      return MP_ETIMEDOUT;
+    abs.tv_sec = deadline / 1000000000;
+    abs.tv_nsec = deadline % 1000000000;
+    tp = &abs;
+  }
+  /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time, so a restart
+   * after EINTR needs no recomputation. */
+  long r = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, val, tp, NULL,
+                   FUTEX_BITSET_MATCH_ANY);
+  if (r == -1 && errno == ETIMEDOUT)
+    return MP_ETIMEDOUT;
+  return 0; /* woken, EAGAIN (value changed) or EINTR: caller re-checks */
+}
+
+int
+mp__futex_wake(uint32_t *addr, int n)
+{
+  long r = syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
+  return r < 0 ? 0 : (int)r;
+}
+
+int
+mp__memfd_new(const char *name, size_t size)
+{
+  int fd = (int)syscall(SYS_memfd_create, name, MFD_CLOEXEC);
+  if (fd < 0)
+    return mp__errno();
+  if (fd < 3) { /* keep stdio free */
+    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int e = errno;
+    close(fd);
+    if (nfd < 0)
+      return -e;
+    fd = nfd;
+  }
+  if (ftruncate(fd, (off_t)size) < 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+static _Thread_local uint32_t tl_tid;
+static _Atomic uint32_t g_pid;
+static _Atomic uint64_t g_start;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void
+after_fork_child(void)
+{
+  atomic_store(&g_pid, 0);
+  atomic_store(&g_start, 0);
+  /* The forking thread keeps its tid only if it is the child's main thread:
+   * the kernel gives the child a new tid = the child's pid. */
+  tl_tid = 0;
+}
+
+static void
+install_atfork(void)
+{
+  pthread_atfork(NULL, NULL, after_fork_child);
+}
+
+uint32_t
+mp__gettid(void)
+{
+  if (MP__UNLIKELY(tl_tid == 0))
+    tl_tid = (uint32_t)syscall(SYS_gettid);
+  return tl_tid;
+}
+
+uint32_t
+mp__getpid(void)
+{
+  uint32_t p = atomic_load_explicit(&g_pid, memory_order_relaxed);
+  if (MP__UNLIKELY(p == 0)) {
+    pthread_once(&g_once, install_atfork);
+    p = (uint32_t)getpid();
+    atomic_store_explicit(&g_pid, p, memory_order_relaxed);
+  }
+  return p;
+}
+
+/* Parse /proc/<pid>/stat: state (field 3) and starttime (field 22).
+ * Returns 0, or -1 if the process does not exist. */
+static int
+read_stat(uint32_t pid, char *state, uint64_t *start)
+{
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%u/stat", pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  ssize_t n;
+  do
+    n = read(fd, buf, sizeof buf - 1);
+  while (n < 0 && errno == EINTR);
+  mp__close(fd);
+  if (n <= 0)
+    return -1;
+  buf[n] = '\0';
+  char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+  if (!p || p[1] != ' ')
+    return -1;
+  p += 2;
+  *state = *p;
+  /* skip fields 3..21 (19 fields) to reach field 22 */
+  for (int field = 3; field < 22; field++) {
+    p = strchr(p, ' ');
+    if (!p)
+      return -1;
+    p++;
+  }
+  uint64_t v = 0;
+  while (*p >= '0' && *p <= '9')
+    v = v * 10 + (uint64_t)(*p++ - '0');
+  *start = v;
+  return 0;
+}
+
+uint64_t
+mp__proc_starttime(void)
+{
+  uint64_t s = atomic_load_explicit(&g_start, memory_order_relaxed);
+  if (s == 0) {
+    char st;
+    if (read_stat(mp__getpid(), &st, &s) < 0)
+      s = 0;
+    atomic_store_explicit(&g_start, s, memory_order_relaxed);
+  }
+  return s;
+}
+
+int
+mp__proc_alive(uint32_t pid, uint64_t starttime, int cheap)
+{
+  if (pid == 0)
+    return 0;
+  if (pid == mp__getpid())
+    return 1;
+  if (kill((pid_t)pid, 0) < 0 && errno == ESRCH)
+    return 0;
+  if (cheap)
+    return 1;
+  char st;
+  uint64_t s;
+  if (read_stat(pid, &st, &s) < 0)
+    return 0;
+  if (st == 'Z' || st == 'X')
+    return 0;
+  if (starttime && s != starttime)
+    return 0;
+  return 1;
+}

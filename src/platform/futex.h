@@ -1,0 +1,47 @@
+/* Linux-only primitives behind one small file so that a port is a file, not
+ * a rewrite: futex wait/wake on process-shared words, memfd creation, and
+ * "is this process still alive" checks used for owner-death detection.
+ *
+ * A port to another system replaces futex.c (e.g. with __ulock_wait on
+ * macOS or _umtx_op on FreeBSD) and keeps these signatures. */
+#ifndef MPROC_PLATFORM_FUTEX_H
+#define MPROC_PLATFORM_FUTEX_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core/internal.h"
+
+/* Sleep while *addr == val, until woken, until `deadline` (CLOCK_MONOTONIC
+ * ns, MP__NO_DEADLINE = forever) or spuriously.  The word is shared between
+ * processes (no FUTEX_PRIVATE_FLAG).  Returns 0 (woken, or the word no
+ * longer held val, or a signal arrived: callers re-check their condition
+ * anyway) or MP_ETIMEDOUT when the deadline has passed. */
+int mp__futex_wait(uint32_t *addr, uint32_t val, mp__deadline deadline);
+
+/* Wake up to n sleepers on addr (n = INT32_MAX: all).  Returns the number
+ * woken (>= 0). */
+int mp__futex_wake(uint32_t *addr, int n);
+
+/* A new anonymous shared-memory file of `size` bytes (zero filled),
+ * close-on-exec.  Returns the fd (>= 3) or -errno. */
+int mp__memfd_new(const char *name, size_t size);
+
+/* This thread's kernel id (gettid), cached per thread. */
+uint32_t mp__gettid(void);
+/* This process's pid, correct after fork (cheap: cached and reset by an
+ * atfork handler). */
+uint32_t mp__getpid(void);
+/* The start time of this process (clock ticks after boot, as in field 22 of
+ * /proc/self/stat); 0 if unknown.  Together with the pid it names a process
+ * uniquely across pid reuse. */
+uint64_t mp__proc_starttime(void);
+
+/* Is the process `pid` still running?  `starttime` (0: unknown) guards
+ * against pid reuse: a process with that pid but another start time counts
+ * as dead, and so does a zombie.  `cheap` only asks kill(pid, 0) (no /proc
+ * read, so a zombie or a reused pid reads as alive).  Returns 1 alive, 0
+ * dead. */
+int mp__proc_alive(uint32_t pid, uint64_t starttime, int cheap);
+
+#endif

@@ -1,0 +1,70 @@
+/* The shared arena: process-shared memory for every primitive and shared
+ * value, grown in slabs.
+ *
+ * Each process allocates from slabs it created itself (a slab is one memfd
+ * of 1 MiB, mapped once).  Objects inside a slab are addressed by offset,
+ * never by pointer, so a slab may sit at a different address in each
+ * process.  An object crosses to another process as (arena id, slab index,
+ * slab size, offset) plus the slab's fd; the receiver maps each slab once
+ * and caches it, so 100,000 locks cost a handful of fds and mappings.
+ * Objects larger than a slab's biggest size class get a slab of their own.
+ *
+ * Every block carries a shared reference count (one per live handle in any
+ * process).  When it drops to zero the block returns to its slab's owner:
+ * directly when the owner frees it, through a lock-free "remote free" list
+ * in the slab header otherwise.  A process keeps a slab mapped while it holds
+ * handles into it; the last one unmaps it and closes the fd, so a program
+ * that freed every object holds no arena fd at all.
+ *
+ * After fork the child keeps the parent's slabs mapped (inherited objects
+ * keep working) but never allocates from them: it starts its own slabs. */
+#ifndef MPROC_SYNC_ARENA_H
+#define MPROC_SYNC_ARENA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/internal.h"
+
+typedef struct mp__slab mp__slab;
+
+/* Where one block lives: the slab (local bookkeeping) and the data offset. */
+typedef struct mp__shref {
+  mp__slab *slab;
+  uint32_t off;
+} mp__shref;
+
+/* A zeroed block of `size` bytes aligned to `align` (<= 64), with one shared
+ * reference held by the caller.  Returns the data pointer or NULL (errno-ish
+ * code in *err: MP_ENOMEM, MP_EINVAL, -errno). */
+void *mp__arena_alloc(size_t size, size_t align, mp__shref *ref, int *err);
+
+/* Take one more shared reference (a new local handle to the same block). */
+void mp__arena_ref(mp__shref ref);
+/* Drop a shared reference taken by alloc, ref or import. */
+void mp__arena_unref(mp__shref ref);
+/* The data pointer of a block in this process. */
+void *mp__arena_ptr(mp__shref ref);
+
+/* Describe a block for another process.  *fd is the slab's fd, still owned
+ * by the arena (the encoder sends a copy). */
+typedef struct mp__arena_loc {
+  uint64_t arena_id;
+  uint32_t slab_index;
+  uint64_t slab_size;
+  uint32_t off;
+} mp__arena_loc;
+void mp__arena_export(mp__shref ref, mp__arena_loc *loc, int *fd);
+
+/* Map (or find already mapped) the slab of `loc` and take a shared
+ * reference to the block.  `fd` is consumed (kept or closed), also on
+ * failure; fd < 0 means "must already be mapped here" (fork children).
+ * MP_EMALFORMED when loc does not describe a block of that slab. */
+int mp__arena_import(const mp__arena_loc *loc, int fd, mp__shref *ref,
+                     void **ptr);
+
+/* Numbers for tests and benchmarks: slabs mapped in this process, bytes
+ * mapped. */
+void mp__arena_stats(size_t *slabs, size_t *bytes);
+
+#endif

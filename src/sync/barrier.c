@@ -1,0 +1,283 @@
+/* Barrier, after threading.Barrier's state machine (filling, draining,
+ * resetting, broken), on an internal owner-death-safe lock and a futex
+ * sequence word.  Each waiter records its pid in a slot so that the others,
+ * waking in slices, notice a waiter that died and break the barrier. */
+#include <limits.h>
+#include <stdlib.h>
+
+#include "mproc/sync.h"
+#include "platform/futex.h"
+#include "sync/sync_internal.h"
+
+enum { FILLING = 0, DRAINING = 1, RESETTING = -1, BROKEN = -2 };
+#define MAX_PARTIES 1000000
+#define SLICE_NS 50000000LL /* dead-waiter check period */
+
+struct slot {
+  uint32_t pid;
+  uint32_t pad;
+  uint64_t start;
+};
+
+struct sbarrier {
+  struct mp__slock lk;
+  _Atomic uint32_t seq;
+  _Atomic int32_t state;
+  _Atomic uint32_t count;
+  uint32_t parties;
+  double timeout;
+  struct slot w[];
+};
+
+struct mp_barrier {
+  struct mp__shobj h;
+  struct sbarrier *s;
+  int (*action)(void *);
+  void *arg;
+};
+
+mp_barrier *mp__barrier_wrap(mp__shref ref, int (*action)(void *), void *arg);
+size_t mp__barrier_size(uint32_t parties);
+
+size_t
+mp__barrier_size(uint32_t parties)
+{
+  return sizeof(struct sbarrier) + (size_t)parties * sizeof(struct slot);
+}
+
+mp_barrier *
+mp__barrier_wrap(mp__shref ref, int (*action)(void *), void *arg)
+{
+  mp_barrier *b = calloc(1, sizeof *b);
+  if (!b)
+    return NULL;
+  atomic_init(&b->h.refs, 1);
+  b->h.kind = MP__K_BARRIER;
+  b->h.ref = ref;
+  b->s = mp__arena_ptr(ref);
+  b->action = action;
+  b->arg = arg;
+  return b;
+}
+
+int
+mp_barrier_new(mp_barrier **out, int parties, const mp_barrier_opts *opts)
+{
+  if (!out)
+    return MP_EINVAL;
+  *out = NULL;
+  if (parties < 1 || parties > MAX_PARTIES)
+    return mp_seterr(MP_EINVAL, "parties must be in 1..%d", MAX_PARTIES);
+  mp__shref ref;
+  int err = 0;
+  struct sbarrier *s =
+      mp__arena_alloc(mp__barrier_size((uint32_t)parties), 16, &ref, &err);
+  if (!s)
+    return err;
+  s->parties = (uint32_t)parties;
+  s->timeout = opts && opts->timeout > 0 ? opts->timeout : 0;
+  if (!(*out = mp__barrier_wrap(ref, opts ? opts->action : NULL,
+                                opts ? opts->arg : NULL))) {
+    mp__arena_unref(ref);
+    return MP_ENOMEM;
+  }
+  return 0;
+}
+
+void
+mp_barrier_free(mp_barrier *b)
+{
+  if (!b || atomic_fetch_sub(&b->h.refs, 1) != 1)
+    return;
+  mp__arena_unref(b->h.ref);
+  free(b);
+}
+
+static void
+notify_all(struct sbarrier *s)
+{
+  atomic_fetch_add(&s->seq, 1);
+  mp__futex_wake((uint32_t *)&s->seq, INT_MAX);
+}
+
+static void
+set_state(struct sbarrier *s, int32_t st)
+{
+  atomic_store_explicit(&s->state, st, memory_order_relaxed);
+}
+
+static int32_t
+state(struct sbarrier *s)
+{
+  return atomic_load_explicit(&s->state, memory_order_relaxed);
+}
+
+/* Remove waiters whose process died; returns how many (lock held). */
+static uint32_t
+purge_dead(struct sbarrier *s)
+{
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < s->parties; i++) {
+    if (s->w[i].pid && !mp__proc_alive(s->w[i].pid, s->w[i].start, 0)) {
+      s->w[i].pid = 0;
+      n++;
+    }
+  }
+  if (n) {
+    uint32_t c = atomic_load_explicit(&s->count, memory_order_relaxed);
+    atomic_store_explicit(&s->count, c >= n ? c - n : 0,
+                          memory_order_relaxed);
+  }
+  return n;
+}
+
+static void
+lock_barrier(struct sbarrier *s)
+{
+  if (mp__slock_acquire(&s->lk, MP__NO_DEADLINE) == MP_EOWNERDEAD) {
+    /* a process died mid-update: drop dead waiters, break the round */
+    purge_dead(s);
+    set_state(s, BROKEN);
+    notify_all(s);
+  }
+}
+
+/* Sleep until the state may have changed, a slice passes or the deadline.
+ * MP_ETIMEDOUT at the deadline, 1 if a dead waiter was found, else 0. */
+static int
+cwait(struct sbarrier *s, mp__deadline dl)
+{
+  uint32_t seq0 = atomic_load(&s->seq);
+  mp__slock_release(&s->lk);
+  mp__deadline wake = mp__now_ns() + SLICE_NS;
+  if (dl != MP__NO_DEADLINE && dl < wake)
+    wake = dl;
+  int r = mp__futex_wait((uint32_t *)&s->seq, seq0, wake);
+  lock_barrier(s);
+  if (r == MP_ETIMEDOUT) {
+    if (dl != MP__NO_DEADLINE && mp__now_ns() >= dl)
+      return MP_ETIMEDOUT;
+    if (purge_dead(s))
+      return 1;
+  }
+  return 0;
+}
+
+static void
+break_barrier(struct sbarrier *s)
+{
+  set_state(s, BROKEN);
+  notify_all(s);
+}
+
+int
+mp_barrier_wait(mp_barrier *b, double timeout)
+{
+  if (!b)
+    return MP_EINVAL;
+  struct sbarrier *s = b->s;
+  if (timeout == MP_FOREVER)
+    timeout = s->timeout > 0 ? s->timeout : MP_FOREVER;
+  mp__deadline dl = mp__sync_deadline(timeout);
+  lock_barrier(s);
+  /* a previous round still draining, or a reset in progress */
+  while (state(s) == DRAINING || state(s) == RESETTING)
+    cwait(s, MP__NO_DEADLINE);
+  if (state(s) < 0) {
+    mp__slock_release(&s->lk);
+    return mp_seterr(MP_EBROKEN, "barrier is broken");
+  }
+  uint32_t index = atomic_load_explicit(&s->count, memory_order_relaxed);
+  atomic_store_explicit(&s->count, index + 1, memory_order_relaxed);
+  uint32_t slot = 0;
+  while (slot < s->parties && s->w[slot].pid)
+    slot++;
+  if (slot < s->parties) {
+    s->w[slot].pid = mp__getpid();
+    s->w[slot].start = mp__proc_starttime();
+  }
+  int ret = (int)index;
+  if (index + 1 >= s->parties) {
+    int rc = b->action ? b->action(b->arg) : 0;
+    if (rc != 0) {
+      break_barrier(s);
+      ret = rc < 0 ? rc : MP_EBROKEN;
+    } else {
+      set_state(s, DRAINING);
+      notify_all(s);
+    }
+  } else {
+    while (state(s) == FILLING) {
+      int r = cwait(s, dl);
+      if (r != 0) { /* timed out, or a waiter died */
+        break_barrier(s);
+        break;
+      }
+    }
+    if (state(s) < 0)
+      ret = mp_seterr(MP_EBROKEN, "barrier broken while waiting");
+  }
+  /* exit */
+  if (slot < s->parties)
+    s->w[slot].pid = 0;
+  uint32_t c = atomic_load_explicit(&s->count, memory_order_relaxed);
+  if (c > 0)
+    atomic_store_explicit(&s->count, --c, memory_order_relaxed);
+  if (c == 0 && (state(s) == RESETTING || state(s) == DRAINING)) {
+    set_state(s, FILLING);
+    notify_all(s);
+  }
+  mp__slock_release(&s->lk);
+  return ret;
+}
+
+int
+mp_barrier_abort(mp_barrier *b)
+{
+  if (!b)
+    return MP_EINVAL;
+  lock_barrier(b->s);
+  break_barrier(b->s);
+  mp__slock_release(&b->s->lk);
+  return 0;
+}
+
+int
+mp_barrier_reset(mp_barrier *b)
+{
+  if (!b)
+    return MP_EINVAL;
+  struct sbarrier *s = b->s;
+  lock_barrier(s);
+  if (atomic_load(&s->count) > 0) {
+    if (state(s) == FILLING || state(s) == BROKEN)
+      set_state(s, RESETTING);
+  } else {
+    set_state(s, FILLING);
+  }
+  notify_all(s);
+  mp__slock_release(&s->lk);
+  return 0;
+}
+
+int
+mp_barrier_parties(const mp_barrier *b)
+{
+  return b ? (int)b->s->parties : MP_EINVAL;
+}
+
+int
+mp_barrier_n_waiting(const mp_barrier *b)
+{
+  if (!b)
+    return MP_EINVAL;
+  return state(b->s) == FILLING ? (int)atomic_load(&b->s->count) : 0;
+}
+
+int
+mp_barrier_broken(const mp_barrier *b)
+{
+  if (!b)
+    return MP_EINVAL;
+  return state(b->s) == BROKEN;
+}

@@ -1,0 +1,198 @@
+/* Condition over a Lock or RLock.
+ *
+ * Shared state, changed only with the user's lock held: `nwait` counts
+ * waiters not yet notified, `tokens` counts notifications not yet taken;
+ * `seq` is the futex word sleepers wait on.  A waiter leaves by taking a
+ * token (notified) or, at its deadline, by decrementing nwait; a waiter that
+ * wakes and finds no token sleeps again.  So notify(n) wakes at most n and
+ * no notification is lost, whichever waiter happens to take it. */
+#include <limits.h>
+#include <stdlib.h>
+
+#include "mproc/sync.h"
+#include "platform/futex.h"
+#include "sync/sync_internal.h"
+
+struct scond {
+  _Atomic uint32_t seq;
+  _Atomic uint32_t nwait;
+  _Atomic uint32_t tokens;
+};
+
+struct mp_cond {
+  struct mp__shobj h;
+  struct scond *s;
+  mp_lock *lock;
+};
+
+mp_cond *mp__cond_wrap(mp__shref ref, mp_lock *lock);
+
+/* Takes over `lock`'s reference. */
+mp_cond *
+mp__cond_wrap(mp__shref ref, mp_lock *lock)
+{
+  mp_cond *c = calloc(1, sizeof *c);
+  if (!c)
+    return NULL;
+  atomic_init(&c->h.refs, 1);
+  c->h.kind = MP__K_COND;
+  c->h.ref = ref;
+  c->s = mp__arena_ptr(ref);
+  c->lock = lock;
+  return c;
+}
+
+mp_lock *mp__cond_lock(mp_cond *c);
+mp_lock *
+mp__cond_lock(mp_cond *c)
+{
+  return c->lock;
+}
+
+int
+mp_cond_new(mp_cond **out, mp_lock *lock)
+{
+  if (!out)
+    return MP_EINVAL;
+  *out = NULL;
+  int rc;
+  if (lock)
+    mp__lock_ref(lock);
+  else if ((rc = mp_rlock_new(&lock)) != 0)
+    return rc;
+  mp__shref ref;
+  int err = 0;
+  if (!mp__arena_alloc(sizeof(struct scond), 16, &ref, &err)) {
+    mp_lock_free(lock);
+    return err;
+  }
+  if (!(*out = mp__cond_wrap(ref, lock))) {
+    mp__arena_unref(ref);
+    mp_lock_free(lock);
+    return MP_ENOMEM;
+  }
+  return 0;
+}
+
+void
+mp_cond_free(mp_cond *c)
+{
+  if (!c || atomic_fetch_sub(&c->h.refs, 1) != 1)
+    return;
+  mp_lock_free(c->lock);
+  mp__arena_unref(c->h.ref);
+  free(c);
+}
+
+mp_lock *
+mp_cond_lock(mp_cond *c)
+{
+  return c ? c->lock : NULL;
+}
+
+int
+mp_cond_acquire(mp_cond *c, double timeout)
+{
+  return c ? mp_lock_acquire(c->lock, timeout) : MP_EINVAL;
+}
+
+int
+mp_cond_release(mp_cond *c)
+{
+  return c ? mp_lock_release(c->lock) : MP_EINVAL;
+}
+
+static int
+cond_wait(mp_cond *c, mp__deadline dl)
+{
+  struct scond *s = c->s;
+  if (!mp__slock_is_mine(c->lock->s))
+    return mp_seterr(MP_ENOTOWNER, "cannot wait on un-acquired lock");
+  atomic_fetch_add_explicit(&s->nwait, 1, memory_order_relaxed);
+  int dead = 0;
+  for (;;) {
+    uint32_t seq0 = atomic_load_explicit(&s->seq, memory_order_relaxed);
+    uint32_t saved;
+    mp__lock_save_release(c->lock, &saved);
+    int r = mp__futex_wait((uint32_t *)&s->seq, seq0, dl);
+    if (mp__lock_restore_acquire(c->lock, saved) == MP_EOWNERDEAD)
+      dead = 1;
+    uint32_t t = atomic_load_explicit(&s->tokens, memory_order_relaxed);
+    if (t > 0) {
+      atomic_store_explicit(&s->tokens, t - 1, memory_order_relaxed);
+      return dead ? MP_EOWNERDEAD : 0;
+    }
+    if (r == MP_ETIMEDOUT
+        || (dl != MP__NO_DEADLINE && mp__now_ns() >= dl)) {
+      uint32_t n = atomic_load_explicit(&s->nwait, memory_order_relaxed);
+      if (n > 0) /* a dead waiter's notify may have been taken */
+        atomic_store_explicit(&s->nwait, n - 1, memory_order_relaxed);
+      return dead ? MP_EOWNERDEAD : MP_ETIMEDOUT;
+    }
+  }
+}
+
+int
+mp_cond_wait(mp_cond *c, double timeout)
+{
+  if (!c)
+    return MP_EINVAL;
+  return cond_wait(c, mp__sync_deadline(timeout));
+}
+
+int
+mp_cond_wait_for(mp_cond *c, int (*pred)(void *), void *arg, double timeout)
+{
+  if (!c || !pred)
+    return MP_EINVAL;
+  if (!mp__slock_is_mine(c->lock->s))
+    return mp_seterr(MP_ENOTOWNER, "cannot wait on un-acquired lock");
+  mp__deadline dl = mp__sync_deadline(timeout);
+  int dead = 0;
+  for (;;) {
+    if (pred(arg))
+      return dead ? MP_EOWNERDEAD : 0;
+    if (dl != MP__NO_DEADLINE && mp__now_ns() >= dl)
+      return MP_ETIMEDOUT;
+    int rc = cond_wait(c, dl);
+    if (rc == MP_EOWNERDEAD)
+      dead = 1;
+    else if (rc == MP_ETIMEDOUT)
+      return pred(arg) ? (dead ? MP_EOWNERDEAD : 0) : MP_ETIMEDOUT;
+    else if (rc != 0)
+      return rc;
+  }
+}
+
+int
+mp_cond_notify(mp_cond *c, int n)
+{
+  if (!c)
+    return MP_EINVAL;
+  struct scond *s = c->s;
+  if (!mp__slock_is_mine(c->lock->s))
+    return mp_seterr(MP_ENOTOWNER, "cannot notify on un-acquired lock");
+  uint32_t w = atomic_load_explicit(&s->nwait, memory_order_relaxed);
+  uint32_t k = n <= 0 ? 0 : ((uint32_t)n < w ? (uint32_t)n : w);
+  if (k == 0)
+    return 0;
+  atomic_store_explicit(&s->nwait, w - k, memory_order_relaxed);
+  atomic_fetch_add_explicit(&s->tokens, k, memory_order_relaxed);
+  atomic_fetch_add_explicit(&s->seq, 1, memory_order_release);
+  mp__futex_wake((uint32_t *)&s->seq, k > INT_MAX ? INT_MAX : (int)k);
+  return 0;
+}
+
+int
+mp_cond_notify_all(mp_cond *c)
+{
+  return mp_cond_notify(c, INT_MAX);
+}
+
+/* For tests: waiters not yet notified (caller holds the lock). */
+int mp__cond_nwait_for_tests(mp_cond *c);
+int
+mp__cond_nwait_for_tests(mp_cond *c)
+{
+  return (int)atomic_load(&c->s->nwait);
+}

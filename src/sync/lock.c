@@ -1,0 +1,313 @@
+/* Lock and RLock on a futex word holding the owner's pid (see sync.h for
+ * the owner-death mechanism). */
+#include <math.h>
+#include <stdlib.h>
+
+#include "mproc/sync.h"
+#include "platform/futex.h"
+#include "sync/sync_internal.h"
+
+#define SLICE_MIN_NS 10000000LL  /* first liveness check after 10 ms */
+#define SLICE_MAX_NS 200000000LL /* then at most every 200 ms */
+
+mp__deadline
+mp__sync_deadline(double timeout)
+{
+  if (timeout == MP_FOREVER || (isinf(timeout) && timeout > 0))
+    return MP__NO_DEADLINE;
+  if (!(timeout > 0)) /* negative, zero, NaN: do not block */
+    return mp__now_ns();
+  return mp__deadline_in(timeout);
+}
+
+static inline uint64_t
+my_oinfo(uint32_t pid)
+{
+  return (uint64_t)pid << 40 | (mp__proc_starttime() & ((UINT64_C(1) << 40) - 1));
+}
+
+/* Is the holder `owner` (a pid) of l dead?  `full`: also read /proc. */
+static int
+owner_dead(struct mp__slock *l, uint32_t owner, int full)
+{
+  if (owner == mp__getpid())
+    return 0;
+  uint64_t oi = atomic_load_explicit(&l->oinfo, memory_order_relaxed);
+  uint64_t start = (uint32_t)(oi >> 40) == owner
+                       ? (oi & ((UINT64_C(1) << 40) - 1))
+                       : 0;
+  /* The start time in oinfo is truncated to 40 bits; compare likewise. */
+  if (!mp__proc_alive(owner, 0, !full))
+    return 1;
+  if (full && start) {
+    /* pid alive: is it the same process? (pid reuse) */
+    return !mp__proc_alive(owner, start, 0);
+  }
+  return 0;
+}
+
+static inline void
+took(struct mp__slock *l, uint32_t me)
+{
+  atomic_store_explicit(&l->tid, mp__gettid(), memory_order_relaxed);
+  atomic_store_explicit(&l->oinfo, my_oinfo(me), memory_order_relaxed);
+}
+
+int
+mp__slock_acquire(struct mp__slock *l, mp__deadline deadline)
+{
+  uint32_t me = mp__getpid();
+  uint32_t v = 0;
+  if (MP__LIKELY(atomic_compare_exchange_strong_explicit(
+          &l->word, &v, me, memory_order_acquire, memory_order_relaxed))) {
+    took(l, me);
+    return 0;
+  }
+  uint32_t mine = me; /* after sleeping once: keep the waiters bit set */
+  int64_t slice = SLICE_MIN_NS;
+  for (;;) {
+    v = atomic_load_explicit(&l->word, memory_order_relaxed);
+    if (v == 0) {
+      if (atomic_compare_exchange_weak_explicit(&l->word, &v, mine,
+                                                memory_order_acquire,
+                                                memory_order_relaxed)) {
+        took(l, me);
+        return 0;
+      }
+      continue;
+    }
+    uint32_t owner = v & MP__LK_PIDMASK;
+    int64_t now = mp__now_ns();
+    if (deadline != MP__NO_DEADLINE && now >= deadline) {
+      if (owner_dead(l, owner, 0))
+        goto takeover;
+      return MP_ETIMEDOUT;
+    }
+    if (!(v & MP__LK_WAITERS)) {
+      if (!atomic_compare_exchange_weak_explicit(
+              &l->word, &v, v | MP__LK_WAITERS, memory_order_relaxed,
+              memory_order_relaxed))
+        continue;
+      v |= MP__LK_WAITERS;
+    }
+    mp__deadline wake = now + slice;
+    if (deadline != MP__NO_DEADLINE && deadline < wake)
+      wake = deadline;
+    int r = mp__futex_wait((uint32_t *)&l->word, v, wake);
+    mine = me | MP__LK_WAITERS;
+    if (r == MP_ETIMEDOUT
+        && atomic_load_explicit(&l->word, memory_order_relaxed) == v) {
+      if (owner_dead(l, owner, 1))
+        goto takeover;
+      slice = slice * 2 > SLICE_MAX_NS ? SLICE_MAX_NS : slice * 2;
+    }
+    continue;
+  takeover:
+    /* Only one waiter wins the exchange from the dead owner's word. */
+    if (atomic_compare_exchange_strong_explicit(
+            &l->word, &v, me | MP__LK_WAITERS, memory_order_acquire,
+            memory_order_relaxed)) {
+      took(l, me);
+      return MP_EOWNERDEAD;
+    }
+  }
+}
+
+int
+mp__slock_release(struct mp__slock *l)
+{
+  uint32_t t = atomic_load_explicit(&l->tid, memory_order_relaxed);
+  uint32_t v = atomic_load_explicit(&l->word, memory_order_relaxed);
+  do {
+    if (v == 0)
+      return MP_ESTATE;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &l->word, &v, 0, memory_order_release, memory_order_relaxed));
+  /* Clear the owner thread unless a new owner already wrote its own. */
+  atomic_compare_exchange_strong_explicit(&l->tid, &t, 0,
+                                          memory_order_relaxed,
+                                          memory_order_relaxed);
+  if (v & MP__LK_WAITERS)
+    mp__futex_wake((uint32_t *)&l->word, 1);
+  return 0;
+}
+
+int
+mp__slock_is_mine(const struct mp__slock *l)
+{
+  uint32_t v = atomic_load_explicit(&((struct mp__slock *)l)->word,
+                                    memory_order_relaxed);
+  return (v & MP__LK_PIDMASK) == mp__getpid()
+         && atomic_load_explicit(&((struct mp__slock *)l)->tid,
+                                 memory_order_relaxed)
+                == mp__gettid();
+}
+
+/* ---- handles --------------------------------------------------------- */
+
+mp_lock *
+mp__lock_wrap(mp__shref ref, int recursive)
+{
+  mp_lock *l = calloc(1, sizeof *l);
+  if (!l)
+    return NULL;
+  atomic_init(&l->h.refs, 1);
+  l->h.kind = recursive ? MP__K_RLOCK : MP__K_LOCK;
+  l->h.ref = ref;
+  l->s = mp__arena_ptr(ref);
+  return l;
+}
+
+mp_lock *
+mp__lock_ref(mp_lock *l)
+{
+  atomic_fetch_add_explicit(&l->h.refs, 1, memory_order_relaxed);
+  return l;
+}
+
+static int
+lock_new(mp_lock **out, int recursive)
+{
+  if (!out)
+    return MP_EINVAL;
+  *out = NULL;
+  mp__shref ref;
+  int err = 0;
+  struct mp__slock *s = mp__arena_alloc(sizeof *s, 16, &ref, &err);
+  if (!s)
+    return err;
+  s->kind = (uint32_t)recursive;
+  mp_lock *l = mp__lock_wrap(ref, recursive);
+  if (!l) {
+    mp__arena_unref(ref);
+    return MP_ENOMEM;
+  }
+  *out = l;
+  return 0;
+}
+
+int
+mp_lock_new(mp_lock **out)
+{
+  return lock_new(out, 0);
+}
+
+int
+mp_rlock_new(mp_rlock **out)
+{
+  return lock_new(out, 1);
+}
+
+void
+mp_lock_free(mp_lock *l)
+{
+  if (!l)
+    return;
+  if (atomic_fetch_sub_explicit(&l->h.refs, 1, memory_order_acq_rel) != 1)
+    return;
+  mp__arena_unref(l->h.ref);
+  free(l);
+}
+
+void
+mp_rlock_free(mp_rlock *l)
+{
+  mp_lock_free(l);
+}
+
+int
+mp_lock_acquire(mp_lock *l, double timeout)
+{
+  if (MP__UNLIKELY(!l))
+    return MP_EINVAL;
+  struct mp__slock *s = l->s;
+  if (l->h.kind == MP__K_RLOCK) {
+    if (mp__slock_is_mine(s)) {
+      if (s->count == UINT32_MAX)
+        return mp_seterr(MP_EOVERFLOW, "RLock recursion level too deep");
+      s->count++;
+      return 0;
+    }
+    int rc = mp__slock_acquire(s, mp__sync_deadline(timeout));
+    if (rc == 0 || rc == MP_EOWNERDEAD)
+      s->count = 1;
+    return rc;
+  }
+  /* the uncontended path without a clock read */
+  uint32_t z = 0, me = mp__getpid();
+  if (MP__LIKELY(atomic_compare_exchange_strong_explicit(
+          &s->word, &z, me, memory_order_acquire, memory_order_relaxed))) {
+    took(s, me);
+    return 0;
+  }
+  return mp__slock_acquire(s, mp__sync_deadline(timeout));
+}
+
+int
+mp_rlock_acquire(mp_rlock *l, double timeout)
+{
+  return mp_lock_acquire(l, timeout);
+}
+
+int
+mp_lock_release(mp_lock *l)
+{
+  if (MP__UNLIKELY(!l))
+    return MP_EINVAL;
+  struct mp__slock *s = l->s;
+  if (l->h.kind == MP__K_RLOCK) {
+    if (!mp__slock_is_mine(s))
+      return mp_seterr(MP_ENOTOWNER,
+                       "cannot release un-acquired lock (not the owner)");
+    if (--s->count > 0)
+      return 0;
+    return mp__slock_release(s);
+  }
+  int rc = mp__slock_release(s);
+  if (rc == MP_ESTATE)
+    return mp_seterr(MP_ESTATE, "semaphore or lock released too many times");
+  return rc;
+}
+
+int
+mp_rlock_release(mp_rlock *l)
+{
+  return mp_lock_release(l);
+}
+
+int
+mp_lock_is_mine(const mp_lock *l)
+{
+  return l ? mp__slock_is_mine(l->s) : 0;
+}
+
+int
+mp_lock_is_recursive(const mp_lock *l)
+{
+  return l && l->h.kind == MP__K_RLOCK;
+}
+
+int
+mp_lock_locked(const mp_lock *l)
+{
+  return l ? atomic_load(&l->s->word) != 0 : 0;
+}
+
+int
+mp__lock_save_release(mp_lock *l, uint32_t *saved)
+{
+  if (!mp__slock_is_mine(l->s))
+    return MP_ENOTOWNER;
+  *saved = l->h.kind == MP__K_RLOCK ? l->s->count : 1;
+  l->s->count = 0;
+  return mp__slock_release(l->s);
+}
+
+int
+mp__lock_restore_acquire(mp_lock *l, uint32_t saved)
+{
+  int rc = mp__slock_acquire(l->s, MP__NO_DEADLINE);
+  if (l->h.kind == MP__K_RLOCK)
+    l->s->count = saved;
+  return rc;
+}
