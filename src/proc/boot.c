@@ -1,0 +1,485 @@
+/* spawn, and the bootstrap of spawn and forkserver children.
+ *
+ * A spawned child is this program (or mp_set_executable's) run by
+ * posix_spawn with fd 3 an AF_UNIX socket to its parent and __MPROC_BOOT=3
+ * in its environment.  The library's constructor notices the variable,
+ * removes it, and takes the process over once every constructor of the
+ * program has run and before main(): it reads its instructions (who it is,
+ * the target as a function reference, the args pickle and the descriptors
+ * of the handles in it), runs the target and exits.
+ *
+ * "After every constructor": the main program's own constructors run after
+ * the libraries' (and, with a static libmproc, after ours in its
+ * .init_array).  So the constructor replaces the last entry of the main
+ * program's DT_INIT_ARRAY with a trampoline that calls that entry and then
+ * takes over; glibc reads the array as it walks it.  Where that is not
+ * possible (no init array, or ours is its last entry) the takeover happens
+ * in the constructor itself. */
+#include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
+#include <poll.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/fd.h"
+#include "platform/platform.h"
+#include "proc/proc_internal.h"
+
+#define BOOT_MAGIC 0x3142504du /* "MPB1" */
+#define BOOT_PROCESS 1
+#define BOOT_SERVER 2
+#define BOOT_ENV "__MPROC_BOOT"
+#define BOOT_FD 3
+#define MAX_BOOT_FDS 250
+#define MAX_HANDLE_TYPES 64
+
+extern char **environ;
+
+static pthread_mutex_t exe_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *g_executable; /* NULL: /proc/self/exe */
+
+int
+mp_set_executable(const char *path)
+{
+  char *copy = NULL;
+  if (path) {
+    if (access(path, X_OK) != 0)
+      return mp_seterr(mp__errno(), "cannot execute %s", path);
+    if (!(copy = strdup(path)))
+      return MP_ENOMEM;
+  }
+  pthread_mutex_lock(&exe_lock);
+  free(g_executable);
+  g_executable = copy;
+  pthread_mutex_unlock(&exe_lock);
+  return 0;
+}
+
+int
+mp__boot_spawn_exe(int child_sock, pid_t *pid)
+{
+  int rc = 0, tmp = -1;
+  if (child_sock == BOOT_FD) {
+    /* dup2(3, 3) would keep close-on-exec set. */
+    if ((tmp = mp__dup(child_sock)) < 0)
+      return tmp;
+    child_sock = tmp;
+  }
+  size_t nenv = 0;
+  while (environ && environ[nenv])
+    nenv++;
+  char **envp = malloc((nenv + 2) * sizeof *envp);
+  if (!envp) {
+    mp__close(tmp);
+    return MP_ENOMEM;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < nenv; i++)
+    if (strncmp(environ[i], BOOT_ENV "=", sizeof BOOT_ENV) != 0)
+      envp[k++] = environ[i];
+  char marker[] = BOOT_ENV "=3";
+  envp[k++] = marker;
+  envp[k] = NULL;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, child_sock, BOOT_FD);
+  posix_spawn_file_actions_addclosefrom_np(&fa, BOOT_FD + 1);
+  pthread_mutex_lock(&exe_lock);
+  char *path = strdup(g_executable ? g_executable : "/proc/self/exe");
+  pthread_mutex_unlock(&exe_lock);
+  char *argv[] = {program_invocation_name, (char *)"--mproc-child", NULL};
+  if (!path)
+    rc = MP_ENOMEM;
+  else
+    rc = -posix_spawn(pid, path, &fa, NULL, argv, envp);
+  posix_spawn_file_actions_destroy(&fa);
+  free(path);
+  free(envp);
+  mp__close(tmp);
+  return rc;
+}
+
+/* ---- the instructions ------------------------------------------------------ */
+
+static int
+send_boot(int sock, uint32_t kind, const mp__buf *payload, const int *fds,
+          size_t nfds)
+{
+  uint32_t hdr[4] = {BOOT_MAGIC, kind, (uint32_t)payload->len,
+                     (uint32_t)nfds};
+  int rc = mp__send_fds(sock, hdr, sizeof hdr, fds, nfds);
+  if (!rc && payload->len)
+    rc = mp__write_all(sock, payload->data, payload->len);
+  return rc;
+}
+
+int
+mp__boot_send_process(int sock, mp_process *p, int use_pdeathsig)
+{
+  mp__buf b = {0};
+  void *pickle = NULL;
+  size_t plen = 0, nargfds = 0;
+  int *argfds = NULL;
+  int rc;
+  const mp_handle_type *types[MAX_HANDLE_TYPES];
+  size_t ntypes = 0;
+  mp_process *cur = mp_current_process();
+
+  mp__proc_set_spawning(&mp__contexts[p->method]);
+  rc = mp_pickle_dumps_fds(p->args, NULL, &pickle, &plen, &argfds, &nargfds);
+  mp__proc_set_spawning(NULL);
+  if (rc)
+    goto out;
+  if (nargfds > MAX_BOOT_FDS) {
+    rc = mp_seterr(MP_ELIMIT, "args hold %zu descriptors (at most %d)",
+                   nargfds, MAX_BOOT_FDS);
+    goto out;
+  }
+  rc = mp__proc_collect_handle_types(p->args, types, MAX_HANDLE_TYPES,
+                                     &ntypes);
+  if (rc)
+    goto out;
+  pthread_mutex_lock(&cur->lock);
+  rc = mp__put_u32(&b, (uint32_t)getpid());
+  if (!rc)
+    rc = mp__put_blob(&b, cur->name, strlen(cur->name));
+  pthread_mutex_unlock(&cur->lock);
+  if (!rc)
+    rc = mp__put_blob(&b, p->name, strlen(p->name));
+  if (!rc)
+    rc = mp__put_blob(&b, p->identity, strlen(p->identity));
+  if (!rc)
+    rc = mp__put_u32(&b, (uint32_t)p->daemon);
+  if (!rc)
+    rc = mp__put_blob(&b, p->authkey, p->authkey_len);
+  if (!rc)
+    rc = mp__put_u32(&b, (uint32_t)mp_log_get_level());
+  if (!rc)
+    rc = mp__put_u32(&b, p->ctx ? (uint32_t)p->ctx->method : 0xffffffffu);
+  if (!rc)
+    rc = mp__put_u32(&b, (uint32_t)p->method);
+  if (!rc)
+    rc = mp__put_u32(&b, (uint32_t)use_pdeathsig);
+  if (!rc)
+    rc = mp__put_u32(&b, p->target != NULL);
+  if (!rc && p->target)
+    rc = mp__funcref_encode((const void *)p->target, 1, &b);
+  if (!rc)
+    rc = mp__put_u32(&b, (uint32_t)ntypes);
+  for (size_t i = 0; !rc && i < ntypes; i++)
+    rc = mp__funcref_encode(types[i], 0, &b);
+  if (!rc)
+    rc = mp__put_blob(&b, pickle, plen);
+  if (rc)
+    goto out;
+  int fds[MAX_BOOT_FDS + 1];
+  fds[0] = mp__proc_self_pidfd();
+  if (fds[0] < 0) {
+    rc = fds[0];
+    goto out;
+  }
+  for (size_t i = 0; i < nargfds; i++)
+    fds[i + 1] = argfds[i];
+  rc = send_boot(sock, BOOT_PROCESS, &b, fds, nargfds + 1);
+out:
+  mp__buf_release(&b);
+  mp_free(pickle);
+  mp_free(argfds);
+  return rc;
+}
+
+int
+mp__spawn_start(mp_process *p)
+{
+  int sv[2];
+  int rc = mp__socketpair(SOCK_STREAM, sv);
+  if (rc)
+    return rc;
+  int main_thread = mp__proc_on_main_thread();
+  pid_t pid;
+  fflush(stdout);
+  fflush(stderr);
+  rc = mp__boot_spawn_exe(sv[1], &pid);
+  mp__close(sv[1]);
+  if (rc) {
+    mp__close(sv[0]);
+    return mp_seterr(rc, "posix_spawn failed");
+  }
+  int pidfd = mp__plat_pidfd_open(pid);
+  if (pidfd < 0)
+    rc = pidfd;
+  if (!rc)
+    rc = mp__boot_send_process(sv[0], p, main_thread);
+  mp__close(sv[0]);
+  if (rc) {
+    /* The child reads EOF and exits; make sure of it and reap it. */
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    mp__close(pidfd);
+    return rc;
+  }
+  p->pid = pid;
+  p->pidfd = p->sentinel = pidfd;
+  return 0;
+}
+
+/* ---- child side ------------------------------------------------------------ */
+
+__attribute__((noreturn)) static void
+boot_fail(int code, const char *fmt, ...)
+{
+  char msg[1200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  char line[1400];
+  int n = snprintf(line, sizeof line, "mproc: child %d cannot start: %s\n",
+                   (int)getpid(), msg);
+  if (n > (int)sizeof line - 1)
+    n = (int)sizeof line - 1;
+  ssize_t w = write(2, line, (size_t)n);
+  (void)w;
+  _exit(code);
+}
+
+static char *
+blob_str(const uint8_t *p, uint32_t n)
+{
+  char *s = malloc((size_t)n + 1);
+  if (s) {
+    memcpy(s, p, n);
+    s[n] = '\0';
+  }
+  return s;
+}
+
+void
+mp__boot_run(int sock, int forkserver_child)
+{
+  pid_t ppid_at_start = getppid();
+  uint32_t hdr[4];
+  int fds[MAX_BOOT_FDS + 1];
+  size_t got = 0, nfds = 0;
+  int rc = mp__recv_fds(sock, hdr, sizeof hdr, &got, fds, MAX_BOOT_FDS + 1,
+                        &nfds);
+  if (!rc && got == 0)
+    boot_fail(MP_EXIT_BOOTFAIL, "the parent closed the connection");
+  if (!rc && got < sizeof hdr)
+    rc = mp__read_full(sock, (uint8_t *)hdr + got, sizeof hdr - got, NULL);
+  if (rc)
+    boot_fail(MP_EXIT_BOOTFAIL, "reading instructions: %s", mp_strerror(rc));
+  if (hdr[0] != BOOT_MAGIC || hdr[3] != nfds || hdr[2] > (1u << 30))
+    boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+  uint8_t *payload = malloc(hdr[2] ? hdr[2] : 1);
+  if (!payload)
+    boot_fail(MP_EXIT_BOOTFAIL, "out of memory");
+  rc = mp__read_full(sock, payload, hdr[2], NULL);
+  if (rc)
+    boot_fail(MP_EXIT_BOOTFAIL, "reading instructions: %s", mp_strerror(rc));
+  mp__close(sock);
+  const uint8_t *p = payload, *end = payload + hdr[2];
+  uint32_t v;
+
+  if (hdr[1] == BOOT_SERVER) {
+    uint32_t level, npre;
+    if (nfds != 2 || mp__get_u32(&p, end, &level) ||
+        mp__get_u32(&p, end, &npre) || npre > 4096)
+      boot_fail(MP_EXIT_BOOTFAIL, "malformed forkserver instructions");
+    mp_log_set_level((int)level);
+    char **pre = calloc(npre ? npre : 1, sizeof *pre);
+    for (uint32_t i = 0; pre && i < npre; i++) {
+      const uint8_t *s;
+      uint32_t n;
+      if (mp__get_blob(&p, end, &s, &n) || !(pre[i] = blob_str(s, n)))
+        boot_fail(MP_EXIT_BOOTFAIL, "malformed forkserver instructions");
+    }
+    free(payload);
+    mp__forkserver_main(fds[0], fds[1], pre, npre);
+  }
+  if (hdr[1] != BOOT_PROCESS || nfds < 1)
+    boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+
+  mp_process *self = mp__proc_alloc(MP__P_CURRENT);
+  const uint8_t *s;
+  uint32_t n, parent_pid, level, ctxm, method, use_pdeathsig, has_target;
+  char *parent_name = NULL;
+  char err[1024] = "";
+  if (!self)
+    boot_fail(MP_EXIT_BOOTFAIL, "out of memory");
+  if (mp__get_u32(&p, end, &parent_pid) || mp__get_blob(&p, end, &s, &n) ||
+      !(parent_name = blob_str(s, n)) || mp__get_blob(&p, end, &s, &n) ||
+      !(self->name = blob_str(s, n)) || mp__get_blob(&p, end, &s, &n) ||
+      !(self->identity = blob_str(s, n)) || mp__get_u32(&p, end, &v) ||
+      mp__get_blob(&p, end, &s, &n) || n == 0 ||
+      !(self->authkey = malloc(n)))
+    boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+  self->daemon = v != 0;
+  memcpy(self->authkey, s, n);
+  self->authkey_len = n;
+  if (mp__get_u32(&p, end, &level) || mp__get_u32(&p, end, &ctxm) ||
+      mp__get_u32(&p, end, &method) || mp__get_u32(&p, end, &use_pdeathsig) ||
+      mp__get_u32(&p, end, &has_target) || method >= MP__M_COUNT)
+    boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+  mp_log_set_level((int)level);
+  mp__log_set_process_name(self->name);
+  self->ctx = ctxm < MP__M_COUNT ? &mp__contexts[ctxm] : NULL;
+  self->method = (int)method;
+  if (has_target) {
+    void *fn;
+    rc = mp__funcref_decode(&p, end, &fn, err, sizeof err);
+    if (rc)
+      boot_fail(MP_EXIT_BADREF, "target of %s: %s", self->name, err);
+    self->target = (mp_target_fn)fn;
+  }
+  uint32_t ntypes;
+  if (mp__get_u32(&p, end, &ntypes) || ntypes > MAX_HANDLE_TYPES)
+    boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+  for (uint32_t i = 0; i < ntypes; i++) {
+    void *t;
+    rc = mp__funcref_decode(&p, end, &t, err, sizeof err);
+    if (rc)
+      boot_fail(MP_EXIT_BADREF, "a handle type in the args of %s: %s",
+                self->name, err);
+    /* The same type may already be registered by a constructor. */
+    mp_handle_register((const mp_handle_type *)t);
+  }
+  if (mp__get_blob(&p, end, &s, &n))
+    boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+  rc = mp_pickle_loads_fds(s, n, NULL, fds + 1, nfds - 1, &self->args);
+  if (rc)
+    boot_fail(MP_EXIT_BOOTFAIL, "rebuilding the args of %s: %s (%s)",
+              self->name, mp_strerror(rc), mp_errdetail());
+  free(payload);
+  self->creator_pid = (pid_t)parent_pid;
+  mp__proc_child_main(self, (pid_t)parent_pid, parent_name, fds[0],
+                      forkserver_child || (int)use_pdeathsig,
+                      forkserver_child ? ppid_at_start : (pid_t)parent_pid);
+}
+
+/* ---- the takeover ------------------------------------------------------ */
+
+typedef void (*init_fn)(int, char **, char **);
+static int boot_fd = -1;
+static init_fn saved_last_init;
+
+static void
+takeover(int argc, char **argv, char **envp)
+{
+  (void)argc;
+  (void)argv;
+  (void)envp;
+  mp__boot_run(boot_fd, 0);
+}
+
+static void
+trampoline(int argc, char **argv, char **envp)
+{
+  if (saved_last_init)
+    saved_last_init(argc, argv, envp);
+  takeover(argc, argv, envp);
+}
+
+static void boot_ctor(int argc, char **argv, char **envp);
+
+struct main_info {
+  uintptr_t base;
+  const ElfW(Phdr) *phdr;
+  int phnum;
+};
+
+static int
+main_cb(struct dl_phdr_info *info, size_t size, void *ud)
+{
+  struct main_info *m = ud;
+  m->base = info->dlpi_addr;
+  m->phdr = info->dlpi_phdr;
+  m->phnum = info->dlpi_phnum;
+  return 1; /* the first object is the main program */
+}
+
+/* Make `trampoline` the last constructor of the main program; 0 if that
+ * cannot be done (then take over at once). */
+static int
+defer_takeover(void)
+{
+  struct main_info m = {0};
+  dl_iterate_phdr(main_cb, &m);
+  const ElfW(Dyn) *dyn = NULL;
+  uintptr_t relro_lo = 0, relro_hi = 0;
+  for (int i = 0; i < m.phnum; i++) {
+    if (m.phdr[i].p_type == PT_DYNAMIC)
+      dyn = (const ElfW(Dyn) *)(m.base + m.phdr[i].p_vaddr);
+    if (m.phdr[i].p_type == PT_GNU_RELRO) {
+      relro_lo = m.base + m.phdr[i].p_vaddr;
+      relro_hi = relro_lo + m.phdr[i].p_memsz;
+    }
+  }
+  if (!dyn)
+    return 0;
+  uintptr_t arr = 0;
+  size_t size = 0;
+  for (; dyn->d_tag != DT_NULL; dyn++) {
+    if (dyn->d_tag == DT_INIT_ARRAY)
+      arr = m.base + dyn->d_un.d_ptr;
+    else if (dyn->d_tag == DT_INIT_ARRAYSZ)
+      size = dyn->d_un.d_val;
+  }
+  size_t n = size / sizeof(init_fn);
+  if (!arr || n == 0)
+    return 0;
+  init_fn *slot = (init_fn *)arr + (n - 1);
+  if (*slot == boot_ctor)
+    return 0; /* we are the last constructor: nothing runs after us */
+  uintptr_t a = (uintptr_t)slot;
+  long pg = sysconf(_SC_PAGESIZE);
+  uintptr_t page = a & ~((uintptr_t)pg - 1);
+  int in_relro = a >= relro_lo && a < relro_hi;
+  if (in_relro && mprotect((void *)page, (size_t)pg, PROT_READ | PROT_WRITE))
+    return 0;
+  saved_last_init = *slot;
+  *slot = trampoline;
+  if (in_relro)
+    mprotect((void *)page, (size_t)pg, PROT_READ);
+  return 1;
+}
+
+__attribute__((constructor)) static void
+boot_ctor(int argc, char **argv, char **envp)
+{
+  const char *m = getenv(BOOT_ENV);
+  if (!m)
+    return;
+  boot_fd = atoi(m);
+  /* The child's environment is the parent's, without the marker (also so
+   * that a second copy of the library in this process stays out). */
+  unsetenv(BOOT_ENV);
+  if (!defer_takeover())
+    takeover(argc, argv, envp);
+}
+
+int
+mp__boot_send_server(int sock, int ctl, char *const *preload, size_t n)
+{
+  mp__buf b = {0};
+  int rc = mp__put_u32(&b, (uint32_t)mp_log_get_level());
+  if (!rc)
+    rc = mp__put_u32(&b, (uint32_t)n);
+  for (size_t i = 0; !rc && i < n; i++)
+    rc = mp__put_blob(&b, preload[i], strlen(preload[i]));
+  int fds[2] = {ctl, mp__proc_self_pidfd()};
+  if (!rc && fds[1] < 0)
+    rc = fds[1];
+  if (!rc)
+    rc = send_boot(sock, BOOT_SERVER, &b, fds, 2);
+  mp__buf_release(&b);
+  return rc;
+}

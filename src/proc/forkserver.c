@@ -1,0 +1,321 @@
+/* The forkserver: a single-threaded server, started with spawn on first
+ * use, that forks children on request.
+ *
+ * Client side: one SOCK_SEQPACKET control socket; a request is one message
+ * carrying two descriptors: the child's boot socket and the write end of a
+ * status pipe.  The server forks; the child reads its instructions from the
+ * boot socket (sent by the client directly, so the server never handles args
+ * or their descriptors); the server writes the child's pid and, once it has
+ * reaped it, its exit code (two int32) into the status pipe, whose read end
+ * is the process's sentinel.  Requests are single messages, so any thread
+ * may make them at the same time.
+ *
+ * The server exits when the program that started it exits, whatever the
+ * way (it watches that program's pidfd), or when the control socket closes.
+ * Daemon children die with the server (parent-death signal: the server is
+ * single-threaded, so that signal is reliable there). */
+#include <dlfcn.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/fd.h"
+#include "platform/platform.h"
+#include "proc/proc_internal.h"
+
+static pthread_mutex_t fs_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t fs_pid;
+static int fs_ctl = -1;
+static char **fs_preload;
+static size_t fs_npreload;
+
+int
+mp_set_forkserver_preload(const char *const *names, size_t n)
+{
+  if (n && !names)
+    return MP_EINVAL;
+  char **copy = calloc(n ? n : 1, sizeof *copy);
+  if (!copy)
+    return MP_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    if (!names[i] || !(copy[i] = strdup(names[i]))) {
+      for (size_t j = 0; j < i; j++)
+        free(copy[j]);
+      free(copy);
+      return names[i] ? MP_ENOMEM : MP_EINVAL;
+    }
+  }
+  pthread_mutex_lock(&fs_lock);
+  char **old = fs_preload;
+  size_t oldn = fs_npreload;
+  fs_preload = copy;
+  fs_npreload = n;
+  pthread_mutex_unlock(&fs_lock);
+  for (size_t i = 0; i < oldn; i++)
+    free(old[i]);
+  free(old);
+  return 0;
+}
+
+pid_t
+mp__forkserver_pid(void)
+{
+  pthread_mutex_lock(&fs_lock);
+  pid_t p = fs_pid;
+  pthread_mutex_unlock(&fs_lock);
+  return p;
+}
+
+static void
+reset_locked(void)
+{
+  mp__close(fs_ctl);
+  fs_ctl = -1;
+  fs_pid = 0;
+}
+
+static int
+ensure_running_locked(void)
+{
+  if (fs_pid > 0) {
+    int st;
+    pid_t r = waitpid(fs_pid, &st, WNOHANG);
+    if (r == 0)
+      return 0;
+    mp_log_warning("the forkserver (pid %d) died; starting another",
+                   (int)fs_pid);
+    reset_locked();
+  }
+  int ctl[2], boot[2];
+  int rc = mp__socketpair(SOCK_SEQPACKET, ctl);
+  if (rc)
+    return rc;
+  if ((rc = mp__socketpair(SOCK_STREAM, boot)) != 0) {
+    mp__close(ctl[0]);
+    mp__close(ctl[1]);
+    return rc;
+  }
+  pid_t pid;
+  rc = mp__boot_spawn_exe(boot[1], &pid);
+  mp__close(boot[1]);
+  if (!rc) {
+    rc = mp__boot_send_server(boot[0], ctl[1], fs_preload, fs_npreload);
+    if (rc) {
+      kill(pid, SIGKILL);
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    }
+  }
+  mp__close(boot[0]);
+  mp__close(ctl[1]);
+  if (rc) {
+    mp__close(ctl[0]);
+    return mp_seterr(rc, "cannot start the forkserver");
+  }
+  fs_ctl = ctl[0];
+  fs_pid = pid;
+  mp_log_info("forkserver started (pid %d)", (int)pid);
+  return 0;
+}
+
+int
+mp__forkserver_start(mp_process *p)
+{
+  int boot[2], st[2];
+  int rc = mp__socketpair(SOCK_STREAM, boot);
+  if (rc)
+    return rc;
+  if ((rc = mp__pipe(st)) != 0) {
+    mp__close(boot[0]);
+    mp__close(boot[1]);
+    return rc;
+  }
+  int fds[2] = {boot[1], st[1]};
+  pthread_mutex_lock(&fs_lock);
+  rc = ensure_running_locked();
+  if (!rc) {
+    rc = mp__send_fds(fs_ctl, "F", 1, fds, 2);
+    if (rc) {
+      /* The server is gone: one restart. */
+      reset_locked();
+      rc = ensure_running_locked();
+      if (!rc)
+        rc = mp__send_fds(fs_ctl, "F", 1, fds, 2);
+    }
+  }
+  pthread_mutex_unlock(&fs_lock);
+  mp__close(boot[1]);
+  mp__close(st[1]);
+  int32_t pid = 0;
+  if (!rc) {
+    rc = mp__read_full(st[0], &pid, sizeof pid, NULL);
+    if (rc || pid <= 0)
+      rc = mp_seterr(rc ? rc : -(int)(-pid), "the forkserver could not fork");
+  }
+  int pidfd = -1;
+  if (!rc && (pidfd = mp__plat_pidfd_open(pid)) < 0)
+    rc = pidfd;
+  if (!rc)
+    rc = mp__boot_send_process(boot[0], p, 1);
+  mp__close(boot[0]);
+  if (rc) {
+    if (pidfd >= 0) {
+      /* The child exits on the closed boot socket; wait for its status so
+       * that nothing is left behind. */
+      int32_t code;
+      mp__read_full(st[0], &code, sizeof code, NULL);
+      mp__close(pidfd);
+    }
+    mp__close(st[0]);
+    return rc;
+  }
+  p->pid = pid;
+  p->pidfd = pidfd;
+  p->sentinel = p->status_fd = st[0];
+  return 0;
+}
+
+void
+mp__forkserver_after_fork_child(void)
+{
+  pthread_mutex_init(&fs_lock, NULL);
+  /* The server belongs to our parent; ours, if needed, will be new. */
+  mp__close(fs_ctl);
+  fs_ctl = -1;
+  fs_pid = 0;
+}
+
+void
+mp__forkserver_stop(void)
+{
+  pthread_mutex_lock(&fs_lock);
+  if (fs_pid > 0) {
+    mp__close(fs_ctl);
+    while (waitpid(fs_pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    fs_ctl = -1;
+    fs_pid = 0;
+  }
+  pthread_mutex_unlock(&fs_lock);
+}
+
+/* ---- the server -------------------------------------------------------- */
+
+struct entry {
+  pid_t pid;
+  int status_fd;
+};
+
+void
+mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
+{
+  mp__log_set_process_name("ForkServer");
+  for (size_t i = 0; i < npreload; i++) {
+    if (!dlopen(preload[i], RTLD_NOW | RTLD_GLOBAL)) {
+      const char *e = dlerror();
+      mp_log_debug("forkserver: cannot preload %s: %s", preload[i],
+                   e ? e : "?");
+    }
+  }
+  /* Ctrl-C goes to the whole process group: the server stays out of it
+   * (its children get the default back). */
+  signal(SIGINT, SIG_IGN);
+  void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
+  sigset_t chld, old;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, &old);
+  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sfd < 0)
+    _exit(MP_EXIT_BOOTFAIL);
+  struct entry *tab = NULL;
+  size_t ntab = 0, cap = 0;
+  for (;;) {
+    struct pollfd pfd[3] = {{ctl, POLLIN, 0},
+                            {client_pidfd, POLLIN, 0},
+                            {sfd, POLLIN, 0}};
+    if (poll(pfd, 3, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      break;
+    }
+    if (pfd[1].revents)
+      break; /* the program that started us is gone */
+    if (pfd[2].revents) {
+      struct signalfd_siginfo si;
+      while (read(sfd, &si, sizeof si) > 0)
+        ;
+      int status;
+      pid_t pid;
+      while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        int32_t code = WIFEXITED(status)   ? WEXITSTATUS(status)
+                       : WIFSIGNALED(status) ? -WTERMSIG(status)
+                                             : 255;
+        for (size_t i = 0; i < ntab; i++) {
+          if (tab[i].pid != pid)
+            continue;
+          mp__write_all(tab[i].status_fd, &code, sizeof code);
+          mp__close(tab[i].status_fd);
+          tab[i] = tab[--ntab];
+          break;
+        }
+      }
+    }
+    if (pfd[0].revents & POLLIN) {
+      char c;
+      int fds[2];
+      size_t got = 0, nfds = 0;
+      int rc = mp__recv_fds(ctl, &c, 1, &got, fds, 2, &nfds);
+      if (rc || got == 0)
+        break;
+      if (nfds != 2) {
+        for (size_t i = 0; i < nfds; i++)
+          mp__close(fds[i]);
+        continue;
+      }
+      if (ntab == cap) {
+        size_t ncap = cap ? cap * 2 : 16;
+        struct entry *t = realloc(tab, ncap * sizeof *t);
+        if (!t) {
+          int32_t e = MP_ENOMEM;
+          mp__write_all(fds[1], &e, sizeof e);
+          mp__close(fds[0]);
+          mp__close(fds[1]);
+          continue;
+        }
+        tab = t;
+        cap = ncap;
+      }
+      pid_t pid = fork();
+      if (pid == 0) {
+        mp__close(ctl);
+        mp__close(client_pidfd);
+        mp__close(sfd);
+        mp__close(fds[1]);
+        for (size_t i = 0; i < ntab; i++)
+          mp__close(tab[i].status_fd);
+        free(tab);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGPIPE, old_pipe);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        mp__boot_run(fds[0], 1);
+      }
+      mp__close(fds[0]);
+      int32_t reply = pid > 0 ? (int32_t)pid : (int32_t)-errno;
+      mp__write_all(fds[1], &reply, sizeof reply);
+      if (pid > 0)
+        tab[ntab++] = (struct entry){pid, fds[1]};
+      else
+        mp__close(fds[1]);
+    } else if (pfd[0].revents) {
+      break; /* hang-up: the client closed the control socket */
+    }
+  }
+  _exit(0);
+}

@@ -1,0 +1,164 @@
+/* Internals of the process layer shared by its files: the process object,
+ * the child bootstrap (spawn and forkserver children), function references
+ * and the forkserver client. */
+#ifndef MPROC_PROC_INTERNAL_H
+#define MPROC_PROC_INTERNAL_H
+
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <sys/types.h>
+
+#include "core/internal.h"
+
+enum { MP__M_FORK = 0, MP__M_SPAWN, MP__M_FORKSERVER, MP__M_THREADING,
+       MP__M_COUNT };
+
+struct mp_context {
+  int method;       /* MP__M_*, or -1 for the default context */
+  const char *name; /* "fork" ... */
+  const char *cls;  /* Python's class name: "ForkProcess" ... */
+};
+
+enum { MP__P_CHILD = 0, MP__P_CURRENT, MP__P_PARENT };
+enum { MP__S_INITIAL = 0, MP__S_STARTED, MP__S_DONE };
+
+/* Lock order: a process's `lock` may be held while taking the registry lock
+ * (registering); the registry lock is never held while taking a process's
+ * lock. */
+struct mp_process {
+  atomic_int refs;
+  pthread_mutex_t lock;
+  int kind;          /* MP__P_* */
+  mp_context *ctx;   /* NULL: the default context */
+  int method;        /* resolved at start (MP__M_*) */
+  mp_target_fn target;
+  mp_obj *args;      /* a tuple */
+  char *name;
+  char *identity;    /* "1:2" -- the Nk path naming children */
+  int daemon;
+  uint8_t *authkey;
+  size_t authkey_len;
+  pid_t creator_pid; /* the process that made this object */
+  mp_process *creator; /* creator's current process (a reference) */
+  int state;         /* MP__S_* */
+  int closed;
+  atomic_int pid;
+  int pidfd;         /* signals (fork, spawn, forkserver); -1 */
+  int sentinel;      /* readable when it ends; -1 */
+  int status_fd;     /* forkserver: the status pipe (== sentinel) */
+  int exitcode;
+  /* threading */
+  pthread_t thread;
+  atomic_int thread_done;
+  int thread_wfd;
+  /* the registry of started, unreaped children */
+  mp_process *reg_prev, *reg_next;
+  int registered;
+};
+
+/* ---- process.c ---------------------------------------------------------- */
+mp_process *mp__proc_alloc(int kind);
+void mp__proc_set_spawning(mp_context *ctx);
+/* The self-pidfd of this process (cached; -1 if unavailable). */
+int mp__proc_self_pidfd(void);
+/* Is this thread the main thread of its process? */
+int mp__proc_on_main_thread(void);
+/* Set up this (new) process as the child described, with `parent_sentinel`
+ * (owned) watching the creator, then run target(args) and exit.  Used by
+ * every OS start method in the child. */
+void mp__proc_child_main(mp_process *self, pid_t parent_pid,
+                         const char *parent_name, int parent_sentinel,
+                         int use_pdeathsig, pid_t pdeath_ppid)
+    __attribute__((noreturn));
+/* Python's util._exit_function then _exit(code). */
+void mp__proc_child_exit(int code) __attribute__((noreturn));
+/* Method of the default context (fixing it). */
+int mp__proc_default_method(void);
+extern mp_context mp__contexts[MP__M_COUNT];
+/* Handle-type collection of a value (for children that rebuild handles). */
+int mp__proc_collect_handle_types(const mp_obj *o,
+                                  const mp_handle_type **types, size_t max,
+                                  size_t *n);
+
+/* ---- boot.c: instructions for spawn and forkserver children ------------- */
+/* Start p by spawn (pid, pidfd, sentinel set on success). */
+int mp__spawn_start(mp_process *p);
+/* Send the instructions of `p` over `sock` (the child's boot socket). */
+int mp__boot_send_process(int sock, mp_process *p, int use_pdeathsig);
+/* Child side: read instructions from `sock` and become the child (never
+ * returns).  `forkserver_child`: this process was forked by the server. */
+void mp__boot_run(int sock, int forkserver_child) __attribute__((noreturn));
+/* posix_spawn this program (or mp_set_executable's) with boot socket
+ * `child_sock` at fd 3; returns the pid or -errno. */
+int mp__boot_spawn_exe(int child_sock, pid_t *pid);
+/* Send the forkserver's instructions: control socket `ctl` and preloads. */
+int mp__boot_send_server(int sock, int ctl, char *const *preload, size_t n);
+
+/* ---- funcref.c ---------------------------------------------------------- */
+int mp__funcref_encode(const void *addr, int exec, mp__buf *b);
+/* Decode one reference at *p (advancing it); on failure writes the reason
+ * into err and returns MP_EBADREF (or MP_EMALFORMED). */
+int mp__funcref_decode(const uint8_t **p, const uint8_t *end, void **addr,
+                       char *err, size_t errcap);
+
+/* ---- forkserver.c ------------------------------------------------------- */
+int mp__forkserver_start(mp_process *p);
+void mp__forkserver_after_fork_child(void);
+/* Stop the server (if running) and reap it.  For tests and exit. */
+void mp__forkserver_stop(void);
+/* The server's pid (0 if not running). */
+pid_t mp__forkserver_pid(void);
+/* Server side: run the server on its control socket (never returns). */
+void mp__forkserver_main(int ctl, int client_pidfd, char **preload,
+                         size_t npreload) __attribute__((noreturn));
+
+/* ---- tiny serializer ---------------------------------------------------- */
+static inline int
+mp__put_u32(mp__buf *b, uint32_t v)
+{
+  return mp__buf_append(b, &v, 4);
+}
+static inline int
+mp__put_u64(mp__buf *b, uint64_t v)
+{
+  return mp__buf_append(b, &v, 8);
+}
+static inline int
+mp__put_blob(mp__buf *b, const void *p, size_t n)
+{
+  int rc = mp__put_u32(b, (uint32_t)n);
+  return rc ? rc : mp__buf_append(b, p, n);
+}
+static inline int
+mp__get_u32(const uint8_t **p, const uint8_t *end, uint32_t *v)
+{
+  if (end - *p < 4)
+    return MP_EMALFORMED;
+  __builtin_memcpy(v, *p, 4);
+  *p += 4;
+  return 0;
+}
+static inline int
+mp__get_u64(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+  if (end - *p < 8)
+    return MP_EMALFORMED;
+  __builtin_memcpy(v, *p, 8);
+  *p += 8;
+  return 0;
+}
+/* A borrowed view of a blob. */
+static inline int
+mp__get_blob(const uint8_t **p, const uint8_t *end, const uint8_t **data,
+             uint32_t *n)
+{
+  if (mp__get_u32(p, end, n) || (size_t)(end - *p) < *n)
+    return MP_EMALFORMED;
+  *data = *p;
+  *p += *n;
+  return 0;
+}
+
+#endif
