@@ -1,0 +1,709 @@
+/* Hashing and the insertion-ordered hash table behind dict, set and
+ * frozenset.
+ *
+ * Hashes are keyed per process (16 bytes from getrandom at load time):
+ * str/bytes and big ints go through SipHash-1-3, int64 values through a
+ * keyed bijective mixer, so an attacker who does not know the key cannot
+ * choose keys that collide.  Numbers that compare equal hash equal whatever
+ * their type (1 == 1.0 == True, 2**70 == 2.0**70), as in Python. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "obj/obj_internal.h"
+
+static uint64_t key0, key1;
+
+__attribute__((constructor)) static void
+hash_key_init(void)
+{
+  uint64_t k[2];
+  if (getrandom(k, sizeof k, 0) != (ssize_t)sizeof k) {
+    /* No entropy source: still per process, just not secret. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    k[0] = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+    k[1] = (uint64_t)ts.tv_sec * 0xc2b2ae3d27d4eb4full ^ (uint64_t)(uintptr_t)&k;
+  }
+  key0 = k[0];
+  key1 = k[1];
+}
+
+#define ROTL(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                              \
+  do {                                                                        \
+    v0 += v1;                                                                 \
+    v1 = ROTL(v1, 13);                                                        \
+    v1 ^= v0;                                                                 \
+    v0 = ROTL(v0, 32);                                                        \
+    v2 += v3;                                                                 \
+    v3 = ROTL(v3, 16);                                                        \
+    v3 ^= v2;                                                                 \
+    v0 += v3;                                                                 \
+    v3 = ROTL(v3, 21);                                                        \
+    v3 ^= v0;                                                                 \
+    v2 += v1;                                                                 \
+    v1 = ROTL(v1, 17);                                                        \
+    v1 ^= v2;                                                                 \
+    v2 = ROTL(v2, 32);                                                        \
+  } while (0)
+
+/* SipHash-1-3 keyed with the process key; `tag` separates the domains. */
+uint64_t
+mp__siphash(const void *data, size_t len, uint64_t tag)
+{
+  const uint8_t *p = data;
+  uint64_t k0 = key0, k1 = key1 ^ tag;
+  uint64_t v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
+  uint64_t v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
+  size_t left = len;
+  while (left >= 8) {
+    uint64_t m;
+    memcpy(&m, p, 8); /* little-endian hosts; the value is process-local */
+    v3 ^= m;
+    SIPROUND;
+    v0 ^= m;
+    p += 8;
+    left -= 8;
+  }
+  uint64_t b = (uint64_t)len << 56;
+  switch (left) {
+  case 7: b |= (uint64_t)p[6] << 48; /* fall through */
+  case 6: b |= (uint64_t)p[5] << 40; /* fall through */
+  case 5: b |= (uint64_t)p[4] << 32; /* fall through */
+  case 4: b |= (uint64_t)p[3] << 24; /* fall through */
+  case 3: b |= (uint64_t)p[2] << 16; /* fall through */
+  case 2: b |= (uint64_t)p[1] << 8;  /* fall through */
+  case 1: b |= (uint64_t)p[0]; break;
+  default: break;
+  }
+  v3 ^= b;
+  SIPROUND;
+  v0 ^= b;
+  v2 ^= 0xff;
+  SIPROUND;
+  SIPROUND;
+  SIPROUND;
+  return v0 ^ v1 ^ v2 ^ v3;
+}
+
+enum { TAG_STR = 1, TAG_BYTES = 2, TAG_INT = 3, TAG_GLOBAL = 4 };
+
+uint64_t
+mp__hash_i64(int64_t v)
+{
+  /* keyed, bijective: distinct ints never collide fully */
+  uint64_t x = (uint64_t)v ^ key0;
+  x ^= x >> 32;
+  x *= 0xd6e8feb86659fd93ull;
+  x ^= x >> 32;
+  x *= 0xd6e8feb86659fd93ull;
+  x ^= x >> 32;
+  return x ^ key1;
+}
+
+static uint64_t
+mix_ptr(const void *p)
+{
+  return mp__hash_i64((int64_t)(uintptr_t)p ^ 0x5bd1e995);
+}
+
+static uint64_t
+cached(uint64_t *slot, const void *d, size_t n, uint64_t tag)
+{
+  uint64_t h = __atomic_load_n(slot, __ATOMIC_RELAXED);
+  if (h)
+    return h;
+  h = mp__siphash(d, n, tag);
+  if (!h)
+    h = 1;
+  __atomic_store_n(slot, h, __ATOMIC_RELAXED);
+  return h;
+}
+
+static uint64_t
+hash_double(double d)
+{
+  int64_t i;
+  if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 &&
+      mp__dbl_is_int(d)) {
+    i = (int64_t)d;
+    return mp__hash_i64(i);
+  }
+  if (mp__dbl_is_int(d)) {
+    uint8_t buf[160];
+    size_t n = mp__double_to_le(d, buf);
+    return mp__siphash(buf, n, TAG_INT);
+  }
+  uint64_t bits;
+  memcpy(&bits, &d, 8);
+  return mp__hash_i64((int64_t)(bits ^ 0x2545f4914f6cdd1dull)) ^ 0x9e37;
+}
+
+static uint64_t
+combine(uint64_t acc, uint64_t h)
+{
+  acc += h * 0xc2b2ae3d27d4eb4full;
+  acc = ROTL(acc, 31);
+  acc *= 0x9e3779b185ebca87ull;
+  return acc;
+}
+
+int
+mp__hash(const mp_obj *o, uint64_t *out, int depth)
+{
+  if (depth > MP__MAX_RECURSION)
+    return mp_seterr(MP_ELIMIT, "value nested too deeply to hash");
+  switch (MP__T(o)) {
+  case MP_T_NONE:
+    *out = mp__hash_i64(0x4e6f6e65);
+    return 0;
+  case MP_T_BOOL:
+    *out = mp__hash_i64(o == &mp__true_obj);
+    return 0;
+  case MP_T_INT:
+    if (o->flags & MP__F_BIG) {
+      const mp__bigint *b = MP__AS(const mp__bigint, o);
+      *out = mp__siphash(b->le, b->n, TAG_INT);
+    } else {
+      *out = mp__hash_i64(MP__AS(const mp__int, o)->v);
+    }
+    return 0;
+  case MP_T_FLOAT: {
+    double d = MP__AS(const mp__float, o)->v;
+    /* nan equals nothing but itself (by identity): hash by address */
+    *out = isnan(d) ? mix_ptr(o) : hash_double(d);
+    return 0;
+  }
+  case MP_T_STR: {
+    mp__str *s = MP__AS(mp__str, (mp_obj *)o);
+    *out = cached(&s->hash, s->s, s->len, TAG_STR);
+    return 0;
+  }
+  case MP_T_BYTES: {
+    mp__bytes *b = MP__AS(mp__bytes, (mp_obj *)o);
+    *out = cached(&b->hash, b->d, b->len, TAG_BYTES);
+    return 0;
+  }
+  case MP_T_TUPLE: {
+    const mp__tuple *t = MP__AS(const mp__tuple, o);
+    uint64_t acc = 0x27d4eb2f165667c5ull;
+    for (size_t i = 0; i < t->n; i++) {
+      uint64_t h;
+      int rc = mp__hash(t->items[i], &h, depth + 1);
+      if (rc)
+        return rc;
+      acc = combine(acc, h);
+    }
+    *out = acc + (t->n ^ 0x27d4eb2f165667c5ull);
+    return 0;
+  }
+  case MP_T_FROZENSET: {
+    /* order-independent: a sum of remixed member hashes */
+    const mp__table *t = &MP__AS(const mp__dict, o)->t;
+    uint64_t acc = 0;
+    for (size_t i = 0; i < t->n; i++)
+      if (t->e[i].key)
+        acc += mp__hash_i64((int64_t)t->e[i].hash);
+    *out = mp__hash_i64((int64_t)(acc ^ (t->used * 0x9e3779b97f4a7c15ull)));
+    return 0;
+  }
+  case MP_T_RECORD: {
+    const mp__record *r = MP__AS(const mp__record, o);
+    if (r->kind == MP_RECORD_GLOBAL) {
+      *out = mp__siphash(r->module, strlen(r->module), TAG_GLOBAL) ^
+             ROTL(mp__siphash(r->name, strlen(r->name), TAG_GLOBAL), 17);
+      return 0;
+    }
+    const mp_obj *parts[5] = {r->callable, r->args, r->state, r->listitems,
+                              r->dictitems};
+    uint64_t acc = r->kind;
+    for (int i = 0; i < 5; i++) {
+      uint64_t h = 0x1234567;
+      if (parts[i]) {
+        int rc = mp__hash(parts[i], &h, depth + 1);
+        if (rc)
+          return rc;
+      }
+      acc = combine(acc, h);
+    }
+    *out = acc;
+    return 0;
+  }
+  case MP_T_HANDLE:
+    *out = mix_ptr(MP__AS(const mp__handle, o)->ptr) ^
+           ROTL(mix_ptr(MP__AS(const mp__handle, o)->type), 7);
+    return 0;
+  default:
+    return mp_seterr(MP_EUNHASHABLE, "unhashable type: '%s'",
+                     mp_type_name(MP__T(o)));
+  }
+}
+
+int
+mp_obj_hash(const mp_obj *o, uint64_t *out)
+{
+  if (!o || !out)
+    return mp_seterr(MP_EINVAL, "NULL argument");
+  return mp__hash(o, out, 0);
+}
+
+/* ---- table ---------------------------------------------------------------- */
+
+mp_obj *
+mp__dict_alloc(mp_type t)
+{
+  mp__dict *d = mp__obj_alloc(sizeof *d, t);
+  if (!d)
+    return NULL;
+  memset(&d->t, 0, sizeof d->t);
+  d->h.depth = 1;
+  return &d->h;
+}
+
+static mp__entry *
+lookup(const mp__table *t, const mp_obj *key, uint64_t hash)
+{
+  if (!t->index)
+    return NULL;
+  for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+    uint32_t ix = t->index[i];
+    if (ix == MP__IX_EMPTY)
+      return NULL;
+    if (ix != MP__IX_DUMMY) {
+      mp__entry *e = &t->e[ix];
+      if (e->key == key ||
+          (e->hash == hash && mp__equal(e->key, key, 1, 0)))
+        return e;
+    }
+  }
+}
+
+static int
+table_resize(mp__table *t, size_t mincap)
+{
+  size_t cap = t->used * 2;
+  if (cap < mincap)
+    cap = mincap;
+  if (cap < 8)
+    cap = 8;
+  if (cap >= 0xfffffff0u / 2)
+    return mp_seterr(MP_ENOMEM, "hash table too large");
+  size_t isize = 8;
+  while (isize < cap + cap / 2)
+    isize *= 2;
+  uint32_t *index = malloc(isize * sizeof *index);
+  mp__entry *e = malloc(cap * sizeof *e);
+  if (!index || !e) {
+    free(index);
+    free(e);
+    return mp_seterr(MP_ENOMEM, "out of memory");
+  }
+  memset(index, 0xff, isize * sizeof *index);
+  size_t n = 0;
+  for (size_t k = 0; k < t->n; k++) {
+    if (!t->e[k].key)
+      continue;
+    e[n] = t->e[k];
+    size_t i = e[n].hash & (isize - 1);
+    while (index[i] != MP__IX_EMPTY)
+      i = (i + 1) & (isize - 1);
+    index[i] = (uint32_t)n;
+    n++;
+  }
+  free(t->index);
+  free(t->e);
+  t->index = index;
+  t->e = e;
+  t->n = n;
+  t->cap = cap;
+  t->mask = isize - 1;
+  return 0;
+}
+
+/* Add a new entry for a key known to be absent. */
+static int
+table_add(mp__table *t, mp_obj *key, mp_obj *value, uint64_t hash)
+{
+  if (t->n == t->cap) {
+    int rc = table_resize(t, t->used + 1);
+    if (rc)
+      return rc;
+  }
+  size_t i = hash & t->mask;
+  while (t->index[i] != MP__IX_EMPTY)
+    i = (i + 1) & t->mask;
+  t->index[i] = (uint32_t)t->n;
+  t->e[t->n].hash = hash;
+  t->e[t->n].key = key;
+  t->e[t->n].value = value;
+  t->n++;
+  t->used++;
+  return 0;
+}
+
+int
+mp__table_insert_hashed(mp__dict *d, mp_obj *key, mp_obj *value,
+                        uint64_t hash, int is_set)
+{
+  mp__entry *e = lookup(&d->t, key, hash);
+  if (e) {
+    if (is_set) {
+      mp_obj_free(key);
+    } else {
+      /* Python keeps the first key object, replaces the value */
+      mp_obj *old = e->value;
+      e->value = value;
+      mp__set_depth_from(&d->h, value);
+      mp_obj_free(old);
+      mp_obj_free(key);
+    }
+    return 0;
+  }
+  int rc = table_add(&d->t, key, value, hash);
+  if (rc) {
+    mp_obj_free(key);
+    mp_obj_free(value);
+    return rc;
+  }
+  mp__set_depth_from(&d->h, key);
+  if (value)
+    mp__set_depth_from(&d->h, value);
+  return 0;
+}
+
+int
+mp__table_set_take(mp__dict *d, mp_obj *key, mp_obj *value, int is_set)
+{
+  uint64_t h;
+  int rc = mp__hash(key, &h, 0);
+  if (rc) {
+    mp_obj_free(key);
+    mp_obj_free(value);
+    return rc;
+  }
+  return mp__table_insert_hashed(d, key, value, h, is_set);
+}
+
+mp__entry *
+mp__table_find(const mp__dict *d, const mp_obj *key, int *rc)
+{
+  uint64_t h;
+  *rc = mp__hash(key, &h, 0);
+  if (*rc)
+    return NULL;
+  return lookup(&d->t, key, h);
+}
+
+static int
+table_del(mp__dict *d, const mp_obj *key)
+{
+  uint64_t h;
+  int rc = mp__hash(key, &h, 0);
+  if (rc)
+    return rc;
+  mp__table *t = &d->t;
+  if (!t->index)
+    return mp_seterr(MP_ENOTFOUND, "key not found");
+  for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
+    uint32_t ix = t->index[i];
+    if (ix == MP__IX_EMPTY)
+      return mp_seterr(MP_ENOTFOUND, "key not found");
+    if (ix == MP__IX_DUMMY)
+      continue;
+    mp__entry *e = &t->e[ix];
+    if (e->key == key || (e->hash == h && mp__equal(e->key, key, 1, 0))) {
+      mp_obj *k = e->key, *v = e->value;
+      e->key = e->value = NULL;
+      t->index[i] = MP__IX_DUMMY;
+      t->used--;
+      mp_obj_free(k);
+      mp_obj_free(v);
+      return 0;
+    }
+  }
+}
+
+static int
+table_next(const mp__table *t, size_t *pos, mp_obj **key, mp_obj **value)
+{
+  while (*pos < t->n) {
+    const mp__entry *e = &t->e[(*pos)++];
+    if (e->key) {
+      if (key)
+        *key = e->key;
+      if (value)
+        *value = e->value;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* ---- dict API --------------------------------------------------------------- */
+
+static int
+dict_check(const mp_obj *d)
+{
+  if (!d)
+    return mp_seterr(MP_EINVAL, "NULL dict");
+  if (d->type != MP_T_DICT)
+    return mp_seterr(MP_ETYPE, "expected dict, got %s", mp_type_name(MP__T(d)));
+  return 0;
+}
+
+mp_obj *
+mp_dict_new(void)
+{
+  return mp__dict_alloc(MP_T_DICT);
+}
+
+int
+mp_dict_set_take(mp_obj *d, mp_obj *key, mp_obj *value)
+{
+  int rc = dict_check(d);
+  if (!rc && (!key || !value))
+    rc = mp_seterr(MP_EINVAL, "NULL key or value");
+  if (!rc && value == d)
+    rc = mp_seterr(MP_ECYCLE, "a dict cannot contain itself");
+  if (rc) {
+    if (key != d)
+      mp_obj_free(key);
+    if (value != d)
+      mp_obj_free(value);
+    return rc;
+  }
+  return mp__table_set_take(MP__AS(mp__dict, d), key, value, 0);
+}
+
+int
+mp_dict_set(mp_obj *d, mp_obj *key, mp_obj *value)
+{
+  int rc = dict_check(d);
+  if (rc)
+    return rc;
+  if (!key || !value)
+    return mp_seterr(MP_EINVAL, "NULL key or value");
+  if (value == d)
+    return mp_seterr(MP_ECYCLE, "a dict cannot contain itself");
+  return mp__table_set_take(MP__AS(mp__dict, d), mp__newref(key),
+                            mp__newref(value), 0);
+}
+
+mp_obj *
+mp_dict_take(size_t npairs, ...)
+{
+  va_list ap;
+  va_start(ap, npairs);
+  mp_obj *d = mp_dict_new();
+  int rc = d ? 0 : MP_ENOMEM;
+  for (size_t i = 0; i < npairs; i++) {
+    mp_obj *k = va_arg(ap, mp_obj *);
+    mp_obj *v = va_arg(ap, mp_obj *);
+    if (rc || !k || !v) {
+      if (!rc)
+        rc = mp_errdetail()[0] ? MP_ENOMEM : mp_seterr(MP_EINVAL, "NULL item");
+      mp_obj_free(k);
+      mp_obj_free(v);
+      continue;
+    }
+    rc = mp__table_set_take(MP__AS(mp__dict, d), k, v, 0);
+  }
+  va_end(ap);
+  if (rc) {
+    mp_obj_free(d);
+    return NULL;
+  }
+  return d;
+}
+
+mp_obj *
+mp_dict_get(const mp_obj *d, const mp_obj *key)
+{
+  if (!d || !key || d->type != MP_T_DICT)
+    return NULL;
+  int rc;
+  mp__entry *e = mp__table_find(MP__AS(const mp__dict, d), key, &rc);
+  return e ? e->value : NULL;
+}
+
+mp_obj *
+mp_dict_get_str(const mp_obj *d, const char *key)
+{
+  if (!d || !key || d->type != MP_T_DICT)
+    return NULL;
+  const mp__table *t = &MP__AS(const mp__dict, d)->t;
+  if (!t->index)
+    return NULL;
+  size_t len = strlen(key);
+  uint64_t h = mp__siphash(key, len, TAG_STR);
+  if (!h)
+    h = 1;
+  for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
+    uint32_t ix = t->index[i];
+    if (ix == MP__IX_EMPTY)
+      return NULL;
+    if (ix == MP__IX_DUMMY)
+      continue;
+    const mp__entry *e = &t->e[ix];
+    if (e->hash == h && e->key->type == MP_T_STR &&
+        MP__AS(const mp__str, e->key)->len == len &&
+        memcmp(MP__AS(const mp__str, e->key)->s, key, len) == 0)
+      return e->value;
+  }
+}
+
+int
+mp_dict_del(mp_obj *d, const mp_obj *key)
+{
+  int rc = dict_check(d);
+  if (rc)
+    return rc;
+  if (!key)
+    return mp_seterr(MP_EINVAL, "NULL key");
+  return table_del(MP__AS(mp__dict, d), key);
+}
+
+int
+mp_dict_next(const mp_obj *d, size_t *pos, mp_obj **key, mp_obj **value)
+{
+  if (!d || !pos || d->type != MP_T_DICT)
+    return 0;
+  return table_next(&MP__AS(const mp__dict, d)->t, pos, key, value);
+}
+
+/* ---- set API ------------------------------------------------------------------ */
+
+static int
+set_check(const mp_obj *s)
+{
+  if (!s)
+    return mp_seterr(MP_EINVAL, "NULL set");
+  if (s->type != MP_T_SET && s->type != MP_T_FROZENSET)
+    return mp_seterr(MP_ETYPE, "expected set or frozenset, got %s",
+                     mp_type_name(MP__T(s)));
+  return 0;
+}
+
+mp_obj *
+mp_set_new(void)
+{
+  return mp__dict_alloc(MP_T_SET);
+}
+
+mp_obj *
+mp_frozenset_new(void)
+{
+  return mp__dict_alloc(MP_T_FROZENSET);
+}
+
+int
+mp_set_add_take(mp_obj *set, mp_obj *item)
+{
+  int rc = set_check(set);
+  if (!rc && !item)
+    rc = mp_seterr(MP_EINVAL, "NULL item");
+  if (!rc && set->type == MP_T_FROZENSET &&
+      __atomic_load_n(&set->rc, __ATOMIC_RELAXED) != 1)
+    rc = mp_seterr(MP_ETYPE, "frozenset is immutable once shared");
+  if (!rc && item == set)
+    rc = mp_seterr(MP_ECYCLE, "a set cannot contain itself");
+  if (rc) {
+    if (item != set)
+      mp_obj_free(item);
+    return rc;
+  }
+  return mp__table_set_take(MP__AS(mp__dict, set), item, NULL, 1);
+}
+
+int
+mp_set_add(mp_obj *set, mp_obj *item)
+{
+  if (!item)
+    return mp_seterr(MP_EINVAL, "NULL item");
+  if (set == item)
+    return mp_seterr(MP_ECYCLE, "a set cannot contain itself");
+  return mp_set_add_take(set, mp__newref(item));
+}
+
+static mp_obj *
+set_take_va(mp_type t, size_t n, va_list ap)
+{
+  mp_obj *s = mp__dict_alloc(t);
+  int rc = s ? 0 : MP_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    mp_obj *x = va_arg(ap, mp_obj *);
+    if (rc || !x) {
+      if (!rc)
+        rc = mp_seterr(MP_EINVAL, "NULL item");
+      mp_obj_free(x);
+      continue;
+    }
+    rc = mp__table_set_take(MP__AS(mp__dict, s), x, NULL, 1);
+  }
+  if (rc) {
+    mp_obj_free(s);
+    return NULL;
+  }
+  return s;
+}
+
+mp_obj *
+mp_set_take(size_t n, ...)
+{
+  va_list ap;
+  va_start(ap, n);
+  mp_obj *s = set_take_va(MP_T_SET, n, ap);
+  va_end(ap);
+  return s;
+}
+
+mp_obj *
+mp_frozenset_take(size_t n, ...)
+{
+  va_list ap;
+  va_start(ap, n);
+  mp_obj *s = set_take_va(MP_T_FROZENSET, n, ap);
+  va_end(ap);
+  return s;
+}
+
+int
+mp_set_contains(const mp_obj *set, const mp_obj *item)
+{
+  int rc = set_check(set);
+  if (rc)
+    return rc;
+  if (!item)
+    return mp_seterr(MP_EINVAL, "NULL item");
+  mp__entry *e = mp__table_find(MP__AS(const mp__dict, set), item, &rc);
+  if (rc)
+    return rc;
+  return e != NULL;
+}
+
+int
+mp_set_discard(mp_obj *set, const mp_obj *item)
+{
+  int rc = set_check(set);
+  if (rc)
+    return rc;
+  if (!item)
+    return mp_seterr(MP_EINVAL, "NULL item");
+  if (set->type == MP_T_FROZENSET &&
+      __atomic_load_n(&set->rc, __ATOMIC_RELAXED) != 1)
+    return mp_seterr(MP_ETYPE, "frozenset is immutable once shared");
+  return table_del(MP__AS(mp__dict, set), item);
+}
+
+int
+mp_set_next(const mp_obj *set, size_t *pos, mp_obj **item)
+{
+  if (!set || !pos || (set->type != MP_T_SET && set->type != MP_T_FROZENSET))
+    return 0;
+  return table_next(&MP__AS(const mp__dict, set)->t, pos, item, NULL);
+}

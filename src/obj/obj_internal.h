@@ -1,0 +1,237 @@
+/* Internal layout of mp_obj values, shared by the files of src/obj/.
+ *
+ * Every value starts with the same 8-byte header: an atomic reference count,
+ * the type and a few flags.  Immortal values (None, True, False, the small
+ * ints) carry a count at or above MP__RC_IMMORTAL and are never changed.
+ * str/bytes keep their data inline, after the header (one allocation). */
+#ifndef MPROC_OBJ_INTERNAL_H
+#define MPROC_OBJ_INTERNAL_H
+
+#include <stdint.h>
+#include <string.h>
+
+#include "core/internal.h"
+
+struct mp_obj {
+  uint32_t rc; /* accessed with __atomic builtins */
+  uint8_t type;
+  uint8_t flags;
+  uint16_t depth; /* containers: nesting depth (saturating), else 0 */
+};
+
+#define MP__RC_IMMORTAL 0x40000000u
+
+/* flags */
+#define MP__F_BIG 0x01     /* int: arbitrary size (mp__bigint) */
+#define MP__F_ASCII 0x02   /* str: all code points < 0x80 */
+#define MP__F_FETCHED 0x04 /* loads: container fetched from the memo */
+#define MP__F_SAFE 0x08    /* loads: container fully built (see pickle_load.c) */
+
+#define MP__SMALL_MIN (-5)
+#define MP__SMALL_MAX 1024
+
+typedef struct mp__int {
+  mp_obj h;
+  int64_t v;
+} mp__int;
+
+/* An int that does not fit int64: minimal little-endian two's complement
+ * (n >= 9). */
+typedef struct mp__bigint {
+  mp_obj h;
+  size_t n;
+  uint8_t le[];
+} mp__bigint;
+
+typedef struct mp__float {
+  mp_obj h;
+  double v;
+} mp__float;
+
+typedef struct mp__str {
+  mp_obj h;
+  uint64_t hash; /* 0: not computed yet (atomic, relaxed) */
+  size_t len;    /* bytes */
+  size_t ncp;    /* code points */
+  char s[];      /* UTF-8, NUL-terminated */
+} mp__str;
+
+typedef struct mp__bytes {
+  mp_obj h;
+  uint64_t hash;
+  size_t len;
+  uint8_t d[]; /* NUL-terminated for convenience */
+} mp__bytes;
+
+typedef struct mp__bytearray {
+  mp_obj h;
+  size_t len, cap;
+  uint8_t *d;
+} mp__bytearray;
+
+typedef struct mp__tuple {
+  mp_obj h;
+  size_t n;
+  mp_obj *items[];
+} mp__tuple;
+
+typedef struct mp__list {
+  mp_obj h;
+  size_t n, cap;
+  mp_obj **items;
+} mp__list;
+
+/* Insertion-ordered hash table (dict, set, frozenset): a dense array of
+ * entries in insertion order, and a sparse power-of-two index of entry
+ * numbers probed linearly.  A deleted entry keeps its slot with key NULL
+ * until the next resize compacts the array. */
+typedef struct mp__entry {
+  uint64_t hash;
+  mp_obj *key;
+  mp_obj *value; /* NULL for sets */
+} mp__entry;
+
+typedef struct mp__table {
+  size_t used;    /* live entries */
+  size_t n;       /* entries in use, deleted ones included */
+  size_t cap;     /* entries allocated */
+  size_t mask;    /* index size - 1 (index size is a power of two) */
+  uint32_t *index; /* MP__IX_EMPTY, MP__IX_DUMMY or an entry number */
+  mp__entry *e;
+} mp__table;
+
+#define MP__IX_EMPTY 0xffffffffu
+#define MP__IX_DUMMY 0xfffffffeu
+
+typedef struct mp__dict {
+  mp_obj h;
+  mp__table t;
+} mp__dict; /* also set and frozenset */
+
+typedef struct mp__record {
+  mp_obj h;
+  uint8_t kind;
+  /* GLOBAL */
+  char *module, *name;
+  /* REDUCE / NEWOBJ */
+  mp_obj *callable, *args, *state, *listitems, *dictitems;
+} mp__record;
+
+typedef struct mp__handle {
+  mp_obj h;
+  const mp_handle_type *type;
+  void *ptr;
+} mp__handle;
+
+/* ---- helpers shared by the files of this layer ---------------------------- */
+
+/* (the library does not link libm) */
+static inline int
+mp__dbl_is_int(double d)
+{
+  if (d != d || d - d != 0)
+    return 0; /* nan, inf */
+  if (__builtin_fabs(d) >= 4503599627370496.0) /* 2**52: all integers */
+    return 1;
+  return d == (double)(int64_t)d;
+}
+
+/* 2**e for -1022 <= e <= 1023 */
+static inline double
+mp__pow2(int e)
+{
+  uint64_t b = (uint64_t)(e + 1023) << 52;
+  double d;
+  memcpy(&d, &b, 8);
+  return d;
+}
+
+static inline mp_obj *
+mp__newref(mp_obj *o)
+{
+  if (o->rc < MP__RC_IMMORTAL)
+    __atomic_fetch_add(&o->rc, 1, __ATOMIC_RELAXED);
+  return o;
+}
+
+#define MP__T(o) ((mp_type)(o)->type)
+#define MP__AS(type, o) ((type *)(o))
+
+extern mp_obj mp__none_obj, mp__true_obj, mp__false_obj;
+extern mp__int mp__small_ints[MP__SMALL_MAX - MP__SMALL_MIN + 1];
+
+void *mp__obj_alloc(size_t size, mp_type t);
+
+static inline mp_obj *
+mp__int_fast(int64_t v)
+{
+  if (v >= MP__SMALL_MIN && v <= MP__SMALL_MAX)
+    return &mp__small_ints[v - MP__SMALL_MIN].h;
+  return mp_int_new(v);
+}
+
+/* Build a str from UTF-8 the caller has validated (ascii: all < 0x80). */
+mp_obj *mp__str_new_valid(const char *s, size_t len, size_t ncp, int ascii);
+/* Validate UTF-8 (surrogates allowed); 0 and the code point count, or
+ * MP_EMALFORMED with *bad set to the offset of the first bad byte. */
+int mp__utf8_check(const uint8_t *s, size_t len, size_t *ncp, size_t *bad);
+/* Decode one code point of valid UTF-8 at s; returns its length. */
+size_t mp__utf8_decode(const uint8_t *s, uint32_t *cp);
+
+mp_obj *mp__tuple_alloc(size_t n); /* items zeroed; caller fills them */
+int mp__list_reserve(mp__list *l, size_t extra);
+/* Append `item`, taking the caller's reference (no checks). */
+int mp__list_push(mp__list *l, mp_obj *item);
+mp_obj *mp__list_alloc(size_t cap);
+void mp__set_depth_from(mp_obj *c, const mp_obj *item);
+
+/* ---- hashing (dict.c) ----------------------------------------------------- */
+uint64_t mp__siphash(const void *data, size_t len, uint64_t tag);
+uint64_t mp__hash_i64(int64_t v);
+/* 0 and the hash; MP_EUNHASHABLE; MP_ELIMIT (too deep). */
+int mp__hash(const mp_obj *o, uint64_t *out, int depth);
+
+/* Table operations: value NULL for sets.  _take variants take the caller's
+ * references to key (and value) also on failure. */
+int mp__table_set_take(mp__dict *d, mp_obj *key, mp_obj *value, int is_set);
+/* Entry for key, or NULL; *rc gets 0 or an error code. */
+mp__entry *mp__table_find(const mp__dict *d, const mp_obj *key, int *rc);
+/* Insert with a precomputed hash, for building sets/dicts quickly. */
+int mp__table_insert_hashed(mp__dict *d, mp_obj *key, mp_obj *value,
+                            uint64_t hash, int is_set);
+mp_obj *mp__dict_alloc(mp_type t);
+
+/* ---- ints (int.c) --------------------------------------------------------- */
+/* Normalised int from LE two's complement bytes (may return a small int). */
+mp_obj *mp__int_from_le(const uint8_t *le, size_t n);
+/* Minimal LE bytes of an int64 into buf (>= 8 bytes); returns the count. */
+size_t mp__i64_to_le(int64_t v, uint8_t *buf);
+/* Exact LE bytes of an integral double beyond int64 into buf (>= 136);
+ * returns the count. */
+size_t mp__double_to_le(double d, uint8_t *buf);
+int mp__bigint_to_double(const mp__bigint *b, double *out);
+/* Decimal text of a big int appended to buf; 0, MP_ENOMEM or MP_ELIMIT. */
+int mp__bigint_decimal(const mp__bigint *b, mp__buf *buf);
+
+/* ---- comparison (obj.c) --------------------------------------------------- */
+/* Python ==; identity counts as equal when `ident` (container items). */
+int mp__equal(const mp_obj *a, const mp_obj *b, int ident, int depth);
+
+/* ---- repr (repr.c) -------------------------------------------------------- */
+int mp__repr(const mp_obj *o, mp__buf *b, int depth, int max_depth,
+             const mp_obj **path);
+int mp__float_repr(double v, char *out); /* out >= 32 bytes; returns length */
+
+/* ---- unicode_printable.c (generated) --------------------------------------- */
+int mp__unicode_printable(uint32_t cp);
+extern const char mp__unicode_version[];
+
+/* Releases every reference held by a value of type t and frees it. */
+void mp__obj_destroy(mp_obj *o);
+
+/* Depth used by recursive operations (repr, equal, hash, copy) */
+#define MP__MAX_RECURSION MP_PICKLE_DEFAULT_MAX_DEPTH
+/* Upper bound for a caller-set max_depth (C stack safety) */
+#define MP__DEPTH_CAP 20000
+
+#endif
