@@ -242,7 +242,9 @@ typedef struct mp_listener_opts {
   double handshake_timeout;
   /* Most handshakes run at once (0: 64).  accept() drives them
    * concurrently, so a client that connects and says nothing does not hold
-   * up the others; beyond this many, new clients wait in the backlog. */
+   * up the others.  When all are taken, a new client replaces the oldest
+   * handshake in progress: a real client needs a round trip or two, so
+   * only a flood faster than that can crowd it out. */
   int max_pending;
   /* Refuse peers that answer our challenge with legacy HMAC-MD5 (CPython
    * <= 3.11) and refuse to answer legacy 20-byte challenges.  0 (the

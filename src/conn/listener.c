@@ -2,8 +2,9 @@
  *
  * accept() runs the handshakes of several clients at once, each a
  * non-blocking state machine (handshake.h) with its own deadline, so a
- * client that connects and never speaks costs a slot for handshake_timeout
- * but never blocks the clients behind it. */
+ * client that connects and never speaks costs a slot until handshake_timeout
+ * (or until a newer client needs the slot) but never blocks the clients
+ * behind it. */
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -367,8 +368,11 @@ mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
   }
   mp__deadline dl = mp__deadline_in(timeout);
   for (;;) {
-    /* 1. Take every client waiting in the backlog, while there is room. */
-    while (l->npend < l->max_pending) {
+    /* 1. Take every client waiting in the backlog.  When every slot is
+     * taken, the oldest handshake makes room: a real client finishes its
+     * handshake within a round trip or two, so only a flood faster than
+     * that can push it out (the SYN-cache policy of TCP stacks). */
+    for (;;) {
       struct sockaddr_storage ss;
       socklen_t sl = sizeof ss;
       int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl,
@@ -390,6 +394,17 @@ mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
       if (!l->has_key) {
         rc = finish(l, fd, peer, out);
         goto out;
+      }
+      if (l->npend == l->max_pending) {
+        int oldest = 0;
+        for (int i = 1; i < l->npend; i++)
+          if (l->pend[i].dl < l->pend[oldest].dl)
+            oldest = i;
+        if (mp_log_enabled(MP_LOG_DEBUG))
+          mp_log(MP_LOG_DEBUG, "listener %s: %d handshakes pending, dropped "
+                 "the oldest (%s)", l->address, l->npend,
+                 l->pend[oldest].peer);
+        drop_pending(l, oldest);
       }
       pending *p = &l->pend[l->npend];
       p->fd = fd;
@@ -433,8 +448,7 @@ mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
     struct pollfd pf[1 + l->npend];
     int n = 0;
     mp__deadline wake = dl;
-    if (l->npend < l->max_pending)
-      pf[n++] = (struct pollfd){ .fd = l->fd, .events = POLLIN };
+    pf[n++] = (struct pollfd){ .fd = l->fd, .events = POLLIN };
     for (int i = 0; i < l->npend; i++) {
       pending *p = &l->pend[i];
       pf[n++] = (struct pollfd){
