@@ -188,6 +188,7 @@ mp__boot_send_process(int sock, mp_process *p, int use_pdeathsig)
   for (size_t i = 0; i < nargfds; i++)
     fds[i + 1] = argfds[i];
   rc = send_boot(sock, BOOT_PROCESS, &b, fds, nargfds + 1);
+  mp__close(fds[0]);
 out:
   mp__buf_release(&b);
   mp_free(pickle);
@@ -480,6 +481,7 @@ mp__boot_send_server(int sock, int ctl, char *const *preload, size_t n)
     rc = fds[1];
   if (!rc)
     rc = send_boot(sock, BOOT_SERVER, &b, fds, 2);
+  mp__close(fds[1]);
   mp__buf_release(&b);
   return rc;
 }

@@ -61,7 +61,7 @@ struct mp_process {
 /* ---- process.c ---------------------------------------------------------- */
 mp_process *mp__proc_alloc(int kind);
 void mp__proc_set_spawning(mp_context *ctx);
-/* The self-pidfd of this process (cached; -1 if unavailable). */
+/* A new pidfd of this process (the caller closes it), or -errno. */
 int mp__proc_self_pidfd(void);
 /* Is this thread the main thread of its process? */
 int mp__proc_on_main_thread(void);

@@ -40,8 +40,6 @@ static _Thread_local mp_process *tls_current; /* threading children */
 static _Thread_local jmp_buf *tls_exit_jmp;
 static _Thread_local int tls_exit_code;
 static _Thread_local mp_context *tls_spawning;
-static int self_pidfd = -1;
-static pthread_mutex_t self_pidfd_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t main_once = PTHREAD_ONCE_INIT;
 
 static void exit_function(void);
@@ -116,12 +114,9 @@ mp__proc_on_main_thread(void)
 int
 mp__proc_self_pidfd(void)
 {
-  pthread_mutex_lock(&self_pidfd_lock);
-  if (self_pidfd < 0)
-    self_pidfd = mp__plat_pidfd_open(getpid());
-  int fd = self_pidfd;
-  pthread_mutex_unlock(&self_pidfd_lock);
-  return fd;
+  /* A new descriptor each time (the caller closes it): a cached one would
+   * sit open for the life of the program. */
+  return mp__plat_pidfd_open(getpid());
 }
 
 /* ---- contexts --------------------------------------------------------- */
@@ -516,12 +511,10 @@ after_fork_child(mp_process *self)
    * re-made, and the parent's children are not ours. */
   pthread_mutex_init(&g_lock, NULL);
   pthread_mutex_init(&method_lock, NULL);
-  pthread_mutex_init(&self_pidfd_lock, NULL);
   reg_first = NULL;
   atomic_store(&child_counter, 0);
   tls_current = NULL;
   tls_spawning = NULL;
-  self_pidfd = -1;
   mp__forkserver_after_fork_child();
   (void)self;
 }
@@ -558,8 +551,10 @@ fork_start(mp_process *p)
   fflush(stderr);
   mp_process *cur = mp_current_process();
   char *parent_name = xstrdup(cur->name);
-  if (!parent_name)
+  if (!parent_name) {
+    mp__close(parent_sentinel);
     return MP_ENOMEM;
+  }
   int main_thread = mp__proc_on_main_thread();
   pid_t ppid = getpid();
   sigset_t all, old;
@@ -577,6 +572,7 @@ fork_start(mp_process *p)
   int err = errno;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   free(parent_name);
+  mp__close(parent_sentinel);
   if (pid < 0)
     return -err;
   int pidfd = mp__plat_pidfd_open(pid);
