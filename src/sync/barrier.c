@@ -281,3 +281,11 @@ mp_barrier_broken(const mp_barrier *b)
     return MP_EINVAL;
   return state(b->s) == BROKEN;
 }
+
+void mp__barrier_action(mp_barrier *b, int (**action)(void *), void **arg);
+void
+mp__barrier_action(mp_barrier *b, int (**action)(void *), void **arg)
+{
+  *action = b->action;
+  *arg = b->arg;
+}

@@ -67,9 +67,29 @@ int mp__lock_restore_acquire(mp_lock *l, uint32_t saved);
 mp_lock *mp__lock_wrap(mp__shref ref, int recursive);
 mp_lock *mp__lock_ref(mp_lock *l);
 
-/* Waits on a 32-bit sequence word, in slices, while also checking `check`
- * (NULL: none) after each slice; returns 0 (word changed / woken),
- * MP_ETIMEDOUT (deadline) or whatever nonzero `check` returns. */
-int mp__seq_wait(_Atomic uint32_t *seq, uint32_t val, mp__deadline deadline);
+/* ---- handle values (handles.c) -------------------------------------------
+ * A reduce context collects the fds of one handle once each; a block's
+ * location becomes (arena id, slab index, slab size, offset, fd index). */
+#include "mproc/obj.h"
+typedef struct mp__redctx {
+  int (*add_fd)(void *fdctx, int fd);
+  void *fdctx;
+  int fds[16];
+  int n;
+} mp__redctx;
+mp_obj *mp__loc_reduce(mp__redctx *c, mp__shref ref);
+/* Rebuild side: `used` marks fds handed to the arena (the caller closes
+ * the others at the end). */
+typedef struct mp__rebctx {
+  int *fds;
+  size_t nfds;
+  unsigned char used[16];
+} mp__rebctx;
+int mp__loc_rebuild(mp__rebctx *c, const mp_obj *loc, mp__shref *ref,
+                    void **ptr);
+void mp__rebctx_done(mp__rebctx *c);
+/* A lock as (loc, recursive) and back (a new handle with its reference). */
+mp_obj *mp__lock_reduce_state(mp__redctx *c, mp_lock *l);
+int mp__lock_rebuild_state(mp__rebctx *c, const mp_obj *st, mp_lock **out);
 
 #endif

@@ -1,0 +1,255 @@
+/* SharedMemory: named POSIX shared-memory segments. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/fd.h"
+#include "shm/shm_internal.h"
+
+#define MAX_SHM_NAME 200
+
+struct mp_shm {
+  _Atomic int refs;
+  pthread_mutex_t mu;
+  char name[MAX_SHM_NAME + 1];
+  int fd;
+  void *buf;
+  size_t size;
+  int tracked; /* created here and not unlinked yet */
+};
+
+mp_shm *mp__shm_ref(mp_shm *m);
+mp_shm *
+mp__shm_ref(mp_shm *m)
+{
+  atomic_fetch_add(&m->refs, 1);
+  return m;
+}
+
+static int
+check_name(const char *name, char *out)
+{
+  if (name[0] == '/')
+    name++;
+  size_t n = strlen(name);
+  if (n == 0 || n > MAX_SHM_NAME || strchr(name, '/')
+      || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+    return mp_seterr(MP_EINVAL, "bad shared memory name");
+  memcpy(out, name, n + 1);
+  return 0;
+}
+
+static void
+gen_name(char *out)
+{
+  uint8_t r[8];
+  if (getrandom(r, sizeof r, 0) != sizeof r) {
+    uint64_t t = (uint64_t)mp__now_ns() ^ ((uint64_t)getpid() << 32);
+    memcpy(r, &t, sizeof r);
+  }
+  snprintf(out, MAX_SHM_NAME + 1, "mp-%02x%02x%02x%02x%02x%02x%02x%02x", r[0],
+           r[1], r[2], r[3], r[4], r[5], r[6], r[7]);
+}
+
+static int
+shm_open_name(const char *name, int flags)
+{
+  char path[MAX_SHM_NAME + 2];
+  snprintf(path, sizeof path, "/%s", name);
+  int fd = shm_open(path, flags | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return mp__errno();
+  if (fd < 3) {
+    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int e = errno;
+    close(fd);
+    if (nfd < 0)
+      return -e;
+    fd = nfd;
+  }
+  return fd;
+}
+
+mp_shm *mp__shm_wrap(const char *name, int fd, size_t size, int *err);
+/* A SharedMemory over `fd` (consumed) mapping `size` bytes. */
+mp_shm *
+mp__shm_wrap(const char *name, int fd, size_t size, int *err)
+{
+  mp_shm *m = calloc(1, sizeof *m);
+  if (!m) {
+    mp__close(fd);
+    *err = MP_ENOMEM;
+    return NULL;
+  }
+  void *p = mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE, MAP_SHARED,
+                 fd, 0);
+  if (p == MAP_FAILED) {
+    *err = mp__errno();
+    mp__close(fd);
+    free(m);
+    return NULL;
+  }
+  atomic_init(&m->refs, 1);
+  pthread_mutex_init(&m->mu, NULL);
+  snprintf(m->name, sizeof m->name, "%s", name);
+  m->fd = fd;
+  m->buf = p;
+  m->size = size;
+  return m;
+}
+
+int
+mp_shm_new(mp_shm **out, const char *name, const mp_shm_opts *opts)
+{
+  if (!out)
+    return MP_EINVAL;
+  *out = NULL;
+  int create = opts && opts->create;
+  size_t size = opts ? opts->size : 0;
+  char nm[MAX_SHM_NAME + 1];
+  int rc, fd;
+  if (name && (rc = check_name(name, nm)))
+    return rc;
+  if (create) {
+    if (size == 0)
+      return mp_seterr(MP_EINVAL, "'size' must be a positive number "
+                                  "different from zero");
+    for (int tries = 0;; tries++) {
+      if (!name)
+        gen_name(nm);
+      fd = shm_open_name(nm, O_RDWR | O_CREAT | O_EXCL);
+      if (fd == MP_EEXIST && !name && tries < 100)
+        continue;
+      break;
+    }
+    if (fd < 0)
+      return fd == MP_EEXIST
+                 ? mp_seterr(fd, "shared memory '%s' already exists", nm)
+                 : fd;
+    if (ftruncate(fd, (off_t)size) < 0) {
+      rc = mp__errno();
+      mp__close(fd);
+      shm_unlink(nm);
+      return rc;
+    }
+  } else {
+    if (!name)
+      return mp_seterr(MP_EINVAL, "attaching needs a name");
+    fd = shm_open_name(nm, O_RDWR);
+    if (fd < 0)
+      return fd == MP_ENOENT
+                 ? mp_seterr(fd, "no shared memory named '%s'", nm)
+                 : fd;
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+      rc = mp__errno();
+      mp__close(fd);
+      return rc;
+    }
+    if (size > (size_t)st.st_size) {
+      mp__close(fd);
+      return mp_seterr(MP_EINVAL, "size %zu larger than the segment (%lld)",
+                       size, (long long)st.st_size);
+    }
+    if (size == 0)
+      size = (size_t)st.st_size;
+    if (size == 0) {
+      mp__close(fd);
+      return mp_seterr(MP_EINVAL, "cannot map an empty segment");
+    }
+  }
+  int err = 0;
+  mp_shm *m = mp__shm_wrap(nm, fd, size, &err);
+  if (!m) {
+    if (create)
+      shm_unlink(nm);
+    return err;
+  }
+  if (create) {
+    if ((rc = mp__tracker_register("shm", nm)) != 0) {
+      mp_shm_free(m);
+      shm_unlink(nm);
+      return rc;
+    }
+    m->tracked = 1;
+  }
+  *out = m;
+  return 0;
+}
+
+int
+mp_shm_close(mp_shm *m)
+{
+  if (!m)
+    return MP_EINVAL;
+  pthread_mutex_lock(&m->mu);
+  if (m->buf) {
+    munmap(m->buf, m->size ? m->size : 1);
+    m->buf = NULL;
+  }
+  mp__close(m->fd);
+  m->fd = -1;
+  pthread_mutex_unlock(&m->mu);
+  return 0;
+}
+
+int
+mp_shm_unlink(mp_shm *m)
+{
+  if (!m)
+    return MP_EINVAL;
+  char path[MAX_SHM_NAME + 2];
+  snprintf(path, sizeof path, "/%s", m->name);
+  int rc = shm_unlink(path) < 0 ? mp__errno() : 0;
+  pthread_mutex_lock(&m->mu);
+  int tracked = m->tracked;
+  m->tracked = 0;
+  pthread_mutex_unlock(&m->mu);
+  /* Python unregisters on every unlink (a segment created elsewhere was
+   * registered by its creator, which would otherwise remove it later) */
+  if (rc == 0 || tracked)
+    mp__tracker_unregister("shm", m->name);
+  return rc;
+}
+
+void
+mp_shm_free(mp_shm *m)
+{
+  if (!m || atomic_fetch_sub(&m->refs, 1) != 1)
+    return;
+  mp_shm_close(m);
+  pthread_mutex_destroy(&m->mu);
+  free(m);
+}
+
+const char *
+mp_shm_name(const mp_shm *m)
+{
+  return m ? m->name : NULL;
+}
+
+void *
+mp_shm_buf(mp_shm *m)
+{
+  return m ? m->buf : NULL;
+}
+
+size_t
+mp_shm_size(const mp_shm *m)
+{
+  return m ? m->size : 0;
+}
+
+int mp__shm_fd(mp_shm *m);
+int
+mp__shm_fd(mp_shm *m)
+{
+  return m->fd;
+}
