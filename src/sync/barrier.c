@@ -198,7 +198,15 @@ mp_barrier_wait(mp_barrier *b, double timeout)
   }
   int ret = (int)index;
   if (index + 1 >= s->parties) {
-    int rc = b->action ? b->action(b->arg) : 0;
+    /* the last to arrive: a waiter that died meanwhile breaks the round
+     * (the cheap check: kill(pid, 0); zombies are found by the sleepers) */
+    int dead = 0;
+    for (uint32_t i = 0; i < s->parties && !dead; i++)
+      if (i != slot && s->w[i].pid && !mp__proc_alive(s->w[i].pid, 0, 1))
+        dead = 1;
+    if (dead)
+      purge_dead(s);
+    int rc = dead ? MP_EBROKEN : b->action ? b->action(b->arg) : 0;
     if (rc != 0) {
       break_barrier(s);
       ret = rc < 0 ? rc : MP_EBROKEN;
