@@ -205,8 +205,6 @@ mp__spawn_start(mp_process *p)
     return rc;
   int main_thread = mp__proc_on_main_thread();
   pid_t pid;
-  fflush(stdout);
-  fflush(stderr);
   rc = mp__boot_spawn_exe(sv[1], &pid);
   mp__close(sv[1]);
   if (rc) {

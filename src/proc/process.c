@@ -547,8 +547,6 @@ fork_start(mp_process *p)
   int parent_sentinel = mp__proc_self_pidfd();
   if (parent_sentinel < 0)
     return parent_sentinel;
-  fflush(stdout);
-  fflush(stderr);
   mp_process *cur = mp_current_process();
   char *parent_name = xstrdup(cur->name);
   if (!parent_name) {
@@ -658,6 +656,12 @@ mp_process_start(mp_process *p)
   }
   cleanup_children();
   p->method = method;
+  if (method != MP__M_THREADING) {
+    /* Python's Popen does the same: output written before start is not
+     * duplicated by, or printed after, the child's. */
+    fflush(stdout);
+    fflush(stderr);
+  }
   switch (method) {
   case MP__M_FORK:
     rc = fork_start(p);

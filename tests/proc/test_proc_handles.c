@@ -2,6 +2,7 @@
  * method, process sentinels in mp_wait, and a handle type that refuses a
  * kind of child (MP_ECONTEXT) through mp_spawning_context(). */
 #define _GNU_SOURCE
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
