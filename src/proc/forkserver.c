@@ -2,12 +2,12 @@
  * use, that forks children on request.
  *
  * Client side: one SOCK_SEQPACKET control socket; a request is one message
- * carrying two descriptors: the child's boot socket and the write end of a
- * status pipe.  The server forks; the child reads its instructions from the
- * boot socket (sent by the client directly, so the server never handles args
- * or their descriptors); the server writes the child's pid and, once it has
- * reaped it, its exit code (two int32) into the status pipe, whose read end
- * is the process's sentinel.  Requests are single messages, so any thread
+ * carrying two descriptors: the child's boot socket and one end of a status
+ * socket.  The server forks; the child reads its instructions from the boot
+ * socket (sent by the client directly, so the server never handles args or
+ * their descriptors); the server sends the child's pid with a pidfd of it
+ * and, once it has reaped it, its exit code (two int32) on the status
+ * socket, whose other end is the process's sentinel.  Requests are single messages, so any thread
  * may make them at the same time.
  *
  * The server exits when the program that started it exits, whatever the
@@ -77,7 +77,7 @@ reset_locked(void)
 {
   mp__close(fs_ctl);
   fs_ctl = -1;
-  fs_pid = 0;
+  __atomic_store_n(&fs_pid, 0, __ATOMIC_RELEASE);
 }
 
 static int
@@ -119,7 +119,7 @@ ensure_running_locked(void)
     return mp_seterr(rc, "cannot start the forkserver");
   }
   fs_ctl = ctl[0];
-  fs_pid = pid;
+  __atomic_store_n(&fs_pid, pid, __ATOMIC_RELEASE);
   mp_log_info("forkserver started (pid %d)", (int)pid);
   return 0;
 }
@@ -131,7 +131,7 @@ mp__forkserver_start(mp_process *p)
   int rc = mp__socketpair(SOCK_STREAM, boot);
   if (rc)
     return rc;
-  if ((rc = mp__pipe(st)) != 0) {
+  if ((rc = mp__socketpair(SOCK_STREAM, st)) != 0) {
     mp__close(boot[0]);
     mp__close(boot[1]);
     return rc;
@@ -152,28 +152,38 @@ mp__forkserver_start(mp_process *p)
   pthread_mutex_unlock(&fs_lock);
   mp__close(boot[1]);
   mp__close(st[1]);
-  int32_t pid = 0;
-  if (!rc) {
-    rc = mp__read_full(st[0], &pid, sizeof pid, NULL);
-    if (rc || pid <= 0)
-      rc = mp_seterr(rc ? rc : -(int)(-pid), "the forkserver could not fork");
-  }
-  int pidfd = -1;
-  if (!rc && (pidfd = mp__plat_pidfd_open(pid)) < 0)
-    rc = pidfd;
-  if (!rc)
-    rc = mp__boot_send_process(boot[0], p, 1);
-  mp__close(boot[0]);
   if (rc) {
-    if (pidfd >= 0) {
-      /* The child exits on the closed boot socket; wait for its status so
-       * that nothing is left behind. */
-      int32_t code;
-      mp__read_full(st[0], &code, sizeof code, NULL);
-      mp__close(pidfd);
-    }
+    mp__close(boot[0]);
     mp__close(st[0]);
     return rc;
+  }
+  /* The instructions go straight away (the server is forking meanwhile);
+   * the pid and a pidfd of the child come back on the status socket. */
+  int send_rc = mp__boot_send_process(boot[0], p, 1);
+  mp__close(boot[0]);
+  int32_t pid = 0;
+  int pidfd = -1;
+  size_t got = 0, nfd = 0;
+  rc = mp__recv_fds(st[0], &pid, sizeof pid, &got, &pidfd, 1, &nfd);
+  if (!rc && got > 0 && got < sizeof pid)
+    rc = mp__read_full(st[0], (char *)&pid + got, sizeof pid - got, NULL);
+  if (!rc && got == 0)
+    rc = MP_EEOF;
+  if (!rc && pid <= 0)
+    rc = pid < 0 ? pid : MP_ECHILD;
+  if (rc) {
+    mp__close(pidfd);
+    mp__close(st[0]);
+    return mp_seterr(rc, "the forkserver could not fork");
+  }
+  if (send_rc) {
+    /* The child exits on the closed boot socket; wait for its status so
+     * that nothing is left behind. */
+    int32_t code;
+    mp__read_full(st[0], &code, sizeof code, NULL);
+    mp__close(pidfd);
+    mp__close(st[0]);
+    return send_rc;
   }
   p->pid = pid;
   p->pidfd = pidfd;
@@ -188,19 +198,21 @@ mp__forkserver_after_fork_child(void)
   /* The server belongs to our parent; ours, if needed, will be new. */
   mp__close(fs_ctl);
   fs_ctl = -1;
-  fs_pid = 0;
+  __atomic_store_n(&fs_pid, 0, __ATOMIC_RELEASE);
 }
 
 void
 mp__forkserver_stop(void)
 {
+  if (!__atomic_load_n(&fs_pid, __ATOMIC_ACQUIRE))
+    return;
   pthread_mutex_lock(&fs_lock);
   if (fs_pid > 0) {
     mp__close(fs_ctl);
     while (waitpid(fs_pid, NULL, 0) < 0 && errno == EINTR)
       ;
     fs_ctl = -1;
-    fs_pid = 0;
+    __atomic_store_n(&fs_pid, 0, __ATOMIC_RELEASE);
   }
   pthread_mutex_unlock(&fs_lock);
 }
@@ -306,9 +318,13 @@ mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
         sigprocmask(SIG_SETMASK, &old, NULL);
         mp__boot_run(fds[0], 1);
       }
-      mp__close(fds[0]);
       int32_t reply = pid > 0 ? (int32_t)pid : (int32_t)-errno;
-      mp__write_all(fds[1], &reply, sizeof reply);
+      mp__close(fds[0]);
+      /* The client gets a pidfd from us, the parent, while the child
+       * cannot have been reaped: no pid-reuse race. */
+      int cpidfd = pid > 0 ? mp__plat_pidfd_open(pid) : -1;
+      mp__send_fds(fds[1], &reply, sizeof reply, &cpidfd, cpidfd >= 0);
+      mp__close(cpidfd);
       if (pid > 0)
         tab[ntab++] = (struct entry){pid, fds[1]};
       else

@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -66,6 +67,8 @@ mp__proc_alloc(int kind)
 static void
 init_main(void)
 {
+  if (g_current)
+    return; /* a child: it was told who it is */
   mp_process *m = mp__proc_alloc(MP__P_CURRENT);
   if (!m)
     abort(); /* at the first call: nothing sensible to return */
@@ -324,7 +327,7 @@ reg_add(mp_process *p)
   p->reg_next = reg_first;
   if (reg_first)
     reg_first->reg_prev = p;
-  reg_first = p;
+  __atomic_store_n(&reg_first, p, __ATOMIC_RELEASE);
   p->registered = 1;
   pthread_mutex_unlock(&g_lock);
 }
@@ -338,7 +341,7 @@ reg_remove(mp_process *p)
     if (p->reg_prev)
       p->reg_prev->reg_next = p->reg_next;
     else
-      reg_first = p->reg_next;
+      __atomic_store_n(&reg_first, p->reg_next, __ATOMIC_RELEASE);
     if (p->reg_next)
       p->reg_next->reg_prev = p->reg_prev;
     p->reg_prev = p->reg_next = NULL;
@@ -879,6 +882,8 @@ mp_process_set_name(mp_process *p, const char *name)
 {
   if (!p || !name)
     return MP_EINVAL;
+  if (p->kind == MP__P_PARENT)
+    return mp_seterr(MP_ENOTOWNER, "cannot rename the parent process");
   char *n = strdup(name);
   if (!n)
     return MP_ENOMEM;
@@ -1049,15 +1054,19 @@ mp__proc_child_main(mp_process *self, pid_t parent_pid,
                     const char *parent_name, int parent_sentinel,
                     int use_pdeathsig, pid_t pdeath_ppid)
 {
-  pthread_once(&main_once, init_main); /* so the main object is not made later */
-  mp_process *par = mp__proc_alloc(MP__P_PARENT);
-  if (par) {
-    par->name = xstrdup(parent_name ? parent_name : "");
-    par->identity = strdup("");
-    par->pid = parent_pid;
-    par->sentinel = parent_sentinel;
-    par->state = MP__S_STARTED;
-  }
+  /* Static storage and borrowed strings: a forked child should touch (and
+   * so copy) as few pages as it can. */
+  static mp_process parent_storage;
+  mp_process *par = &parent_storage;
+  pthread_mutex_init(&par->lock, NULL);
+  atomic_init(&par->refs, 1 << 20);
+  par->kind = MP__P_PARENT;
+  par->name = (char *)(parent_name ? parent_name : "");
+  par->identity = (char *)"";
+  par->pid = parent_pid;
+  par->pidfd = par->status_fd = par->thread_wfd = -1;
+  par->sentinel = parent_sentinel;
+  par->state = MP__S_STARTED;
   g_parent = par;
   pthread_mutex_init(&self->lock, NULL);
   self->kind = MP__P_CURRENT;
@@ -1068,6 +1077,9 @@ mp__proc_child_main(mp_process *self, pid_t parent_pid,
   self->reg_prev = self->reg_next = NULL;
   atomic_store(&self->refs, 1 << 20);
   g_current = self;
+  /* Settle the once-flag without making a main-process object (that would
+   * cost a random authkey per child). */
+  pthread_once(&main_once, init_main);
   mp__log_set_process_name(self->name);
   if (self->daemon) {
     /* Die with the parent.  PR_SET_PDEATHSIG fires when the parent *thread*
@@ -1099,8 +1111,10 @@ void
 mp__proc_child_exit(int code)
 {
   exit_function();
-  fflush(stdout);
-  fflush(stderr);
+  if (__fpending(stdout))
+    fflush(stdout);
+  if (__fpending(stderr))
+    fflush(stderr);
   _exit(code);
 }
 
@@ -1131,6 +1145,10 @@ exit_function(void)
 {
   mp_process **list;
   size_t n;
+  if (!__atomic_load_n(&reg_first, __ATOMIC_ACQUIRE)) {
+    mp__forkserver_stop();
+    return; /* no children: the common case of a child exiting */
+  }
   if (mp_active_children(&list, &n) != 0)
     return;
   for (size_t i = 0; i < n; i++)
