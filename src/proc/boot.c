@@ -120,14 +120,28 @@ send_boot(int sock, uint32_t kind, const mp__buf *payload, const int *fds,
   return rc;
 }
 
+void
+mp__boot_msg_release(mp__boot_msg *m)
+{
+  mp__buf_release(&m->payload);
+  mp_free(m->argfds);
+  m->argfds = NULL;
+  m->nargfds = 0;
+}
+
+/* Encode everything before any process exists, so that an arg or a target
+ * that cannot be sent fails mp_process_start without side effects. */
 int
-mp__boot_send_process(int sock, mp_process *p, int use_pdeathsig)
+mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m)
 {
   mp__buf b = {0};
   void *pickle = NULL;
   size_t plen = 0, nargfds = 0;
   int *argfds = NULL;
   int rc;
+  m->argfds = NULL;
+  m->nargfds = 0;
+  m->payload = (mp__buf){0};
   const mp_handle_type *types[MAX_HANDLE_TYPES];
   size_t ntypes = 0;
   mp_process *cur = mp_current_process();
@@ -177,46 +191,60 @@ mp__boot_send_process(int sock, mp_process *p, int use_pdeathsig)
     rc = mp__funcref_encode(types[i], 0, &b);
   if (!rc)
     rc = mp__put_blob(&b, pickle, plen);
-  if (rc)
-    goto out;
+out:
+  mp_free(pickle);
+  if (rc) {
+    mp__buf_release(&b);
+    mp_free(argfds);
+    return rc;
+  }
+  m->payload = b;
+  m->argfds = argfds;
+  m->nargfds = nargfds;
+  return 0;
+}
+
+int
+mp__boot_send_msg(int sock, const mp__boot_msg *m)
+{
   int fds[MAX_BOOT_FDS + 1];
   fds[0] = mp__proc_self_pidfd();
-  if (fds[0] < 0) {
-    rc = fds[0];
-    goto out;
-  }
-  for (size_t i = 0; i < nargfds; i++)
-    fds[i + 1] = argfds[i];
-  rc = send_boot(sock, BOOT_PROCESS, &b, fds, nargfds + 1);
+  if (fds[0] < 0)
+    return fds[0];
+  for (size_t i = 0; i < m->nargfds; i++)
+    fds[i + 1] = m->argfds[i];
+  int rc = send_boot(sock, BOOT_PROCESS, &m->payload, fds, m->nargfds + 1);
   mp__close(fds[0]);
-out:
-  mp__buf_release(&b);
-  mp_free(pickle);
-  mp_free(argfds);
   return rc;
 }
 
 int
 mp__spawn_start(mp_process *p)
 {
-  int sv[2];
-  int rc = mp__socketpair(SOCK_STREAM, sv);
+  mp__boot_msg msg;
+  int rc = mp__boot_encode_process(p, mp__proc_on_main_thread(), &msg);
   if (rc)
     return rc;
-  int main_thread = mp__proc_on_main_thread();
+  int sv[2];
+  if ((rc = mp__socketpair(SOCK_STREAM, sv)) != 0) {
+    mp__boot_msg_release(&msg);
+    return rc;
+  }
   pid_t pid;
   rc = mp__boot_spawn_exe(sv[1], &pid);
   mp__close(sv[1]);
   if (rc) {
     mp__close(sv[0]);
+    mp__boot_msg_release(&msg);
     return mp_seterr(rc, "posix_spawn failed");
   }
   int pidfd = mp__plat_pidfd_open(pid);
   if (pidfd < 0)
     rc = pidfd;
   if (!rc)
-    rc = mp__boot_send_process(sv[0], p, main_thread);
+    rc = mp__boot_send_msg(sv[0], &msg);
   mp__close(sv[0]);
+  mp__boot_msg_release(&msg);
   if (rc) {
     /* The child reads EOF and exits; make sure of it and reap it. */
     kill(pid, SIGKILL);

@@ -127,13 +127,19 @@ ensure_running_locked(void)
 int
 mp__forkserver_start(mp_process *p)
 {
-  int boot[2], st[2];
-  int rc = mp__socketpair(SOCK_STREAM, boot);
+  mp__boot_msg msg;
+  int rc = mp__boot_encode_process(p, 1, &msg);
   if (rc)
     return rc;
+  int boot[2], st[2];
+  if ((rc = mp__socketpair(SOCK_STREAM, boot)) != 0) {
+    mp__boot_msg_release(&msg);
+    return rc;
+  }
   if ((rc = mp__socketpair(SOCK_STREAM, st)) != 0) {
     mp__close(boot[0]);
     mp__close(boot[1]);
+    mp__boot_msg_release(&msg);
     return rc;
   }
   int fds[2] = {boot[1], st[1]};
@@ -155,12 +161,14 @@ mp__forkserver_start(mp_process *p)
   if (rc) {
     mp__close(boot[0]);
     mp__close(st[0]);
+    mp__boot_msg_release(&msg);
     return rc;
   }
   /* The instructions go straight away (the server is forking meanwhile);
    * the pid and a pidfd of the child come back on the status socket. */
-  int send_rc = mp__boot_send_process(boot[0], p, 1);
+  int send_rc = mp__boot_send_msg(boot[0], &msg);
   mp__close(boot[0]);
+  mp__boot_msg_release(&msg);
   int32_t pid = 0;
   int pidfd = -1;
   size_t got = 0, nfd = 0;

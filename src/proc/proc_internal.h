@@ -85,8 +85,17 @@ int mp__proc_collect_handle_types(const mp_obj *o,
 /* ---- boot.c: instructions for spawn and forkserver children ------------- */
 /* Start p by spawn (pid, pidfd, sentinel set on success). */
 int mp__spawn_start(mp_process *p);
-/* Send the instructions of `p` over `sock` (the child's boot socket). */
-int mp__boot_send_process(int sock, mp_process *p, int use_pdeathsig);
+/* The instructions of `p` (args pickled with their descriptors, the target
+ * as a reference ...), encoded; then sent over `sock`, the child's boot
+ * socket, with this process's pidfd (the child's parent sentinel). */
+typedef struct mp__boot_msg {
+  mp__buf payload;
+  int *argfds; /* owned by the handles in p's args */
+  size_t nargfds;
+} mp__boot_msg;
+int mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m);
+int mp__boot_send_msg(int sock, const mp__boot_msg *m);
+void mp__boot_msg_release(mp__boot_msg *m);
 /* Child side: read instructions from `sock` and become the child (never
  * returns).  `forkserver_child`: this process was forked by the server. */
 void mp__boot_run(int sock, int forkserver_child) __attribute__((noreturn));

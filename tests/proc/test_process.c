@@ -119,6 +119,8 @@ t_identity(mp_obj *args)
   mp_process *me = mp_current_process();
   if (strcmp(mp_process_name(me), name))
     return 20;
+  if (strcmp(method, "threading") && strcmp(mp__log_process_name(), name))
+    return 19; /* log lines carry the child's name */
   mp_process *par = mp_parent_process();
   if (!par)
     return 21;
@@ -523,6 +525,77 @@ test_active_children(void **state)
   }
 }
 
+static char
+proc_state(int pid)
+{
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return 0;
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  char *rp = strrchr(buf, ')');
+  return rp ? rp[2] : 0;
+}
+
+static void
+wait_sentinel(mp_process *p)
+{
+  struct pollfd pfd = {mp_process_sentinel(p), POLLIN, 0};
+  assert_int_equal(poll(&pfd, 1, -1), 1);
+}
+
+/* Finished children are reaped by is_alive, active_children (tested above)
+ * and by the next start: no zombies pile up. */
+static void
+test_reaping(void **state)
+{
+  (void)state;
+  const char *ms[] = {"fork", "spawn"};
+  for (int i = 0; i < 2; i++) {
+    mp_process *p = make(ms[i], t_return7, NULL);
+    MP_ASSERT_OK(mp_process_start(p));
+    int pid = mp_process_pid(p);
+    wait_sentinel(p);
+    assert_int_equal(proc_state(pid), 'Z');
+    assert_int_equal(mp_process_is_alive(p), 0);
+    assert_int_equal(proc_state(pid), 0);
+    mp_process_free(p);
+
+    mp_process *q = make(ms[i], t_return7, NULL);
+    MP_ASSERT_OK(mp_process_start(q));
+    pid = mp_process_pid(q);
+    wait_sentinel(q);
+    mp_process_free(q); /* not joined, not closed */
+    assert_int_equal(proc_state(pid), 'Z');
+    mp_process *r = make(ms[i], t_return7, NULL);
+    MP_ASSERT_OK(mp_process_start(r));
+    assert_int_equal(proc_state(pid), 0);
+    MP_ASSERT_OK(mp_process_join(r, MP_FOREVER));
+    mp_process_free(r);
+  }
+}
+
+/* A target that is not in any loaded object cannot be sent to a fresh
+ * image: start refuses it, nothing is started. */
+static void
+test_bad_reference(void **state)
+{
+  (void)state;
+  void *heap = malloc(64);
+  const char *ms[] = {"spawn", "forkserver"};
+  for (int i = 0; i < 2; i++) {
+    mp_process *p = make(ms[i], (mp_target_fn)(uintptr_t)heap, NULL);
+    MP_ASSERT_ERR(mp_process_start(p), MP_EBADREF);
+    assert_int_equal(mp_process_pid(p), 0);
+    assert_int_equal(mp_process_is_alive(p), 0);
+    mp_process_free(p);
+  }
+  free(heap);
+}
+
 static void
 test_many(void **state)
 {
@@ -680,6 +753,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_active_children),
     cmocka_unit_test(test_function_refs),
     cmocka_unit_test(test_forkserver_preload),
+    cmocka_unit_test(test_reaping),
+    cmocka_unit_test(test_bad_reference),
     cmocka_unit_test(test_many),
     cmocka_unit_test(test_threads_start_concurrently),
     cmocka_unit_test(test_cpu_count),
