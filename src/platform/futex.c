@@ -37,6 +37,16 @@ mp__futex_wait(uint32_t *addr, uint32_t val, mp__deadline deadline)
 }
 
 int
+mp__futex_wait_rel(uint32_t *addr, uint32_t val, int64_t ns)
+{
+  struct timespec rel = {ns / 1000000000, ns % 1000000000};
+  long r = syscall(SYS_futex, addr, FUTEX_WAIT, val, &rel, NULL, 0);
+  if (r == -1 && errno == ETIMEDOUT)
+    return MP_ETIMEDOUT;
+  return 0;
+}
+
+int
 mp__futex_wake(uint32_t *addr, int n)
 {
   long r = syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
@@ -65,19 +75,19 @@ mp__memfd_new(const char *name, size_t size)
   return fd;
 }
 
-static _Thread_local uint32_t tl_tid;
-static _Atomic uint32_t g_pid;
+__thread uint32_t mp__tl_tid __attribute__((tls_model("initial-exec")));
+uint32_t mp__g_pid;
 static _Atomic uint64_t g_start;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void
 after_fork_child(void)
 {
-  atomic_store(&g_pid, 0);
+  __atomic_store_n(&mp__g_pid, 0, __ATOMIC_RELAXED);
   atomic_store(&g_start, 0);
   /* The forking thread keeps its tid only if it is the child's main thread:
    * the kernel gives the child a new tid = the child's pid. */
-  tl_tid = 0;
+  mp__tl_tid = 0;
 }
 
 static void
@@ -87,22 +97,17 @@ install_atfork(void)
 }
 
 uint32_t
-mp__gettid(void)
+mp__gettid_slow(void)
 {
-  if (MP__UNLIKELY(tl_tid == 0))
-    tl_tid = (uint32_t)syscall(SYS_gettid);
-  return tl_tid;
+  return mp__tl_tid = (uint32_t)syscall(SYS_gettid);
 }
 
 uint32_t
-mp__getpid(void)
+mp__getpid_slow(void)
 {
-  uint32_t p = atomic_load_explicit(&g_pid, memory_order_relaxed);
-  if (MP__UNLIKELY(p == 0)) {
-    pthread_once(&g_once, install_atfork);
-    p = (uint32_t)getpid();
-    atomic_store_explicit(&g_pid, p, memory_order_relaxed);
-  }
+  pthread_once(&g_once, install_atfork);
+  uint32_t p = (uint32_t)getpid();
+  __atomic_store_n(&mp__g_pid, p, __ATOMIC_RELAXED);
   return p;
 }
 

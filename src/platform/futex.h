@@ -19,6 +19,10 @@
  * anyway) or MP_ETIMEDOUT when the deadline has passed. */
 int mp__futex_wait(uint32_t *addr, uint32_t val, mp__deadline deadline);
 
+/* The same with a relative timeout of `ns` nanoseconds (no clock read):
+ * 0 or MP_ETIMEDOUT when it expired. */
+int mp__futex_wait_rel(uint32_t *addr, uint32_t val, int64_t ns);
+
 /* Wake up to n sleepers on addr (n = INT32_MAX: all).  Returns the number
  * woken (>= 0). */
 int mp__futex_wake(uint32_t *addr, int n);
@@ -27,11 +31,25 @@ int mp__futex_wake(uint32_t *addr, int n);
  * close-on-exec.  Returns the fd (>= 3) or -errno. */
 int mp__memfd_new(const char *name, size_t size);
 
-/* This thread's kernel id (gettid), cached per thread. */
-uint32_t mp__gettid(void);
-/* This process's pid, correct after fork (cheap: cached and reset by an
- * atfork handler). */
-uint32_t mp__getpid(void);
+/* This thread's kernel id (gettid), cached per thread; this process's pid,
+ * correct after fork (cached and reset by an atfork handler).  Inline: they
+ * sit on the lock fast path.  Initial-exec TLS avoids __tls_get_addr. */
+extern __thread uint32_t mp__tl_tid __attribute__((tls_model("initial-exec")));
+extern uint32_t mp__g_pid; /* accessed atomically */
+uint32_t mp__gettid_slow(void);
+uint32_t mp__getpid_slow(void);
+static inline uint32_t
+mp__gettid(void)
+{
+  uint32_t t = mp__tl_tid;
+  return MP__LIKELY(t != 0) ? t : mp__gettid_slow();
+}
+static inline uint32_t
+mp__getpid(void)
+{
+  uint32_t p = __atomic_load_n(&mp__g_pid, __ATOMIC_RELAXED);
+  return MP__LIKELY(p != 0) ? p : mp__getpid_slow();
+}
 /* The start time of this process (clock ticks after boot, as in field 22 of
  * /proc/self/stat); 0 if unknown.  Together with the pid it names a process
  * uniquely across pid reuse. */

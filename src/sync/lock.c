@@ -15,15 +15,25 @@ mp__sync_deadline(double timeout)
 {
   if (timeout == MP_FOREVER || (isinf(timeout) && timeout > 0))
     return MP__NO_DEADLINE;
-  if (!(timeout > 0)) /* negative, zero, NaN: do not block */
-    return mp__now_ns();
+  if (!(timeout > 0)) /* negative, zero, NaN: do not block (0 has passed) */
+    return 0;
   return mp__deadline_in(timeout);
 }
+
+/* pid << 40 | start time, cached per process (recomputed when the pid
+ * changes, i.e. after fork). */
+static _Atomic uint64_t g_oinfo;
 
 static inline uint64_t
 my_oinfo(uint32_t pid)
 {
-  return (uint64_t)pid << 40 | (mp__proc_starttime() & ((UINT64_C(1) << 40) - 1));
+  uint64_t oi = atomic_load_explicit(&g_oinfo, memory_order_relaxed);
+  if (MP__UNLIKELY((uint32_t)(oi >> 40) != pid)) {
+    oi = (uint64_t)pid << 40
+         | (mp__proc_starttime() & ((UINT64_C(1) << 40) - 1));
+    atomic_store_explicit(&g_oinfo, oi, memory_order_relaxed);
+  }
+  return oi;
 }
 
 /* Is the holder `owner` (a pid) of l dead?  `full`: also read /proc. */
@@ -53,6 +63,15 @@ took(struct mp__slock *l, uint32_t me)
   atomic_store_explicit(&l->oinfo, my_oinfo(me), memory_order_relaxed);
 }
 
+#define SPIN 100
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
 int
 mp__slock_acquire(struct mp__slock *l, mp__deadline deadline)
 {
@@ -62,6 +81,20 @@ mp__slock_acquire(struct mp__slock *l, mp__deadline deadline)
           &l->word, &v, me, memory_order_acquire, memory_order_relaxed))) {
     took(l, me);
     return 0;
+  }
+  /* A short spin first: the holder is often about to release, and waking
+   * a sleeper on another CPU costs tens of microseconds. */
+  for (int i = 0; i < SPIN && deadline != 0; i++) {
+    CPU_RELAX();
+    v = atomic_load_explicit(&l->word, memory_order_relaxed);
+    if (v == 0 && atomic_compare_exchange_weak_explicit(
+                      &l->word, &v, me, memory_order_acquire,
+                      memory_order_relaxed)) {
+      took(l, me);
+      return 0;
+    }
+    if (v & MP__LK_WAITERS)
+      break; /* others sleep already: queue up behind them */
   }
   uint32_t mine = me; /* after sleeping once: keep the waiters bit set */
   int64_t slice = SLICE_MIN_NS;
@@ -77,8 +110,8 @@ mp__slock_acquire(struct mp__slock *l, mp__deadline deadline)
       continue;
     }
     uint32_t owner = v & MP__LK_PIDMASK;
-    int64_t now = mp__now_ns();
-    if (deadline != MP__NO_DEADLINE && now >= deadline) {
+    int64_t now = 0;
+    if (deadline != MP__NO_DEADLINE && (now = mp__now_ns()) >= deadline) {
       if (owner_dead(l, owner, 0))
         goto takeover;
       return MP_ETIMEDOUT;
@@ -90,10 +123,14 @@ mp__slock_acquire(struct mp__slock *l, mp__deadline deadline)
         continue;
       v |= MP__LK_WAITERS;
     }
-    mp__deadline wake = now + slice;
-    if (deadline != MP__NO_DEADLINE && deadline < wake)
-      wake = deadline;
-    int r = mp__futex_wait((uint32_t *)&l->word, v, wake);
+    int r;
+    if (deadline == MP__NO_DEADLINE) {
+      r = mp__futex_wait_rel((uint32_t *)&l->word, v, slice);
+    } else {
+      mp__deadline wake = now + slice;
+      r = mp__futex_wait((uint32_t *)&l->word, v,
+                         deadline < wake ? deadline : wake);
+    }
     mine = me | MP__LK_WAITERS;
     if (r == MP_ETIMEDOUT
         && atomic_load_explicit(&l->word, memory_order_relaxed) == v) {
@@ -116,17 +153,16 @@ mp__slock_acquire(struct mp__slock *l, mp__deadline deadline)
 int
 mp__slock_release(struct mp__slock *l)
 {
-  uint32_t t = atomic_load_explicit(&l->tid, memory_order_relaxed);
   uint32_t v = atomic_load_explicit(&l->word, memory_order_relaxed);
-  do {
+  if (v == 0)
+    return MP_ESTATE;
+  /* Clear the owner thread first: once the word is 0 a new owner may
+   * write its own. */
+  atomic_store_explicit(&l->tid, 0, memory_order_relaxed);
+  while (!atomic_compare_exchange_weak_explicit(
+      &l->word, &v, 0, memory_order_release, memory_order_relaxed))
     if (v == 0)
       return MP_ESTATE;
-  } while (!atomic_compare_exchange_weak_explicit(
-      &l->word, &v, 0, memory_order_release, memory_order_relaxed));
-  /* Clear the owner thread unless a new owner already wrote its own. */
-  atomic_compare_exchange_strong_explicit(&l->tid, &t, 0,
-                                          memory_order_relaxed,
-                                          memory_order_relaxed);
   if (v & MP__LK_WAITERS)
     mp__futex_wake((uint32_t *)&l->word, 1);
   return 0;
@@ -228,7 +264,15 @@ mp_lock_acquire(mp_lock *l, double timeout)
       s->count++;
       return 0;
     }
-    int rc = mp__slock_acquire(s, mp__sync_deadline(timeout));
+    uint32_t z = 0, me = mp__getpid();
+    int rc;
+    if (MP__LIKELY(atomic_compare_exchange_strong_explicit(
+            &s->word, &z, me, memory_order_acquire, memory_order_relaxed))) {
+      took(s, me);
+      rc = 0;
+    } else {
+      rc = mp__slock_acquire(s, mp__sync_deadline(timeout));
+    }
     if (rc == 0 || rc == MP_EOWNERDEAD)
       s->count = 1;
     return rc;
