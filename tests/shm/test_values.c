@@ -325,7 +325,8 @@ test_struct_array(void **state)
   char back[64];
   MP_ASSERT_OK(mp_value_read(v, back));
   assert_string_equal(back, "aligned");
-  MP_ASSERT_OK(mp_value_write(v, "rewritten"));
+  char again[64] = "rewritten";
+  MP_ASSERT_OK(mp_value_write(v, again));
   assert_string_equal(mp_value_ptr(v), "rewritten");
   mp_value_free(v);
 }

@@ -602,6 +602,7 @@ test_barrier_break_abort_reset(void **state)
   /* a failing action: its code for the last arrival, MP_EBROKEN others */
   MP_ASSERT_OK(mp_barrier_new(&b, 2,
                               &(mp_barrier_opts){.action = failing_action}));
+  a.b = b;
   a.rc = 1;
   pthread_create(&t, NULL, bar_waiter, &a);
   while (mp_barrier_n_waiting(b) != 1)
