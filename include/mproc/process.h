@@ -26,7 +26,9 @@
  *                 time).  Children inherit the server's state: shared objects
  *                 named with mp_set_forkserver_preload are already loaded.
  *                 A child's getppid() is the server; mp_parent_process() is
- *                 still the process that started it.
+ *                 still the process that started it.  Children get the
+ *                 environment and working directory the program had when
+ *                 the server started (as in Python).
  *   "threading"   a thread of this process behind the same API (mpire's
  *                 "threading"), for I/O-bound work and thread pools.
  *                 terminate/kill return MP_ENOTSUP; mp_exit() ends the

@@ -37,6 +37,7 @@ struct mp_process {
   mp_obj *args;      /* a tuple */
   char *name;
   char *identity;    /* "1:2" -- the Nk path naming children */
+  atomic_uint nchildren; /* children made while this is current */
   int daemon;
   uint8_t *authkey;
   size_t authkey_len;

@@ -32,7 +32,6 @@ static const char *const all_methods[] = {"fork", "spawn", "forkserver",
 /* ---- global state (reset in fork children: see after_fork_child) -------- */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* the registry */
 static mp_process *reg_first;
-static atomic_uint child_counter;
 static int g_default_method = -1; /* unfixed */
 static pthread_mutex_t method_lock = PTHREAD_MUTEX_INITIALIZER;
 static mp_process *g_current;     /* this OS process */
@@ -237,7 +236,9 @@ mp_process_new(mp_process **out, mp_context *ctx, const mp_process_opts *opts)
     p->ctx = NULL;
   p->target = opts->target;
   p->args = opts->args ? mp_obj_ref(opts->args) : mp_tuple_take(0);
-  unsigned n = atomic_fetch_add(&child_counter, 1) + 1;
+  /* Nk: the k-th child of the current process (per process object, so a
+   * threading child numbers its own children too). */
+  unsigned n = atomic_fetch_add(&cur->nchildren, 1) + 1;
   char ident[512];
   pthread_mutex_lock(&cur->lock);
   snprintf(ident, sizeof ident, "%s%s%u", cur->identity,
@@ -515,7 +516,6 @@ after_fork_child(mp_process *self)
   pthread_mutex_init(&g_lock, NULL);
   pthread_mutex_init(&method_lock, NULL);
   reg_first = NULL;
-  atomic_store(&child_counter, 0);
   tls_current = NULL;
   tls_spawning = NULL;
   mp__forkserver_after_fork_child();
@@ -838,17 +838,20 @@ mp_process_pid(mp_process *p)
 {
   if (!p)
     return MP_EINVAL;
-  if (p->closed)
-    return mp_seterr(MP_ECLOSED, "process object is closed");
-  if (p->kind == MP__P_CURRENT && p->method != MP__M_THREADING)
-    return getpid();
-  int pid = atomic_load(&p->pid);
-  while (pid == 0 && p->method == MP__M_THREADING &&
-         p->state != MP__S_INITIAL) {
-    sched_yield(); /* the thread is publishing its id */
-    pid = atomic_load(&p->pid);
+  for (;;) {
+    pthread_mutex_lock(&p->lock);
+    int closed = p->closed, kind = p->kind, method = p->method;
+    int state = p->state;
+    pthread_mutex_unlock(&p->lock);
+    if (closed)
+      return mp_seterr(MP_ECLOSED, "process object is closed");
+    if (kind == MP__P_CURRENT && method != MP__M_THREADING)
+      return getpid();
+    int pid = atomic_load(&p->pid);
+    if (pid || method != MP__M_THREADING || state == MP__S_INITIAL)
+      return pid;
+    sched_yield(); /* the new thread is publishing its id */
   }
-  return pid;
 }
 
 int
@@ -1076,6 +1079,7 @@ mp__proc_child_main(mp_process *self, pid_t parent_pid,
   self->registered = 0;
   self->reg_prev = self->reg_next = NULL;
   atomic_store(&self->refs, 1 << 20);
+  atomic_store(&self->nchildren, 0);
   g_current = self;
   /* Settle the once-flag without making a main-process object (that would
    * cost a random authkey per child). */

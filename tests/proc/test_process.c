@@ -202,6 +202,37 @@ t_count_fds(mp_obj *args)
 }
 
 
+/* args: (cwd,) -- the environment and working directory are the parent's,
+ * without the library's boot marker. */
+static int
+t_env_cwd(mp_obj *args)
+{
+  const char *want;
+  size_t n;
+  char cwd[4096];
+  mp_str_get(mp_seq_item(args, 0), &want, &n);
+  if (!getcwd(cwd, sizeof cwd) || strcmp(cwd, want))
+    return 60;
+  const char *v = getenv("MPROC_TEST_VAR");
+  if (!v || strcmp(v, "xyz"))
+    return 61;
+  return getenv("__MPROC_BOOT") ? 62 : 0;
+}
+
+static int
+t_grandchild_name(mp_obj *args)
+{
+  (void)args;
+  mp_process *c;
+  if (mp_process_new(&c, NULL, NULL))
+    return 70;
+  char want[256];
+  snprintf(want, sizeof want, "%s:1", mp_process_name(mp_current_process()));
+  int ok = strcmp(mp_process_name(c), want) == 0;
+  mp_process_free(c);
+  return ok ? 0 : 71;
+}
+
 /* ---- tests ---------------------------------------------------------------- */
 
 static void
@@ -486,6 +517,25 @@ test_globals(void **state)
 }
 
 static void
+test_env_cwd_nested_names(void **state)
+{
+  (void)state;
+  char cwd[4096];
+  assert_non_null(getcwd(cwd, sizeof cwd));
+  /* A forkserver child has the environment of the server, which is the
+   * program's as it was when the server started (as in Python). */
+  mp__forkserver_stop();
+  setenv("MPROC_TEST_VAR", "xyz", 1);
+  for (int i = 0; methods[i]; i++) {
+    assert_int_equal(run(methods[i], t_env_cwd, MP_TUPLE(mp_str_new(cwd))),
+                     0);
+    /* a child's children are named Process-N:1, Process-N:2 ... */
+    assert_int_equal(run(methods[i], t_grandchild_name, NULL), 0);
+  }
+  unsetenv("MPROC_TEST_VAR");
+}
+
+static void
 test_child_fds(void **state)
 {
   (void)state;
@@ -749,6 +799,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_daemon),
     cmocka_unit_test(test_authkey),
     cmocka_unit_test(test_globals),
+    cmocka_unit_test(test_env_cwd_nested_names),
     cmocka_unit_test(test_child_fds),
     cmocka_unit_test(test_active_children),
     cmocka_unit_test(test_function_refs),
