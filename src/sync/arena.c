@@ -286,20 +286,11 @@ mp__arena_alloc(size_t size, size_t align, mp__shref *ref, int *err)
   pthread_mutex_unlock(&g_mu);
   ref->slab = s;
   ref->off = off;
+  ref->pid = mp__getpid();
   return s->base + off;
 fail:
   pthread_mutex_unlock(&g_mu);
   return NULL;
-}
-
-void
-mp__arena_ref(mp__shref ref)
-{
-  struct blk *b = blk_of(ref.slab->base, ref.off);
-  atomic_fetch_add_explicit(&b->refs, 1, memory_order_relaxed);
-  pthread_mutex_lock(&g_mu);
-  ref.slab->lrefs++;
-  pthread_mutex_unlock(&g_mu);
 }
 
 void
@@ -309,7 +300,10 @@ mp__arena_unref(mp__shref ref)
   if (!s)
     return;
   struct blk *b = blk_of(s->base, ref.off);
-  int last = atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1;
+  /* a handle inherited across fork holds no shared reference */
+  int last = ref.pid == mp__getpid()
+             && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel)
+                    == 1;
   pthread_mutex_lock(&g_mu);
   if (last && b->cls != DEDICATED) {
     if (s->owned) {
@@ -423,6 +417,7 @@ mp__arena_import(const mp__arena_loc *loc, int fd, mp__shref *ref,
   s->lrefs++;
   ref->slab = s;
   ref->off = loc->off;
+  ref->pid = mp__getpid();
   *ptr = s->base + loc->off;
 out:
   pthread_mutex_unlock(&g_mu);

@@ -17,7 +17,12 @@
  * that freed every object holds no arena fd at all.
  *
  * After fork the child keeps the parent's slabs mapped (inherited objects
- * keep working) but never allocates from them: it starts its own slabs. */
+ * keep working) but never allocates from them: it starts its own slabs.
+ * Handles a fork child inherits hold no shared reference of their own (each
+ * reference remembers the pid that took it): as in Python, the creating
+ * process owns an object it passed to fork children by inheritance and must
+ * keep it while they use it.  Handles rebuilt from args (spawn, forkserver)
+ * or received through a Connection hold their own reference. */
 #ifndef MPROC_SYNC_ARENA_H
 #define MPROC_SYNC_ARENA_H
 
@@ -32,6 +37,7 @@ typedef struct mp__slab mp__slab;
 typedef struct mp__shref {
   mp__slab *slab;
   uint32_t off;
+  uint32_t pid; /* the process that took the shared reference */
 } mp__shref;
 
 /* A zeroed block of `size` bytes aligned to `align` (<= 64), with one shared
@@ -39,8 +45,6 @@ typedef struct mp__shref {
  * code in *err: MP_ENOMEM, MP_EINVAL, -errno). */
 void *mp__arena_alloc(size_t size, size_t align, mp__shref *ref, int *err);
 
-/* Take one more shared reference (a new local handle to the same block). */
-void mp__arena_ref(mp__shref ref);
 /* Drop a shared reference taken by alloc, ref or import. */
 void mp__arena_unref(mp__shref ref);
 /* The data pointer of a block in this process. */

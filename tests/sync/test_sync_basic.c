@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include "sync/arena.h"
+#include "sync/sync_internal.h"
+#include <fcntl.h>
 
 static double
 now(void)
@@ -697,6 +699,174 @@ test_100k_locks(void **state)
   assert_int_equal(mp_test_count_fds(), fds0);
 }
 
+/* ---- the arena ----------------------------------------------------------- */
+
+/* A fork child's inherited handle holds no shared reference: freeing it
+ * there does not recycle the parent's block. */
+static void
+test_arena_fork_copies(void **state)
+{
+  mp_lock *l, *n;
+  MP_ASSERT_OK(mp_lock_new(&l));
+  MP_ASSERT_OK(mp_lock_acquire(l, 0));
+  pid_t pid = fork();
+  if (pid == 0) {
+    mp_lock_free(l);
+    _exit(0);
+  }
+  assert_int_equal(wait_child(pid), 0);
+  MP_ASSERT_OK(mp_lock_new(&n));
+  assert_ptr_not_equal(n->s, l->s);
+  MP_ASSERT_ERR(mp_lock_acquire(l, 0), MP_ETIMEDOUT); /* still ours */
+  MP_ASSERT_OK(mp_lock_release(l));
+  mp_lock_free(n);
+  mp_lock_free(l);
+}
+
+/* The last reference dropped in another process returns the block to its
+ * owner through the slab's remote-free list. */
+static void
+test_arena_remote_free(void **state)
+{
+  mp_lock *keeper, *a, *b;
+  MP_ASSERT_OK(mp_lock_new(&keeper));
+  MP_ASSERT_OK(mp_lock_new(&a));
+  mp__arena_loc loc;
+  int fd;
+  mp__arena_export(a->h.ref, &loc, &fd);
+  int p1[2], p2[2];
+  assert_int_equal(pipe(p1), 0);
+  assert_int_equal(pipe(p2), 0);
+  char c = 'x';
+  pid_t pid = fork();
+  if (pid == 0) {
+    mp__shref r;
+    void *ptr;
+    if (mp__arena_import(&loc, -1, &r, &ptr) || ptr != (void *)a->s)
+      _exit(1);
+    if (write(p2[1], &c, 1) != 1 || read(p1[0], &c, 1) != 1)
+      _exit(2);
+    mp__arena_unref(r); /* the last reference */
+    _exit(write(p2[1], &c, 1) == 1 ? 0 : 3);
+  }
+  assert_int_equal(read(p2[0], &c, 1), 1);
+  mp_lock_free(a); /* not the last: the child holds one */
+  assert_int_equal(write(p1[1], &c, 1), 1);
+  assert_int_equal(read(p2[0], &c, 1), 1);
+  assert_int_equal(wait_child(pid), 0);
+  MP_ASSERT_OK(mp_lock_new(&b));
+  assert_int_equal(b->h.ref.off, loc.off); /* recycled */
+  assert_int_equal(mp_lock_locked(b), 0);
+  mp_lock_free(b);
+  mp_lock_free(keeper);
+  for (int i = 0; i < 2; i++) {
+    close(p1[i]);
+    close(p2[i]);
+  }
+}
+
+static void
+test_arena_import_errors(void **state)
+{
+  mp_lock *l;
+  MP_ASSERT_OK(mp_lock_new(&l));
+  mp__arena_loc loc, bad;
+  int fd;
+  mp__shref r;
+  void *p;
+  mp__arena_export(l->h.ref, &loc, &fd);
+  bad = loc;
+  bad.off = 3; /* inside the header */
+  MP_ASSERT_ERR(mp__arena_import(&bad, -1, &r, &p), MP_EMALFORMED);
+  bad = loc;
+  bad.off = (uint32_t)loc.slab_size + 16;
+  MP_ASSERT_ERR(mp__arena_import(&bad, -1, &r, &p), MP_EMALFORMED);
+  bad = loc;
+  bad.slab_size = 7;
+  MP_ASSERT_ERR(mp__arena_import(&bad, -1, &r, &p), MP_EMALFORMED);
+  bad = loc;
+  bad.arena_id ^= 1; /* an unknown slab without its fd */
+  MP_ASSERT_ERR(mp__arena_import(&bad, -1, &r, &p), MP_EBADF);
+  /* an fd that is not that slab */
+  int other = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+  MP_ASSERT_ERR(mp__arena_import(&bad, other, &r, &p), MP_EMALFORMED);
+  int memfd = dup(fd);
+  bad = loc;
+  bad.arena_id ^= 1;
+  MP_ASSERT_ERR(mp__arena_import(&bad, memfd, &r, &p), MP_EMALFORMED);
+  /* the same slab: fine, and the copy of the fd is closed */
+  MP_ASSERT_OK(mp__arena_import(&loc, dup(fd), &r, &p));
+  assert_ptr_equal(p, l->s);
+  mp__arena_unref(r);
+  /* a freed block cannot be imported */
+  mp_lock *keeper;
+  MP_ASSERT_OK(mp_lock_new(&keeper));
+  mp_lock_free(l);
+  MP_ASSERT_ERR(mp__arena_import(&loc, -1, &r, &p), MP_ESTATE);
+  mp_lock_free(keeper);
+}
+
+/* RLock recursion past UINT32_MAX; an unbounded semaphore at its maximum. */
+static void
+test_overflow_codes(void **state)
+{
+  mp_rlock *l;
+  MP_ASSERT_OK(mp_rlock_new(&l));
+  MP_ASSERT_OK(mp_rlock_acquire(l, 0));
+  l->s->count = UINT32_MAX;
+  MP_ASSERT_ERR(mp_rlock_acquire(l, 0), MP_EOVERFLOW);
+  l->s->count = 1;
+  MP_ASSERT_OK(mp_rlock_release(l));
+  mp_rlock_free(l);
+  mp_sem *s;
+  MP_ASSERT_OK(mp_sem_new(&s, MP_SEM_VALUE_MAX, NULL));
+  MP_ASSERT_ERR(mp_sem_release(s), MP_EOVERFLOW);
+  mp_sem_free(s);
+}
+
+struct cwait_arg {
+  mp_cond *c;
+  int rc;
+};
+
+static void *
+cond_wait_long(void *arg)
+{
+  struct cwait_arg *a = arg;
+  mp_cond_acquire(a->c, MP_FOREVER);
+  a->rc = mp_cond_wait(a->c, 0.05);
+  mp_cond_release(a->c);
+  return NULL;
+}
+
+/* A waiter whose lock is taken, while it waits, by a process that then
+ * dies: wait re-acquires the lock and says MP_EOWNERDEAD. */
+static void
+test_condition_wait_owner_death(void **state)
+{
+  mp_cond *c;
+  MP_ASSERT_OK(mp_cond_new(&c, NULL));
+  struct cwait_arg a = {.c = c, .rc = 1};
+  pthread_t t;
+  /* hold the lock so the waiter's wait starts before the child takes it */
+  MP_ASSERT_OK(mp_cond_acquire(c, 0));
+  pthread_create(&t, NULL, cond_wait_long, &a);
+  extern int mp__cond_nwait_for_tests(mp_cond *);
+  for (;;) {
+    int n = mp__cond_nwait_for_tests(c);
+    MP_ASSERT_OK(mp_cond_release(c));
+    if (n == 1)
+      break;
+    sched_yield();
+    MP_ASSERT_OK(mp_cond_acquire(c, MP_FOREVER));
+  }
+  /* the waiter sleeps with the lock released: a child takes it and dies */
+  kill_holder(mp_cond_lock(c));
+  pthread_join(t, NULL);
+  MP_ASSERT_ERR(a.rc, MP_EOWNERDEAD);
+  mp_cond_free(c);
+}
+
 int
 main(void)
 {
@@ -717,6 +887,11 @@ main(void)
       cmocka_unit_test(test_barrier_break_abort_reset),
       cmocka_unit_test(test_barrier_processes_and_death),
       cmocka_unit_test(test_100k_locks),
+      cmocka_unit_test(test_arena_fork_copies),
+      cmocka_unit_test(test_arena_remote_free),
+      cmocka_unit_test(test_arena_import_errors),
+      cmocka_unit_test(test_overflow_codes),
+      cmocka_unit_test(test_condition_wait_owner_death),
   };
   return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
 }
