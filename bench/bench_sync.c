@@ -137,8 +137,29 @@ uncontended(struct locks *L, int k, long n)
   return best;
 }
 
+static double contended1(struct locks *L, int k, long n);
+
+static int
+cmp_d(const void *a, const void *b)
+{
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The median of 5 runs: throughput under contention depends on how the
+ * scheduler places the two processes, which varies from run to run. */
 static double
 contended(struct locks *L, int k, long n)
+{
+  double r[5];
+  for (int i = 0; i < 5; i++)
+    r[i] = contended1(L, k, n);
+  qsort(r, 5, sizeof r[0], cmp_d);
+  return r[2];
+}
+
+static double
+contended1(struct locks *L, int k, long n)
 {
   *L->counter = 0;
   double t = now();
@@ -304,7 +325,7 @@ main(int argc, char **argv)
   char src[1024];
   snprintf(src, sizeof src, "%s", __FILE__);
   snprintf(pyscript, sizeof pyscript, "%s/bench_sync.py", dirname(src));
-  long N1 = quick ? 200000 : 5000000, N2 = quick ? 100000 : 2000000;
+  long N1 = quick ? 200000 : 5000000, N2 = quick ? 100000 : 1000000;
   long NP = quick ? 2000 : 20000, NV = quick ? 50000 : 1000000;
 
   struct locks L;
