@@ -54,61 +54,69 @@ target(mp_obj *args)
   return 0;
 }
 
-static double
-ours(const char *method, int n)
-{
-  mp_context *ctx;
-  mp_get_context(method, &ctx);
-  double *t = malloc(sizeof(double) * (size_t)n);
-  for (int i = -1; i < n; i++) { /* i == -1: warm-up (forkserver start) */
-    double t0 = now_us();
-    mp_process *p;
-    if (mp_process_new(&p, ctx, &(mp_process_opts){.target = target}) ||
-        mp_process_start(p) || mp_process_join(p, MP_FOREVER)) {
-      fprintf(stderr, "bench_process: %s: %s\n", method, mp_errdetail());
-      exit(1);
-    }
-    mp_process_free(p);
-    if (i >= 0)
-      t[i] = now_us() - t0;
-  }
-  double m = median(t, n);
-  free(t);
-  return m;
-}
-
 static void *
 nothing(void *arg)
 {
   return arg;
 }
 
-static double
-floor_of(const char *method, int n, const char *self)
+static void
+ours_once(mp_context *ctx, const char *method)
 {
-  double *t = malloc(sizeof(double) * (size_t)n);
+  mp_process *p;
+  if (mp_process_new(&p, ctx, &(mp_process_opts){.target = target}) ||
+      mp_process_start(p) || mp_process_join(p, MP_FOREVER)) {
+    fprintf(stderr, "bench_process: %s: %s\n", method, mp_errdetail());
+    exit(1);
+  }
+  mp_process_free(p);
+}
+
+static void
+floor_once(const char *method, const char *self)
+{
+  if (!strcmp(method, "spawn")) {
+    pid_t pid;
+    char *argv[] = {(char *)self, (char *)"--exit", NULL};
+    if (posix_spawn(&pid, self, NULL, NULL, argv, environ) == 0)
+      waitpid(pid, NULL, 0);
+  } else if (!strcmp(method, "threading")) {
+    pthread_t th;
+    pthread_create(&th, NULL, nothing, NULL);
+    pthread_join(th, NULL);
+  } else {
+    pid_t pid = fork();
+    if (pid == 0)
+      _exit(0);
+    waitpid(pid, NULL, 0);
+  }
+}
+
+/* Ours and the floor alternate, so that load from elsewhere on the machine
+ * weighs on both alike; medians. */
+static void
+measure(const char *method, int n, const char *self, double *ours,
+        double *floor_us)
+{
+  mp_context *ctx;
+  mp_get_context(method, &ctx);
+  double *a = malloc(sizeof(double) * (size_t)n);
+  double *b = malloc(sizeof(double) * (size_t)n);
+  ours_once(ctx, method); /* warm-up (starts the forkserver) */
+  floor_once(method, self);
   for (int i = 0; i < n; i++) {
     double t0 = now_us();
-    if (!strcmp(method, "spawn")) {
-      pid_t pid;
-      char *argv[] = {(char *)self, (char *)"--exit", NULL};
-      if (posix_spawn(&pid, self, NULL, NULL, argv, environ) == 0)
-        waitpid(pid, NULL, 0);
-    } else if (!strcmp(method, "threading")) {
-      pthread_t th;
-      pthread_create(&th, NULL, nothing, NULL);
-      pthread_join(th, NULL);
-    } else {
-      pid_t pid = fork();
-      if (pid == 0)
-        _exit(0);
-      waitpid(pid, NULL, 0);
-    }
-    t[i] = now_us() - t0;
+    ours_once(ctx, method);
+    double t1 = now_us();
+    floor_once(method, self);
+    double t2 = now_us();
+    a[i] = t1 - t0;
+    b[i] = t2 - t1;
   }
-  double m = median(t, n);
-  free(t);
-  return m;
+  *ours = median(a, n);
+  *floor_us = median(b, n);
+  free(a);
+  free(b);
 }
 
 static double
@@ -168,8 +176,8 @@ main(int argc, char **argv)
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
       int n = quick ? rows[i].n_ours / 10 : rows[i].n_ours;
       int np = quick ? rows[i].n_py / 10 + 1 : rows[i].n_py;
-      double o = ours(rows[i].method, n);
-      double fl = floor_of(rows[i].method, n, self);
+      double o, fl;
+      measure(rows[i].method, n, self, &o, &fl);
       double py = cpython(rows[i].method, np);
       printf("%-11s %10.1f %10.1f %10.1f %11.2fx %13.1fx\n", rows[i].method,
              o, py, fl, o / fl, py > 0 ? py / o : 0.0);

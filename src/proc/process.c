@@ -44,12 +44,6 @@ static pthread_once_t main_once = PTHREAD_ONCE_INIT;
 
 static void exit_function(void);
 
-static char *
-xstrdup(const char *s)
-{
-  return s ? strdup(s) : NULL;
-}
-
 mp_process *
 mp__proc_alloc(int kind)
 {
@@ -551,28 +545,20 @@ fork_start(mp_process *p)
   if (parent_sentinel < 0)
     return parent_sentinel;
   mp_process *cur = mp_current_process();
-  char *parent_name = xstrdup(cur->name);
-  if (!parent_name) {
-    mp__close(parent_sentinel);
-    return MP_ENOMEM;
-  }
   int main_thread = mp__proc_on_main_thread();
   pid_t ppid = getpid();
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
+  /* Every page either side writes while the child lives costs a
+   * copy-on-write fault: the bookkeeping is done before fork, and the
+   * parent's name is read, not copied, by the child. */
   pid_t pid = fork();
   if (pid == 0) {
     after_fork_child(p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
     /* The inherited self-pidfd refers to the parent: it becomes the
      * parent's sentinel here. */
-    mp__proc_child_main(p, ppid, parent_name, parent_sentinel, main_thread,
+    mp__proc_child_main(p, ppid, cur->name, parent_sentinel, main_thread,
                         ppid);
   }
   int err = errno;
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  free(parent_name);
   mp__close(parent_sentinel);
   if (pid < 0)
     return -err;
@@ -659,6 +645,10 @@ mp_process_start(mp_process *p)
   }
   cleanup_children();
   p->method = method;
+  /* Registered before it exists (see fork_start); p->lock keeps others
+   * from looking at it until it is started or given up. */
+  p->state = MP__S_STARTED;
+  reg_add(p);
   if (method != MP__M_THREADING) {
     /* Python's Popen does the same: output written before start is not
      * duplicated by, or printed after, the child's. */
@@ -679,14 +669,16 @@ mp_process_start(mp_process *p)
     rc = thread_start(p);
     break;
   }
-  if (rc == 0) {
-    p->state = MP__S_STARTED;
-    reg_add(p);
+  if (rc) {
+    p->state = MP__S_INITIAL;
+    atomic_store(&p->pid, 0);
   }
   pthread_mutex_unlock(&p->lock);
+  if (rc)
+    reg_remove(p);
   if (rc == 0) {
     static atomic_int registered;
-    if (!atomic_exchange(&registered, 1))
+    if (!atomic_load(&registered) && !atomic_exchange(&registered, 1))
       atexit(exit_function);
     mp_log_info("started %s %s", mp__contexts[method].name, p->name);
   }
