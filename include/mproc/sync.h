@@ -35,8 +35,12 @@
  *
  * Lifetime.  `_new` returns a handle with one reference; `_free` drops it.
  * The shared memory of an object lives while any process holds a handle to
- * it; freeing a primitive that another thread of the same process is
- * blocked on is undefined (as for pthread objects). */
+ * it that it made or received (Process args under spawn/forkserver, a
+ * Connection).  Handles a fork child merely inherited do not keep it alive:
+ * as in Python, the creating process must keep an object it passed to fork
+ * (or threading) children by inheritance until they are done with it.
+ * Freeing a primitive that another thread of the same process is blocked on
+ * is undefined (as for pthread objects). */
 #ifndef MPROC_SYNC_H
 #define MPROC_SYNC_H
 

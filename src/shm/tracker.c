@@ -5,8 +5,9 @@
  *
  * It is made by a double fork (so it is never the program's child and
  * never a zombie of it) and, being forked from a possibly multi-threaded
- * program, only makes async-signal-safe calls: read, unlink, mmap, close,
- * _exit.  The protocol is one line per write (atomic below PIPE_BUF):
+ * program, only makes async-signal-safe calls: read, write, unlink, mmap,
+ * close, _exit.  It keeps only the command pipe and stderr (for a warning
+ * naming what leaked, as Python's tracker prints).  The protocol is one line per write (atomic below PIPE_BUF):
  * "R<t><name>\n" registers, "U<t><name>\n" unregisters; <t> is 's' (shm) or
  * 'f' (file). */
 #include <errno.h>
@@ -96,11 +97,11 @@ tracker_main(int rfd)
     for (long fd = 4; fd < max; fd++)
       close((int)fd);
   }
+  /* stdin and stdout to /dev/null; stderr stays for the shutdown warning */
   int nul = open("/dev/null", O_RDWR);
   if (nul >= 0) {
     dup2(nul, 0);
     dup2(nul, 1);
-    dup2(nul, 2);
     if (nul > 3)
       close(nul);
   }
@@ -160,6 +161,23 @@ tracker_main(int rfd)
     }
   }
   /* every holder of the write end is gone: the program has ended */
+  if (n > 0) { /* as Python's tracker, say so: these leaked */
+    char num[24], *q = num + sizeof num;
+    size_t v = n;
+    do
+      *--q = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    static const char a[] = "[WARNING/mproc-tracker] There appear to be ";
+    static const char b[] = " leaked named resources to clean up at shutdown:";
+    (void)!write(2, a, sizeof a - 1);
+    (void)!write(2, q, (size_t)(num + sizeof num - q));
+    (void)!write(2, b, sizeof b - 1);
+    for (size_t k = 0; k < n; k++) {
+      (void)!write(2, " ", 1);
+      (void)!write(2, tab[k].name, slen(tab[k].name));
+    }
+    (void)!write(2, "\n", 1);
+  }
   for (size_t k = 0; k < n; k++)
     remove_resource(&tab[k]);
   _exit(0);
