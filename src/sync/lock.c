@@ -258,21 +258,20 @@ mp_lock_acquire(mp_lock *l, double timeout)
     return MP_EINVAL;
   struct mp__slock *s = l->s;
   if (l->h.kind == MP__K_RLOCK) {
+    uint32_t z = 0, me = mp__getpid();
+    if (MP__LIKELY(atomic_compare_exchange_strong_explicit(
+            &s->word, &z, me, memory_order_acquire, memory_order_relaxed))) {
+      took(s, me);
+      s->count = 1;
+      return 0;
+    }
     if (mp__slock_is_mine(s)) {
       if (s->count == UINT32_MAX)
         return mp_seterr(MP_EOVERFLOW, "RLock recursion level too deep");
       s->count++;
       return 0;
     }
-    uint32_t z = 0, me = mp__getpid();
-    int rc;
-    if (MP__LIKELY(atomic_compare_exchange_strong_explicit(
-            &s->word, &z, me, memory_order_acquire, memory_order_relaxed))) {
-      took(s, me);
-      rc = 0;
-    } else {
-      rc = mp__slock_acquire(s, mp__sync_deadline(timeout));
-    }
+    int rc = mp__slock_acquire(s, mp__sync_deadline(timeout));
     if (rc == 0 || rc == MP_EOWNERDEAD)
       s->count = 1;
     return rc;
