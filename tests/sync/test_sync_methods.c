@@ -189,6 +189,87 @@ test_all_primitives_in_args(void **state)
   }
 }
 
+/* ---- more semantics across processes, under each method ------------------ */
+
+/* args: (cond, sem "woken", barrier of 3, bounded sem at its initial 1) */
+static int
+t_waiter(mp_obj *args)
+{
+  mp_cond *c = mp_cond_from_obj(mp_seq_item(args, 0));
+  mp_sem *woken = mp_sem_from_obj(mp_seq_item(args, 1));
+  mp_barrier *b = mp_barrier_from_obj(mp_seq_item(args, 2));
+  mp_sem *bounded = mp_sem_from_obj(mp_seq_item(args, 3));
+  if (!c || !woken || !b || !bounded)
+    return 1;
+  /* a bounded semaphore at its initial value refuses a release */
+  if (mp_sem_release(bounded) != MP_EOVERFLOW)
+    return 2;
+  if (mp_cond_acquire(c, 30))
+    return 3;
+  int rc = mp_cond_wait(c, 30);
+  mp_cond_release(c);
+  if (rc)
+    return 4;
+  mp_sem_release(woken);
+  /* the parent aborts the barrier while we wait */
+  if (mp_barrier_wait(b, 30) != MP_EBROKEN)
+    return 5;
+  return 0;
+}
+
+static void
+test_semantics_each_method(void **state)
+{
+  for (int m = 0; methods[m]; m++) {
+    mp_cond *c;
+    mp_sem *woken, *bounded;
+    mp_barrier *b;
+    MP_ASSERT_OK(mp_cond_new(&c, NULL));
+    MP_ASSERT_OK(mp_sem_new(&woken, 0, NULL));
+    MP_ASSERT_OK(mp_sem_new(&bounded, 1, &(mp_sem_opts){.bounded = 1}));
+    MP_ASSERT_OK(mp_barrier_new(&b, 3, NULL));
+    mp_process *p[2];
+    for (int i = 0; i < 2; i++)
+      p[i] = start(methods[m], t_waiter,
+                   MP_TUPLE(mp_cond_obj(c), mp_sem_obj(woken),
+                            mp_barrier_obj(b), mp_sem_obj(bounded)));
+    /* both children waiting on the condition */
+    extern int mp__cond_nwait_for_tests(mp_cond *);
+    for (;;) {
+      MP_ASSERT_OK(mp_cond_acquire(c, 30));
+      int n = mp__cond_nwait_for_tests(c);
+      if (n == 2)
+        break;
+      MP_ASSERT_OK(mp_cond_release(c));
+      sched_yield();
+    }
+    MP_ASSERT_OK(mp_cond_notify(c, 1));
+    MP_ASSERT_OK(mp_cond_release(c));
+    MP_ASSERT_OK(mp_sem_acquire(woken, 30));
+    /* notify(1) woke one process: the other still waits */
+    MP_ASSERT_ERR(mp_sem_acquire(woken, 0.1), MP_ETIMEDOUT);
+    MP_ASSERT_OK(mp_cond_acquire(c, 30));
+    MP_ASSERT_OK(mp_cond_notify_all(c));
+    MP_ASSERT_OK(mp_cond_release(c));
+    MP_ASSERT_OK(mp_sem_acquire(woken, 30));
+    /* both at the barrier of 3: abort breaks it for them */
+    while (mp_barrier_n_waiting(b) != 2)
+      sched_yield();
+    MP_ASSERT_OK(mp_barrier_abort(b));
+    for (int i = 0; i < 2; i++)
+      if (finish(p[i]) != 0)
+        fail_msg("child under %s failed", methods[m]);
+    assert_int_equal(mp_barrier_broken(b), 1);
+    MP_ASSERT_OK(mp_barrier_reset(b));
+    assert_int_equal(mp_barrier_broken(b), 0);
+    assert_int_equal(mp_sem_get_value(bounded), 1);
+    mp_cond_free(c);
+    mp_sem_free(woken);
+    mp_sem_free(bounded);
+    mp_barrier_free(b);
+  }
+}
+
 /* ---- owner death under the OS methods --------------------------------- */
 
 /* args: (lock or rlock, event "holding", barrier or None) */
@@ -268,7 +349,7 @@ test_owner_death_methods(void **state)
 /* ---- 2 processes x 2 threads hammering one primitive --------------------- */
 
 enum { P_LOCK, P_RLOCK, P_SEM, P_COND };
-#define ITERS 20000
+#define ITERS 400000
 
 struct shared_counts {
   uint32_t holder; /* who is inside the critical section */
@@ -461,6 +542,7 @@ main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_all_primitives_in_args),
+      cmocka_unit_test(test_semantics_each_method),
       cmocka_unit_test(test_owner_death_methods),
       cmocka_unit_test(test_stress),
       cmocka_unit_test(test_teardown_servers),
