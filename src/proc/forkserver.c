@@ -202,11 +202,13 @@ mp__forkserver_start(mp_process *p)
 void
 mp__forkserver_after_fork_child(void)
 {
-  pthread_mutex_init(&fs_lock, NULL);
+  mp__mutex_reset(&fs_lock);
   /* The server belongs to our parent; ours, if needed, will be new. */
-  mp__close(fs_ctl);
-  fs_ctl = -1;
-  __atomic_store_n(&fs_pid, 0, __ATOMIC_RELEASE);
+  if (fs_ctl >= 0) {
+    mp__close(fs_ctl);
+    fs_ctl = -1;
+    __atomic_store_n(&fs_pid, 0, __ATOMIC_RELEASE);
+  }
 }
 
 void

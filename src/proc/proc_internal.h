@@ -61,6 +61,8 @@ struct mp_process {
 
 /* ---- process.c ---------------------------------------------------------- */
 mp_process *mp__proc_alloc(int kind);
+/* In a fork child: make `m` usable again if it was not left unlocked. */
+void mp__mutex_reset(pthread_mutex_t *m);
 void mp__proc_set_spawning(mp_context *ctx);
 /* A new pidfd of this process (the caller closes it), or -errno. */
 int mp__proc_self_pidfd(void);

@@ -10,6 +10,7 @@
 #include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -506,14 +507,46 @@ static void
 after_fork_child(mp_process *self)
 {
   /* Only this thread exists now: every lock another thread held is
-   * re-made, and the parent's children are not ours. */
-  pthread_mutex_init(&g_lock, NULL);
-  pthread_mutex_init(&method_lock, NULL);
-  reg_first = NULL;
-  tls_current = NULL;
-  tls_spawning = NULL;
+   * re-made, and the parent's children are not ours.  (Each write here
+   * copies a page: only what is not already as it should be.) */
+  mp__mutex_reset(&g_lock);
+  mp__mutex_reset(&method_lock);
+  if (reg_first)
+    reg_first = NULL;
+  if (tls_current)
+    tls_current = NULL;
+  if (tls_spawning)
+    tls_spawning = NULL;
   mp__forkserver_after_fork_child();
   (void)self;
+}
+
+void
+mp__mutex_reset(pthread_mutex_t *m)
+{
+  /* An unlocked default mutex is all zero bytes (PTHREAD_MUTEX_INITIALIZER).
+   * A plain loop: no library code page for the child to fault in. */
+  const volatile unsigned char *b = (const volatile unsigned char *)m;
+  for (size_t i = 0; i < sizeof *m; i++)
+    if (b[i]) {
+      pthread_mutex_init(m, NULL);
+      return;
+    }
+}
+
+/* Resolve, in the parent, the lazily bound functions a fork child calls, so
+ * that every child does not look them up again (and copy the GOT page). */
+static void
+prebind(void)
+{
+  char buf[2];
+  pthread_mutex_t m;
+  snprintf(buf, sizeof buf, "%s", "");
+  pthread_mutex_init(&m, NULL);
+  pthread_mutex_destroy(&m);
+  (void)__fpending(stdout);
+  (void)getppid();
+  mp__log_set_process_name(mp__log_process_name());
 }
 
 static int
@@ -541,6 +574,8 @@ fork_start(mp_process *p)
     mp_free(data);
     mp_free(fds);
   }
+  static pthread_once_t prebound = PTHREAD_ONCE_INIT;
+  pthread_once(&prebound, prebind);
   int parent_sentinel = mp__proc_self_pidfd();
   if (parent_sentinel < 0)
     return parent_sentinel;
@@ -652,8 +687,10 @@ mp_process_start(mp_process *p)
   if (method != MP__M_THREADING) {
     /* Python's Popen does the same: output written before start is not
      * duplicated by, or printed after, the child's. */
-    fflush(stdout);
-    fflush(stderr);
+    if (__fpending(stdout))
+      fflush(stdout);
+    if (__fpending(stderr))
+      fflush(stderr);
   }
   switch (method) {
   case MP__M_FORK:
@@ -1111,6 +1148,8 @@ mp__proc_child_exit(int code)
     fflush(stdout);
   if (__fpending(stderr))
     fflush(stderr);
+  /* exit_group directly: _exit would be bound lazily in every child. */
+  syscall(SYS_exit_group, code);
   _exit(code);
 }
 
