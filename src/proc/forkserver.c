@@ -234,6 +234,149 @@ struct entry {
   int status_fd;
 };
 
+struct server {
+  int ctl, client_pidfd, sfd;
+  void (*old_pipe)(int);
+  sigset_t old_mask;
+  struct entry *tab;
+  size_t ntab, cap;
+  /* A child forked ahead of time, waiting for its boot socket: a request
+   * then costs a hand-over instead of a fork (the next spare is forked
+   * after the reply, off the requester's path). */
+  pid_t spare_pid;
+  int spare_sock;
+};
+
+/* In a new child: drop the server's descriptors and signal set-up. */
+static void
+child_setup(struct server *s)
+{
+  mp__close(s->ctl);
+  mp__close(s->client_pidfd);
+  mp__close(s->sfd);
+  mp__close(s->spare_sock);
+  for (size_t i = 0; i < s->ntab; i++)
+    mp__close(s->tab[i].status_fd);
+  free(s->tab);
+  signal(SIGINT, SIG_DFL);
+  signal(SIGPIPE, s->old_pipe);
+  sigprocmask(SIG_SETMASK, &s->old_mask, NULL);
+}
+
+static void
+fork_spare(struct server *s)
+{
+  int sv[2];
+  if (mp__socketpair(SOCK_STREAM, sv) != 0)
+    return;
+  pid_t pid = fork();
+  if (pid == 0) {
+    mp__close(sv[0]);
+    child_setup(s);
+    char c;
+    int boot = -1;
+    size_t got = 0, n = 0;
+    int rc = mp__recv_fds(sv[1], &c, 1, &got, &boot, 1, &n);
+    if (rc || got == 0 || n != 1)
+      _exit(0); /* the server is gone before it needed us */
+    mp__close(sv[1]);
+    mp__boot_run(boot, 1);
+  }
+  mp__close(sv[1]);
+  if (pid < 0) {
+    mp__close(sv[0]);
+    return;
+  }
+  s->spare_pid = pid;
+  s->spare_sock = sv[0];
+}
+
+static void
+drop_spare(struct server *s)
+{
+  mp__close(s->spare_sock);
+  s->spare_sock = -1;
+  s->spare_pid = 0;
+}
+
+/* A child for the boot socket `boot`: the spare, or a new fork. */
+static pid_t
+new_child(struct server *s, int boot)
+{
+  if (s->spare_pid > 0) {
+    pid_t pid = s->spare_pid;
+    int rc = mp__send_fds(s->spare_sock, "B", 1, &boot, 1);
+    drop_spare(s);
+    if (rc == 0)
+      return pid;
+    /* The spare died: it is reaped with the others; fork one now. */
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    child_setup(s);
+    mp__boot_run(boot, 1);
+  }
+  return pid < 0 ? -errno : pid;
+}
+
+static void
+reap(struct server *s)
+{
+  struct signalfd_siginfo si;
+  while (read(s->sfd, &si, sizeof si) > 0)
+    ;
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (pid == s->spare_pid) {
+      drop_spare(s);
+      continue;
+    }
+    int32_t code = WIFEXITED(status)     ? WEXITSTATUS(status)
+                   : WIFSIGNALED(status) ? -WTERMSIG(status)
+                                         : 255;
+    for (size_t i = 0; i < s->ntab; i++) {
+      if (s->tab[i].pid != pid)
+        continue;
+      mp__write_all(s->tab[i].status_fd, &code, sizeof code);
+      mp__close(s->tab[i].status_fd);
+      s->tab[i] = s->tab[--s->ntab];
+      break;
+    }
+  }
+}
+
+/* One request: fds[0] the child's boot socket, fds[1] the status socket. */
+static void
+serve(struct server *s, int fds[2])
+{
+  if (s->ntab == s->cap) {
+    size_t ncap = s->cap ? s->cap * 2 : 16;
+    struct entry *t = realloc(s->tab, ncap * sizeof *t);
+    if (!t) {
+      int32_t e = MP_ENOMEM;
+      mp__send_fds(fds[1], &e, sizeof e, NULL, 0);
+      mp__close(fds[0]);
+      mp__close(fds[1]);
+      return;
+    }
+    s->tab = t;
+    s->cap = ncap;
+  }
+  pid_t pid = new_child(s, fds[0]);
+  mp__close(fds[0]);
+  int32_t reply = (int32_t)pid;
+  /* The client gets a pidfd from us, the parent, while the child cannot
+   * have been reaped: no pid-reuse race. */
+  int cpidfd = pid > 0 ? mp__plat_pidfd_open(pid) : -1;
+  mp__send_fds(fds[1], &reply, sizeof reply, &cpidfd, cpidfd >= 0);
+  mp__close(cpidfd);
+  if (pid > 0)
+    s->tab[s->ntab++] = (struct entry){pid, fds[1]};
+  else
+    mp__close(fds[1]);
+}
+
 void
 mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
 {
@@ -245,23 +388,25 @@ mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
                    e ? e : "?");
     }
   }
+  struct server s = {.ctl = ctl, .client_pidfd = client_pidfd,
+                     .spare_sock = -1};
   /* Ctrl-C goes to the whole process group: the server stays out of it
    * (its children get the default back). */
   signal(SIGINT, SIG_IGN);
-  void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
-  sigset_t chld, old;
+  s.old_pipe = signal(SIGPIPE, SIG_IGN);
+  sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &chld, &old);
-  int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (sfd < 0)
+  sigprocmask(SIG_BLOCK, &chld, &s.old_mask);
+  s.sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (s.sfd < 0)
     _exit(MP_EXIT_BOOTFAIL);
-  struct entry *tab = NULL;
-  size_t ntab = 0, cap = 0;
   for (;;) {
+    if (s.spare_pid == 0)
+      fork_spare(&s);
     struct pollfd pfd[3] = {{ctl, POLLIN, 0},
                             {client_pidfd, POLLIN, 0},
-                            {sfd, POLLIN, 0}};
+                            {s.sfd, POLLIN, 0}};
     if (poll(pfd, 3, -1) < 0) {
       if (errno == EINTR)
         continue;
@@ -269,26 +414,8 @@ mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
     }
     if (pfd[1].revents)
       break; /* the program that started us is gone */
-    if (pfd[2].revents) {
-      struct signalfd_siginfo si;
-      while (read(sfd, &si, sizeof si) > 0)
-        ;
-      int status;
-      pid_t pid;
-      while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        int32_t code = WIFEXITED(status)   ? WEXITSTATUS(status)
-                       : WIFSIGNALED(status) ? -WTERMSIG(status)
-                                             : 255;
-        for (size_t i = 0; i < ntab; i++) {
-          if (tab[i].pid != pid)
-            continue;
-          mp__write_all(tab[i].status_fd, &code, sizeof code);
-          mp__close(tab[i].status_fd);
-          tab[i] = tab[--ntab];
-          break;
-        }
-      }
-    }
+    if (pfd[2].revents)
+      reap(&s);
     if (pfd[0].revents & POLLIN) {
       char c;
       int fds[2];
@@ -301,44 +428,7 @@ mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
           mp__close(fds[i]);
         continue;
       }
-      if (ntab == cap) {
-        size_t ncap = cap ? cap * 2 : 16;
-        struct entry *t = realloc(tab, ncap * sizeof *t);
-        if (!t) {
-          int32_t e = MP_ENOMEM;
-          mp__write_all(fds[1], &e, sizeof e);
-          mp__close(fds[0]);
-          mp__close(fds[1]);
-          continue;
-        }
-        tab = t;
-        cap = ncap;
-      }
-      pid_t pid = fork();
-      if (pid == 0) {
-        mp__close(ctl);
-        mp__close(client_pidfd);
-        mp__close(sfd);
-        mp__close(fds[1]);
-        for (size_t i = 0; i < ntab; i++)
-          mp__close(tab[i].status_fd);
-        free(tab);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGPIPE, old_pipe);
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        mp__boot_run(fds[0], 1);
-      }
-      int32_t reply = pid > 0 ? (int32_t)pid : (int32_t)-errno;
-      mp__close(fds[0]);
-      /* The client gets a pidfd from us, the parent, while the child
-       * cannot have been reaped: no pid-reuse race. */
-      int cpidfd = pid > 0 ? mp__plat_pidfd_open(pid) : -1;
-      mp__send_fds(fds[1], &reply, sizeof reply, &cpidfd, cpidfd >= 0);
-      mp__close(cpidfd);
-      if (pid > 0)
-        tab[ntab++] = (struct entry){pid, fds[1]};
-      else
-        mp__close(fds[1]);
+      serve(&s, fds);
     } else if (pfd[0].revents) {
       break; /* hang-up: the client closed the control socket */
     }
