@@ -194,6 +194,56 @@ test_context_check(void **state)
   close(pfd[0]);
 }
 
+/* A handle type the parent registered at run time (no constructor): a
+ * spawn or forkserver child knows it by reference, like the target. */
+static int
+pipe_reduce(void *ptr, mp_obj **state, int (*add_fd)(void *, int), void *ud)
+{
+  *state = mp_str_new("w");
+  return add_fd(ud, ((struct toy *)ptr)->fd);
+}
+
+static const mp_handle_type pipe_type = {"test.PipeEnd", toy_release,
+                                         pipe_reduce, toy_rebuild};
+
+static int
+pipe_target(mp_obj *args)
+{
+  struct toy *t = mp_handle_get(mp_seq_item(args, 0), &pipe_type);
+  return t && write(t->fd, "y", 1) == 1 ? 0 : 1;
+}
+
+static void
+test_handle_type_by_reference(void **state)
+{
+  (void)state;
+  MP_ASSERT_OK(mp_handle_register(&pipe_type));
+  int pfd[2];
+  assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+  struct toy *t = malloc(sizeof *t);
+  t->fd = pfd[1];
+  mp_obj *args = MP_TUPLE(mp_handle_new(&pipe_type, t));
+  for (int i = 0; methods[i]; i++) {
+    mp_context *ctx;
+    MP_ASSERT_OK(mp_get_context(methods[i], &ctx));
+    mp_process *p;
+    MP_ASSERT_OK(mp_process_new(&p, ctx, &(mp_process_opts){
+                                             .target = pipe_target,
+                                             .args = args}));
+    MP_ASSERT_OK(mp_process_start(p));
+    MP_ASSERT_OK(mp_process_join(p, MP_FOREVER));
+    int code;
+    MP_ASSERT_OK(mp_process_exitcode(p, &code));
+    assert_int_equal(code, 0);
+    char c;
+    assert_int_equal(read(pfd[0], &c, 1), 1);
+    assert_int_equal(c, 'y');
+    mp_process_free(p);
+  }
+  mp_obj_free(args);
+  close(pfd[0]);
+}
+
 static void
 test_zz_stop_forkserver(void **state)
 {
@@ -205,6 +255,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_pipe_in_args),
     cmocka_unit_test(test_echo_and_wait),
     cmocka_unit_test(test_context_check),
+    cmocka_unit_test(test_handle_type_by_reference),
     cmocka_unit_test(test_zz_stop_forkserver),
 };
 

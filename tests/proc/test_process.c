@@ -178,6 +178,21 @@ t_authkey(mp_obj *args)
 }
 
 static int global_value = 1;
+static int ctor_value;
+
+/* Children run after every constructor of the program (and before main). */
+__attribute__((constructor)) static void
+set_ctor_value(void)
+{
+  ctor_value = 5;
+}
+
+static int
+t_ctor(mp_obj *args)
+{
+  (void)args;
+  return ctor_value;
+}
 
 static int
 t_global(mp_obj *args)
@@ -514,6 +529,8 @@ test_globals(void **state)
   assert_int_equal(run("spawn", t_global, NULL), 1);
   assert_int_equal(run("forkserver", t_global, NULL), 1);
   global_value = 1;
+  for (int i = 0; methods[i]; i++)
+    assert_int_equal(run(methods[i], t_ctor, NULL), 5);
 }
 
 static void
