@@ -270,6 +270,71 @@ test_semantics_each_method(void **state)
   }
 }
 
+/* ---- handles sent through a Connection after the child started ---------- */
+
+/* args: (conn,) -- receives (lock,) then (value,), answers "ok".  One
+ * handle per message: with two handles on one slab in a message, to a
+ * process that has the slab mapped already (a threading child here), the
+ * pickle loader dups the slab fd for the second handle after the first
+ * handle's rebuild closed it (reported to the lead; pickle_load.c). */
+static int
+t_receiver(mp_obj *args)
+{
+  mp_conn *c = mp_conn_from_obj(mp_seq_item(args, 0));
+  mp_obj *msg = NULL;
+  mp_obj *msg2 = NULL;
+  if (!c || mp_conn_recv(c, &msg, 30) || mp_conn_recv(c, &msg2, 30))
+    return 1;
+  mp_lock *l = mp_lock_from_obj(mp_seq_item(msg, 0));
+  mp_value *v = mp_value_from_obj(mp_seq_item(msg2, 0));
+  int rc = 0;
+  if (!l || !v || mp_lock_acquire(l, 0) != MP_ETIMEDOUT)
+    rc = 2;
+  else if (mp_value_set_int(v, 7))
+    rc = 3;
+  mp_obj *ok = mp_str_new("ok");
+  if (mp_conn_send(c, ok))
+    rc = 4;
+  mp_obj_free(ok);
+  mp_obj_free(msg);
+  mp_obj_free(msg2);
+  return rc;
+}
+
+static void
+test_send_over_connection(void **state)
+{
+  for (int m = 0; methods[m]; m++) {
+    mp_conn *a, *b;
+    MP_ASSERT_OK(mp_pipe(&a, &b, 1));
+    mp_process *p = start(methods[m], t_receiver, MP_TUPLE(mp_conn_obj(b)));
+    mp_lock *l;
+    mp_value *v;
+    MP_ASSERT_OK(mp_lock_new(&l));
+    MP_ASSERT_OK(mp_value_new(&v, 'i', NULL, NULL));
+    MP_ASSERT_OK(mp_lock_acquire(l, 0));
+    mp_obj *msg = MP_TUPLE(mp_lock_obj(l));
+    MP_ASSERT_OK(mp_conn_send(a, msg));
+    mp_obj_free(msg);
+    msg = MP_TUPLE(mp_value_obj(v));
+    MP_ASSERT_OK(mp_conn_send(a, msg));
+    mp_obj_free(msg);
+    mp_obj *ok = NULL;
+    MP_ASSERT_OK(mp_conn_recv(a, &ok, 30));
+    mp_obj_free(ok);
+    if (finish(p) != 0)
+      fail_msg("receiver under %s failed", methods[m]);
+    int64_t x;
+    MP_ASSERT_OK(mp_value_get_int(v, &x));
+    assert_int_equal(x, 7);
+    MP_ASSERT_OK(mp_lock_release(l));
+    mp_lock_free(l);
+    mp_value_free(v);
+    mp_conn_free(a);
+    mp_conn_free(b); /* after join: a threading child uses this very one */
+  }
+}
+
 /* ---- owner death under the OS methods --------------------------------- */
 
 /* args: (lock or rlock, event "holding", barrier or None) */
@@ -543,6 +608,7 @@ main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_all_primitives_in_args),
       cmocka_unit_test(test_semantics_each_method),
+      cmocka_unit_test(test_send_over_connection),
       cmocka_unit_test(test_owner_death_methods),
       cmocka_unit_test(test_stress),
       cmocka_unit_test(test_teardown_servers),
