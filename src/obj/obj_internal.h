@@ -222,6 +222,10 @@ int mp__repr(const mp_obj *o, mp__buf *b, int depth, int max_depth,
              const mp_obj **path);
 int mp__float_repr(double v, char *out); /* out >= 32 bytes; returns length */
 
+/* ---- compat_names.c (generated): Python 2 names of protocol 0-2 pickles,
+ * mapped in place to their Python 3 names (CPython's fix_imports) */
+void mp__compat_name(const char **module, const char **name);
+
 /* ---- unicode_printable.c (generated) --------------------------------------- */
 int mp__unicode_printable(uint32_t cp);
 extern const char mp__unicode_version[];

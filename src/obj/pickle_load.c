@@ -25,6 +25,7 @@ typedef struct loader {
   mp_obj **memo;
   size_t memo_cap, memo_len;
   int max_depth;
+  int proto; /* from PROTO; 0 when absent */
   /* work left for cycle checks, proportional to the input */
   uint64_t budget;
   /* loads_fds */
@@ -632,7 +633,10 @@ load_global(loader *l, const char *m, size_t ml, const char *n, size_t nl)
   buf[ml] = 0;
   memcpy(buf + ml + 1, n, nl);
   buf[ml + 1 + nl] = 0;
-  mp_obj *g = mp_global_new(buf, buf + ml + 1);
+  const char *module = buf, *name = buf + ml + 1;
+  if (l->proto < 3) /* as CPython's fix_imports: Python 2 names */
+    mp__compat_name(&module, &name);
+  mp_obj *g = mp_global_new(module, name);
   if (buf != local)
     free(buf);
   return push(l, g);
@@ -897,7 +901,7 @@ run(loader *l, mp_obj **out)
       if (*l->p > 5)
         return mp_seterr(MP_ENOTSUP, "pickle: unsupported protocol %d",
                          *l->p);
-      l->p++;
+      l->proto = *l->p++;
       rc = 0;
       break;
     case OP_FRAME: {

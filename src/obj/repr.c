@@ -3,7 +3,8 @@
  * Records print as Python would print the object when that is knowable:
  *   a class/function reference   <class 'float'>, <class 'mod.Name'>
  *   an object built by a call    Name(arg, ...)      (exceptions read right)
- *   ... that also has state or items (BUILD, APPEND(S), SETITEM(S)):
+ *   ... that also has state (other than None or {}) or items (BUILD,
+ *   APPEND(S), SETITEM(S)):
  *       <mod.Name object: args=(...), state=..., listitems=[...],
  *        dictitems=[(k, v), ...]>   (only the parts present)
  * Handles print as <TypeName object at 0x...>. */
@@ -145,8 +146,10 @@ repr_str(const mp__str *s, mp__buf *b)
   return rc ? MP_ENOMEM : 0;
 }
 
+/* bytearray's repr escapes ' even inside double quotes (CPython's
+ * bytearray_repr does; bytes_repr does not). */
 static int
-repr_bytes(const uint8_t *p, size_t len, mp__buf *b)
+repr_bytes(const uint8_t *p, size_t len, mp__buf *b, int bytearray)
 {
   char q = '\'';
   if (memchr(p, '\'', len) && !memchr(p, '"', len))
@@ -157,7 +160,7 @@ repr_bytes(const uint8_t *p, size_t len, mp__buf *b)
   rc = rc ? rc : mp__buf_putc(b, (uint8_t)q);
   for (size_t i = 0; !rc && i < len; i++) {
     uint8_t c = p[i];
-    if (c == (uint8_t)q || c == '\\') {
+    if (c == (uint8_t)q || c == '\\' || (bytearray && c == '\'')) {
       char e[2] = {'\\', (char)c};
       rc = mp__buf_append(b, e, 2);
     } else if (c == '\t') {
@@ -252,7 +255,13 @@ repr_record(const mp__record *r, mp__buf *b, int depth, int max_depth,
     return 0;
   }
   const mp__tuple *args = MP__AS(const mp__tuple, r->args);
-  if (!r->state && !r->listitems && !r->dictitems) {
+  /* None or {} as state is no state (CPython pickles an exception whose
+   * __dict__ exists but is empty with state {}) */
+  const mp_obj *st = r->state;
+  if (st && (st->type == MP_T_NONE ||
+             (st->type == MP_T_DICT && MP__AS(const mp__dict, st)->t.used == 0)))
+    st = NULL;
+  if (!st && !r->listitems && !r->dictitems) {
     if ((rc = repr_callable_name(r->callable, b, 0, depth, max_depth, path)))
       return rc;
     if (mp__buf_putc(b, '('))
@@ -270,7 +279,7 @@ repr_record(const mp__record *r, mp__buf *b, int depth, int max_depth,
   if ((rc = mp__repr(r->args, b, depth + 1, max_depth, path)))
     return rc;
   const char *labels[3] = {", state=", ", listitems=", ", dictitems="};
-  const mp_obj *parts[3] = {r->state, r->listitems, r->dictitems};
+  const mp_obj *parts[3] = {st, r->listitems, r->dictitems};
   for (int i = 0; i < 3; i++) {
     if (!parts[i])
       continue;
@@ -316,12 +325,12 @@ mp__repr(const mp_obj *o, mp__buf *b, int depth, int max_depth,
     return repr_str(MP__AS(const mp__str, o), b);
   case MP_T_BYTES:
     return repr_bytes(MP__AS(const mp__bytes, o)->d,
-                      MP__AS(const mp__bytes, o)->len, b);
+                      MP__AS(const mp__bytes, o)->len, b, 0);
   case MP_T_BYTEARRAY:
     if (PUTS(b, "bytearray("))
       return MP_ENOMEM;
     if ((rc = repr_bytes(MP__AS(const mp__bytearray, o)->d,
-                         MP__AS(const mp__bytearray, o)->len, b)))
+                         MP__AS(const mp__bytearray, o)->len, b, 1)))
       return rc;
     return mp__buf_putc(b, ')') ? MP_ENOMEM : 0;
   case MP_T_HANDLE: {
