@@ -63,7 +63,10 @@ took(struct mp__slock *l, uint32_t me)
   atomic_store_explicit(&l->oinfo, my_oinfo(me), memory_order_relaxed);
 }
 
-#define SPIN 100
+#ifndef MP__LOCK_SPIN
+#define MP__LOCK_SPIN 100
+#endif
+#define SPIN MP__LOCK_SPIN
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
 #elif defined(__aarch64__)
