@@ -185,8 +185,14 @@ MP_EXTERN mp_shm *mp_shm_from_obj(const mp_obj *o);
  * program (it is started through a double fork) and ignores SIGINT and
  * SIGTERM, so ^C on the program does not prevent the clean-up.
  *
+ * Like Python's, it says on stderr what it removed ("[WARNING/mproc-tracker]
+ * There appear to be N leaked named resources to clean up at shutdown: ...").
+ *
  * Types: "shm" (a POSIX shared-memory name, removed with shm_unlink) and
- * "file" (an absolute path, removed with unlink). */
+ * "file" (an absolute path, removed with unlink).  Registering returns 0,
+ * MP_EINVAL (unknown type; a name that is empty, longer than 1024 bytes,
+ * holds a newline, a '/' for "shm", or is not absolute for "file"), or
+ * -errno when the tracker cannot be started. */
 MP_EXTERN int mp_resource_register(const char *type, const char *name);
 MP_EXTERN int mp_resource_unregister(const char *type, const char *name);
 /* Close this process's connection to the tracker (it cleans up after every

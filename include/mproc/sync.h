@@ -28,7 +28,9 @@
  * released by any thread anyway).  A process that dies while waiting at a
  * Barrier breaks it (MP_EBROKEN for the others).  Semaphore counts are not
  * owned (any process may release), so nothing is returned for a dead
- * process's count; a Condition waiter that dies costs at most one notify.
+ * process's count.  A Condition waiter that dies while waiting stays counted
+ * as a waiter: a later notify may then leave a wake-up unused, which makes
+ * a later wait return early once (a spurious wake-up; wait_for is immune). 
  *
  * Threads and fork.  Every function is thread-safe.  Objects stay valid in
  * fork children; the child frees its copies with the same _free calls.
