@@ -152,7 +152,7 @@ static int
 repr_bytes(const uint8_t *p, size_t len, mp__buf *b, int bytearray)
 {
   char q = '\'';
-  if (memchr(p, '\'', len) && !memchr(p, '"', len))
+  if (len && memchr(p, '\'', len) && !memchr(p, '"', len))
     q = '"';
   if (mp__buf_reserve(b, len + 3))
     return MP_ENOMEM;

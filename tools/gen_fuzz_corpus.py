@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Write the seed corpus of fuzz/fuzz_pickle_loads.c: real CPython pickles
+of the value model's types (and a few records) at protocols 2-5.
+
+    python3 tools/gen_fuzz_corpus.py fuzz/corpus/fuzz_pickle_loads
+"""
+import collections
+import os
+import pickle
+import sys
+
+out = sys.argv[1] if len(sys.argv) > 1 else "fuzz/corpus/fuzz_pickle_loads"
+os.makedirs(out, exist_ok=True)
+s = [1, "x"]
+VALUES = [
+    None, True, [0, 255, 256, 65535, 65536, -1, 2**31, -2**63, 2**64, 10**40],
+    [1.5, -0.0, float("inf"), float("nan"), 1e300],
+    ["", "h\u00e9", "\u20ac\U0001f40d", "\ud800", "x" * 300],
+    [b"", b"\x00\xff", b"y" * 300, bytearray(b"ab"), bytearray()],
+    ((), (1,), (1, 2), (1, 2, 3), (1, 2, 3, 4)),
+    {"a": (1,), 2: [3], (4, 5): {6: None}},
+    [set(), {1, 2}, frozenset(), frozenset({"a", 3})],
+    [s, s, (s, s)],
+    list(range(1003)),
+    {i: str(i) for i in range(20)},
+    [KeyError("missing"), ValueError(1, "a"), float, collections.OrderedDict],
+    collections.OrderedDict([(1, 2), (3, 4)]),
+    [[[[[[[[[[]]]]]]]]]],
+]
+n = 0
+for i, v in enumerate(VALUES):
+    for proto in (2, 3, 4, 5):
+        with open(os.path.join(out, "v%02d_p%d.pickle" % (i, proto)), "wb") as f:
+            f.write(pickle.dumps(v, proto))
+        n += 1
+# a cycle (refused) and a recursive tuple
+a = []
+a.append(a)
+t = ([],)
+t[0].append(t)
+for name, v in (("cycle_list", a), ("cycle_tuple", t)):
+    for proto in (2, 4):
+        with open(os.path.join(out, "%s_p%d.pickle" % (name, proto)), "wb") as f:
+            f.write(pickle.dumps(v, proto))
+        n += 1
+print("%d seeds in %s" % (n, out))
