@@ -24,6 +24,7 @@ struct mp_value {
   uint8_t *data;
   mp_lock *lock; /* NULL: raw */
   char tc;
+  unsigned char kind; /* value.c's K_*: cached, the accessors test it */
   size_t elsize, n;
 };
 

@@ -63,6 +63,7 @@ mp__value_wrap(mp__shref ref, mp_lock *lock, int is_array)
   v->s = mp__arena_ptr(ref);
   v->data = (uint8_t *)v->s + v->s->hdr;
   v->tc = (char)v->s->typecode;
+  v->kind = (unsigned char)kind_of(v->tc);
   v->elsize = v->s->elsize;
   v->n = v->s->n;
   v->lock = lock;
@@ -326,16 +327,15 @@ ovf:
 }
 
 static int
-is_int_kind(char tc)
+is_int_kind(const mp_value *v)
 {
-  unsigned k = kind_of(tc);
-  return k == K_SIGNED || k == K_UNSIGNED || k == K_CHAR;
+  return v->kind == K_SIGNED || v->kind == K_UNSIGNED || v->kind == K_CHAR;
 }
 
 static int
 get_int_at(mp_value *v, size_t i, int64_t *out, uint64_t *uout)
 {
-  if (!is_int_kind(v->tc))
+  if (!is_int_kind(v))
     return mp_seterr(MP_ETYPE, "not an integer type");
   int dead = lk(v);
   if (dead < 0)
@@ -361,7 +361,7 @@ get_int_at(mp_value *v, size_t i, int64_t *out, uint64_t *uout)
 static int
 set_int_at(mp_value *v, size_t i, int neg, int64_t s, uint64_t u)
 {
-  if (!is_int_kind(v->tc))
+  if (!is_int_kind(v))
     return mp_seterr(MP_ETYPE, "not an integer type");
   int dead = lk(v);
   if (dead < 0)
@@ -373,7 +373,7 @@ set_int_at(mp_value *v, size_t i, int neg, int64_t s, uint64_t u)
 static int
 get_double_at(mp_value *v, size_t i, double *out)
 {
-  if (kind_of(v->tc) != K_FLOAT)
+  if (v->kind != K_FLOAT)
     return mp_seterr(MP_ETYPE, "not a float type");
   int dead = lk(v);
   if (dead < 0)
@@ -386,7 +386,7 @@ get_double_at(mp_value *v, size_t i, double *out)
 static int
 set_double_at(mp_value *v, size_t i, double x)
 {
-  if (kind_of(v->tc) != K_FLOAT)
+  if (v->kind != K_FLOAT)
     return mp_seterr(MP_ETYPE, "not a float type");
   if (v->tc == 'f' && isfinite(x) && isinf((float)x))
     return mp_seterr(MP_EOVERFLOW, "float too large for 'f'");
@@ -586,7 +586,7 @@ mp_array_set_bytes(mp_array *a, const void *data, size_t len)
 static mp_obj *
 elem_obj(mp_value *v, const uint8_t *p)
 {
-  switch (kind_of(v->tc)) {
+  switch (v->kind) {
   case K_FLOAT:
     return mp_float_new(v->tc == 'f' ? (double)*(const float *)p
                                      : *(const double *)p);
