@@ -174,8 +174,8 @@ mp__proc_alive(uint32_t pid, uint64_t starttime, int cheap)
     return 1;
   char st;
   uint64_t s;
-  if (read_stat(pid, &st, &s) < 0)
-    return 0;
+  if (read_stat(pid, &st, &s) < 0) /* gone meanwhile, or no /proc here */
+    return !(kill((pid_t)pid, 0) < 0 && errno == ESRCH);
   if (st == 'Z' || st == 'X')
     return 0;
   if (starttime && s != starttime)
