@@ -272,6 +272,8 @@ send_line(char op, const char *type, const char *name)
   if (!rc) {
     rc = mp__write_all(t_wfd, line, n + 3);
     if (rc == MP_EPIPE) { /* the tracker died: start another */
+      mp_log_warning("resource tracker died unexpectedly, relaunching; "
+                     "resources it tracked might leak");
       mp__close(t_wfd);
       t_wfd = -1;
       if (op == 'R' && (rc = start_tracker()) == 0)
