@@ -4,7 +4,10 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/syscall.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -139,6 +142,31 @@ test_in_process_args(void **state)
   }
 }
 
+/* The tracker killed behind our back: the next registration starts a new
+ * one, which then does the job. */
+static void
+test_tracker_relaunch(void **state)
+{
+  mp_shm *m;
+  MP_ASSERT_OK(mp_shm_new(&m, NULL, &(mp_shm_opts){.create = 1, .size = 1}));
+  int old = mp_resource_tracker_pid();
+  assert_true(old > 0);
+  int pfd = (int)syscall(SYS_pidfd_open, old, 0);
+  assert_true(pfd >= 0);
+  assert_int_equal(kill(old, SIGKILL), 0);
+  struct pollfd p = {.fd = pfd, .events = POLLIN};
+  assert_int_equal(poll(&p, 1, 30000), 1); /* it has exited */
+  close(pfd);
+  mp_shm *n;
+  MP_ASSERT_OK(mp_shm_new(&n, NULL, &(mp_shm_opts){.create = 1, .size = 1}));
+  int now = mp_resource_tracker_pid();
+  assert_true(now > 0 && now != old);
+  MP_ASSERT_OK(mp_shm_unlink(m));
+  MP_ASSERT_OK(mp_shm_unlink(n));
+  mp_shm_free(m);
+  mp_shm_free(n);
+}
+
 static void
 test_teardown(void **state)
 {
@@ -154,6 +182,7 @@ main(void)
       cmocka_unit_test(test_create_attach_unlink),
       cmocka_unit_test(test_resource_api),
       cmocka_unit_test(test_in_process_args),
+      cmocka_unit_test(test_tracker_relaunch),
       cmocka_unit_test(test_teardown),
   };
   return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
