@@ -11,6 +11,7 @@
 
 /* The codec is compiled into this program (not taken from the library) so
  * that libFuzzer's coverage instrumentation sees it. */
+#include "obj/alloc.c"
 #include "obj/compat_names.c"
 #include "obj/dict.c"
 #include "obj/int.c"

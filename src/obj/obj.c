@@ -29,21 +29,6 @@ small_ints_init(void)
   }
 }
 
-void *
-mp__obj_alloc(size_t size, mp_type t)
-{
-  mp_obj *o = malloc(size);
-  if (!o) {
-    mp_seterr(MP_ENOMEM, "out of memory");
-    return NULL;
-  }
-  o->rc = 1;
-  o->type = (uint8_t)t;
-  o->flags = 0;
-  o->depth = 0;
-  return o;
-}
-
 /* ---- generic ---------------------------------------------------------------- */
 
 mp_type
@@ -167,7 +152,7 @@ destroy_one(mp_obj *o, worklist *w)
   default:
     break;
   }
-  free(o);
+  mp__obj_dealloc(o);
 }
 
 void
@@ -561,7 +546,7 @@ mp_bytearray_new(const void *data, size_t len)
   if (len) {
     b->d = malloc(len);
     if (!b->d) {
-      free(b);
+      mp__obj_dealloc(&b->h);
       mp_seterr(MP_ENOMEM, "out of memory");
       return NULL;
     }
@@ -771,7 +756,7 @@ mp__list_alloc(size_t cap)
   if (cap) {
     if (cap > SIZE_MAX / sizeof(mp_obj *) ||
         !(l->items = malloc(cap * sizeof(mp_obj *)))) {
-      free(l);
+      mp__obj_dealloc(&l->h);
       mp_seterr(MP_ENOMEM, "out of memory");
       return NULL;
     }

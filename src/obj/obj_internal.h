@@ -25,7 +25,8 @@ struct mp_obj {
 #define MP__F_BIG 0x01     /* int: arbitrary size (mp__bigint) */
 #define MP__F_ASCII 0x02   /* str: all code points < 0x80 */
 #define MP__F_FETCHED 0x04 /* loads: container fetched from the memo */
-#define MP__F_SAFE 0x08    /* loads: container fully built (see pickle_load.c) */
+#define MP__F_POOLED 0x10  /* memory from alloc.c's pools */
+#define MP__F_POOL64 0x20  /* ... of the 64-byte class */
 
 #define MP__SMALL_MIN (-5)
 #define MP__SMALL_MAX 1024
@@ -160,7 +161,10 @@ mp__newref(mp_obj *o)
 extern mp_obj mp__none_obj, mp__true_obj, mp__false_obj;
 extern mp__int mp__small_ints[MP__SMALL_MAX - MP__SMALL_MIN + 1];
 
+/* alloc.c: a new object of `size` bytes with rc 1 (NULL and MP_ENOMEM in
+ * the detail), and its release (never free() an object). */
 void *mp__obj_alloc(size_t size, mp_type t);
+void mp__obj_dealloc(mp_obj *o);
 
 static inline mp_obj *
 mp__int_fast(int64_t v)

@@ -308,6 +308,8 @@ add_items(loader *l, mp_obj *target, size_t k)
     return rc;
   if (target->type == MP_T_LIST) {
     mp__list *lst = MP__AS(mp__list, target);
+    if (n == 0) /* APPENDS of nothing */
+      return 0;
     if ((rc = mp__list_reserve(lst, n)))
       return rc;
     memcpy(lst->items + lst->n, items, n * sizeof *items);

@@ -38,7 +38,7 @@ mp_global_new(const char *module, const char *name)
   r->kind = MP_RECORD_GLOBAL;
   r->module = malloc(lm + ln + 2);
   if (!r->module) {
-    free(r);
+    mp__obj_dealloc(&r->h);
     mp_seterr(MP_ENOMEM, "out of memory");
     return NULL;
   }
