@@ -46,14 +46,10 @@ owner_dead(struct mp__slock *l, uint32_t owner, int full)
   uint64_t start = (uint32_t)(oi >> 40) == owner
                        ? (oi & ((UINT64_C(1) << 40) - 1))
                        : 0;
-  /* The start time in oinfo is truncated to 40 bits; compare likewise. */
-  if (!mp__proc_alive(owner, 0, !full))
-    return 1;
-  if (full && start) {
-    /* pid alive: is it the same process? (pid reuse) */
-    return !mp__proc_alive(owner, start, 0);
-  }
-  return 0;
+  /* cheap: kill(pid, 0) only; full: also zombie and start time (pid
+   * reuse), the start time being the one the owner wrote when it took the
+   * lock (0 if that record belongs to another pid: not compared then) */
+  return !mp__proc_alive(owner, start, !full);
 }
 
 static inline void
