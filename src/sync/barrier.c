@@ -125,8 +125,16 @@ purge_dead(struct sbarrier *s)
   }
   if (n) {
     uint32_t c = atomic_load_explicit(&s->count, memory_order_relaxed);
-    atomic_store_explicit(&s->count, c >= n ? c - n : 0,
-                          memory_order_relaxed);
+    c = c >= n ? c - n : 0;
+    atomic_store_explicit(&s->count, c, memory_order_relaxed);
+    /* a waiter that died on its way out of a draining (or resetting) round
+     * would otherwise hold the next round back forever */
+    int32_t st = atomic_load_explicit(&s->state, memory_order_relaxed);
+    if (c == 0 && (st == DRAINING || st == RESETTING)) {
+      atomic_store_explicit(&s->state, FILLING, memory_order_relaxed);
+      atomic_fetch_add(&s->seq, 1);
+      mp__futex_wake((uint32_t *)&s->seq, INT_MAX);
+    }
   }
   return n;
 }
