@@ -25,7 +25,7 @@ static int save(dumper *d, const mp_obj *o, int depth);
 static inline int
 room(dumper *d, size_t n)
 {
-  if (MP__LIKELY(d->b.cap - d->b.len >= n))
+  if (MP__LIKELY(d->b.cap - d->b.len >= n && d->b.len + n <= d->max_size))
     return 0;
   if (n > d->max_size || d->b.len > d->max_size - n)
     return mp_seterr(MP_ELIMIT, "pickle larger than max_size (%zu bytes)",
