@@ -953,7 +953,10 @@ load(const void *data, size_t len, const mp_pickle_opts *opts, int with_fds,
                                            : MP_PICKLE_DEFAULT_MAX_SIZE;
   int rc = 0;
   mp_obj *result = NULL;
-  if (nfds && !(l.fd_taken = calloc(nfds, 1)))
+  /* the stack exists from the start (stack + 0 is then never NULL + 0) */
+  l.scap = 64;
+  if (!(l.stack = malloc(l.scap * sizeof *l.stack)) ||
+      (nfds && !(l.fd_taken = calloc(nfds, 1))))
     rc = nomem();
   else if (len > max_size)
     rc = mp_seterr(MP_ELIMIT, "pickle of %zu bytes is over max_size (%zu)",
