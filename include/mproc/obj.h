@@ -26,8 +26,15 @@
  * bad UTF-8, with the reason in mp_errdetail()); a _take function given a
  * NULL item fails and releases the other items, so NULL propagates outward.
  *
- * None, True, False and the small ints are immortal: mp_obj_free() on them is
- * a harmless no-op, as for every other value whose count is not yet zero.
+ * None, True, False and the small ints (-5..1024) are immortal:
+ * mp_obj_free() on them is a harmless no-op, as for every other value whose
+ * count is not yet zero.  Releasing is iterative: a deeply nested value
+ * does not recurse on the C stack.
+ *
+ * Memory: values of up to 64 bytes (ints, floats, short str, empty
+ * containers' headers) come from per-thread pools refilled from 64 KiB
+ * slabs; pool memory is reused but not returned to the system (at most
+ * 128 MiB per size class, then plain malloc).
  *
  * Threads: reference counts are atomic, so values that nobody mutates may be
  * shared and released from several threads.  Mutating a list, dict, set or
@@ -103,10 +110,18 @@ MP_EXTERN mp_obj *mp_obj_copy(const mp_obj *o);
  * "b'thank you'", "(1,)", "frozenset({1})", "<class 'float'>" ...  (A set
  * prints its elements in insertion order; Python's order follows its hash.)
  * Returns a NUL-terminated string to release with mp_free(), or NULL (out of
- * memory, a cycle, or nesting deeper than the codec's default limit, with the
- * reason in mp_errdetail()).  Records print as Python would print the object
- * where that is knowable: "<class 'mod.Name'>" for a reference,
- * "Name(arg, ...)" for an object built by a call (exceptions read right). */
+ * memory, a cycle, nesting deeper than the codec's default limit, or an int
+ * of more than about 43,000 digits -- Python itself refuses 4,300 -- with
+ * the reason in mp_errdetail()).  Records print as Python would print the
+ * object where that is knowable: "<class 'mod.Name'>" for a reference
+ * ("<class 'float'>" for builtins), "Name(arg, ...)" for an object built by
+ * a call with no state (None and {} count as none) and no items, so
+ * exceptions read right; any other object prints as
+ * "<mod.Name object: args=(...), state=..., listitems=[...],
+ * dictitems=[(k, v), ...]>" with the parts it has.  A handle prints as
+ * "<TypeName object at 0x...>".  Strings escape what Python's
+ * str.isprintable() calls non-printable, by the Unicode 15.1 table (see
+ * tools/gen_unicode_printable.py). */
 MP_EXTERN char *mp_obj_repr(const mp_obj *o);
 /* Like mp_obj_repr, into `buf` of `cap` bytes (always NUL-terminated when
  * cap > 0).  Returns the full length the repr needs (not counting the NUL),

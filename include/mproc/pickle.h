@@ -15,12 +15,22 @@
  * with the same meaning.  NOTHING IS EVER IMPORTED OR CALLED: loading a
  * hostile pickle is safe.
  *
+ * Protocol 0-2 pickles name Python 2 modules and classes (CPython 3 itself
+ * writes int as __builtin__.long at protocol 2); they are mapped to their
+ * Python 3 names as CPython's fix_imports does.
+ *
  * Limits: nesting depth, input size and (for dumps) output size are bounded
  * (see mp_pickle_opts); memory use is linear in the input.  Truncated,
  * corrupt or hostile input returns MP_EMALFORMED (with the offset and the
- * reason in mp_errdetail()), MP_ELIMIT past a limit, MP_ECYCLE for a
- * structure that contains itself (legal in Python, refused here) and
- * MP_EOVERFLOW never: big ints are kept exactly. */
+ * reason in mp_errdetail()), MP_ENOTSUP for a PROTO above 5, MP_ELIMIT past
+ * a limit, MP_ECYCLE for a structure that contains itself (legal in Python,
+ * refused here, the moment it would be made; the value is never built) and
+ * MP_EOVERFLOW never: big ints are kept exactly.
+ *
+ * Shared sub-values: loads gives every memo reference the same refcounted
+ * object; dumps writes a shared sub-value once per use, so a value whose
+ * sharing doubles at every level encodes to an exponentially larger
+ * pickle (bounded by max_size). */
 #ifndef MPROC_PICKLE_H
 #define MPROC_PICKLE_H
 
@@ -42,7 +52,8 @@ typedef struct mp_pickle_opts {
    * Protocols 2 and 3 write bytearray, set and frozenset the way CPython
    * does at those protocols. */
   int protocol;
-  /* Maximum nesting of containers (0: MP_PICKLE_DEFAULT_MAX_DEPTH). */
+  /* Maximum nesting of containers (0: MP_PICKLE_DEFAULT_MAX_DEPTH; values
+   * above 20000 count as 20000, to keep the C stack safe). */
   int max_depth;
   /* loads: refuse input longer than this; dumps: refuse to produce more
    * (0: MP_PICKLE_DEFAULT_MAX_SIZE). */
@@ -64,9 +75,20 @@ MP_EXTERN int mp_pickle_loads(const void *data, size_t len,
 /* Handle-carrying variants, for channels that pass file descriptors
  * (AF_UNIX, inheritance).  dumps_fds encodes each handle through its type's
  * `reduce` and returns the fds to send in *fds (a malloc'd array to release
- * with mp_free(); the fds themselves stay owned by their objects).
- * loads_fds takes ownership of the `nfds` received fds: each is given to
- * the handle that uses it, and any left over is closed. */
+ * with mp_free(), NULL when there are none; each fd appears once however
+ * many handles use it; the fds themselves stay owned by their objects).
+ * A handle is written as mproc.handle(type name, state, (fd index, ...)):
+ * STACK_GLOBAL 'mproc' 'handle' (GLOBAL at protocols 2/3), the 3-tuple,
+ * REDUCE.  At most 64 fds per handle (MP_ELIMIT).
+ *
+ * loads_fds takes ownership of the `nfds` received fds, also when it fails:
+ * each is given to the `rebuild` of the handle that uses it (a second
+ * handle on the same fd gets a dup), any left over is closed, and on
+ * failure every fd is closed exactly once (rebuilt handles are released).
+ * Errors beyond loads': MP_ENOTFOUND for a handle type not registered in
+ * this process, MP_EMALFORMED for a bad fd index, and whatever `rebuild`
+ * returns.  Plain mp_pickle_loads leaves an mproc.handle inert (a record);
+ * plain mp_pickle_dumps of a value holding a handle returns MP_ENOTSUP. */
 MP_EXTERN int mp_pickle_dumps_fds(const mp_obj *o, const mp_pickle_opts *opts,
                                   void **out, size_t *len, int **fds,
                                   size_t *nfds);
