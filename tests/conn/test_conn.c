@@ -2,6 +2,7 @@
  * signals and threads. */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -599,25 +600,25 @@ test_two_threads_receiving(void **state)
 
 /* ---- signals ------------------------------------------------------------- */
 
-static volatile sig_atomic_t signals_seen;
+static atomic_int signals_seen; /* lock-free: safe in a handler */
 
 static void
 on_signal(int sig)
 {
   (void)sig;
-  signals_seen++;
+  atomic_fetch_add(&signals_seen, 1);
 }
 
 struct pester {
   pthread_t target;
-  volatile int stop;
+  atomic_int stop;
 };
 
 static void *
 pester_thread(void *arg)
 {
   struct pester *p = arg;
-  while (!p->stop) {
+  while (!atomic_load(&p->stop)) {
     pthread_kill(p->target, SIGUSR1);
     usleep(2000);
   }
@@ -653,7 +654,7 @@ test_eintr_never_surfaces(void **state)
   mp_conn *a, *b;
   pair(&a, &b);
   signals_seen = 0;
-  struct pester p = { pthread_self(), 0 };
+  struct pester p = { .target = pthread_self() };
   pthread_t pt, st;
   pthread_create(&pt, NULL, pester_thread, &p);
   /* blocked in a receive (forever), in poll, in wait, in a timed receive */
@@ -693,7 +694,7 @@ test_eintr_never_surfaces(void **state)
   assert_null(r);
   assert_int_equal(rr.got, 1);
   free((void *)s.buf);
-  p.stop = 1;
+  atomic_store(&p.stop, 1);
   pthread_join(pt, NULL);
   sigaction(SIGUSR1, &old, NULL);
   mp_conn_free(a);
