@@ -270,11 +270,13 @@ lookup(const mp__table *t, const mp_obj *key, uint64_t hash)
 {
   if (!t->index)
     return NULL;
+  uint32_t tag = (uint32_t)MP__IX_TAG(hash);
   for (size_t i = hash & t->mask;; i = (i + 1) & t->mask) {
-    uint32_t ix = t->index[i];
+    uint64_t slot = t->index[i];
+    uint32_t ix = MP__IX(slot);
     if (ix == MP__IX_EMPTY)
       return NULL;
-    if (ix != MP__IX_DUMMY) {
+    if (ix != MP__IX_DUMMY && (uint32_t)(slot >> 32) == tag) {
       mp__entry *e = &t->e[ix];
       if (e->key == key ||
           (e->hash == hash && mp__equal(e->key, key, 1, 0)))
@@ -294,9 +296,9 @@ table_resize(mp__table *t, size_t mincap)
   if (cap >= 0xfffffff0u / 2)
     return mp_seterr(MP_ENOMEM, "hash table too large");
   size_t isize = 8;
-  while (isize < cap + cap / 2)
+  while (isize < cap * 2) /* load at most 1/2: short probes */
     isize *= 2;
-  uint32_t *index = malloc(isize * sizeof *index);
+  uint64_t *index = malloc(isize * sizeof *index);
   mp__entry *e = malloc(cap * sizeof *e);
   if (!index || !e) {
     free(index);
@@ -310,9 +312,9 @@ table_resize(mp__table *t, size_t mincap)
       continue;
     e[n] = t->e[k];
     size_t i = e[n].hash & (isize - 1);
-    while (index[i] != MP__IX_EMPTY)
+    while (MP__IX(index[i]) != MP__IX_EMPTY)
       i = (i + 1) & (isize - 1);
-    index[i] = (uint32_t)n;
+    index[i] = MP__IX_SLOT(n, e[n].hash);
     n++;
   }
   free(t->index);
@@ -335,9 +337,9 @@ table_add(mp__table *t, mp_obj *key, mp_obj *value, uint64_t hash)
       return rc;
   }
   size_t i = hash & t->mask;
-  while (t->index[i] != MP__IX_EMPTY)
+  while (MP__IX(t->index[i]) != MP__IX_EMPTY)
     i = (i + 1) & t->mask;
-  t->index[i] = (uint32_t)t->n;
+  t->index[i] = MP__IX_SLOT(t->n, hash);
   t->e[t->n].hash = hash;
   t->e[t->n].key = key;
   t->e[t->n].value = value;
@@ -410,7 +412,7 @@ table_del(mp__dict *d, const mp_obj *key)
   if (!t->index)
     return mp_seterr(MP_ENOTFOUND, "key not found");
   for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
-    uint32_t ix = t->index[i];
+    uint32_t ix = MP__IX(t->index[i]);
     if (ix == MP__IX_EMPTY)
       return mp_seterr(MP_ENOTFOUND, "key not found");
     if (ix == MP__IX_DUMMY)
@@ -419,7 +421,7 @@ table_del(mp__dict *d, const mp_obj *key)
     if (e->key == key || (e->hash == h && mp__equal(e->key, key, 1, 0))) {
       mp_obj *k = e->key, *v = e->value;
       e->key = e->value = NULL;
-      t->index[i] = MP__IX_DUMMY;
+      t->index[i] = MP__IX_SLOT(MP__IX_DUMMY, 0);
       t->used--;
       mp_obj_free(k);
       mp_obj_free(v);
@@ -544,7 +546,7 @@ mp_dict_get_str(const mp_obj *d, const char *key)
   if (!h)
     h = 1;
   for (size_t i = h & t->mask;; i = (i + 1) & t->mask) {
-    uint32_t ix = t->index[i];
+    uint32_t ix = MP__IX(t->index[i]);
     if (ix == MP__IX_EMPTY)
       return NULL;
     if (ix == MP__IX_DUMMY)

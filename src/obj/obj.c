@@ -83,6 +83,14 @@ wl_drop(worklist *w, mp_obj *c)
 {
   if (!unref_to_zero(c))
     return;
+  /* leaves (no children) go at once: a list of a million ints must not
+   * grow the work list to a million entries */
+  if (c->type < MP_T_TUPLE) {
+    if (c->type == MP_T_BYTEARRAY)
+      free(MP__AS(mp__bytearray, c)->d);
+    mp__obj_dealloc(c);
+    return;
+  }
   if (w->n == w->cap) {
     size_t ncap = w->cap * 2;
     mp_obj **nv = malloc(ncap * sizeof *nv);

@@ -97,12 +97,18 @@ typedef struct mp__table {
   size_t n;       /* entries in use, deleted ones included */
   size_t cap;     /* entries allocated */
   size_t mask;    /* index size - 1 (index size is a power of two) */
-  uint32_t *index; /* MP__IX_EMPTY, MP__IX_DUMMY or an entry number */
+  /* low 32 bits: MP__IX_EMPTY, MP__IX_DUMMY or an entry number; high 32
+   * bits: the top half of the entry's hash, so that a probe touches the
+   * entries array only when the hashes agree */
+  uint64_t *index;
   mp__entry *e;
 } mp__table;
 
 #define MP__IX_EMPTY 0xffffffffu
 #define MP__IX_DUMMY 0xfffffffeu
+#define MP__IX(slot) ((uint32_t)(slot))
+#define MP__IX_TAG(hash) ((uint64_t)(hash) >> 32)
+#define MP__IX_SLOT(n, hash) (((uint64_t)MP__IX_TAG(hash) << 32) | (uint32_t)(n))
 
 typedef struct mp__dict {
   mp_obj h;
