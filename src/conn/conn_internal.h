@@ -65,7 +65,9 @@ int mp__conn_pending(mp_conn *c);
 /* Build a connection around fd (taken on success). */
 int mp__conn_wrap(mp_conn **out, int fd, int readable, int writable);
 
-/* Listener internals for wait.c: the descriptors to poll. */
+/* Listener internals for wait.c: how many descriptors it has to poll (its
+ * socket and its handshakes in progress), and which. */
+size_t mp__listener_npoll(mp_listener *l);
 size_t mp__listener_pollfds(mp_listener *l, int *fds, size_t max);
 
 #endif

@@ -29,6 +29,7 @@
 #define DEFAULT_BACKLOG 128
 #define DEFAULT_HS_TIMEOUT 10.0
 #define DEFAULT_MAX_PENDING 64
+#define MAX_PENDING_LIMIT 4096
 
 /* ---- addresses ----------------------------------------------------------- */
 
@@ -236,7 +237,8 @@ mp_listener_new(mp_listener **out, const char *address,
   if (!opts)
     opts = &defaults;
   if ((opts->authkey == NULL && opts->authkey_len) || opts->backlog < 0 ||
-      opts->max_pending < 0 || opts->handshake_timeout < 0)
+      opts->max_pending < 0 || opts->max_pending > MAX_PENDING_LIMIT ||
+      opts->handshake_timeout < 0)
     return mp_seterr(MP_EINVAL, "mp_listener_new: bad options");
   mp_listener *l = calloc(1, sizeof *l);
   if (!l)
@@ -467,6 +469,15 @@ mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
 out:
   pthread_mutex_unlock(&l->mu);
   return rc;
+}
+
+size_t
+mp__listener_npoll(mp_listener *l)
+{
+  pthread_mutex_lock(&l->mu);
+  size_t n = 1 + (size_t)l->npend;
+  pthread_mutex_unlock(&l->mu);
+  return n;
 }
 
 size_t

@@ -7,22 +7,31 @@
 #include "core/fd.h"
 
 #define MAX_ITEMS 65536
-/* A listener contributes its socket plus its handshakes in progress. */
-#define LISTENER_FDS 65
 
 MP_EXTERN int
 mp_wait(mp_waitable *items, size_t n, double timeout)
 {
   if ((!items && n) || n > MAX_ITEMS)
     return mp_seterr(MP_EINVAL, "mp_wait: bad item list");
+  /* A listener polls its socket and its handshakes in progress: reserve
+   * room for as many as it has now (a set that grows meanwhile is cut to
+   * its reservation, which only delays noticing the newest ones). */
+  size_t *resv = malloc((n ? n : 1) * sizeof *resv);
+  if (!resv)
+    return MP_ENOMEM;
   size_t cap = 0;
-  for (size_t i = 0; i < n; i++)
-    cap += items[i].kind == MP_WAIT_LISTENER ? LISTENER_FDS : 1;
+  for (size_t i = 0; i < n; i++) {
+    resv[i] = items[i].kind == MP_WAIT_LISTENER && items[i].u.listener
+                  ? mp__listener_npoll(items[i].u.listener)
+                  : 1;
+    cap += resv[i];
+  }
   struct pollfd *pf = malloc((cap ? cap : 1) * sizeof *pf);
   size_t *owner = malloc((cap ? cap : 1) * sizeof *owner);
   if (!pf || !owner) {
     free(pf);
     free(owner);
+    free(resv);
     return MP_ENOMEM;
   }
   int rc = 0;
@@ -60,9 +69,15 @@ mp_wait(mp_waitable *items, size_t n, double timeout)
         rc = mp_seterr(MP_EINVAL, "mp_wait: item %zu is NULL", i);
         goto out;
       }
-      int fds[LISTENER_FDS];
-      size_t k = mp__listener_pollfds(w->u.listener, fds, LISTENER_FDS);
+      size_t room = resv[i];
+      int *fds = malloc(room * sizeof *fds);
+      if (!fds) {
+        rc = MP_ENOMEM;
+        goto out;
+      }
+      size_t k = mp__listener_pollfds(w->u.listener, fds, room);
       if (k == 0) {
+        free(fds);
         rc = mp_seterr(MP_ECLOSED, "mp_wait: item %zu is a closed listener",
                        i);
         goto out;
@@ -71,6 +86,7 @@ mp_wait(mp_waitable *items, size_t n, double timeout)
         pf[npf] = (struct pollfd){ .fd = fds[j], .events = POLLIN };
         owner[npf++] = i;
       }
+      free(fds);
       break;
     }
     case MP_WAIT_FD:
@@ -113,5 +129,6 @@ mp_wait(mp_waitable *items, size_t n, double timeout)
 out:
   free(pf);
   free(owner);
+  free(resv);
   return rc;
 }

@@ -446,6 +446,10 @@ test_connect_errors(void **state)
   MP_ASSERT_ERR(mp_listener_new(&l, longpath, NULL), MP_EINVAL);
   static const mp_listener_opts bad = { .authkey_len = 3 };
   MP_ASSERT_ERR(mp_listener_new(&l, NULL, &bad), MP_EINVAL);
+  static const mp_listener_opts huge = { .max_pending = 100000 };
+  MP_ASSERT_ERR(mp_listener_new(&l, NULL, &huge), MP_EINVAL);
+  MP_ASSERT_ERR(mp_listener_new(NULL, NULL, NULL), MP_EINVAL);
+  MP_ASSERT_ERR(mp_listener_accept(NULL, &c, 0), MP_EINVAL);
 }
 
 static void
@@ -464,6 +468,21 @@ test_wait_on_listener(void **state)
   serve_one(l);
   pthread_join(t, NULL);
   MP_ASSERT_OK(j.rc);
+  /* a handshake in progress counts: after an accept timed out waiting for
+   * a client's response, wait() wakes when the response comes */
+  mp_listener_free(l);
+  MP_ASSERT_OK(mp_listener_new(&l, "127.0.0.1:0", &keyed));
+  w[0].u.listener = l;
+  int s = raw_connect(mp_listener_address(l));
+  mp_conn *c;
+  MP_ASSERT_ERR(mp_listener_accept(l, &c, 0.05), MP_ETIMEDOUT);
+  uint8_t buf[64];
+  assert_int_equal(read(s, buf, sizeof buf), 63); /* the challenge */
+  assert_int_equal(mp_wait(w, 1, 0.05), 0);
+  assert_int_equal(write(s, "\0\0\0\x10" "0123456789abcdef", 20), 20);
+  assert_int_equal(mp_wait(w, 1, 30), 1);
+  MP_ASSERT_ERR(mp_listener_accept(l, &c, 30), MP_EAUTH);
+  close(s);
   mp_listener_close(l);
   MP_ASSERT_ERR(mp_wait(w, 1, 0), MP_ECLOSED);
   mp_listener_free(l);
