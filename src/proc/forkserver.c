@@ -390,6 +390,18 @@ mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
   }
   struct server s = {.ctl = ctl, .client_pidfd = client_pidfd,
                      .spare_sock = -1};
+  /* Warm what every child runs (lazy bindings, the codec's one-time set-up)
+   * here, once, so that children inherit it done. */
+  mp__proc_prebind();
+  void *pk;
+  size_t pklen;
+  mp_obj *empty = mp_tuple_take(0), *back = NULL;
+  if (empty && mp_pickle_dumps(empty, NULL, &pk, &pklen) == 0) {
+    if (mp_pickle_loads_fds(pk, pklen, NULL, NULL, 0, &back) == 0)
+      mp_obj_free(back);
+    mp_free(pk);
+  }
+  mp_obj_free(empty);
   /* Ctrl-C goes to the whole process group: the server stays out of it
    * (its children get the default back). */
   signal(SIGINT, SIG_IGN);

@@ -61,6 +61,9 @@ struct mp_process {
 
 /* ---- process.c ---------------------------------------------------------- */
 mp_process *mp__proc_alloc(int kind);
+/* Resolve the lazily bound functions children call, once, before forking
+ * (else every child looks them up again and copies a GOT page). */
+void mp__proc_prebind(void);
 /* In a fork child: make `m` usable again if it was not left unlocked. */
 void mp__mutex_reset(pthread_mutex_t *m);
 void mp__proc_set_spawning(mp_context *ctx);

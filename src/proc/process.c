@@ -537,16 +537,37 @@ mp__mutex_reset(pthread_mutex_t *m)
 /* Resolve, in the parent, the lazily bound functions a fork child calls, so
  * that every child does not look them up again (and copy the GOT page). */
 static void
-prebind(void)
+prebind_nothing(void)
 {
-  char buf[2];
+}
+
+static void
+prebind_once(void)
+{
+  char buf[16];
+  static char src[16];
+  volatile size_t n = sizeof buf; /* real calls, not inlined builtins */
   pthread_mutex_t m;
+  pthread_once_t once = PTHREAD_ONCE_INIT;
   snprintf(buf, sizeof buf, "%s", "");
+  memset(buf, 0, n);
+  memcpy(buf, src, n);
+  static volatile int sink __attribute__((unused));
+  sink = memcmp(buf, src, n);
   pthread_mutex_init(&m, NULL);
   pthread_mutex_destroy(&m);
+  pthread_once(&once, prebind_nothing);
   (void)__fpending(stdout);
   (void)getppid();
+  (void)getpid();
   mp__log_set_process_name(mp__log_process_name());
+}
+
+void
+mp__proc_prebind(void)
+{
+  static pthread_once_t prebound = PTHREAD_ONCE_INIT;
+  pthread_once(&prebound, prebind_once);
 }
 
 static int
@@ -574,8 +595,7 @@ fork_start(mp_process *p)
     mp_free(data);
     mp_free(fds);
   }
-  static pthread_once_t prebound = PTHREAD_ONCE_INIT;
-  pthread_once(&prebound, prebind);
+  mp__proc_prebind();
   int parent_sentinel = mp__proc_self_pidfd();
   if (parent_sentinel < 0)
     return parent_sentinel;
