@@ -36,7 +36,11 @@
  *
  * The target receives its args tuple and returns the exit code: 0 on a
  * normal return, N for return N or mp_exit(N) (a real process keeps N & 255,
- * like any exit status), -N when a signal N killed the process.
+ * like any exit status; a threading child keeps the whole int), -N when a
+ * signal N killed the process.  A child process then flushes stdio, joins
+ * its own children (terminating its daemons) and ends with _exit: the
+ * program's atexit handlers do not run in it (Python's children end with
+ * os._exit too).
  *
  * Targets across exec (spawn, forkserver): the function pointer is sent as
  * (object file, offset from its load base, build-id) and resolved in the
@@ -59,8 +63,13 @@
  * Lifetime (as Python): when the program exits normally (exit(), return from
  * main), its daemon children are terminated and then every other child is
  * joined.  Daemon children also die (SIGKILL) when their parent process dies
- * any other way, e.g. SIGKILLed; every child can see its parent's death
- * through mp_parent_process().  A daemon process may not start children.
+ * any other way, e.g. SIGKILLed (PR_SET_PDEATHSIG for children started by a
+ * main thread or by the forkserver; a watcher thread on the parent's pidfd
+ * for children started by other threads, since that signal follows the
+ * starting *thread*); every child can see its parent's death through
+ * mp_parent_process(), and a child still waiting for its instructions when
+ * the parent dies exits (MP_EXIT_BOOTFAIL).  The forkserver exits when the
+ * program that started it exits, however it ends.  A daemon process may not start children.
  * Finished children are reaped by mp_process_is_alive, mp_active_children
  * and every new start: no zombies pile up.
  *
