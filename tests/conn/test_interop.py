@@ -21,7 +21,7 @@ TIMEOUT = 120
 
 
 def interpreters():
-    """python3 (3.11) and the newest 3.12/3.13 from pyenv, if present."""
+    """python3 (3.11) and 3.8, 3.12, 3.13 from pyenv, if present."""
     found = []
     try:
         root = subprocess.run(["pyenv", "root"], capture_output=True,
@@ -30,7 +30,7 @@ def interpreters():
         root = os.path.expanduser("~/.pyenv")
     root = os.environ.get("PYENV_ROOT", root or os.path.expanduser("~/.pyenv"))
     cands = [sys.executable]
-    for v in ("3.11", "3.12", "3.13"):
+    for v in ("3.8", "3.11", "3.12", "3.13"):
         cands += sorted(glob.glob(os.path.join(root, "versions", v + ".*",
                                                "bin", "python3")))
     seen = set()
@@ -40,7 +40,7 @@ def interpreters():
                                capture_output=True, text=True, timeout=30).stdout.strip()
         except (OSError, subprocess.TimeoutExpired):
             continue
-        if v and v not in seen and v in ("3.11", "3.12", "3.13"):
+        if v and v not in seen and v in ("3.8", "3.11", "3.12", "3.13"):
             seen.add(v)
             found.append((v, p))
     for want in ("3.11", "3.12", "3.13"):
@@ -191,7 +191,7 @@ def t_auth_c_client(ver, py):
     # refusing legacy MD5 refuses a 3.11 listener only
     rc, out, err = c_client(a, "k", "echoobj:ping", env={"REFUSE_MD5": "1"})
     lines, _ = finish(s)
-    if ver == "3.11":
+    if ver in ("3.8", "3.11"):
         check(rc == 3 and out[0].startswith("CONNECT MP_EAUTH"), out)
     else:
         check(rc == 0, (out, err))
@@ -214,7 +214,7 @@ c.send_bytes(pickle.dumps(v, 2)); assert c.recv() == v
     s, a = c_server("serve-obj", "127.0.0.1:0", "k", 1, env={"REFUSE_MD5": "1"})
     rc, out, err = py_client(py, a, b"k", "c.send(1); assert c.recv() == 1")
     lines, _ = finish(s)
-    if ver == "3.11":
+    if ver in ("3.8", "3.11"):
         check(rc == 3 and "AuthenticationError" in out[0], out)
         check(lines[0].startswith("ACCEPT MP_EAUTH"), lines)
     else:
