@@ -92,12 +92,10 @@ save_str(dumper *d, const char *s, size_t len)
   return write_sized(d, 0, OP_BINUNICODE, 0, s, len);
 }
 
-static inline int
-save_i64(dumper *d, int64_t v)
+/* An int64 into room the caller reserved (10 bytes). */
+static inline void
+put_i64(dumper *d, int64_t v)
 {
-  int rc = room(d, 10);
-  if (rc)
-    return rc;
   if (v >= 0 && v <= 0xff) {
     put1(d, OP_BININT1);
     put1(d, (uint8_t)v);
@@ -115,6 +113,15 @@ save_i64(dumper *d, int64_t v)
     memcpy(d->b.data + d->b.len, le, n);
     d->b.len += n;
   }
+}
+
+static inline int
+save_i64(dumper *d, int64_t v)
+{
+  int rc = room(d, 10);
+  if (rc)
+    return rc;
+  put_i64(d, v);
   return 0;
 }
 
@@ -246,15 +253,24 @@ save_batches(dumper *d, mp_obj *const *items, size_t n, uint8_t op_one,
     }
     if ((rc = op(d, OP_MARK)))
       return rc;
+    /* the commonest item, an int64, is written inline into room reserved
+     * for the whole batch (made again after any other item) */
+    size_t reserved = 0;
     for (size_t j = 0; j < k; j++) {
       const mp_obj *x = items[i + j];
-      /* inline the commonest item: an int64 */
-      if (x->type == MP_T_INT && !(x->flags & MP__F_BIG))
-        rc = save_i64(d, MP__AS(const mp__int, x)->v);
-      else
-        rc = save(d, x, depth + 1);
-      if (rc)
-        return rc;
+      if (x->type == MP_T_INT && !(x->flags & MP__F_BIG)) {
+        if (!reserved) {
+          if ((rc = room(d, (k - j) * 10)))
+            return rc;
+          reserved = k - j;
+        }
+        put_i64(d, MP__AS(const mp__int, x)->v);
+        reserved--;
+      } else {
+        if ((rc = save(d, x, depth + 1)))
+          return rc;
+        reserved = 0;
+      }
     }
     if ((rc = op(d, op_many)))
       return rc;
