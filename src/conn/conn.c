@@ -411,9 +411,13 @@ keep_fds(mp_conn *c, const int *fds, size_t n)
 }
 
 /* One read of up to len bytes: > 0 bytes, 0 at end of file, or a code.
- * Descriptors that come along are kept for the current message. */
+ * Descriptors that come along are kept for the current message.  They are
+ * attached to a message's first byte, which is in its header: payload reads
+ * (with_fds 0) skip the control buffer (any descriptors a hostile peer put
+ * in the middle of a message are then closed by the kernel). */
 static ssize_t
-read_some(mp_conn *c, int fd, void *dst, size_t len, mp__deadline dl)
+read_some(mp_conn *c, int fd, void *dst, size_t len, mp__deadline dl,
+          int with_fds)
 {
   union {
     struct cmsghdr h;
@@ -428,11 +432,13 @@ read_some(mp_conn *c, int fd, void *dst, size_t len, mp__deadline dl)
       memset(&m, 0, sizeof m);
       m.msg_iov = &iov;
       m.msg_iovlen = 1;
-      if (c->is_unix) {
+      if (c->is_unix && with_fds) {
         m.msg_control = cm.buf;
         m.msg_controllen = sizeof cm.buf;
+        n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | (forever ? 0 : MSG_DONTWAIT));
+      } else {
+        n = recv(fd, dst, len, forever ? 0 : MSG_DONTWAIT);
       }
-      n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | (forever ? 0 : MSG_DONTWAIT));
     } else {
       if (!forever) {
         int r = mp__poll_fd(fd, POLLIN, dl);
@@ -452,7 +458,7 @@ read_some(mp_conn *c, int fd, void *dst, size_t len, mp__deadline dl)
       }
       return mp__errno();
     }
-    if (c->is_unix && m.msg_controllen > 0) {
+    if (c->is_socket && c->is_unix && with_fds && m.msg_controllen > 0) {
       int rc = 0;
       for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
         if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
@@ -530,7 +536,8 @@ read_header(mp_conn *c, int fd, mp__deadline dl)
       c->have_len = 1;
       break;
     }
-    ssize_t n = read_some(c, fd, c->hdr + c->hdr_have, want - c->hdr_have, dl);
+    ssize_t n =
+        read_some(c, fd, c->hdr + c->hdr_have, want - c->hdr_have, dl, 1);
     if (n < 0)
       return (int)n;
     if (n == 0) {
@@ -596,7 +603,7 @@ read_payload_buf(mp_conn *c, int fd, mp__deadline dl)
     size_t room = c->partial.cap - c->partial.len;
     uint64_t left = c->msg_len - c->partial.len;
     ssize_t n = read_some(c, fd, c->partial.data + c->partial.len,
-                          left < room ? (size_t)left : room, dl);
+                          left < room ? (size_t)left : room, dl, 0);
     if (n < 0)
       return (int)n;
     if (n == 0)
@@ -731,7 +738,8 @@ mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t size, size_t offset,
   } else {
     size_t got = 0;
     while (got < c->msg_len) {
-      ssize_t n = read_some(c, fd, dst + got, (size_t)c->msg_len - got, dl);
+      ssize_t n =
+          read_some(c, fd, dst + got, (size_t)c->msg_len - got, dl, 0);
       if (n <= 0) {
         if (n == 0) {
           rc = torn(c, "payload");
