@@ -156,7 +156,7 @@ mp__pow2(int e)
 static inline mp_obj *
 mp__newref(mp_obj *o)
 {
-  if (o->rc < MP__RC_IMMORTAL)
+  if (__atomic_load_n(&o->rc, __ATOMIC_RELAXED) < MP__RC_IMMORTAL)
     __atomic_fetch_add(&o->rc, 1, __ATOMIC_RELAXED);
   return o;
 }

@@ -270,7 +270,8 @@ memo_get(loader *l, size_t idx)
   if (idx >= l->memo_cap || !l->memo[idx])
     return bad(l, "memo key not found");
   mp_obj *o = l->memo[idx];
-  if (is_container(o) && o->rc < MP__RC_IMMORTAL)
+  if (is_container(o) &&
+      __atomic_load_n(&o->rc, __ATOMIC_RELAXED) < MP__RC_IMMORTAL)
     o->flags |= MP__F_FETCHED; /* loads owns every object it made */
   return push(l, mp__newref(o));
 }
