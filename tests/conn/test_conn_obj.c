@@ -374,6 +374,49 @@ test_connection_sent_to_a_child(void **state)
   }
 }
 
+/* A child that says hello, then waits for "go" before it exits. */
+static int
+hello_target(mp_obj *args)
+{
+  mp_conn *c = mp_conn_from_obj(mp_seq_item(args, 0));
+  if (mp_conn_send_bytes(c, "hello", 5))
+    return 1;
+  void *p;
+  size_t n;
+  if (mp_conn_recv_bytes(c, &p, &n, 0, 60))
+    return 2;
+  mp_free(p);
+  return 0;
+}
+
+/* mp_wait over a connection and a process sentinel together. */
+static void
+test_wait_with_sentinels(void **state)
+{
+  for (size_t m = 0; m < 3; m++) { /* the OS start methods */
+    mp_conn *a, *b;
+    MP_ASSERT_OK(mp_pipe(&a, &b, 1));
+    mp_process *p;
+    start_child(methods[m], hello_target, MP_TUPLE(mp_conn_obj(b)), &p);
+    int sentinel = mp_process_sentinel(p);
+    assert_true(sentinel >= 0);
+    mp_waitable w[] = { MP_WAITABLE_CONN(a), MP_WAITABLE_FD(sentinel) };
+    assert_int_equal(mp_wait(w, 2, 60), 1);
+    assert_true(w[0].ready && !w[1].ready);
+    void *d;
+    size_t n;
+    MP_ASSERT_OK(mp_conn_recv_bytes(a, &d, &n, 0, 5));
+    mp_free(d);
+    MP_ASSERT_OK(mp_conn_send_bytes(a, "go", 2));
+    /* the child ends: its sentinel becomes ready */
+    mp_waitable ws[] = { MP_WAITABLE_FD(sentinel) };
+    assert_int_equal(mp_wait(ws, 1, 60), 1);
+    join_ok(p);
+    mp_conn_free(a);
+    mp_conn_free(b);
+  }
+}
+
 /* The forkserver is a process of this program's: stop it before the leak
  * check counts children and descriptors. */
 static void
@@ -393,6 +436,7 @@ main(void)
     cmocka_unit_test(test_seed_pipe_example_every_method),
     cmocka_unit_test(test_seed_wait_example_every_method),
     cmocka_unit_test(test_connection_sent_to_a_child),
+    cmocka_unit_test(test_wait_with_sentinels),
     cmocka_unit_test(test_zz_stop_forkserver),
   };
   return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
