@@ -221,14 +221,14 @@ mp_process_new(mp_process **out, mp_context *ctx, const mp_process_opts *opts)
     return mp_seterr(MP_EINVAL, "authkey must be 1 to 4096 bytes");
   if (opts->daemon < -1 || opts->daemon > 1)
     return MP_EINVAL;
+  if (ctx && ctx != &default_context && (ctx < mp__contexts ||
+                                         ctx >= mp__contexts + MP__M_COUNT))
+    return mp_seterr(MP_EINVAL, "not a context of mp_get_context");
   mp_process *cur = mp_current_process();
   mp_process *p = mp__proc_alloc(MP__P_CHILD);
   if (!p)
     return MP_ENOMEM;
   p->ctx = ctx && ctx->method >= 0 ? ctx : NULL;
-  if (ctx && ctx != &default_context && (ctx < mp__contexts ||
-                                         ctx >= mp__contexts + MP__M_COUNT))
-    p->ctx = NULL;
   p->target = opts->target;
   p->args = opts->args ? mp_obj_ref(opts->args) : mp_tuple_take(0);
   /* Nk: the k-th child of the current process (per process object, so a

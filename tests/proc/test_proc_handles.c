@@ -244,6 +244,44 @@ test_handle_type_by_reference(void **state)
   close(pfd[0]);
 }
 
+/* At most 250 descriptors travel in a child's args: more is MP_ELIMIT, and
+ * nothing is started. */
+static void
+test_too_many_descriptors(void **state)
+{
+  (void)state;
+  MP_ASSERT_OK(mp_handle_register(&pipe_type));
+  int pfd[2];
+  assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+  mp_obj *list = mp_list_new();
+  for (int i = 0; i < 251; i++) {
+    struct toy *t = malloc(sizeof *t);
+    t->fd = fcntl(pfd[1], F_DUPFD_CLOEXEC, 3);
+    assert_true(t->fd >= 0);
+    MP_ASSERT_OK(mp_list_append_take(list, mp_handle_new(&pipe_type, t)));
+  }
+  mp_obj *args = MP_TUPLE(list);
+  const char *ms[] = {"spawn", "forkserver"};
+  for (int i = 0; i < 2; i++) {
+    mp_context *ctx;
+    MP_ASSERT_OK(mp_get_context(ms[i], &ctx));
+    mp_process *p;
+    MP_ASSERT_OK(mp_process_new(&p, ctx, &(mp_process_opts){
+                                             .target = pipe_target,
+                                             .args = args}));
+    MP_ASSERT_ERR(mp_process_start(p), MP_ELIMIT);
+    assert_int_equal(mp_process_pid(p), 0);
+    mp_process_free(p);
+  }
+  mp_obj_free(args);
+  close(pfd[0]);
+  close(pfd[1]);
+  /* not a context of ours */
+  mp_context *bogus = (mp_context *)&pfd;
+  mp_process *p;
+  MP_ASSERT_ERR(mp_process_new(&p, bogus, NULL), MP_EINVAL);
+}
+
 static void
 test_zz_stop_forkserver(void **state)
 {
@@ -256,6 +294,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_echo_and_wait),
     cmocka_unit_test(test_context_check),
     cmocka_unit_test(test_handle_type_by_reference),
+    cmocka_unit_test(test_too_many_descriptors),
     cmocka_unit_test(test_zz_stop_forkserver),
 };
 
