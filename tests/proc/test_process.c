@@ -248,6 +248,28 @@ t_grandchild_name(mp_obj *args)
   return ok ? 0 : 71;
 }
 
+/* A fork child holds copies of its parent's process objects: only their
+ * creator may use them. */
+static mp_process *g_sibling;
+
+static int
+t_not_owner(mp_obj *args)
+{
+  (void)args;
+  int code;
+  if (mp_process_join(g_sibling, 0) != MP_ENOTOWNER)
+    return 80;
+  if (mp_process_is_alive(g_sibling) != MP_ENOTOWNER)
+    return 81;
+  if (mp_process_exitcode(g_sibling, &code) != MP_ENOTOWNER)
+    return 82;
+  if (mp_process_kill(g_sibling) != MP_ENOTOWNER)
+    return 83;
+  if (mp_process_start(g_sibling) != MP_ENOTOWNER)
+    return 84;
+  return 0;
+}
+
 /* ---- tests ---------------------------------------------------------------- */
 
 static void
@@ -534,6 +556,43 @@ test_globals(void **state)
 }
 
 static void
+test_error_codes(void **state)
+{
+  (void)state;
+  mp_process *p;
+  MP_ASSERT_ERR(mp_process_new(NULL, NULL, NULL), MP_EINVAL);
+  MP_ASSERT_ERR(mp_process_new(&p, NULL, &(mp_process_opts){
+                                             .authkey = "k",
+                                             .authkey_len = 0}),
+                MP_EINVAL);
+  MP_ASSERT_ERR(mp_process_new(&p, NULL, &(mp_process_opts){.daemon = 7}),
+                MP_EINVAL);
+  MP_ASSERT_ERR(mp_set_forkserver_preload(NULL, 2), MP_EINVAL);
+  const char *bad[] = {"a", NULL};
+  MP_ASSERT_ERR(mp_set_forkserver_preload(bad, 2), MP_EINVAL);
+
+  p = make("fork", t_return7, NULL);
+  MP_ASSERT_ERR(mp_process_set_name(p, NULL), MP_EINVAL);
+  MP_ASSERT_OK(mp_process_close(p)); /* never started: closes */
+  MP_ASSERT_ERR(mp_process_terminate(p), MP_ECLOSED);
+  MP_ASSERT_ERR(mp_process_kill(p), MP_ECLOSED);
+  const uint8_t *key;
+  size_t len;
+  MP_ASSERT_ERR(mp_process_authkey(p, &key, &len), MP_ECLOSED);
+  MP_ASSERT_ERR(mp_process_set_authkey(p, "k", 1), MP_ECLOSED);
+  mp_process_free(p);
+
+  /* Only the creator: a fork child and its copy of a sibling. */
+  g_sibling = make("fork", t_forever, NULL);
+  MP_ASSERT_OK(mp_process_start(g_sibling));
+  assert_int_equal(run("fork", t_not_owner, NULL), 0);
+  MP_ASSERT_OK(mp_process_kill(g_sibling));
+  MP_ASSERT_OK(mp_process_join(g_sibling, MP_FOREVER));
+  mp_process_free(g_sibling);
+  g_sibling = NULL;
+}
+
+static void
 test_env_cwd_nested_names(void **state)
 {
   (void)state;
@@ -816,6 +875,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_daemon),
     cmocka_unit_test(test_authkey),
     cmocka_unit_test(test_globals),
+    cmocka_unit_test(test_error_codes),
     cmocka_unit_test(test_env_cwd_nested_names),
     cmocka_unit_test(test_child_fds),
     cmocka_unit_test(test_active_children),
