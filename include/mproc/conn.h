@@ -123,6 +123,20 @@ MP_EXTERN uint64_t mp_conn_max_recv(const mp_conn *c);
  * would otherwise read a torn message). */
 MP_EXTERN int mp_conn_set_send_timeout(mp_conn *c, double timeout);
 
+/* Read-ahead, for an end that this object alone reads.  By default a
+ * receive reads exactly one message (its header, then its payload): the
+ * same end may then be read by several processes or handles in turn, as in
+ * Python (Queue-like sharing under a lock), and a connection can be sent
+ * away at any time.  With read-ahead on, a receive reads up to 64 KiB at a
+ * time and keeps what follows the message for the next receives: one
+ * system call per small message instead of two.  Only turn it on for an
+ * end nobody else reads; sending the connection away (as a handle) while
+ * it holds read-ahead bytes fails with MP_EBUSY, and so does turning it
+ * off then.  Passed descriptors still arrive with their own message.
+ * Returns 0, MP_EBUSY (a message is half received, or bytes are buffered
+ * when turning it off). */
+MP_EXTERN int mp_conn_set_readahead(mp_conn *c, int on);
+
 /* ---- bytes ------------------------------------------------------------ */
 
 /* Send `len` bytes of `buf` as one message (Python's send_bytes(buf)).  The

@@ -150,6 +150,14 @@ mp_conn_free(mp_conn *c)
   close_fd_now(c);
   drop_fds(c);
   free(c->fds);
+  while (c->batches) {
+    mp__fdbatch *b = c->batches;
+    c->batches = b->next;
+    for (size_t i = 0; i < b->n; i++)
+      mp__close(b->fds[i]);
+    free(b);
+  }
+  free(c->rbuf);
   mp__buf_release(&c->partial);
   pthread_mutex_destroy(&c->send_mu);
   pthread_mutex_destroy(&c->recv_mu);
@@ -410,6 +418,50 @@ keep_fds(mp_conn *c, const int *fds, size_t n)
   return 0;
 }
 
+static int
+keep_batch(mp_conn *c, const int *fds, size_t n, uint64_t last)
+{
+  mp__fdbatch *b = malloc(sizeof *b + n * sizeof(int));
+  if (!b) {
+    for (size_t i = 0; i < n; i++)
+      mp__close(fds[i]);
+    return MP_ENOMEM;
+  }
+  b->next = NULL;
+  b->last = last;
+  b->n = n;
+  memcpy(b->fds, fds, n * sizeof(int));
+  mp__fdbatch **t = &c->batches;
+  while (*t)
+    t = &(*t)->next;
+  *t = b;
+  return 0;
+}
+
+/* Read-ahead: move the descriptors of the message [msg_start, end) from
+ * the batches to c->fds; close older ones nobody claimed. */
+static int
+claim_batches(mp_conn *c, uint64_t end)
+{
+  int rc = 0;
+  mp__fdbatch **pp = &c->batches;
+  while (*pp) {
+    mp__fdbatch *b = *pp;
+    if (b->last >= end) {
+      pp = &b->next;
+      continue;
+    }
+    *pp = b->next;
+    if (b->last >= c->msg_start && !rc)
+      rc = keep_fds(c, b->fds, b->n);
+    else
+      for (size_t i = 0; i < b->n; i++)
+        mp__close(b->fds[i]);
+    free(b);
+  }
+  return rc;
+}
+
 /* One read of up to len bytes: > 0 bytes, 0 at end of file, or a code.
  * Descriptors that come along are kept for the current message.  They are
  * attached to a message's first byte, which is in its header: payload reads
@@ -466,7 +518,9 @@ read_some(mp_conn *c, int fd, void *dst, size_t len, mp__deadline dl,
         size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         int tmp[MP__MAX_FDS_PER_MSG];
         memcpy(tmp, CMSG_DATA(h), k * sizeof(int));
-        if (!rc)
+        if (!rc && c->readahead)
+          rc = keep_batch(c, tmp, k, c->spos + (uint64_t)n - 1);
+        else if (!rc)
           rc = keep_fds(c, tmp, k);
         else
           for (size_t i = 0; i < k; i++)
@@ -475,8 +529,46 @@ read_some(mp_conn *c, int fd, void *dst, size_t len, mp__deadline dl,
       if (rc)
         return rc;
     }
+    c->spos += (uint64_t)n;
     return n;
   }
+}
+
+#define RA_CAP (64 * 1024)
+
+static void
+set_buffered(mp_conn *c)
+{
+  atomic_store(&c->buffered, c->rlen > c->rpos);
+}
+
+/* Bytes of the stream into dst: from the read-ahead buffer when it has
+ * some; else one read -- into the buffer (read-ahead) for small wants, or
+ * straight into dst, never past `len` (exact mode, and large payloads).
+ * `hdr`: a header read (where descriptors may come, in exact mode). */
+static ssize_t
+get_bytes(mp_conn *c, int fd, void *dst, size_t len, mp__deadline dl, int hdr)
+{
+  if (!c->readahead)
+    return read_some(c, fd, dst, len, dl, hdr);
+  if (c->rlen == c->rpos) {
+    c->rpos = c->rlen = 0;
+    if (len >= RA_CAP / 2)
+      return read_some(c, fd, dst, len, dl, 0); /* inside one message */
+    if (!c->rbuf && !(c->rbuf = malloc(RA_CAP)))
+      return MP_ENOMEM;
+    ssize_t n = read_some(c, fd, c->rbuf, RA_CAP, dl, 1);
+    if (n <= 0)
+      return n;
+    c->rlen = (size_t)n;
+  }
+  size_t k = c->rlen - c->rpos;
+  if (k > len)
+    k = len;
+  memcpy(dst, c->rbuf + c->rpos, k);
+  c->rpos += k;
+  set_buffered(c);
+  return (ssize_t)k;
 }
 
 static void
@@ -510,6 +602,8 @@ torn(mp_conn *c, const char *where)
 static int
 read_header(mp_conn *c, int fd, mp__deadline dl)
 {
+  if (!c->have_len && c->hdr_have == 0)
+    c->msg_start = c->spos - (c->rlen - c->rpos);
   while (!c->have_len) {
     unsigned want = c->hdr_have < 4 ? 4 : 12;
     if (c->hdr_have == 4) {
@@ -537,7 +631,7 @@ read_header(mp_conn *c, int fd, mp__deadline dl)
       break;
     }
     ssize_t n =
-        read_some(c, fd, c->hdr + c->hdr_have, want - c->hdr_have, dl, 1);
+        get_bytes(c, fd, c->hdr + c->hdr_have, want - c->hdr_have, dl, 1);
     if (n < 0)
       return (int)n;
     if (n == 0) {
@@ -602,7 +696,7 @@ read_payload_buf(mp_conn *c, int fd, mp__deadline dl)
       return rc;
     size_t room = c->partial.cap - c->partial.len;
     uint64_t left = c->msg_len - c->partial.len;
-    ssize_t n = read_some(c, fd, c->partial.data + c->partial.len,
+    ssize_t n = get_bytes(c, fd, c->partial.data + c->partial.len,
                           left < room ? (size_t)left : room, dl, 0);
     if (n < 0)
       return (int)n;
@@ -678,6 +772,8 @@ mp__conn_recv_msg(mp_conn *c, void **out, size_t *len, size_t maxlength,
     rc = check_len(c, maxlength);
   if (!rc)
     rc = read_payload_buf(c, fd, dl);
+  if (!rc && c->readahead)
+    rc = claim_batches(c, c->msg_start + c->hdr_have + c->msg_len);
   if (!rc) {
     uint8_t *data = c->partial.data;
     if (!data && !(data = malloc(1)))
@@ -739,7 +835,7 @@ mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t size, size_t offset,
     size_t got = 0;
     while (got < c->msg_len) {
       ssize_t n =
-          read_some(c, fd, dst + got, (size_t)c->msg_len - got, dl, 0);
+          get_bytes(c, fd, dst + got, (size_t)c->msg_len - got, dl, 0);
       if (n <= 0) {
         if (n == 0) {
           rc = torn(c, "payload");
@@ -756,8 +852,10 @@ mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t size, size_t offset,
       got += (size_t)n;
     }
   }
+  if (!rc && c->readahead)
+    claim_batches(c, c->msg_start + c->hdr_have + c->msg_len);
   if (!rc)
-    reset_msg(c);
+    reset_msg(c); /* bytes only: descriptors that came along are closed */
 out:
   end_recv(c);
   return rc;
@@ -768,7 +866,33 @@ out:
 int
 mp__conn_pending(mp_conn *c)
 {
-  return c->eof;
+  return atomic_load(&c->eof) || atomic_load(&c->buffered);
+}
+
+MP_EXTERN int
+mp_conn_set_readahead(mp_conn *c, int on)
+{
+  if (!c)
+    return MP_EINVAL;
+  int rc = mp__conn_enter(c);
+  if (rc)
+    return rc;
+  pthread_mutex_lock(&c->recv_mu);
+  if (!on && c->rlen > c->rpos)
+    rc = mp_seterr(MP_EBUSY, "bytes read ahead are still buffered");
+  else if (c->hdr_have || c->have_len)
+    rc = mp_seterr(MP_EBUSY, "a message is half received");
+  else
+    c->readahead = !!on;
+  pthread_mutex_unlock(&c->recv_mu);
+  mp__conn_leave(c);
+  return rc;
+}
+
+int
+mp__conn_has_buffered(mp_conn *c)
+{
+  return atomic_load(&c->buffered);
 }
 
 MP_EXTERN int

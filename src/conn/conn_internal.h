@@ -44,7 +44,27 @@ struct mp_conn {
   int *fds;            /* descriptors received with this message */
   size_t nfds, fdcap;
   atomic_int eof;      /* the peer closed */
+  uint64_t spos;       /* bytes read from the descriptor so far */
+  uint64_t msg_start;  /* stream offset of the current message's header */
+  /* Read-ahead (mp_conn_set_readahead): bytes read past the current
+   * message wait in rbuf[rpos .. rlen).  Descriptors that arrive with a
+   * read are kept in `batches`, tagged with the stream offset of the last
+   * byte that read returned: the kernel ends a read right after the buffer
+   * that carried descriptors, and attaches them to a message's first byte,
+   * so they belong to the message containing that last byte. */
+  int readahead;
+  uint8_t *rbuf;
+  size_t rpos, rlen;
+  atomic_int buffered; /* rlen > rpos, for poll/wait without the lock */
+  struct mp__fdbatch *batches;
 };
+
+typedef struct mp__fdbatch {
+  struct mp__fdbatch *next;
+  uint64_t last; /* stream offset of the last byte of the read */
+  size_t n;
+  int fds[];
+} mp__fdbatch;
 
 /* Register a call (0) or MP_ECLOSED. */
 int mp__conn_enter(mp_conn *c);
@@ -61,6 +81,10 @@ int mp__conn_recv_msg(mp_conn *c, void **out, size_t *len, size_t maxlength,
 /* 1 if a receive would not block for long: the peer's end of file was
  * seen, or a timed-out receive left part of a message.  A hint. */
 int mp__conn_pending(mp_conn *c);
+
+/* 1 if read-ahead holds bytes of the stream (the object cannot be sent
+ * away without losing them). */
+int mp__conn_has_buffered(mp_conn *c);
 
 /* Build a connection around fd (taken on success). */
 int mp__conn_wrap(mp_conn **out, int fd, int readable, int writable);

@@ -24,6 +24,9 @@ conn_reduce(void *ptr, mp_obj **state, int (*add_fd)(void *, int),
   int fd = mp_conn_fileno(c);
   if (fd < 0)
     return mp_seterr(MP_ECLOSED, "cannot send a closed connection");
+  if (mp__conn_has_buffered(c))
+    return mp_seterr(MP_EBUSY, "the connection has read ahead: the bytes it "
+                               "holds would not travel with it");
   *state = MP_TUPLE(mp_bool_new(c->readable), mp_bool_new(c->writable));
   if (!*state)
     return MP_ENOMEM;

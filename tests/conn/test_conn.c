@@ -1,5 +1,6 @@
 /* Connection: Pipe, framing, limits, bad input, timeouts, poll, wait,
  * signals and threads. */
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -13,10 +14,17 @@
 
 #include "testutil.h"
 
+/* The second run of the tests turns read-ahead on for every pair. */
+static int g_readahead;
+
 static void
 pair(mp_conn **a, mp_conn **b)
 {
   MP_ASSERT_OK(mp_pipe(a, b, 1));
+  if (g_readahead) {
+    MP_ASSERT_OK(mp_conn_set_readahead(*a, 1));
+    MP_ASSERT_OK(mp_conn_set_readahead(*b, 1));
+  }
 }
 
 static void
@@ -862,6 +870,40 @@ test_new_fd(void **state)
   mp_conn_free(r);
 }
 
+/* Read-ahead: messages past the current one wait in the object; poll and
+ * wait see them; it cannot be turned off while it holds bytes. */
+static void
+test_readahead_buffers(void **state)
+{
+  mp_conn *a, *b;
+  MP_ASSERT_OK(mp_pipe(&a, &b, 1));
+  MP_ASSERT_OK(mp_conn_set_readahead(b, 1));
+  MP_ASSERT_OK(mp_conn_send_bytes(a, "one", 3));
+  MP_ASSERT_OK(mp_conn_send_bytes(a, "two", 3));
+  MP_ASSERT_OK(mp_conn_send_bytes(a, "three", 5));
+  recv_expect(b, "one", 3);
+  /* the others were read ahead: the socket itself is empty now */
+  struct pollfd pf = { .fd = mp_conn_fileno(b), .events = POLLIN };
+  assert_int_equal(poll(&pf, 1, 0), 0);
+  assert_int_equal(mp_conn_poll(b, 0), 1);
+  mp_waitable w[] = { MP_WAITABLE_CONN(b) };
+  assert_int_equal(mp_wait(w, 1, 0), 1);
+  MP_ASSERT_ERR(mp_conn_set_readahead(b, 0), MP_EBUSY);
+  char buf[2];
+  size_t n;
+  MP_ASSERT_ERR(mp_conn_recv_bytes_into(b, buf, 2, 0, &n, 0), MP_ETOOSHORT);
+  assert_int_equal(n, 3);
+  recv_expect(b, "two", 3);
+  recv_expect(b, "three", 5);
+  assert_int_equal(mp_conn_poll(b, 0), 0);
+  MP_ASSERT_OK(mp_conn_set_readahead(b, 0));
+  MP_ASSERT_OK(mp_conn_send_bytes(a, "four", 4));
+  recv_expect(b, "four", 4);
+  MP_ASSERT_ERR(mp_conn_set_readahead(NULL, 1), MP_EINVAL);
+  mp_conn_free(a);
+  mp_conn_free(b);
+}
+
 int
 main(void)
 {
@@ -887,5 +929,28 @@ main(void)
     cmocka_unit_test(test_seed_wait_example),
     cmocka_unit_test(test_new_fd),
   };
-  return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
+  int rc = mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
+  /* the same behaviour with read-ahead on (tests built on pair()) */
+  g_readahead = 1;
+  const struct CMUnitTest ra_tests[] = {
+    cmocka_unit_test(test_readahead_buffers),
+    cmocka_unit_test(test_duplex_bytes),
+    cmocka_unit_test(test_wire_format),
+    cmocka_unit_test(test_send_bytes_at),
+    cmocka_unit_test(test_eof_and_close),
+    cmocka_unit_test(test_maxlength),
+    cmocka_unit_test(test_hostile_lengths),
+    cmocka_unit_test(test_malformed),
+    cmocka_unit_test(test_recv_bytes_into),
+    cmocka_unit_test(test_timeouts_keep_partial_messages),
+    cmocka_unit_test(test_64mib),
+    cmocka_unit_test(test_two_threads_never_interleave),
+    cmocka_unit_test(test_two_threads_receiving),
+    cmocka_unit_test(test_eintr_never_surfaces),
+    cmocka_unit_test(test_poll),
+    cmocka_unit_test(test_wait_items),
+  };
+  int rc2 = mp_test_run("test_conn.c (read-ahead)", ra_tests,
+                        sizeof ra_tests / sizeof ra_tests[0]);
+  return rc ? rc : rc2;
 }

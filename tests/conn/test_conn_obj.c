@@ -191,6 +191,90 @@ test_handles_need_af_unix(void **state)
   mp_listener_free(l);
 }
 
+/* With read-ahead, one read may return the tail of a message and the head
+ * of the next (with its descriptors): each message still gets exactly the
+ * descriptors sent with it. */
+static void
+check_through(mp_obj *h, mp_conn *peer, const char *tag)
+{
+  mp_conn *c = mp_conn_from_obj(h);
+  assert_non_null(c);
+  MP_ASSERT_OK(mp_conn_send_bytes(c, tag, strlen(tag)));
+  void *p;
+  size_t n;
+  MP_ASSERT_OK(mp_conn_recv_bytes(peer, &p, &n, 0, 5));
+  assert_int_equal(n, strlen(tag));
+  assert_memory_equal(p, tag, n);
+  mp_free(p);
+}
+
+static void
+test_readahead_descriptors(void **state)
+{
+  mp_conn *a, *b, *x[3], *px[3];
+  MP_ASSERT_OK(mp_pipe(&a, &b, 1));
+  MP_ASSERT_OK(mp_conn_set_readahead(b, 1));
+  for (int i = 0; i < 3; i++)
+    MP_ASSERT_OK(mp_pipe(&x[i], &px[i], 1));
+  int before = mp_test_count_fds();
+  for (int round = 0; round < 2; round++) {
+    mp_obj *B = MP_LIST(mp_str_new("B"), mp_conn_obj(x[0]));
+    mp_obj *D = MP_TUPLE(mp_conn_obj(x[1]), mp_conn_obj(x[2]));
+    MP_ASSERT_OK(mp_conn_send_bytes(a, "A", 1));
+    MP_ASSERT_OK(mp_conn_send(a, B));
+    MP_ASSERT_OK(mp_conn_send_bytes(a, "C", 1));
+    MP_ASSERT_OK(mp_conn_send(a, D));
+    MP_ASSERT_OK(mp_conn_send(a, B)); /* read as bytes: its fd is closed */
+    MP_ASSERT_OK(mp_conn_send_bytes(a, "E", 1));
+    mp_obj_free(B);
+    mp_obj_free(D);
+    void *p;
+    size_t n;
+    mp_obj *r;
+    MP_ASSERT_OK(mp_conn_recv_bytes(b, &p, &n, 0, 5));
+    assert_int_equal(n, 1);
+    mp_free(p);
+    MP_ASSERT_OK(mp_conn_recv(b, &r, 5));
+    check_through(mp_seq_item(r, 1), px[0], "x0");
+    mp_obj_free(r);
+    MP_ASSERT_OK(mp_conn_recv_bytes(b, &p, &n, 0, 5));
+    assert_int_equal(n, 1);
+    mp_free(p);
+    MP_ASSERT_OK(mp_conn_recv(b, &r, 5));
+    check_through(mp_seq_item(r, 0), px[1], "x1");
+    check_through(mp_seq_item(r, 1), px[2], "x2");
+    mp_obj_free(r);
+    MP_ASSERT_OK(mp_conn_recv_bytes(b, &p, &n, 0, 5));
+    mp_free(p);
+    MP_ASSERT_OK(mp_conn_recv_bytes(b, &p, &n, 0, 5));
+    assert_int_equal(n, 1);
+    mp_free(p);
+    assert_int_equal(mp_test_count_fds(), before);
+  }
+  /* a connection holding read-ahead bytes cannot be sent away */
+  MP_ASSERT_OK(mp_conn_send_bytes(a, "1", 1));
+  MP_ASSERT_OK(mp_conn_send_bytes(a, "2", 1));
+  void *p;
+  size_t n;
+  MP_ASSERT_OK(mp_conn_recv_bytes(b, &p, &n, 0, 5));
+  mp_free(p);
+  mp_obj *hb = mp_conn_obj(b);
+  MP_ASSERT_ERR(mp_conn_send(px[0], hb), MP_EBUSY);
+  MP_ASSERT_OK(mp_conn_recv_bytes(b, &p, &n, 0, 5));
+  mp_free(p);
+  MP_ASSERT_OK(mp_conn_send(px[0], hb)); /* nothing buffered now */
+  mp_obj *r;
+  MP_ASSERT_OK(mp_conn_recv(x[0], &r, 5));
+  mp_obj_free(r);
+  mp_obj_free(hb);
+  for (int i = 0; i < 3; i++) {
+    mp_conn_free(x[i]);
+    mp_conn_free(px[i]);
+  }
+  mp_conn_free(a);
+  mp_conn_free(b);
+}
+
 /* ---- child processes ----------------------------------------------------- */
 
 /* seeds: def f(conn): conn.send([42, None, 'hello']); conn.close() */
@@ -433,6 +517,7 @@ main(void)
     cmocka_unit_test(test_connection_over_connection),
     cmocka_unit_test(test_many_handles_and_limits),
     cmocka_unit_test(test_handles_need_af_unix),
+    cmocka_unit_test(test_readahead_descriptors),
     cmocka_unit_test(test_seed_pipe_example_every_method),
     cmocka_unit_test(test_seed_wait_example_every_method),
     cmocka_unit_test(test_connection_sent_to_a_child),
