@@ -6,7 +6,8 @@
  *   1 MiB messages one way (throughput);
  *   100 clients each connecting, authenticating and doing one round trip.
  *
- * Ours: mp_pipe / mp_listener + mp_client (with an authkey).  Raw floor: a
+ * Ours: mp_pipe / mp_listener + mp_client (with an authkey); ping-pong
+ * also with mp_conn_set_readahead (one recv per message instead of two).  Raw floor: a
  * plain AF_UNIX socketpair with write/read of the same bytes (no framing),
  * and plain AF_UNIX connect/accept without a handshake.  CPython: Pipe() and
  * Listener/Client doing the same (bench_conn.py, run with python3).
@@ -132,12 +133,18 @@ raw_pingpong(int n)
   return t / n;
 }
 
+static int g_readahead;
+
 static double
 mp_pingpong(int n)
 {
   mp_conn *a, *b;
   if (mp_pipe(&a, &b, 1))
     exit(1);
+  if (g_readahead) {
+    mp_conn_set_readahead(a, 1);
+    mp_conn_set_readahead(b, 1);
+  }
   pid_t pid = fork();
   if (pid == 0) {
     mp_conn_close(a);
@@ -388,9 +395,18 @@ main(int argc, char **argv)
   pin(0);
   p = python_median("pingpong", npin, 1, reps);
   row_latency("64 B ping-pong RTT, pinned (1 CPU)", o, r, p);
+  double pun = python_median("pingpong", nun, 0, reps);
   medians(mp_pingpong, raw_pingpong, nun, reps, &o, &r);
-  p = python_median("pingpong", nun, 0, reps);
-  row_latency("64 B ping-pong RTT, unpinned", o, r, p);
+  row_latency("64 B ping-pong RTT, unpinned", o, r, pun);
+  /* the same with read-ahead on (an end read by one object only) */
+  g_readahead = 1;
+  pin(1);
+  medians(mp_pingpong, raw_pingpong, npin, reps, &o, &r);
+  pin(0);
+  row_latency("  same, read-ahead on, pinned", o, r, p);
+  medians(mp_pingpong, raw_pingpong, nun, reps, &o, &r);
+  row_latency("  same, read-ahead on, unpinned", o, r, pun);
+  g_readahead = 0;
   medians(mp_throughput, raw_throughput, nmib, reps, &o, &r);
   p = python_median("throughput", nmib, 0, reps);
   printf("| %-34s | %7.0f MB/s | %7.0f MB/s | %7.0f MB/s | %5.2fx | %5.2fx |\n",

@@ -1,6 +1,7 @@
 /* libFuzzer target: the Connection frame reader (and the pickle decoder
  * behind mp_conn_recv).  Input: one mode byte, then the byte stream a peer
- * sends.  The stream goes through a real socket pair, the receiver reads
+ * sends (mode bits: end of stream or not, which receive call, read-ahead
+ * on or off).  The stream goes through a real socket pair, the receiver reads
  * messages until the stream ends or breaks; nothing may crash, hang, leak or
  * allocate beyond the configured maximum (1 MiB here). */
 #include <stdint.h>
@@ -46,6 +47,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     return 0;
   }
   mp_conn_set_max_recv(c, 1 << 20);
+  if (mode & 0x40)
+    mp_conn_set_readahead(c, 1);
   for (int i = 0; i < 64; i++) {
     int rc;
     switch ((mode >> 1) % 4) {
