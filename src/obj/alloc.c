@@ -14,6 +14,19 @@
 
 #include "obj/obj_internal.h"
 
+/* Under AddressSanitizer every object is a malloc of its own, so that a
+ * use after release is caught instead of hidden by the pool. */
+#if defined(__SANITIZE_ADDRESS__)
+#define NO_POOL 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NO_POOL 1
+#endif
+#endif
+#ifndef NO_POOL
+#define NO_POOL 0
+#endif
+
 #define SLAB 65536
 #define POOL_CAP ((size_t)128 << 20) /* bytes of slabs per size class */
 
@@ -123,7 +136,7 @@ void *
 mp__obj_alloc(size_t size, mp_type t)
 {
   mp_obj *o = NULL;
-  int c = size <= 32 ? 0 : size <= 64 ? 1 : -1;
+  int c = NO_POOL ? -1 : size <= 32 ? 0 : size <= 64 ? 1 : -1;
   uint8_t flags = 0;
   if (c >= 0 && (tfree[c] || refill(c) == 0)) {
     blk *b = tfree[c];
