@@ -20,10 +20,17 @@ static void *handler_ud;
  * process layer updates it in every child before user code runs. */
 static char process_name[128] = "MainProcess";
 
+/* Called in every new child: plain copies, not snprintf, so a fork child
+ * does not fault in printf's code just to be named. */
 void
 mp__log_set_process_name(const char *name)
 {
-  snprintf(process_name, sizeof process_name, "%s", name ? name : "");
+  size_t n = name ? strlen(name) : 0;
+  if (n > sizeof process_name - 1)
+    n = sizeof process_name - 1;
+  if (n)
+    memcpy(process_name, name, n);
+  process_name[n] = '\0';
 }
 
 const char *

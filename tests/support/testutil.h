@@ -49,8 +49,8 @@ int mp_test_run(const char *group, const struct CMUnitTest *tests, size_t n);
     return mp_test_run(__FILE__, tests, sizeof(tests) / sizeof(tests[0]));   \
   }
 
-/* The start methods a test should run under, as NULL-terminated list
- * ("fork", "spawn", "forkserver", "threading" where applicable). */
+/* The start methods that make OS processes, NULL-terminated ("fork",
+ * "spawn", "forkserver"); tests that also apply to "threading" add it. */
 extern const char *const mp_test_start_methods[];
 
 /* Directory of the build tree (MPROC_BUILD_DIR) or "." */
