@@ -219,8 +219,10 @@ typedef struct mp_waitable {
 #define MP_WAITABLE_FD(f) ((mp_waitable){ .kind = MP_WAIT_FD, .u.fd = (f) })
 
 /* Python's connection.wait(object_list, timeout): block until at least one
- * item is ready or `timeout` passes.  Sets each item's `ready` and returns how many are
- * ready (0 when the time ran out).  A connection whose peer closed is ready
+ * item is ready or `timeout` passes (MP_FOREVER or any negative value: no
+ * limit -- mproc's timeout convention; Python's wait treats a negative
+ * timeout as 0).  Sets each item's `ready` and returns how many are ready
+ * (0 when the time ran out: Python's empty list).  A connection whose peer closed is ready
  * (its receive returns MP_EEOF).  A closed connection or listener, a
  * negative fd, or a write-only connection is MP_EINVAL / MP_ECLOSED /
  * MP_ESTATE.  At most 65536 items. */
