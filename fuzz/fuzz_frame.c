@@ -13,9 +13,6 @@
 #include <mproc.h>
 
 #include "core/fd.h"
-/* Compiled here, not taken from the library, so that libFuzzer's coverage
- * instrumentation sees the code under test. */
-#include "../src/conn/conn.c"
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -9,8 +9,6 @@
 #include <string.h>
 
 #include "conn/handshake.h"
-/* Compiled here so that libFuzzer's coverage instrumentation sees it. */
-#include "../src/conn/handshake.c"
 
 static const int opposite[] = { 0, MP__HS_CLIENT, MP__HS_LISTENER,
                                 MP__HS_ANSWER, MP__HS_DELIVER };
