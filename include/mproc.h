@@ -10,7 +10,7 @@
  *   process.h contexts, start methods, Process
  *   sync.h    Lock, RLock, Semaphore, Condition, Event, Barrier
  *   shm.h     Value/Array, SharedMemory
- * Conventions (see docs/conventions.md): functions return 0 or a negative
+ * Conventions (README.md; mechanisms: docs/architecture.md): functions return 0 or a negative
  * code; timeouts are double seconds, 0 = do not block, MP_FOREVER = no
  * limit; what `_new` makes, `_free` releases; `_take` takes ownership. */
 #ifndef MPROC_H
