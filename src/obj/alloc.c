@@ -45,10 +45,12 @@ static pool pools[2] = {{32, 0, NULL, NULL}, {64, 0, NULL, NULL}};
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
-/* initial-exec: no __tls_get_addr call per allocation (it showed in the
- * profile); the library is linked at startup, not dlopen'ed late */
-static _Thread_local blk *tfree[2] __attribute__((tls_model("initial-exec")));
-static _Thread_local int registered __attribute__((tls_model("initial-exec")));
+/* Per-thread free lists.  The build uses TLS descriptors (CMakeLists.txt),
+ * so this costs no __tls_get_addr call per allocation when the library is
+ * loaded at startup, and the library can still be dlopen'ed late (an
+ * initial-exec model would make it refuse to load there). */
+static _Thread_local blk *tfree[2];
+static _Thread_local int registered;
 
 /* a thread's free blocks go to the shared spare lists when it exits */
 static void

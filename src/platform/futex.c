@@ -75,7 +75,7 @@ mp__memfd_new(const char *name, size_t size)
   return fd;
 }
 
-__thread uint32_t mp__tl_tid __attribute__((tls_model("initial-exec")));
+__thread uint32_t mp__tl_tid;
 uint32_t mp__g_pid;
 static _Atomic uint64_t g_start;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;

@@ -33,8 +33,9 @@ int mp__memfd_new(const char *name, size_t size);
 
 /* This thread's kernel id (gettid), cached per thread; this process's pid,
  * correct after fork (cached and reset by an atfork handler).  Inline: they
- * sit on the lock fast path.  Initial-exec TLS avoids __tls_get_addr. */
-extern __thread uint32_t mp__tl_tid __attribute__((tls_model("initial-exec")));
+ * sit on the lock fast path (the build uses TLS descriptors, which make
+ * this a plain load when the library is loaded at startup). */
+extern __thread uint32_t mp__tl_tid;
 extern uint32_t mp__g_pid; /* accessed atomically */
 uint32_t mp__gettid_slow(void);
 uint32_t mp__getpid_slow(void);
