@@ -32,7 +32,6 @@ typedef struct loader {
   int with_fds;
   int *fds;
   size_t nfds;
-  uint8_t *fd_taken;
 } loader;
 
 static int
@@ -461,31 +460,20 @@ rebuild_handle(loader *l, const mp__tuple *args, mp_obj **out)
       rc = bad(l, "handle fd index out of range");
       break;
     }
-    if (l->fd_taken[i]) {
-      /* a second handle on the same fd gets its own copy */
-      int fd = fcntl(l->fds[i], F_DUPFD_CLOEXEC, 3);
-      if (fd < 0) {
-        rc = mp__errno();
-        break;
-      }
-      fds[k] = fd;
-    } else {
-      fds[k] = l->fds[i];
-      l->fd_taken[i] = 1;
+    /* Every handle gets its own copy: a rebuild may close or keep what it
+     * is given (e.g. a slab the receiver has mapped already), and another
+     * handle of this message may name the same fd.  The received originals
+     * are all closed when the load ends. */
+    int fd = fcntl(l->fds[i], F_DUPFD_CLOEXEC, 3);
+    if (fd < 0) {
+      rc = mp__errno();
+      break;
     }
+    fds[k] = fd;
   }
   if (rc) {
-    /* the fds gathered so far are ours: give back the originals, close
-     * the copies */
-    for (size_t j = 0; j < k; j++) {
-      size_t i = 0;
-      while (i < l->nfds && l->fds[i] != fds[j])
-        i++;
-      if (i < l->nfds && l->fd_taken[i])
-        l->fd_taken[i] = 0;
-      else
-        close(fds[j]);
-    }
+    for (size_t j = 0; j < k; j++)
+      close(fds[j]);
     if (fds != local)
       free(fds);
     return rc;
@@ -956,8 +944,7 @@ load(const void *data, size_t len, const mp_pickle_opts *opts, int with_fds,
   mp_obj *result = NULL;
   /* the stack exists from the start (stack + 0 is then never NULL + 0) */
   l.scap = 64;
-  if (!(l.stack = malloc(l.scap * sizeof *l.stack)) ||
-      (nfds && !(l.fd_taken = calloc(nfds, 1))))
+  if (!(l.stack = malloc(l.scap * sizeof *l.stack)))
     rc = nomem();
   else if (len > max_size)
     rc = mp_seterr(MP_ELIMIT, "pickle of %zu bytes is over max_size (%zu)",
@@ -971,11 +958,9 @@ load(const void *data, size_t len, const mp_pickle_opts *opts, int with_fds,
   free(l.stack);
   free(l.marks);
   free(l.memo);
-  /* fds no handle took are closed (also on failure) */
+  /* the received fds: each handle took a copy of what it uses */
   for (size_t i = 0; i < nfds; i++)
-    if (!l.fd_taken || !l.fd_taken[i])
-      close(fds[i]);
-  free(l.fd_taken);
+    close(fds[i]);
   if (rc) {
     mp_obj_free(result);
     return rc;

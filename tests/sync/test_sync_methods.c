@@ -272,11 +272,10 @@ test_semantics_each_method(void **state)
 
 /* ---- handles sent through a Connection after the child started ---------- */
 
-/* args: (conn,) -- receives (lock,) then (value,), answers "ok".  One
- * handle per message: with two handles on one slab in a message, to a
- * process that has the slab mapped already (a threading child here), the
- * pickle loader dups the slab fd for the second handle after the first
- * handle's rebuild closed it (reported to the lead; pickle_load.c). */
+/* args: (conn,) -- receives (lock, value) in one message, then (lock,)
+ * again, and answers "ok".  Both handles of the first message live in one
+ * slab (one fd), which the receiver may already have mapped (a threading
+ * child, or a fork child): every handle must still be rebuilt. */
 static int
 t_receiver(mp_obj *args)
 {
@@ -286,9 +285,11 @@ t_receiver(mp_obj *args)
   if (!c || mp_conn_recv(c, &msg, 30) || mp_conn_recv(c, &msg2, 30))
     return 1;
   mp_lock *l = mp_lock_from_obj(mp_seq_item(msg, 0));
-  mp_value *v = mp_value_from_obj(mp_seq_item(msg2, 0));
+  mp_value *v = mp_value_from_obj(mp_seq_item(msg, 1));
+  mp_lock *l2 = mp_lock_from_obj(mp_seq_item(msg2, 0));
   int rc = 0;
-  if (!l || !v || mp_lock_acquire(l, 0) != MP_ETIMEDOUT)
+  if (!l || !v || !l2 || mp_lock_acquire(l, 0) != MP_ETIMEDOUT ||
+      mp_lock_acquire(l2, 0) != MP_ETIMEDOUT)
     rc = 2;
   else if (mp_value_set_int(v, 7))
     rc = 3;
@@ -313,10 +314,10 @@ test_send_over_connection(void **state)
     MP_ASSERT_OK(mp_lock_new(&l));
     MP_ASSERT_OK(mp_value_new(&v, 'i', NULL, NULL));
     MP_ASSERT_OK(mp_lock_acquire(l, 0));
-    mp_obj *msg = MP_TUPLE(mp_lock_obj(l));
+    mp_obj *msg = MP_TUPLE(mp_lock_obj(l), mp_value_obj(v));
     MP_ASSERT_OK(mp_conn_send(a, msg));
     mp_obj_free(msg);
-    msg = MP_TUPLE(mp_value_obj(v));
+    msg = MP_TUPLE(mp_lock_obj(l));
     MP_ASSERT_OK(mp_conn_send(a, msg));
     mp_obj_free(msg);
     mp_obj *ok = NULL;
