@@ -9,19 +9,6 @@
 
 #include <mproc.h>
 
-/* The codec is compiled into this program (not taken from the library) so
- * that libFuzzer's coverage instrumentation sees it. */
-#include "obj/alloc.c"
-#include "obj/compat_names.c"
-#include "obj/dict.c"
-#include "obj/int.c"
-#include "obj/obj.c"
-#include "obj/pickle_dump.c"
-#include "obj/pickle_load.c"
-#include "obj/record.c"
-#include "obj/repr.c"
-#include "obj/unicode_printable.c"
-
 /* Nodes of the value seen as a tree (a DAG of shared sub-values can be
  * exponentially larger than its pickle); stops counting at `cap`. */
 static size_t
