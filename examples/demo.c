@@ -1,13 +1,17 @@
 /* The mproc demo (`make demo`): a short tour of the library.
  *
- * Section 1, the value model: values Python's multiprocessing would pickle,
- * built in C in one expression, pickled the way CPython pickles them, and
- * printed back (after a round trip) exactly as Python's repr prints them.
- * Later layers add their sections below. */
+ * 1. The value model: values Python's multiprocessing would pickle, built in
+ *    C in one expression, pickled the way CPython pickles them, and printed
+ *    back (after a round trip) exactly as Python's repr prints them.
+ * 2. Processes under every start method, talking over a Pipe.
+ * 3. Shared state: a Value incremented under its lock by four processes,
+ *    and a Lock whose holder is killed.
+ * 4. Listener and Client with an authkey (CPython's handshake). */
 #include <mproc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int failures;
 
@@ -87,11 +91,235 @@ section_values(void)
   mp_obj_free(v);
 }
 
+/* ---- 2. processes and pipes --------------------------------------------- */
+
+/* A child: receives a value on the Connection in its args, answers with a
+ * tuple of who it is and what it got. */
+static int
+echo_child(mp_obj *args)
+{
+  mp_conn *c = mp_conn_from_obj(mp_seq_item(args, 0));
+  mp_obj *got = NULL;
+  if (!c || mp_conn_recv(c, &got, 10) != 0)
+    return 1;
+  mp_obj *reply = MP_TUPLE(mp_str_new(mp_process_name(mp_current_process())),
+                           got);
+  int rc = reply ? mp_conn_send(c, reply) : MP_ENOMEM;
+  mp_obj_free(reply);
+  return rc ? 2 : 0;
+}
+
+static void
+section_processes(void)
+{
+  printf("\n2. Processes and pipes (start methods, default first:");
+  const char *const *methods = mp_get_all_start_methods();
+  for (size_t i = 0; methods[i]; i++)
+    printf(" %s", methods[i]);
+  printf(")\n");
+  for (size_t i = 0; methods[i]; i++) {
+    mp_context *ctx;
+    mp_conn *here, *there;
+    mp_process *p = NULL;
+    if (mp_get_context(methods[i], &ctx) || mp_pipe(&here, &there, 1)) {
+      failures++;
+      continue;
+    }
+    mp_obj *args = MP_TUPLE(mp_conn_obj(there));
+    int rc = mp_process_new(&p, ctx, &(mp_process_opts){.target = echo_child,
+                                                         .args = args});
+    mp_obj_free(args);
+    if (rc == 0)
+      rc = mp_process_start(p);
+    mp_obj *hello = MP_LIST(mp_str_new("hello"), mp_float_new(2.5));
+    mp_obj *reply = NULL;
+    if (rc == 0)
+      rc = mp_conn_send(here, hello);
+    if (rc == 0)
+      rc = mp_conn_recv(here, &reply, 10);
+    int code = -1;
+    if (p && mp_process_join(p, 10) == 0)
+      mp_process_exitcode(p, &code);
+    char *r = reply ? mp_obj_repr(reply) : NULL;
+    printf("  %-10s child answered %s, exit code %d\n", methods[i],
+           r ? r : mp_err_name(rc), code);
+    if (rc || code != 0)
+      failures++;
+    mp_free(r);
+    mp_obj_free(reply);
+    mp_obj_free(hello);
+    mp_process_free(p);
+    mp_conn_free(here);
+    mp_conn_free(there);
+  }
+}
+
+/* ---- 3. shared state --------------------------------------------------- */
+
+static int
+count_child(mp_obj *args)
+{
+  mp_value *v = mp_value_from_obj(mp_seq_item(args, 0));
+  if (!v)
+    return 1;
+  for (int i = 0; i < 1000; i++) {
+    int64_t x;
+    if (mp_lock_acquire(mp_value_get_lock(v), MP_FOREVER) != 0)
+      return 2;
+    mp_value_get_int(v, &x); /* += 1 needs the lock around it */
+    mp_value_set_int(v, x + 1);
+    mp_lock_release(mp_value_get_lock(v));
+  }
+  return 0;
+}
+
+static int
+hold_forever(mp_obj *args)
+{
+  mp_lock *l = mp_lock_from_obj(mp_seq_item(args, 0));
+  mp_event *held = mp_event_from_obj(mp_seq_item(args, 1));
+  if (!l || !held || mp_lock_acquire(l, 10) != 0)
+    return 1;
+  mp_event_set(held);
+  for (;;)
+    pause(); /* until killed */
+}
+
+static void
+section_shared(void)
+{
+  printf("\n3. Shared state\n");
+  mp_context *ctx;
+  mp_value *v;
+  if (mp_get_context("spawn", &ctx) || mp_value_new(&v, 'i', NULL, NULL)) {
+    failures++;
+    return;
+  }
+  mp_process *ps[4] = {0};
+  for (int i = 0; i < 4; i++) {
+    mp_obj *args = MP_TUPLE(mp_value_obj(v));
+    if (mp_process_new(&ps[i], ctx, &(mp_process_opts){.target = count_child,
+                                                        .args = args}) ||
+        mp_process_start(ps[i]))
+      failures++;
+    mp_obj_free(args);
+  }
+  for (int i = 0; i < 4; i++) {
+    mp_process_join(ps[i], 30);
+    mp_process_free(ps[i]);
+  }
+  int64_t total = -1;
+  mp_value_get_int(v, &total);
+  printf("  4 spawned processes x 1000 locked increments of a Value('i'): %lld\n",
+         (long long)total);
+  if (total != 4000)
+    failures++;
+  mp_value_free(v);
+
+  /* A holder killed with SIGKILL does not wedge the lock. */
+  mp_lock *l;
+  mp_event *held;
+  mp_process *p = NULL;
+  if (mp_lock_new(&l) || mp_event_new(&held)) {
+    failures++;
+    return;
+  }
+  mp_obj *args = MP_TUPLE(mp_lock_obj(l), mp_event_obj(held));
+  int rc = mp_process_new(&p, NULL, &(mp_process_opts){.target = hold_forever,
+                                                        .args = args});
+  mp_obj_free(args);
+  if (rc == 0)
+    rc = mp_process_start(p);
+  if (rc == 0)
+    rc = mp_event_wait(held, 10);
+  int busy = rc == 0 ? mp_lock_acquire(l, 0.05) : rc;
+  if (rc == 0)
+    mp_process_kill(p);
+  int code = 0;
+  mp_process_join(p, 10);
+  mp_process_exitcode(p, &code);
+  int after = mp_lock_acquire(l, 10);
+  printf("  a Lock held by a child: acquire -> %s; child killed (exit code "
+         "%d); acquire -> %s\n",
+         mp_err_name(busy), code, mp_err_name(after));
+  if (busy != MP_ETIMEDOUT || after != MP_EOWNERDEAD)
+    failures++;
+  else
+    mp_lock_release(l);
+  mp_process_free(p);
+  mp_event_free(held);
+  mp_lock_free(l);
+}
+
+/* ---- 4. Listener and Client -------------------------------------------- */
+
+static int
+client_child(mp_obj *args)
+{
+  const char *address, *key;
+  size_t keylen;
+  if (mp_str_get(mp_seq_item(args, 0), &address, NULL) ||
+      mp_str_get(mp_seq_item(args, 1), &key, &keylen))
+    return 1;
+  mp_conn *c;
+  if (mp_client(&c, address, &(mp_client_opts){.authkey = key,
+                                               .authkey_len = keylen}))
+    return 2;
+  mp_obj *msg = MP_DICT(mp_str_new("from"), mp_str_new("client"),
+                        mp_str_new("n"), mp_int_new(42));
+  int rc = mp_conn_send(c, msg);
+  mp_obj_free(msg);
+  mp_conn_free(c);
+  return rc ? 3 : 0;
+}
+
+static void
+section_listener(void)
+{
+  printf("\n4. Listener and Client (CPython's HMAC handshake)\n");
+  static const char key[] = "secret password";
+  mp_listener *l;
+  if (mp_listener_new(&l, "127.0.0.1:0",
+                      &(mp_listener_opts){.authkey = key,
+                                          .authkey_len = sizeof key - 1})) {
+    failures++;
+    return;
+  }
+  mp_process *p = NULL;
+  mp_obj *args = MP_TUPLE(mp_str_new(mp_listener_address(l)),
+                          mp_str_new(key));
+  int rc = mp_process_new(&p, NULL, &(mp_process_opts){.target = client_child,
+                                                        .args = args});
+  mp_obj_free(args);
+  if (rc == 0)
+    rc = mp_process_start(p);
+  mp_conn *c = NULL;
+  mp_obj *got = NULL;
+  if (rc == 0)
+    rc = mp_listener_accept(l, &c, 10);
+  if (rc == 0)
+    rc = mp_conn_recv(c, &got, 10);
+  char *r = got ? mp_obj_repr(got) : NULL;
+  printf("  listening on %s; an authenticated client sent %s\n",
+         mp_listener_address(l), r ? r : mp_err_name(rc));
+  if (rc)
+    failures++;
+  mp_free(r);
+  mp_obj_free(got);
+  mp_conn_free(c);
+  mp_process_join(p, 10);
+  mp_process_free(p);
+  mp_listener_free(l);
+}
+
 int
 main(void)
 {
   printf("mproc %s demo\n\n", MPROC_VERSION_STRING);
   section_values();
+  section_processes();
+  section_shared();
+  section_listener();
   printf("\n%s\n", failures ? "demo: something went wrong" : "demo: ok");
   return failures ? 1 : 0;
 }
