@@ -757,7 +757,7 @@ starter_main(void *arg)
   struct starter *s = arg;
   for (int k = 0; k < s->n; k++) {
     mp_context *ctx;
-    mp_process *p;
+    mp_process *p = NULL;
     int code = -1;
     if (mp_get_context(s->method, &ctx) ||
         mp_process_new(&p, ctx, &(mp_process_opts){.target = t_return7}) ||
