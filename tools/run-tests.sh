@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite (what `make test` and CI run):
-#   1. normal build (RelWithDebInfo), every test
+#   1. normal build (RelWithDebInfo, gcc, warnings are errors), every test
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build, every test
 #   3. ThreadSanitizer build, the tests listed in tests/tsan-tests.txt
-#   4. libFuzzer targets (ASan+UBSan), each for FUZZ_SECONDS on its corpus
+#   4. libFuzzer targets (clang, warnings are errors, ASan+UBSan), each for
+#      FUZZ_SECONDS on its corpus
 # Ends with one line "suite: N passed, N failed" and fails if anything did.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +41,7 @@ build() {
 }
 
 note "1. normal build"
-if build build -DCMAKE_BUILD_TYPE=RelWithDebInfo; then
+if build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS=-Werror; then
   run_ctest normal build
 else
   failed=$((failed + 1)); failures+=("normal build failed")
@@ -67,7 +68,7 @@ fi
 
 if ls fuzz/fuzz_*.c >/dev/null 2>&1; then
   note "4. fuzzers (${FUZZ_SECONDS}s each)"
-  if build build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=Debug \
+  if build build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_C_FLAGS=-Werror -DCMAKE_BUILD_TYPE=Debug \
        -DMPROC_SANITIZE=address,undefined -DMPROC_BUILD_FUZZ=ON \
        -DMPROC_BUILD_TESTS=OFF -DMPROC_BUILD_BENCH=OFF -DMPROC_BUILD_EXAMPLES=OFF; then
     for f in build-fuzz/fuzz/fuzz_*; do
