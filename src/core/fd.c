@@ -64,22 +64,29 @@ off_stdio(int fd)
   return n < 0 ? -err : n;
 }
 
+/* Both ends of a new pair off 0..2, or neither (on failure both closed). */
+static int
+pair_off_stdio(const int in[2], int out[2])
+{
+  int a = off_stdio(in[0]);
+  int b = off_stdio(in[1]);
+  if (a < 0 || b < 0) {
+    mp__close(a);
+    mp__close(b);
+    return a < 0 ? a : b;
+  }
+  out[0] = a;
+  out[1] = b;
+  return 0;
+}
+
 int
 mp__pipe(int fds[2])
 {
   int p[2];
   if (pipe2(p, O_CLOEXEC) < 0)
     return -errno;
-  int a = off_stdio(p[0]);
-  int b = off_stdio(p[1]);
-  if (a < 0 || b < 0) {
-    mp__close(a);
-    mp__close(b);
-    return a < 0 ? a : b;
-  }
-  fds[0] = a;
-  fds[1] = b;
-  return 0;
+  return pair_off_stdio(p, fds);
 }
 
 int
@@ -88,16 +95,7 @@ mp__socketpair(int type, int sv[2])
   int p[2];
   if (socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, p) < 0)
     return -errno;
-  int a = off_stdio(p[0]);
-  int b = off_stdio(p[1]);
-  if (a < 0 || b < 0) {
-    mp__close(a);
-    mp__close(b);
-    return a < 0 ? a : b;
-  }
-  sv[0] = a;
-  sv[1] = b;
-  return 0;
+  return pair_off_stdio(p, sv);
 }
 
 int
