@@ -3,9 +3,11 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -116,23 +118,75 @@ count_children(int report)
   return n;
 }
 
-/* Shared-memory entries the library names with an "mproc" or "mp-" prefix. */
-static int
-count_shm(int report)
+/* Shared-memory segments.  Test programs run side by side (ctest -j), and
+ * segment names are random, so counting /dev/shm entries would blame one
+ * program for another's segments.  Instead every test program and helper is
+ * linked with --wrap=shm_open: each segment created by this program or any
+ * of its children (they inherit MP_TEST_SHM_LOG) is logged by name, and at
+ * the end every logged name must be gone. */
+#define SHM_LOG_ENV "MP_TEST_SHM_LOG"
+
+int __real_shm_open(const char *name, int oflag, mode_t mode);
+
+int
+__wrap_shm_open(const char *name, int oflag, mode_t mode)
 {
-  DIR *d = opendir("/dev/shm");
-  if (!d)
-    return 0;
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (strncmp(e->d_name, "mproc", 5) && strncmp(e->d_name, "mp-", 3))
-      continue;
-    if (report)
-      fprintf(stderr, "note: /dev/shm/%s exists\n", e->d_name);
-    n++;
+  int fd = __real_shm_open(name, oflag, mode);
+  const char *log = getenv(SHM_LOG_ENV);
+  if (fd >= 0 && (oflag & O_CREAT) && log) {
+    /* only async-signal-safe calls: fork children of threaded tests */
+    int saved = errno;
+    int lfd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (lfd >= 0) {
+      char line[300];
+      size_t n = strlen(name);
+      if (n > sizeof line - 2)
+        n = sizeof line - 2;
+      memcpy(line, name, n);
+      line[n++] = '\n';
+      ssize_t w = write(lfd, line, n); /* O_APPEND: one line, one write */
+      (void)w;
+      close(lfd);
+    }
+    errno = saved;
   }
-  closedir(d);
+  return fd;
+}
+
+static char shm_log[256];
+
+static void
+shm_log_start(void)
+{
+  const char *tmp = getenv("TMPDIR");
+  snprintf(shm_log, sizeof shm_log, "%s/mproc-test-shm-%d.log",
+           tmp && *tmp ? tmp : "/tmp", (int)getpid());
+  unlink(shm_log);
+  setenv(SHM_LOG_ENV, shm_log, 1);
+}
+
+/* Segments created during the tests that still exist. */
+static int
+shm_left_behind(void)
+{
+  FILE *f = fopen(shm_log, "re");
+  if (!f)
+    return 0; /* nothing was created */
+  int n = 0;
+  char line[300];
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = '\0';
+    const char *name = line[0] == '/' ? line + 1 : line;
+    char path[320];
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    if (access(path, F_OK) == 0) {
+      fprintf(stderr, "LEAK: shared-memory segment %s left behind\n", name);
+      n++;
+      unlink(path); /* do not leave it for the next run */
+    }
+  }
+  fclose(f);
+  unlink(shm_log);
   return n;
 }
 
@@ -140,7 +194,7 @@ int
 mp_test_run(const char *group, const struct CMUnitTest *tests, size_t n)
 {
   for_each_fd(mark_start, NULL);
-  int shm_before = count_shm(0);
+  shm_log_start();
   int failed = _cmocka_run_group_tests(group, tests, n, NULL, NULL);
 
   int leaks = 0;
@@ -150,13 +204,7 @@ mp_test_run(const char *group, const struct CMUnitTest *tests, size_t n)
     usleep(20000);
   leaks += count_children(1);
   for_each_fd(report_new, &leaks);
-  int shm_after = count_shm(0);
-  if (shm_after > shm_before) {
-    count_shm(1);
-    fprintf(stderr, "LEAK: %d /dev/shm entries appeared\n",
-            shm_after - shm_before);
-    leaks += shm_after - shm_before;
-  }
+  leaks += shm_left_behind();
   if (leaks)
     fprintf(stderr, "%s: %d leak(s) after the tests\n", group, leaks);
   return failed || leaks ? 1 : 0;

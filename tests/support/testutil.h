@@ -2,9 +2,10 @@
  *
  * MP_TEST_MAIN(tests) runs the group and then checks that the program
  * leaked nothing: every fd open now was open before the tests ran, no child
- * process of ours is left (running or zombie), and no /dev/shm entry whose
- * name starts with "mproc" or "mp-" appeared.  A leak fails the program even
- * when every test passed. */
+ * process of ours is left (running or zombie), and every shared-memory
+ * segment this program or its children created (shm_open is wrapped and
+ * logs them) is gone.  A leak fails the program even when every test
+ * passed. */
 #ifndef MPROC_TESTUTIL_H
 #define MPROC_TESTUTIL_H
 
