@@ -137,6 +137,8 @@ MP_EXTERN int mp_obj_len(const mp_obj *o, size_t *out);
 
 /* ---- scalars ------------------------------------------------------------ */
 
+/* None, True/False (immortal singletons: never fail), and ints from C
+ * integers (NULL only when out of memory; small ints are immortal). */
 MP_EXTERN mp_obj *mp_none(void);
 MP_EXTERN mp_obj *mp_bool_new(int v);
 MP_EXTERN mp_obj *mp_int_new(int64_t v);
@@ -240,6 +242,7 @@ MP_EXTERN int mp_dict_next(const mp_obj *d, size_t *pos, mp_obj **key,
 
 /* ---- set and frozenset -------------------------------------------------- */
 
+/* An empty set / frozenset (NULL when out of memory). */
 MP_EXTERN mp_obj *mp_set_new(void);
 MP_EXTERN mp_obj *mp_frozenset_new(void);
 /* A set / frozenset of `n` items, taking ownership (duplicates collapse). */
@@ -272,6 +275,8 @@ MP_EXTERN mp_obj *mp_global_new(const char *module, const char *name);
 MP_EXTERN mp_obj *mp_record_take(mp_record_kind kind, mp_obj *callable,
                                  mp_obj *args);
 
+/* The kind of a record: 0 and *out, MP_ETYPE if `o` is not a record,
+ * MP_EINVAL for NULL arguments. */
 MP_EXTERN int mp_record_kind_of(const mp_obj *o, mp_record_kind *out);
 /* Borrowed module and name of a MP_RECORD_GLOBAL. */
 MP_EXTERN int mp_global_get(const mp_obj *o, const char **module,

@@ -100,6 +100,9 @@ MP_EXTERN int mp_array_new_struct(mp_array **out, size_t elsize,
                                   const mp_value_opts *opts);
 MP_EXTERN void mp_array_free(mp_array *a);
 
+/* The typecode (as mp_value_typecode), the number of elements, the
+ * size of one element, the elements themselves (raw access: hold the lock
+ * around it), and the lock (NULL for a RawArray; borrowed). */
 MP_EXTERN char mp_array_typecode(const mp_array *a);
 MP_EXTERN size_t mp_array_len(const mp_array *a);
 MP_EXTERN size_t mp_array_elsize(const mp_array *a);

@@ -118,6 +118,8 @@ MP_EXTERN int mp_sem_get_value(const mp_sem *sem);
  * Condition(lock): over a given Lock or RLock (the condition takes its own
  * reference to it) or, when lock is NULL, over a new RLock of its own. */
 typedef struct mp_cond mp_cond;
+/* 0, MP_EINVAL (out NULL), MP_ENOMEM, -errno; _free drops the caller's
+ * reference (NULL ignored). */
 MP_EXTERN int mp_cond_new(mp_cond **out, mp_lock *lock);
 MP_EXTERN void mp_cond_free(mp_cond *cond);
 /* The underlying lock (borrowed: valid while the condition lives). */
@@ -146,6 +148,9 @@ MP_EXTERN int mp_cond_notify_all(mp_cond *cond);
 
 /* ---- Event --------------------------------------------------------------- */
 typedef struct mp_event mp_event;
+/* A new, clear Event: 0, MP_EINVAL (out NULL), MP_ENOMEM, -errno; _free
+ * drops the caller's reference (NULL ignored).  set() wakes every waiter
+ * and keeps the flag set; clear() resets it; both return 0 or MP_EINVAL. */
 MP_EXTERN int mp_event_new(mp_event **out);
 MP_EXTERN void mp_event_free(mp_event *ev);
 MP_EXTERN int mp_event_set(mp_event *ev);

@@ -336,6 +336,12 @@ test_event(void **state)
   assert_int_equal(wait_child(pid), 0);
   assert_int_equal(mp_event_is_set(e), 1);
   MP_ASSERT_ERR(mp_event_is_set(NULL), MP_EINVAL);
+  MP_ASSERT_ERR(mp_event_set(NULL), MP_EINVAL);
+  MP_ASSERT_ERR(mp_event_clear(NULL), MP_EINVAL);
+  MP_ASSERT_ERR(mp_event_new(NULL), MP_EINVAL);
+  MP_ASSERT_ERR(mp_cond_new(NULL, NULL), MP_EINVAL);
+  mp_event_free(NULL);
+  mp_cond_free(NULL);
   mp_event_free(back);
   mp_event_free(e);
 }
