@@ -3,9 +3,14 @@
  * Every fallible mproc function returns int: 0 on success, a negative code
  * on failure (a few document a non-negative count instead).  A failing system
  * call passes through as -errno (MP_ENOMEM == -ENOMEM, MP_EINVAL == -EINVAL,
- * ...).  mproc's own conditions have codes in a reserved range below -4000
- * that no errno reaches.  Codes are never renumbered or removed; new ones are
- * added at the end of the list.
+ * ...).  Where POSIX names a condition, mproc's code for it IS that -errno
+ * (libuv's rule: a caller never meets two codes for one condition):
+ * MP_ETIMEDOUT == -ETIMEDOUT, MP_EMSGSIZE == -EMSGSIZE, MP_EOVERFLOW ==
+ * -EOVERFLOW, MP_ENOTSUP == -ENOTSUP, MP_EOWNERDEAD == -EOWNERDEAD.
+ * Conditions POSIX has no name for have mproc's own codes, below -4000 so no
+ * errno reaches them.  Codes are never renumbered or reused; new ones are
+ * appended.  (mproc 0.1 gave the five POSIX-named conditions own codes
+ * -4001, -4010, -4014, -4016 and -4017; those values stay retired.)
  *
  * Text that a code cannot hold (which byte of a pickle was bad, a remote
  * traceback, the signal that killed a worker) is kept per thread and read
@@ -21,54 +26,13 @@
 extern "C" {
 #endif
 
-/* XX(NAME, value, Python analog / message) */
-#define MP_OWN_ERRORS(XX)                                                     \
-  XX(ETIMEDOUT,   -4001, "timed out")                                         \
-  XX(EEMPTY,      -4002, "empty")                                             \
-  XX(EFULL,       -4003, "full")                                              \
-  XX(EEOF,        -4004, "end of file")                                       \
-  XX(ECLOSED,     -4005, "object is closed")                                  \
-  XX(ESTATE,      -4006, "operation not valid in the object's state")         \
-  XX(EAUTH,       -4007, "authentication failed")                             \
-  XX(EREMOTE,     -4008, "remote error")                                      \
-  XX(ETOOSHORT,   -4009, "buffer too short")                                  \
-  XX(EMSGSIZE,    -4010, "message too big")                                   \
-  XX(EMALFORMED,  -4011, "malformed data")                                    \
-  XX(EWORKERDIED, -4012, "worker died")                                       \
-  XX(EBROKEN,     -4013, "broken barrier")                                    \
-  XX(EOWNERDEAD,  -4014, "previous owner died; protected state may be inconsistent") \
-  XX(ETYPE,       -4015, "wrong type")                                        \
-  XX(EOVERFLOW,   -4016, "value does not fit")                                \
-  XX(ENOTSUP,     -4017, "not supported")                                     \
-  XX(ELIMIT,      -4018, "limit exceeded")                                    \
-  XX(ECYCLE,      -4019, "structure contains itself")                         \
-  XX(ENOTFOUND,   -4020, "not found")                                         \
-  XX(EINDEX,      -4021, "index out of range")                                \
-  XX(EBADREF,     -4022, "function reference cannot be resolved")             \
-  XX(EUNHASHABLE, -4023, "unhashable value")                                  \
-  XX(ENOTOWNER,   -4024, "not the owner")                                     \
-  XX(ECONTEXT,    -4025, "object belongs to an incompatible context")
-
-/* The system errors mproc documents by name (values are -errno). */
-#define MP_SYS_ERRORS(XX)                                                     \
-  XX(EINVAL,       -EINVAL,       "invalid argument")                         \
-  XX(ENOMEM,       -ENOMEM,       "out of memory")                            \
-  XX(EBADF,        -EBADF,        "bad file descriptor")                      \
-  XX(EPIPE,        -EPIPE,        "broken pipe")                              \
-  XX(EAGAIN,       -EAGAIN,       "resource temporarily unavailable")         \
-  XX(ECONNREFUSED, -ECONNREFUSED, "connection refused")                       \
-  XX(ECONNRESET,   -ECONNRESET,   "connection reset by peer")                 \
-  XX(EADDRINUSE,   -EADDRINUSE,   "address already in use")                   \
-  XX(ENOENT,       -ENOENT,       "no such file or directory")                \
-  XX(EEXIST,       -EEXIST,       "file exists")                              \
-  XX(EPERM,        -EPERM,        "operation not permitted")                  \
-  XX(EBUSY,        -EBUSY,        "resource busy")                            \
-  XX(ECHILD,       -ECHILD,       "no child processes")                       \
-  XX(EDEADLK,      -EDEADLK,      "resource deadlock would occur")
+/* One list of every code mproc documents by name.
+ * XX(NAME, value, message): MP_NAME == value. */
+#define MP_ERRORS(XX)                                                           /* conditions POSIX names: the code is -errno */                              XX(ETIMEDOUT,    -ETIMEDOUT,    "timed out")                                  XX(EMSGSIZE,     -EMSGSIZE,     "message too big")                            XX(EOVERFLOW,    -EOVERFLOW,    "value does not fit")                         XX(ENOTSUP,      -ENOTSUP,      "not supported")                              XX(EOWNERDEAD,   -EOWNERDEAD,   "previous owner died; protected state may be inconsistent")   XX(EINVAL,       -EINVAL,       "invalid argument")                           XX(ENOMEM,       -ENOMEM,       "out of memory")                              XX(EBADF,        -EBADF,        "bad file descriptor")                        XX(EMFILE,       -EMFILE,       "too many open files")                        XX(EPIPE,        -EPIPE,        "broken pipe")                                XX(EAGAIN,       -EAGAIN,       "resource temporarily unavailable")           XX(ECONNREFUSED, -ECONNREFUSED, "connection refused")                         XX(ECONNRESET,   -ECONNRESET,   "connection reset by peer")                   XX(EADDRINUSE,   -EADDRINUSE,   "address already in use")                     XX(ENOENT,       -ENOENT,       "no such file or directory")                  XX(EEXIST,       -EEXIST,       "file exists")                                XX(EPERM,        -EPERM,        "operation not permitted")                    XX(EBUSY,        -EBUSY,        "resource busy")                              XX(ECHILD,       -ECHILD,       "no child processes")                         XX(EDEADLK,      -EDEADLK,      "resource deadlock would occur")              /* mproc's own conditions */                                                  XX(EEMPTY,       -4002, "empty")                                              XX(EFULL,        -4003, "full")                                               XX(EEOF,         -4004, "end of file")                                        XX(ECLOSED,      -4005, "object is closed")                                   XX(ESTATE,       -4006, "operation not valid in the object's state")          XX(EAUTH,        -4007, "authentication failed")                              XX(EREMOTE,      -4008, "remote error")                                       XX(ETOOSHORT,    -4009, "buffer too short")                                   XX(EMALFORMED,   -4011, "malformed data")                                     XX(EWORKERDIED,  -4012, "worker died")                                        XX(EBROKEN,      -4013, "broken barrier")                                     XX(ETYPE,        -4015, "wrong type")                                         XX(ELIMIT,       -4018, "limit exceeded")                                     XX(ECYCLE,       -4019, "structure contains itself")                          XX(ENOTFOUND,    -4020, "not found")                                          XX(EINDEX,       -4021, "index out of range")                                 XX(EBADREF,      -4022, "function reference cannot be resolved")              XX(EUNHASHABLE,  -4023, "unhashable value")                                   XX(ENOTOWNER,    -4024, "not the owner")                                      XX(ECONTEXT,     -4025, "object belongs to an incompatible context")
 
 enum mp_errcode {
 #define MP__XX(name, value, text) MP_##name = (value),
-  MP_OWN_ERRORS(MP__XX) MP_SYS_ERRORS(MP__XX)
+  MP_ERRORS(MP__XX)
 #undef MP__XX
 };
 

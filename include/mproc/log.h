@@ -69,7 +69,8 @@ MP_EXTERN void mp_logv(int level, const char *fmt, va_list ap);
 /* The name used for `level` ("DEBUG", "INFO", "Level 7" for others...). */
 MP_EXTERN const char *mp_log_level_name(int level);
 
-/* Parse "debug", "INFO", "subwarning", "20"... into a level; -1 if unknown. */
+/* Parse "debug", "INFO", "subwarning", "20"... into a level (>= 0);
+ * MP_EINVAL (with a detail) for NULL, "" or a text that names no level. */
 MP_EXTERN int mp_log_parse_level(const char *text);
 
 #define mp_log_debug(...) mp_log(MP_LOG_DEBUG, __VA_ARGS__)

@@ -1,4 +1,5 @@
 /* Error codes: names, texts, and the per-thread detail string. */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,14 +15,14 @@ mp_strerror(int code)
 #define MP__XX(name, value, text) \
   case MP_##name:                 \
     return text;
-    MP_OWN_ERRORS(MP__XX)
-    MP_SYS_ERRORS(MP__XX)
+    MP_ERRORS(MP__XX)
 #undef MP__XX
   default:
     break;
   }
-  if (code < 0 && code > -4000) {
-    /* strerror() is not thread-safe; strerrordesc_np (glibc 2.32) is. */
+  if (code < 0 && code > INT_MIN) {
+    /* strerror() is not thread-safe; strerrordesc_np (glibc 2.32) is; both
+     * know every errno and give NULL for anything else. */
     const char *s = strerrordesc_np(-code);
     if (s)
       return s;
@@ -38,13 +39,12 @@ mp_err_name(int code)
 #define MP__XX(name, value, text) \
   case MP_##name:                 \
     return "MP_" #name;
-    MP_OWN_ERRORS(MP__XX)
-    MP_SYS_ERRORS(MP__XX)
+    MP_ERRORS(MP__XX)
 #undef MP__XX
   default:
     break;
   }
-  if (code < 0 && code > -4000) {
+  if (code < 0 && code > INT_MIN) {
     const char *s = strerrorname_np(-code);
     if (s)
       return s;

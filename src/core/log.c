@@ -65,7 +65,7 @@ int
 mp_log_parse_level(const char *text)
 {
   if (!text || !*text)
-    return -1;
+    return mp_seterr(MP_EINVAL, "no log level given");
   for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++)
     if (strcasecmp(text, level_names[i].name) == 0)
       return level_names[i].level;
@@ -75,7 +75,7 @@ mp_log_parse_level(const char *text)
   long v = strtol(text, &end, 10);
   if (*end == '\0' && v >= 0 && v <= MP_LOG_OFF)
     return (int)v;
-  return -1;
+  return mp_seterr(MP_EINVAL, "unknown log level '%.40s'", text);
 }
 
 /* MPROC_LOG is read once; an explicit mp_log_set_level() wins over it. */
@@ -88,8 +88,12 @@ read_env_once(void)
   if (!atomic_compare_exchange_strong(&env_read, &expected, 1))
     return;
   const char *e = getenv("MPROC_LOG");
+  if (!e || !*e)
+    return;
   int lvl = mp_log_parse_level(e);
-  if (lvl >= 0)
+  if (lvl < 0)
+    mp_seterr(0, NULL); /* a bad MPROC_LOG is ignored; leave no detail behind */
+  else
     atomic_store(&log_level, lvl);
 }
 

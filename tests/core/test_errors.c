@@ -7,7 +7,7 @@
 
 static const int own_codes[] = {
 #define XX(name, value, text) MP_##name,
-    MP_OWN_ERRORS(XX)
+    MP_ERRORS(XX)
 #undef XX
 };
 
@@ -16,7 +16,7 @@ test_every_own_code_is_named_and_distinct(void **state)
 {
   size_t n = sizeof own_codes / sizeof own_codes[0];
   for (size_t i = 0; i < n; i++) {
-    assert_true(own_codes[i] < -4000);
+    assert_true(own_codes[i] < 0);
     assert_string_not_equal(mp_strerror(own_codes[i]), "unknown error");
     assert_string_not_equal(mp_err_name(own_codes[i]), "MP_EUNKNOWN");
     assert_true(strncmp(mp_err_name(own_codes[i]), "MP_E", 4) == 0);
@@ -28,6 +28,30 @@ test_every_own_code_is_named_and_distinct(void **state)
   }
   assert_string_equal(mp_err_name(MP_EEOF), "MP_EEOF");
   assert_string_equal(mp_strerror(MP_ETIMEDOUT), "timed out");
+}
+
+/* Where POSIX names the condition, the code is that -errno: a caller never
+ * meets two codes for one condition (a futex's ETIMEDOUT is MP_ETIMEDOUT). */
+static void
+test_posix_named_conditions_are_errno(void **state)
+{
+  assert_int_equal(MP_ETIMEDOUT, -ETIMEDOUT);
+  assert_int_equal(MP_EMSGSIZE, -EMSGSIZE);
+  assert_int_equal(MP_EOVERFLOW, -EOVERFLOW);
+  assert_int_equal(MP_ENOTSUP, -ENOTSUP);
+  assert_int_equal(MP_EOWNERDEAD, -EOWNERDEAD);
+  assert_int_equal(MP_EMFILE, -EMFILE);
+  assert_string_equal(mp_err_name(-ETIMEDOUT), "MP_ETIMEDOUT");
+  assert_string_equal(mp_err_name(-EOWNERDEAD), "MP_EOWNERDEAD");
+  assert_string_equal(mp_strerror(-EMSGSIZE), "message too big");
+  /* the retired own values are unknown now, never another condition */
+  const int retired[] = {-4001, -4010, -4014, -4016, -4017};
+  for (size_t i = 0; i < sizeof retired / sizeof retired[0]; i++) {
+    assert_string_equal(mp_err_name(retired[i]), "MP_EUNKNOWN");
+    assert_string_equal(mp_strerror(retired[i]), "unknown error");
+  }
+  /* mproc's own conditions are outside errno's range */
+  assert_true(MP_EEMPTY < -4000 && MP_ECONTEXT < -4000);
 }
 
 static void
@@ -77,6 +101,7 @@ test_errdetail_is_per_thread(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_every_own_code_is_named_and_distinct),
     cmocka_unit_test(test_system_errors_pass_through),
+    cmocka_unit_test(test_posix_named_conditions_are_errno),
     cmocka_unit_test(test_errdetail_is_per_thread),
 };
 

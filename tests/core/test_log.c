@@ -146,9 +146,9 @@ test_handler_and_parse(void **state)
   assert_int_equal(mp_log_parse_level("WARNING"), MP_LOG_WARNING);
   assert_int_equal(mp_log_parse_level("warn"), MP_LOG_WARNING);
   assert_int_equal(mp_log_parse_level("20"), 20);
-  assert_int_equal(mp_log_parse_level("loud"), -1);
-  assert_int_equal(mp_log_parse_level(""), -1);
-  assert_int_equal(mp_log_parse_level(NULL), -1);
+  assert_int_equal(mp_log_parse_level("loud"), MP_EINVAL);
+  assert_int_equal(mp_log_parse_level(""), MP_EINVAL);
+  assert_int_equal(mp_log_parse_level(NULL), MP_EINVAL);
   assert_string_equal(mp_log_level_name(MP_LOG_INFO), "INFO");
   assert_string_equal(mp_log_level_name(7), "Level 7");
 }
