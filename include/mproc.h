@@ -21,17 +21,9 @@
 #include "mproc/log.h"
 #include "mproc/obj.h"
 #include "mproc/pickle.h"
-#if __has_include("mproc/conn.h")
 #include "mproc/conn.h"
-#endif
-#if __has_include("mproc/process.h")
 #include "mproc/process.h"
-#endif
-#if __has_include("mproc/sync.h")
 #include "mproc/sync.h"
-#endif
-#if __has_include("mproc/shm.h")
 #include "mproc/shm.h"
-#endif
 
 #endif

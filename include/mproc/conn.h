@@ -58,7 +58,7 @@
 #include <stdint.h>
 
 #include "obj.h"
-#include "version.h"
+#include "mproc/version.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -20,7 +20,7 @@
 
 #include <errno.h>
 
-#include "version.h"
+#include "mproc/version.h"
 
 #ifdef __cplusplus
 extern "C" {

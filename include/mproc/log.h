@@ -16,7 +16,7 @@
 
 #include <stdarg.h>
 
-#include "version.h"
+#include "mproc/version.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -55,7 +55,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "version.h"
+#include "mproc/version.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -35,7 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "version.h"
+#include "mproc/version.h"
 #include "obj.h"
 #include "sync.h"
 

@@ -49,7 +49,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "version.h"
+#include "mproc/version.h"
 #include "obj.h"
 
 #ifdef __cplusplus

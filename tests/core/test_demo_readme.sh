@@ -13,7 +13,7 @@ trap 'rm -rf "$tmp"' EXIT
 awk '/^```c$/{on=1; next} /^```$/{on=0} on' "$S/README.md" >"$tmp/readme.c"
 san=()
 if [ -n "${MPROC_SANITIZE:-}" ]; then san=(-fsanitize="$MPROC_SANITIZE"); fi
-cc "${san[@]}" -Wall -Wextra -Werror -I"$S/include" "$tmp/readme.c" -o "$tmp/readme" \
+cc "${san[@]}" -Wall -Wextra -Werror -I"$S/include" -I"$B/include" "$tmp/readme.c" -o "$tmp/readme" \
    -L"$B" -lmproc -Wl,-rpath,"$B"
 got=$("$tmp/readme")
 want="[2.25, None, 'junk', <class 'float'>] (40 bytes pickled)"

@@ -17,11 +17,16 @@ cat >"$tmp/use.c" <<'C'
 #include <string.h>
 int main(void) {
   if (strcmp(mp_err_name(MP_EEOF), "MP_EEOF") != 0) return 1;
+  if (strcmp(MPROC_VERSION_STRING, MPROC_EXPECT_VERSION) != 0) return 2;
   mp_log_set_level(MP_LOG_OFF);
   puts("ok");
   return 0;
 }
 C
+# version.h is generated from the project() version: the installed one says it
+version=$(sed -nE 's/^project\(mproc VERSION ([0-9.]+).*/\1/p' "${MPROC_SOURCE_DIR:?}/CMakeLists.txt")
+sed -i "s/MPROC_EXPECT_VERSION/\"$version\"/" "$tmp/use.c"
+ls "$libdir"/libmproc.so.* >/dev/null
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
 pkg-config --exists mproc
 # shellcheck disable=SC2046
@@ -39,12 +44,24 @@ cp "$tmp/use.c" "$tmp/cm/use.c"
 cat >"$tmp/cm/CMakeLists.txt" <<'CM'
 cmake_minimum_required(VERSION 3.20)
 project(consumer C)
-find_package(mproc 0.1 REQUIRED)
+find_package(mproc ${MPROC_WANT} REQUIRED)
 add_executable(use use.c)
 target_link_libraries(use PRIVATE mproc::mproc)
 CM
-cmake -S "$tmp/cm" -B "$tmp/cm/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+cmake -S "$tmp/cm" -B "$tmp/cm/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" -DMPROC_WANT="$version" \
       -DCMAKE_C_FLAGS="${san[*]}" >/dev/null
 cmake --build "$tmp/cm/build" >/dev/null
 [ "$("$tmp/cm/build/use")" = ok ]
-echo "install: pkg-config, pkg-config --static and find_package all work"
+
+# Pulled in with add_subdirectory, mproc builds no tests, examples or benchmarks.
+mkdir "$tmp/sub"
+cat >"$tmp/sub/CMakeLists.txt" <<CM
+cmake_minimum_required(VERSION 3.20)
+project(embedder C)
+add_subdirectory(${MPROC_SOURCE_DIR} mproc)
+CM
+cmake -S "$tmp/sub" -B "$tmp/sub/build" >/dev/null
+grep -q '^MPROC_BUILD_TESTS:BOOL=OFF' "$tmp/sub/build/CMakeCache.txt"
+grep -q '^MPROC_BUILD_EXAMPLES:BOOL=OFF' "$tmp/sub/build/CMakeCache.txt"
+grep -q '^MPROC_BUILD_BENCH:BOOL=OFF' "$tmp/sub/build/CMakeCache.txt"
+echo "install: pkg-config, pkg-config --static and find_package all work; version $version; a subproject builds no tests"
