@@ -65,4 +65,35 @@ mp__buf_putc(mp__buf *b, uint8_t c)
 }
 void mp__buf_release(mp__buf *b); /* frees data, zeroes the struct */
 
+/* ---- lifecycle registry (lifecycle.c) -------------------------------------
+ * Python's util.register_after_fork and util.Finalize.  Layers register
+ * here; none calls pthread_atfork(3) or atexit(3) itself.
+ *
+ * Fork hooks run around every fork of the program: `prepare` in reverse
+ * registration order before it, `parent` and `child` in registration order
+ * after it (any of the three may be NULL).  NULL on ENOMEM. */
+typedef struct mp__fork_hook mp__fork_hook;
+mp__fork_hook *mp__fork_hook_add(void (*prepare)(void *arg),
+                                 void (*parent)(void *arg),
+                                 void (*child)(void *arg), void *arg);
+void mp__fork_hook_remove(mp__fork_hook *h);
+
+/* Finalizers run at most once, in the process that registered them: at
+ * normal exit (or mp__lifecycle_shutdown) highest priority first, the most
+ * recently registered first among equals; earlier by mp__finalizer_run.
+ * A fork child inherits none.  Priorities used by mproc itself: */
+#define MP__FINALIZE_POOL 15      /* Python's Pool: exitpriority 15 */
+#define MP__FINALIZE_MANAGER 0    /* Python's BaseManager: exitpriority 0 */
+#define MP__FINALIZE_CHILDREN (-1) /* terminate daemons, join the others */
+#define MP__FINALIZE_LAST (-100)  /* the forkserver, the tracker link */
+typedef struct mp__finalizer mp__finalizer;
+/* NULL on ENOMEM or fn == NULL. */
+mp__finalizer *mp__finalizer_add(int priority, void (*fn)(void *arg), void *arg);
+/* Run it now if still pending (returns 1), else 0; the handle is gone. */
+int mp__finalizer_run(mp__finalizer *f);
+/* Drop it unrun if still pending; the handle is gone. */
+void mp__finalizer_cancel(mp__finalizer *f);
+/* Run every pending finalizer of this process, in exit order. */
+void mp__lifecycle_shutdown(void);
+
 #endif

@@ -1,0 +1,232 @@
+/* The lifecycle registry: fork hooks run in pthread_atfork's order around
+ * every fork; finalizers run once, highest priority first (latest first
+ * among equals), in the process that registered them only. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "testutil.h"
+
+static char g_log[64];
+static size_t g_len;
+
+static void
+note(void *arg)
+{
+  if (g_len + 1 < sizeof g_log)
+    g_log[g_len++] = *(const char *)arg;
+  g_log[g_len] = '\0';
+}
+
+static void
+reset_log(void)
+{
+  g_len = 0;
+  g_log[0] = '\0';
+}
+
+/* Wait for pid; its exit status, or -1. */
+static int
+exit_status_of(pid_t pid)
+{
+  int st;
+  pid_t r;
+  while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+    ;
+  return r == pid && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void
+test_fork_hooks_run_in_atfork_order(void **state)
+{
+  static const char p1 = 'a', p2 = 'b', p3 = 'c';
+  mp__fork_hook *h1 = mp__fork_hook_add(note, note, note, (void *)&p1);
+  mp__fork_hook *h2 = mp__fork_hook_add(note, NULL, note, (void *)&p2);
+  mp__fork_hook *h3 = mp__fork_hook_add(NULL, note, note, (void *)&p3);
+  assert_non_null(h1);
+  assert_non_null(h2);
+  assert_non_null(h3);
+  reset_log();
+  int pfd[2];
+  assert_int_equal(pipe(pfd), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* prepare: h2, h1 (reverse); child: h1, h2, h3 */
+    ssize_t w = write(pfd[1], g_log, g_len);
+    _exit(w == (ssize_t)g_len ? 0 : 1);
+  }
+  assert_true(pid > 0);
+  close(pfd[1]);
+  char child[64] = {0};
+  ssize_t n = read(pfd[0], child, sizeof child - 1);
+  close(pfd[0]);
+  assert_int_equal(exit_status_of(pid), 0);
+  assert_true(n > 0);
+  assert_string_equal(child, "baabc");
+  /* parent: prepare h2, h1, then parent hooks h1, h3 */
+  assert_string_equal(g_log, "baac");
+
+  /* A removed hook no longer runs; the others keep their order. */
+  mp__fork_hook_remove(h2);
+  reset_log();
+  pid = fork();
+  if (pid == 0)
+    _exit(strcmp(g_log, "aac") == 0 ? 0 : 1);
+  assert_int_equal(exit_status_of(pid), 0);
+  assert_string_equal(g_log, "aac");
+  mp__fork_hook_remove(h1);
+  mp__fork_hook_remove(h3);
+  mp__fork_hook_remove(NULL);
+  reset_log();
+  pid = fork();
+  if (pid == 0)
+    _exit(g_len == 0 ? 0 : 1);
+  assert_int_equal(exit_status_of(pid), 0);
+  assert_int_equal(g_len, 0);
+}
+
+static void
+test_finalizers_run_once_in_priority_order(void **state)
+{
+  static const char a = 'a', b = 'b', c = 'c', d = 'd', e = 'e';
+  reset_log();
+  mp__finalizer *fa = mp__finalizer_add(0, note, (void *)&a);
+  mp__finalizer *fb = mp__finalizer_add(15, note, (void *)&b);
+  mp__finalizer *fc = mp__finalizer_add(0, note, (void *)&c);
+  mp__finalizer *fd = mp__finalizer_add(-1, note, (void *)&d);
+  mp__finalizer *fe = mp__finalizer_add(5, note, (void *)&e);
+  assert_non_null(fa);
+  assert_non_null(fb);
+  assert_non_null(fc);
+  assert_non_null(fd);
+  assert_non_null(fe);
+  assert_null(mp__finalizer_add(1, NULL, NULL));
+  /* run early: once, and not again at shutdown */
+  assert_int_equal(mp__finalizer_run(fe), 1);
+  assert_string_equal(g_log, "e");
+  mp__finalizer_cancel(fd);
+  mp__finalizer_run(NULL);
+  mp__finalizer_cancel(NULL);
+  mp__lifecycle_shutdown();
+  /* 15 first; among the two 0s the later (c) first; d was cancelled */
+  assert_string_equal(g_log, "ebca");
+  mp__lifecycle_shutdown();
+  assert_string_equal(g_log, "ebca");
+}
+
+/* A finalizer may register another while finalizers run; it runs too. */
+static void
+register_more(void *arg)
+{
+  static const char late = 'L';
+  note(arg);
+  mp__finalizer_add(-5, note, (void *)&late);
+}
+
+static void
+test_finalizer_registered_during_shutdown_runs(void **state)
+{
+  static const char m = 'M';
+  reset_log();
+  assert_non_null(mp__finalizer_add(3, register_more, (void *)&m));
+  mp__lifecycle_shutdown();
+  assert_string_equal(g_log, "ML");
+}
+
+static int g_report_fd = -1;
+
+static void
+report(void *arg)
+{
+  ssize_t w = write(g_report_fd, arg, 1);
+  (void)w;
+}
+
+static void
+test_exit_runs_own_finalizers_not_the_parents(void **state)
+{
+  static const char parent = 'P', c1 = '1', c2 = '2';
+  int pfd[2];
+  assert_int_equal(pipe(pfd), 0);
+  g_report_fd = pfd[1];
+  mp__finalizer *fp = mp__finalizer_add(100, report, (void *)&parent);
+  assert_non_null(fp);
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* the parent's finalizer is not ours; a handle to it is inert here */
+    assert_int_equal(mp__finalizer_run(fp), 0);
+    mp__finalizer_add(1, report, (void *)&c1);
+    mp__finalizer_add(2, report, (void *)&c2);
+    exit(0); /* normal exit runs the finalizers */
+  }
+  assert_true(pid > 0);
+  close(pfd[1]);
+  assert_int_equal(exit_status_of(pid), 0);
+  char got[16] = {0};
+  ssize_t n = read(pfd[0], got, sizeof got - 1);
+  assert_int_equal(n, 2);
+  assert_string_equal(got, "21");
+  /* the parent's own finalizer is still pending here, and runs once */
+  int again[2];
+  assert_int_equal(pipe(again), 0);
+  g_report_fd = again[1];
+  assert_int_equal(mp__finalizer_run(fp), 1);
+  close(again[1]);
+  n = read(again[0], got, sizeof got - 1);
+  assert_int_equal(n, 1);
+  assert_int_equal(got[0], 'P');
+  close(again[0]);
+  close(pfd[0]);
+  g_report_fd = -1;
+}
+
+/* Registration from several threads while others fork: no lost hook, no
+ * deadlock in the child (the registry's locks are released there). */
+static void *
+register_loop(void *arg)
+{
+  (void)arg;
+  for (int i = 0; i < 200; i++) {
+    mp__fork_hook *h = mp__fork_hook_add(NULL, NULL, NULL, NULL);
+    mp__finalizer *f = mp__finalizer_add(i, note, NULL);
+    mp__fork_hook_remove(h);
+    mp__finalizer_cancel(f);
+  }
+  return NULL;
+}
+
+static void
+test_fork_while_threads_register(void **state)
+{
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(pthread_create(&t[i], NULL, register_loop, NULL), 0);
+  for (int i = 0; i < 20; i++) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      /* both registries usable in the child */
+      mp__fork_hook *h = mp__fork_hook_add(NULL, NULL, NULL, NULL);
+      mp__finalizer *f = mp__finalizer_add(0, note, NULL);
+      mp__fork_hook_remove(h);
+      mp__finalizer_cancel(f);
+      _exit(h && f ? 0 : 1);
+    }
+    assert_int_equal(exit_status_of(pid), 0);
+  }
+  for (int i = 0; i < 2; i++)
+    pthread_join(t[i], NULL);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_fork_hooks_run_in_atfork_order),
+    cmocka_unit_test(test_finalizers_run_once_in_priority_order),
+    cmocka_unit_test(test_finalizer_registered_during_shutdown_runs),
+    cmocka_unit_test(test_exit_runs_own_finalizers_not_the_parents),
+    cmocka_unit_test(test_fork_while_threads_register),
+};
+
+MP_TEST_MAIN(tests)
