@@ -4,7 +4,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -14,6 +16,81 @@
 
 const char *const mp_test_start_methods[] = {"fork", "spawn", "forkserver",
                                              NULL};
+
+const char *
+mp_test_method(void **state)
+{
+  return state && *state ? (const char *)*state : "fork";
+}
+
+mp_context *
+mp_test_context(void **state)
+{
+  mp_context *ctx = NULL;
+  if (mp_get_context(mp_test_method(state), &ctx) != 0)
+    fail_msg("no context for start method %s: %s", mp_test_method(state),
+             mp_errdetail());
+  return ctx;
+}
+
+int
+mp_test_wait_child(pid_t pid, double timeout)
+{
+  int st;
+  struct timespec nap = {0, 1000000};
+  for (double waited = 0;; waited += 0.001) {
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid)
+      break;
+    if (r < 0 && errno != EINTR)
+      fail_msg("waitpid(%d): %s", (int)pid, strerror(errno));
+    if (waited >= timeout) {
+      kill(pid, SIGKILL);
+      while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+      fail_msg("child %d still running after %.1f s (killed)", (int)pid,
+               timeout);
+    }
+    nanosleep(&nap, NULL);
+  }
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void
+mp_test_kill_holder(mp_lock *l)
+{
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int rc = mp_lock_acquire(l, MP_FOREVER);
+    if (rc != 0 && rc != MP_EOWNERDEAD) /* EOWNERDEAD: acquired */
+      _exit(1);
+    if (write(p[1], "x", 1) != 1)
+      _exit(2);
+    for (;;)
+      pause();
+  }
+  assert_true(pid > 0);
+  close(p[1]);
+  char c;
+  ssize_t n;
+  while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+    ;
+  close(p[0]);
+  if (n != 1) {
+    mp_test_wait_child(pid, 10);
+    fail_msg("lock holder did not take the lock");
+  }
+  kill(pid, SIGKILL);
+  assert_int_equal(mp_test_wait_child(pid, 10), 128 + SIGKILL);
+}
+
+void
+mp_test_pipe(mp_conn **r, mp_conn **w, int duplex)
+{
+  MP_ASSERT_OK(mp_pipe(r, w, duplex));
+}
 
 const char *
 mp_test_build_dir(void)

@@ -13,6 +13,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <cmocka.h>
 
 #include <mproc.h>
@@ -56,5 +57,30 @@ extern const char *const mp_test_start_methods[];
 
 /* Directory of the build tree (MPROC_BUILD_DIR) or "." */
 const char *mp_test_build_dir(void);
+
+/* ---- one test body under every start method ------------------------------
+ * MP_TEST_METHODS(f) expands to one cmocka test per start method that makes
+ * OS processes, named "f[fork]", "f[spawn]", "f[forkserver]", so a failure
+ * names its method; MP_TEST_METHODS_THREADING(f) adds "f[threading]".  The
+ * body reads its method with mp_test_method(state) or its context with
+ * mp_test_context(state). */
+#define MP__TEST_ONE(f, m) {#f "[" m "]", f, NULL, NULL, (void *)(m)}
+#define MP_TEST_METHODS(f)                                                     MP__TEST_ONE(f, "fork"), MP__TEST_ONE(f, "spawn"),                               MP__TEST_ONE(f, "forkserver")
+#define MP_TEST_METHODS_THREADING(f)                                           MP_TEST_METHODS(f), MP__TEST_ONE(f, "threading")
+const char *mp_test_method(void **state);
+mp_context *mp_test_context(void **state);
+
+/* ---- children the test forks itself --------------------------------------
+ * Wait for `pid` at most `timeout` seconds (EINTR retried); a child still
+ * running then is SIGKILLed and reaped, and the test fails.  Returns its
+ * exit code, or 128 + the signal that ended it. */
+int mp_test_wait_child(pid_t pid, double timeout);
+
+/* Fork a child that takes `l` (a Lock or an RLock) and is SIGKILLed while
+ * it holds it; returns once the child is dead and reaped. */
+void mp_test_kill_holder(mp_lock *l);
+
+/* A connected pair: a Pipe (duplex or not), asserted to succeed. */
+void mp_test_pipe(mp_conn **r, mp_conn **w, int duplex);
 
 #endif
