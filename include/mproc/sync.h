@@ -34,7 +34,8 @@
  * The same holds for mp_rlock_acquire and mp_cond_acquire.  mp_cond_wait
  * and mp_cond_wait_for (called with the lock held) return with it held,
  * MP_EOWNERDEAD or not.  A Value/Array accessor that returns MP_EOWNERDEAD
- * has done its job and released the lock (mp_acquired(rc) is true: "done").
+ * has done its job and released the lock (mp_acquired(rc) is true: "done";
+ * mp_array_get_bytes, whose result is a length, returns the length).
  *
  * Mechanism:
  * the lock word holds the owner's pid (plus a waiters bit, like the kernel's
