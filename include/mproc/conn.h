@@ -229,15 +229,22 @@ typedef struct mp_waitable {
 MP_EXTERN int mp_wait(mp_waitable *items, size_t n, double timeout);
 
 /* ---- addresses --------------------------------------------------------
- * Addresses are strings:
- *   "host:port"       AF_INET (IPv4, like Python's (host, port) tuple);
- *                      "localhost:0" picks a free port
- *   "[v6addr]:port"   AF_INET6, e.g. "[::1]:6000"
+ * Addresses are strings, read by these rules in order:
  *   "@name"           AF_UNIX in Linux's abstract namespace (Python's
  *                      '\0name')
- *   anything else     AF_UNIX path (one containing '/' is always a path;
- *                      write "./a:1" for a relative path that looks like
- *                      host:port)
+ *   containing '/'    AF_UNIX path ("/tmp/x.sock", "./a:b")
+ *   "[v6addr]:port"   AF_INET6 (starts with '['), e.g. "[::1]:6000"
+ *   "host:port"       AF_INET (IPv4, like Python's (host, port) tuple) --
+ *                      any other string containing ':' (the last one
+ *                      separates the port); "localhost:0" picks a free
+ *                      port, an empty host is any address (listener) or
+ *                      this host (client)
+ *   anything else     AF_UNIX path relative to the current directory
+ *                      ("x.sock")
+ * The port is a decimal number in 0-65535 and nothing else: "localhost:",
+ * "localhost:-1", "localhost:0x10", "localhost: 1", "localhost:65536" and
+ * "a:b" are MP_EINVAL (mp_errdetail() says why), never a socket file named
+ * like that.  A path containing ':' is written with a '/': "./a:b".
  * mp_listener_address() gives the bound address in the same syntax
  * ("127.0.0.1:41234", "[::1]:6000", "/tmp/x.sock", "@name"), which
  * mp_client() accepts. */

@@ -17,7 +17,27 @@
  * Owner death.  A process that dies (SIGKILL included) while holding a Lock,
  * an RLock or a Condition's lock does not wedge the others: the next
  * acquirer gets the lock *and* the code MP_EOWNERDEAD, which means "you hold
- * the lock now, but the state it protects may be inconsistent".  Mechanism:
+ * the lock now, but the state it protects may be inconsistent".  So a
+ * nonzero return does not mean "not acquired": the natural
+ * `if (mp_lock_acquire(l, t) != 0) return ...;` returns holding the lock
+ * once its previous owner died.  Test the result with mp_acquired(), true
+ * for 0 and MP_EOWNERDEAD:
+ *
+ *     int rc = mp_lock_acquire(l, timeout);
+ *     if (!mp_acquired(rc))
+ *       return rc;              // not acquired (MP_ETIMEDOUT, ...)
+ *     if (rc == MP_EOWNERDEAD)
+ *       repair(&state);         // held; a dead owner may have left it torn
+ *     update(&state);
+ *     mp_lock_release(l);
+ *
+ * The same holds for mp_rlock_acquire and mp_cond_acquire.  mp_cond_wait
+ * and mp_cond_wait_for (called with the lock held) return with it held,
+ * MP_EOWNERDEAD or not.  A Value/Array accessor that returns MP_EOWNERDEAD
+ * has done its job and released the lock (mp_acquired(rc) is true: "done";
+ * mp_array_get_bytes, whose result is a length, returns the length).
+ *
+ * Mechanism:
  * the lock word holds the owner's pid (plus a waiters bit, like the kernel's
  * robust futexes) and the owner records its process start time; a waiter
  * sleeps in bounded slices (10 ms growing to 200 ms) and after each one asks
@@ -50,6 +70,7 @@
 #include <stdint.h>
 
 #include "mproc/version.h"
+#include "errors.h"
 #include "obj.h"
 
 #ifdef __cplusplus
@@ -83,6 +104,13 @@ MP_EXTERN void mp_rlock_free(mp_rlock *lock);
  * would pass UINT32_MAX; MP_EINVAL NULL. */
 MP_EXTERN int mp_lock_acquire(mp_lock *lock, double timeout);
 MP_EXTERN int mp_rlock_acquire(mp_rlock *lock, double timeout);
+/* 1 if `rc`, returned by an acquire, means the caller now holds the lock (0
+ * or MP_EOWNERDEAD), else 0.  See "Owner death" above. */
+static inline int
+mp_acquired(int rc)
+{
+  return rc == 0 || rc == MP_EOWNERDEAD;
+}
 /* release(): 0; MP_ESTATE a Lock that is not locked (Python's ValueError);
  * MP_ENOTOWNER an RLock not owned by the calling process+thread (also when
  * unlocked: Python's AssertionError); MP_EINVAL NULL. */

@@ -40,22 +40,40 @@ typedef struct addr {
   int abstract;
 } addr;
 
+/* The port of a host:port address: a decimal number in 0-65535 (leading
+ * zeros allowed), nothing else -- no sign, space, hex or service name.
+ * `whole` is the address, for the detail. */
 static int
-all_digits(const char *s)
+parse_port(const char *p, const char *whole, unsigned *out)
 {
-  if (!*s)
-    return 0;
-  for (; *s; s++)
-    if (*s < '0' || *s > '9')
-      return 0;
-  return 1;
+  static const char hint[] =
+      " (an AF_UNIX path containing ':' is written with a '/', e.g. './a:b')";
+  if (!*p)
+    return mp_seterr(MP_EINVAL, "no port after ':' in '%s'%s", whole, hint);
+  unsigned long v = 0;
+  for (const char *q = p; *q; q++) {
+    if (*q < '0' || *q > '9')
+      return mp_seterr(MP_EINVAL,
+                       "port '%s' in '%s' is not a decimal number%s", p,
+                       whole, hint);
+    if (v <= 65535)
+      v = v * 10 + (unsigned long)(*q - '0');
+  }
+  if (v > 65535)
+    return mp_seterr(MP_EINVAL, "port %s in '%s' is out of range 0-65535", p,
+                     whole);
+  *out = (unsigned)v;
+  return 0;
 }
 
 static int
-resolve(const char *host, const char *port, int family, int passive, addr *a)
+resolve(const char *host, unsigned portnum, int family, int passive, addr *a)
 {
   struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM,
-                            .ai_flags = passive ? AI_PASSIVE : 0 };
+                            .ai_flags = AI_NUMERICSERV
+                                        | (passive ? AI_PASSIVE : 0) };
+  char port[8];
+  snprintf(port, sizeof port, "%u", portnum);
   if (family == AF_INET6)
     hints.ai_flags |= AI_NUMERICHOST;
   struct addrinfo *res = NULL;
@@ -73,6 +91,10 @@ resolve(const char *host, const char *port, int family, int passive, addr *a)
   return 0;
 }
 
+/* The syntax is documented in conn.h: a leading '@' makes an abstract
+ * name, a '/' anywhere a path, a leading '[' an IPv6 [addr]:port, any other
+ * ':' a host:port (whose port must be valid: a mistyped TCP address is an
+ * error, never a socket file); anything else is a path. */
 static int
 parse_address(const char *s, int passive, addr *a)
 {
@@ -80,9 +102,7 @@ parse_address(const char *s, int passive, addr *a)
   size_t n = strlen(s);
   if (n == 0)
     return mp_seterr(MP_EINVAL, "empty address");
-  if (s[0] == '@' || s[0] == '/' || strchr(s, '/') ||
-      (s[0] != '[' && !strrchr(s, ':')) ||
-      (s[0] != '[' && !all_digits(strrchr(s, ':') + 1))) {
+  if (s[0] == '@' || strchr(s, '/') || (s[0] != '[' && !strchr(s, ':'))) {
     struct sockaddr_un *un = (struct sockaddr_un *)&a->ss;
     if (n >= sizeof un->sun_path)
       return mp_seterr(MP_EINVAL, "AF_UNIX address too long (%zu bytes)", n);
@@ -104,7 +124,7 @@ parse_address(const char *s, int passive, addr *a)
   int family = AF_INET;
   if (s[0] == '[') {
     const char *close = strchr(s, ']');
-    if (!close || close[1] != ':' || !all_digits(close + 2))
+    if (!close || close[1] != ':')
       return mp_seterr(MP_EINVAL, "bad IPv6 address '%s' (want [addr]:port)",
                        s);
     size_t hl = (size_t)(close - s - 1);
@@ -123,9 +143,11 @@ parse_address(const char *s, int passive, addr *a)
     host[hl] = '\0';
     port = colon + 1;
   }
-  if (strlen(port) > 5 || atoi(port) > 65535)
-    return mp_seterr(MP_EINVAL, "bad port in '%s'", s);
-  return resolve(host, port, family, passive, a);
+  unsigned portnum = 0;
+  int rc = parse_port(port, s, &portnum);
+  if (rc)
+    return rc;
+  return resolve(host, portnum, family, passive, a);
 }
 
 /* The address in mproc's string syntax (malloc'd), or NULL. */

@@ -1,5 +1,6 @@
 /* Listener and Client: addresses, authentication, bad peers, floods. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -179,6 +180,95 @@ test_path_and_abstract(void **state)
   assert_string_equal(mp_listener_address(l), abs);
   mp_listener_free(l);
   round_trip(abs, &keyed, &ckeyed);
+}
+
+/* Entries of directory `d` other than . and .. */
+static int
+count_entries(const char *d)
+{
+  DIR *dir = opendir(d);
+  assert_non_null(dir);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(dir)) != NULL)
+    if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+      n++;
+  closedir(dir);
+  return n;
+}
+
+/* A host:port with a mistyped port is MP_EINVAL with a reason, for the
+ * listener and the client, and no socket file appears in the current
+ * directory; a path with ':' is written with a '/' and is AF_UNIX. */
+static void
+test_bad_port_is_not_a_path(void **state)
+{
+  char old[4096], dir[] = "/tmp/mproc-addr-XXXXXX";
+  assert_non_null(getcwd(old, sizeof old));
+  assert_non_null(mkdtemp(dir));
+  assert_int_equal(chdir(dir), 0);
+  static const char *const bad[] = {
+      "localhost:-1", "localhost:",      "localhost:0x10",
+      "localhost:65536", "localhost: 1", "localhost:+1",
+      "localhost:1 ",  "127.0.0.1:99999999999999999999", "a:b",
+      ":",             "[::1]:",         "[::1]:http",
+      "[::1]:-1",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    mp_listener *l = NULL;
+    mp_conn *c = NULL;
+    int rc = mp_listener_new(&l, bad[i], NULL);
+    if (rc != MP_EINVAL)
+      fail_msg("listener '%s' -> %s, expected MP_EINVAL", bad[i],
+               mp_err_name(rc));
+    if (!strstr(mp_errdetail(), "port") || !strstr(mp_errdetail(), bad[i]))
+      fail_msg("listener '%s': detail '%s'", bad[i], mp_errdetail());
+    rc = mp_client(&c, bad[i], NULL);
+    if (rc != MP_EINVAL)
+      fail_msg("client '%s' -> %s, expected MP_EINVAL", bad[i],
+               mp_err_name(rc));
+    if (!strstr(mp_errdetail(), "port") || !strstr(mp_errdetail(), bad[i]))
+      fail_msg("client '%s': detail '%s'", bad[i], mp_errdetail());
+    assert_int_equal(count_entries("."), 0);
+  }
+  /* the detail says which rule was broken */
+  mp_listener *l;
+  MP_ASSERT_ERR(mp_listener_new(&l, "localhost:65536", NULL), MP_EINVAL);
+  assert_non_null(strstr(mp_errdetail(), "out of range"));
+  MP_ASSERT_ERR(mp_listener_new(&l, "localhost:0x10", NULL), MP_EINVAL);
+  assert_non_null(strstr(mp_errdetail(), "not a decimal number"));
+  assert_non_null(strstr(mp_errdetail(), "./a:b"));
+  MP_ASSERT_ERR(mp_listener_new(&l, "localhost:", NULL), MP_EINVAL);
+  assert_non_null(strstr(mp_errdetail(), "no port"));
+
+  /* leading zeros are still a decimal number */
+  MP_ASSERT_OK(mp_listener_new(&l, "127.0.0.1:00000", NULL));
+  assert_true(strncmp(mp_listener_address(l), "127.0.0.1:", 10) == 0);
+  assert_true(atoi(mp_listener_address(l) + 10) > 0);
+  mp_listener_free(l);
+  assert_int_equal(count_entries("."), 0);
+
+  /* "./a:b" is the AF_UNIX path a:b in the current directory */
+  mp_conn *c;
+  MP_ASSERT_ERR(mp_client(&c, "./a:b", NULL), MP_ENOENT);
+  MP_ASSERT_OK(mp_listener_new(&l, "./a:b", &keyed));
+  assert_string_equal(mp_listener_address(l), "./a:b");
+  struct stat st;
+  assert_int_equal(stat("a:b", &st), 0);
+  assert_true(S_ISSOCK(st.st_mode));
+  assert_int_equal(count_entries("."), 1);
+  struct client_job j = { .opts = ckeyed, .echo = 1 };
+  snprintf(j.address, sizeof j.address, "./a:b");
+  pthread_t t;
+  pthread_create(&t, NULL, client_thread, &j);
+  serve_one(l);
+  pthread_join(t, NULL);
+  MP_ASSERT_OK(j.rc);
+  mp_listener_free(l);
+  assert_int_equal(count_entries("."), 0); /* unlinked on close */
+
+  assert_int_equal(chdir(old), 0);
+  assert_int_equal(rmdir(dir), 0);
 }
 
 static void
@@ -592,6 +682,7 @@ main(void)
     cmocka_unit_test(test_tcp),
     cmocka_unit_test(test_ipv6),
     cmocka_unit_test(test_path_and_abstract),
+    cmocka_unit_test(test_bad_port_is_not_a_path),
     cmocka_unit_test(test_no_key),
     cmocka_unit_test(test_empty_key_is_a_key),
     cmocka_unit_test(test_wrong_key_then_serve_others),

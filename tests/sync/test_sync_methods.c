@@ -412,6 +412,222 @@ test_owner_death_methods(void **state)
   }
 }
 
+/* ---- the library's own acquires after an owner's death ------------------
+ * MP_EOWNERDEAD means "acquired": every path of the library that takes a
+ * lock internally must go on (and release) when a child died holding it. */
+
+/* A child under `method` takes `l` and is SIGKILLed holding it. */
+static void
+kill_holder_under(const char *method, mp_lock *l)
+{
+  mp_event *held;
+  MP_ASSERT_OK(mp_event_new(&held));
+  mp_process *p = start(method, t_hold_forever,
+                        MP_TUPLE(mp_lock_obj(l), mp_event_obj(held),
+                                 mp_none()));
+  MP_ASSERT_OK(mp_event_wait(held, 30));
+  MP_ASSERT_ERR(mp_lock_acquire(l, 0.02), MP_ETIMEDOUT); /* alive */
+  MP_ASSERT_OK(mp_process_kill(p));
+  assert_int_equal(finish(p), -9);
+  assert_int_equal(mp_lock_locked(l), 1); /* still the dead child's */
+  mp_event_free(held);
+}
+
+/* args: (cond, event "notified", raw Value flag): take the condition's
+ * lock, set the flag, notify, and die holding the lock. */
+static int
+t_notify_and_hold(mp_obj *args)
+{
+  mp_cond *c = mp_cond_from_obj(mp_seq_item(args, 0));
+  mp_event *held = mp_event_from_obj(mp_seq_item(args, 1));
+  mp_value *flag = mp_value_from_obj(mp_seq_item(args, 2));
+  if (!c || !held || !flag || !mp_acquired(mp_cond_acquire(c, 30)))
+    return 1;
+  if (mp_value_set_int(flag, 1) || mp_cond_notify_all(c)
+      || mp_event_set(held))
+    return 2;
+  for (;;)
+    pause();
+}
+
+static int
+flag_is_set(void *arg)
+{
+  int64_t x = 0;
+  mp_value_get_int(arg, &x);
+  return x == 1;
+}
+
+struct cond_waiter {
+  mp_cond *c;
+  mp_value *flag;
+  int use_wait_for;
+  int rc;
+  int held_after; /* the waiter held the lock when the wait returned */
+};
+
+static void *
+cond_waiter(void *arg)
+{
+  struct cond_waiter *w = arg;
+  if ((w->rc = mp_cond_acquire(w->c, 30)) != 0)
+    return NULL;
+  w->rc = w->use_wait_for
+              ? mp_cond_wait_for(w->c, flag_is_set, w->flag, 60)
+              : mp_cond_wait(w->c, 60);
+  w->held_after = mp_lock_is_mine(mp_cond_lock(w->c));
+  if (w->held_after)
+    mp_cond_release(w->c);
+  return NULL;
+}
+
+/* The barrier action blocks forever in the child that runs it (set there
+ * before it waits), holding the barrier's internal lock; elsewhere it does
+ * nothing. */
+static mp_event *action_blocks;
+static int
+blocking_action(void *arg)
+{
+  (void)arg;
+  if (action_blocks) {
+    mp_event_set(action_blocks);
+    for (;;)
+      pause();
+  }
+  return 0;
+}
+
+/* args: (barrier, event "in the action") */
+static int
+t_last_at_barrier(mp_obj *args)
+{
+  mp_barrier *b = mp_barrier_from_obj(mp_seq_item(args, 0));
+  action_blocks = mp_event_from_obj(mp_seq_item(args, 1));
+  if (!b || !action_blocks)
+    return 1;
+  mp_barrier_wait(b, 30); /* the last to arrive: runs the action */
+  return 2;
+}
+
+static void *
+bar_wait_thread(void *arg)
+{
+  mp_barrier *b = arg;
+  return (void *)(intptr_t)mp_barrier_wait(b, 60);
+}
+
+static void
+test_owner_death_internal_acquires(void **state)
+{
+  for (int m = 0; os_methods[m]; m++) {
+    const char *method = os_methods[m];
+
+    /* a Value's accessor takes the lock, does its job, releases it */
+    mp_value *v;
+    MP_ASSERT_OK(mp_value_new(&v, 'i', NULL, NULL));
+    kill_holder_under(method, mp_value_get_lock(v));
+    MP_ASSERT_ERR(mp_value_set_int(v, 5), MP_EOWNERDEAD);
+    assert_int_equal(mp_lock_locked(mp_value_get_lock(v)), 0);
+    int64_t x = 0;
+    MP_ASSERT_OK(mp_value_get_int(v, &x));
+    assert_int_equal(x, 5);
+    mp_value_free(v);
+
+    /* an Array's .value: the length, not the code (the copy was made) */
+    mp_array *a;
+    static const char hello[16] = "hello";
+    MP_ASSERT_OK(mp_array_new(&a, 'c', sizeof hello, hello, NULL));
+    kill_holder_under(method, mp_array_get_lock(a));
+    char buf[32] = "";
+    assert_int_equal(mp_array_get_bytes(a, buf, sizeof buf), 5);
+    assert_string_equal(buf, "hello");
+    assert_int_equal(mp_lock_locked(mp_array_get_lock(a)), 0);
+    assert_int_equal(mp_array_get_bytes(a, buf, sizeof buf), 5);
+    mp_obj *o = mp_array_to_obj(a);
+    assert_non_null(o);
+    mp_obj_free(o);
+    assert_int_equal(mp_lock_locked(mp_array_get_lock(a)), 0);
+    mp_array_free(a);
+
+    /* a Condition waiter re-acquires the lock from a child that notified
+     * and died holding it: wait and wait_for both return holding it */
+    for (int use_for = 0; use_for < 2; use_for++) {
+      mp_cond *c;
+      mp_value *flag;
+      mp_event *held;
+      MP_ASSERT_OK(mp_cond_new(&c, NULL));
+      MP_ASSERT_OK(mp_value_new(&flag, 'i', NULL, &(mp_value_opts){.raw = 1}));
+      MP_ASSERT_OK(mp_event_new(&held));
+      struct cond_waiter w = {.c = c, .flag = flag, .use_wait_for = use_for,
+                              .rc = 1};
+      pthread_t t;
+      pthread_create(&t, NULL, cond_waiter, &w);
+      /* the waiter sleeps in its wait (lock released) before the child
+       * takes the lock */
+      extern int mp__cond_nwait_for_tests(mp_cond *);
+      for (;;) {
+        MP_ASSERT_OK(mp_cond_acquire(c, MP_FOREVER));
+        int n = mp__cond_nwait_for_tests(c);
+        MP_ASSERT_OK(mp_cond_release(c));
+        if (n == 1)
+          break;
+        sched_yield();
+      }
+      mp_process *p = start(method, t_notify_and_hold,
+                            MP_TUPLE(mp_cond_obj(c), mp_event_obj(held),
+                                     mp_value_obj(flag)));
+      MP_ASSERT_OK(mp_event_wait(held, 30));
+      MP_ASSERT_OK(mp_process_kill(p));
+      assert_int_equal(finish(p), -9);
+      pthread_join(t, NULL);
+      if (w.rc != MP_EOWNERDEAD || !w.held_after)
+        fail_msg("%s under %s -> %s, lock held after: %d",
+                 use_for ? "wait_for" : "wait", method, mp_err_name(w.rc),
+                 w.held_after);
+      MP_ASSERT_OK(mp_cond_acquire(c, 0)); /* released by the waiter */
+      MP_ASSERT_OK(mp_cond_release(c));
+      mp_event_free(held);
+      mp_value_free(flag);
+      mp_cond_free(c);
+    }
+
+    /* a child dies holding a Barrier's internal lock (in the action): the
+     * waiter is released with MP_EBROKEN and the barrier works after a
+     * reset */
+    mp_barrier *b;
+    mp_event *in_action;
+    MP_ASSERT_OK(mp_barrier_new(&b, 2,
+                                &(mp_barrier_opts){.action = blocking_action}));
+    MP_ASSERT_OK(mp_event_new(&in_action));
+    pthread_t t[2];
+    pthread_create(&t[0], NULL, bar_wait_thread, b);
+    while (mp_barrier_n_waiting(b) != 1)
+      sched_yield();
+    mp_process *p = start(method, t_last_at_barrier,
+                          MP_TUPLE(mp_barrier_obj(b), mp_event_obj(in_action)));
+    MP_ASSERT_OK(mp_event_wait(in_action, 30));
+    MP_ASSERT_OK(mp_process_kill(p));
+    assert_int_equal(finish(p), -9);
+    void *r;
+    pthread_join(t[0], &r);
+    MP_ASSERT_ERR((int)(intptr_t)r, MP_EBROKEN);
+    assert_int_equal(mp_barrier_broken(b), 1);
+    MP_ASSERT_OK(mp_barrier_reset(b));
+    for (int i = 0; i < 2; i++)
+      pthread_create(&t[i], NULL, bar_wait_thread, b);
+    int seen = 0;
+    for (int i = 0; i < 2; i++) {
+      pthread_join(t[i], &r);
+      int idx = (int)(intptr_t)r;
+      assert_true(idx == 0 || idx == 1);
+      seen |= 1 << idx;
+    }
+    assert_int_equal(seen, 3);
+    mp_event_free(in_action);
+    mp_barrier_free(b);
+  }
+}
+
 /* ---- 2 processes x 2 threads hammering one primitive --------------------- */
 
 enum { P_LOCK, P_RLOCK, P_SEM, P_COND };
@@ -611,6 +827,7 @@ main(void)
       cmocka_unit_test(test_semantics_each_method),
       cmocka_unit_test(test_send_over_connection),
       cmocka_unit_test(test_owner_death_methods),
+      cmocka_unit_test(test_owner_death_internal_acquires),
       cmocka_unit_test(test_stress),
       cmocka_unit_test(test_teardown_servers),
   };
