@@ -63,8 +63,7 @@ mp_test_kill_holder(mp_lock *l)
   assert_int_equal(pipe(p), 0);
   pid_t pid = fork();
   if (pid == 0) {
-    int rc = mp_lock_acquire(l, MP_FOREVER);
-    if (rc != 0 && rc != MP_EOWNERDEAD) /* EOWNERDEAD: acquired */
+    if (!mp_acquired(mp_lock_acquire(l, MP_FOREVER)))
       _exit(1);
     if (write(p[1], "x", 1) != 1)
       _exit(2);
