@@ -11,8 +11,8 @@
  *   sync.h    Lock, RLock, Semaphore, Condition, Event, Barrier
  *   shm.h     Value/Array, SharedMemory
  * Conventions (README.md; mechanisms: docs/architecture.md): functions return 0 or a negative
- * code; timeouts are double seconds, 0 = do not block, MP_FOREVER = no
- * limit; what `_new` makes, `_free` releases; `_take` takes ownership. */
+ * code; timeouts are double seconds, <= 0 = do not block, MP_FOREVER = no
+ * limit, NaN = MP_EINVAL; what `_new` makes, `_free` releases; `_take` takes ownership. */
 #ifndef MPROC_H
 #define MPROC_H
 

@@ -36,8 +36,10 @@
  * processes then hold the same socket: as in Python, close your copy of the
  * end you do not use.
  *
- * Blocking.  Receives, poll, accept and connect take a `double timeout`
- * (seconds; 0 = do not block; MP_FOREVER = no limit).  A timed-out receive
+ * Blocking.  Receives, poll, accept and connect take a `double timeout` by
+ * the one rule (seconds; <= 0 does not block; MP_FOREVER = no limit; NaN
+ * is MP_EINVAL).  In the options structs below a timeout field of 0 means
+ * its documented default; a negative or NaN field is MP_EINVAL.  A timed-out receive
  * keeps what it already read: the next receive continues the same message.
  * Sends block until the whole message is written (a send timeout can be set
  * with mp_conn_set_send_timeout).  EINTR never surfaces.  SIGPIPE is never
@@ -219,9 +221,8 @@ typedef struct mp_waitable {
 #define MP_WAITABLE_FD(f) ((mp_waitable){ .kind = MP_WAIT_FD, .u.fd = (f) })
 
 /* Python's connection.wait(object_list, timeout): block until at least one
- * item is ready or `timeout` passes (MP_FOREVER or any negative value: no
- * limit -- mproc's timeout convention; Python's wait treats a negative
- * timeout as 0).  Sets each item's `ready` and returns how many are ready
+ * item is ready or `timeout` passes (the one rule: <= 0 does not block,
+ * MP_FOREVER has no limit, NaN is MP_EINVAL; Python's None is MP_FOREVER).  Sets each item's `ready` and returns how many are ready
  * (0 when the time ran out: Python's empty list).  A connection whose peer closed is ready
  * (its receive returns MP_EEOF).  A closed connection or listener, a
  * negative fd, or a write-only connection is MP_EINVAL / MP_ECLOSED /
@@ -261,7 +262,8 @@ typedef struct mp_listener_opts {
   const void *authkey;
   size_t authkey_len;
   /* Longest a client may take to complete the handshake, counted from its
-   * connect (0: 10 s).  A client that takes longer is dropped silently. */
+   * connect (0: 10 s; MP_FOREVER: no limit).  A client that takes longer is
+   * dropped silently. */
   double handshake_timeout;
   /* Most handshakes run at once (0: 64).  accept() drives them
    * concurrently, so a client that connects and says nothing does not hold
@@ -321,8 +323,8 @@ typedef struct mp_client_opts {
   /* As for the listener; NULL: no authentication. */
   const void *authkey;
   size_t authkey_len;
-  /* Limit for connect plus handshake (0: no limit, as Python).  Past it:
-   * MP_ETIMEDOUT. */
+  /* Limit for connect plus handshake (0: the default, no limit, as Python).
+   * Past it: MP_ETIMEDOUT. */
   double timeout;
   /* As for the listener. */
   int refuse_legacy_md5;

@@ -193,8 +193,8 @@ MP_EXTERN void mp_process_free(mp_process *p);
  * Safe from any thread (fork's caveat above). */
 MP_EXTERN int mp_process_start(mp_process *p);
 
-/* Wait for the child to end, at most `timeout` seconds (MP_FOREVER: no
- * limit; 0: just check).  Returns 0 when it has ended (and is reaped),
+/* Wait for the child to end, at most `timeout` seconds (the one rule:
+ * MP_FOREVER: no limit; <= 0: just check; NaN: MP_EINVAL).  Returns 0 when it has ended (and is reaped),
  * MP_ETIMEDOUT, MP_ESTATE before start, MP_EDEADLK for a process joining
  * itself, MP_ENOTOWNER, MP_ECLOSED.  Any number of times, from any thread. */
 MP_EXTERN int mp_process_join(mp_process *p, double timeout);

@@ -9,10 +9,11 @@
  * by plain inheritance across fork().  100,000 locks cost a handful of fds
  * and mappings, not 100,000.
  *
- * Timeouts.  Every wait takes `double timeout` seconds: 0 does not block,
- * MP_FOREVER waits without limit, and -- as in multiprocessing -- any other
- * negative value counts as 0.  A wait that times out returns MP_ETIMEDOUT
- * (where Python returns False).  Waits are never interrupted by signals.
+ * Timeouts.  Every wait takes `double timeout` seconds by the one rule:
+ * > 0 waits that long, <= 0 (any negative value included, as in
+ * multiprocessing) does not block, MP_FOREVER waits without limit, NaN is
+ * MP_EINVAL.  A wait that times out returns MP_ETIMEDOUT (where Python
+ * returns False).  Waits are never interrupted by signals.
  *
  * Owner death.  A process that dies (SIGKILL included) while holding a Lock,
  * an RLock or a Condition's lock does not wedge the others: the next
@@ -199,10 +200,12 @@ typedef struct mp_barrier mp_barrier;
 typedef struct mp_barrier_opts {
   int (*action)(void *arg); /* NULL: none */
   void *arg;                /* passed to action (meaningful per process) */
-  double timeout;           /* default for waits; 0: none (wait forever) */
+  /* The default for waits, read back with mp_barrier_timeout (Python's
+   * Barrier(timeout=)); 0: none (MP_FOREVER).  Negative or NaN: MP_EINVAL. */
+  double timeout;
 } mp_barrier_opts;
 
-/* MP_EINVAL unless 1 <= parties <= 1,000,000. */
+/* MP_EINVAL unless 1 <= parties <= 1,000,000 and the options are valid. */
 MP_EXTERN int mp_barrier_new(mp_barrier **out, int parties,
                              const mp_barrier_opts *opts);
 MP_EXTERN void mp_barrier_free(mp_barrier *b);
@@ -212,8 +215,13 @@ MP_EXTERN void mp_barrier_free(mp_barrier *b);
  * while waiting, a waiter timing out or dying, the action failing -- the
  * waiter whose wait timed out gets MP_EBROKEN too, as in Python), or the
  * action's negative code for the waiter that ran a failing action.
- * `timeout` MP_FOREVER means the barrier's default timeout. */
+ * `timeout` follows the one rule (MP_FOREVER: no limit); Python's
+ * wait() with no argument, which uses the barrier's default, is
+ * mp_barrier_wait(b, mp_barrier_timeout(b)). */
 MP_EXTERN int mp_barrier_wait(mp_barrier *b, double timeout);
+/* The barrier's default timeout (opts.timeout), MP_FOREVER when it has
+ * none (or b is NULL). */
+MP_EXTERN double mp_barrier_timeout(const mp_barrier *b);
 /* abort(): put the barrier into the broken state (waiters get MP_EBROKEN). */
 MP_EXTERN int mp_barrier_abort(mp_barrier *b);
 /* reset(): back to the empty state; current waiters get MP_EBROKEN. */

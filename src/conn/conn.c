@@ -245,6 +245,9 @@ mp_conn_set_send_timeout(mp_conn *c, double timeout)
 {
   if (!c)
     return MP_EINVAL;
+  int rc = mp__timeout_check(timeout);
+  if (rc)
+    return rc;
   pthread_mutex_lock(&c->send_mu);
   c->send_timeout = timeout;
   pthread_mutex_unlock(&c->send_mu);
@@ -333,6 +336,16 @@ write_iov(mp_conn *c, int fd, struct iovec *iov, int iovcnt, const int *fds,
   return 0;
 }
 
+
+/* The deadline of a send that starts now (under send_mu). */
+static mp__deadline
+send_deadline(const mp_conn *c)
+{
+  mp__deadline dl;
+  mp__deadline_set(c->send_timeout, &dl);
+  return dl;
+}
+
 int
 mp__conn_send_msg(mp_conn *c, const void *buf, size_t len, const int *fds,
                   size_t nfds)
@@ -366,7 +379,7 @@ mp__conn_send_msg(mp_conn *c, const void *buf, size_t len, const int *fds,
     };
     uint64_t sent = 0;
     rc = write_iov(c, atomic_load(&c->fd), iov, 2, fds, nfds,
-                   mp__deadline_in(c->send_timeout), &sent);
+                   send_deadline(c), &sent);
     if (rc && sent > 0)
       atomic_store(&c->send_broken, 1);
   }
@@ -762,10 +775,14 @@ mp__conn_recv_msg(mp_conn *c, void **out, size_t *len, size_t maxlength,
     *fds = NULL;
     *nfds = 0;
   }
-  int rc = begin_recv(c);
+  int rc = mp__timeout_check(timeout);
   if (rc)
     return rc;
-  mp__deadline dl = mp__deadline_in(timeout);
+  rc = begin_recv(c);
+  if (rc)
+    return rc;
+  mp__deadline dl;
+  mp__deadline_set(timeout, &dl);
   int fd = atomic_load(&c->fd);
   rc = read_header(c, fd, dl);
   if (!rc)
@@ -807,10 +824,14 @@ mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t size, size_t offset,
   if (offset > size)
     return mp_seterr(MP_EINVAL, "offset %zu beyond a buffer of %zu bytes",
                      offset, size);
-  int rc = begin_recv(c);
+  int rc = mp__timeout_check(timeout);
   if (rc)
     return rc;
-  mp__deadline dl = mp__deadline_in(timeout);
+  rc = begin_recv(c);
+  if (rc)
+    return rc;
+  mp__deadline dl;
+  mp__deadline_set(timeout, &dl);
   int fd = atomic_load(&c->fd);
   rc = read_header(c, fd, dl);
   if (!rc)
@@ -900,7 +921,10 @@ mp_conn_poll(mp_conn *c, double timeout)
 {
   if (!c)
     return MP_EINVAL;
-  int rc = mp__conn_enter(c);
+  int rc = mp__timeout_check(timeout);
+  if (rc)
+    return rc;
+  rc = mp__conn_enter(c);
   if (rc)
     return rc;
   if (!c->readable) {
@@ -915,7 +939,9 @@ mp_conn_poll(mp_conn *c, double timeout)
     mp__conn_leave(c);
     return 1;
   }
-  rc = mp__poll_fd(atomic_load(&c->fd), POLLIN, mp__deadline_in(timeout));
+  mp__deadline dl;
+  mp__deadline_set(timeout, &dl);
+  rc = mp__poll_fd(atomic_load(&c->fd), POLLIN, dl);
   mp__conn_leave(c);
   if (rc == MP_ETIMEDOUT)
     return 0;

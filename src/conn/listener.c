@@ -259,9 +259,10 @@ mp_listener_new(mp_listener **out, const char *address,
   if (!opts)
     opts = &defaults;
   if ((opts->authkey == NULL && opts->authkey_len) || opts->backlog < 0 ||
-      opts->max_pending < 0 || opts->max_pending > MAX_PENDING_LIMIT ||
-      opts->handshake_timeout < 0)
+      opts->max_pending < 0 || opts->max_pending > MAX_PENDING_LIMIT)
     return mp_seterr(MP_EINVAL, "mp_listener_new: bad options");
+  if (mp__timeout_field_check(opts->handshake_timeout, "mp_listener_new"))
+    return MP_EINVAL;
   mp_listener *l = calloc(1, sizeof *l);
   if (!l)
     return MP_ENOMEM;
@@ -384,13 +385,16 @@ mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
 {
   if (!l || !out)
     return mp_seterr(MP_EINVAL, "mp_listener_accept: NULL argument");
+  if (mp__timeout_check(timeout))
+    return MP_EINVAL;
   pthread_mutex_lock(&l->mu);
   int rc;
   if (l->fd < 0) {
     rc = mp_seterr(MP_ECLOSED, "listener is closed");
     goto out;
   }
-  mp__deadline dl = mp__deadline_in(timeout);
+  mp__deadline dl;
+  mp__deadline_set(timeout, &dl);
   for (;;) {
     /* 1. Take every client waiting in the backlog.  When every slot is
      * taken, the oldest handshake makes room: a real client finishes its
@@ -433,7 +437,7 @@ mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
       pending *p = &l->pend[l->npend];
       p->fd = fd;
       p->peer = peer;
-      p->dl = mp__deadline_in(l->hs_timeout);
+      mp__deadline_set(l->hs_timeout, &p->dl);
       mp__hs_init(&p->hs, MP__HS_LISTENER, l->key, l->keylen, l->refuse_md5);
       l->npend++;
     }
@@ -647,10 +651,13 @@ mp_client(mp_conn **out, const char *address, const mp_client_opts *opts)
   static const mp_client_opts defaults;
   if (!opts)
     opts = &defaults;
-  if ((!opts->authkey && opts->authkey_len) || opts->timeout < 0)
+  if (!opts->authkey && opts->authkey_len)
     return mp_seterr(MP_EINVAL, "mp_client: bad options");
-  mp__deadline dl =
-      opts->timeout > 0 ? mp__deadline_in(opts->timeout) : MP__NO_DEADLINE;
+  if (mp__timeout_field_check(opts->timeout, "mp_client"))
+    return MP_EINVAL;
+  mp__deadline dl = MP__NO_DEADLINE; /* 0: the default, no limit */
+  if (opts->timeout > 0)
+    mp__deadline_set(opts->timeout, &dl);
   addr a;
   int rc = parse_address(address, 0, &a);
   if (rc)
@@ -704,11 +711,12 @@ conn_handshake(mp_conn *c, int role, const void *key, size_t keylen,
   /* The one place both locks are held: send_mu first, then recv_mu. */
   pthread_mutex_lock(&c->send_mu);
   pthread_mutex_lock(&c->recv_mu);
+  mp__deadline dl;
   if (c->hdr_have || c->have_len)
     rc = mp_seterr(MP_ESTATE, "a message is half received");
-  else
+  else if ((rc = mp__deadline_set(timeout, &dl)) == 0)
     rc = mp__hs_drive(atomic_load(&c->fd), role, key ? key : "", keylen, 0,
-                      mp__deadline_in(timeout));
+                      dl);
   pthread_mutex_unlock(&c->recv_mu);
   pthread_mutex_unlock(&c->send_mu);
   mp__conn_leave(c);

@@ -13,6 +13,8 @@ mp_wait(mp_waitable *items, size_t n, double timeout)
 {
   if ((!items && n) || n > MAX_ITEMS)
     return mp_seterr(MP_EINVAL, "mp_wait: bad item list");
+  if (mp__timeout_check(timeout))
+    return MP_EINVAL;
   /* A listener polls its socket and its handshakes in progress: reserve
    * room for as many as it has now (a set that grows meanwhile is cut to
    * its reservation, which only delays noticing the newest ones). */
@@ -102,7 +104,8 @@ mp_wait(mp_waitable *items, size_t n, double timeout)
       goto out;
     }
   }
-  mp__deadline dl = ready ? mp__deadline_in(0) : mp__deadline_in(timeout);
+  mp__deadline dl;
+  mp__deadline_set(ready ? 0 : timeout, &dl);
   for (;;) {
     int pr = poll(pf, (nfds_t)npf, mp__deadline_poll_ms(dl));
     if (pr < 0) {

@@ -26,16 +26,32 @@ void mp__log_set_process_name(const char *name);
 const char *mp__log_process_name(void);
 
 /* ---- time and deadlines --------------------------------------------------
- * Every blocking call takes `double timeout` seconds (0: do not block,
- * MP_FOREVER or any negative: no limit -- except where a doc says negative
- * counts as 0).  A deadline is a CLOCK_MONOTONIC instant in nanoseconds;
- * MP__NO_DEADLINE means forever. */
+ * The one timeout rule (a contract, errors.h/README): a `double timeout`
+ * argument is seconds; > 0 waits that long, <= 0 (any negative included)
+ * does not block, MP_FOREVER (+infinity) waits without limit, NaN is
+ * MP_EINVAL.  In an options struct a timeout field of 0 means the
+ * documented default; there a negative value is MP_EINVAL too.
+ * A deadline is a CLOCK_MONOTONIC instant in nanoseconds; MP__NO_DEADLINE
+ * means forever, 0 an instant long passed. */
 typedef int64_t mp__deadline;
 #define MP__NO_DEADLINE INT64_MAX
 
 int64_t mp__now_ns(void);
-/* Deadline `timeout` seconds from now (negative: no deadline). */
-mp__deadline mp__deadline_in(double timeout);
+/* The deadline of `timeout` by the rule above: 0, or MP_EINVAL for NaN
+ * (*d then set to 0, so a caller that goes on does not block). */
+int mp__deadline_set(double timeout, mp__deadline *d);
+/* MP_EINVAL (with a detail) for NaN, else 0: for calls that check the
+ * argument before they compute the deadline (their fast path reads no
+ * clock). */
+int mp__timeout_nan(void);
+static inline int
+mp__timeout_check(double timeout)
+{
+  return MP__UNLIKELY(timeout != timeout) ? mp__timeout_nan() : 0;
+}
+/* An options-struct timeout field: 0 (default), > 0 or MP_FOREVER; a
+ * negative or NaN field is MP_EINVAL naming `what`. */
+int mp__timeout_field_check(double timeout, const char *what);
 /* Milliseconds left for poll(2): -1 forever, 0 when passed; rounded up so a
  * poll never wakes before the deadline. */
 int mp__deadline_poll_ms(mp__deadline d);

@@ -11,12 +11,37 @@ mp__now_ns(void)
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-mp__deadline
-mp__deadline_in(double timeout)
+int
+mp__deadline_set(double timeout, mp__deadline *d)
 {
-  if (timeout < 0 || isnan(timeout) || timeout > 1e9) /* ~31 years: forever */
-    return MP__NO_DEADLINE;
-  return mp__now_ns() + (int64_t)(timeout * 1e9);
+  if (MP__LIKELY(timeout > 0)) {
+    if (timeout > 1e9) /* +inf (MP_FOREVER), or ~31 years: no limit */
+      *d = MP__NO_DEADLINE;
+    else
+      *d = mp__now_ns() + (int64_t)(timeout * 1e9);
+    return 0;
+  }
+  if (MP__UNLIKELY(isnan(timeout))) {
+    *d = 0;
+    return mp_seterr(MP_EINVAL, "timeout is NaN");
+  }
+  *d = 0; /* zero or negative: do not block (an instant long passed) */
+  return 0;
+}
+
+int
+mp__timeout_nan(void)
+{
+  return mp_seterr(MP_EINVAL, "timeout is NaN");
+}
+
+int
+mp__timeout_field_check(double timeout, const char *what)
+{
+  if (isnan(timeout) || timeout < 0)
+    return mp_seterr(MP_EINVAL, "%s: a timeout field is 0 (the default), > 0 "
+                     "seconds or MP_FOREVER, not %g", what, timeout);
+  return 0;
 }
 
 int

@@ -756,7 +756,9 @@ mp_process_join(mp_process *p, double timeout)
 {
   if (!p)
     return MP_EINVAL;
-  mp__deadline dl = mp__deadline_in(timeout);
+  mp__deadline dl;
+  if (mp__deadline_set(timeout, &dl))
+    return MP_EINVAL;
   pthread_mutex_lock(&p->lock);
   int rc = 0;
   if (p->closed)

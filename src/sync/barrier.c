@@ -68,6 +68,9 @@ mp_barrier_new(mp_barrier **out, int parties, const mp_barrier_opts *opts)
   *out = NULL;
   if (parties < 1 || parties > MAX_PARTIES)
     return mp_seterr(MP_EINVAL, "parties must be in 1..%d", MAX_PARTIES);
+  int rc = opts ? mp__timeout_field_check(opts->timeout, "mp_barrier_new") : 0;
+  if (rc)
+    return rc;
   mp__shref ref;
   int err = 0;
   struct sbarrier *s =
@@ -184,9 +187,10 @@ mp_barrier_wait(mp_barrier *b, double timeout)
   if (!b)
     return MP_EINVAL;
   struct sbarrier *s = b->s;
-  if (timeout == MP_FOREVER)
-    timeout = s->timeout > 0 ? s->timeout : MP_FOREVER;
-  mp__deadline dl = mp__sync_deadline(timeout);
+  mp__deadline dl;
+  int rc0 = mp__deadline_set(timeout, &dl);
+  if (rc0)
+    return rc0;
   lock_barrier(s);
   /* a previous round still draining, or a reset in progress */
   while (state(s) == DRAINING || state(s) == RESETTING)
@@ -274,6 +278,13 @@ mp_barrier_reset(mp_barrier *b)
   notify_all(s);
   mp__slock_release(&s->lk);
   return 0;
+}
+
+double
+mp_barrier_timeout(const mp_barrier *b)
+{
+  double t = b ? b->s->timeout : 0;
+  return t > 0 ? t : MP_FOREVER; /* (another process may have written NaN) */
 }
 
 int

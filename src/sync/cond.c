@@ -137,7 +137,9 @@ mp_cond_wait(mp_cond *c, double timeout)
 {
   if (!c)
     return MP_EINVAL;
-  return cond_wait(c, mp__sync_deadline(timeout));
+  mp__deadline dl;
+  int rc = mp__deadline_set(timeout, &dl);
+  return rc ? rc : cond_wait(c, dl);
 }
 
 int
@@ -147,7 +149,10 @@ mp_cond_wait_for(mp_cond *c, int (*pred)(void *), void *arg, double timeout)
     return MP_EINVAL;
   if (!mp__slock_is_mine(c->lock->s))
     return mp_seterr(MP_ENOTOWNER, "cannot wait on un-acquired lock");
-  mp__deadline dl = mp__sync_deadline(timeout);
+  mp__deadline dl;
+  int rc = mp__deadline_set(timeout, &dl);
+  if (rc)
+    return rc;
   int dead = 0;
   for (;;) {
     if (pred(arg))

@@ -90,8 +90,11 @@ mp_event_wait(mp_event *e, double timeout)
   if (!e)
     return MP_EINVAL;
   if (atomic_load_explicit(&e->s->word, memory_order_acquire) == 1)
-    return 0;
-  mp__deadline dl = mp__sync_deadline(timeout);
+    return mp__timeout_check(timeout);
+  mp__deadline dl;
+  int rc = mp__deadline_set(timeout, &dl);
+  if (rc)
+    return rc;
   for (;;) {
     uint32_t v = atomic_load_explicit(&e->s->word, memory_order_acquire);
     if (v == 1)

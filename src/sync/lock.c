@@ -10,16 +10,6 @@
 #define SLICE_MIN_NS 10000000LL  /* first liveness check after 10 ms */
 #define SLICE_MAX_NS 200000000LL /* then at most every 200 ms */
 
-mp__deadline
-mp__sync_deadline(double timeout)
-{
-  if (timeout == MP_FOREVER || (isinf(timeout) && timeout > 0))
-    return MP__NO_DEADLINE;
-  if (!(timeout > 0)) /* negative, zero, NaN: do not block (0 has passed) */
-    return 0;
-  return mp__deadline_in(timeout);
-}
-
 /* pid << 40 | start time, cached per process (recomputed when the pid
  * changes, i.e. after fork). */
 static _Atomic uint64_t g_oinfo;
@@ -255,7 +245,11 @@ mp_lock_acquire(mp_lock *l, double timeout)
 {
   if (MP__UNLIKELY(!l))
     return MP_EINVAL;
+  int rc = mp__timeout_check(timeout);
+  if (rc)
+    return rc;
   struct mp__slock *s = l->s;
+  mp__deadline dl;
   if (l->h.kind == MP__K_RLOCK) {
     uint32_t z = 0, me = mp__getpid();
     if (MP__LIKELY(atomic_compare_exchange_strong_explicit(
@@ -270,7 +264,8 @@ mp_lock_acquire(mp_lock *l, double timeout)
       s->count++;
       return 0;
     }
-    int rc = mp__slock_acquire(s, mp__sync_deadline(timeout));
+    mp__deadline_set(timeout, &dl);
+    rc = mp__slock_acquire(s, dl);
     if (rc == 0 || rc == MP_EOWNERDEAD)
       s->count = 1;
     return rc;
@@ -282,7 +277,8 @@ mp_lock_acquire(mp_lock *l, double timeout)
     took(s, me);
     return 0;
   }
-  return mp__slock_acquire(s, mp__sync_deadline(timeout));
+  mp__deadline_set(timeout, &dl);
+  return mp__slock_acquire(s, dl);
 }
 
 int

@@ -70,6 +70,9 @@ mp_sem_acquire(mp_sem *m, double timeout)
 {
   if (!m)
     return MP_EINVAL;
+  int rc0 = mp__timeout_check(timeout);
+  if (rc0)
+    return rc0;
   struct ssem *s = m->s;
   mp__deadline dl = 0;
   int have_dl = 0;
@@ -81,7 +84,7 @@ mp_sem_acquire(mp_sem *m, double timeout)
                                                 memory_order_relaxed))
         return 0;
     if (!have_dl) {
-      dl = mp__sync_deadline(timeout);
+      mp__deadline_set(timeout, &dl);
       have_dl = 1;
     }
     if (dl != MP__NO_DEADLINE && mp__now_ns() >= dl)

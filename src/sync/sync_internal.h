@@ -24,10 +24,6 @@ struct mp__slock {
   uint32_t kind;          /* 0 Lock, 1 RLock */
 };
 
-/* Deadline for the sync convention: MP_FOREVER (or +inf) waits forever, any
- * other negative counts as 0. */
-mp__deadline mp__sync_deadline(double timeout);
-
 /* 0, MP_ETIMEDOUT or MP_EOWNERDEAD (acquired). Non-recursive. */
 int mp__slock_acquire(struct mp__slock *l, mp__deadline deadline);
 /* Release whoever holds it: 0 or MP_ESTATE when free. */

@@ -13,6 +13,8 @@
 #include "core/fd.h"
 #include "testutil.h"
 
+#include <math.h>
+
 static void
 test_pipe_is_cloexec_and_off_stdio(void **state)
 {
@@ -121,21 +123,30 @@ test_write_to_closed_reader_is_epipe(void **state)
   mp__close(s[1]);
 }
 
+/* A deadline by the one timeout rule (the argument is known valid). */
+static mp__deadline
+dl_in(double timeout)
+{
+  mp__deadline d;
+  assert_int_equal(mp__deadline_set(timeout, &d), 0);
+  return d;
+}
+
 static void
 test_poll_deadline(void **state)
 {
   int p[2];
   MP_ASSERT_OK(mp__pipe(p));
   int64_t t0 = mp__now_ns();
-  MP_ASSERT_ERR(mp__poll_fd(p[0], POLLIN, mp__deadline_in(0.05)),
+  MP_ASSERT_ERR(mp__poll_fd(p[0], POLLIN, dl_in(0.05)),
                 MP_ETIMEDOUT);
   assert_true(mp__now_ns() - t0 >= 50000000); /* never wakes early */
-  MP_ASSERT_ERR(mp__poll_fd(p[0], POLLIN, mp__deadline_in(0)), MP_ETIMEDOUT);
+  MP_ASSERT_ERR(mp__poll_fd(p[0], POLLIN, dl_in(0)), MP_ETIMEDOUT);
   MP_ASSERT_OK(mp__write_all(p[1], "x", 1));
-  assert_true(mp__poll_fd(p[0], POLLIN, mp__deadline_in(0)) & POLLIN);
+  assert_true(mp__poll_fd(p[0], POLLIN, dl_in(0)) & POLLIN);
   mp__close(p[1]);
   mp__close(p[0]);
-  MP_ASSERT_ERR(mp__poll_fd(p[0], POLLIN, mp__deadline_in(0)), MP_EBADF);
+  MP_ASSERT_ERR(mp__poll_fd(p[0], POLLIN, dl_in(0)), MP_EBADF);
 }
 
 static void
@@ -185,18 +196,37 @@ test_pass_fds(void **state)
 static void
 test_deadlines(void **state)
 {
-  assert_int_equal(mp__deadline_in(MP_FOREVER), MP__NO_DEADLINE);
+  assert_int_equal(dl_in(MP_FOREVER), MP__NO_DEADLINE);
   assert_int_equal(mp__deadline_poll_ms(MP__NO_DEADLINE), -1);
-  assert_int_equal(mp__deadline_poll_ms(mp__deadline_in(0)), 0);
-  int ms = mp__deadline_poll_ms(mp__deadline_in(1.0005));
+  assert_int_equal(mp__deadline_poll_ms(dl_in(0)), 0);
+  int ms = mp__deadline_poll_ms(dl_in(1.0005));
   assert_true(ms >= 1000 && ms <= 1001);
   struct timespec ts;
   int forever;
   MP_ASSERT_OK(mp__deadline_timespec(MP__NO_DEADLINE, &ts, &forever));
   assert_true(forever);
-  MP_ASSERT_ERR(mp__deadline_timespec(mp__deadline_in(0), &ts, &forever),
+  MP_ASSERT_ERR(mp__deadline_timespec(dl_in(0), &ts, &forever),
                 MP_ETIMEDOUT);
-  assert_false(mp__deadline_passed(mp__deadline_in(10)));
+  assert_false(mp__deadline_passed(dl_in(10)));
+
+  /* the one rule: <= 0 (negative included) does not block, +inf and huge
+   * values have no limit, NaN is MP_EINVAL */
+  mp__deadline d = 123;
+  assert_true(MP_FOREVER > 0 && isinf(MP_FOREVER));
+  assert_int_equal(dl_in(MP_FOREVER), MP__NO_DEADLINE);
+  assert_int_equal(dl_in(1e12), MP__NO_DEADLINE);
+  assert_true(mp__deadline_passed(dl_in(-1.0)));
+  assert_true(mp__deadline_passed(dl_in(-HUGE_VAL)));
+  assert_true(mp__deadline_passed(dl_in(0.0)));
+  assert_int_equal(mp__deadline_poll_ms(dl_in(-5)), 0);
+  MP_ASSERT_ERR(mp__deadline_set(NAN, &d), MP_EINVAL);
+  assert_true(mp__deadline_passed(d)); /* a caller going on does not block */
+  MP_ASSERT_ERR(mp__timeout_check(NAN), MP_EINVAL);
+  MP_ASSERT_OK(mp__timeout_check(-1));
+  MP_ASSERT_OK(mp__timeout_field_check(0, "t"));
+  MP_ASSERT_OK(mp__timeout_field_check(MP_FOREVER, "t"));
+  MP_ASSERT_ERR(mp__timeout_field_check(-1, "t"), MP_EINVAL);
+  MP_ASSERT_ERR(mp__timeout_field_check(NAN, "t"), MP_EINVAL);
 }
 
 static const struct CMUnitTest tests[] = {

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -602,10 +603,17 @@ test_barrier_break_abort_reset(void **state)
   assert_int_equal(mp_barrier_broken(b), 0);
   mp_barrier_free(b);
 
-  /* the default timeout of the barrier applies to wait(MP_FOREVER) */
+  /* the default timeout is passed explicitly (Python's wait()) */
   MP_ASSERT_OK(mp_barrier_new(&b, 2, &(mp_barrier_opts){.timeout = 0.03}));
-  MP_ASSERT_ERR(mp_barrier_wait(b, MP_FOREVER), MP_EBROKEN);
+  assert_true(mp_barrier_timeout(b) == 0.03);
+  MP_ASSERT_ERR(mp_barrier_wait(b, mp_barrier_timeout(b)), MP_EBROKEN);
   mp_barrier_free(b);
+  MP_ASSERT_OK(mp_barrier_new(&b, 1, NULL));
+  assert_true(mp_barrier_timeout(b) == MP_FOREVER);
+  assert_true(mp_barrier_timeout(NULL) == MP_FOREVER);
+  mp_barrier_free(b);
+  MP_ASSERT_ERR(mp_barrier_new(&b, 2, &(mp_barrier_opts){.timeout = -1}), MP_EINVAL);
+  MP_ASSERT_ERR(mp_barrier_new(&b, 2, &(mp_barrier_opts){.timeout = NAN}), MP_EINVAL);
 
   /* a failing action: its code for the last arrival, MP_EBROKEN others */
   MP_ASSERT_OK(mp_barrier_new(&b, 2,
