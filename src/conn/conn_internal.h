@@ -66,6 +66,13 @@ typedef struct mp__fdbatch {
   int fds[];
 } mp__fdbatch;
 
+/* The frame header: a big-endian int32 length, or this escape and then a
+ * big-endian uint64 for messages above 0x7FFFFFFF bytes. */
+#define MP__HDR_ESCAPE 0xFFFFFFFFu
+/* Payload buffers are reserved up front only up to this size; beyond it they
+ * grow as bytes arrive, so a length field alone never reserves memory. */
+#define MP__PREALLOC_MAX ((uint64_t)64 << 20)
+
 /* Register a call (0) or MP_ECLOSED. */
 int mp__conn_enter(mp_conn *c);
 void mp__conn_leave(mp_conn *c);
@@ -85,6 +92,9 @@ int mp__conn_pending(mp_conn *c);
 /* 1 if read-ahead holds bytes of the stream (the object cannot be sent
  * away without losing them). */
 int mp__conn_has_buffered(mp_conn *c);
+
+/* Close the descriptors that came with the message being received. */
+void mp__conn_drop_fds(mp_conn *c);
 
 /* Build a connection around fd (taken on success). */
 int mp__conn_wrap(mp_conn **out, int fd, int readable, int writable);

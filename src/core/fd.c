@@ -120,13 +120,42 @@ mp__write_all(int fd, const void *buf, size_t len)
 }
 
 int
+mp__io_retry(int fd, short events, mp__deadline deadline)
+{
+  int err = errno;
+  if (err == EINTR)
+    return 0;
+  if (err == EAGAIN || err == EWOULDBLOCK) {
+    /* a nonblocking fd: wait for it rather than fail */
+    int r = mp__poll_fd(fd, events, deadline);
+    return r < 0 ? r : 0;
+  }
+  return err ? -err : MP_EINVAL;
+}
+
+void
+mp__iov_advance(struct iovec **iov, int *iovcnt, size_t n)
+{
+  struct iovec *v = *iov;
+  int cnt = *iovcnt;
+  while (cnt > 0 && n >= v->iov_len) {
+    n -= v->iov_len;
+    v++;
+    cnt--;
+  }
+  if (cnt > 0) {
+    v->iov_base = (char *)v->iov_base + n;
+    v->iov_len -= n;
+  }
+  *iov = v;
+  *iovcnt = cnt;
+}
+
+int
 mp__writev_all(int fd, struct iovec *iov, int iovcnt)
 {
   int sock = -1; /* decided on first use: sockets get MSG_NOSIGNAL */
-  while (iovcnt > 0 && iov[0].iov_len == 0) {
-    iov++;
-    iovcnt--;
-  }
+  mp__iov_advance(&iov, &iovcnt, 0);
   while (iovcnt > 0) {
     ssize_t n;
     if (sock < 0)
@@ -138,27 +167,12 @@ mp__writev_all(int fd, struct iovec *iov, int iovcnt)
       n = writev(fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
     }
     if (n < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        /* a nonblocking fd: wait for room rather than fail */
-        int r = mp__poll_fd(fd, POLLOUT, MP__NO_DEADLINE);
-        if (r < 0)
-          return r;
-        continue;
-      }
-      return -errno;
+      int r = mp__io_retry(fd, POLLOUT, MP__NO_DEADLINE);
+      if (r)
+        return r;
+      continue;
     }
-    size_t done = (size_t)n;
-    while (iovcnt > 0 && done >= iov[0].iov_len) {
-      done -= iov[0].iov_len;
-      iov++;
-      iovcnt--;
-    }
-    if (iovcnt > 0) {
-      iov[0].iov_base = (char *)iov[0].iov_base + done;
-      iov[0].iov_len -= done;
-    }
+    mp__iov_advance(&iov, &iovcnt, (size_t)n);
   }
   return 0;
 }
@@ -170,20 +184,12 @@ mp__read_full(int fd, void *buf, size_t len, size_t *got)
   while (off < len) {
     ssize_t n = read(fd, (char *)buf + off, len - off);
     if (n < 0) {
-      if (errno == EINTR)
+      int r = mp__io_retry(fd, POLLIN, MP__NO_DEADLINE);
+      if (r == 0)
         continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        int r = mp__poll_fd(fd, POLLIN, MP__NO_DEADLINE);
-        if (r < 0) {
-          if (got)
-            *got = off;
-          return r;
-        }
-        continue;
-      }
       if (got)
         *got = off;
-      return -errno;
+      return r;
     }
     if (n == 0) {
       if (got)
@@ -244,17 +250,11 @@ mp__send_fds(int sock, const void *buf, size_t len, const int *fds,
   c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
   memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
   ssize_t n;
-  do {
-    n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-    int r = mp__poll_fd(sock, POLLOUT, MP__NO_DEADLINE);
-    if (r < 0)
+  while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0) {
+    int r = mp__io_retry(sock, POLLOUT, MP__NO_DEADLINE);
+    if (r)
       return r;
-    return mp__send_fds(sock, buf, len, fds, nfds);
   }
-  if (n < 0)
-    return -errno;
   /* The descriptors went with the first byte; the rest is plain data. */
   if ((size_t)n < len)
     return mp__write_all(sock, (const char *)buf + n, len - (size_t)n);
@@ -276,19 +276,10 @@ mp__recv_fds(int sock, void *buf, size_t len, size_t *got, int *fds,
   ssize_t n;
   *nfds = 0;
   *got = 0;
-  for (;;) {
-    n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
-    if (n >= 0)
-      break;
-    if (errno == EINTR)
-      continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      int r = mp__poll_fd(sock, POLLIN, MP__NO_DEADLINE);
-      if (r < 0)
-        return r;
-      continue;
-    }
-    return -errno;
+  while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0) {
+    int r = mp__io_retry(sock, POLLIN, MP__NO_DEADLINE);
+    if (r)
+      return r;
   }
   size_t count = 0;
   int overflow = (mh.msg_flags & MSG_CTRUNC) != 0;

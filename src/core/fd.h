@@ -42,6 +42,18 @@ int mp__writev_all(int fd, struct iovec *iov, int iovcnt);
  * be NULL) tells how many bytes did arrive (0: EOF at a clean boundary). */
 int mp__read_full(int fd, void *buf, size_t len, size_t *got);
 
+/* The one retry rule after a read/write/send/recv on `fd` returned < 0:
+ * EINTR retries at once; EAGAIN/EWOULDBLOCK waits (poll) for `events`
+ * until the deadline and then retries.  Returns 0 to retry, else the code to
+ * return (MP_ETIMEDOUT, a poll error, or -errno of the failed call).
+ *     while ((n = read(fd, p, len)) < 0)
+ *       if ((rc = mp__io_retry(fd, POLLIN, dl)) != 0)
+ *         return rc;                                                    */
+int mp__io_retry(int fd, short events, mp__deadline deadline);
+/* Step an iovec array past `n` bytes just transferred (zero-length entries
+ * at the front are skipped too). */
+void mp__iov_advance(struct iovec **iov, int *iovcnt, size_t n);
+
 /* Wait until `fd` has one of `events` (POLLIN, POLLOUT...) or the deadline
  * passes.  Returns the revents (> 0; POLLHUP/POLLERR count as ready),
  * MP_ETIMEDOUT, or -errno. */
