@@ -78,12 +78,14 @@ def random_values(rng):
              0xFFFFFFFFFFFFFFFF, 0x7FF8000000000001]
     # "-1234e-56": a sign, p random digits, an exponent in [-340, 310]
     texts = []
+    getrandbits = rng.getrandbits
+    lows = [10 ** (p - 1) for p in range(1, 18)]
     for _ in range(N_DECIMAL):
-        p = rng.randrange(17) + 1
-        lo = 10 ** (p - 1)
-        texts.append("%s%de%d" % ("-" if rng.getrandbits(1) else "",
-                                  lo + rng.getrandbits(60) % (9 * lo),
-                                  rng.randrange(651) - 340))
+        r = getrandbits(64)
+        lo = lows[r % 17]
+        texts.append("%s%de%d" % ("-" if r & 1 << 63 else "",
+                                  lo + getrandbits(64) % (9 * lo),
+                                  (r >> 8) % 651 - 340))
     xs = [float(t) for t in texts]
     pats += struct.unpack("<%dQ" % len(xs), struct.pack("<%dd" % len(xs), *xs))
     return pats
