@@ -230,7 +230,7 @@ int mp__equal(const mp_obj *a, const mp_obj *b, int ident, int depth);
 /* ---- repr (repr.c) -------------------------------------------------------- */
 int mp__repr(const mp_obj *o, mp__buf *b, int depth, int max_depth,
              const mp_obj **path);
-int mp__float_repr(double v, char *out); /* out >= 32 bytes; returns length */
+int mp__float_repr(double v, char *out); /* float_repr.c; out >= 32 bytes, returns length */
 
 /* ---- compat_names.c (generated): Python 2 names of protocol 0-2 pickles,
  * mapped in place to their Python 3 names (CPython's fix_imports) */
