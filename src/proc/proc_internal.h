@@ -94,10 +94,13 @@ int mp__spawn_start(mp_process *p);
 /* The instructions of `p` (args pickled with their descriptors, the target
  * as a reference ...), encoded; then sent over `sock`, the child's boot
  * socket, with this process's pidfd (the child's parent sentinel). */
+#define MP__MAX_INHERIT 4
 typedef struct mp__boot_msg {
   mp__buf payload;
   int *argfds; /* owned by the handles in p's args */
   size_t nargfds;
+  int inhfds[MP__MAX_INHERIT]; /* owned: see mp__proc_inherit */
+  size_t ninh;
 } mp__boot_msg;
 int mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m);
 int mp__boot_send_msg(int sock, const mp__boot_msg *m);
@@ -110,6 +113,21 @@ void mp__boot_run(int sock, int forkserver_child) __attribute__((noreturn));
 int mp__boot_spawn_exe(int child_sock, pid_t *pid);
 /* Send the forkserver's instructions: control socket `ctl` and preloads. */
 int mp__boot_send_server(int sock, int ctl, char *const *preload, size_t n);
+/* Descriptors of a later layer that every process of the program holds
+ * (the resource tracker's pipe): fork children inherit them, spawn and
+ * forkserver children get them with their instructions.  At each such start
+ * `give` sets *fd to a new descriptor (the message owns it) or -1 when it
+ * has none now, and *word to a value of its own; it returns 0 or a code
+ * (failing the start).  In the child `take` receives its copy (owned) and
+ * the word before the args are rebuilt; it registers the hook again so that
+ * grandchildren get it too.  The hook travels as a data reference: the
+ * child needs no registration of its own.  Idempotent for the same hook;
+ * MP_ELIMIT past MP__MAX_INHERIT hooks. */
+typedef struct mp__inherit {
+  int (*give)(int *fd, uint64_t *word);
+  void (*take)(int fd, uint64_t word);
+} mp__inherit;
+int mp__proc_inherit(const mp__inherit *h);
 
 /* ---- funcref.c ---------------------------------------------------------- */
 int mp__funcref_encode(const void *addr, int exec, mp__buf *b);
