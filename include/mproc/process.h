@@ -59,6 +59,14 @@
  * handles are also checked (encoded once) so that an object that cannot
  * serve that kind of child fails mp_process_start with its error
  * (MP_ECONTEXT) instead of misbehaving later; see mp_spawning_context().
+ * As Python's start(), a started process drops its reference to the args
+ * once the child has its own copy: when mp_process_start returns (fork: the
+ * child has the memory; spawn, forkserver: the args' descriptors are on
+ * their way with its instructions), and for threading when the thread ends.
+ * So a handle whose other references were freed is released then: a
+ * Connection end passed in args and mp_conn_free'd by the caller is closed
+ * in the parent, and the child's copy is the only one left.  A start that
+ * fails keeps the args.
  *
  * Lifetime (as Python): when the program exits normally (exit(), return from
  * main), its daemon children are terminated and then every other child is
@@ -161,8 +169,9 @@ enum {
 
 typedef struct mp_process_opts {
   mp_target_fn target; /* NULL: a child that does nothing (exit code 0) */
-  /* A tuple; the process takes a new reference (NULL: empty tuple).
-   * MP_ETYPE if it is not a tuple. */
+  /* A tuple; the process takes a new reference (NULL: empty tuple) and
+   * drops it once the child has its own copy (see Args above).  MP_ETYPE if
+   * it is not a tuple. */
   mp_obj *args;
   /* NULL: "Process-N1:N2:...:Nk" (Nk-th child of its parent). Copied. */
   const char *name;

@@ -646,6 +646,13 @@ thread_main(void *arg)
     code = tls_exit_code;
   tls_exit_jmp = NULL;
   tls_current = NULL;
+  /* The args are no longer needed: drop them (and the descriptors their
+   * handles hold) before the thread is seen to end. */
+  pthread_mutex_lock(&p->lock);
+  mp_obj *args = p->args;
+  p->args = NULL;
+  pthread_mutex_unlock(&p->lock);
+  mp_obj_free(args);
   p->exitcode = code;
   atomic_store_explicit(&p->thread_done, 1, memory_order_release);
   int wfd = p->thread_wfd;
@@ -726,11 +733,21 @@ mp_process_start(mp_process *p)
     rc = thread_start(p);
     break;
   }
+  mp_obj *args = NULL;
   if (rc) {
     p->state = MP__S_INITIAL;
     atomic_store(&p->pid, 0);
+  } else if (method != MP__M_THREADING) {
+    /* As Python's start(): the child has its own copy of the args now (by
+     * fork, or in flight with its instructions: the kernel holds their
+     * descriptors), so this process's reference goes, and with it the
+     * descriptors their handles hold (a Connection end the caller freed is
+     * closed here).  A threading child drops them itself when it ends. */
+    args = p->args;
+    p->args = NULL;
   }
   pthread_mutex_unlock(&p->lock);
+  mp_obj_free(args);
   if (rc)
     reg_remove(p);
   if (rc == 0) {
