@@ -231,6 +231,8 @@ mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m)
     rc = mp__put_u32(&b, p->ctx ? (uint32_t)p->ctx->method : 0xffffffffu);
   if (!rc)
     rc = mp__put_u32(&b, (uint32_t)p->method);
+  if (!rc) /* the child's default method is ours (-1: not fixed) */
+    rc = mp__put_u32(&b, (uint32_t)mp__proc_default_method_now());
   if (!rc)
     rc = mp__put_u32(&b, (uint32_t)use_pdeathsig);
   if (!rc)
@@ -394,7 +396,8 @@ mp__boot_run(int sock, int forkserver_child)
 
   mp_process *self = mp__proc_alloc(MP__P_CURRENT);
   const uint8_t *s;
-  uint32_t n, parent_pid, level, ctxm, method, use_pdeathsig, has_target;
+  uint32_t n, parent_pid, level, ctxm, method, defmethod, use_pdeathsig,
+      has_target;
   char *parent_name = NULL;
   char err[1024] = "";
   if (!self)
@@ -410,9 +413,12 @@ mp__boot_run(int sock, int forkserver_child)
   memcpy(self->authkey, s, n);
   self->authkey_len = n;
   if (mp__get_u32(&p, end, &level) || mp__get_u32(&p, end, &ctxm) ||
-      mp__get_u32(&p, end, &method) || mp__get_u32(&p, end, &use_pdeathsig) ||
-      mp__get_u32(&p, end, &has_target) || method >= MP__M_COUNT)
+      mp__get_u32(&p, end, &method) || mp__get_u32(&p, end, &defmethod) ||
+      mp__get_u32(&p, end, &use_pdeathsig) ||
+      mp__get_u32(&p, end, &has_target) || method >= MP__M_COUNT ||
+      (defmethod >= MP__M_COUNT && defmethod != 0xffffffffu))
     boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+  mp__proc_set_default_method(defmethod < MP__M_COUNT ? (int)defmethod : -1);
   mp_log_set_level((int)level);
   mp__log_set_process_name(self->name);
   self->ctx = ctxm < MP__M_COUNT ? &mp__contexts[ctxm] : NULL;

@@ -82,6 +82,10 @@ void mp__proc_child_main(mp_process *self, pid_t parent_pid,
 void mp__proc_child_exit(int code) __attribute__((noreturn));
 /* Method of the default context (fixing it). */
 int mp__proc_default_method(void);
+/* The default method as it is (-1: not fixed), and setting it (a spawn or
+ * forkserver child takes its parent's, as a fork child inherits it). */
+int mp__proc_default_method_now(void);
+void mp__proc_set_default_method(int method);
 extern mp_context mp__contexts[MP__M_COUNT];
 /* Handle-type collection of a value (for children that rebuild handles). */
 int mp__proc_collect_handle_types(const mp_obj *o,

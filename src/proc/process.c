@@ -154,6 +154,23 @@ mp__proc_default_method(void)
   return m;
 }
 
+int
+mp__proc_default_method_now(void)
+{
+  pthread_mutex_lock(&method_lock);
+  int m = g_default_method;
+  pthread_mutex_unlock(&method_lock);
+  return m;
+}
+
+void
+mp__proc_set_default_method(int method)
+{
+  pthread_mutex_lock(&method_lock);
+  g_default_method = method >= 0 && method < MP__M_COUNT ? method : -1;
+  pthread_mutex_unlock(&method_lock);
+}
+
 const char *
 mp_context_method(const mp_context *ctx)
 {
@@ -1056,7 +1073,17 @@ mp_process_set_authkey(mp_process *p, const void *key, size_t len)
 mp_context *
 mp_process_context(mp_process *p)
 {
-  return p ? p->ctx : NULL;
+  if (!p)
+    return NULL;
+  pthread_mutex_lock(&p->lock);
+  mp_context *c = p->ctx;
+  /* Of the default context: once started, the context of the method that
+   * started it -- in the parent and in the child itself. */
+  if (!c && p->state != MP__S_INITIAL && p->kind != MP__P_PARENT &&
+      !(p->kind == MP__P_CURRENT && p->creator_pid == 0))
+    c = &mp__contexts[p->method];
+  pthread_mutex_unlock(&p->lock);
+  return c;
 }
 
 int
