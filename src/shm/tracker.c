@@ -251,8 +251,9 @@ start_tracker(void)
   if (mid == 0) {
     pid_t tp = fork();
     if (tp == 0) {
+      /* s[1] stays open until tracker_main has arranged its descriptors
+       * (it closes every other one): the starter waits for that. */
       close(s[0]);
-      close(s[1]);
       close(p[1]);
       tracker_main(p[0]);
     }
@@ -267,6 +268,12 @@ start_tracker(void)
   pid_t tp = -1;
   size_t got = 0;
   rc = mp__read_full(s[0], &tp, sizeof tp, &got);
+  if (!rc) {
+    /* End of file once the tracker holds only its pipe (at fd 3) and stdio,
+     * or died: mp_resource_tracker_pid() never names a half-made one. */
+    char c;
+    (void)mp__read_full(s[0], &c, 1, NULL);
+  }
   mp__close(s[0]);
   int st;
   while (waitpid(mid, &st, 0) < 0 && errno == EINTR)

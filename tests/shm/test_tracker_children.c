@@ -49,21 +49,26 @@ reap_all(unsigned timeout)
   alarm(0);
 }
 
-/* The tracker's command pipe (its fd 3, see tracker_main), copied here. */
+/* The tracker's command pipe (its fd 3 once mp_resource_tracker_pid names
+ * it, see tracker_main), copied here; -1 with `why` set if it cannot be. */
 static int
-tracker_read_end(pid_t tracker)
+tracker_read_end(pid_t tracker, char *why, size_t cap)
 {
-  char path[64], target[64] = "";
+  char path[64], target[256] = "";
   snprintf(path, sizeof path, "/proc/%d/fd/3", (int)tracker);
   ssize_t n = readlink(path, target, sizeof target - 1);
-  if (n <= 0 || strncmp(target, "pipe:", 5) != 0)
-    fail_msg("tracker %d has no pipe at fd 3 (%s)", (int)tracker, target);
+  if (n <= 0 || strncmp(target, "pipe:", 5) != 0) {
+    snprintf(why, cap, "tracker %d has no pipe at fd 3 (%s)", (int)tracker,
+             target);
+    return -1;
+  }
   int pidfd = (int)syscall(SYS_pidfd_open, tracker, 0);
-  assert_true(pidfd >= 0);
-  int fd = (int)syscall(SYS_pidfd_getfd, pidfd, 3, 0);
+  int fd = pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, 3, 0);
   if (fd < 0)
-    fail_msg("pidfd_getfd: %s", strerror(errno));
-  close(pidfd);
+    snprintf(why, cap, "pidfd_getfd of tracker %d: %s", (int)tracker,
+             strerror(errno));
+  if (pidfd >= 0)
+    close(pidfd);
   return fd;
 }
 
@@ -99,10 +104,20 @@ run_case(const char *method)
     else if (strncmp(line, "child ", 6) == 0)
       child = atoi(line + 6);
   }
-  assert_true(name[0] && tracker > 0 && child > 0);
-  char path[600];
+  char path[600], why[400] = "the helper did not report its segment, "
+                             "tracker and child";
   snprintf(path, sizeof path, "/dev/shm/%s", name);
-  int trd = tracker_read_end(tracker);
+  int trd = name[0] && tracker > 0 && child > 0
+                ? tracker_read_end(tracker, why, sizeof why)
+                : -1;
+  if (trd < 0) { /* end everything before failing: the next case reaps */
+    kill(pid, SIGKILL);
+    close(in[1]);
+    fclose(f);
+    reap_all(60);
+    close(err[0]);
+    fail_msg("%s: %s", method, why);
+  }
 
   kill(pid, SIGKILL);
   int st;
