@@ -23,6 +23,15 @@
  * reference, returns MP_ECLOSED.  The memory goes with the last reference,
  * which also closes the descriptor if nobody did.
  *
+ * In plain words: Python's conn.close() is mp_conn_close(), not
+ * mp_conn_free().  mp_conn_free() only drops your reference: the
+ * descriptor stays open while anything else holds one -- a handle value
+ * (mp_conn_obj) in a tuple you have not freed, a process object's args
+ * until the process has started (threading: until it ended).  A peer sees
+ * the end of the connection (MP_EEOF) once every copy of the descriptor is
+ * closed: in each process that has one (a child has its own), by
+ * mp_conn_close() or by the last reference going.
+ *
  * Threads.  Every function may be called from several threads on the same
  * connection: a send mutex keeps two senders from interleaving their
  * messages (better than Python, which may corrupt them), and a receive mutex
@@ -97,7 +106,9 @@ MP_EXTERN int mp_conn_new_fd(mp_conn **out, int fd, int readable,
 /* Another reference to `c` (returned; NULL passes through). */
 MP_EXTERN mp_conn *mp_conn_ref(mp_conn *c);
 /* Drop the caller's reference; the last one frees the connection (closing
- * its descriptor if it is still open).  NULL is ignored. */
+ * its descriptor if it is still open).  Not Python's close() (that is
+ * mp_conn_close): other references keep the descriptor open.  NULL is
+ * ignored. */
 MP_EXTERN void mp_conn_free(mp_conn *c);
 /* Python's close(): close the descriptor now, for every holder.  Returns 0;
  * MP_ECLOSED if it was already closed. */

@@ -59,6 +59,20 @@
  * handles are also checked (encoded once) so that an object that cannot
  * serve that kind of child fails mp_process_start with its error
  * (MP_ECONTEXT) instead of misbehaving later; see mp_spawning_context().
+ * As Python's start(), a started process drops its reference to the args
+ * once the child has its own copy: when mp_process_start returns (fork: the
+ * child has the memory; spawn, forkserver: the args' descriptors are on
+ * their way with its instructions), and for threading when the thread ends.
+ * So a handle whose other references were freed is released then: a
+ * Connection end passed in args and mp_conn_free'd by the caller is closed
+ * in the parent, and the child's copy is the only one left.  A start that
+ * fails keeps the args.
+ *
+ * A child knows how it was started: mp_process_context(mp_current_process())
+ * is the context of its start method, and its default start method
+ * (mp_get_start_method, the default context) is its parent's as it was at
+ * start -- so a child of the default context reports the method that
+ * started it, as Python's do.
  *
  * Lifetime (as Python): when the program exits normally (exit(), return from
  * main), its daemon children are terminated and then every other child is
@@ -127,7 +141,8 @@ MP_EXTERN const char *mp_context_method(const mp_context *ctx);
 MP_EXTERN int mp_set_start_method(const char *method, int force);
 
 /* The name of the default start method.  If none is fixed: NULL when
- * allow_none, else the platform default ("fork"), which becomes fixed. */
+ * allow_none, else the platform default ("fork"), which becomes fixed.  A
+ * child starts with its parent's (fixed or not), under every method. */
 MP_EXTERN const char *mp_get_start_method(int allow_none);
 
 /* The supported methods, the default first, NULL-terminated (static). */
@@ -161,8 +176,9 @@ enum {
 
 typedef struct mp_process_opts {
   mp_target_fn target; /* NULL: a child that does nothing (exit code 0) */
-  /* A tuple; the process takes a new reference (NULL: empty tuple).
-   * MP_ETYPE if it is not a tuple. */
+  /* A tuple; the process takes a new reference (NULL: empty tuple) and
+   * drops it once the child has its own copy (see Args above).  MP_ETYPE if
+   * it is not a tuple. */
   mp_obj *args;
   /* NULL: "Process-N1:N2:...:Nk" (Nk-th child of its parent). Copied. */
   const char *name;
@@ -251,8 +267,11 @@ MP_EXTERN int mp_process_authkey(mp_process *p, const uint8_t **key,
 MP_EXTERN int mp_process_set_authkey(mp_process *p, const void *key,
                                      size_t len);
 
-/* The context the process was made with (NULL if made with the default
- * context). */
+/* The context the process was made with; for a process made with the
+ * default context, NULL until it starts and then the context of the method
+ * that started it.  In a child, mp_process_context(mp_current_process()) is
+ * the context it was started with (never NULL); NULL for the main process
+ * and for mp_parent_process(). */
 MP_EXTERN mp_context *mp_process_context(mp_process *p);
 
 /* Python's repr, e.g. "<SpawnProcess name='Process-1' pid=42 parent=41

@@ -182,9 +182,14 @@ MP_EXTERN mp_shm *mp_shm_from_obj(const mp_obj *o);
  * A small process, started on the first registration, that removes named
  * resources the program created and did not remove, once every process of
  * the program has ended -- also when they were SIGKILLed.  It learns of the
- * end by EOF on a pipe whose write end every process of the program holds
- * (fork children inherit it; spawn and forkserver children that register
- * something start a tracker of their own).  It is not a child of the
+ * end by EOF on a pipe whose write end every process of the program holds:
+ * fork children inherit it and spawn and forkserver children are handed a
+ * copy with their instructions (as Python hands its tracker's descriptor to
+ * spawn children), so a segment the parent created stays while any child
+ * lives, also after the parent was killed.  That holds for children started
+ * after the tracker was (the program's first registration); a child started
+ * before that which registers something starts a tracker of its own, which
+ * watches it and its own children.  It is not a child of the
  * program (it is started through a double fork) and ignores SIGINT and
  * SIGTERM, so ^C on the program does not prevent the clean-up.
  *
@@ -202,7 +207,8 @@ MP_EXTERN int mp_resource_unregister(const char *type, const char *name);
  * other holder has closed too).  The next registration starts a new one.
  * For programs (and tests) that must not keep the pipe fd open. */
 MP_EXTERN void mp_resource_tracker_stop(void);
-/* The tracker's pid, or 0 if none was started by this process. */
+/* The tracker's pid, or 0 if this process has none (it started none and
+ * was started by no process that had one). */
 MP_EXTERN int mp_resource_tracker_pid(void);
 
 #ifdef __cplusplus

@@ -37,8 +37,10 @@
 #define BOOT_SERVER 2
 #define BOOT_ENV "__MPROC_BOOT"
 #define BOOT_FD 3
-#define MAX_BOOT_FDS 250
+#define MAX_BOOT_FDS 250 /* of the args */
 #define MAX_HANDLE_TYPES 64
+/* The parent's pidfd, the inherited descriptors, the args' descriptors. */
+#define MAX_MSG_FDS (1 + MP__MAX_INHERIT + MAX_BOOT_FDS)
 
 extern char **environ;
 
@@ -127,6 +129,55 @@ mp__boot_msg_release(mp__boot_msg *m)
   mp_free(m->argfds);
   m->argfds = NULL;
   m->nargfds = 0;
+  for (size_t i = 0; i < m->ninh; i++)
+    mp__close(m->inhfds[i]);
+  m->ninh = 0;
+}
+
+/* The hooks of mp__proc_inherit: set once each, never removed (lock-free,
+ * so a fork child needs nothing reset). */
+static _Atomic(const mp__inherit *) inherit_tab[MP__MAX_INHERIT];
+
+int
+mp__proc_inherit(const mp__inherit *h)
+{
+  for (int i = 0; i < MP__MAX_INHERIT; i++) {
+    const mp__inherit *cur = atomic_load(&inherit_tab[i]);
+    if (cur == h)
+      return 0;
+    if (!cur && atomic_compare_exchange_strong(&inherit_tab[i], &cur, h))
+      return 0;
+    if (cur == h) /* another thread registered it meanwhile */
+      return 0;
+  }
+  return mp_seterr(MP_ELIMIT, "too many inherited descriptors");
+}
+
+/* Ask each hook for its descriptor; encode (count, (hook, word)...). */
+static int
+encode_inherited(mp__buf *b, mp__boot_msg *m)
+{
+  const mp__inherit *hooks[MP__MAX_INHERIT];
+  uint64_t words[MP__MAX_INHERIT];
+  int rc = 0;
+  for (int i = 0; !rc && i < MP__MAX_INHERIT; i++) {
+    const mp__inherit *h = atomic_load(&inherit_tab[i]);
+    int fd = -1;
+    uint64_t word = 0;
+    if (h && (rc = h->give(&fd, &word)) == 0 && fd >= 0) {
+      hooks[m->ninh] = h;
+      words[m->ninh] = word;
+      m->inhfds[m->ninh++] = fd;
+    }
+  }
+  if (!rc)
+    rc = mp__put_u32(b, (uint32_t)m->ninh);
+  for (size_t i = 0; !rc && i < m->ninh; i++) {
+    rc = mp__funcref_encode(hooks[i], 0, b);
+    if (!rc)
+      rc = mp__put_u64(b, words[i]);
+  }
+  return rc;
 }
 
 /* Encode everything before any process exists, so that an arg or a target
@@ -141,6 +192,7 @@ mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m)
   int rc;
   m->argfds = NULL;
   m->nargfds = 0;
+  m->ninh = 0;
   m->payload = (mp__buf){0};
   const mp_handle_type *types[MAX_HANDLE_TYPES];
   size_t ntypes = 0;
@@ -179,6 +231,8 @@ mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m)
     rc = mp__put_u32(&b, p->ctx ? (uint32_t)p->ctx->method : 0xffffffffu);
   if (!rc)
     rc = mp__put_u32(&b, (uint32_t)p->method);
+  if (!rc) /* the child's default method is ours (-1: not fixed) */
+    rc = mp__put_u32(&b, (uint32_t)mp__proc_default_method_now());
   if (!rc)
     rc = mp__put_u32(&b, (uint32_t)use_pdeathsig);
   if (!rc)
@@ -190,12 +244,15 @@ mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m)
   for (size_t i = 0; !rc && i < ntypes; i++)
     rc = mp__funcref_encode(types[i], 0, &b);
   if (!rc)
+    rc = encode_inherited(&b, m);
+  if (!rc)
     rc = mp__put_blob(&b, pickle, plen);
 out:
   mp_free(pickle);
   if (rc) {
     mp__buf_release(&b);
     mp_free(argfds);
+    mp__boot_msg_release(m);
     return rc;
   }
   m->payload = b;
@@ -207,13 +264,16 @@ out:
 int
 mp__boot_send_msg(int sock, const mp__boot_msg *m)
 {
-  int fds[MAX_BOOT_FDS + 1];
+  int fds[MAX_MSG_FDS];
   fds[0] = mp__proc_self_pidfd();
   if (fds[0] < 0)
     return fds[0];
+  for (size_t i = 0; i < m->ninh; i++)
+    fds[1 + i] = m->inhfds[i];
   for (size_t i = 0; i < m->nargfds; i++)
-    fds[i + 1] = m->argfds[i];
-  int rc = send_boot(sock, BOOT_PROCESS, &m->payload, fds, m->nargfds + 1);
+    fds[1 + m->ninh + i] = m->argfds[i];
+  int rc = send_boot(sock, BOOT_PROCESS, &m->payload, fds,
+                     1 + m->ninh + m->nargfds);
   mp__close(fds[0]);
   return rc;
 }
@@ -294,10 +354,9 @@ mp__boot_run(int sock, int forkserver_child)
 {
   pid_t ppid_at_start = getppid();
   uint32_t hdr[4];
-  int fds[MAX_BOOT_FDS + 1];
+  int fds[MAX_MSG_FDS];
   size_t got = 0, nfds = 0;
-  int rc = mp__recv_fds(sock, hdr, sizeof hdr, &got, fds, MAX_BOOT_FDS + 1,
-                        &nfds);
+  int rc = mp__recv_fds(sock, hdr, sizeof hdr, &got, fds, MAX_MSG_FDS, &nfds);
   if (!rc && got == 0)
     boot_fail(MP_EXIT_BOOTFAIL, "the parent closed the connection");
   if (!rc && got < sizeof hdr)
@@ -337,7 +396,8 @@ mp__boot_run(int sock, int forkserver_child)
 
   mp_process *self = mp__proc_alloc(MP__P_CURRENT);
   const uint8_t *s;
-  uint32_t n, parent_pid, level, ctxm, method, use_pdeathsig, has_target;
+  uint32_t n, parent_pid, level, ctxm, method, defmethod, use_pdeathsig,
+      has_target;
   char *parent_name = NULL;
   char err[1024] = "";
   if (!self)
@@ -353,9 +413,12 @@ mp__boot_run(int sock, int forkserver_child)
   memcpy(self->authkey, s, n);
   self->authkey_len = n;
   if (mp__get_u32(&p, end, &level) || mp__get_u32(&p, end, &ctxm) ||
-      mp__get_u32(&p, end, &method) || mp__get_u32(&p, end, &use_pdeathsig) ||
-      mp__get_u32(&p, end, &has_target) || method >= MP__M_COUNT)
+      mp__get_u32(&p, end, &method) || mp__get_u32(&p, end, &defmethod) ||
+      mp__get_u32(&p, end, &use_pdeathsig) ||
+      mp__get_u32(&p, end, &has_target) || method >= MP__M_COUNT ||
+      (defmethod >= MP__M_COUNT && defmethod != 0xffffffffu))
     boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+  mp__proc_set_default_method(defmethod < MP__M_COUNT ? (int)defmethod : -1);
   mp_log_set_level((int)level);
   mp__log_set_process_name(self->name);
   self->ctx = ctxm < MP__M_COUNT ? &mp__contexts[ctxm] : NULL;
@@ -379,9 +442,25 @@ mp__boot_run(int sock, int forkserver_child)
     /* The same type may already be registered by a constructor. */
     mp_handle_register((const mp_handle_type *)t);
   }
+  uint32_t ninh;
+  if (mp__get_u32(&p, end, &ninh) || ninh > MP__MAX_INHERIT ||
+      ninh > nfds - 1)
+    boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+  for (uint32_t i = 0; i < ninh; i++) {
+    void *h;
+    uint64_t word;
+    rc = mp__funcref_decode(&p, end, &h, err, sizeof err);
+    if (rc)
+      boot_fail(MP_EXIT_BADREF, "an inherited descriptor of %s: %s",
+                self->name, err);
+    if (mp__get_u64(&p, end, &word))
+      boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+    ((const mp__inherit *)h)->take(fds[1 + i], word);
+  }
   if (mp__get_blob(&p, end, &s, &n))
     boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
-  rc = mp_pickle_loads_fds(s, n, NULL, fds + 1, nfds - 1, &self->args);
+  rc = mp_pickle_loads_fds(s, n, NULL, fds + 1 + ninh, nfds - 1 - ninh,
+                           &self->args);
   if (rc)
     boot_fail(MP_EXIT_BOOTFAIL, "rebuilding the args of %s: %s (%s)",
               self->name, mp_strerror(rc), mp_errdetail());

@@ -82,6 +82,10 @@ void mp__proc_child_main(mp_process *self, pid_t parent_pid,
 void mp__proc_child_exit(int code) __attribute__((noreturn));
 /* Method of the default context (fixing it). */
 int mp__proc_default_method(void);
+/* The default method as it is (-1: not fixed), and setting it (a spawn or
+ * forkserver child takes its parent's, as a fork child inherits it). */
+int mp__proc_default_method_now(void);
+void mp__proc_set_default_method(int method);
 extern mp_context mp__contexts[MP__M_COUNT];
 /* Handle-type collection of a value (for children that rebuild handles). */
 int mp__proc_collect_handle_types(const mp_obj *o,
@@ -94,10 +98,13 @@ int mp__spawn_start(mp_process *p);
 /* The instructions of `p` (args pickled with their descriptors, the target
  * as a reference ...), encoded; then sent over `sock`, the child's boot
  * socket, with this process's pidfd (the child's parent sentinel). */
+#define MP__MAX_INHERIT 4
 typedef struct mp__boot_msg {
   mp__buf payload;
   int *argfds; /* owned by the handles in p's args */
   size_t nargfds;
+  int inhfds[MP__MAX_INHERIT]; /* owned: see mp__proc_inherit */
+  size_t ninh;
 } mp__boot_msg;
 int mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m);
 int mp__boot_send_msg(int sock, const mp__boot_msg *m);
@@ -110,6 +117,21 @@ void mp__boot_run(int sock, int forkserver_child) __attribute__((noreturn));
 int mp__boot_spawn_exe(int child_sock, pid_t *pid);
 /* Send the forkserver's instructions: control socket `ctl` and preloads. */
 int mp__boot_send_server(int sock, int ctl, char *const *preload, size_t n);
+/* Descriptors of a later layer that every process of the program holds
+ * (the resource tracker's pipe): fork children inherit them, spawn and
+ * forkserver children get them with their instructions.  At each such start
+ * `give` sets *fd to a new descriptor (the message owns it) or -1 when it
+ * has none now, and *word to a value of its own; it returns 0 or a code
+ * (failing the start).  In the child `take` receives its copy (owned) and
+ * the word before the args are rebuilt; it registers the hook again so that
+ * grandchildren get it too.  The hook travels as a data reference: the
+ * child needs no registration of its own.  Idempotent for the same hook;
+ * MP_ELIMIT past MP__MAX_INHERIT hooks. */
+typedef struct mp__inherit {
+  int (*give)(int *fd, uint64_t *word);
+  void (*take)(int fd, uint64_t word);
+} mp__inherit;
+int mp__proc_inherit(const mp__inherit *h);
 
 /* ---- funcref.c ---------------------------------------------------------- */
 int mp__funcref_encode(const void *addr, int exec, mp__buf *b);

@@ -154,6 +154,23 @@ mp__proc_default_method(void)
   return m;
 }
 
+int
+mp__proc_default_method_now(void)
+{
+  pthread_mutex_lock(&method_lock);
+  int m = g_default_method;
+  pthread_mutex_unlock(&method_lock);
+  return m;
+}
+
+void
+mp__proc_set_default_method(int method)
+{
+  pthread_mutex_lock(&method_lock);
+  g_default_method = method >= 0 && method < MP__M_COUNT ? method : -1;
+  pthread_mutex_unlock(&method_lock);
+}
+
 const char *
 mp_context_method(const mp_context *ctx)
 {
@@ -646,6 +663,13 @@ thread_main(void *arg)
     code = tls_exit_code;
   tls_exit_jmp = NULL;
   tls_current = NULL;
+  /* The args are no longer needed: drop them (and the descriptors their
+   * handles hold) before the thread is seen to end. */
+  pthread_mutex_lock(&p->lock);
+  mp_obj *args = p->args;
+  p->args = NULL;
+  pthread_mutex_unlock(&p->lock);
+  mp_obj_free(args);
   p->exitcode = code;
   atomic_store_explicit(&p->thread_done, 1, memory_order_release);
   int wfd = p->thread_wfd;
@@ -726,11 +750,21 @@ mp_process_start(mp_process *p)
     rc = thread_start(p);
     break;
   }
+  mp_obj *args = NULL;
   if (rc) {
     p->state = MP__S_INITIAL;
     atomic_store(&p->pid, 0);
+  } else if (method != MP__M_THREADING) {
+    /* As Python's start(): the child has its own copy of the args now (by
+     * fork, or in flight with its instructions: the kernel holds their
+     * descriptors), so this process's reference goes, and with it the
+     * descriptors their handles hold (a Connection end the caller freed is
+     * closed here).  A threading child drops them itself when it ends. */
+    args = p->args;
+    p->args = NULL;
   }
   pthread_mutex_unlock(&p->lock);
+  mp_obj_free(args);
   if (rc)
     reg_remove(p);
   if (rc == 0) {
@@ -1041,7 +1075,17 @@ mp_process_set_authkey(mp_process *p, const void *key, size_t len)
 mp_context *
 mp_process_context(mp_process *p)
 {
-  return p ? p->ctx : NULL;
+  if (!p)
+    return NULL;
+  pthread_mutex_lock(&p->lock);
+  mp_context *c = p->ctx;
+  /* Of the default context: once started, the context of the method that
+   * started it -- in the parent and in the child itself. */
+  if (!c && p->state != MP__S_INITIAL && p->kind != MP__P_PARENT &&
+      !(p->kind == MP__P_CURRENT && p->creator_pid == 0))
+    c = &mp__contexts[p->method];
+  pthread_mutex_unlock(&p->lock);
+  return c;
 }
 
 int

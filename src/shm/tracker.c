@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "core/fd.h"
+#include "proc/proc_internal.h"
 #include "shm/shm_internal.h"
 
 #define MAX_NAME 1024 /* a whole line stays below PIPE_BUF */
@@ -185,6 +186,47 @@ tracker_main(int rfd)
 
 /* ---- the program side --------------------------------------------------- */
 
+/* Every process of the program holds the write end: fork children inherit
+ * it, spawn and forkserver children are handed a copy (as Python hands its
+ * tracker's fd to spawn children), so a segment stays while any of them
+ * lives, also after the others were SIGKILLed. */
+static int
+give_fd(int *fd, uint64_t *word)
+{
+  int rc = 0;
+  pthread_mutex_lock(&t_mu);
+  *fd = -1;
+  if (t_wfd >= 0) {
+    int d = mp__dup(t_wfd);
+    if (d < 0)
+      rc = mp_seterr(d, "cannot hand the resource tracker to a child");
+    else
+      *fd = d;
+  }
+  *word = (uint64_t)t_pid;
+  pthread_mutex_unlock(&t_mu);
+  return rc;
+}
+
+static void take_fd(int fd, uint64_t word);
+
+static const mp__inherit tracker_inherit = {give_fd, take_fd};
+
+static void
+take_fd(int fd, uint64_t word)
+{
+  pthread_mutex_lock(&t_mu);
+  if (t_wfd >= 0) {
+    mp__close(fd); /* keep the one this process already has */
+  } else {
+    t_wfd = fd;
+    t_pid = (pid_t)word;
+    mp__ignore_sigpipe();
+    mp__proc_inherit(&tracker_inherit);
+  }
+  pthread_mutex_unlock(&t_mu);
+}
+
 static int
 start_tracker(void)
 {
@@ -209,8 +251,9 @@ start_tracker(void)
   if (mid == 0) {
     pid_t tp = fork();
     if (tp == 0) {
+      /* s[1] stays open until tracker_main has arranged its descriptors
+       * (it closes every other one): the starter waits for that. */
       close(s[0]);
-      close(s[1]);
       close(p[1]);
       tracker_main(p[0]);
     }
@@ -225,6 +268,12 @@ start_tracker(void)
   pid_t tp = -1;
   size_t got = 0;
   rc = mp__read_full(s[0], &tp, sizeof tp, &got);
+  if (!rc) {
+    /* End of file once the tracker holds only its pipe (at fd 3) and stdio,
+     * or died: mp_resource_tracker_pid() never names a half-made one. */
+    char c;
+    (void)mp__read_full(s[0], &c, 1, NULL);
+  }
   mp__close(s[0]);
   int st;
   while (waitpid(mid, &st, 0) < 0 && errno == EINTR)
@@ -236,6 +285,9 @@ start_tracker(void)
   t_wfd = p[1];
   t_pid = tp;
   mp__ignore_sigpipe();
+  /* spawn and forkserver children started from now on get it too (the
+   * only hook of its kind: it cannot run out of room) */
+  (void)mp__proc_inherit(&tracker_inherit);
   return 0;
 }
 
