@@ -3,6 +3,7 @@
 #define MPROC_CONN_INTERNAL_H
 
 #include <pthread.h>
+#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -98,6 +99,19 @@ void mp__conn_drop_fds(mp_conn *c);
 
 /* Build a connection around fd (taken on success). */
 int mp__conn_wrap(mp_conn **out, int fd, int readable, int writable);
+
+/* ---- address.c: the address syntax of conn.h ---------------------------- */
+typedef struct mp__addr {
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int family;
+  int abstract;
+} mp__addr;
+/* Parse `s` (passive: for a listener, which may bind a wildcard); 0 or
+ * MP_EINVAL with a detail saying what is wrong. */
+int mp__addr_parse(const char *s, int passive, mp__addr *a);
+/* A socket address in the string syntax (malloc'd), or NULL on ENOMEM. */
+char *mp__addr_format(const struct sockaddr *sa, socklen_t len);
 
 /* Listener internals for wait.c: how many descriptors it has to poll (its
  * socket and its handshakes in progress), and which. */

@@ -31,165 +31,6 @@
 #define DEFAULT_MAX_PENDING 64
 #define MAX_PENDING_LIMIT 4096
 
-/* ---- addresses ----------------------------------------------------------- */
-
-typedef struct addr {
-  struct sockaddr_storage ss;
-  socklen_t len;
-  int family;
-  int abstract;
-} addr;
-
-/* The port of a host:port address: a decimal number in 0-65535 (leading
- * zeros allowed), nothing else -- no sign, space, hex or service name.
- * `whole` is the address, for the detail. */
-static int
-parse_port(const char *p, const char *whole, unsigned *out)
-{
-  static const char hint[] =
-      " (an AF_UNIX path containing ':' is written with a '/', e.g. './a:b')";
-  if (!*p)
-    return mp_seterr(MP_EINVAL, "no port after ':' in '%s'%s", whole, hint);
-  unsigned long v = 0;
-  for (const char *q = p; *q; q++) {
-    if (*q < '0' || *q > '9')
-      return mp_seterr(MP_EINVAL,
-                       "port '%s' in '%s' is not a decimal number%s", p,
-                       whole, hint);
-    if (v <= 65535)
-      v = v * 10 + (unsigned long)(*q - '0');
-  }
-  if (v > 65535)
-    return mp_seterr(MP_EINVAL, "port %s in '%s' is out of range 0-65535", p,
-                     whole);
-  *out = (unsigned)v;
-  return 0;
-}
-
-static int
-resolve(const char *host, unsigned portnum, int family, int passive, addr *a)
-{
-  struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM,
-                            .ai_flags = AI_NUMERICSERV
-                                        | (passive ? AI_PASSIVE : 0) };
-  char port[8];
-  snprintf(port, sizeof port, "%u", portnum);
-  if (family == AF_INET6)
-    hints.ai_flags |= AI_NUMERICHOST;
-  struct addrinfo *res = NULL;
-  int e = getaddrinfo(*host ? host : NULL, port, &hints, &res);
-  if (e || !res) {
-    if (e == EAI_SYSTEM)
-      return mp__errno();
-    return mp_seterr(MP_ENOTFOUND, "cannot resolve '%s': %s", host,
-                     gai_strerror(e));
-  }
-  memcpy(&a->ss, res->ai_addr, res->ai_addrlen);
-  a->len = res->ai_addrlen;
-  a->family = res->ai_family;
-  freeaddrinfo(res);
-  return 0;
-}
-
-/* The syntax is documented in conn.h: a leading '@' makes an abstract
- * name, a '/' anywhere a path, a leading '[' an IPv6 [addr]:port, any other
- * ':' a host:port (whose port must be valid: a mistyped TCP address is an
- * error, never a socket file); anything else is a path. */
-static int
-parse_address(const char *s, int passive, addr *a)
-{
-  memset(a, 0, sizeof *a);
-  size_t n = strlen(s);
-  if (n == 0)
-    return mp_seterr(MP_EINVAL, "empty address");
-  if (s[0] == '@' || strchr(s, '/') || (s[0] != '[' && !strchr(s, ':'))) {
-    struct sockaddr_un *un = (struct sockaddr_un *)&a->ss;
-    if (n >= sizeof un->sun_path)
-      return mp_seterr(MP_EINVAL, "AF_UNIX address too long (%zu bytes)", n);
-    un->sun_family = AF_UNIX;
-    a->family = AF_UNIX;
-    if (s[0] == '@') {
-      a->abstract = 1;
-      un->sun_path[0] = '\0';
-      memcpy(un->sun_path + 1, s + 1, n - 1);
-      a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
-    } else {
-      memcpy(un->sun_path, s, n + 1);
-      a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
-    }
-    return 0;
-  }
-  char host[256];
-  const char *port;
-  int family = AF_INET;
-  if (s[0] == '[') {
-    const char *close = strchr(s, ']');
-    if (!close || close[1] != ':')
-      return mp_seterr(MP_EINVAL, "bad IPv6 address '%s' (want [addr]:port)",
-                       s);
-    size_t hl = (size_t)(close - s - 1);
-    if (hl >= sizeof host)
-      return mp_seterr(MP_EINVAL, "host name too long");
-    memcpy(host, s + 1, hl);
-    host[hl] = '\0';
-    port = close + 2;
-    family = AF_INET6;
-  } else {
-    const char *colon = strrchr(s, ':');
-    size_t hl = (size_t)(colon - s);
-    if (hl >= sizeof host)
-      return mp_seterr(MP_EINVAL, "host name too long");
-    memcpy(host, s, hl);
-    host[hl] = '\0';
-    port = colon + 1;
-  }
-  unsigned portnum = 0;
-  int rc = parse_port(port, s, &portnum);
-  if (rc)
-    return rc;
-  return resolve(host, portnum, family, passive, a);
-}
-
-/* The address in mproc's string syntax (malloc'd), or NULL. */
-static char *
-format_address(const struct sockaddr *sa, socklen_t len)
-{
-  char buf[INET6_ADDRSTRLEN + 16];
-  char *r = NULL;
-  if (sa->sa_family == AF_INET) {
-    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-    char ip[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
-    snprintf(buf, sizeof buf, "%s:%u", ip, ntohs(in->sin_port));
-    r = strdup(buf);
-  } else if (sa->sa_family == AF_INET6) {
-    const struct sockaddr_in6 *in = (const struct sockaddr_in6 *)sa;
-    char ip[INET6_ADDRSTRLEN];
-    inet_ntop(AF_INET6, &in->sin6_addr, ip, sizeof ip);
-    snprintf(buf, sizeof buf, "[%s]:%u", ip, ntohs(in->sin6_port));
-    r = strdup(buf);
-  } else if (sa->sa_family == AF_UNIX) {
-    const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
-    size_t off = offsetof(struct sockaddr_un, sun_path);
-    if (len <= off)
-      return strdup("");
-    size_t n = len - off;
-    if (un->sun_path[0] == '\0') {
-      r = malloc(n + 1);
-      if (r) {
-        r[0] = '@';
-        memcpy(r + 1, un->sun_path + 1, n - 1);
-        r[n] = '\0';
-      }
-    } else {
-      r = strndup(un->sun_path, n);
-    }
-  } else {
-    r = strdup("");
-  }
-  return r;
-}
-
 /* ---- listener ------------------------------------------------------------ */
 
 typedef struct pending {
@@ -278,8 +119,8 @@ mp_listener_new(mp_listener **out, const char *address,
     l->unlink_path = path;
     path_for_default = path;
   }
-  addr a;
-  rc = parse_address(path_for_default ? path_for_default : address, 1, &a);
+  mp__addr a;
+  rc = mp__addr_parse(path_for_default ? path_for_default : address, 1, &a);
   if (rc)
     goto fail;
   l->family = a.family;
@@ -315,7 +156,7 @@ mp_listener_new(mp_listener **out, const char *address,
     rc = mp__errno();
     goto fail;
   }
-  l->address = format_address((struct sockaddr *)&ss, sl);
+  l->address = mp__addr_format((struct sockaddr *)&ss, sl);
   if (!l->address) {
     rc = MP_ENOMEM;
     goto fail;
@@ -413,7 +254,7 @@ mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
         rc = mp__errno();
         goto out;
       }
-      char *peer = format_address((struct sockaddr *)&ss, sl);
+      char *peer = mp__addr_format((struct sockaddr *)&ss, sl);
       if (!peer) {
         mp__close(fd);
         rc = MP_ENOMEM;
@@ -594,7 +435,7 @@ mp_listener_free(mp_listener *l)
 /* ---- client -------------------------------------------------------------- */
 
 static int
-connect_unix(int fd, const addr *a, mp__deadline dl)
+connect_unix(int fd, const mp__addr *a, mp__deadline dl)
 {
   /* A blocking AF_UNIX connect waits while the listener's backlog is full
    * (as Python's does); SO_SNDTIMEO bounds that wait. */
@@ -620,7 +461,7 @@ connect_unix(int fd, const addr *a, mp__deadline dl)
 }
 
 static int
-connect_inet(int fd, const addr *a, mp__deadline dl)
+connect_inet(int fd, const mp__addr *a, mp__deadline dl)
 {
   int rc = mp__fd_set_nonblock(fd, 1);
   if (rc)
@@ -658,8 +499,8 @@ mp_client(mp_conn **out, const char *address, const mp_client_opts *opts)
   mp__deadline dl = MP__NO_DEADLINE; /* 0: the default, no limit */
   if (opts->timeout > 0)
     mp__deadline_set(opts->timeout, &dl);
-  addr a;
-  int rc = parse_address(address, 0, &a);
+  mp__addr a;
+  int rc = mp__addr_parse(address, 0, &a);
   if (rc)
     return rc;
   int fd = socket(a.family, SOCK_STREAM | SOCK_CLOEXEC, 0);
