@@ -20,7 +20,7 @@
  * Whatever the bytes, rebuild returns 0 or a code (the fds it was given are
  * closed on failure); a rebuilt object lies inside its slab, its accessors
  * stay inside it before and after the rewrite, and once it is released no
- * fd is left.  FUZZ_HANDLE_VERBOSE=1 prints each rebuild's result (for
+ * fd or mapping is left.  FUZZ_HANDLE_VERBOSE=1 prints each rebuild's result (for
  * checking that seeds are well-formed).  Calls never block: every wait has timeout 0, and locks are
  * probed without blocking before the calls that wait for them forever. */
 #define _GNU_SOURCE
@@ -382,6 +382,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   int type = data[0] % 8;
   if (type == 7)
     return fuzz_shm(data, size);
+  size_t slabs0, bytes0, slabs1, bytes1;
+  mp__arena_stats(&slabs0, &bytes0);
   unsigned flags = data[1];
   size_t ssize = 4096 * (1 + (data[2] | data[3] << 8) % 16);
   uint32_t claim = rd32(data + 12), remote = rd32(data + 16);
@@ -483,5 +485,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   mp_obj_free(st);
   drop_slab(&s[0]);
   drop_slab(&s[1]);
+  mp__arena_stats(&slabs1, &bytes1);
+  if (slabs1 != slabs0 || bytes1 != bytes0)
+    die("a slab stayed mapped");
   return 0;
 }
