@@ -174,7 +174,12 @@ MP_EXTERN void *mp_shm_buf(mp_shm *shm);              /* NULL once closed */
 MP_EXTERN size_t mp_shm_size(const mp_shm *shm);
 
 /* A handle value: the receiver attaches to the same segment (by its fd, so
- * it works even after unlink; the name is kept for unlink). */
+ * it works even after unlink; the name is kept for unlink).  A received
+ * state whose name mp_shm_new would refuse, or whose fd is not a
+ * shared-memory file at least as large as the state says, is MP_EMALFORMED
+ * (fd closed).  Unlike the arena's slabs, a named segment can be truncated
+ * by any process that can open it, as in Python: then touching the pages
+ * past its new end raises SIGBUS. */
 MP_EXTERN mp_obj *mp_shm_obj(mp_shm *shm);
 MP_EXTERN mp_shm *mp_shm_from_obj(const mp_obj *o);
 

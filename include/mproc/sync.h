@@ -238,7 +238,20 @@ MP_EXTERN int mp_barrier_broken(const mp_barrier *b);
  * handle to the *same* shared object.  `_obj` returns a new reference (the
  * value holds its own reference to the primitive; NULL on failure);
  * `_from_obj` returns the primitive inside a value, borrowed from it, or
- * NULL if the value is not one. */
+ * NULL if the value is not one.
+ *
+ * A receiver trusts nothing it is sent.  A handle whose state, fd or
+ * shared memory does not describe an object of its type lying wholly inside
+ * a slab of the arena (a memfd sealed against shrinking, of the size its
+ * header states) is refused with MP_EMALFORMED (mp_errdetail says what was
+ * wrong) and its fds are closed: mp_conn_recv and mp_pickle_loads_fds
+ * return that code.  The sizes an object depends on (an Array's length and
+ * element size, a Barrier's parties, a BoundedSemaphore's bound) are read
+ * once when the handle is made; whatever another process writes into the
+ * shared memory afterwards, no call reaches outside the object.
+ * (A Barrier's action crosses as a function reference, which the receiver
+ * resolves and may load, as for Process targets: receive Barriers only
+ * from peers you would let start your functions.) */
 MP_EXTERN mp_obj *mp_lock_obj(mp_lock *lock);
 MP_EXTERN mp_lock *mp_lock_from_obj(const mp_obj *o);
 MP_EXTERN mp_obj *mp_sem_obj(mp_sem *sem);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -56,7 +57,8 @@ mp__futex_wake(uint32_t *addr, int n)
 int
 mp__memfd_new(const char *name, size_t size)
 {
-  int fd = (int)syscall(SYS_memfd_create, name, MFD_CLOEXEC);
+  int fd = (int)syscall(SYS_memfd_create, name,
+                        MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0)
     return mp__errno();
   if (fd < 3) { /* keep stdio free */
@@ -67,12 +69,26 @@ mp__memfd_new(const char *name, size_t size)
       return -e;
     fd = nfd;
   }
-  if (ftruncate(fd, (off_t)size) < 0) {
+  if (ftruncate(fd, (off_t)size) < 0
+      || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
+             < 0) {
     int e = errno;
     close(fd);
     return -e;
   }
   return fd;
+}
+
+int
+mp__memfd_size_fixed(int fd, uint64_t *size)
+{
+  struct stat st;
+  int seals = fcntl(fd, F_GET_SEALS);
+  if (seals < 0 || !(seals & F_SEAL_SHRINK) || fstat(fd, &st) < 0
+      || !S_ISREG(st.st_mode) || st.st_size < 0)
+    return 0;
+  *size = (uint64_t)st.st_size;
+  return 1;
 }
 
 __thread uint32_t mp__tl_tid;

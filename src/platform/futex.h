@@ -28,8 +28,16 @@ int mp__futex_wait_rel(uint32_t *addr, uint32_t val, int64_t ns);
 int mp__futex_wake(uint32_t *addr, int n);
 
 /* A new anonymous shared-memory file of `size` bytes (zero filled),
- * close-on-exec.  Returns the fd (>= 3) or -errno. */
+ * close-on-exec, sealed so that its size never changes: no process it is
+ * passed to can truncate it under another's mapping (which would make that
+ * one's accesses fault).  Returns the fd (>= 3) or -errno. */
 int mp__memfd_new(const char *name, size_t size);
+
+/* 1 and its real size in *size if `fd` is a shared-memory file that can
+ * never shrink (a memfd sealed with F_SEAL_SHRINK, as mp__memfd_new makes),
+ * so a mapping of *size bytes stays valid whatever its other holders do;
+ * 0 otherwise (any other kind of fd, or an unsealed one). */
+int mp__memfd_size_fixed(int fd, uint64_t *size);
 
 /* This thread's kernel id (gettid), cached per thread; this process's pid,
  * correct after fork (cached and reset by an atfork handler).  Inline: they

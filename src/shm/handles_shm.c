@@ -1,4 +1,7 @@
-/* Handle types of Value, Array and SharedMemory. */
+/* Handle types of Value, Array and SharedMemory.  A received state and
+ * the memory it names come from a peer that may be hostile: see
+ * sync/handles.c; a SharedMemory fd must be a shared-memory file at least
+ * as large as the state says. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,20 +37,22 @@ value_rebuild_kind(const mp_obj *state, int *fds, size_t nfds, void **out,
   mp_lock *l = NULL;
   mp__shref ref;
   void *p;
+  size_t size;
   int rc = !loc || !lst ? mp_seterr(MP_EMALFORMED, "bad value state") : 0;
   if (!rc && mp_obj_type(lst) != MP_T_NONE)
     rc = mp__lock_rebuild_state(&c, lst, &l);
-  if (!rc && (rc = mp__loc_rebuild(&c, loc, &ref, &p)) != 0)
+  if (!rc
+      && (rc = mp__loc_rebuild(&c, loc, is_array ? MP__K_ARRAY : MP__K_VALUE,
+                               &ref, &p, &size)) != 0)
     mp_lock_free(l);
   mp__rebctx_done(&c);
-  if (rc)
-    return rc;
-  if (!(*out = mp__value_wrap(ref, l, is_array))) {
+  mp_value *v = NULL;
+  if (!rc && (rc = mp__value_adopt(ref, size, l, is_array, &v)) != 0) {
     mp__arena_unref(ref);
     mp_lock_free(l);
-    return MP_ENOMEM;
   }
-  return 0;
+  *out = v;
+  return rc;
 }
 
 static int
@@ -100,20 +105,28 @@ shm_rebuild(const mp_obj *state, int *fds, size_t nfds, void **out)
   const char *name;
   size_t len;
   uint64_t size;
+  char nm[256];
   int rc = 0;
-  if (nfds != 1 || mp_str_get(mp_seq_item(state, 0), &name, &len)
-      || mp_uint_get(mp_seq_item(state, 1), &size) || size == 0)
+  mp_obj *const *it;
+  size_t n;
+  if (nfds != 1 || mp_seq_items(state, &it, &n) || n != 2
+      || mp_str_get(it[0], &name, &len) || mp_uint_get(it[1], &size)
+      || size == 0
+      || size > SIZE_MAX / 2 || strlen(name) != len
+      || mp__shm_check_name(name, nm))
     rc = mp_seterr(MP_EMALFORMED, "bad SharedMemory state");
   struct stat st;
-  if (!rc && (fstat(fds[0], &st) < 0 || (uint64_t)st.st_size < size))
-    rc = mp_seterr(MP_EMALFORMED, "SharedMemory fd smaller than described");
+  if (!rc && (fstat(fds[0], &st) < 0 || !S_ISREG(st.st_mode)
+              || (uint64_t)st.st_size < size))
+    rc = mp_seterr(MP_EMALFORMED, "SharedMemory fd is not a shared-memory "
+                                  "file of the described size");
   if (rc) {
     for (size_t i = 0; i < nfds; i++)
       mp__close(fds[i]);
     return rc;
   }
   int err = 0;
-  mp_shm *m = mp__shm_wrap(name, fds[0], (size_t)size, &err);
+  mp_shm *m = mp__shm_wrap(nm, fds[0], (size_t)size, &err);
   if (!m)
     return err;
   *out = m;

@@ -46,6 +46,12 @@ check_name(const char *name, char *out)
   return 0;
 }
 
+int
+mp__shm_check_name(const char *name, char *out)
+{
+  return check_name(name, out);
+}
+
 static void
 gen_name(char *out)
 {

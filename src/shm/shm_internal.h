@@ -18,9 +18,11 @@ struct mp__sval {
   uint32_t pad2;
 };
 
+/* The shared header is read once, when the handle is made, and checked
+ * against the block's size: the accessors use these copies only, so
+ * nothing written into the header later takes them outside the block. */
 struct mp_value {
   struct mp__shobj h;
-  struct mp__sval *s;
   uint8_t *data;
   mp_lock *lock; /* NULL: raw */
   char tc;
@@ -28,8 +30,17 @@ struct mp_value {
   size_t elsize, n;
 };
 
-mp_value *mp__value_wrap(mp__shref ref, mp_lock *lock, int is_array);
+/* The handle of a new or imported Value/Array block whose data holds
+ * `size` bytes (see mp__lock_adopt): 0 (it takes over ref and lock),
+ * MP_EMALFORMED when the header does not describe a value of a known type
+ * lying inside the block, MP_ENOMEM. */
+int mp__value_adopt(mp__shref ref, size_t size, mp_lock *lock, int is_array,
+                    mp_value **out);
 mp_value *mp__value_ref(mp_value *v);
+
+/* Check a SharedMemory name as mp_shm_new does and copy it (without a
+ * leading '/') to out (MAX 200 bytes + NUL): 0 or MP_EINVAL. */
+int mp__shm_check_name(const char *name, char *out);
 
 /* The resource tracker (tracker.c). */
 int mp__tracker_register(const char *type, const char *name);

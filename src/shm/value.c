@@ -51,23 +51,44 @@ kind_of(char tc)
 
 /* ---- construction --------------------------------------------------------- */
 
-mp_value *
-mp__value_wrap(mp__shref ref, mp_lock *lock, int is_array)
+int
+mp__value_adopt(mp__shref ref, size_t size, mp_lock *lock, int is_array,
+                mp_value **out)
 {
+  uint8_t *p = mp__arena_ptr(ref);
+  struct mp__sval h, *sh = (struct mp__sval *)p;
+  if (size < sizeof h)
+    return mp_seterr(MP_EMALFORMED, "shared value block too small");
+  h.typecode = MP__SHARED_LOAD(&sh->typecode);
+  h.elsize = MP__SHARED_LOAD(&sh->elsize);
+  h.n = MP__SHARED_LOAD(&sh->n);
+  h.hdr = MP__SHARED_LOAD(&sh->hdr);
+  const struct tinfo *t = tinfo_of((char)h.typecode);
+  /* a known typecode with its own size, or a struct (0); data aligned as
+   * make() places it, and every element inside the block */
+  if ((h.typecode && (!t || t->size != h.elsize)) || h.elsize == 0
+      || h.hdr < sizeof h || h.hdr % 16 || h.hdr > size
+      || h.n > (size - h.hdr) / h.elsize || (!is_array && h.n != 1))
+    return mp_seterr(MP_EMALFORMED, "shared %s header does not fit its "
+                     "block (typecode %u, %u-byte elements, %llu of them, "
+                     "header %u, block %zu bytes)",
+                     is_array ? "array" : "value", (unsigned)h.typecode,
+                     (unsigned)h.elsize, (unsigned long long)h.n,
+                     (unsigned)h.hdr, size);
   mp_value *v = calloc(1, sizeof *v);
   if (!v)
-    return NULL;
+    return MP_ENOMEM;
   atomic_init(&v->h.refs, 1);
   v->h.kind = is_array ? MP__K_ARRAY : MP__K_VALUE;
   v->h.ref = ref;
-  v->s = mp__arena_ptr(ref);
-  v->data = (uint8_t *)v->s + v->s->hdr;
-  v->tc = (char)v->s->typecode;
+  v->data = p + h.hdr;
+  v->tc = (char)h.typecode;
   v->kind = (unsigned char)kind_of(v->tc);
-  v->elsize = v->s->elsize;
-  v->n = v->s->n;
+  v->elsize = h.elsize;
+  v->n = (size_t)h.n;
   v->lock = lock;
-  return v;
+  *out = v;
+  return 0;
 }
 
 static int
@@ -79,7 +100,7 @@ make(mp_value **out, char tc, size_t elsize, size_t align, size_t n,
   *out = NULL;
   if (elsize == 0 || align == 0 || align > 64 || (align & (align - 1)))
     return mp_seterr(MP_EINVAL, "bad size or alignment");
-  if (n > ((size_t)1 << 40) / elsize)
+  if (n > ((size_t)1 << 40) / elsize || elsize > UINT32_MAX)
     return mp_seterr(MP_ENOMEM, "array too large");
   size_t hdr = sizeof(struct mp__sval);
   size_t a = align < 16 ? 16 : align;
@@ -92,7 +113,8 @@ make(mp_value **out, char tc, size_t elsize, size_t align, size_t n,
     return rc;
   mp__shref ref;
   int err = 0;
-  struct mp__sval *s = mp__arena_alloc(hdr + n * elsize, a, &ref, &err);
+  struct mp__sval *s = mp__arena_alloc(
+      hdr + n * elsize, a, is_array ? MP__K_ARRAY : MP__K_VALUE, &ref, &err);
   if (!s) {
     mp_lock_free(lock);
     return err;
@@ -103,14 +125,11 @@ make(mp_value **out, char tc, size_t elsize, size_t align, size_t n,
   s->hdr = (uint32_t)hdr;
   if (init)
     memcpy((uint8_t *)s + hdr, init, n * elsize);
-  mp_value *v = mp__value_wrap(ref, lock, is_array);
-  if (!v) {
+  if ((err = mp__value_adopt(ref, hdr + n * elsize, lock, is_array, out))) {
     mp__arena_unref(ref);
     mp_lock_free(lock);
-    return MP_ENOMEM;
   }
-  *out = v;
-  return 0;
+  return err;
 }
 
 int

@@ -17,10 +17,19 @@
 #define SLAB_SIZE ((size_t)1 << 20)
 #define SLAB_MAGIC UINT64_C(0x626c73636f72706d) /* "mprocslb" */
 #define HDR_SIZE 64u                            /* slab header */
+#define UNIT 64u /* blocks start on multiples of UNIT */
 #define MIN_CLASS_SHIFT 6                       /* 64-byte blocks */
 #define NCLASS 11                               /* 64 B .. 64 KiB */
 #define DEDICATED 0xffu
 #define NBUCKET 256
+/* the largest slab: a block of the largest size alloc accepts (1 TiB) */
+#define MAX_SLAB (((uint64_t)1 << 40) + 2 * 4096)
+/* bounded retries of a CAS on a word other processes may hammer */
+#define CAS_TRIES 100000
+
+/* local state of a block start in a slab this process allocates from */
+#define M_USED 0x80u /* allocated; the low 4 bits are its size class */
+#define M_FREE 0x40u /* on the local free list */
 
 /* At offset 0 of every slab, shared by every process that maps it. */
 struct slab_hdr {
@@ -34,11 +43,11 @@ struct slab_hdr {
 /* 16 bytes right before every block's data. */
 struct blk {
   _Atomic uint32_t refs;
-  uint32_t size; /* bytes asked for */
+  uint32_t size; /* bytes asked for (UINT32_MAX: that or more) */
   uint8_t cls;   /* size class, DEDICATED for a slab of its own */
-  uint8_t lead;  /* data offset - block start */
-  uint16_t pad;
-  uint32_t next; /* free-list link: data offset of the next free block */
+  uint8_t lead;  /* data offset - block start: 16, 32 or 64 */
+  uint16_t tag;  /* the object's kind (alloc's tag) */
+  uint32_t next; /* remote-free link: data offset of the next freed block */
 };
 
 struct mp__slab {
@@ -52,7 +61,12 @@ struct mp__slab {
   size_t lrefs; /* local handles into this slab */
   int owned;    /* this process allocates from it */
   uint32_t bump;
-  uint32_t freelist[NCLASS];
+  uint32_t freelist[NCLASS]; /* block starts, 0 ends; linked by link[] */
+  /* Slabs made to allocate from: per UNIT, M_USED or M_FREE | class at a
+   * block start (0 elsewhere), and the free-list links.  Local, so that
+   * nothing another process writes into the slab can steer the allocator. */
+  uint8_t *meta;
+  uint32_t *link;
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -105,6 +119,19 @@ blk_of(uint8_t *base, uint32_t off)
   return (struct blk *)(base + off - sizeof(struct blk));
 }
 
+/* The lead of a block whose data is at `off` (blocks start on UNIT
+ * boundaries and leads are 16, 32 or 64), 0 if no block can have it. */
+static inline unsigned
+lead_of(uint32_t off)
+{
+  switch (off % UNIT) {
+  case 0: return 64;
+  case 16: return 16;
+  case 32: return 32;
+  default: return 0;
+  }
+}
+
 static unsigned
 bucket(uint64_t id, uint32_t index)
 {
@@ -153,6 +180,8 @@ release_slab(mp__slab *s)
   g_bytes -= s->size;
   munmap(s->base, s->size);
   mp__close(s->fd);
+  free(s->meta);
+  free(s->link);
   free(s);
 }
 
@@ -171,20 +200,29 @@ static mp__slab *
 new_slab(size_t size, int owned, int *err)
 {
   mp__slab *s = calloc(1, sizeof *s);
-  if (!s) {
+  if (s && owned) {
+    s->meta = calloc(size / UNIT, 1);
+    s->link = calloc(size / UNIT, sizeof *s->link);
+  }
+  if (!s || (owned && (!s->meta || !s->link))) {
+    if (s) {
+      free(s->meta);
+      free(s->link);
+    }
+    free(s);
     *err = MP_ENOMEM;
     return NULL;
   }
   int fd = mp__memfd_new("mproc-arena", size);
-  if (fd < 0) {
-    free(s);
-    *err = fd;
-    return NULL;
-  }
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void *p = fd < 0 ? MAP_FAILED
+                   : mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                          fd, 0);
   if (p == MAP_FAILED) {
-    *err = mp__errno();
-    mp__close(fd);
+    *err = fd < 0 ? fd : mp__errno();
+    if (fd >= 0)
+      mp__close(fd);
+    free(s->meta);
+    free(s->link);
     free(s);
     return NULL;
   }
@@ -208,7 +246,29 @@ new_slab(size_t size, int owned, int *err)
   return s;
 }
 
-/* Move blocks other processes freed onto the local free lists. */
+/* Put the block whose data is at `off` of owned slab s on its free list
+ * (g_mu held).  A block that is not allocated (a forged or repeated free)
+ * is left alone. */
+static void
+free_local(mp__slab *s, uint32_t off)
+{
+  unsigned lead = lead_of(off);
+  if (!lead || off < HDR_SIZE + lead || off - lead >= s->bump)
+    return;
+  uint32_t u = (off - lead) / UNIT;
+  uint8_t m = s->meta[u];
+  if (!(m & M_USED))
+    return;
+  unsigned cls = m & 0x0fu;
+  s->meta[u] = (uint8_t)(M_FREE | cls);
+  s->link[u] = s->freelist[cls];
+  s->freelist[cls] = off - lead;
+}
+
+/* Move blocks other processes freed onto the local free lists.  The chain
+ * lives in shared memory: each entry must be a block of ours that is
+ * allocated and unreferenced, and the walk is bounded; the first entry that
+ * is not ends it (what follows is leaked rather than trusted). */
 static void
 drain_remote(mp__slab *s)
 {
@@ -217,23 +277,28 @@ drain_remote(mp__slab *s)
     return;
   uint32_t off = atomic_exchange_explicit(&h->remote_free, 0,
                                           memory_order_acquire);
-  while (off) {
+  for (size_t left = s->size / UNIT; off && left; left--) {
+    unsigned lead = lead_of(off);
+    if (!lead || off < HDR_SIZE + lead || off - lead >= s->bump
+        || !(s->meta[(off - lead) / UNIT] & M_USED))
+      break;
     struct blk *b = blk_of(s->base, off);
-    uint32_t nx = b->next;
-    uint32_t start = off - b->lead;
-    unsigned cls = b->cls;
-    *(uint32_t *)(s->base + start) = s->freelist[cls];
-    s->freelist[cls] = start;
+    if (atomic_load_explicit(&b->refs, memory_order_relaxed) != 0)
+      break;
+    uint32_t nx = MP__SHARED_LOAD(&b->next);
+    free_local(s, off);
     off = nx;
   }
 }
 
 void *
-mp__arena_alloc(size_t size, size_t align, mp__shref *ref, int *err)
+mp__arena_alloc(size_t size, size_t align, unsigned tag, mp__shref *ref,
+                int *err)
 {
   if (align == 0)
     align = 1;
-  if (align > 64 || (align & (align - 1)) || size > ((size_t)1 << 40)) {
+  if (align > 64 || (align & (align - 1)) || size > ((size_t)1 << 40)
+      || tag == 0 || tag > UINT16_MAX) {
     *err = MP_EINVAL;
     return NULL;
   }
@@ -261,7 +326,7 @@ mp__arena_alloc(size_t size, size_t align, mp__shref *ref, int *err)
       if (o->freelist[cls]) {
         s = o;
         start = o->freelist[cls];
-        o->freelist[cls] = *(uint32_t *)(o->base + start);
+        o->freelist[cls] = o->link[start / UNIT];
         break;
       }
     }
@@ -275,6 +340,7 @@ mp__arena_alloc(size_t size, size_t align, mp__shref *ref, int *err)
       start = s->bump;
       s->bump += (uint32_t)csize;
     }
+    s->meta[start / UNIT] = (uint8_t)(M_USED | cls);
     /* a recycled block: clear it (a fresh one is zero already) */
     memset(s->base + start, 0, csize);
   }
@@ -283,6 +349,7 @@ mp__arena_alloc(size_t size, size_t align, mp__shref *ref, int *err)
   b->size = (uint32_t)(size > UINT32_MAX ? UINT32_MAX : size);
   b->cls = (uint8_t)cls;
   b->lead = (uint8_t)lead;
+  b->tag = (uint16_t)tag;
   b->next = 0;
   atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
   s->lrefs++;
@@ -308,21 +375,20 @@ mp__arena_unref(mp__shref ref)
              && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel)
                     == 1;
   pthread_mutex_lock(&g_mu);
-  if (last && b->cls != DEDICATED) {
-    if (s->owned) {
-      uint32_t start = ref.off - b->lead;
-      unsigned cls = b->cls;
-      *(uint32_t *)(s->base + start) = s->freelist[cls];
-      s->freelist[cls] = start;
-    } else {
-      struct slab_hdr *h = (struct slab_hdr *)s->base;
-      uint32_t head = atomic_load_explicit(&h->remote_free,
-                                           memory_order_relaxed);
-      do
-        b->next = head;
-      while (!atomic_compare_exchange_weak_explicit(
-          &h->remote_free, &head, ref.off, memory_order_release,
-          memory_order_relaxed));
+  if (last && s->owned) {
+    free_local(s, ref.off);
+  } else if (last && b->cls != DEDICATED) {
+    /* the owner checks what it drains; if others keep the head moving
+     * this gives up (the block leaks) rather than spin */
+    struct slab_hdr *h = (struct slab_hdr *)s->base;
+    uint32_t head = atomic_load_explicit(&h->remote_free,
+                                         memory_order_relaxed);
+    for (int i = 0; i < CAS_TRIES; i++) {
+      b->next = head;
+      if (atomic_compare_exchange_weak_explicit(
+              &h->remote_free, &head, ref.off, memory_order_release,
+              memory_order_relaxed))
+        break;
     }
   }
   if (--s->lrefs == 0)
@@ -346,16 +412,106 @@ mp__arena_export(mp__shref ref, mp__arena_loc *loc, int *fd)
   *fd = ref.slab->fd;
 }
 
+/* Where the block whose data is at `off` lies in slab s (g_mu held): 0 and
+ * in *avail the bytes of data it holds, or MP_EMALFORMED.  A slab this
+ * process allocates from is judged by its local bookkeeping, any other by
+ * its shared headers, read once and checked against the slab's real size. */
+static int
+check_block(mp__slab *s, uint32_t off, unsigned tag, size_t *avail)
+{
+  unsigned lead = lead_of(off);
+  if (!lead || off < HDR_SIZE + lead || off >= s->size)
+    return mp_seterr(MP_EMALFORMED, "no shared object can be at offset %u",
+                     (unsigned)off);
+  uint32_t start = off - lead;
+  /* each field read once (refs, which threads here update, is not read) */
+  struct blk *bp = blk_of(s->base, off), b;
+  b.size = MP__SHARED_LOAD(&bp->size);
+  b.cls = MP__SHARED_LOAD(&bp->cls);
+  b.lead = MP__SHARED_LOAD(&bp->lead);
+  b.tag = MP__SHARED_LOAD(&bp->tag);
+  uint64_t extent;
+  if (s->owned) {
+    uint8_t m = start < s->bump ? s->meta[start / UNIT] : 0;
+    if (m & M_FREE)
+      return mp_seterr(MP_ESTATE, "shared object was freed by its owner");
+    if (!(m & M_USED))
+      return mp_seterr(MP_EMALFORMED, "no shared object at offset %u",
+                       (unsigned)off);
+    extent = (uint64_t)1 << ((m & 0x0fu) + MIN_CLASS_SHIFT);
+  } else if (b.cls == DEDICATED) {
+    if (start != HDR_SIZE)
+      return mp_seterr(MP_EMALFORMED, "bad shared block header");
+    extent = s->size - start;
+  } else {
+    if (b.cls >= NCLASS)
+      return mp_seterr(MP_EMALFORMED, "bad shared block header");
+    extent = (uint64_t)1 << (b.cls + MIN_CLASS_SHIFT);
+    if (extent > s->size - start)
+      return mp_seterr(MP_EMALFORMED, "shared block runs past its slab");
+  }
+  if (b.lead != lead || b.size > extent - lead)
+    return mp_seterr(MP_EMALFORMED, "bad shared block header");
+  if (b.tag != tag)
+    return mp_seterr(MP_EMALFORMED, "the shared block holds another kind "
+                                    "of object");
+  *avail = b.size == UINT32_MAX ? (size_t)(extent - lead) : b.size;
+  return 0;
+}
+
+/* Map the slab `loc` describes from `fd` (consumed; g_mu held). */
+static int
+map_slab(const mp__arena_loc *loc, int fd, mp__slab **out)
+{
+  uint64_t real;
+  if (!mp__memfd_size_fixed(fd, &real) || real != loc->slab_size) {
+    mp__close(fd);
+    return mp_seterr(MP_EMALFORMED, "slab fd is not a sealed memfd of the "
+                                    "described size");
+  }
+  void *p = mmap(NULL, loc->slab_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+                 fd, 0);
+  if (p == MAP_FAILED) {
+    int rc = mp__errno();
+    mp__close(fd);
+    return mp_seterr(rc == MP_ENOMEM ? MP_ENOMEM : MP_EMALFORMED,
+                     "cannot map the slab (%s)", mp_strerror(rc));
+  }
+  struct slab_hdr *h = p;
+  mp__slab *s = NULL;
+  int rc = 0;
+  if (MP__SHARED_LOAD(&h->magic) != SLAB_MAGIC
+      || MP__SHARED_LOAD(&h->arena_id) != loc->arena_id
+      || MP__SHARED_LOAD(&h->index) != loc->slab_index
+      || MP__SHARED_LOAD(&h->size) != loc->slab_size)
+    rc = mp_seterr(MP_EMALFORMED, "fd is not the described arena slab");
+  else if (!(s = calloc(1, sizeof *s)))
+    rc = MP_ENOMEM;
+  if (rc) {
+    munmap(p, loc->slab_size);
+    mp__close(fd);
+    return rc;
+  }
+  s->arena_id = loc->arena_id;
+  s->index = loc->slab_index;
+  s->size = loc->slab_size;
+  s->base = p;
+  s->fd = fd;
+  insert_slab(s);
+  *out = s;
+  return 0;
+}
+
 int
-mp__arena_import(const mp__arena_loc *loc, int fd, mp__shref *ref,
-                 void **ptr)
+mp__arena_import(const mp__arena_loc *loc, int fd, unsigned tag,
+                 mp__shref *ref, void **ptr, size_t *size)
 {
   pthread_once(&g_once, init_once);
-  if (loc->slab_size < HDR_SIZE + 64 || loc->slab_size > ((uint64_t)1 << 42)
-      || loc->off < HDR_SIZE + 16 || loc->off % 16
-      || (uint64_t)loc->off + 1 > loc->slab_size) {
+  if (loc->slab_size < 4096 || loc->slab_size > MAX_SLAB
+      || loc->slab_size % 4096) {
     mp__close(fd);
-    return mp_seterr(MP_EMALFORMED, "shared object location out of range");
+    return mp_seterr(MP_EMALFORMED, "bad slab size %llu",
+                     (unsigned long long)loc->slab_size);
   }
   int rc = 0;
   pthread_mutex_lock(&g_mu);
@@ -366,62 +522,39 @@ mp__arena_import(const mp__arena_loc *loc, int fd, mp__shref *ref,
       rc = mp_seterr(MP_EMALFORMED, "slab size mismatch");
       goto out;
     }
-  } else {
-    if (fd < 0) {
-      rc = mp_seterr(MP_EBADF, "shared object arrived without its fd");
-      goto out;
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0 || (uint64_t)st.st_size < loc->slab_size) {
-      mp__close(fd);
-      rc = mp_seterr(MP_EMALFORMED, "slab fd smaller than described");
-      goto out;
-    }
-    void *p = mmap(NULL, loc->slab_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                   fd, 0);
-    if (p == MAP_FAILED) {
-      rc = mp__errno();
-      mp__close(fd);
-      goto out;
-    }
-    struct slab_hdr *h = p;
-    if (h->magic != SLAB_MAGIC || h->arena_id != loc->arena_id
-        || h->index != loc->slab_index || h->size != loc->slab_size) {
-      munmap(p, loc->slab_size);
-      mp__close(fd);
-      rc = mp_seterr(MP_EMALFORMED, "fd is not the described arena slab");
-      goto out;
-    }
-    s = calloc(1, sizeof *s);
-    if (!s) {
-      munmap(p, loc->slab_size);
-      mp__close(fd);
-      rc = MP_ENOMEM;
-      goto out;
-    }
-    s->arena_id = loc->arena_id;
-    s->index = loc->slab_index;
-    s->size = loc->slab_size;
-    s->base = p;
-    s->fd = fd;
-    insert_slab(s);
+  } else if (fd < 0) {
+    rc = mp_seterr(MP_EBADF, "shared object arrived without its fd");
+    goto out;
+  } else if ((rc = map_slab(loc, fd, &s)) != 0) {
+    goto out;
   }
+  if ((rc = check_block(s, loc->off, tag, size)) != 0)
+    goto drop;
   struct blk *b = blk_of(s->base, loc->off);
   uint32_t r = atomic_load_explicit(&b->refs, memory_order_relaxed);
-  do {
+  for (int i = 0;; i++) {
     if (r == 0) { /* freed meanwhile */
       rc = mp_seterr(MP_ESTATE, "shared object was freed by its owner");
-      if (s->lrefs == 0)
-        release_slab(s);
-      goto out;
+      goto drop;
     }
-  } while (!atomic_compare_exchange_weak_explicit(
-      &b->refs, &r, r + 1, memory_order_relaxed, memory_order_relaxed));
+    if (r == UINT32_MAX || i == CAS_TRIES) {
+      rc = mp_seterr(MP_EMALFORMED, "shared reference count is unusable");
+      goto drop;
+    }
+    if (atomic_compare_exchange_weak_explicit(&b->refs, &r, r + 1,
+                                              memory_order_relaxed,
+                                              memory_order_relaxed))
+      break;
+  }
   s->lrefs++;
   ref->slab = s;
   ref->off = loc->off;
   ref->pid = mp__getpid();
   *ptr = s->base + loc->off;
+  goto out;
+drop:
+  if (s->lrefs == 0)
+    release_slab(s);
 out:
   pthread_mutex_unlock(&g_mu);
   return rc;

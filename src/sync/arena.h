@@ -22,7 +22,17 @@
  * reference remembers the pid that took it): as in Python, the creating
  * process owns an object it passed to fork children by inheritance and must
  * keep it while they use it.  Handles rebuilt from args (spawn, forkserver)
- * or received through a Connection hold their own reference. */
+ * or received through a Connection hold their own reference.
+ *
+ * Nothing in a slab is trusted.  Any process holding a slab's fd may write
+ * anything into it, and a peer on a Connection may send a memfd it wrote
+ * itself.  So import maps only a memfd sealed against shrinking whose real
+ * size (fstat) matches the description, checks that the described block lies
+ * wholly inside it and says how many bytes it holds; callers read their
+ * object's own sizes once at import and keep them in the handle.  The
+ * allocator keeps its bookkeeping (which blocks exist, their size classes,
+ * free lists) in local memory and checks every block other processes hand
+ * back through the shared "remote free" list against it. */
 #ifndef MPROC_SYNC_ARENA_H
 #define MPROC_SYNC_ARENA_H
 
@@ -41,9 +51,12 @@ typedef struct mp__shref {
 } mp__shref;
 
 /* A zeroed block of `size` bytes aligned to `align` (<= 64), with one shared
- * reference held by the caller.  Returns the data pointer or NULL (errno-ish
- * code in *err: MP_ENOMEM, MP_EINVAL, -errno). */
-void *mp__arena_alloc(size_t size, size_t align, mp__shref *ref, int *err);
+ * reference held by the caller.  `tag` (1..65535, the object's kind) is
+ * recorded in the block so that import can refuse a block of another kind.
+ * Returns the data pointer or NULL (errno-ish code in *err: MP_ENOMEM,
+ * MP_EINVAL, -errno). */
+void *mp__arena_alloc(size_t size, size_t align, unsigned tag,
+                      mp__shref *ref, int *err);
 
 /* Drop a shared reference taken by alloc, ref or import. */
 void mp__arena_unref(mp__shref ref);
@@ -62,10 +75,20 @@ void mp__arena_export(mp__shref ref, mp__arena_loc *loc, int *fd);
 
 /* Map (or find already mapped) the slab of `loc` and take a shared
  * reference to the block.  `fd` is consumed (kept or closed), also on
- * failure; fd < 0 means "must already be mapped here" (fork children).
- * MP_EMALFORMED when loc does not describe a block of that slab. */
-int mp__arena_import(const mp__arena_loc *loc, int fd, mp__shref *ref,
-                     void **ptr);
+ * failure; fd < 0 means "must already be mapped here" (a second location on
+ * the same fd, or fork children).  On success *ptr is the block's data and
+ * *size the number of bytes at *ptr that lie inside the block (never past
+ * the mapping).  MP_EMALFORMED (with a detail) when fd is not a sealed memfd
+ * of the described size holding that slab, or loc does not describe a block
+ * of that slab tagged `tag`; MP_ESTATE when the block was freed; MP_EBADF
+ * when fd < 0 and the slab is not mapped here. */
+int mp__arena_import(const mp__arena_loc *loc, int fd, unsigned tag,
+                     mp__shref *ref, void **ptr, size_t *size);
+
+/* One read of a field of shared memory that other processes may be
+ * writing: what the caller checks and keeps is what it read (the compiler
+ * may not read the field again in its place). */
+#define MP__SHARED_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
 /* Numbers for tests and benchmarks: slabs mapped in this process, bytes
  * mapped. */

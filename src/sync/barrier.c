@@ -34,30 +34,45 @@ struct mp_barrier {
   struct sbarrier *s;
   int (*action)(void *);
   void *arg;
+  /* read once: the slots w[0..parties) are what the block holds, whatever
+   * is written into the shared copies later */
+  uint32_t parties;
+  double timeout;
 };
 
-mp_barrier *mp__barrier_wrap(mp__shref ref, int (*action)(void *), void *arg);
-size_t mp__barrier_size(uint32_t parties);
-
-size_t
-mp__barrier_size(uint32_t parties)
+static size_t
+barrier_size(uint32_t parties)
 {
   return sizeof(struct sbarrier) + (size_t)parties * sizeof(struct slot);
 }
 
-mp_barrier *
-mp__barrier_wrap(mp__shref ref, int (*action)(void *), void *arg)
+int
+mp__barrier_adopt(mp__shref ref, size_t size, int (*action)(void *),
+                  void *arg, mp_barrier **out)
 {
+  struct sbarrier *s = mp__arena_ptr(ref);
+  if (size < sizeof *s)
+    return mp_seterr(MP_EMALFORMED, "shared barrier block too small");
+  uint32_t parties = MP__SHARED_LOAD(&s->parties);
+  double timeout;
+  __atomic_load(&s->timeout, &timeout, __ATOMIC_RELAXED);
+  if (parties < 1 || parties > MAX_PARTIES || barrier_size(parties) > size
+      || !(timeout >= 0))
+    return mp_seterr(MP_EMALFORMED, "bad shared barrier header (%u parties "
+                     "in %zu bytes)", (unsigned)parties, size);
   mp_barrier *b = calloc(1, sizeof *b);
   if (!b)
-    return NULL;
+    return MP_ENOMEM;
   atomic_init(&b->h.refs, 1);
   b->h.kind = MP__K_BARRIER;
   b->h.ref = ref;
-  b->s = mp__arena_ptr(ref);
+  b->s = s;
   b->action = action;
   b->arg = arg;
-  return b;
+  b->parties = parties;
+  b->timeout = timeout;
+  *out = b;
+  return 0;
 }
 
 int
@@ -73,18 +88,16 @@ mp_barrier_new(mp_barrier **out, int parties, const mp_barrier_opts *opts)
     return rc;
   mp__shref ref;
   int err = 0;
-  struct sbarrier *s =
-      mp__arena_alloc(mp__barrier_size((uint32_t)parties), 16, &ref, &err);
+  size_t size = barrier_size((uint32_t)parties);
+  struct sbarrier *s = mp__arena_alloc(size, 16, MP__K_BARRIER, &ref, &err);
   if (!s)
     return err;
   s->parties = (uint32_t)parties;
   s->timeout = opts && opts->timeout > 0 ? opts->timeout : 0;
-  if (!(*out = mp__barrier_wrap(ref, opts ? opts->action : NULL,
-                                opts ? opts->arg : NULL))) {
+  if ((err = mp__barrier_adopt(ref, size, opts ? opts->action : NULL,
+                               opts ? opts->arg : NULL, out)) != 0)
     mp__arena_unref(ref);
-    return MP_ENOMEM;
-  }
-  return 0;
+  return err;
 }
 
 void
@@ -117,10 +130,10 @@ state(struct sbarrier *s)
 
 /* Remove waiters whose process died; returns how many (lock held). */
 static uint32_t
-purge_dead(struct sbarrier *s)
+purge_dead(struct sbarrier *s, uint32_t parties)
 {
   uint32_t n = 0;
-  for (uint32_t i = 0; i < s->parties; i++) {
+  for (uint32_t i = 0; i < parties; i++) {
     if (s->w[i].pid && !mp__proc_alive(s->w[i].pid, s->w[i].start, 0)) {
       s->w[i].pid = 0;
       n++;
@@ -143,11 +156,11 @@ purge_dead(struct sbarrier *s)
 }
 
 static void
-lock_barrier(struct sbarrier *s)
+lock_barrier(struct sbarrier *s, uint32_t parties)
 {
   if (mp__slock_acquire(&s->lk, MP__NO_DEADLINE) == MP_EOWNERDEAD) {
     /* a process died mid-update: drop dead waiters, break the round */
-    purge_dead(s);
+    purge_dead(s, parties);
     set_state(s, BROKEN);
     notify_all(s);
   }
@@ -156,7 +169,7 @@ lock_barrier(struct sbarrier *s)
 /* Sleep until the state may have changed, a slice passes or the deadline.
  * MP_ETIMEDOUT at the deadline, 1 if a dead waiter was found, else 0. */
 static int
-cwait(struct sbarrier *s, mp__deadline dl)
+cwait(struct sbarrier *s, uint32_t parties, mp__deadline dl)
 {
   uint32_t seq0 = atomic_load(&s->seq);
   mp__slock_release(&s->lk);
@@ -164,11 +177,11 @@ cwait(struct sbarrier *s, mp__deadline dl)
   if (dl != MP__NO_DEADLINE && dl < wake)
     wake = dl;
   int r = mp__futex_wait((uint32_t *)&s->seq, seq0, wake);
-  lock_barrier(s);
+  lock_barrier(s, parties);
   if (r == MP_ETIMEDOUT) {
     if (dl != MP__NO_DEADLINE && mp__now_ns() >= dl)
       return MP_ETIMEDOUT;
-    if (purge_dead(s))
+    if (purge_dead(s, parties))
       return 1;
   }
   return 0;
@@ -187,37 +200,43 @@ mp_barrier_wait(mp_barrier *b, double timeout)
   if (!b)
     return MP_EINVAL;
   struct sbarrier *s = b->s;
+  uint32_t parties = b->parties;
   mp__deadline dl;
   int rc0 = mp__deadline_set(timeout, &dl);
   if (rc0)
     return rc0;
-  lock_barrier(s);
+  lock_barrier(s, parties);
   /* a previous round still draining, or a reset in progress */
   while (state(s) == DRAINING || state(s) == RESETTING)
-    cwait(s, MP__NO_DEADLINE);
+    cwait(s, parties, MP__NO_DEADLINE);
   if (state(s) < 0) {
     mp__slock_release(&s->lk);
     return mp_seterr(MP_EBROKEN, "barrier is broken");
   }
   uint32_t index = atomic_load_explicit(&s->count, memory_order_relaxed);
+  if (index >= parties) { /* no real round gets here: a garbled count */
+    break_barrier(s);
+    mp__slock_release(&s->lk);
+    return mp_seterr(MP_EBROKEN, "barrier state is corrupt");
+  }
   atomic_store_explicit(&s->count, index + 1, memory_order_relaxed);
   uint32_t slot = 0;
-  while (slot < s->parties && s->w[slot].pid)
+  while (slot < parties && s->w[slot].pid)
     slot++;
-  if (slot < s->parties) {
+  if (slot < parties) {
     s->w[slot].pid = mp__getpid();
     s->w[slot].start = mp__proc_starttime();
   }
   int ret = (int)index;
-  if (index + 1 >= s->parties) {
+  if (index + 1 >= parties) {
     /* the last to arrive: a waiter that died meanwhile breaks the round
      * (the cheap check: kill(pid, 0); zombies are found by the sleepers) */
     int dead = 0;
-    for (uint32_t i = 0; i < s->parties && !dead; i++)
+    for (uint32_t i = 0; i < parties && !dead; i++)
       if (i != slot && s->w[i].pid && !mp__proc_alive(s->w[i].pid, 0, 1))
         dead = 1;
     if (dead)
-      purge_dead(s);
+      purge_dead(s, parties);
     int rc = dead ? MP_EBROKEN : b->action ? b->action(b->arg) : 0;
     if (rc != 0) {
       break_barrier(s);
@@ -228,7 +247,7 @@ mp_barrier_wait(mp_barrier *b, double timeout)
     }
   } else {
     while (state(s) == FILLING) {
-      int r = cwait(s, dl);
+      int r = cwait(s, parties, dl);
       if (r != 0) { /* timed out, or a waiter died */
         break_barrier(s);
         break;
@@ -238,7 +257,7 @@ mp_barrier_wait(mp_barrier *b, double timeout)
       ret = mp_seterr(MP_EBROKEN, "barrier broken while waiting");
   }
   /* exit */
-  if (slot < s->parties)
+  if (slot < parties)
     s->w[slot].pid = 0;
   uint32_t c = atomic_load_explicit(&s->count, memory_order_relaxed);
   if (c > 0)
@@ -256,7 +275,7 @@ mp_barrier_abort(mp_barrier *b)
 {
   if (!b)
     return MP_EINVAL;
-  lock_barrier(b->s);
+  lock_barrier(b->s, b->parties);
   break_barrier(b->s);
   mp__slock_release(&b->s->lk);
   return 0;
@@ -268,7 +287,7 @@ mp_barrier_reset(mp_barrier *b)
   if (!b)
     return MP_EINVAL;
   struct sbarrier *s = b->s;
-  lock_barrier(s);
+  lock_barrier(s, b->parties);
   if (atomic_load(&s->count) > 0) {
     if (state(s) == FILLING || state(s) == BROKEN)
       set_state(s, RESETTING);
@@ -283,14 +302,14 @@ mp_barrier_reset(mp_barrier *b)
 double
 mp_barrier_timeout(const mp_barrier *b)
 {
-  double t = b ? b->s->timeout : 0;
-  return t > 0 ? t : MP_FOREVER; /* (another process may have written NaN) */
+  double t = b ? b->timeout : 0; /* read once, checked, at rebuild */
+  return t > 0 ? t : MP_FOREVER;
 }
 
 int
 mp_barrier_parties(const mp_barrier *b)
 {
-  return b ? (int)b->s->parties : MP_EINVAL;
+  return b ? (int)b->parties : MP_EINVAL;
 }
 
 int
@@ -298,7 +317,8 @@ mp_barrier_n_waiting(const mp_barrier *b)
 {
   if (!b)
     return MP_EINVAL;
-  return state(b->s) == FILLING ? (int)atomic_load(&b->s->count) : 0;
+  uint32_t n = atomic_load(&b->s->count);
+  return state(b->s) == FILLING ? (int)(n < b->parties ? n : b->parties) : 0;
 }
 
 int
@@ -309,7 +329,6 @@ mp_barrier_broken(const mp_barrier *b)
   return state(b->s) == BROKEN;
 }
 
-void mp__barrier_action(mp_barrier *b, int (**action)(void *), void **arg);
 void
 mp__barrier_action(mp_barrier *b, int (**action)(void *), void **arg)
 {

@@ -25,24 +25,24 @@ struct mp_cond {
   mp_lock *lock;
 };
 
-mp_cond *mp__cond_wrap(mp__shref ref, mp_lock *lock);
-
 /* Takes over `lock`'s reference. */
-mp_cond *
-mp__cond_wrap(mp__shref ref, mp_lock *lock)
+int
+mp__cond_adopt(mp__shref ref, size_t size, mp_lock *lock, mp_cond **out)
 {
+  if (size < sizeof(struct scond))
+    return mp_seterr(MP_EMALFORMED, "shared condition block too small");
   mp_cond *c = calloc(1, sizeof *c);
   if (!c)
-    return NULL;
+    return MP_ENOMEM;
   atomic_init(&c->h.refs, 1);
   c->h.kind = MP__K_COND;
   c->h.ref = ref;
   c->s = mp__arena_ptr(ref);
   c->lock = lock;
-  return c;
+  *out = c;
+  return 0;
 }
 
-mp_lock *mp__cond_lock(mp_cond *c);
 mp_lock *
 mp__cond_lock(mp_cond *c)
 {
@@ -62,16 +62,15 @@ mp_cond_new(mp_cond **out, mp_lock *lock)
     return rc;
   mp__shref ref;
   int err = 0;
-  if (!mp__arena_alloc(sizeof(struct scond), 16, &ref, &err)) {
+  if (!mp__arena_alloc(sizeof(struct scond), 16, MP__K_COND, &ref, &err)) {
     mp_lock_free(lock);
     return err;
   }
-  if (!(*out = mp__cond_wrap(ref, lock))) {
+  if ((err = mp__cond_adopt(ref, sizeof(struct scond), lock, out)) != 0) {
     mp__arena_unref(ref);
     mp_lock_free(lock);
-    return MP_ENOMEM;
   }
-  return 0;
+  return err;
 }
 
 void

@@ -15,19 +15,20 @@ struct mp_event {
   struct sevent *s;
 };
 
-mp_event *mp__event_wrap(mp__shref ref);
-
-mp_event *
-mp__event_wrap(mp__shref ref)
+int
+mp__event_adopt(mp__shref ref, size_t size, mp_event **out)
 {
+  if (size < sizeof(struct sevent))
+    return mp_seterr(MP_EMALFORMED, "shared event block too small");
   mp_event *e = calloc(1, sizeof *e);
   if (!e)
-    return NULL;
+    return MP_ENOMEM;
   atomic_init(&e->h.refs, 1);
   e->h.kind = MP__K_EVENT;
   e->h.ref = ref;
   e->s = mp__arena_ptr(ref);
-  return e;
+  *out = e;
+  return 0;
 }
 
 int
@@ -38,13 +39,11 @@ mp_event_new(mp_event **out)
   *out = NULL;
   mp__shref ref;
   int err = 0;
-  if (!mp__arena_alloc(sizeof(struct sevent), 16, &ref, &err))
+  if (!mp__arena_alloc(sizeof(struct sevent), 16, MP__K_EVENT, &ref, &err))
     return err;
-  if (!(*out = mp__event_wrap(ref))) {
+  if ((err = mp__event_adopt(ref, sizeof(struct sevent), out)) != 0)
     mp__arena_unref(ref);
-    return MP_ENOMEM;
-  }
-  return 0;
+  return err;
 }
 
 void
@@ -101,7 +100,8 @@ mp_event_wait(mp_event *e, double timeout)
       return 0;
     if (dl != MP__NO_DEADLINE && mp__now_ns() >= dl)
       return MP_ETIMEDOUT;
-    if (v == 0 && !atomic_compare_exchange_strong(&e->s->word, &v, 2))
+    /* clear (0, or a word another process garbled): mark a sleeper */
+    if (v != 2 && !atomic_compare_exchange_strong(&e->s->word, &v, 2))
       continue;
     mp__futex_wait((uint32_t *)&e->s->word, 2, dl);
   }

@@ -2,7 +2,12 @@
  *
  * A primitive is reduced to the location of its block in the arena plus
  * the fd of its slab; the receiver maps the slab (once per process) and
- * makes a new handle to the same shared block. */
+ * makes a new handle to the same shared block.
+ *
+ * Every part of a received state, and of the memory it points at, comes
+ * from a peer that may be hostile: import checks that the fd is a sealed
+ * slab and the block lies inside it and is of the expected kind, and each
+ * type's adopt function checks its own header against the block's size. */
 #include <dlfcn.h>
 #include <link.h>
 #include <stdlib.h>
@@ -45,29 +50,33 @@ mp__loc_reduce(mp__redctx *c, mp__shref ref)
 }
 
 int
-mp__loc_rebuild(mp__rebctx *c, const mp_obj *t, mp__shref *ref, void **ptr)
+mp__loc_rebuild(mp__rebctx *c, const mp_obj *t, unsigned tag,
+                mp__shref *ref, void **ptr, size_t *size)
 {
   mp_obj *const *it;
   size_t n;
-  uint64_t id, index, size, off;
+  uint64_t id, index, slab_size, off;
   int64_t idx;
   if (mp_seq_items(t, &it, &n) || n != 5 || mp_uint_get(it[0], &id)
-      || mp_uint_get(it[1], &index) || mp_uint_get(it[2], &size)
+      || mp_uint_get(it[1], &index) || mp_uint_get(it[2], &slab_size)
       || mp_uint_get(it[3], &off) || mp_int_get(it[4], &idx) || idx < 0
       || (size_t)idx >= c->nfds || idx >= 16 || index > UINT32_MAX
       || off > UINT32_MAX)
     return mp_seterr(MP_EMALFORMED, "bad shared object location");
   mp__arena_loc loc = {.arena_id = id,
                        .slab_index = (uint32_t)index,
-                       .slab_size = size,
+                       .slab_size = slab_size,
                        .off = (uint32_t)off};
-  int fd = -1;
-  if (!c->used[idx]) {
+  int fd = -1, reused = c->used[idx];
+  if (!reused) {
     fd = c->fds[idx];
     c->used[idx] = 1;
   }
   /* a second use of the same fd finds the slab already mapped */
-  return mp__arena_import(&loc, fd, ref, ptr);
+  int rc = mp__arena_import(&loc, fd, tag, ref, ptr, size);
+  if (rc == MP_EBADF && reused)
+    rc = mp_seterr(MP_EMALFORMED, "two slabs described with one fd");
+  return rc;
 }
 
 void
@@ -97,14 +106,12 @@ mp__lock_rebuild_state(mp__rebctx *c, const mp_obj *st, mp_lock **out)
     return mp_seterr(MP_EMALFORMED, "bad lock state");
   mp__shref ref;
   void *p;
-  int rc = mp__loc_rebuild(c, it[0], &ref, &p);
-  if (rc)
-    return rc;
-  if (!(*out = mp__lock_wrap(ref, rec))) {
+  size_t size;
+  int rc = mp__loc_rebuild(c, it[0], rec ? MP__K_RLOCK : MP__K_LOCK, &ref, &p,
+                           &size);
+  if (!rc && (rc = mp__lock_adopt(ref, size, rec, out)) != 0)
     mp__arena_unref(ref);
-    return MP_ENOMEM;
-  }
-  return 0;
+  return rc;
 }
 
 #define REDUCE_PROLOGUE                                                      \
@@ -146,9 +153,6 @@ struct mp__shobj_any {
   struct mp__shobj h;
 };
 
-mp_sem *mp__sem_wrap(mp__shref ref);
-mp_event *mp__event_wrap(mp__shref ref);
-
 static void
 sem_release_h(void *p)
 {
@@ -171,12 +175,13 @@ loc_only_reduce(void *ptr, mp_obj **state, int (*add_fd)(void *, int),
 }
 
 static int
-loc_only_rebuild(const mp_obj *state, int *fds, size_t nfds, mp__shref *ref)
+loc_only_rebuild(const mp_obj *state, int *fds, size_t nfds, unsigned tag,
+                 mp__shref *ref, size_t *size)
 {
   mp__rebctx c = {.fds = fds, .nfds = nfds};
   void *p;
   mp_obj *loc = mp_seq_item(state, 0);
-  int rc = loc ? mp__loc_rebuild(&c, loc, ref, &p)
+  int rc = loc ? mp__loc_rebuild(&c, loc, tag, ref, &p, size)
                : mp_seterr(MP_EMALFORMED, "bad state");
   mp__rebctx_done(&c);
   return rc;
@@ -186,28 +191,26 @@ static int
 sem_rebuild(const mp_obj *state, int *fds, size_t nfds, void **out)
 {
   mp__shref ref;
-  int rc = loc_only_rebuild(state, fds, nfds, &ref);
-  if (rc)
-    return rc;
-  if (!(*out = mp__sem_wrap(ref))) {
+  size_t size;
+  mp_sem *m = NULL;
+  int rc = loc_only_rebuild(state, fds, nfds, MP__K_SEM, &ref, &size);
+  if (!rc && (rc = mp__sem_adopt(ref, size, &m)) != 0)
     mp__arena_unref(ref);
-    return MP_ENOMEM;
-  }
-  return 0;
+  *out = m;
+  return rc;
 }
 
 static int
 event_rebuild(const mp_obj *state, int *fds, size_t nfds, void **out)
 {
   mp__shref ref;
-  int rc = loc_only_rebuild(state, fds, nfds, &ref);
-  if (rc)
-    return rc;
-  if (!(*out = mp__event_wrap(ref))) {
+  size_t size;
+  mp_event *e = NULL;
+  int rc = loc_only_rebuild(state, fds, nfds, MP__K_EVENT, &ref, &size);
+  if (!rc && (rc = mp__event_adopt(ref, size, &e)) != 0)
     mp__arena_unref(ref);
-    return MP_ENOMEM;
-  }
-  return 0;
+  *out = e;
+  return rc;
 }
 
 static const mp_handle_type sem_type = {
@@ -216,9 +219,6 @@ static const mp_handle_type event_type = {
     "mproc.Event", event_release_h, loc_only_reduce, event_rebuild};
 
 /* ---- Condition: its block and its lock ---------------------------------- */
-
-mp_cond *mp__cond_wrap(mp__shref ref, mp_lock *lock);
-mp_lock *mp__cond_lock(mp_cond *c);
 
 static void
 cond_release_h(void *p)
@@ -245,19 +245,19 @@ cond_rebuild(const mp_obj *state, int *fds, size_t nfds, void **out)
   mp_lock *l = NULL;
   mp__shref ref;
   void *p;
+  size_t size;
   int rc = !loc || !lst ? mp_seterr(MP_EMALFORMED, "bad condition state")
                         : mp__lock_rebuild_state(&c, lst, &l);
-  if (!rc && (rc = mp__loc_rebuild(&c, loc, &ref, &p)) != 0)
+  if (!rc && (rc = mp__loc_rebuild(&c, loc, MP__K_COND, &ref, &p, &size)) != 0)
     mp_lock_free(l);
   mp__rebctx_done(&c);
-  if (rc)
-    return rc;
-  if (!(*out = mp__cond_wrap(ref, l))) {
+  mp_cond *cv = NULL;
+  if (!rc && (rc = mp__cond_adopt(ref, size, l, &cv)) != 0) {
     mp__arena_unref(ref);
     mp_lock_free(l);
-    return MP_ENOMEM;
   }
-  return 0;
+  *out = cv;
+  return rc;
 }
 
 static const mp_handle_type cond_type = {
@@ -270,8 +270,6 @@ static const mp_handle_type cond_type = {
  * an action.  Its argument pointer only makes sense in the creating process
  * and fork children: other receivers call the action with NULL. */
 
-mp_barrier *mp__barrier_wrap(mp__shref ref, int (*action)(void *), void *arg);
-void mp__barrier_action(mp_barrier *b, int (**action)(void *), void **arg);
 int mp__funcref_encode(const void *addr, int exec, mp__buf *b);
 int mp__funcref_decode(const uint8_t **p, const uint8_t *end, void **addr,
                        char *err, size_t errcap);
@@ -330,15 +328,16 @@ static int
 barrier_rebuild(const mp_obj *state, int *fds, size_t nfds, void **out)
 {
   mp__shref ref;
-  int rc = loc_only_rebuild(state, fds, nfds, &ref);
+  size_t size;
+  int rc = loc_only_rebuild(state, fds, nfds, MP__K_BARRIER, &ref, &size);
   if (rc)
     return rc;
   int (*action)(void *) = fn_rebuild(mp_seq_item(state, 1));
-  if (!(*out = mp__barrier_wrap(ref, action, NULL))) {
+  mp_barrier *b = NULL;
+  if ((rc = mp__barrier_adopt(ref, size, action, NULL, &b)) != 0)
     mp__arena_unref(ref);
-    return MP_ENOMEM;
-  }
-  return 0;
+  *out = b;
+  return rc;
 }
 
 static const mp_handle_type barrier_type = {

@@ -170,17 +170,21 @@ mp__slock_is_mine(const struct mp__slock *l)
 
 /* ---- handles --------------------------------------------------------- */
 
-mp_lock *
-mp__lock_wrap(mp__shref ref, int recursive)
+int
+mp__lock_adopt(mp__shref ref, size_t size, int recursive, mp_lock **out)
 {
+  if (size < sizeof(struct mp__slock))
+    return mp_seterr(MP_EMALFORMED, "shared lock block too small (%zu bytes)",
+                     size);
   mp_lock *l = calloc(1, sizeof *l);
   if (!l)
-    return NULL;
+    return MP_ENOMEM;
   atomic_init(&l->h.refs, 1);
   l->h.kind = recursive ? MP__K_RLOCK : MP__K_LOCK;
   l->h.ref = ref;
   l->s = mp__arena_ptr(ref);
-  return l;
+  *out = l;
+  return 0;
 }
 
 mp_lock *
@@ -198,17 +202,14 @@ lock_new(mp_lock **out, int recursive)
   *out = NULL;
   mp__shref ref;
   int err = 0;
-  struct mp__slock *s = mp__arena_alloc(sizeof *s, 16, &ref, &err);
+  struct mp__slock *s = mp__arena_alloc(
+      sizeof *s, 16, recursive ? MP__K_RLOCK : MP__K_LOCK, &ref, &err);
   if (!s)
     return err;
   s->kind = (uint32_t)recursive;
-  mp_lock *l = mp__lock_wrap(ref, recursive);
-  if (!l) {
+  if ((err = mp__lock_adopt(ref, sizeof *s, recursive, out)) != 0)
     mp__arena_unref(ref);
-    return MP_ENOMEM;
-  }
-  *out = l;
-  return 0;
+  return err;
 }
 
 int

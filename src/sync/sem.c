@@ -16,21 +16,32 @@ struct ssem {
 struct mp_sem {
   struct mp__shobj h;
   struct ssem *s;
+  uint32_t maxvalue; /* read once: the shared copy may be rewritten */
+  int bounded;
 };
 
-mp_sem *mp__sem_wrap(mp__shref ref);
-
-mp_sem *
-mp__sem_wrap(mp__shref ref)
+int
+mp__sem_adopt(mp__shref ref, size_t size, mp_sem **out)
 {
+  struct ssem *s = mp__arena_ptr(ref);
+  if (size < sizeof *s)
+    return mp_seterr(MP_EMALFORMED, "shared semaphore block too small");
+  uint32_t maxvalue = MP__SHARED_LOAD(&s->maxvalue);
+  uint32_t bounded = MP__SHARED_LOAD(&s->bounded);
+  if (bounded > 1 || maxvalue > MP_SEM_VALUE_MAX
+      || (!bounded && maxvalue != MP_SEM_VALUE_MAX))
+    return mp_seterr(MP_EMALFORMED, "bad shared semaphore header");
   mp_sem *m = calloc(1, sizeof *m);
   if (!m)
-    return NULL;
+    return MP_ENOMEM;
   atomic_init(&m->h.refs, 1);
   m->h.kind = MP__K_SEM;
   m->h.ref = ref;
-  m->s = mp__arena_ptr(ref);
-  return m;
+  m->s = s;
+  m->maxvalue = maxvalue;
+  m->bounded = (int)bounded;
+  *out = m;
+  return 0;
 }
 
 int
@@ -43,17 +54,15 @@ mp_sem_new(mp_sem **out, int value, const mp_sem_opts *opts)
     return mp_seterr(MP_EINVAL, "semaphore initial value must be >= 0");
   mp__shref ref;
   int err = 0;
-  struct ssem *s = mp__arena_alloc(sizeof *s, 16, &ref, &err);
+  struct ssem *s = mp__arena_alloc(sizeof *s, 16, MP__K_SEM, &ref, &err);
   if (!s)
     return err;
   atomic_store(&s->value, (uint32_t)value);
   s->bounded = opts && opts->bounded;
   s->maxvalue = s->bounded ? (uint32_t)value : MP_SEM_VALUE_MAX;
-  if (!(*out = mp__sem_wrap(ref))) {
+  if ((err = mp__sem_adopt(ref, sizeof *s, out)) != 0)
     mp__arena_unref(ref);
-    return MP_ENOMEM;
-  }
-  return 0;
+  return err;
 }
 
 void
@@ -106,8 +115,8 @@ mp_sem_release(mp_sem *m)
   struct ssem *s = m->s;
   uint32_t v = atomic_load_explicit(&s->value, memory_order_relaxed);
   do {
-    if (v >= s->maxvalue)
-      return mp_seterr(MP_EOVERFLOW, s->bounded
+    if (v >= m->maxvalue)
+      return mp_seterr(MP_EOVERFLOW, m->bounded
                                          ? "semaphore released too many times"
                                          : "semaphore count at its maximum");
   } while (!atomic_compare_exchange_weak(&s->value, &v, v + 1));
@@ -121,5 +130,7 @@ mp_sem_get_value(const mp_sem *m)
 {
   if (!m)
     return MP_EINVAL;
-  return (int)atomic_load(&m->s->value);
+  uint32_t v = atomic_load(&m->s->value);
+  /* another process may have written any count: never return a code */
+  return v > MP_SEM_VALUE_MAX ? MP_SEM_VALUE_MAX : (int)v;
 }

@@ -756,7 +756,8 @@ test_arena_remote_free(void **state)
   if (pid == 0) {
     mp__shref r;
     void *ptr;
-    if (mp__arena_import(&loc, -1, &r, &ptr) || ptr != (void *)a->s)
+    size_t sz;
+    if (mp__arena_import(&loc, -1, MP__K_LOCK, &r, &ptr, &sz) || ptr != (void *)a->s)
       _exit(1);
     if (write(p2[1], &c, 1) != 1 || read(p1[0], &c, 1) != 1)
       _exit(2);
@@ -788,35 +789,36 @@ test_arena_import_errors(void **state)
   int fd;
   mp__shref r;
   void *p;
+  size_t sz;
   mp__arena_export(l->h.ref, &loc, &fd);
   bad = loc;
   bad.off = 3; /* inside the header */
-  MP_ASSERT_ERR(mp__arena_import(&bad, -1, &r, &p), MP_EMALFORMED);
+  MP_ASSERT_ERR(mp__arena_import(&bad, -1, MP__K_LOCK, &r, &p, &sz), MP_EMALFORMED);
   bad = loc;
   bad.off = (uint32_t)loc.slab_size + 16;
-  MP_ASSERT_ERR(mp__arena_import(&bad, -1, &r, &p), MP_EMALFORMED);
+  MP_ASSERT_ERR(mp__arena_import(&bad, -1, MP__K_LOCK, &r, &p, &sz), MP_EMALFORMED);
   bad = loc;
   bad.slab_size = 7;
-  MP_ASSERT_ERR(mp__arena_import(&bad, -1, &r, &p), MP_EMALFORMED);
+  MP_ASSERT_ERR(mp__arena_import(&bad, -1, MP__K_LOCK, &r, &p, &sz), MP_EMALFORMED);
   bad = loc;
   bad.arena_id ^= 1; /* an unknown slab without its fd */
-  MP_ASSERT_ERR(mp__arena_import(&bad, -1, &r, &p), MP_EBADF);
+  MP_ASSERT_ERR(mp__arena_import(&bad, -1, MP__K_LOCK, &r, &p, &sz), MP_EBADF);
   /* an fd that is not that slab */
   int other = open("/dev/zero", O_RDONLY | O_CLOEXEC);
-  MP_ASSERT_ERR(mp__arena_import(&bad, other, &r, &p), MP_EMALFORMED);
+  MP_ASSERT_ERR(mp__arena_import(&bad, other, MP__K_LOCK, &r, &p, &sz), MP_EMALFORMED);
   int memfd = dup(fd);
   bad = loc;
   bad.arena_id ^= 1;
-  MP_ASSERT_ERR(mp__arena_import(&bad, memfd, &r, &p), MP_EMALFORMED);
+  MP_ASSERT_ERR(mp__arena_import(&bad, memfd, MP__K_LOCK, &r, &p, &sz), MP_EMALFORMED);
   /* the same slab: fine, and the copy of the fd is closed */
-  MP_ASSERT_OK(mp__arena_import(&loc, dup(fd), &r, &p));
+  MP_ASSERT_OK(mp__arena_import(&loc, dup(fd), MP__K_LOCK, &r, &p, &sz));
   assert_ptr_equal(p, l->s);
   mp__arena_unref(r);
   /* a freed block cannot be imported */
   mp_lock *keeper;
   MP_ASSERT_OK(mp_lock_new(&keeper));
   mp_lock_free(l);
-  MP_ASSERT_ERR(mp__arena_import(&loc, -1, &r, &p), MP_ESTATE);
+  MP_ASSERT_ERR(mp__arena_import(&loc, -1, MP__K_LOCK, &r, &p, &sz), MP_ESTATE);
   mp_lock_free(keeper);
 }
 
