@@ -141,6 +141,7 @@ mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m)
   int rc;
   m->argfds = NULL;
   m->nargfds = 0;
+  m->exitfd = -1;
   m->payload = (mp__buf){0};
   const mp_handle_type *types[MAX_HANDLE_TYPES];
   size_t ntypes = 0;
@@ -191,6 +192,14 @@ mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m)
     rc = mp__funcref_encode(types[i], 0, &b);
   if (!rc)
     rc = mp__put_blob(&b, pickle, plen);
+  /* Where the child reports its exit code (its table is the last fd). */
+  if (!rc)
+    rc = mp__put_u32(&b, p->exit_table == MP__XT_EXEC);
+  if (!rc && p->exit_table == MP__XT_EXEC) {
+    rc = mp__put_u32(&b, p->exit_index);
+    if (!rc)
+      rc = mp__put_u32(&b, p->exit_tag);
+  }
 out:
   mp_free(pickle);
   if (rc) {
@@ -201,19 +210,23 @@ out:
   m->payload = b;
   m->argfds = argfds;
   m->nargfds = nargfds;
+  m->exitfd = mp__exit_slot_fd(p);
   return 0;
 }
 
 int
 mp__boot_send_msg(int sock, const mp__boot_msg *m)
 {
-  int fds[MAX_BOOT_FDS + 1];
+  int fds[MAX_BOOT_FDS + 2];
   fds[0] = mp__proc_self_pidfd();
   if (fds[0] < 0)
     return fds[0];
   for (size_t i = 0; i < m->nargfds; i++)
     fds[i + 1] = m->argfds[i];
-  int rc = send_boot(sock, BOOT_PROCESS, &m->payload, fds, m->nargfds + 1);
+  size_t nfds = m->nargfds + 1;
+  if (m->exitfd >= 0)
+    fds[nfds++] = m->exitfd;
+  int rc = send_boot(sock, BOOT_PROCESS, &m->payload, fds, nfds);
   mp__close(fds[0]);
   return rc;
 }
@@ -222,7 +235,9 @@ int
 mp__spawn_start(mp_process *p)
 {
   mp__boot_msg msg;
-  int rc = mp__boot_encode_process(p, mp__proc_on_main_thread(), &msg);
+  int rc = mp__exit_slot_get(p, MP__XT_EXEC);
+  if (!rc)
+    rc = mp__boot_encode_process(p, mp__proc_on_main_thread(), &msg);
   if (rc)
     return rc;
   int sv[2];
@@ -294,9 +309,9 @@ mp__boot_run(int sock, int forkserver_child)
 {
   pid_t ppid_at_start = getppid();
   uint32_t hdr[4];
-  int fds[MAX_BOOT_FDS + 1];
+  int fds[MAX_BOOT_FDS + 2];
   size_t got = 0, nfds = 0;
-  int rc = mp__recv_fds(sock, hdr, sizeof hdr, &got, fds, MAX_BOOT_FDS + 1,
+  int rc = mp__recv_fds(sock, hdr, sizeof hdr, &got, fds, MAX_BOOT_FDS + 2,
                         &nfds);
   if (!rc && got == 0)
     boot_fail(MP_EXIT_BOOTFAIL, "the parent closed the connection");
@@ -379,8 +394,13 @@ mp__boot_run(int sock, int forkserver_child)
     /* The same type may already be registered by a constructor. */
     mp_handle_register((const mp_handle_type *)t);
   }
-  if (mp__get_blob(&p, end, &s, &n))
+  uint32_t has_exit, exit_index = 0, exit_tag = 0;
+  if (mp__get_blob(&p, end, &s, &n) || mp__get_u32(&p, end, &has_exit) ||
+      (has_exit && (nfds < 2 || mp__get_u32(&p, end, &exit_index) ||
+                    mp__get_u32(&p, end, &exit_tag))))
     boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+  if (has_exit)
+    mp__exit_slot_attach(self, fds[--nfds], exit_index, exit_tag);
   rc = mp_pickle_loads_fds(s, n, NULL, fds + 1, nfds - 1, &self->args);
   if (rc)
     boot_fail(MP_EXIT_BOOTFAIL, "rebuilding the args of %s: %s (%s)",
