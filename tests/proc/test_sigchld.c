@@ -63,7 +63,8 @@ reaped_by_handler(pid_t pid)
   return 0;
 }
 
-static struct sigaction saved_chld;
+static struct sigaction saved_chld, saved_usr1;
+static sigset_t saved_mask;
 
 static void
 set_mode(int mode)
@@ -88,6 +89,14 @@ static void
 restore_mode(void)
 {
   assert_int_equal(sigaction(SIGCHLD, &saved_chld, NULL), 0);
+}
+
+static void
+restore_all(void)
+{
+  restore_mode();
+  assert_int_equal(sigaction(SIGUSR1, &saved_usr1, NULL), 0);
+  assert_int_equal(sigprocmask(SIG_SETMASK, &saved_mask, NULL), 0);
 }
 
 /* Does this kernel keep a reaped process's status on its pidfd? */
@@ -121,6 +130,8 @@ setup(void **state)
 {
   (void)state;
   assert_int_equal(sigaction(SIGCHLD, NULL, &saved_chld), 0);
+  assert_int_equal(sigaction(SIGUSR1, NULL, &saved_usr1), 0);
+  assert_int_equal(sigprocmask(SIG_SETMASK, NULL, &saved_mask), 0);
   g_kernel_keeps = kernel_keeps_status();
   return 0;
 }
@@ -129,7 +140,7 @@ static int
 teardown(void **state)
 {
   (void)state;
-  restore_mode();
+  restore_all(); /* also after a failed assertion */
   ignore_kernel(0);
   mp__forkserver_stop();
   return 0;
@@ -381,17 +392,17 @@ static void
 test_forkserver_signal_setup(void **state)
 {
   (void)state;
-  struct sigaction old_usr1, ign;
+  struct sigaction ign;
   memset(&ign, 0, sizeof ign);
   ign.sa_handler = SIG_IGN;
   sigemptyset(&ign.sa_mask);
-  sigset_t usr2, old_mask;
+  sigset_t usr2;
   sigemptyset(&usr2);
   sigaddset(&usr2, SIGUSR2);
   for (int chld_ign = 0; chld_ign < 2; chld_ign++) {
     mp__forkserver_stop();
-    assert_int_equal(sigaction(SIGUSR1, &ign, &old_usr1), 0);
-    assert_int_equal(sigprocmask(SIG_BLOCK, &usr2, &old_mask), 0);
+    assert_int_equal(sigaction(SIGUSR1, &ign, NULL), 0);
+    assert_int_equal(sigprocmask(SIG_BLOCK, &usr2, NULL), 0);
     if (chld_ign)
       set_mode(M_IGN);
     int want = ignored_mask();
@@ -414,9 +425,7 @@ test_forkserver_signal_setup(void **state)
     assert_int_equal(proc_status_mask(server, "SigIgn") & ~LIBC_SIGS,
                      SIGBIT(SIGINT) | SIGBIT(SIGPIPE));
     assert_int_equal(proc_status_mask(server, "SigBlk"), SIGBIT(SIGCHLD));
-    restore_mode();
-    assert_int_equal(sigprocmask(SIG_SETMASK, &old_mask, NULL), 0);
-    assert_int_equal(sigaction(SIGUSR1, &old_usr1, NULL), 0);
+    restore_all();
   }
   mp__forkserver_stop();
 }
