@@ -28,7 +28,12 @@
  *                 A child's getppid() is the server; mp_parent_process() is
  *                 still the process that started it.  Children get the
  *                 environment and working directory the program had when
- *                 the server started (as in Python).
+ *                 the server started (as in Python), and likewise its
+ *                 ignored signals and the signal mask of the thread that
+ *                 started the server (as spawn children get the program's
+ *                 at their start).  The server itself sets its own signal
+ *                 dispositions: nothing the program does to its signals
+ *                 changes how the server works.
  *   "threading"   a thread of this process behind the same API (mpire's
  *                 "threading"), for I/O-bound work and thread pools.
  *                 terminate/kill return MP_ENOTSUP; mp_exit() ends the
@@ -86,6 +91,15 @@
  * program that started it exits, however it ends.  A daemon process may not start children.
  * Finished children are reaped by mp_process_is_alive, mp_active_children
  * and every new start: no zombies pile up.
+ *
+ * SIGCHLD is the program's: it may ignore it, set SA_NOCLDWAIT, or reap
+ * children itself (a handler looping on waitpid(-1, ..., WNOHANG)).  The
+ * library then still sees every child end (join, is_alive) and never
+ * invents an exit code: a child that ends through the library (its target
+ * returns, mp_exit) reports its code itself, forkserver children are
+ * reaped by the server, and on Linux 6.15 and later the kernel keeps every
+ * status for the library (pidfd) whoever reaped the child.  A status that
+ * is truly lost reads as MP_ECHILD (see mp_process_exitcode).
  *
  * Ownership: mp_process objects are reference counted.  mp_process_new
  * returns one reference, mp_process_free releases one; the library keeps its
@@ -210,7 +224,9 @@ MP_EXTERN void mp_process_free(mp_process *p);
 MP_EXTERN int mp_process_start(mp_process *p);
 
 /* Wait for the child to end, at most `timeout` seconds (the one rule:
- * MP_FOREVER: no limit; <= 0: just check; NaN: MP_EINVAL).  Returns 0 when it has ended (and is reaped),
+ * MP_FOREVER: no limit; <= 0: just check; NaN: MP_EINVAL).  Returns 0 when
+ * it has ended (and is reaped, by the library or by whoever took its
+ * status: see SIGCHLD above),
  * MP_ETIMEDOUT, MP_ESTATE before start, MP_EDEADLK for a process joining
  * itself, MP_ENOTOWNER, MP_ECLOSED.  Any number of times, from any thread. */
 MP_EXTERN int mp_process_join(mp_process *p, double timeout);
@@ -238,7 +254,18 @@ MP_EXTERN int mp_process_pid(mp_process *p);
 
 /* The exit code once the child has ended: 0, N, or -N (signal N).  Returns
  * 0 and sets *code; MP_ESTATE while not started or still running (Python's
- * None); MP_ENOTOWNER; MP_ECLOSED.  Does not block; reaps. */
+ * None); MP_ENOTOWNER; MP_ECLOSED.  Does not block; reaps.
+ *
+ * MP_ECHILD (*code untouched) when the child has ended but its exit status
+ * is lost: someone else reaped it (SIGCHLD ignored, SA_NOCLDWAIT, the
+ * program's own waitpid) and it did not end through the library -- a
+ * signal killed it, or it called _exit() or exit() itself -- on a kernel
+ * that keeps no status for pidfds (before Linux 6.15), or a fork child
+ * that did so within microseconds of its start (before the library could
+ * open a pidfd of it).  Also a forkserver child that was still running
+ * when the forkserver was killed: its status went to whoever adopted it,
+ * and the library has it only if the kernel does (6.15, once the adopter
+ * reaped it).  join succeeds and is_alive is 0 in every such case. */
 MP_EXTERN int mp_process_exitcode(mp_process *p, int *code);
 
 /* The name (borrowed: valid until the name is set again or p is freed) and

@@ -7,11 +7,14 @@
 #include <link.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "platform/platform.h"
@@ -22,6 +25,7 @@
 #ifndef SYS_pidfd_send_signal
 #define SYS_pidfd_send_signal 424
 #endif
+#define MP__P_PIDFD 3 /* linux/wait.h's P_PIDFD (glibc 2.36 lacks it) */
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
@@ -38,6 +42,61 @@ int
 mp__plat_pidfd_signal(int pidfd, int sig)
 {
   return syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0 ? -errno : 0;
+}
+
+pid_t
+mp__plat_pidfd_reap(int pidfd, pid_t pid, int *status)
+{
+  static atomic_int no_p_pidfd; /* Linux 5.3: pidfds, but no P_PIDFD */
+  if (!atomic_load_explicit(&no_p_pidfd, memory_order_relaxed)) {
+    siginfo_t si;
+    si.si_pid = 0;
+    int rc;
+    do
+      rc = waitid((idtype_t)MP__P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG);
+    while (rc < 0 && errno == EINTR);
+    if (rc == 0) {
+      if (si.si_pid == 0)
+        return 0;
+      *status = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0)
+                : si.si_code == CLD_DUMPED ? si.si_status | WCOREFLAG
+                                           : si.si_status;
+      return si.si_pid;
+    }
+    if (errno != EINVAL)
+      return -errno;
+    atomic_store_explicit(&no_p_pidfd, 1, memory_order_relaxed);
+  }
+  pid_t r;
+  do
+    r = waitpid(pid, status, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  return r < 0 ? -errno : r;
+}
+
+/* PIDFD_GET_INFO (Linux 6.13; PIDFD_INFO_EXIT since 6.15): the first,
+ * fixed-size version of struct pidfd_info, which every later kernel
+ * accepts. */
+struct mp__pidfd_info {
+  uint64_t mask, cgroupid;
+  uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+  int32_t exit_code;
+};
+#define MP__PIDFD_INFO_EXIT (1ull << 3)
+#define MP__PIDFD_GET_INFO _IOWR(0xFF, 11, struct mp__pidfd_info)
+
+int
+mp__plat_pidfd_exit_status(int pidfd, int *status)
+{
+  struct mp__pidfd_info info;
+  memset(&info, 0, sizeof info);
+  info.mask = MP__PIDFD_INFO_EXIT;
+  if (ioctl(pidfd, MP__PIDFD_GET_INFO, &info) < 0)
+    return -ENOSYS; /* no such ioctl, or (6.13, 6.14) reaped without it */
+  if (!(info.mask & MP__PIDFD_INFO_EXIT))
+    return 0; /* not released yet: the kernel records it then */
+  *status = info.exit_code;
+  return 1;
 }
 
 pid_t

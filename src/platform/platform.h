@@ -16,6 +16,16 @@
 int mp__plat_pidfd_open(pid_t pid);
 /* Send `sig` to the process of `pidfd` (-ESRCH once it has exited). */
 int mp__plat_pidfd_signal(int pidfd, int sig);
+/* Reap the child of `pidfd` if it has ended, without blocking: its pid
+ * (> 0) with *status as waitpid's, 0 while it runs, -ECHILD if it is not a
+ * child of ours or someone else reaped it.  `pid` is its pid, for kernels
+ * that cannot wait on a pidfd (then waitpid(pid)). */
+pid_t mp__plat_pidfd_reap(int pidfd, pid_t pid, int *status);
+/* The exit status (as waitpid's) of the process of `pidfd` once it has
+ * ended and been reaped, whoever reaped it: 1 and *status; 0 while the
+ * process is not released yet (running, or a zombie no one reaped);
+ * -ENOSYS where pidfds keep no exit status (Linux before 6.15). */
+int mp__plat_pidfd_exit_status(int pidfd, int *status);
 
 /* The calling thread's kernel id. */
 pid_t mp__plat_gettid(void);

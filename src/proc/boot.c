@@ -37,10 +37,13 @@
 #define BOOT_SERVER 2
 #define BOOT_ENV "__MPROC_BOOT"
 #define BOOT_FD 3
-#define MAX_BOOT_FDS 250 /* of the args */
+/* Descriptors of the args: what one message can carry (the kernel's
+ * SCM_MAX_FD) less the parent's pidfd, the inherited ones and the exit
+ * word's table. */
+#define MAX_BOOT_FDS (MP__MAX_FDS_PER_MSG - 2 - MP__MAX_INHERIT)
 #define MAX_HANDLE_TYPES 64
 /* The parent's pidfd, the inherited descriptors, the args' descriptors. */
-#define MAX_MSG_FDS (1 + MP__MAX_INHERIT + MAX_BOOT_FDS)
+#define MAX_MSG_FDS (2 + MP__MAX_INHERIT + MAX_BOOT_FDS)
 
 extern char **environ;
 
@@ -193,6 +196,7 @@ mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m)
   m->argfds = NULL;
   m->nargfds = 0;
   m->ninh = 0;
+  m->exitfd = -1;
   m->payload = (mp__buf){0};
   const mp_handle_type *types[MAX_HANDLE_TYPES];
   size_t ntypes = 0;
@@ -247,6 +251,14 @@ mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m)
     rc = encode_inherited(&b, m);
   if (!rc)
     rc = mp__put_blob(&b, pickle, plen);
+  /* Where the child reports its exit code (its table is the last fd). */
+  if (!rc)
+    rc = mp__put_u32(&b, p->exit_table == MP__XT_EXEC);
+  if (!rc && p->exit_table == MP__XT_EXEC) {
+    rc = mp__put_u32(&b, p->exit_index);
+    if (!rc)
+      rc = mp__put_u32(&b, p->exit_tag);
+  }
 out:
   mp_free(pickle);
   if (rc) {
@@ -258,6 +270,7 @@ out:
   m->payload = b;
   m->argfds = argfds;
   m->nargfds = nargfds;
+  m->exitfd = mp__exit_slot_fd(p);
   return 0;
 }
 
@@ -272,8 +285,10 @@ mp__boot_send_msg(int sock, const mp__boot_msg *m)
     fds[1 + i] = m->inhfds[i];
   for (size_t i = 0; i < m->nargfds; i++)
     fds[1 + m->ninh + i] = m->argfds[i];
-  int rc = send_boot(sock, BOOT_PROCESS, &m->payload, fds,
-                     1 + m->ninh + m->nargfds);
+  size_t nfds = 1 + m->ninh + m->nargfds;
+  if (m->exitfd >= 0)
+    fds[nfds++] = m->exitfd;
+  int rc = send_boot(sock, BOOT_PROCESS, &m->payload, fds, nfds);
   mp__close(fds[0]);
   return rc;
 }
@@ -282,7 +297,9 @@ int
 mp__spawn_start(mp_process *p)
 {
   mp__boot_msg msg;
-  int rc = mp__boot_encode_process(p, mp__proc_on_main_thread(), &msg);
+  int rc = mp__exit_slot_get(p, MP__XT_EXEC);
+  if (!rc)
+    rc = mp__boot_encode_process(p, mp__proc_on_main_thread(), &msg);
   if (rc)
     return rc;
   int sv[2];
@@ -457,8 +474,13 @@ mp__boot_run(int sock, int forkserver_child)
       boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
     ((const mp__inherit *)h)->take(fds[1 + i], word);
   }
-  if (mp__get_blob(&p, end, &s, &n))
+  uint32_t has_exit, exit_index = 0, exit_tag = 0;
+  if (mp__get_blob(&p, end, &s, &n) || mp__get_u32(&p, end, &has_exit) ||
+      (has_exit && (nfds < 2 + ninh || mp__get_u32(&p, end, &exit_index) ||
+                    mp__get_u32(&p, end, &exit_tag))))
     boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+  if (has_exit)
+    mp__exit_slot_attach(self, fds[--nfds], exit_index, exit_tag);
   rc = mp_pickle_loads_fds(s, n, NULL, fds + 1 + ninh, nfds - 1 - ninh,
                            &self->args);
   if (rc)

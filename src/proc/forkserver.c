@@ -13,8 +13,16 @@
  * The server exits when the program that started it exits, whatever the
  * way (it watches that program's pidfd), or when the control socket closes.
  * Daemon children die with the server (parent-death signal: the server is
- * single-threaded, so that signal is reliable there). */
+ * single-threaded, so that signal is reliable there).  If the server dies
+ * first (killed), a status socket ends without a code: the client then
+ * watches the child's pidfd itself (process.c).
+ *
+ * The server inherits through exec the signals the program ignores and the
+ * mask of the thread that started it; it sets its own (an ignored SIGCHLD
+ * would have the kernel reap its children behind its back) and gives its
+ * children the inherited ones back. */
 #include <dlfcn.h>
+#include <errno.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -236,8 +244,11 @@ struct entry {
 
 struct server {
   int ctl, client_pidfd, sfd;
-  void (*old_pipe)(int);
-  sigset_t old_mask;
+  /* What the server inherited through exec from the program: the signals
+   * it ignores and the mask of the thread that started the server.  The
+   * server runs with its own; its children get these back, as spawn
+   * children have them. */
+  sigset_t old_ignored, old_mask;
   struct entry *tab;
   size_t ntab, cap;
   /* A child forked ahead of time, waiting for its boot socket: a request
@@ -258,8 +269,16 @@ child_setup(struct server *s)
   for (size_t i = 0; i < s->ntab; i++)
     mp__close(s->tab[i].status_fd);
   free(s->tab);
-  signal(SIGINT, SIG_DFL);
-  signal(SIGPIPE, s->old_pipe);
+  struct sigaction act;
+  memset(&act, 0, sizeof act);
+  sigemptyset(&act.sa_mask);
+  for (int sig = 1; sig < NSIG; sig++) {
+    int ign = sigismember(&s->old_ignored, sig) == 1;
+    if (ign || sig == SIGINT || sig == SIGPIPE) {
+      act.sa_handler = ign ? SIG_IGN : SIG_DFL;
+      sigaction(sig, &act, NULL);
+    }
+  }
   sigprocmask(SIG_SETMASK, &s->old_mask, NULL);
 }
 
@@ -299,9 +318,10 @@ drop_spare(struct server *s)
   s->spare_pid = 0;
 }
 
-/* A child for the boot socket `boot`: the spare, or a new fork. */
+/* A child for the boot socket `boot`: the spare, or a new fork (which
+ * closes `status`, the server's end of its status socket). */
 static pid_t
-new_child(struct server *s, int boot)
+new_child(struct server *s, int boot, int status)
 {
   if (s->spare_pid > 0) {
     pid_t pid = s->spare_pid;
@@ -314,6 +334,7 @@ new_child(struct server *s, int boot)
   pid_t pid = fork();
   if (pid == 0) {
     child_setup(s);
+    mp__close(status);
     mp__boot_run(boot, 1);
   }
   return pid < 0 ? -errno : pid;
@@ -332,9 +353,9 @@ reap(struct server *s)
       drop_spare(s);
       continue;
     }
-    int32_t code = WIFEXITED(status)     ? WEXITSTATUS(status)
-                   : WIFSIGNALED(status) ? -WTERMSIG(status)
-                                         : 255;
+    /* Exited or killed: nothing else is waited for. */
+    int32_t code = WIFEXITED(status) ? WEXITSTATUS(status)
+                                     : -WTERMSIG(status);
     for (size_t i = 0; i < s->ntab; i++) {
       if (s->tab[i].pid != pid)
         continue;
@@ -363,7 +384,7 @@ serve(struct server *s, int fds[2])
     s->tab = t;
     s->cap = ncap;
   }
-  pid_t pid = new_child(s, fds[0]);
+  pid_t pid = new_child(s, fds[0], fds[1]);
   mp__close(fds[0]);
   int32_t reply = (int32_t)pid;
   /* The client gets a pidfd from us, the parent, while the child cannot
@@ -402,14 +423,30 @@ mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
     mp_free(pk);
   }
   mp_obj_free(empty);
-  /* Ctrl-C goes to the whole process group: the server stays out of it
-   * (its children get the default back). */
-  signal(SIGINT, SIG_IGN);
-  s.old_pipe = signal(SIGPIPE, SIG_IGN);
+  /* The server's own signal set-up, whatever the program's is: every
+   * signal default (an ignored SIGCHLD would let the kernel reap the
+   * children whose exit codes the server reports; exec already dropped
+   * handlers and SA_NOCLDWAIT), but SIGINT ignored -- Ctrl-C goes to the
+   * whole process group, the server stays out of it -- and SIGPIPE -- a
+   * client may be gone; only SIGCHLD blocked, for the signalfd. */
+  struct sigaction act, old;
+  memset(&act, 0, sizeof act);
+  sigemptyset(&act.sa_mask);
+  sigemptyset(&s.old_ignored);
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &old) != 0)
+      continue; /* (and the C library's own signals) */
+    int ign = old.sa_handler == SIG_IGN;
+    if (ign)
+      sigaddset(&s.old_ignored, sig);
+    act.sa_handler = sig == SIGINT || sig == SIGPIPE ? SIG_IGN : SIG_DFL;
+    if (ign || act.sa_handler == SIG_IGN)
+      sigaction(sig, &act, NULL);
+  }
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &chld, &s.old_mask);
+  sigprocmask(SIG_SETMASK, &chld, &s.old_mask);
   s.sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
   if (s.sfd < 0)
     _exit(MP_EXIT_BOOTFAIL);

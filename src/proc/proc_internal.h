@@ -48,8 +48,16 @@ struct mp_process {
   atomic_int pid;
   int pidfd;         /* signals (fork, spawn, forkserver); -1 */
   int sentinel;      /* readable when it ends; -1 */
-  int status_fd;     /* forkserver: the status pipe (== sentinel) */
+  int status_fd;     /* forkserver: the status pipe (== sentinel); -1 once
+                      * the server is gone (the sentinel is then a pidfd) */
   int exitcode;
+  int exit_unknown;  /* ended, and its exit status is lost (MP_ECHILD) */
+  /* The child's own report of its exit code (exitcode.c): the parent's slot
+   * (table MP__XT_*, index, the tag of this start); in the child, the word
+   * it stores its code in before it exits (fork: the parent's pointer). */
+  int exit_table;
+  uint32_t exit_index, exit_tag;
+  uint64_t *exit_word;
   /* threading */
   pthread_t thread;
   atomic_int thread_done;
@@ -92,6 +100,33 @@ int mp__proc_collect_handle_types(const mp_obj *o,
                                   const mp_handle_type **types, size_t max,
                                   size_t *n);
 
+/* Tests: ignore the kernel's record of exit statuses (pidfds, Linux 6.15),
+ * as on older kernels, so that what the library falls back on is seen. */
+void mp__proc_test_ignore_pidfd_exit(int on);
+
+/* ---- exitcode.c: a child's own report of its exit code ------------------ */
+enum { MP__XT_NONE = 0, MP__XT_FORK, MP__XT_EXEC };
+/* Parent, starting p (p->lock held, p->creator_pid is this process): a word
+ * for the child to report its exit code in -- MP__XT_FORK for a fork child
+ * (shared memory it inherits: p->exit_word), MP__XT_EXEC for a spawn child
+ * (a page of mp__exit_slot_fd()).  Returns 0 or a negative code. */
+int mp__exit_slot_get(mp_process *p, int table);
+/* The descriptor of p's MP__XT_EXEC word, to send to the child. */
+int mp__exit_slot_fd(const mp_process *p);
+/* Parent: the code the ended child reported (1, *code) or 0 (none). */
+int mp__exit_slot_read(const mp_process *p, int *code);
+/* Parent: p's child has ended (or never ran): free its word. */
+void mp__exit_slot_put(mp_process *p);
+/* Child (spawn): map the word `index` of the table `fd` (taken) as
+ * self->exit_word.  Failure only leaves the child without a report. */
+void mp__exit_slot_attach(mp_process *self, int fd, uint32_t index,
+                          uint32_t tag);
+/* Child, just before it exits with `code`: store it for the parent (only
+ * in the process the word was made for, not in a process it forked). */
+void mp__exit_report(mp_process *self, int code);
+/* In a fork child: the parent's tables are not ours. */
+void mp__exit_after_fork_child(void);
+
 /* ---- boot.c: instructions for spawn and forkserver children ------------- */
 /* Start p by spawn (pid, pidfd, sentinel set on success). */
 int mp__spawn_start(mp_process *p);
@@ -105,6 +140,7 @@ typedef struct mp__boot_msg {
   size_t nargfds;
   int inhfds[MP__MAX_INHERIT]; /* owned: see mp__proc_inherit */
   size_t ninh;
+  int exitfd;  /* the table of p's exit word (borrowed), or -1 */
 } mp__boot_msg;
 int mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m);
 int mp__boot_send_msg(int sock, const mp__boot_msg *m);

@@ -2,6 +2,7 @@
  * registry of children, reaping, exit handling, current/parent process.
  * spawn lives in boot.c, forkserver in forkserver.c. */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -396,9 +397,63 @@ status_to_code(int st)
 {
   if (WIFEXITED(st))
     return WEXITSTATUS(st);
-  if (WIFSIGNALED(st))
-    return -WTERMSIG(st);
-  return 255;
+  return -WTERMSIG(st); /* WIFSIGNALED: nothing else is waited for */
+}
+
+static atomic_int ignore_pidfd_exit;
+
+void
+mp__proc_test_ignore_pidfd_exit(int on)
+{
+  atomic_store(&ignore_pidfd_exit, on);
+}
+
+/* The status of a child that waitpid cannot give (someone else reaped it:
+ * SIGCHLD ignored, SA_NOCLDWAIT, a waitpid(-1) of the program's; or a
+ * forkserver child whose server is gone): 1 and *st, 0 while it has not
+ * ended, -1 if it ended and nobody can tell how. */
+static int
+lost_status(mp_process *p, int *st)
+{
+  if (p->pidfd >= 0) {
+    struct pollfd pfd = {p->pidfd, POLLIN, 0};
+    if (poll(&pfd, 1, 0) <= 0)
+      return 0;
+    /* The kernel keeps the status for pidfds once the process is released
+     * (Linux 6.15).  Not released yet: a child of ours that waitpid no
+     * longer finds is being reaped by someone, a matter of microseconds;
+     * an orphaned forkserver child may wait for its reaper indefinitely,
+     * so it is not waited for. */
+    int rc = atomic_load(&ignore_pidfd_exit)
+                 ? -ENOSYS
+                 : mp__plat_pidfd_exit_status(p->pidfd, st);
+    if (rc == 1 || (rc == 0 && p->method != MP__M_FORKSERVER))
+      return rc;
+  } /* else it had ended before a pidfd could be opened (fork_start) */
+  int code;
+  if (mp__exit_slot_read(p, &code)) {
+    *st = W_EXITCODE(code, 0);
+    return 1;
+  }
+  return -1;
+}
+
+/* The forkserver died before it reported the exit of p's child (it was
+ * killed, or stopped with children running): the child is an orphan now
+ * and may still run.  Its pidfd takes over as the sentinel, under the same
+ * number, so a descriptor already handed out stays good. */
+static void
+forkserver_lost(mp_process *p)
+{
+  mp_log_debug("the forkserver is gone: watching process %d itself",
+               (int)p->pid);
+  if (p->pidfd >= 0 && dup3(p->pidfd, p->status_fd, O_CLOEXEC) >= 0) {
+    p->status_fd = -1;
+    return;
+  }
+  mp__close(p->pidfd); /* nothing to watch it with */
+  p->pidfd = -1;
+  p->status_fd = -1;
 }
 
 static int
@@ -408,48 +463,54 @@ reap_locked(mp_process *p)
     return 1;
   if (p->state != MP__S_STARTED)
     return 0;
+  int st, known = 1;
   switch (p->method) {
   case MP__M_THREADING:
     if (!atomic_load_explicit(&p->thread_done, memory_order_acquire))
       return 0;
     pthread_join(p->thread, NULL);
     break;
-  case MP__M_FORKSERVER: {
-    struct pollfd pfd = {p->status_fd, POLLIN, 0};
-    if (poll(&pfd, 1, 0) <= 0)
+  case MP__M_FORKSERVER:
+    if (p->status_fd >= 0) {
+      struct pollfd pfd = {p->status_fd, POLLIN, 0};
+      if (poll(&pfd, 1, 0) <= 0)
+        return 0;
+      int32_t code;
+      if (mp__read_full(p->status_fd, &code, sizeof code, NULL) == 0) {
+        p->exitcode = code;
+        break;
+      }
+      forkserver_lost(p);
+    }
+    if ((known = lost_status(p, &st)) == 0)
       return 0;
-    int32_t code;
-    size_t got = 0;
-    if (mp__read_full(p->status_fd, &code, sizeof code, &got) != 0)
-      code = 255; /* the server died first: Python says 255 too */
-    p->exitcode = code;
+    if (known > 0)
+      p->exitcode = status_to_code(st);
     break;
-  }
   default: {
-    int st;
-    pid_t r;
-    do
-      r = waitpid(p->pid, &st, WNOHANG);
-    while (r < 0 && errno == EINTR);
+    pid_t r = p->pidfd >= 0 ? mp__plat_pidfd_reap(p->pidfd, p->pid, &st)
+                            : -ECHILD;
     if (r == 0)
       return 0;
     if (r < 0) {
-      /* Someone else reaped it (SIGCHLD ignored, a waitpid(-1) of the
-       * program's): only the pidfd can tell that it ended. */
-      struct pollfd pfd = {p->pidfd, POLLIN, 0};
-      if (poll(&pfd, 1, 0) <= 0)
+      if ((known = lost_status(p, &st)) == 0)
         return 0;
-      mp_log_warning("exit status of process %d was taken by someone else",
-                     (int)p->pid);
-      st = 255 << 8;
+      mp_log_debug("process %d was reaped by someone else", (int)p->pid);
     }
-    p->exitcode = status_to_code(st);
+    if (known > 0)
+      p->exitcode = status_to_code(st);
     break;
   }
   }
+  p->exit_unknown = known < 0;
+  mp__exit_slot_put(p);
   p->state = MP__S_DONE;
-  mp_log_debug("process %s (pid %d) ended with exit code %d", p->name,
-               (int)p->pid, p->exitcode);
+  if (p->exit_unknown)
+    mp_log_debug("process %s (pid %d) ended; its exit status is lost",
+                 p->name, (int)p->pid);
+  else
+    mp_log_debug("process %s (pid %d) ended with exit code %d", p->name,
+                 (int)p->pid, p->exitcode);
   return 1;
 }
 
@@ -535,6 +596,7 @@ after_fork_child(mp_process *self)
   if (tls_spawning)
     tls_spawning = NULL;
   mp__forkserver_after_fork_child();
+  mp__exit_after_fork_child();
   (void)self;
 }
 
@@ -613,6 +675,9 @@ fork_start(mp_process *p)
     mp_free(fds);
   }
   mp__proc_prebind();
+  int rc = mp__exit_slot_get(p, MP__XT_FORK);
+  if (rc)
+    return rc;
   int parent_sentinel = mp__proc_self_pidfd();
   if (parent_sentinel < 0)
     return parent_sentinel;
@@ -631,10 +696,22 @@ fork_start(mp_process *p)
                         ppid);
   }
   int err = errno;
+  /* At once: with SIGCHLD ignored a child that ends takes its pid along. */
+  int pidfd = pid > 0 ? mp__plat_pidfd_open(pid) : -1;
   mp__close(parent_sentinel);
   if (pid < 0)
     return -err;
-  int pidfd = mp__plat_pidfd_open(pid);
+  if (pidfd == -ESRCH) {
+    /* It ran, ended and was reaped by someone else already.  Its sentinel
+     * is a pipe at end of file; reap_locked reads its exit word. */
+    int fds[2];
+    if ((rc = mp__pipe(fds)) != 0)
+      return rc;
+    mp__close(fds[1]);
+    p->pid = pid;
+    p->sentinel = fds[0];
+    return 0;
+  }
   if (pidfd < 0) {
     kill(pid, SIGKILL);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
@@ -752,6 +829,7 @@ mp_process_start(mp_process *p)
   }
   mp_obj *args = NULL;
   if (rc) {
+    mp__exit_slot_put(p);
     p->state = MP__S_INITIAL;
     atomic_store(&p->pid, 0);
   } else if (method != MP__M_THREADING) {
@@ -951,6 +1029,14 @@ mp_process_exitcode(mp_process *p, int *code)
     rc = mp_seterr(MP_ESTATE, p->state == MP__S_INITIAL
                                   ? "process not started"
                                   : "process still running");
+  if (!rc && p->exit_unknown)
+    rc = mp_seterr(MP_ECHILD, p->method == MP__M_FORKSERVER
+                                  ? "the forkserver died before process %d "
+                                    "ended: its exit status is lost"
+                                  : "the exit status of process %d was "
+                                    "taken by someone else (SIGCHLD ignored "
+                                    "or reaped elsewhere)",
+                   (int)p->pid);
   if (!rc)
     *code = p->exitcode;
   pthread_mutex_unlock(&p->lock);
@@ -1106,7 +1192,7 @@ mp_process_repr(mp_process *p, char *buf, size_t cap)
     status = "initial";
   else if (reap_locked(p)) {
     status = "stopped";
-    show_exit = 1;
+    show_exit = !p->exit_unknown;
     code = p->exitcode;
   } else
     status = "started";
@@ -1214,6 +1300,7 @@ mp__proc_child_exit(int code)
     fflush(stdout);
   if (__fpending(stderr))
     fflush(stderr);
+  mp__exit_report(g_current, code);
   /* exit_group directly: _exit would be bound lazily in every child. */
   syscall(SYS_exit_group, code);
   _exit(code);

@@ -244,7 +244,7 @@ test_handle_type_by_reference(void **state)
   close(pfd[0]);
 }
 
-/* At most 250 descriptors travel in a child's args: more is MP_ELIMIT, and
+/* At most 247 descriptors travel in a child's args: more is MP_ELIMIT, and
  * nothing is started. */
 static void
 test_too_many_descriptors(void **state)
