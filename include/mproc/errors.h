@@ -45,8 +45,10 @@ MP_EXTERN const char *mp_strerror(int code);
 MP_EXTERN const char *mp_err_name(int code);
 
 /* Details of the most recent failure in this thread: a NUL-terminated text,
- * "" when the failing call left none.  Valid until the next mproc call in
- * this thread.  Calls that succeed do not clear it. */
+ * "" when the failing call left none -- never the text of an earlier call.
+ * Every mproc call that returns an error code resets it when it starts, so
+ * read it right after the failing call; it is valid until the next mproc
+ * call in this thread. */
 MP_EXTERN const char *mp_errdetail(void);
 
 /* Set the detail text of this thread (printf format) and return `code`, so a

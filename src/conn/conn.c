@@ -73,6 +73,7 @@ mp__conn_wrap(mp_conn **out, int fd, int readable, int writable)
 MP_EXTERN int
 mp_conn_new_fd(mp_conn **out, int fd, int readable, int writable)
 {
+  mp__errdetail_clear();
   if (!out || fd < 0 || (!readable && !writable))
     return mp_seterr(MP_EINVAL, "mp_conn_new_fd: bad arguments");
   if (!mp__fd_is_open(fd))
@@ -86,6 +87,7 @@ mp_conn_new_fd(mp_conn **out, int fd, int readable, int writable)
 MP_EXTERN int
 mp_pipe(mp_conn **c1, mp_conn **c2, int duplex)
 {
+  mp__errdetail_clear();
   if (!c1 || !c2)
     return mp_seterr(MP_EINVAL, "mp_pipe: NULL argument");
   int sv[2];
@@ -182,6 +184,7 @@ mp__conn_leave(mp_conn *c)
 MP_EXTERN int
 mp_conn_close(mp_conn *c)
 {
+  mp__errdetail_clear();
   if (!c)
     return MP_EINVAL;
   if (atomic_exchange(&c->closed, 1))
@@ -194,6 +197,7 @@ mp_conn_close(mp_conn *c)
 MP_EXTERN int
 mp_conn_fileno(const mp_conn *c)
 {
+  mp__errdetail_clear();
   if (!c)
     return MP_EINVAL;
   int fd = atomic_load(&((mp_conn *)c)->fd);
@@ -205,6 +209,7 @@ mp_conn_fileno(const mp_conn *c)
 MP_EXTERN int
 mp_conn_readable(const mp_conn *c)
 {
+  mp__errdetail_clear();
   return c && c->readable && !mp_conn_closed(c) &&
          !atomic_load(&((mp_conn *)c)->recv_broken);
 }
@@ -212,6 +217,7 @@ mp_conn_readable(const mp_conn *c)
 MP_EXTERN int
 mp_conn_writable(const mp_conn *c)
 {
+  mp__errdetail_clear();
   return c && c->writable && !mp_conn_closed(c) &&
          !atomic_load(&((mp_conn *)c)->send_broken);
 }
@@ -219,12 +225,14 @@ mp_conn_writable(const mp_conn *c)
 MP_EXTERN int
 mp_conn_closed(const mp_conn *c)
 {
+  mp__errdetail_clear();
   return c && atomic_load(&((mp_conn *)c)->closed);
 }
 
 MP_EXTERN int
 mp_conn_set_max_recv(mp_conn *c, uint64_t max_bytes)
 {
+  mp__errdetail_clear();
   if (!c)
     return MP_EINVAL;
   atomic_store(&c->max_recv, max_bytes ? max_bytes : MP_CONN_DEFAULT_MAX_RECV);
@@ -240,6 +248,7 @@ mp_conn_max_recv(const mp_conn *c)
 MP_EXTERN int
 mp_conn_set_send_timeout(mp_conn *c, double timeout)
 {
+  mp__errdetail_clear();
   if (!c)
     return MP_EINVAL;
   int rc = mp__timeout_check(timeout);
@@ -370,6 +379,7 @@ mp__conn_send_msg(mp_conn *c, const void *buf, size_t len, const int *fds,
 MP_EXTERN int
 mp_conn_send_bytes(mp_conn *c, const void *buf, size_t len)
 {
+  mp__errdetail_clear();
   return mp__conn_send_msg(c, buf, len, NULL, 0);
 }
 
@@ -377,6 +387,7 @@ MP_EXTERN int
 mp_conn_send_bytes_at(mp_conn *c, const void *buf, size_t len, size_t offset,
                       size_t size)
 {
+  mp__errdetail_clear();
   if (offset > len)
     return mp_seterr(MP_EINVAL, "buffer length < offset");
   if (size == MP_CONN_REST)
@@ -392,6 +403,7 @@ mp_conn_send_bytes_at(mp_conn *c, const void *buf, size_t len, size_t offset,
 MP_EXTERN int
 mp_conn_poll(mp_conn *c, double timeout)
 {
+  mp__errdetail_clear();
   if (!c)
     return MP_EINVAL;
   int rc = mp__timeout_check(timeout);

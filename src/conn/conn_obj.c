@@ -92,6 +92,7 @@ mp_conn_from_obj(const mp_obj *o)
 MP_EXTERN int
 mp_conn_send(mp_conn *c, const mp_obj *o)
 {
+  mp__errdetail_clear();
   if (!c || !o)
     return mp_seterr(MP_EINVAL, "mp_conn_send: NULL argument");
   void *data = NULL;
@@ -109,6 +110,7 @@ mp_conn_send(mp_conn *c, const mp_obj *o)
 MP_EXTERN int
 mp_conn_recv(mp_conn *c, mp_obj **out, double timeout)
 {
+  mp__errdetail_clear();
   if (!c || !out)
     return mp_seterr(MP_EINVAL, "mp_conn_recv: NULL argument");
   void *data = NULL;

@@ -411,6 +411,7 @@ MP_EXTERN int
 mp_conn_recv_bytes(mp_conn *c, void **out, size_t *len, size_t maxlength,
                    double timeout)
 {
+  mp__errdetail_clear();
   return mp__conn_recv_msg(c, out, len, maxlength, NULL, NULL, timeout);
 }
 
@@ -418,6 +419,7 @@ MP_EXTERN int
 mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t size, size_t offset,
                         size_t *nbytes, double timeout)
 {
+  mp__errdetail_clear();
   if (!c || (!buf && size) || !nbytes)
     return mp_seterr(MP_EINVAL, "recv_bytes_into: NULL argument");
   if (offset > size)
@@ -492,6 +494,7 @@ mp__conn_pending(mp_conn *c)
 MP_EXTERN int
 mp_conn_set_readahead(mp_conn *c, int on)
 {
+  mp__errdetail_clear();
   if (!c)
     return MP_EINVAL;
   int rc = mp__conn_enter(c);

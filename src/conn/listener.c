@@ -94,6 +94,7 @@ MP_EXTERN int
 mp_listener_new(mp_listener **out, const char *address,
                 const mp_listener_opts *opts)
 {
+  mp__errdetail_clear();
   if (!out)
     return mp_seterr(MP_EINVAL, "mp_listener_new: NULL out");
   static const mp_listener_opts defaults;
@@ -224,6 +225,7 @@ finish(mp_listener *l, int fd, char *peer, mp_conn **out)
 MP_EXTERN int
 mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
 {
+  mp__errdetail_clear();
   if (!l || !out)
     return mp_seterr(MP_EINVAL, "mp_listener_accept: NULL argument");
   if (mp__timeout_check(timeout))
@@ -375,6 +377,7 @@ mp_listener_last_accepted(const mp_listener *l)
 MP_EXTERN int
 mp_listener_fileno(const mp_listener *l)
 {
+  mp__errdetail_clear();
   if (!l)
     return MP_EINVAL;
   return l->fd >= 0 ? l->fd : MP_ECLOSED;
@@ -383,6 +386,7 @@ mp_listener_fileno(const mp_listener *l)
 MP_EXTERN int
 mp_listener_close(mp_listener *l)
 {
+  mp__errdetail_clear();
   if (!l)
     return MP_EINVAL;
   pthread_mutex_lock(&l->mu);
@@ -487,6 +491,7 @@ connect_inet(int fd, const mp__addr *a, mp__deadline dl)
 MP_EXTERN int
 mp_client(mp_conn **out, const char *address, const mp_client_opts *opts)
 {
+  mp__errdetail_clear();
   if (!out || !address)
     return mp_seterr(MP_EINVAL, "mp_client: NULL argument");
   static const mp_client_opts defaults;
@@ -568,6 +573,7 @@ MP_EXTERN int
 mp_conn_deliver_challenge(mp_conn *c, const void *authkey, size_t authkey_len,
                           double timeout)
 {
+  mp__errdetail_clear();
   return conn_handshake(c, MP__HS_DELIVER, authkey, authkey_len, timeout);
 }
 
@@ -575,5 +581,6 @@ MP_EXTERN int
 mp_conn_answer_challenge(mp_conn *c, const void *authkey, size_t authkey_len,
                          double timeout)
 {
+  mp__errdetail_clear();
   return conn_handshake(c, MP__HS_ANSWER, authkey, authkey_len, timeout);
 }

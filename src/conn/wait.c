@@ -11,6 +11,7 @@
 MP_EXTERN int
 mp_wait(mp_waitable *items, size_t n, double timeout)
 {
+  mp__errdetail_clear();
   if ((!items && n) || n > MAX_ITEMS)
     return mp_seterr(MP_EINVAL, "mp_wait: bad item list");
   if (mp__timeout_check(timeout))

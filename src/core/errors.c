@@ -52,7 +52,8 @@ mp_err_name(int code)
   return "MP_EUNKNOWN";
 }
 
-static _Thread_local char errdetail[512];
+_Thread_local char mp__errdetail_buf[MP__ERRDETAIL_CAP];
+#define errdetail mp__errdetail_buf
 
 const char *
 mp_errdetail(void)

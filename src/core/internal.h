@@ -14,6 +14,19 @@
 #define MP__LIKELY(x) __builtin_expect(!!(x), 1)
 #define MP__ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* ---- the per-thread error detail (errors.c) ------------------------------
+ * Every public function that returns an error code starts by clearing the
+ * detail, so after a failure mp_errdetail() is that failure's own text or
+ * "" -- never an earlier call's.  Internal code never tests whether the
+ * detail is empty to decide what to report. */
+#define MP__ERRDETAIL_CAP 512
+extern _Thread_local char mp__errdetail_buf[MP__ERRDETAIL_CAP];
+static inline void
+mp__errdetail_clear(void)
+{
+  mp__errdetail_buf[0] = '\0';
+}
+
 /* -errno of the last failed system call, never 0. */
 static inline int
 mp__errno(void)

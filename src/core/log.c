@@ -64,6 +64,7 @@ mp_log_level_name(int level)
 int
 mp_log_parse_level(const char *text)
 {
+  mp__errdetail_clear();
   if (!text || !*text)
     return mp_seterr(MP_EINVAL, "no log level given");
   for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++)
@@ -120,6 +121,7 @@ mp_log_get_level(void)
 int
 mp_log_to_stderr(int level)
 {
+  mp__errdetail_clear();
   read_env_once();
   pthread_mutex_lock(&handler_lock);
   handler_fn = NULL;
