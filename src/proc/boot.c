@@ -334,6 +334,9 @@ mp__boot_run(int sock, int forkserver_child)
   }
   if (hdr[1] != BOOT_PROCESS || nfds < 1)
     boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+  /* The parent's instructions may load the objects they name (targets,
+   * handle types and function values in the args): Python's import. */
+  mp__funcref_trust(1);
 
   mp_process *self = mp__proc_alloc(MP__P_CURRENT);
   const uint8_t *s;

@@ -264,7 +264,7 @@ static const mp_handle_type cond_type = {
     "mproc.Condition", cond_release_h, cond_reduce, cond_rebuild};
 
 /* ---- Barrier: its block and its action ---------------------------------
- * The action crosses as a function reference of the process layer (object
+ * The action crosses as a function reference of core (object
  * file, offset, build-id), resolved in the receiver against its own load
  * base; one that cannot be resolved leaves the receiver's handle without
  * an action.  Its argument pointer only makes sense in the creating process
@@ -272,9 +272,6 @@ static const mp_handle_type cond_type = {
 
 mp_barrier *mp__barrier_wrap(mp__shref ref, int (*action)(void *), void *arg);
 void mp__barrier_action(mp_barrier *b, int (**action)(void *), void **arg);
-int mp__funcref_encode(const void *addr, int exec, mp__buf *b);
-int mp__funcref_decode(const uint8_t **p, const uint8_t *end, void **addr,
-                       char *err, size_t errcap);
 
 static void
 barrier_release_h(void *p)
@@ -306,7 +303,7 @@ static int (*fn_rebuild(const mp_obj *o))(void *)
   const uint8_t *p = data;
   void *addr = NULL;
   char err[256];
-  if (mp__funcref_decode(&p, p + len, &addr, err, sizeof err) != 0) {
+  if (mp__funcref_decode_code(&p, p + len, &addr, err, sizeof err) != 0) {
     mp_log_warning("barrier action not available here: %s", err);
     return NULL;
   }
