@@ -139,8 +139,8 @@ decode(const uint8_t **p, const uint8_t *end, void **addr, char *err,
     }
     if (rc == -ENOENT) {
       snprintf(err, errcap,
-               "%s is not the same build as in the parent (build-id %s not "
-               "loaded): refusing to run a function by a stale address",
+               "%s is not the same build as the sender's (build-id %s not "
+               "loaded): refusing to use a stale address",
                what, idhex);
       return MP_EBADREF;
     }
@@ -150,7 +150,7 @@ decode(const uint8_t **p, const uint8_t *end, void **addr, char *err,
       return rc;
     if (stat_id(is_main ? "/proc/self/exe" : path, mine, &minelen) != 0 ||
         minelen != idlen || memcmp(mine, id, idlen) != 0) {
-      snprintf(err, errcap, "%s is not the same file as in the parent", what);
+      snprintf(err, errcap, "%s is not the same file as the sender's", what);
       return MP_EBADREF;
     }
     rc = mp__plat_object_find(NULL, 0, (int)is_main, path, off, (int)exec,

@@ -238,6 +238,9 @@ mp__hash(const mp_obj *o, uint64_t *out, int depth)
     *out = mix_ptr(MP__AS(const mp__handle, o)->ptr) ^
            ROTL(mix_ptr(MP__AS(const mp__handle, o)->type), 7);
     return 0;
+  case MP_T_FUNC:
+    *out = ROTL(mix_ptr((const void *)mp_func_get(o)), 11);
+    return 0;
   default:
     return mp_seterr(MP_EUNHASHABLE, "unhashable type: '%s'",
                      mp_type_name(MP__T(o)));

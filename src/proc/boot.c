@@ -335,7 +335,8 @@ mp__boot_run(int sock, int forkserver_child)
   if (hdr[1] != BOOT_PROCESS || nfds < 1)
     boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
   /* The parent's instructions may load the objects they name (targets,
-   * handle types and function values in the args): Python's import. */
+   * handle types and function values in the args): Python's import.  Only
+   * they: trust ends once the args are decoded. */
   mp__funcref_trust(1);
 
   mp_process *self = mp__proc_alloc(MP__P_CURRENT);
@@ -385,6 +386,7 @@ mp__boot_run(int sock, int forkserver_child)
   if (mp__get_blob(&p, end, &s, &n))
     boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
   rc = mp_pickle_loads_fds(s, n, NULL, fds + 1, nfds - 1, &self->args);
+  mp__funcref_trust(0); /* what the target receives is a peer's */
   if (rc)
     boot_fail(MP_EXIT_BOOTFAIL, "rebuilding the args of %s: %s (%s)",
               self->name, mp_strerror(rc), mp_errdetail());
