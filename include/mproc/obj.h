@@ -56,6 +56,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "mproc/version.h"
 
@@ -130,6 +131,17 @@ MP_EXTERN char *mp_obj_repr(const mp_obj *o);
  * cap > 0).  Returns the full length the repr needs (not counting the NUL),
  * or a negative code. */
 MP_EXTERN int64_t mp_obj_repr_buf(const mp_obj *o, char *buf, size_t cap);
+
+/* str(o), as Python's: the text itself for a str (its UTF-8; a NUL inside
+ * it ends the C string early: mp_str_get gives the length), repr(o) for
+ * anything else.  A NUL-terminated string to release with mp_free(), or
+ * NULL as mp_obj_repr. */
+MP_EXTERN char *mp_obj_str(const mp_obj *o);
+/* print(o, file=f): str(o) and a newline, written to `f` (NULL: stdout)
+ * in one stdio call, so lines of several threads do not mix.  Not flushed
+ * (Python's print does not flush either).  0, what mp_obj_str fails with,
+ * or -errno if the write fails. */
+MP_EXTERN int mp_obj_print(const mp_obj *o, FILE *f);
 
 /* Release memory the library returned (repr strings, pickles). */
 MP_EXTERN void mp_free(void *p);
@@ -235,6 +247,10 @@ MP_EXTERN int mp_dict_set_take(mp_obj *d, mp_obj *key, mp_obj *value);
 /* Borrowed d[key], or NULL when absent (or unhashable, or not a dict). */
 MP_EXTERN mp_obj *mp_dict_get(const mp_obj *d, const mp_obj *key);
 MP_EXTERN mp_obj *mp_dict_get_str(const mp_obj *d, const char *key);
+/* d[key] for a str key of `len` bytes of UTF-8 (NULs allowed; NULL key
+ * only with len 0). */
+MP_EXTERN mp_obj *mp_dict_get_strn(const mp_obj *d, const char *key,
+                                   size_t len);
 /* del d[key]: 0, MP_ENOTFOUND, MP_EUNHASHABLE or MP_ETYPE. */
 MP_EXTERN int mp_dict_del(mp_obj *d, const mp_obj *key);
 /* Iterate in insertion order: start with *pos = 0; returns 1 and borrowed

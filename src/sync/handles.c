@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/fd.h"
+#include "mproc/args.h"
 #include "mproc/sync.h"
 #include "sync/sync_internal.h"
 
@@ -341,11 +342,22 @@ barrier_rebuild(const mp_obj *state, int *fds, size_t nfds, void **out)
 static const mp_handle_type barrier_type = {
     "mproc.Barrier", barrier_release_h, barrier_reduce, barrier_rebuild};
 
+/* {RLock} in mp_args_parse: a kind of mproc.Lock (one handle type serves
+ * both kinds of lock). */
+static int
+is_rlock(const void *ptr)
+{
+  return mp_lock_is_recursive(ptr);
+}
+
+static const mp_arg_kind rlock_kind = {"RLock", "mproc.Lock", is_rlock};
+
 /* ---- public wrappers ------------------------------------------------------ */
 
 __attribute__((constructor)) static void
 register_types(void)
 {
+  mp_arg_kind_register(&rlock_kind);
   mp_handle_register(&lock_type);
   mp_handle_register(&sem_type);
   mp_handle_register(&event_type);
