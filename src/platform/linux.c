@@ -352,6 +352,8 @@ mp__plat_object_id_by_name(const char *name, uint8_t *id, size_t *idlen,
  *     loaded is not believed;
  *   - the unwind index (PT_GNU_EH_FRAME, in memory): one entry per
  *     function compiled with unwind tables, even in a stripped object.
+ * A name is the dynamic symbol's when one starts there, else the .symtab's
+ * (a global before a weak before a local one).
  * The .symtab copies are cached for the life of the process (names handed
  * out stay valid): a fixed table of slots filled lock-free, so a fork child
  * of a thread that was filling one never waits for it. */
@@ -359,7 +361,7 @@ mp__plat_object_id_by_name(const char *name, uint8_t *id, size_t *idlen,
 struct mp__sym {
   uint64_t off;  /* from the load base */
   uint32_t name; /* into strs */
-  uint32_t global;
+  uint32_t global; /* 2 global, 1 weak, 0 local: names are chosen so */
 };
 
 struct mp__symtab {
@@ -461,7 +463,8 @@ read_symtab(struct mp__symtab *t, const uint8_t *m, size_t size)
         if (pass == 1) {
           t->syms[n].off = sym[j].st_value;
           t->syms[n].name = (uint32_t)k;
-          t->syms[n].global = ELF64_ST_BIND(sym[j].st_info) != STB_LOCAL;
+          int bind = ELF64_ST_BIND(sym[j].st_info);
+          t->syms[n].global = bind == STB_GLOBAL ? 2 : bind == STB_WEAK;
           memcpy(t->strs + k, nm, len);
           t->strs[k + len] = '\0';
         }
@@ -645,7 +648,18 @@ mp__plat_func_info(const void *addr, const char **name)
   if (!c.found)
     return -ENOENT;
   int known = 0;
-  /* the object's own file symbols name static functions too */
+  /* an exported name first (the one a program links against) ... */
+  Dl_info di;
+  const ElfW(Sym) *sym = NULL;
+  if (dladdr1(addr, &di, (void **)&sym, RTLD_DL_SYMENT) && sym &&
+      di.dli_saddr == addr &&
+      (ELF64_ST_TYPE(sym->st_info) == STT_FUNC ||
+       ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC)) {
+    if (name)
+      *name = di.dli_sname;
+    return MP__PLAT_FN_START;
+  }
+  /* ... then the file's symbols, which name static functions too */
   const struct mp__symtab *t =
       symtab_of(c.base, c.is_main, c.id, c.idlen, c.dlname);
   if (t) {
@@ -664,16 +678,6 @@ mp__plat_func_info(const void *addr, const char **name)
         *name = t->strs + t->syms[lo].name;
       return MP__PLAT_FN_START;
     }
-  }
-  Dl_info di;
-  const ElfW(Sym) *sym = NULL;
-  if (dladdr1(addr, &di, (void **)&sym, RTLD_DL_SYMENT) && sym &&
-      di.dli_saddr == addr &&
-      (ELF64_ST_TYPE(sym->st_info) == STT_FUNC ||
-       ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC)) {
-    if (name)
-      *name = di.dli_sname;
-    return MP__PLAT_FN_START;
   }
   if (c.eh) {
     int r = eh_index_has(c.eh, c.ehsize, c.addr);
