@@ -5,6 +5,7 @@
  *   errors.h  error codes, mp_strerror, mp_errdetail
  *   log.h     logging (get_logger / log_to_stderr)
  *   obj.h     mp_obj, the value model (what Python would pickle)
+ *   args.h    mp_args_parse: argument tuples into C variables
  *   pickle.h  the pickle codec, byte-compatible with CPython
  *   conn.h    Pipe, Connection, wait, Listener/Client
  *   process.h contexts, start methods, Process
@@ -20,6 +21,7 @@
 #include "mproc/errors.h"
 #include "mproc/log.h"
 #include "mproc/obj.h"
+#include "mproc/args.h"
 #include "mproc/pickle.h"
 #include "mproc/conn.h"
 #include "mproc/process.h"

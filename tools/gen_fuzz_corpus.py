@@ -43,4 +43,51 @@ for name, v in (("cycle_list", a), ("cycle_tuple", t)):
         with open(os.path.join(out, "%s_p%d.pickle" % (name, proto)), "wb") as f:
             f.write(pickle.dumps(v, proto))
         n += 1
+
+# function values: mproc.func(ref) with placeholders fuzz_pickle_loads.c
+# fills in -- the fuzz binary's build-id and an offset near one of its
+# functions ("FZOF:" + a 24-bit signed delta) -- so that mutations explore
+# references to the right build, which must still only ever resolve to a
+# function start
+import struct
+import types
+
+stub = types.ModuleType("mproc")
+
+
+class Func:
+    def __init__(self, ref):
+        self.ref = ref
+
+    def __reduce__(self):
+        return (stub.func, (self.ref,))
+
+
+def func(ref):
+    return Func(ref)
+
+
+func.__module__, func.__qualname__ = "mproc", "func"
+stub.func = func
+sys.modules["mproc"] = stub
+
+
+def ref(delta, exec_=1, main=1, name=b""):
+    return (struct.pack("<II", main, len(name)) + name + b"FZOF:" +
+            struct.pack("<i", delta)[:3] + struct.pack("<I", 20) +
+            b"MPROC-FUZZ-BUILD-ID!" + struct.pack("<II", 1, exec_))
+
+
+FUNCS = [
+    ("func", Func(ref(0))),
+    ("func_task", (Func(ref(0)), (6, 7))),
+    ("func_near", [Func(ref(1)), Func(ref(-16)), {Func(ref(0)): "k"}]),
+    ("func_data", Func(ref(0, exec_=0))),
+    ("func_lib", Func(ref(0, main=0, name=b"/lib/x86_64-linux-gnu/libc.so.6"))),
+]
+for name, v in FUNCS:
+    for proto in (2, 4):
+        with open(os.path.join(out, "%s_p%d.pickle" % (name, proto)), "wb") as f:
+            f.write(pickle.dumps(v, proto))
+        n += 1
 print("%d seeds in %s" % (n, out))

@@ -9,6 +9,8 @@
  *              Nothing is ever imported, resolved or called.
  *   handle  -- a live OS-backed object (Connection, Lock, Queue, ...) that
  *              later layers define; crosses processes as file descriptors.
+ *   function -- a C function pointer (mp_func_new); crosses processes as a
+ *              reference to the same function of the same build.
  *
  * Ownership (one rule).  Every function that returns `mp_obj *` returns a new
  * reference, which the caller releases with mp_obj_free().  Values are
@@ -54,6 +56,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "mproc/version.h"
 
@@ -77,7 +80,8 @@ typedef enum mp_type {
   MP_T_SET,
   MP_T_FROZENSET,
   MP_T_RECORD,
-  MP_T_HANDLE
+  MP_T_HANDLE,
+  MP_T_FUNC /* a C function (mp_func_new) */
 } mp_type;
 
 /* ---- generic ------------------------------------------------------------ */
@@ -86,7 +90,7 @@ typedef enum mp_type {
 MP_EXTERN mp_type mp_obj_type(const mp_obj *o);
 /* Python's name of a type: "NoneType", "bool", "int", "float", "str",
  * "bytes", "bytearray", "tuple", "list", "dict", "set", "frozenset",
- * "record", "handle". */
+ * "record", "handle", "function". */
 MP_EXTERN const char *mp_type_name(mp_type t);
 
 /* Take another reference to `o` and return it (NULL passes through). */
@@ -127,6 +131,17 @@ MP_EXTERN char *mp_obj_repr(const mp_obj *o);
  * cap > 0).  Returns the full length the repr needs (not counting the NUL),
  * or a negative code. */
 MP_EXTERN int64_t mp_obj_repr_buf(const mp_obj *o, char *buf, size_t cap);
+
+/* str(o), as Python's: the text itself for a str (its UTF-8; a NUL inside
+ * it ends the C string early: mp_str_get gives the length), repr(o) for
+ * anything else.  A NUL-terminated string to release with mp_free(), or
+ * NULL as mp_obj_repr. */
+MP_EXTERN char *mp_obj_str(const mp_obj *o);
+/* print(o, file=f): str(o) and a newline, written to `f` (NULL: stdout)
+ * in one stdio call, so lines of several threads do not mix.  Not flushed
+ * (Python's print does not flush either).  0, what mp_obj_str fails with,
+ * or -errno if the write fails. */
+MP_EXTERN int mp_obj_print(const mp_obj *o, FILE *f);
 
 /* Release memory the library returned (repr strings, pickles). */
 MP_EXTERN void mp_free(void *p);
@@ -232,6 +247,10 @@ MP_EXTERN int mp_dict_set_take(mp_obj *d, mp_obj *key, mp_obj *value);
 /* Borrowed d[key], or NULL when absent (or unhashable, or not a dict). */
 MP_EXTERN mp_obj *mp_dict_get(const mp_obj *d, const mp_obj *key);
 MP_EXTERN mp_obj *mp_dict_get_str(const mp_obj *d, const char *key);
+/* d[key] for a str key of `len` bytes of UTF-8 (NULs allowed; NULL key
+ * only with len 0). */
+MP_EXTERN mp_obj *mp_dict_get_strn(const mp_obj *d, const char *key,
+                                   size_t len);
 /* del d[key]: 0, MP_ENOTFOUND, MP_EUNHASHABLE or MP_ETYPE. */
 MP_EXTERN int mp_dict_del(mp_obj *d, const mp_obj *key);
 /* Iterate in insertion order: start with *pos = 0; returns 1 and borrowed
@@ -327,6 +346,59 @@ MP_EXTERN mp_obj *mp_handle_new(const mp_handle_type *type, void *ptr);
  * NULL. */
 MP_EXTERN void *mp_handle_get(const mp_obj *o, const mp_handle_type *type);
 MP_EXTERN const mp_handle_type *mp_handle_type_of(const mp_obj *o);
+
+/* ---- function values --------------------------------------------------------
+ * A C function as a value, so that a task can be (function, args) as in
+ * Python -- the seeds' worker example puts (mul, (i, 7)) in a queue:
+ *
+ *     mp_obj *task = MP_TUPLE(MP_FUNC(mul),
+ *                             MP_TUPLE(mp_int_new(i), mp_int_new(7)));
+ *     ...
+ *     int (*f)(int, int) = (int (*)(int, int))mp_func_get(mp_seq_item(task, 0));
+ *
+ * The value holds the pointer and nothing else: mproc never calls it, and
+ * nothing checks that it is called with the type it had (cast it back to
+ * its own type, as with dlsym).  Any function works: static ones, ones in
+ * shared libraries; no registration, no -rdynamic.
+ *
+ * Across processes.  Fork and threading children see the same pointer.  In
+ * every other case -- spawn and forkserver children, Connections (AF_UNIX
+ * and TCP) between mproc processes, inside any container -- it travels as a
+ * function reference, (object file, offset from its load base, build-id),
+ * and the receiver gets the same function at its own load address.  A
+ * receiver running another build of that object (or without it loaded)
+ * gets MP_EBADREF from the decode, never a wrong address.  In a pickle a
+ * function value is mproc.func(ref) -- STACK_GLOBAL 'mproc' 'func' (GLOBAL
+ * at protocols 2/3), the bytes `ref`, TUPLE1, REDUCE -- which a CPython
+ * peer can load inertly (an Unpickler whose find_class maps mproc.func to a
+ * stand-in) and send back unchanged.  docs/function-values.md describes
+ * `ref`.
+ *
+ * Trust.  Decoding an mproc.func (mp_pickle_loads, mp_conn_recv ...)
+ * yields a function of an object already loaded in the receiver, of the
+ * same build-id (file identity for an object without one), at an offset
+ * inside an executable segment where a function starts according to the
+ * object's symbol table, dynamic symbols or unwind index (an object that
+ * has none of them is judged by its segments alone).  Decoding never loads
+ * an object and never calls anything, so hostile bytes cannot run code;
+ * they can hand you any function of your own program.  Calling what a peer
+ * sent is your decision: treat a received function value as Python treats
+ * an unpickled function, and authenticate the peer (authkey) first.  (A
+ * spawn or forkserver child does load, from its trusted parent's
+ * instructions, an object its args name that it has not loaded yet.)
+ *
+ * Equality and hashing are by address.  repr() is "<function NAME>" with
+ * the symbol name when the object's symbol tables have one for it (static
+ * functions included, unless the file is stripped), else
+ * "<function at FILE+0xOFF>". */
+typedef void (*mp_fn)(void); /* any function pointer, cast */
+
+/* A new function value (NULL when out of memory, or fn is NULL:
+ * MP_EINVAL in mp_errdetail()). */
+MP_EXTERN mp_obj *mp_func_new(mp_fn fn);
+/* The pointer, or NULL if `o` is not a function value. */
+MP_EXTERN mp_fn mp_func_get(const mp_obj *o);
+#define MP_FUNC(f) mp_func_new((mp_fn)(f))
 
 /* ---- building values in one expression ---------------------------------- */
 

@@ -13,7 +13,9 @@
  * __builtin__ names).  Any other class or function reference, and any object
  * built from one, becomes an inert record (see obj.h) that dumps writes back
  * with the same meaning.  NOTHING IS EVER IMPORTED OR CALLED: loading a
- * hostile pickle is safe.
+ * hostile pickle is safe.  The one reference resolved is mproc.func, a
+ * function value (obj.h): to a function already loaded, of the same build,
+ * where a function starts -- or MP_EBADREF; never loaded, never called.
  *
  * Protocol 0-2 pickles name Python 2 modules and classes (CPython 3 itself
  * writes int as __builtin__.long at protocol 2); they are mapped to their

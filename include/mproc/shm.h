@@ -62,6 +62,18 @@ MP_EXTERN int mp_value_new(mp_value **out, char typecode, const void *init,
 MP_EXTERN int mp_value_new_struct(mp_value **out, size_t size, size_t align,
                                   const void *init,
                                   const mp_value_opts *opts);
+/* Typed Value(typecode, init), with no untyped pointer:
+ * _int / _uint for an integer typecode ('c' takes a byte value 0..255) or
+ * a float one (converted, as Python's Value('d', 3)); _double for 'f' or
+ * 'd' (MP_ETYPE for an integer typecode, as Python's TypeError).
+ * MP_EOVERFLOW (and no Value) if init does not fit the type; otherwise as
+ * mp_value_new. */
+MP_EXTERN int mp_value_new_int(mp_value **out, char typecode, int64_t init,
+                               const mp_value_opts *opts);
+MP_EXTERN int mp_value_new_uint(mp_value **out, char typecode, uint64_t init,
+                                const mp_value_opts *opts);
+MP_EXTERN int mp_value_new_double(mp_value **out, char typecode, double init,
+                                  const mp_value_opts *opts);
 MP_EXTERN void mp_value_free(mp_value *v);
 
 /* The typecode ('\0' for a struct) and size in bytes. */
@@ -82,6 +94,17 @@ MP_EXTERN int mp_value_set_uint(mp_value *v, uint64_t x);
  * finite x is out of float range). */
 MP_EXTERN int mp_value_get_double(mp_value *v, double *out);
 MP_EXTERN int mp_value_set_double(mp_value *v, double x);
+/* v.value += delta as one atomic step, with the new value in *result (NULL:
+ * not wanted): concurrent adds from any processes and threads never lose
+ * an update, with or without a lock.  The update itself is a
+ * compare-and-swap on the shared memory; a synchronized Value also takes
+ * its lock around it, so that it composes with read-modify-writes that
+ * other code does under mp_value_get_lock (with the default RLock, a
+ * caller that holds the lock may call it); a raw Value is lock-free.
+ * Integer typecodes only (MP_ETYPE for 'f', 'd', structs, Arrays).
+ * MP_EOVERFLOW, nothing stored, if the result does not fit the type or
+ * int64_t.  MP_EOWNERDEAD as the other accessors. */
+MP_EXTERN int mp_value_add(mp_value *v, int64_t delta, int64_t *result);
 /* Copy the whole value out / in (any type; size bytes), under the lock. */
 MP_EXTERN int mp_value_read(mp_value *v, void *dst);
 MP_EXTERN int mp_value_write(mp_value *v, const void *src);

@@ -125,4 +125,86 @@ void mp__finalizer_cancel(mp__finalizer *f);
 /* Run every pending finalizer of this process, in exit order. */
 void mp__lifecycle_shutdown(void);
 
+/* ---- tiny serializer ------------------------------------------------------
+ * Host-order fields and length-prefixed blobs, for messages between
+ * processes of one machine (child instructions, function references). */
+static inline int
+mp__put_u32(mp__buf *b, uint32_t v)
+{
+  return mp__buf_append(b, &v, 4);
+}
+static inline int
+mp__put_u64(mp__buf *b, uint64_t v)
+{
+  return mp__buf_append(b, &v, 8);
+}
+static inline int
+mp__put_blob(mp__buf *b, const void *p, size_t n)
+{
+  int rc = mp__put_u32(b, (uint32_t)n);
+  return rc ? rc : mp__buf_append(b, p, n);
+}
+static inline int
+mp__get_u32(const uint8_t **p, const uint8_t *end, uint32_t *v)
+{
+  if (end - *p < 4)
+    return MP_EMALFORMED;
+  __builtin_memcpy(v, *p, 4);
+  *p += 4;
+  return 0;
+}
+static inline int
+mp__get_u64(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+  if (end - *p < 8)
+    return MP_EMALFORMED;
+  __builtin_memcpy(v, *p, 8);
+  *p += 8;
+  return 0;
+}
+/* A borrowed view of a blob. */
+static inline int
+mp__get_blob(const uint8_t **p, const uint8_t *end, const uint8_t **data,
+             uint32_t *n)
+{
+  if (mp__get_u32(p, end, n) || (size_t)(end - *p) < *n)
+    return MP_EMALFORMED;
+  *data = *p;
+  *p += *n;
+  return 0;
+}
+
+/* ---- function references (funcref.c) ----------------------------------------
+ * A code or data address as (object file, offset from its load base, the
+ * object's GNU build-id -- or its file identity when it has none), which a
+ * process running a fresh image of the same program resolves against its
+ * own load base (DESIGN 3.1).  Used by the child bootstrap (targets, handle
+ * types), Barrier actions and function values (obj).
+ *
+ * Decoding never jumps anywhere; it refuses (MP_EBADREF) a reference to an
+ * object that is not the same build, an offset outside the object's loaded
+ * (exec: executable) segments and, for code (exec), an offset where no
+ * function starts, judged by the object's symbol tables and unwind table
+ * (mp__plat_func_info; an object that has neither is judged by its
+ * segments alone).  It loads (dlopen) an object that is not loaded yet only
+ * on a thread that mp__funcref_trust() marked: loading runs the object's
+ * constructors, which only a trusted sender (the parent of a child being
+ * booted) may cause. */
+int mp__funcref_encode(const void *addr, int exec, mp__buf *b);
+/* Decode one reference at *p (advancing it); on failure writes the reason
+ * into err and returns MP_EBADREF (or MP_EMALFORMED). */
+int mp__funcref_decode(const uint8_t **p, const uint8_t *end, void **addr,
+                       char *err, size_t errcap);
+/* The same for a reference that must be to code (encoded with exec). */
+int mp__funcref_decode_code(const uint8_t **p, const uint8_t *end,
+                            void **addr, char *err, size_t errcap);
+/* Let decodes on this thread load objects that are not loaded (on != 0) or
+ * not (0, the default). */
+void mp__funcref_trust(int on);
+/* Append a name for the function at `addr`: its symbol name when the
+ * object's symbol tables have one starting there, else "at FILE+0xOFF"
+ * (FILE the object's file name), else "at 0xADDR".  0 or MP_ENOMEM. */
+int mp__funcref_describe(const void *addr, mp__buf *b);
+
+
 #endif

@@ -238,6 +238,9 @@ mp__hash(const mp_obj *o, uint64_t *out, int depth)
     *out = mix_ptr(MP__AS(const mp__handle, o)->ptr) ^
            ROTL(mix_ptr(MP__AS(const mp__handle, o)->type), 7);
     return 0;
+  case MP_T_FUNC:
+    *out = ROTL(mix_ptr((const void *)mp_func_get(o)), 11);
+    return 0;
   default:
     return mp_seterr(MP_EUNHASHABLE, "unhashable type: '%s'",
                      mp_type_name(MP__T(o)));
@@ -536,12 +539,19 @@ mp_dict_get(const mp_obj *d, const mp_obj *key)
 mp_obj *
 mp_dict_get_str(const mp_obj *d, const char *key)
 {
-  if (!d || !key || d->type != MP_T_DICT)
+  return key ? mp_dict_get_strn(d, key, strlen(key)) : NULL;
+}
+
+mp_obj *
+mp_dict_get_strn(const mp_obj *d, const char *key, size_t len)
+{
+  if (!d || (!key && len) || d->type != MP_T_DICT)
     return NULL;
   const mp__table *t = &MP__AS(const mp__dict, d)->t;
   if (!t->index)
     return NULL;
-  size_t len = strlen(key);
+  if (!key)
+    key = "";
   uint64_t h = mp__siphash(key, len, TAG_STR);
   if (!h)
     h = 1;

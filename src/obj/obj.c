@@ -42,7 +42,8 @@ mp_type_name(mp_type t)
 {
   static const char *const names[] = {
       "NoneType", "bool", "int",  "float",     "str",    "bytes",  "bytearray",
-      "tuple",    "list", "dict", "set",       "frozenset", "record", "handle"};
+      "tuple",    "list", "dict", "set",       "frozenset", "record", "handle",
+      "function"};
   if ((unsigned)t < sizeof names / sizeof names[0])
     return names[t];
   return "?";
@@ -1168,6 +1169,8 @@ mp__equal(const mp_obj *a, const mp_obj *b, int ident, int depth)
     return MP__AS(const mp__handle, a)->type ==
                MP__AS(const mp__handle, b)->type &&
            MP__AS(const mp__handle, a)->ptr == MP__AS(const mp__handle, b)->ptr;
+  case MP_T_FUNC:
+    return mp_func_get(a) == mp_func_get(b);
   default:
     return 0;
   }

@@ -240,6 +240,17 @@ void mp__compat_name(const char **module, const char **name);
 int mp__unicode_printable(uint32_t cp);
 extern const char mp__unicode_version[];
 
+/* ---- function values (func.c) ---------------------------------------------- */
+/* "<function NAME>" (or "<function at FILE+0xOFF>"). */
+int mp__func_repr(const mp_obj *o, mp__buf *b);
+/* The function's reference (the argument of mproc.func in a pickle);
+ * MP_EBADREF (detail set) for an address in no loaded object. */
+int mp__func_ref(const mp_obj *o, mp__buf *b);
+/* A function value from a reference; NULL with *rc MP_EBADREF (another
+ * build, not a function start ...), MP_EMALFORMED or MP_ENOMEM and the
+ * detail set. */
+mp_obj *mp__func_from_ref(const void *data, size_t len, int *rc);
+
 /* Releases every reference held by a value of type t and frees it. */
 void mp__obj_destroy(mp_obj *o);
 

@@ -476,6 +476,23 @@ out:
   return rc;
 }
 
+/* ---- function values: mproc.func(reference) ----------------------------------
+ * The bytes are core's function reference (docs/function-values.md); a
+ * CPython peer that maps mproc.func to a stand-in loads and re-pickles it
+ * unchanged. */
+
+static int
+save_func(dumper *d, const mp_obj *o)
+{
+  mp__buf ref = {0};
+  int rc = mp__func_ref(o, &ref);
+  if (!rc && !(rc = save_global(d, "mproc", "func")) &&
+      !(rc = save_bytes(d, ref.data, ref.len)) && !(rc = op(d, OP_TUPLE1)))
+    rc = op(d, OP_REDUCE);
+  mp__buf_release(&ref);
+  return rc;
+}
+
 /* ---- the value walker --------------------------------------------------------- */
 
 static int
@@ -528,6 +545,8 @@ save(dumper *d, const mp_obj *o, int depth)
                           MP__AS(const mp__bytearray, o)->len);
   case MP_T_HANDLE:
     return save_handle(d, MP__AS(const mp__handle, o), depth);
+  case MP_T_FUNC:
+    return save_func(d, o);
   default:
     break;
   }

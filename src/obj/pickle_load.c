@@ -542,6 +542,12 @@ do_reduce(loader *l, int newobj)
       }
     } else if (l->with_fds && is_global(callable, "mproc", "handle")) {
       rc = rebuild_handle(l, a, &r);
+    } else if (is_global(callable, "mproc", "func")) {
+      /* resolved strictly (see mp__funcref_decode_code), never loaded */
+      if (a->n != 1 || a->items[0]->type != MP_T_BYTES)
+        return bad(l, "mproc.func takes one bytes argument");
+      r = mp__func_from_ref(MP__AS(mp__bytes, a->items[0])->d,
+                            MP__AS(mp__bytes, a->items[0])->len, &rc);
     }
     if (rc) {
       mp_obj_free(r);

@@ -260,6 +260,8 @@ mp__repr(const mp_obj *o, mp__buf *b, int depth, int max_depth,
                          MP__AS(const mp__bytearray, o)->len, b, 1)))
       return rc;
     return mp__buf_putc(b, ')') ? MP_ENOMEM : 0;
+  case MP_T_FUNC:
+    return mp__func_repr(o, b);
   case MP_T_HANDLE: {
     const mp__handle *h = MP__AS(const mp__handle, o);
     n = snprintf(tmp, sizeof tmp, " object at %p>", h->ptr);

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -396,4 +398,351 @@ mp__plat_object_id_by_name(const char *name, uint8_t *id, size_t *idlen,
   if (found_main)
     *found_main = 0;
   return c.found ? 0 : -ENOENT;
+}
+
+/* ---- function symbols ------------------------------------------------------
+ * Which code addresses of a loaded object are function starts, and their
+ * names.  Three sources, any of which may be missing:
+ *   - the dynamic symbols, through dladdr1 (exported functions);
+ *   - the object file's .symtab (static functions too), read once per
+ *     loaded object from the file it was loaded from -- only when that
+ *     file's build-id is the loaded object's, so a file rebuilt since it was
+ *     loaded is not believed;
+ *   - the unwind index (PT_GNU_EH_FRAME, in memory): one entry per
+ *     function compiled with unwind tables, even in a stripped object.
+ * A name is the dynamic symbol's when one starts there, else the .symtab's
+ * (a global before a weak before a local one).
+ * The .symtab copies are cached for the life of the process (names handed
+ * out stay valid): a fixed table of slots filled lock-free, so a fork child
+ * of a thread that was filling one never waits for it. */
+
+struct mp__sym {
+  uint64_t off;  /* from the load base */
+  uint32_t name; /* into strs */
+  uint32_t global; /* 2 global, 1 weak, 0 local: names are chosen so */
+};
+
+struct mp__symtab {
+  uintptr_t base;
+  int is_main;
+  uint8_t id[64];
+  size_t idlen;
+  char *dlname;
+  size_t n;
+  struct mp__sym *syms; /* sorted by off, then globals first */
+  char *strs;
+};
+
+#define SYMTAB_SLOTS 64
+static _Atomic(struct mp__symtab *) symtabs[SYMTAB_SLOTS];
+
+static int
+sym_cmp(const void *a, const void *b)
+{
+  const struct mp__sym *x = a, *y = b;
+  if (x->off != y->off)
+    return x->off < y->off ? -1 : 1;
+  return (int)y->global - (int)x->global;
+}
+
+/* The build-id note among the section headers of a mapped file. */
+static int
+file_build_id(const uint8_t *m, size_t size, const ElfW(Shdr) *sh,
+              size_t shnum, const uint8_t **id, size_t *idlen)
+{
+  for (size_t i = 0; i < shnum; i++) {
+    if (sh[i].sh_type != SHT_NOTE || sh[i].sh_offset > size ||
+        sh[i].sh_size > size - sh[i].sh_offset)
+      continue;
+    const uint8_t *p = m + sh[i].sh_offset, *end = p + sh[i].sh_size;
+    size_t align = sh[i].sh_addralign == 8 ? 8 : 4;
+    while ((size_t)(end - p) >= sizeof(ElfW(Nhdr))) {
+      ElfW(Nhdr) n;
+      memcpy(&n, p, sizeof n);
+      size_t nsz = (n.n_namesz + align - 1) & ~(align - 1);
+      size_t dsz = (n.n_descsz + align - 1) & ~(align - 1);
+      const uint8_t *name = p + sizeof n;
+      if (nsz > (size_t)(end - name) || dsz > (size_t)(end - name) - nsz)
+        break;
+      if (n.n_type == NT_GNU_BUILD_ID && n.n_namesz == 4 &&
+          memcmp(name, "GNU", 4) == 0 && n.n_descsz <= 64) {
+        *id = name + nsz;
+        *idlen = n.n_descsz;
+        return 0;
+      }
+      p = name + nsz + dsz;
+    }
+  }
+  return -ENOENT;
+}
+
+/* Read the function symbols of .symtab from the mapped file into t. */
+static int
+read_symtab(struct mp__symtab *t, const uint8_t *m, size_t size)
+{
+  const ElfW(Ehdr) *eh = (const ElfW(Ehdr) *)m;
+  if (size < sizeof *eh || memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0 ||
+      eh->e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) ||
+      eh->e_shentsize != sizeof(ElfW(Shdr)) || eh->e_shoff > size ||
+      eh->e_shnum > (size - eh->e_shoff) / sizeof(ElfW(Shdr)))
+    return -ENOEXEC;
+  const ElfW(Shdr) *sh = (const ElfW(Shdr) *)(m + eh->e_shoff);
+  size_t shnum = eh->e_shnum;
+  const uint8_t *fid = NULL;
+  size_t fidlen = 0;
+  if (t->idlen && (file_build_id(m, size, sh, shnum, &fid, &fidlen) != 0 ||
+                   fidlen != t->idlen || memcmp(fid, t->id, fidlen) != 0))
+    return -ESTALE; /* not the file that was loaded */
+  for (size_t i = 0; i < shnum; i++) {
+    if (sh[i].sh_type != SHT_SYMTAB)
+      continue;
+    const ElfW(Shdr) *ss = &sh[i];
+    if (ss->sh_entsize != sizeof(ElfW(Sym)) || ss->sh_link >= shnum ||
+        ss->sh_offset > size || ss->sh_size > size - ss->sh_offset)
+      return -ENOEXEC;
+    const ElfW(Shdr) *st = &sh[ss->sh_link];
+    if (st->sh_offset > size || st->sh_size > size - st->sh_offset)
+      return -ENOEXEC;
+    const ElfW(Sym) *sym = (const ElfW(Sym) *)(m + ss->sh_offset);
+    size_t nsym = ss->sh_size / sizeof *sym;
+    const char *str = (const char *)(m + st->sh_offset);
+    size_t strsize = st->sh_size;
+    size_t n = 0, nstr = 0;
+    for (int pass = 0; pass < 2; pass++) {
+      n = 0;
+      size_t k = 0;
+      for (size_t j = 0; j < nsym; j++) {
+        int type = ELF64_ST_TYPE(sym[j].st_info);
+        if ((type != STT_FUNC && type != STT_GNU_IFUNC) ||
+            sym[j].st_value == 0 || sym[j].st_name >= strsize)
+          continue;
+        const char *nm = str + sym[j].st_name;
+        size_t len = strnlen(nm, strsize - sym[j].st_name);
+        if (pass == 1) {
+          t->syms[n].off = sym[j].st_value;
+          t->syms[n].name = (uint32_t)k;
+          int bind = ELF64_ST_BIND(sym[j].st_info);
+          t->syms[n].global = bind == STB_GLOBAL ? 2 : bind == STB_WEAK;
+          memcpy(t->strs + k, nm, len);
+          t->strs[k + len] = '\0';
+        }
+        k += len + 1;
+        n++;
+      }
+      if (pass == 0) {
+        nstr = k;
+        if (nstr > UINT32_MAX)
+          return -E2BIG;
+        t->syms = malloc((n ? n : 1) * sizeof *t->syms);
+        t->strs = malloc(nstr ? nstr : 1);
+        if (!t->syms || !t->strs)
+          return -ENOMEM;
+      }
+    }
+    t->n = n;
+    qsort(t->syms, n, sizeof *t->syms, sym_cmp);
+    return 0;
+  }
+  return -ENOENT; /* stripped */
+}
+
+static void
+symtab_free(struct mp__symtab *t)
+{
+  if (t) {
+    free(t->syms);
+    free(t->strs);
+    free(t->dlname);
+    free(t);
+  }
+}
+
+static int
+symtab_is(const struct mp__symtab *t, uintptr_t base, int is_main,
+          const uint8_t *id, size_t idlen, const char *dlname)
+{
+  return t->base == base && t->is_main == is_main && t->idlen == idlen &&
+         memcmp(t->id, id, idlen) == 0 && strcmp(t->dlname, dlname) == 0;
+}
+
+/* The cached .symtab of a loaded object (NULL when it has none we can
+ * believe). */
+static const struct mp__symtab *
+symtab_of(uintptr_t base, int is_main, const uint8_t *id, size_t idlen,
+          const char *dlname)
+{
+  size_t i;
+  for (i = 0; i < SYMTAB_SLOTS; i++) {
+    struct mp__symtab *t = atomic_load_explicit(&symtabs[i],
+                                                memory_order_acquire);
+    if (!t)
+      break;
+    if (symtab_is(t, base, is_main, id, idlen, dlname))
+      return t->n ? t : NULL;
+  }
+  if (i == SYMTAB_SLOTS)
+    return NULL; /* full: the other sources still answer */
+  struct mp__symtab *t = calloc(1, sizeof *t);
+  if (!t || !(t->dlname = strdup(dlname))) {
+    free(t);
+    return NULL;
+  }
+  t->base = base;
+  t->is_main = is_main;
+  memcpy(t->id, id, idlen);
+  t->idlen = idlen;
+  int fd = open(is_main ? "/proc/self/exe" : dlname, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0) {
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m != MAP_FAILED) {
+      if (read_symtab(t, m, (size_t)st.st_size) != 0) {
+        free(t->syms);
+        free(t->strs);
+        t->syms = NULL;
+        t->strs = NULL;
+        t->n = 0; /* remembered as "none" */
+      }
+      munmap(m, (size_t)st.st_size);
+    }
+  }
+  if (fd >= 0)
+    close(fd);
+  /* Publish it in the first free slot; a thread that raced us with the
+   * same object wins and ours goes. */
+  for (; i < SYMTAB_SLOTS; i++) {
+    struct mp__symtab *expected = NULL;
+    if (atomic_compare_exchange_strong_explicit(&symtabs[i], &expected, t,
+                                                memory_order_acq_rel,
+                                                memory_order_acquire))
+      return t->n ? t : NULL;
+    if (symtab_is(expected, base, is_main, id, idlen, dlname)) {
+      symtab_free(t);
+      return expected->n ? expected : NULL;
+    }
+  }
+  symtab_free(t);
+  return NULL;
+}
+
+/* Binary search of the unwind index (.eh_frame_hdr) for a function that
+ * starts at addr: 1 yes, 0 no, -1 no usable index. */
+static int
+eh_index_has(const uint8_t *hdr, size_t size, uintptr_t addr)
+{
+  if (size < 4 || hdr[0] != 1)
+    return -1;
+  size_t ptrsz;
+  switch (hdr[1] & 0x0f) { /* eh_frame_ptr: skipped */
+  case 0x03: case 0x0b: ptrsz = 4; break;
+  case 0x00: case 0x04: case 0x0c: ptrsz = 8; break;
+  default: return -1;
+  }
+  /* fde_count: udata4/sdata4, absolute; table: datarel sdata4 pairs */
+  if ((hdr[2] != 0x03 && hdr[2] != 0x0b) || hdr[3] != 0x3b ||
+      size < 4 + ptrsz + 4)
+    return -1;
+  uint32_t count;
+  memcpy(&count, hdr + 4 + ptrsz, 4);
+  const uint8_t *tab = hdr + 4 + ptrsz + 4;
+  if (count > (size - 4 - ptrsz - 4) / 8)
+    return -1;
+  int64_t want = (int64_t)(addr - (uintptr_t)hdr);
+  size_t lo = 0, hi = count;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    int32_t loc;
+    memcpy(&loc, tab + mid * 8, 4);
+    if (loc == want)
+      return 1;
+    if (loc < want)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return 0;
+}
+
+struct fi_ctx {
+  uintptr_t addr;
+  int found, index, is_main;
+  uintptr_t base;
+  uint8_t id[64];
+  size_t idlen;
+  const char *dlname;
+  const uint8_t *eh;
+  size_t ehsize;
+};
+
+static int
+func_info_cb(struct dl_phdr_info *info, size_t size, void *ud)
+{
+  struct fi_ctx *c = ud;
+  int idx = c->index++;
+  if (!seg_contains(info, c->addr, 1))
+    return 0;
+  c->found = 1;
+  c->is_main = idx == 0;
+  c->base = info->dlpi_addr;
+  c->dlname = idx == 0 || !info->dlpi_name ? "" : info->dlpi_name;
+  read_build_id(info, c->id, &c->idlen);
+  for (int i = 0; i < info->dlpi_phnum; i++)
+    if (info->dlpi_phdr[i].p_type == PT_GNU_EH_FRAME) {
+      c->eh = (const uint8_t *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+      c->ehsize = info->dlpi_phdr[i].p_memsz;
+    }
+  return 1;
+}
+
+int
+mp__plat_func_info(const void *addr, const char **name)
+{
+  struct fi_ctx c;
+  memset(&c, 0, sizeof c);
+  c.addr = (uintptr_t)addr;
+  if (name)
+    *name = NULL;
+  dl_iterate_phdr(func_info_cb, &c);
+  if (!c.found)
+    return -ENOENT;
+  int known = 0;
+  /* an exported name first (the one a program links against) ... */
+  Dl_info di;
+  const ElfW(Sym) *sym = NULL;
+  if (dladdr1(addr, &di, (void **)&sym, RTLD_DL_SYMENT) && sym &&
+      di.dli_saddr == addr &&
+      (ELF64_ST_TYPE(sym->st_info) == STT_FUNC ||
+       ELF64_ST_TYPE(sym->st_info) == STT_GNU_IFUNC)) {
+    if (name)
+      *name = di.dli_sname;
+    return MP__PLAT_FN_START;
+  }
+  /* ... then the file's symbols, which name static functions too */
+  const struct mp__symtab *t =
+      symtab_of(c.base, c.is_main, c.id, c.idlen, c.dlname);
+  if (t) {
+    known = 1;
+    uint64_t off = (uint64_t)(c.addr - c.base);
+    size_t lo = 0, hi = t->n;
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (t->syms[mid].off < off)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    if (lo < t->n && t->syms[lo].off == off) {
+      if (name)
+        *name = t->strs + t->syms[lo].name;
+      return MP__PLAT_FN_START;
+    }
+  }
+  if (c.eh) {
+    int r = eh_index_has(c.eh, c.ehsize, c.addr);
+    if (r == 1)
+      return MP__PLAT_FN_START;
+    if (r == 0)
+      known = 1;
+  }
+  return known ? MP__PLAT_FN_INSIDE : MP__PLAT_FN_UNKNOWN;
 }

@@ -71,4 +71,15 @@ int mp__plat_object_find(const uint8_t *id, size_t idlen, int want_main,
 int mp__plat_object_id_by_name(const char *name, uint8_t *id, size_t *idlen,
                                int *found_main);
 
+/* What the loaded object holding `addr` in an executable segment says of
+ * it: MP__PLAT_FN_START (a function starts there; *name, when name is not
+ * NULL, gets its symbol name or NULL if none is known -- valid while the
+ * object stays loaded), MP__PLAT_FN_INSIDE (the object lists its functions,
+ * by symbol table or unwind index, and none starts there), or
+ * MP__PLAT_FN_UNKNOWN (it lists none: no .symtab we can believe, no unwind
+ * index, no dynamic symbol there); -ENOENT if addr is in no executable
+ * segment of a loaded object. */
+enum { MP__PLAT_FN_UNKNOWN = 0, MP__PLAT_FN_START = 1, MP__PLAT_FN_INSIDE = 2 };
+int mp__plat_func_info(const void *addr, const char **name);
+
 #endif

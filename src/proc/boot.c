@@ -410,6 +410,10 @@ mp__boot_run(int sock, int forkserver_child)
   }
   if (hdr[1] != BOOT_PROCESS || nfds < 1)
     boot_fail(MP_EXIT_BOOTFAIL, "malformed instructions");
+  /* The parent's instructions may load the objects they name (targets,
+   * handle types and function values in the args): Python's import.  Only
+   * they: trust ends once the args are decoded. */
+  mp__funcref_trust(1);
 
   mp_process *self = mp__proc_alloc(MP__P_CURRENT);
   const uint8_t *s;
@@ -483,6 +487,7 @@ mp__boot_run(int sock, int forkserver_child)
     mp__exit_slot_attach(self, fds[--nfds], exit_index, exit_tag);
   rc = mp_pickle_loads_fds(s, n, NULL, fds + 1 + ninh, nfds - 1 - ninh,
                            &self->args);
+  mp__funcref_trust(0); /* what the target receives is a peer's */
   if (rc)
     boot_fail(MP_EXIT_BOOTFAIL, "rebuilding the args of %s: %s (%s)",
               self->name, mp_strerror(rc), mp_errdetail());

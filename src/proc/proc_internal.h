@@ -1,6 +1,6 @@
 /* Internals of the process layer shared by its files: the process object,
- * the child bootstrap (spawn and forkserver children), function references
- * and the forkserver client. */
+ * the child bootstrap (spawn and forkserver children) and the forkserver
+ * client.  (Function references are core's: core/internal.h.) */
 #ifndef MPROC_PROC_INTERNAL_H
 #define MPROC_PROC_INTERNAL_H
 
@@ -169,13 +169,6 @@ typedef struct mp__inherit {
 } mp__inherit;
 int mp__proc_inherit(const mp__inherit *h);
 
-/* ---- funcref.c ---------------------------------------------------------- */
-int mp__funcref_encode(const void *addr, int exec, mp__buf *b);
-/* Decode one reference at *p (advancing it); on failure writes the reason
- * into err and returns MP_EBADREF (or MP_EMALFORMED). */
-int mp__funcref_decode(const uint8_t **p, const uint8_t *end, void **addr,
-                       char *err, size_t errcap);
-
 /* ---- forkserver.c ------------------------------------------------------- */
 int mp__forkserver_start(mp_process *p);
 void mp__forkserver_after_fork_child(void);
@@ -186,52 +179,5 @@ pid_t mp__forkserver_pid(void);
 /* Server side: run the server on its control socket (never returns). */
 void mp__forkserver_main(int ctl, int client_pidfd, char **preload,
                          size_t npreload) __attribute__((noreturn));
-
-/* ---- tiny serializer ---------------------------------------------------- */
-static inline int
-mp__put_u32(mp__buf *b, uint32_t v)
-{
-  return mp__buf_append(b, &v, 4);
-}
-static inline int
-mp__put_u64(mp__buf *b, uint64_t v)
-{
-  return mp__buf_append(b, &v, 8);
-}
-static inline int
-mp__put_blob(mp__buf *b, const void *p, size_t n)
-{
-  int rc = mp__put_u32(b, (uint32_t)n);
-  return rc ? rc : mp__buf_append(b, p, n);
-}
-static inline int
-mp__get_u32(const uint8_t **p, const uint8_t *end, uint32_t *v)
-{
-  if (end - *p < 4)
-    return MP_EMALFORMED;
-  __builtin_memcpy(v, *p, 4);
-  *p += 4;
-  return 0;
-}
-static inline int
-mp__get_u64(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-  if (end - *p < 8)
-    return MP_EMALFORMED;
-  __builtin_memcpy(v, *p, 8);
-  *p += 8;
-  return 0;
-}
-/* A borrowed view of a blob. */
-static inline int
-mp__get_blob(const uint8_t **p, const uint8_t *end, const uint8_t **data,
-             uint32_t *n)
-{
-  if (mp__get_u32(p, end, n) || (size_t)(end - *p) < *n)
-    return MP_EMALFORMED;
-  *data = *p;
-  *p += *n;
-  return 0;
-}
 
 #endif

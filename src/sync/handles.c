@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/fd.h"
+#include "mproc/args.h"
 #include "mproc/sync.h"
 #include "sync/sync_internal.h"
 
@@ -264,15 +265,12 @@ static const mp_handle_type cond_type = {
     "mproc.Condition", cond_release_h, cond_reduce, cond_rebuild};
 
 /* ---- Barrier: its block and its action ---------------------------------
- * The action crosses as a function reference of the process layer (object
+ * The action crosses as a function reference of core (object
  * file, offset, build-id), resolved in the receiver against its own load
  * base; one that cannot be resolved leaves the receiver's handle without
  * an action.  Its argument pointer only makes sense in the creating process
  * and fork children: other receivers call the action with NULL. */
 
-int mp__funcref_encode(const void *addr, int exec, mp__buf *b);
-int mp__funcref_decode(const uint8_t **p, const uint8_t *end, void **addr,
-                       char *err, size_t errcap);
 
 static void
 barrier_release_h(void *p)
@@ -304,7 +302,7 @@ static int (*fn_rebuild(const mp_obj *o))(void *)
   const uint8_t *p = data;
   void *addr = NULL;
   char err[256];
-  if (mp__funcref_decode(&p, p + len, &addr, err, sizeof err) != 0) {
+  if (mp__funcref_decode_code(&p, p + len, &addr, err, sizeof err) != 0) {
     mp_log_warning("barrier action not available here: %s", err);
     return NULL;
   }
@@ -343,11 +341,22 @@ barrier_rebuild(const mp_obj *state, int *fds, size_t nfds, void **out)
 static const mp_handle_type barrier_type = {
     "mproc.Barrier", barrier_release_h, barrier_reduce, barrier_rebuild};
 
+/* {RLock} in mp_args_parse: a kind of mproc.Lock (one handle type serves
+ * both kinds of lock). */
+static int
+is_rlock(const void *ptr)
+{
+  return mp_lock_is_recursive(ptr);
+}
+
+static const mp_arg_kind rlock_kind = {"RLock", "mproc.Lock", is_rlock};
+
 /* ---- public wrappers ------------------------------------------------------ */
 
 __attribute__((constructor)) static void
 register_types(void)
 {
+  mp_arg_kind_register(&rlock_kind);
   mp_handle_register(&lock_type);
   mp_handle_register(&sem_type);
   mp_handle_register(&event_type);
