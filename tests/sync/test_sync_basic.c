@@ -27,14 +27,8 @@ now(void)
   return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static int
-wait_child(pid_t pid)
-{
-  int st;
-  while (waitpid(pid, &st, 0) < 0)
-    ;
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
+/* (bounded: a child that hangs fails the test instead of the suite) */
+#define wait_child(pid) mp_test_wait_child((pid), 60)
 
 /* ---- Lock ---------------------------------------------------------------- */
 
@@ -164,28 +158,7 @@ test_rlock(void **state)
 
 /* ---- owner death --------------------------------------------------------- */
 
-/* A child takes `l` (Lock or RLock) and is SIGKILLed holding it. */
-static void
-kill_holder(mp_lock *l)
-{
-  int p[2];
-  assert_int_equal(pipe(p), 0);
-  pid_t pid = fork();
-  if (pid == 0) {
-    if (mp_lock_acquire(l, MP_FOREVER) != 0)
-      _exit(1);
-    if (write(p[1], "x", 1) != 1)
-      _exit(2);
-    for (;;)
-      pause();
-  }
-  char c;
-  assert_int_equal(read(p[0], &c, 1), 1);
-  close(p[0]);
-  close(p[1]);
-  kill(pid, SIGKILL);
-  assert_int_equal(wait_child(pid), 128 + SIGKILL);
-}
+#define kill_holder mp_test_kill_holder
 
 static void
 test_owner_death_lock(void **state)
