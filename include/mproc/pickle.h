@@ -3,17 +3,22 @@
  * mp_pickle_dumps writes the data subset of pickle protocols 2-5 that
  * CPython 3.8+ loads to an equal value.  By default it writes protocol 4
  * (CPython's default through 3.13), or 5 when the value holds a bytearray
- * (BYTEARRAY8); 2, 3, 4 or 5 may be asked for.  It writes no FRAME and no
- * memo: a sub-value that appears twice is written twice.
+ * (BYTEARRAY8); 2, 3, 4 or 5 may be asked for.  It writes no FRAME, and a
+ * memo only for object records: a sub-value that appears twice is written
+ * twice, except an object record (equal only to itself, see obj.h), which
+ * is written once and fetched from the memo after, so that it loads as one
+ * object again, in CPython as in mproc.
  *
  * mp_pickle_loads reads every pickle CPython writes for the value model's
  * types at protocols 2-5 (frames, memo, all int/str/bytes/container opcodes,
  * the protocol-2/3 spellings of bytes, bytearray, set and frozenset as calls
  * to _codecs.encode, builtins.bytearray, builtins.set, ... and their
  * __builtin__ names).  Any other class or function reference, and any object
- * built from one, becomes an inert record (see obj.h) that dumps writes back
- * with the same meaning.  NOTHING IS EVER IMPORTED OR CALLED: loading a
- * hostile pickle is safe.
+ * built from one (REDUCE, NEWOBJ, NEWOBJ_EX), becomes an inert record (see
+ * obj.h) that dumps writes back with the same meaning (NEWOBJ_EX, which
+ * protocols 2 and 3 lack, as copyreg.__newobj_ex__(cls, args, kwargs)
+ * there; loads reads that back as NEWOBJ_EX).  NOTHING IS EVER IMPORTED OR
+ * CALLED: loading a hostile pickle is safe.
  *
  * Protocol 0-2 pickles name Python 2 modules and classes (CPython 3 itself
  * writes int as __builtin__.long at protocol 2); they are mapped to their
@@ -28,9 +33,10 @@
  * MP_EOVERFLOW never: big ints are kept exactly.
  *
  * Shared sub-values: loads gives every memo reference the same refcounted
- * object; dumps writes a shared sub-value once per use, so a value whose
- * sharing doubles at every level encodes to an exponentially larger
- * pickle (bounded by max_size). */
+ * object (one Python object is one record); dumps writes a shared sub-value
+ * other than an object record once per use, so a value whose sharing
+ * doubles at every level encodes to an exponentially larger pickle (bounded
+ * by max_size). */
 #ifndef MPROC_PICKLE_H
 #define MPROC_PICKLE_H
 

@@ -120,9 +120,24 @@ typedef struct mp__record {
   uint8_t kind;
   /* GLOBAL */
   char *module, *name;
-  /* REDUCE / NEWOBJ */
+  /* REDUCE / NEWOBJ / NEWOBJ_EX */
   mp_obj *callable, *args, *state, *listitems, *dictitems;
+  mp_obj *kwargs; /* NEWOBJ_EX only: a dict */
 } mp__record;
+
+/* The parts of an object record, in a fixed order (NULL where absent), for
+ * the walkers that treat them alike (cycle checks, heights, copy, free). */
+#define MP__RECORD_NPARTS 6
+static inline void
+mp__record_parts(const mp__record *r, mp_obj *parts[MP__RECORD_NPARTS])
+{
+  parts[0] = r->callable;
+  parts[1] = r->args;
+  parts[2] = r->kwargs;
+  parts[3] = r->state;
+  parts[4] = r->listitems;
+  parts[5] = r->dictitems;
+}
 
 typedef struct mp__handle {
   mp_obj h;

@@ -1,8 +1,11 @@
 /* mp_pickle_loads: a stack machine over the opcodes python-wire.md marks
- * "dec".  Nothing is imported or called: class references become inert
- * records, and only the few calls CPython uses to spell data at protocols
- * 2/3 (_codecs.encode, builtins.bytes/bytearray/set/frozenset) are
- * recognised and rebuilt as the data they stand for.
+ * "dec", and NEWOBJ_EX (which CPython writes at protocol 4+ for objects
+ * whose __getnewargs_ex__ returns keyword arguments; multiprocessing's own
+ * data never uses it).  Nothing is imported or called: class references
+ * become inert records, and only the few calls CPython uses to spell data
+ * at protocols 2/3 (_codecs.encode, builtins.bytes/bytearray/set/frozenset)
+ * and the copyreg.__newobj_ex__ call mproc writes there for NEWOBJ_EX are
+ * recognised and rebuilt as what they stand for.
  *
  * Safety: every length is checked against the bytes that remain before
  * anything is allocated; memo indexes are bounded by the input size; the
@@ -201,10 +204,9 @@ reaches(loader *l, const mp_obj *o, const mp_obj *x, visited *s, int depth)
     return 0;
   }
   case MP_T_RECORD: {
-    const mp__record *r = MP__AS(const mp__record, o);
-    const mp_obj *parts[5] = {r->callable, r->args, r->state, r->listitems,
-                              r->dictitems};
-    for (int i = 0; i < 5; i++)
+    mp_obj *parts[MP__RECORD_NPARTS];
+    mp__record_parts(MP__AS(const mp__record, o), parts);
+    for (int i = 0; i < MP__RECORD_NPARTS; i++)
       if ((rc = reaches(l, parts[i], x, s, depth + 1)))
         return rc;
     return 0;
@@ -214,7 +216,9 @@ reaches(loader *l, const mp_obj *o, const mp_obj *x, visited *s, int depth)
   }
 }
 
-/* Before adding items[0..n) to container x: MP_ECYCLE if one reaches x. */
+/* Before adding items[0..n) to container x: MP_ECYCLE if one reaches x.
+ * Every opcode that adds to an existing container (APPEND(S), SETITEM(S),
+ * ADDITEMS, BUILD) comes through here. */
 static int
 would_cycle(loader *l, const mp_obj *x, mp_obj *const *items, size_t n)
 {
@@ -540,6 +544,15 @@ do_reduce(loader *l, int newobj)
         if (!rc)
           rc = depth_ok(l, r);
       }
+    } else if (is_global(callable, "copyreg", "__newobj_ex__")) {
+      /* what mproc writes for NEWOBJ_EX at protocols 2 and 3 */
+      if (a->n == 3 && a->items[0]->type == MP_T_RECORD &&
+          a->items[1]->type == MP_T_TUPLE && a->items[2]->type == MP_T_DICT) {
+        r = mp_record_newobj_ex_take(mp__newref(a->items[0]),
+                                     mp__newref(a->items[1]),
+                                     mp__newref(a->items[2]));
+        rc = r ? depth_ok(l, r) : nomem();
+      }
     } else if (l->with_fds && is_global(callable, "mproc", "handle")) {
       rc = rebuild_handle(l, a, &r);
     }
@@ -559,6 +572,32 @@ do_reduce(loader *l, int newobj)
   if (!r)
     return nomem();
   if ((rc = depth_ok(l, r))) {
+    mp_obj_free(r);
+    return rc;
+  }
+  return push(l, r);
+}
+
+/* cls args kwargs NEWOBJ_EX: cls.__new__(cls, *args, **kwargs) */
+static int
+do_newobj_ex(loader *l)
+{
+  if (l->sp < fence(l) + 3)
+    return bad(l, "stack underflow");
+  mp_obj *kwargs = l->stack[l->sp - 1], *args = l->stack[l->sp - 2],
+         *cls = l->stack[l->sp - 3];
+  if (cls->type != MP_T_RECORD)
+    return bad(l, "NEWOBJ_EX of something that is not a class");
+  if (args->type != MP_T_TUPLE)
+    return bad(l, "NEWOBJ_EX arguments are not a tuple");
+  if (kwargs->type != MP_T_DICT)
+    return bad(l, "NEWOBJ_EX keyword arguments are not a dict");
+  l->sp -= 3;
+  mp_obj *r = mp_record_newobj_ex_take(cls, args, kwargs);
+  if (!r)
+    return nomem();
+  int rc = depth_ok(l, r);
+  if (rc) {
     mp_obj_free(r);
     return rc;
   }
@@ -871,6 +910,9 @@ run(loader *l, mp_obj **out)
       break;
     case OP_NEWOBJ:
       rc = do_reduce(l, 1);
+      break;
+    case OP_NEWOBJ_EX:
+      rc = do_newobj_ex(l);
       break;
     case OP_BUILD: {
       if (l->sp < fence(l) + 2)
