@@ -25,7 +25,10 @@
  * Python 3 names as CPython's fix_imports does.
  *
  * Limits: nesting depth, input size and (for dumps) output size are bounded
- * (see mp_pickle_opts); memory use is linear in the input.  Truncated,
+ * (see mp_pickle_opts); memory use and time are linear in the input.  The
+ * depth bound holds for the value loads returns however the pickle linked
+ * it (a container fetched from the memo and added to after others hold it
+ * included).  Truncated,
  * corrupt or hostile input returns MP_EMALFORMED (with the offset and the
  * reason in mp_errdetail()), MP_ENOTSUP for a PROTO above 5, MP_ELIMIT past
  * a limit, MP_ECYCLE for a structure that contains itself (legal in Python,
@@ -58,8 +61,10 @@ typedef struct mp_pickle_opts {
    * Protocols 2 and 3 write bytearray, set and frozenset the way CPython
    * does at those protocols. */
   int protocol;
-  /* Maximum nesting of containers (0: MP_PICKLE_DEFAULT_MAX_DEPTH; values
-   * above 20000 count as 20000, to keep the C stack safe). */
+  /* Maximum nesting of containers: a container is one deeper than the
+   * deepest container it holds, a record's parts count as its items, an
+   * empty container or a class reference is 1 (0: MP_PICKLE_DEFAULT_MAX_DEPTH;
+   * values above 20000 count as 20000, to keep the C stack safe). */
   int max_depth;
   /* loads: refuse input longer than this; dumps: refuse to produce more
    * (0: MP_PICKLE_DEFAULT_MAX_SIZE). */

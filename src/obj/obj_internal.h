@@ -25,6 +25,7 @@ struct mp_obj {
 #define MP__F_BIG 0x01     /* int: arbitrary size (mp__bigint) */
 #define MP__F_ASCII 0x02   /* str: all code points < 0x80 */
 #define MP__F_FETCHED 0x04 /* loads: container fetched from the memo */
+#define MP__F_HEIGHT 0x08  /* loads: depth verified exact (see check_heights) */
 #define MP__F_POOLED 0x10  /* memory from alloc.c's pools */
 #define MP__F_POOL64 0x20  /* ... of the 64-byte class */
 

@@ -9,6 +9,9 @@
 2. NEWOBJ_EX: CPython's pickletester vector and a class whose
    __getnewargs_ex__ returns keyword arguments decode, and mproc's
    re-encodings load to an equal object (NEWOBJ_EX again from protocol 4).
+3. max_depth through the memo: 5,000 and 300,000 lists, each appended to
+   the previous one through BINGET, are refused with MP_ELIMIT; 1,000 load
+   and come back 1,000 deep.
 """
 import glob
 import os
@@ -17,6 +20,7 @@ import pickletools
 import struct
 import subprocess
 import sys
+import time
 
 BUILD = os.environ.get("MPROC_BUILD_DIR", "build")
 HELPER = os.path.join(BUILD, "tests", "helper_pickle_oracle")
@@ -155,6 +159,34 @@ def records(h):
         check(type(w) is int and w == 0, "NEWOBJ_EX int at %d: %r" % (out, w))
 
 
+def memo_chain(n):
+    """n lists, each memoized; then list i appended to list i-1 through
+    LONG_BINGET, first to last; list 0."""
+    get = [b"j" + struct.pack("<I", i) for i in range(n)]
+    parts = [b"\x80\x04", b"]\x940" * n]
+    for i in range(1, n):
+        parts.append(get[i - 1] + get[i] + b"a0")
+    parts.append(get[0] + b".")
+    return b"".join(parts)
+
+
+def depth(h):
+    for n in (5000, 300000):
+        t0 = time.monotonic()
+        pickles, err = h.decode(memo_chain(n))
+        check(err and "MP_ELIMIT" in err,
+              "%d lists linked through the memo: %s" % (n, err or "accepted"))
+        print("  %d-list memo chain refused in %.2f s" % (n, time.monotonic() - t0))
+    pickles, err = h.decode(memo_chain(1000))
+    check(not err, "1000 lists linked through the memo refused: %s" % err)
+    for out, pk in zip(PROTOS_OUT, pickles or []):
+        w, d = pickle.loads(pk), 0
+        while w:
+            check(type(w) is list and len(w) == 1, "chain shape at %d" % out)
+            w, d = w[0], d + 1
+        check(d == 999, "1000-deep chain came back %d deep" % (d + 1))
+
+
 def interpreters():
     found = {}
     pyenv = subprocess.run(["pyenv", "root"], capture_output=True, text=True)
@@ -175,6 +207,7 @@ def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         h = Helper()
         records(h)
+        depth(h)
         h.close()
         print("python %s: %s" % (sys.version.split()[0],
                                  "%d failures" % len(failures) if failures else "ok"))
