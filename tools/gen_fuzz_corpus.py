@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Write the seed corpus of fuzz/fuzz_pickle_loads.c: real CPython pickles
-of the value model's types (and a few records) at protocols 2-5.
+of the value model's types (and a few records: class instances as dict keys
+and set members, one instance used thrice, NEWOBJ_EX) at protocols 2-5,
+and hand-made chains of containers linked through the memo (BINGET and an
+opcode that adds to a container) at and past the default max_depth.
 
     python3 tools/gen_fuzz_corpus.py fuzz/corpus/fuzz_pickle_loads
 """
@@ -9,9 +12,31 @@ import os
 import pickle
 import sys
 
+
+
+class C:
+    pass
+
+
+class Plain:
+    def __init__(self):
+        self.a = [1, 2]
+
+
+class K:
+    def __new__(cls, x, *, b):
+        o = super().__new__(cls)
+        o.x, o.b = x, b
+        return o
+
+    def __getnewargs_ex__(self):
+        return (self.x,), {"b": self.b}
+
+
 out = sys.argv[1] if len(sys.argv) > 1 else "fuzz/corpus/fuzz_pickle_loads"
 os.makedirs(out, exist_ok=True)
 s = [1, "x"]
+c = C()
 VALUES = [
     None, True, [0, 255, 256, 65535, 65536, -1, 2**31, -2**63, 2**64, 10**40],
     [1.5, -0.0, float("inf"), float("nan"), 1e300],
@@ -26,6 +51,11 @@ VALUES = [
     [KeyError("missing"), ValueError(1, "a"), float, collections.OrderedDict],
     collections.OrderedDict([(1, 2), (3, 4)]),
     [[[[[[[[[[]]]]]]]]]],
+    {C(): 1, C(): 2},
+    [{C(), C()}, frozenset([C(), C()])],
+    {Plain(): 1},
+    [c, c, {c: "v"}],
+    K(1, b=2),
 ]
 n = 0
 for i, v in enumerate(VALUES):
@@ -90,4 +120,45 @@ for name, v in FUNCS:
         with open(os.path.join(out, "%s_p%d.pickle" % (name, proto)), "wb") as f:
             f.write(pickle.dumps(v, proto))
         n += 1
+
+def chain(kinds, n, forward):
+    """n containers (kinds[i % len(kinds)]: list, dict, set, obj), each
+    memoized, then container i linked into container i-1 via LONG_BINGET."""
+    def get(i):
+        return b"j" + i.to_bytes(4, "little")
+    make = {"list": b"]", "dict": b"}", "set": b"\x8f", "obj": b"cm\nC\n)\x81"}
+    p = [b"\x80\x04"]
+    for i in range(n):
+        p.append(make[kinds[i % len(kinds)]] + b"\x940")
+    for s_ in range(1, n):
+        i = s_ if forward else n - s_
+        parent = kinds[(i - 1) % len(kinds)]
+        if parent == "list":
+            link = get(i) + b"a"
+        elif parent == "dict":
+            link = b"K\x00" + get(i) + b"s"
+        elif parent == "set":
+            link = b"(" + get(i) + b"\x90"
+        else:
+            link = get(i) + b"b"
+        p.append(get(i - 1) + link + b"0")
+    p.append(get(0) + b".")
+    return b"".join(p)
+
+
+MIXED = ["list", "dict", "set", "obj"]
+RAW = {
+    "newobj_ex_pickletester": b"cbuiltins\nint\n)}\x92.",
+    "memo_chain_lists_1001_fwd": chain(["list"], 1001, True),
+    "memo_chain_lists_1000_fwd": chain(["list"], 1000, True),
+    "memo_chain_lists_30_back": chain(["list"], 30, False),
+    "memo_chain_dicts_40_fwd": chain(["dict"], 40, True),
+    "memo_chain_objs_40_fwd": chain(["obj"], 40, True),
+    "memo_chain_mixed_41_fwd": chain(MIXED, 41, True),
+    "memo_chain_mixed_1001_fwd": chain(MIXED, 1001, True),
+}
+for name, data in RAW.items():
+    with open(os.path.join(out, name + ".pickle"), "wb") as f:
+        f.write(data)
+    n += 1
 print("%d seeds in %s" % (n, out))

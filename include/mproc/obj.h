@@ -27,6 +27,9 @@
  * A constructor returns NULL on failure (out of memory; invalid input such as
  * bad UTF-8, with the reason in mp_errdetail()); a _take function given a
  * NULL item fails and releases the other items, so NULL propagates outward.
+ * Its detail then names the NULL item ("list item 1 of 4 is NULL"), which
+ * replaces the reason the failing constructor gave: check a constructor's
+ * result on its own where that reason matters.
  *
  * None, True, False and the small ints (-5..1024) are immortal:
  * mp_obj_free() on them is a harmless no-op, as for every other value whose
@@ -44,9 +47,24 @@
  *
  * Equality and hashing follow Python: 1 == 1.0 == True (the same dict key),
  * containers compare by content, nan != nan (but a container holding the
- * same nan object equals itself, as in Python).  Hashes are salted per
- * process (like Python's str hashing) so hostile keys cannot force
- * collisions; never store a hash across processes.
+ * same nan object equals itself, as in Python).  Records follow Python's
+ * defaults for what they stand for:
+ *   - a class or function reference (MP_RECORD_GLOBAL; a singleton in
+ *     Python) equals every reference to the same module and name;
+ *   - an object (REDUCE, NEWOBJ, NEWOBJ_EX: anything built from a class
+ *     reference) is equal only to itself and hashes by identity, as
+ *     object.__eq__/__hash__ do.  Its content is never compared: the
+ *     codec cannot know the class's own __eq__, and only identity keeps
+ *     every entry of a dict or set that had several instances as keys.
+ *     So each decoded object is its own key ({C(): 1, C(): 2} from Python
+ *     loads with both entries), the same Python object referenced twice in
+ *     one pickle is one record (the memo), and two records a C program
+ *     builds with equal content are two keys.  An object record is hashable
+ *     even when its state holds a list or dict.
+ * mp_obj_equal_content compares objects by their parts instead (the check
+ * that a value survived a round trip).  Hashes are salted per process (like
+ * Python's str hashing) so hostile keys cannot force collisions; never
+ * store a hash across processes.
  *
  * Cycles: a container that contains itself cannot be pickled, printed or
  * compared; mp_list_append() and friends refuse to make a container hold
@@ -99,15 +117,29 @@ MP_EXTERN mp_obj *mp_obj_ref(mp_obj *o);
  * NULL is ignored. */
 MP_EXTERN void mp_obj_free(mp_obj *o);
 
-/* Python's ==.  Never fails: values that cannot be compared are unequal. */
+/* Python's ==, with records as described above (an object record equals
+ * itself only).  Never fails: values that cannot be compared are unequal. */
 MP_EXTERN int mp_obj_equal(const mp_obj *a, const mp_obj *b);
+/* Like mp_obj_equal, except that object records compare by their parts
+ * (kind, callable, args, kwargs, state, list and dict items, each compared
+ * this same way) instead of by identity: 1 when `b` is what a pickle round
+ * trip (CPython's or mproc's), a connection or mp_obj_copy makes of `a`.
+ * Dicts and sets whose keys hold object records are matched in order
+ * first, then (if that fails) by searching, which is quadratic in their
+ * size.  Never fails. */
+MP_EXTERN int mp_obj_equal_content(const mp_obj *a, const mp_obj *b);
 /* Python's hash() contract (equal values, equal hashes).  Returns 0, or
- * MP_EUNHASHABLE for list, dict, set, bytearray and anything containing one;
+ * MP_EUNHASHABLE for list, dict, set, bytearray and anything containing one
+ * (an object record is hashable whatever it holds: it hashes by identity);
  * MP_EINVAL for NULL arguments. */
 MP_EXTERN int mp_obj_hash(const mp_obj *o, uint64_t *out);
 /* A deep copy: new containers all the way down (shared sub-values stay shared
- * in the copy); strings and other immutable leaves and handles are shared.
- * NULL on failure. */
+ * in the copy), dict keys and set members included; strings and other
+ * immutable leaves, class references and handles are shared.  Object
+ * records are copied too, so, as with Python's copy.deepcopy of an object
+ * without __eq__, the copy of a value holding one is not mp_obj_equal to
+ * the original (a copied record is a new object: a new key), but it is
+ * mp_obj_equal_content.  NULL on failure. */
 MP_EXTERN mp_obj *mp_obj_copy(const mp_obj *o);
 
 /* repr(o), exactly as Python prints it: "{0.25: None, 1: '1', '2': 2}",
@@ -119,9 +151,10 @@ MP_EXTERN mp_obj *mp_obj_copy(const mp_obj *o);
  * the reason in mp_errdetail()).  Records print as Python would print the
  * object where that is knowable: "<class 'mod.Name'>" for a reference
  * ("<class 'float'>" for builtins), "Name(arg, ...)" for an object built by
- * a call with no state (None and {} count as none) and no items, so
- * exceptions read right; any other object prints as
- * "<mod.Name object: args=(...), state=..., listitems=[...],
+ * a call with no state (None and {} count as none), no keyword arguments
+ * ({} counts as none) and no items, so exceptions read right; any other
+ * object prints as
+ * "<mod.Name object: args=(...), kwargs={...}, state=..., listitems=[...],
  * dictitems=[(k, v), ...]>" with the parts it has.  A handle prints as
  * "<TypeName object at 0x...>".  Strings escape what Python's
  * str.isprintable() calls non-printable, by the Unicode 15.1 table (see
@@ -283,16 +316,24 @@ MP_EXTERN int mp_set_next(const mp_obj *set, size_t *pos, mp_obj **item);
 typedef enum mp_record_kind {
   MP_RECORD_GLOBAL = 1, /* a class or function reference: module + name */
   MP_RECORD_REDUCE,     /* callable(*args), as pickle's REDUCE */
-  MP_RECORD_NEWOBJ      /* cls.__new__(cls, *args), as pickle's NEWOBJ */
+  MP_RECORD_NEWOBJ,     /* cls.__new__(cls, *args), as pickle's NEWOBJ */
+  MP_RECORD_NEWOBJ_EX   /* cls.__new__(cls, *args, **kwargs): NEWOBJ_EX */
 } mp_record_kind;
 
 /* A reference to `module`.`name` ("builtins", "float").  The Python 2
  * module names "__builtin__" and "exceptions" are stored as "builtins". */
 MP_EXTERN mp_obj *mp_global_new(const char *module, const char *name);
 /* An object made by calling `callable` (usually a global) with the tuple
- * `args`; takes ownership of both. */
+ * `args` (kind MP_RECORD_REDUCE or MP_RECORD_NEWOBJ); takes ownership of
+ * both. */
 MP_EXTERN mp_obj *mp_record_take(mp_record_kind kind, mp_obj *callable,
                                  mp_obj *args);
+/* An object made by cls.__new__(cls, *args, **kwargs): what CPython writes
+ * at protocol 4+ (NEWOBJ_EX) for a class whose __getnewargs_ex__ returns
+ * keyword arguments.  `args` a tuple, `kwargs` a dict; takes ownership of
+ * all three (MP_ETYPE in the detail for other types). */
+MP_EXTERN mp_obj *mp_record_newobj_ex_take(mp_obj *cls, mp_obj *args,
+                                           mp_obj *kwargs);
 
 /* The kind of a record: 0 and *out, MP_ETYPE if `o` is not a record,
  * MP_EINVAL for NULL arguments. */
@@ -300,13 +341,18 @@ MP_EXTERN int mp_record_kind_of(const mp_obj *o, mp_record_kind *out);
 /* Borrowed module and name of a MP_RECORD_GLOBAL. */
 MP_EXTERN int mp_global_get(const mp_obj *o, const char **module,
                             const char **name);
-/* Borrowed parts of a REDUCE/NEWOBJ record: its callable, args, state
- * (pickle's BUILD argument; NULL if none), list items (a list appended to the
- * object; NULL if none) and dict items (a list of (key, value) tuples set on
- * it; NULL if none).  Any pointer may be NULL. */
+/* Borrowed parts of an object record (REDUCE/NEWOBJ/NEWOBJ_EX): its
+ * callable (the class for NEWOBJ and NEWOBJ_EX), args, state (pickle's
+ * BUILD argument; NULL if none), list items (a list appended to the object;
+ * NULL if none) and dict items (a list of (key, value) tuples set on it;
+ * NULL if none).  Any pointer may be NULL.  MP_ETYPE for a class reference
+ * or a value that is not a record. */
 MP_EXTERN int mp_record_get(const mp_obj *o, mp_obj **callable,
                             mp_obj **args, mp_obj **state,
                             mp_obj **listitems, mp_obj **dictitems);
+/* Borrowed keyword arguments of a NEWOBJ_EX record (a dict), NULL for the
+ * other object kinds; MP_ETYPE as mp_record_get. */
+MP_EXTERN int mp_record_kwargs(const mp_obj *o, mp_obj **kwargs);
 /* Set (replace) the state / append a list item / a dict item; _take. */
 MP_EXTERN int mp_record_set_state_take(mp_obj *o, mp_obj *state);
 MP_EXTERN int mp_record_append_take(mp_obj *o, mp_obj *item);

@@ -3,26 +3,35 @@
  * mp_pickle_dumps writes the data subset of pickle protocols 2-5 that
  * CPython 3.8+ loads to an equal value.  By default it writes protocol 4
  * (CPython's default through 3.13), or 5 when the value holds a bytearray
- * (BYTEARRAY8); 2, 3, 4 or 5 may be asked for.  It writes no FRAME and no
- * memo: a sub-value that appears twice is written twice.
+ * (BYTEARRAY8); 2, 3, 4 or 5 may be asked for.  It writes no FRAME, and a
+ * memo only for object records: a sub-value that appears twice is written
+ * twice, except an object record (equal only to itself, see obj.h), which
+ * is written once and fetched from the memo after, so that it loads as one
+ * object again, in CPython as in mproc.
  *
  * mp_pickle_loads reads every pickle CPython writes for the value model's
  * types at protocols 2-5 (frames, memo, all int/str/bytes/container opcodes,
  * the protocol-2/3 spellings of bytes, bytearray, set and frozenset as calls
  * to _codecs.encode, builtins.bytearray, builtins.set, ... and their
  * __builtin__ names).  Any other class or function reference, and any object
- * built from one, becomes an inert record (see obj.h) that dumps writes back
- * with the same meaning.  NOTHING IS EVER IMPORTED OR CALLED: loading a
- * hostile pickle is safe.  The one reference resolved is mproc.func, a
- * function value (obj.h): to a function already loaded, of the same build,
- * where a function starts -- or MP_EBADREF; never loaded, never called.
+ * built from one (REDUCE, NEWOBJ, NEWOBJ_EX), becomes an inert record (see
+ * obj.h) that dumps writes back with the same meaning (NEWOBJ_EX, which
+ * protocols 2 and 3 lack, as copyreg.__newobj_ex__(cls, args, kwargs)
+ * there; loads reads that back as NEWOBJ_EX).  NOTHING IS EVER IMPORTED OR
+ * CALLED: loading a hostile pickle is safe.  The one reference resolved is
+ * mproc.func, a function value (obj.h): to a function already loaded, of
+ * the same build, where a function starts -- or MP_EBADREF; never loaded,
+ * never called.
  *
  * Protocol 0-2 pickles name Python 2 modules and classes (CPython 3 itself
  * writes int as __builtin__.long at protocol 2); they are mapped to their
  * Python 3 names as CPython's fix_imports does.
  *
  * Limits: nesting depth, input size and (for dumps) output size are bounded
- * (see mp_pickle_opts); memory use is linear in the input.  Truncated,
+ * (see mp_pickle_opts); memory use and time are linear in the input.  The
+ * depth bound holds for the value loads returns however the pickle linked
+ * it (a container fetched from the memo and added to after others hold it
+ * included).  Truncated,
  * corrupt or hostile input returns MP_EMALFORMED (with the offset and the
  * reason in mp_errdetail()), MP_ENOTSUP for a PROTO above 5, MP_ELIMIT past
  * a limit, MP_ECYCLE for a structure that contains itself (legal in Python,
@@ -30,9 +39,10 @@
  * MP_EOVERFLOW never: big ints are kept exactly.
  *
  * Shared sub-values: loads gives every memo reference the same refcounted
- * object; dumps writes a shared sub-value once per use, so a value whose
- * sharing doubles at every level encodes to an exponentially larger
- * pickle (bounded by max_size). */
+ * object (one Python object is one record); dumps writes a shared sub-value
+ * other than an object record once per use, so a value whose sharing
+ * doubles at every level encodes to an exponentially larger pickle (bounded
+ * by max_size). */
 #ifndef MPROC_PICKLE_H
 #define MPROC_PICKLE_H
 
@@ -54,8 +64,10 @@ typedef struct mp_pickle_opts {
    * Protocols 2 and 3 write bytearray, set and frozenset the way CPython
    * does at those protocols. */
   int protocol;
-  /* Maximum nesting of containers (0: MP_PICKLE_DEFAULT_MAX_DEPTH; values
-   * above 20000 count as 20000, to keep the C stack safe). */
+  /* Maximum nesting of containers: a container is one deeper than the
+   * deepest container it holds, a record's parts count as its items, an
+   * empty container or a class reference is 1 (0: MP_PICKLE_DEFAULT_MAX_DEPTH;
+   * values above 20000 count as 20000, to keep the C stack safe). */
   int max_depth;
   /* loads: refuse input longer than this; dumps: refuse to produce more
    * (0: MP_PICKLE_DEFAULT_MAX_SIZE). */

@@ -219,19 +219,9 @@ mp__hash(const mp_obj *o, uint64_t *out, int depth)
              ROTL(mp__siphash(r->name, strlen(r->name), TAG_GLOBAL), 17);
       return 0;
     }
-    const mp_obj *parts[5] = {r->callable, r->args, r->state, r->listitems,
-                              r->dictitems};
-    uint64_t acc = r->kind;
-    for (int i = 0; i < 5; i++) {
-      uint64_t h = 0x1234567;
-      if (parts[i]) {
-        int rc = mp__hash(parts[i], &h, depth + 1);
-        if (rc)
-          return rc;
-      }
-      acc = combine(acc, h);
-    }
-    *out = acc;
+    /* an object: equal only to itself (Python's default __hash__), so
+     * every record is its own key whatever its content */
+    *out = mix_ptr(o) ^ TAG_GLOBAL;
     return 0;
   }
   case MP_T_HANDLE:
@@ -510,8 +500,9 @@ mp_dict_take(size_t npairs, ...)
     mp_obj *k = va_arg(ap, mp_obj *);
     mp_obj *v = va_arg(ap, mp_obj *);
     if (rc || !k || !v) {
-      if (!rc)
-        rc = mp_errdetail()[0] ? MP_ENOMEM : mp_seterr(MP_EINVAL, "NULL item");
+      if (!rc) /* (a constructor inside failed, or NULL was passed) */
+        rc = mp_seterr(MP_EINVAL, "dict %s of pair %zu of %zu is NULL",
+                       k ? "value" : "key", i, npairs);
       mp_obj_free(k);
       mp_obj_free(v);
       continue;

@@ -150,6 +150,7 @@ destroy_one(mp_obj *o, worklist *w)
     wl_drop(w, r->state);
     wl_drop(w, r->listitems);
     wl_drop(w, r->dictitems);
+    wl_drop(w, r->kwargs);
     break;
   }
   case MP_T_HANDLE: {
@@ -671,26 +672,26 @@ seq_take_va(mp_type type, size_t n, va_list ap)
 {
   mp_obj *local[32];
   mp_obj **items = n <= 32 ? local : malloc(n * sizeof *items);
-  int ok = 1;
+  size_t first_null = n;
   for (size_t i = 0; i < n; i++) {
     mp_obj *x = va_arg(ap, mp_obj *);
     if (items)
       items[i] = x;
     else
       mp_obj_free(x);
-    if (!x)
-      ok = 0;
+    if (!x && first_null == n)
+      first_null = i;
   }
   if (!items) {
     mp_seterr(MP_ENOMEM, "out of memory");
     return NULL;
   }
   mp_obj *r = NULL;
-  if (ok) {
+  if (first_null < n) /* (a constructor inside failed, or NULL was passed) */
+    mp_seterr(MP_EINVAL, "%s item %zu of %zu is NULL", mp_type_name(type),
+              first_null, n);
+  else
     r = type == MP_T_TUPLE ? mp__tuple_alloc(n) : mp__list_alloc(n);
-  } else if (!mp_errdetail()[0]) {
-    mp_seterr(MP_EINVAL, "NULL item");
-  }
   if (!r) {
     for (size_t i = 0; i < n; i++)
       mp_obj_free(items[i]);
@@ -1075,37 +1076,81 @@ num_equal(const mp_obj *a, const mp_obj *b)
   return x->n == n && memcmp(x->le, buf, n) == 0;
 }
 
+static int equal_rec(const mp_obj *a, const mp_obj *b, int ident, int depth,
+                     int content);
+
+/* The entries of a table in insertion order, skipping deleted ones. */
+static const mp__entry *
+live_next(const mp__table *t, size_t *i)
+{
+  while (*i < t->n) {
+    const mp__entry *e = &t->e[(*i)++];
+    if (e->key)
+      return e;
+  }
+  return NULL;
+}
+
+/* Is there an entry of `t` whose key (and value) equal e's by content?  A
+ * linear scan: keys holding object records hash by identity, so another
+ * table's equal-content key cannot be found by hashing. */
 static int
-table_equal(const mp_obj *a, const mp_obj *b, int is_set, int depth)
+scan_content(const mp__table *t, const mp__entry *e, int is_set, int depth)
+{
+  size_t i = 0;
+  const mp__entry *f;
+  while ((f = live_next(t, &i)))
+    if (equal_rec(e->key, f->key, 1, depth + 1, 1) &&
+        (is_set || equal_rec(e->value, f->value, 1, depth + 1, 1)))
+      return 1;
+  return 0;
+}
+
+static int
+table_equal(const mp_obj *a, const mp_obj *b, int is_set, int depth,
+            int content)
 {
   const mp__table *ta = &MP__AS(const mp__dict, a)->t;
   const mp__table *tb = &MP__AS(const mp__dict, b)->t;
   if (ta->used != tb->used)
     return 0;
+  if (content) {
+    /* the usual case (a round trip keeps the order): entry by entry */
+    size_t i = 0, j = 0;
+    const mp__entry *e, *f;
+    while ((e = live_next(ta, &i)) && (f = live_next(tb, &j)))
+      if (!equal_rec(e->key, f->key, 1, depth + 1, 1) ||
+          (!is_set && !equal_rec(e->value, f->value, 1, depth + 1, 1)))
+        break;
+    if (!e)
+      return 1;
+  }
   for (size_t i = 0; i < ta->n; i++) {
     const mp__entry *e = &ta->e[i];
     if (!e->key)
       continue;
     int rc;
     mp__entry *f = mp__table_find(MP__AS(const mp__dict, b), e->key, &rc);
-    if (!f)
-      return 0;
-    if (!is_set && !mp__equal(e->value, f->value, 1, depth + 1))
+    if (f && (is_set || equal_rec(e->value, f->value, 1, depth + 1, content)))
+      continue;
+    if (!content || !scan_content(tb, e, is_set, depth))
       return 0;
   }
   return 1;
 }
 
 static int
-opt_equal(const mp_obj *a, const mp_obj *b, int depth)
+opt_equal(const mp_obj *a, const mp_obj *b, int depth, int content)
 {
   if (!a || !b)
     return a == b;
-  return mp__equal(a, b, 1, depth);
+  return equal_rec(a, b, 1, depth, content);
 }
 
-int
-mp__equal(const mp_obj *a, const mp_obj *b, int ident, int depth)
+/* Python's == (content: object records compare by their parts, for
+ * mp_obj_equal_content). */
+static int
+equal_rec(const mp_obj *a, const mp_obj *b, int ident, int depth, int content)
 {
   if (!a || !b)
     return 0;
@@ -1127,7 +1172,7 @@ mp__equal(const mp_obj *a, const mp_obj *b, int ident, int depth)
   }
   if ((ta == MP_T_SET || ta == MP_T_FROZENSET) &&
       (tb == MP_T_SET || tb == MP_T_FROZENSET))
-    return table_equal(a, b, 1, depth);
+    return table_equal(a, b, 1, depth, content);
   if (ta != tb)
     return 0;
   switch (ta) {
@@ -1146,24 +1191,30 @@ mp__equal(const mp_obj *a, const mp_obj *b, int ident, int depth)
     if (na != nb)
       return 0;
     for (size_t i = 0; i < na; i++)
-      if (!mp__equal(ia[i], ib[i], 1, depth + 1))
+      if (!equal_rec(ia[i], ib[i], 1, depth + 1, content))
         return 0;
     return 1;
   }
   case MP_T_DICT:
-    return table_equal(a, b, 0, depth);
+    return table_equal(a, b, 0, depth, content);
   case MP_T_RECORD: {
     const mp__record *x = MP__AS(const mp__record, a),
                      *y = MP__AS(const mp__record, b);
+    if (x->kind == MP_RECORD_GLOBAL || y->kind == MP_RECORD_GLOBAL)
+      return x->kind == y->kind && strcmp(x->module, y->module) == 0 &&
+             strcmp(x->name, y->name) == 0;
+    /* an object is equal to itself only (Python's default __eq__) */
+    if (!content)
+      return a == b;
     if (x->kind != y->kind)
       return 0;
-    if (x->kind == MP_RECORD_GLOBAL)
-      return strcmp(x->module, y->module) == 0 && strcmp(x->name, y->name) == 0;
-    return opt_equal(x->callable, y->callable, depth + 1) &&
-           opt_equal(x->args, y->args, depth + 1) &&
-           opt_equal(x->state, y->state, depth + 1) &&
-           opt_equal(x->listitems, y->listitems, depth + 1) &&
-           opt_equal(x->dictitems, y->dictitems, depth + 1);
+    mp_obj *px[MP__RECORD_NPARTS], *py[MP__RECORD_NPARTS];
+    mp__record_parts(x, px);
+    mp__record_parts(y, py);
+    for (int i = 0; i < MP__RECORD_NPARTS; i++)
+      if (!opt_equal(px[i], py[i], depth + 1, 1))
+        return 0;
+    return 1;
   }
   case MP_T_HANDLE:
     return MP__AS(const mp__handle, a)->type ==
@@ -1177,9 +1228,21 @@ mp__equal(const mp_obj *a, const mp_obj *b, int ident, int depth)
 }
 
 int
+mp__equal(const mp_obj *a, const mp_obj *b, int ident, int depth)
+{
+  return equal_rec(a, b, ident, depth, 0);
+}
+
+int
 mp_obj_equal(const mp_obj *a, const mp_obj *b)
 {
-  return mp__equal(a, b, 0, 0);
+  return equal_rec(a, b, 0, 0, 0);
+}
+
+int
+mp_obj_equal_content(const mp_obj *a, const mp_obj *b)
+{
+  return equal_rec(a, b, 0, 0, 1);
 }
 
 /* ---- deep copy ------------------------------------------------------------ */
@@ -1340,14 +1403,22 @@ copy_rec(const mp_obj *o, copymap *m, int depth)
       const mp__entry *e = &s->e[i];
       if (!e->key)
         continue;
-      /* keys are hashable, hence immutable: shared, not copied */
-      mp_obj *v = NULL;
-      if (t == MP_T_DICT && !(v = copy_rec(e->value, m, depth + 1))) {
+      /* Keys are copied too: an object record is mutable and equal only to
+       * itself, so a key that is (or holds) one is a new key in the copy,
+       * the same one wherever the original is shared.  A key copied to a
+       * new object is hashed anew (identity hashes change). */
+      mp_obj *k = copy_rec(e->key, m, depth + 1), *v = NULL;
+      if (!k || (t == MP_T_DICT && !(v = copy_rec(e->value, m, depth + 1)))) {
+        mp_obj_free(k);
         mp_obj_free(c);
         return NULL;
       }
-      if (mp__table_insert_hashed(MP__AS(mp__dict, c), mp__newref(e->key), v,
-                                  e->hash, t != MP_T_DICT)) {
+      int rc = k == e->key
+                   ? mp__table_insert_hashed(MP__AS(mp__dict, c), k, v,
+                                             e->hash, t != MP_T_DICT)
+                   : mp__table_set_take(MP__AS(mp__dict, c), k, v,
+                                        t != MP_T_DICT);
+      if (rc) {
         mp_obj_free(c);
         return NULL;
       }
@@ -1356,25 +1427,21 @@ copy_rec(const mp_obj *o, copymap *m, int depth)
     break;
   }
   case MP_T_RECORD: {
+    /* an object record is copied (a new object, as copy.deepcopy makes):
+     * the copy is not mp_obj_equal to it, only mp_obj_equal_content */
     const mp__record *r = MP__AS(const mp__record, o);
     int ok = 1;
     mp_obj *callable = copy_opt(r->callable, m, depth + 1, &ok);
     mp_obj *args = copy_opt(r->args, m, depth + 1, &ok);
+    mp_obj *kwargs = copy_opt(r->kwargs, m, depth + 1, &ok);
     mp_obj *state = copy_opt(r->state, m, depth + 1, &ok);
     mp_obj *li = copy_opt(r->listitems, m, depth + 1, &ok);
     mp_obj *di = copy_opt(r->dictitems, m, depth + 1, &ok);
-    if (!ok) {
-      mp_obj_free(callable);
-      mp_obj_free(args);
-      mp_obj_free(state);
-      mp_obj_free(li);
-      mp_obj_free(di);
-      return NULL;
-    }
-    mp__record *n = mp__obj_alloc(sizeof *n, MP_T_RECORD);
+    mp__record *n = ok ? mp__obj_alloc(sizeof *n, MP_T_RECORD) : NULL;
     if (!n) {
       mp_obj_free(callable);
       mp_obj_free(args);
+      mp_obj_free(kwargs);
       mp_obj_free(state);
       mp_obj_free(li);
       mp_obj_free(di);
@@ -1384,6 +1451,7 @@ copy_rec(const mp_obj *o, copymap *m, int depth)
     n->module = n->name = NULL;
     n->callable = callable;
     n->args = args;
+    n->kwargs = kwargs;
     n->state = state;
     n->listitems = li;
     n->dictitems = di;

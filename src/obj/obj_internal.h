@@ -25,6 +25,7 @@ struct mp_obj {
 #define MP__F_BIG 0x01     /* int: arbitrary size (mp__bigint) */
 #define MP__F_ASCII 0x02   /* str: all code points < 0x80 */
 #define MP__F_FETCHED 0x04 /* loads: container fetched from the memo */
+#define MP__F_HEIGHT 0x08  /* loads: depth verified exact (see check_heights) */
 #define MP__F_POOLED 0x10  /* memory from alloc.c's pools */
 #define MP__F_POOL64 0x20  /* ... of the 64-byte class */
 
@@ -120,9 +121,24 @@ typedef struct mp__record {
   uint8_t kind;
   /* GLOBAL */
   char *module, *name;
-  /* REDUCE / NEWOBJ */
+  /* REDUCE / NEWOBJ / NEWOBJ_EX */
   mp_obj *callable, *args, *state, *listitems, *dictitems;
+  mp_obj *kwargs; /* NEWOBJ_EX only: a dict */
 } mp__record;
+
+/* The parts of an object record, in a fixed order (NULL where absent), for
+ * the walkers that treat them alike (cycle checks, heights, copy, free). */
+#define MP__RECORD_NPARTS 6
+static inline void
+mp__record_parts(const mp__record *r, mp_obj *parts[MP__RECORD_NPARTS])
+{
+  parts[0] = r->callable;
+  parts[1] = r->args;
+  parts[2] = r->kwargs;
+  parts[3] = r->state;
+  parts[4] = r->listitems;
+  parts[5] = r->dictitems;
+}
 
 typedef struct mp__handle {
   mp_obj h;

@@ -1,12 +1,20 @@
 /* mp_pickle_dumps: the encoder python-wire.md section 5 recommends.
  * PROTO 4 (5 when a bytearray needs BYTEARRAY8), smallest int opcodes,
- * batches of 1000 items, no FRAME, no memo.  Protocols 2 and 3 write bytes,
- * bytearray, set and frozenset the way CPython does at those protocols. */
+ * batches of 1000 items, no FRAME, a memo only for shared object records.
+ * Protocols 2 and 3 write bytes, bytearray, set and frozenset the way
+ * CPython does at those protocols. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "obj/pickle_int.h"
+
+/* object record -> memo index, for records the value holds more than once */
+typedef struct recmemo {
+  const mp_obj **key;
+  uint32_t *ix;
+  size_t n, mask;
+} recmemo;
 
 typedef struct dumper {
   mp__buf b;
@@ -18,6 +26,8 @@ typedef struct dumper {
   int *fds;
   size_t nfds, capfds;
   const mp_obj **path;
+  recmemo memo;
+  uint32_t memo_next; /* memo entries written */
 } dumper;
 
 static int save(dumper *d, const mp_obj *o, int depth);
@@ -364,15 +374,148 @@ save_set(dumper *d, const mp_obj *o, int depth)
   return 0;
 }
 
+/* ---- the memo of shared object records --------------------------------------
+ * An object record equals only itself, so a record the value holds twice
+ * must load as one object again (in CPython and in mproc): its second use is
+ * written as a memo fetch.  Only a record whose reference count says it may
+ * be held more than once is memoized, so values without shared records are
+ * written without a memo.  A record goes into the memo once it is written
+ * whole (after its BUILD), so one that contains itself still recurses until
+ * the depth check calls it a cycle. */
+
+static size_t
+memo_slot(const void *p, size_t mask)
+{
+  uint64_t x = (uint64_t)(uintptr_t)p;
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  return (size_t)x & mask;
+}
+
+static int
+memo_find(const recmemo *m, const mp_obj *o, uint32_t *ix)
+{
+  if (!m->key)
+    return 0;
+  for (size_t i = memo_slot(o, m->mask); m->key[i]; i = (i + 1) & m->mask)
+    if (m->key[i] == o) {
+      *ix = m->ix[i];
+      return 1;
+    }
+  return 0;
+}
+
+static int
+memo_add(recmemo *m, const mp_obj *o, uint32_t ix)
+{
+  if (!m->key || (m->n + 1) * 2 > m->mask + 1) {
+    size_t size = m->key ? (m->mask + 1) * 2 : 16;
+    const mp_obj **nk = calloc(size, sizeof *nk);
+    uint32_t *nx = calloc(size, sizeof *nx);
+    if (!nk || !nx) {
+      free(nk);
+      free(nx);
+      return mp_seterr(MP_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; m->key && i <= m->mask; i++) {
+      if (!m->key[i])
+        continue;
+      size_t j = memo_slot(m->key[i], size - 1);
+      while (nk[j])
+        j = (j + 1) & (size - 1);
+      nk[j] = m->key[i];
+      nx[j] = m->ix[i];
+    }
+    free(m->key);
+    free(m->ix);
+    m->key = nk;
+    m->ix = nx;
+    m->mask = size - 1;
+  }
+  size_t i = memo_slot(o, m->mask);
+  while (m->key[i])
+    i = (i + 1) & m->mask;
+  m->key[i] = o;
+  m->ix[i] = ix;
+  m->n++;
+  return 0;
+}
+
+/* The object on top of the stack into the memo (MEMOIZE, or BINPUT at
+ * protocols 2 and 3). */
+static int
+memo_put(dumper *d, const mp_obj *o)
+{
+  if (d->memo_next == UINT32_MAX)
+    return mp_seterr(MP_ELIMIT, "too many shared records");
+  uint32_t ix = d->memo_next++;
+  int rc = room(d, 5);
+  if (rc)
+    return rc;
+  if (d->proto >= 4) {
+    put1(d, OP_MEMOIZE);
+  } else if (ix < 256) {
+    put1(d, OP_BINPUT);
+    put1(d, (uint8_t)ix);
+  } else {
+    put1(d, OP_LONG_BINPUT);
+    put_le(d, ix, 4);
+  }
+  return memo_add(&d->memo, o, ix);
+}
+
+static int
+memo_get(dumper *d, uint32_t ix)
+{
+  int rc = room(d, 5);
+  if (rc)
+    return rc;
+  if (ix < 256) {
+    put1(d, OP_BINGET);
+    put1(d, (uint8_t)ix);
+  } else {
+    put1(d, OP_LONG_BINGET);
+    put_le(d, ix, 4);
+  }
+  return 0;
+}
+
+/* cls.__new__(cls, *args, **kwargs): NEWOBJ_EX from protocol 4; before,
+ * copyreg.__newobj_ex__(cls, args, kwargs), which means the same. */
+static int
+save_newobj_ex(dumper *d, const mp__record *r, int depth)
+{
+  int rc;
+  if (d->proto < 4 && (rc = save_global(d, "copyreg", "__newobj_ex__")))
+    return rc;
+  if ((rc = save(d, r->callable, depth + 1)) ||
+      (rc = save(d, r->args, depth + 1)) ||
+      (rc = save(d, r->kwargs, depth + 1)))
+    return rc;
+  if (d->proto >= 4)
+    return op(d, OP_NEWOBJ_EX);
+  if ((rc = op(d, OP_TUPLE3)))
+    return rc;
+  return op(d, OP_REDUCE);
+}
+
 static int
 save_record(dumper *d, const mp__record *r, int depth)
 {
   int rc;
   if (r->kind == MP_RECORD_GLOBAL)
     return save_global(d, r->module, r->name);
-  if ((rc = save(d, r->callable, depth + 1)) ||
-      (rc = save(d, r->args, depth + 1)) ||
-      (rc = op(d, r->kind == MP_RECORD_NEWOBJ ? OP_NEWOBJ : OP_REDUCE)))
+  int shared = __atomic_load_n(&r->h.rc, __ATOMIC_RELAXED) > 1;
+  uint32_t ix;
+  if (shared && memo_find(&d->memo, &r->h, &ix))
+    return memo_get(d, ix);
+  if (r->kind == MP_RECORD_NEWOBJ_EX)
+    rc = save_newobj_ex(d, r, depth);
+  else if (!(rc = save(d, r->callable, depth + 1)) &&
+           !(rc = save(d, r->args, depth + 1)))
+    rc = op(d, r->kind == MP_RECORD_NEWOBJ ? OP_NEWOBJ : OP_REDUCE);
+  if (rc)
     return rc;
   if (r->listitems) {
     const mp__list *l = MP__AS(const mp__list, r->listitems);
@@ -399,7 +542,7 @@ save_record(dumper *d, const mp__record *r, int depth)
     if ((rc = save(d, r->state, depth + 1)) || (rc = op(d, OP_BUILD)))
       return rc;
   }
-  return 0;
+  return shared ? memo_put(d, &r->h) : 0;
 }
 
 /* ---- handles -------------------------------------------------------------- */
@@ -617,6 +760,8 @@ dump(const mp_obj *o, const mp_pickle_opts *opts, void **out, size_t *len,
   if (!rc)
     rc = op(&d, OP_STOP);
   free(d.path);
+  free(d.memo.key);
+  free(d.memo.ix);
   if (rc) {
     if (rc == MP_ENOMEM)
       mp_seterr(MP_ENOMEM, "out of memory");

@@ -1,14 +1,19 @@
 /* mp_pickle_loads: a stack machine over the opcodes python-wire.md marks
- * "dec".  Nothing is imported or called: class references become inert
- * records, and only the few calls CPython uses to spell data at protocols
- * 2/3 (_codecs.encode, builtins.bytes/bytearray/set/frozenset) are
- * recognised and rebuilt as the data they stand for.
+ * "dec", and NEWOBJ_EX (which CPython writes at protocol 4+ for objects
+ * whose __getnewargs_ex__ returns keyword arguments; multiprocessing's own
+ * data never uses it).  Nothing is imported or called: class references
+ * become inert records, and only the few calls CPython uses to spell data
+ * at protocols 2/3 (_codecs.encode, builtins.bytes/bytearray/set/frozenset)
+ * and the copyreg.__newobj_ex__ call mproc writes there for NEWOBJ_EX are
+ * recognised and rebuilt as what they stand for.
  *
  * Safety: every length is checked against the bytes that remain before
  * anything is allocated; memo indexes are bounded by the input size; the
  * stack only grows by one slot per opcode; so memory is linear in the
  * input.  Values are refcounted, so a structure that contains itself is
- * refused (MP_ECYCLE) at the moment it would be made (see would_cycle). */
+ * refused (MP_ECYCLE) at the moment it would be made (see would_cycle).
+ * Nesting is bounded by max_depth however the value was linked (see
+ * check_heights). */
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +33,8 @@ typedef struct loader {
   int proto; /* from PROTO; 0 when absent */
   /* work left for cycle checks, proportional to the input */
   uint64_t budget;
+  /* a container fetched from the memo gained items: heights may be stale */
+  int heights_stale;
   /* loads_fds */
   int with_fds;
   int *fds;
@@ -201,10 +208,9 @@ reaches(loader *l, const mp_obj *o, const mp_obj *x, visited *s, int depth)
     return 0;
   }
   case MP_T_RECORD: {
-    const mp__record *r = MP__AS(const mp__record, o);
-    const mp_obj *parts[5] = {r->callable, r->args, r->state, r->listitems,
-                              r->dictitems};
-    for (int i = 0; i < 5; i++)
+    mp_obj *parts[MP__RECORD_NPARTS];
+    mp__record_parts(MP__AS(const mp__record, o), parts);
+    for (int i = 0; i < MP__RECORD_NPARTS; i++)
       if ((rc = reaches(l, parts[i], x, s, depth + 1)))
         return rc;
     return 0;
@@ -214,12 +220,16 @@ reaches(loader *l, const mp_obj *o, const mp_obj *x, visited *s, int depth)
   }
 }
 
-/* Before adding items[0..n) to container x: MP_ECYCLE if one reaches x. */
+/* Before adding items[0..n) to container x: MP_ECYCLE if one reaches x.
+ * Every opcode that adds to an existing container (APPEND(S), SETITEM(S),
+ * ADDITEMS, BUILD) comes through here. */
 static int
 would_cycle(loader *l, const mp_obj *x, mp_obj *const *items, size_t n)
 {
   if (!(x->flags & MP__F_FETCHED))
     return 0;
+  /* x may already sit in other containers, whose heights this can raise */
+  l->heights_stale = 1;
   visited s = {0};
   int rc = 0;
   for (size_t i = 0; i < n && !rc; i++)
@@ -230,6 +240,112 @@ would_cycle(loader *l, const mp_obj *x, mp_obj *const *items, size_t n)
                      "pickle: structure contains itself (at offset %zu)",
                      (size_t)(l->p - l->start));
   return rc;
+}
+
+/* ---- heights ---------------------------------------------------------------
+ * A container's depth field is its height (1 + the tallest of its items),
+ * kept up to date as items are added.  That is exact while a container only
+ * gains items before anything holds it, which is how the stack builds a
+ * value.  A container fetched from the memo may gain items while others
+ * hold it already, and their heights do not follow: BINGET + APPEND can link
+ * lists into a chain 300,000 deep while every stored height says 2.  So
+ * when that happened, the heights of the result are computed afresh before
+ * it is returned: one walk that visits each container once and never goes
+ * deeper than max_depth, so it is linear and bounded whatever the input. */
+
+typedef struct hframe {
+  mp_obj *o;
+  size_t i;   /* next child */
+  unsigned h; /* height so far */
+} hframe;
+
+/* The next item of container o from *i on (a dict's entries count twice:
+ * key and value; a record's parts in a fixed order), or NULL at the end. */
+static mp_obj *
+next_child(const mp_obj *o, size_t *i)
+{
+  switch (MP__T(o)) {
+  case MP_T_TUPLE: {
+    const mp__tuple *t = MP__AS(const mp__tuple, o);
+    return *i < t->n ? t->items[(*i)++] : NULL;
+  }
+  case MP_T_LIST: {
+    const mp__list *t = MP__AS(const mp__list, o);
+    return *i < t->n ? t->items[(*i)++] : NULL;
+  }
+  case MP_T_DICT:
+  case MP_T_SET:
+  case MP_T_FROZENSET: {
+    const mp__table *t = &MP__AS(const mp__dict, o)->t;
+    while (*i < 2 * t->n) {
+      const mp__entry *e = &t->e[*i / 2];
+      mp_obj *c = *i & 1 ? e->value : e->key;
+      (*i)++;
+      if (e->key && c)
+        return c;
+    }
+    return NULL;
+  }
+  case MP_T_RECORD: {
+    const mp__record *r = MP__AS(const mp__record, o);
+    if (r->kind == MP_RECORD_GLOBAL)
+      return NULL;
+    mp_obj *parts[MP__RECORD_NPARTS];
+    mp__record_parts(r, parts);
+    while (*i < MP__RECORD_NPARTS) {
+      mp_obj *c = parts[(*i)++];
+      if (c)
+        return c;
+    }
+    return NULL;
+  }
+  default:
+    return NULL;
+  }
+}
+
+/* MP_ELIMIT if `root` nests deeper than max_depth; otherwise the depth field
+ * of every container in it is made exact (and marked MP__F_HEIGHT). */
+static int
+check_heights(loader *l, mp_obj *root)
+{
+  if (!is_container(root))
+    return 0;
+  size_t max = (size_t)l->max_depth;
+  hframe *st = malloc((max + 1) * sizeof *st);
+  if (!st)
+    return nomem();
+  size_t n = 0;
+  int rc = 0;
+  st[n++] = (hframe){root, 0, 1};
+  while (n && !rc) {
+    hframe *f = &st[n - 1];
+    mp_obj *c = next_child(f->o, &f->i);
+    if (c) {
+      if (!is_container(c))
+        continue;
+      if (c->flags & MP__F_HEIGHT) { /* seen: its height is known */
+        if (c->depth + 1u > f->h)
+          f->h = c->depth + 1u;
+        if (n + c->depth > max) /* its deepest part sits at that level */
+          rc = 1;
+      } else if (n == max) {
+        rc = 1; /* c would be at level max + 1 */
+      } else {
+        st[n++] = (hframe){c, 0, 1};
+      }
+      continue;
+    }
+    f->o->depth = (uint16_t)f->h; /* <= max_depth <= MP__DEPTH_CAP */
+    f->o->flags |= MP__F_HEIGHT;
+    n--;
+    if (n && f->h + 1 > st[n - 1].h)
+      st[n - 1].h = f->h + 1;
+  }
+  free(st);
+  return rc ? limit(l, "nesting deeper than max_depth (linked through the "
+                       "memo)")
+            : 0;
 }
 
 /* ---- memo ----------------------------------------------------------------- */
@@ -540,6 +656,15 @@ do_reduce(loader *l, int newobj)
         if (!rc)
           rc = depth_ok(l, r);
       }
+    } else if (is_global(callable, "copyreg", "__newobj_ex__")) {
+      /* what mproc writes for NEWOBJ_EX at protocols 2 and 3 */
+      if (a->n == 3 && a->items[0]->type == MP_T_RECORD &&
+          a->items[1]->type == MP_T_TUPLE && a->items[2]->type == MP_T_DICT) {
+        r = mp_record_newobj_ex_take(mp__newref(a->items[0]),
+                                     mp__newref(a->items[1]),
+                                     mp__newref(a->items[2]));
+        rc = r ? depth_ok(l, r) : nomem();
+      }
     } else if (l->with_fds && is_global(callable, "mproc", "handle")) {
       rc = rebuild_handle(l, a, &r);
     } else if (is_global(callable, "mproc", "func")) {
@@ -565,6 +690,32 @@ do_reduce(loader *l, int newobj)
   if (!r)
     return nomem();
   if ((rc = depth_ok(l, r))) {
+    mp_obj_free(r);
+    return rc;
+  }
+  return push(l, r);
+}
+
+/* cls args kwargs NEWOBJ_EX: cls.__new__(cls, *args, **kwargs) */
+static int
+do_newobj_ex(loader *l)
+{
+  if (l->sp < fence(l) + 3)
+    return bad(l, "stack underflow");
+  mp_obj *kwargs = l->stack[l->sp - 1], *args = l->stack[l->sp - 2],
+         *cls = l->stack[l->sp - 3];
+  if (cls->type != MP_T_RECORD)
+    return bad(l, "NEWOBJ_EX of something that is not a class");
+  if (args->type != MP_T_TUPLE)
+    return bad(l, "NEWOBJ_EX arguments are not a tuple");
+  if (kwargs->type != MP_T_DICT)
+    return bad(l, "NEWOBJ_EX keyword arguments are not a dict");
+  l->sp -= 3;
+  mp_obj *r = mp_record_newobj_ex_take(cls, args, kwargs);
+  if (!r)
+    return nomem();
+  int rc = depth_ok(l, r);
+  if (rc) {
     mp_obj_free(r);
     return rc;
   }
@@ -878,6 +1029,9 @@ run(loader *l, mp_obj **out)
     case OP_NEWOBJ:
       rc = do_reduce(l, 1);
       break;
+    case OP_NEWOBJ_EX:
+      rc = do_newobj_ex(l);
+      break;
     case OP_BUILD: {
       if (l->sp < fence(l) + 2)
         return bad(l, "stack underflow");
@@ -915,6 +1069,9 @@ run(loader *l, mp_obj **out)
         return bad(l, "STOP with an empty stack");
       if (l->p != l->end)
         return bad(l, "bytes after STOP");
+      if (l->heights_stale &&
+          (rc = check_heights(l, l->stack[l->sp - 1])))
+        return rc;
       *out = l->stack[--l->sp];
       return 0;
     default:

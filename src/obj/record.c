@@ -53,7 +53,8 @@ mp_record_take(mp_record_kind kind, mp_obj *callable, mp_obj *args)
 {
   int rc = 0;
   if (kind != MP_RECORD_REDUCE && kind != MP_RECORD_NEWOBJ)
-    rc = mp_seterr(MP_EINVAL, "record kind must be REDUCE or NEWOBJ");
+    rc = mp_seterr(MP_EINVAL, "record kind must be REDUCE or NEWOBJ "
+                              "(NEWOBJ_EX: mp_record_newobj_ex_take)");
   else if (!callable || !args)
     rc = mp_seterr(MP_EINVAL, "NULL callable or args");
   else if (args->type != MP_T_TUPLE)
@@ -73,6 +74,33 @@ mp_record_take(mp_record_kind kind, mp_obj *callable, mp_obj *args)
   mp__set_depth_from(&r->h, callable);
   mp__set_depth_from(&r->h, args);
   return &r->h;
+}
+
+mp_obj *
+mp_record_newobj_ex_take(mp_obj *cls, mp_obj *args, mp_obj *kwargs)
+{
+  int rc = 0;
+  if (!cls || !args || !kwargs)
+    rc = mp_seterr(MP_EINVAL, "NULL class, args or kwargs");
+  else if (args->type != MP_T_TUPLE)
+    rc = mp_seterr(MP_ETYPE, "record args must be a tuple, not %s",
+                   mp_type_name(MP__T(args)));
+  else if (kwargs->type != MP_T_DICT)
+    rc = mp_seterr(MP_ETYPE, "record kwargs must be a dict, not %s",
+                   mp_type_name(MP__T(kwargs)));
+  mp_obj *r = rc ? NULL : mp_record_take(MP_RECORD_NEWOBJ, cls, args);
+  if (!r) {
+    if (rc) {
+      mp_obj_free(cls);
+      mp_obj_free(args);
+    }
+    mp_obj_free(kwargs);
+    return NULL;
+  }
+  MP__AS(mp__record, r)->kind = MP_RECORD_NEWOBJ_EX;
+  MP__AS(mp__record, r)->kwargs = kwargs;
+  mp__set_depth_from(r, kwargs);
+  return r;
 }
 
 static int
@@ -133,6 +161,20 @@ mp_record_get(const mp_obj *o, mp_obj **callable, mp_obj **args,
     *listitems = r->listitems;
   if (dictitems)
     *dictitems = r->dictitems;
+  return 0;
+}
+
+int
+mp_record_kwargs(const mp_obj *o, mp_obj **kwargs)
+{
+  int rc = record_check(o);
+  if (rc)
+    return rc;
+  const mp__record *r = MP__AS(const mp__record, o);
+  if (r->kind == MP_RECORD_GLOBAL)
+    return mp_seterr(MP_ETYPE, "record is a class reference, not an object");
+  if (kwargs)
+    *kwargs = r->kwargs;
   return 0;
 }
 

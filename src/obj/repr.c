@@ -188,7 +188,11 @@ repr_record(const mp__record *r, mp__buf *b, int depth, int max_depth,
   if (st && (st->type == MP_T_NONE ||
              (st->type == MP_T_DICT && MP__AS(const mp__dict, st)->t.used == 0)))
     st = NULL;
-  if (!st && !r->listitems && !r->dictitems) {
+  /* NEWOBJ_EX keyword arguments ({} counts as none) */
+  const mp_obj *kw = r->kwargs;
+  if (kw && MP__AS(const mp__dict, kw)->t.used == 0)
+    kw = NULL;
+  if (!st && !kw && !r->listitems && !r->dictitems) {
     if ((rc = repr_callable_name(r->callable, b, 0, depth, max_depth, path)))
       return rc;
     if (mp__buf_putc(b, '('))
@@ -205,9 +209,10 @@ repr_record(const mp__record *r, mp__buf *b, int depth, int max_depth,
     return MP_ENOMEM;
   if ((rc = mp__repr(r->args, b, depth + 1, max_depth, path)))
     return rc;
-  const char *labels[3] = {", state=", ", listitems=", ", dictitems="};
-  const mp_obj *parts[3] = {st, r->listitems, r->dictitems};
-  for (int i = 0; i < 3; i++) {
+  const char *labels[4] = {", kwargs=", ", state=", ", listitems=",
+                           ", dictitems="};
+  const mp_obj *parts[4] = {kw, st, r->listitems, r->dictitems};
+  for (int i = 0; i < 4; i++) {
     if (!parts[i])
       continue;
     if (PUTS(b, labels[i]))
