@@ -29,6 +29,7 @@ static size_t nkinds, capkinds;
 int
 mp_arg_kind_register(const mp_arg_kind *kind)
 {
+  mp__errdetail_clear();
   if (!kind || !kind->name || !kind->name[0] || !kind->handle_type ||
       !kind->handle_type[0])
     return mp_seterr(MP_EINVAL, "an argument kind needs a name and a handle "
@@ -332,6 +333,7 @@ run(const parse *p, const char *fmt, va_list *ap, int write)
 int
 mp_args_vparse(const mp_obj *args, const char *format, va_list ap)
 {
+  mp__errdetail_clear();
   if (!args || !format)
     return mp_seterr(MP_EINVAL, "mp_args_parse: NULL argument");
   parse p;
@@ -371,6 +373,7 @@ mp_args_vparse(const mp_obj *args, const char *format, va_list ap)
 int
 mp_args_parse(const mp_obj *args, const char *format, ...)
 {
+  mp__errdetail_clear();
   va_list ap;
   va_start(ap, format);
   int rc = mp_args_vparse(args, format, ap);

@@ -240,6 +240,7 @@ mp__hash(const mp_obj *o, uint64_t *out, int depth)
 int
 mp_obj_hash(const mp_obj *o, uint64_t *out)
 {
+  mp__errdetail_clear();
   if (!o || !out)
     return mp_seterr(MP_EINVAL, "NULL argument");
   return mp__hash(o, out, 0);
@@ -460,6 +461,7 @@ mp_dict_new(void)
 int
 mp_dict_set_take(mp_obj *d, mp_obj *key, mp_obj *value)
 {
+  mp__errdetail_clear();
   int rc = dict_check(d);
   if (!rc && (!key || !value))
     rc = mp_seterr(MP_EINVAL, "NULL key or value");
@@ -478,6 +480,7 @@ mp_dict_set_take(mp_obj *d, mp_obj *key, mp_obj *value)
 int
 mp_dict_set(mp_obj *d, mp_obj *key, mp_obj *value)
 {
+  mp__errdetail_clear();
   int rc = dict_check(d);
   if (rc)
     return rc;
@@ -563,6 +566,7 @@ mp_dict_get_strn(const mp_obj *d, const char *key, size_t len)
 int
 mp_dict_del(mp_obj *d, const mp_obj *key)
 {
+  mp__errdetail_clear();
   int rc = dict_check(d);
   if (rc)
     return rc;
@@ -574,6 +578,7 @@ mp_dict_del(mp_obj *d, const mp_obj *key)
 int
 mp_dict_next(const mp_obj *d, size_t *pos, mp_obj **key, mp_obj **value)
 {
+  mp__errdetail_clear();
   if (!d || !pos || d->type != MP_T_DICT)
     return 0;
   return table_next(&MP__AS(const mp__dict, d)->t, pos, key, value);
@@ -607,6 +612,7 @@ mp_frozenset_new(void)
 int
 mp_set_add_take(mp_obj *set, mp_obj *item)
 {
+  mp__errdetail_clear();
   int rc = set_check(set);
   if (!rc && !item)
     rc = mp_seterr(MP_EINVAL, "NULL item");
@@ -626,6 +632,7 @@ mp_set_add_take(mp_obj *set, mp_obj *item)
 int
 mp_set_add(mp_obj *set, mp_obj *item)
 {
+  mp__errdetail_clear();
   if (!item)
     return mp_seterr(MP_EINVAL, "NULL item");
   if (set == item)
@@ -678,6 +685,7 @@ mp_frozenset_take(size_t n, ...)
 int
 mp_set_contains(const mp_obj *set, const mp_obj *item)
 {
+  mp__errdetail_clear();
   int rc = set_check(set);
   if (rc)
     return rc;
@@ -692,6 +700,7 @@ mp_set_contains(const mp_obj *set, const mp_obj *item)
 int
 mp_set_discard(mp_obj *set, const mp_obj *item)
 {
+  mp__errdetail_clear();
   int rc = set_check(set);
   if (rc)
     return rc;
@@ -706,6 +715,7 @@ mp_set_discard(mp_obj *set, const mp_obj *item)
 int
 mp_set_next(const mp_obj *set, size_t *pos, mp_obj **item)
 {
+  mp__errdetail_clear();
   if (!set || !pos || (set->type != MP_T_SET && set->type != MP_T_FROZENSET))
     return 0;
   return table_next(&MP__AS(const mp__dict, set)->t, pos, item, NULL);

@@ -245,6 +245,7 @@ mp_float_new(double v)
 int
 mp_int_get(const mp_obj *o, int64_t *out)
 {
+  mp__errdetail_clear();
   if (!o || !out)
     return MP_EINVAL;
   if (o->type == MP_T_BOOL) {
@@ -262,6 +263,7 @@ mp_int_get(const mp_obj *o, int64_t *out)
 int
 mp_uint_get(const mp_obj *o, uint64_t *out)
 {
+  mp__errdetail_clear();
   if (!o || !out)
     return MP_EINVAL;
   if (o->type == MP_T_INT && (o->flags & MP__F_BIG)) {
@@ -290,6 +292,7 @@ int
 mp_int_bytes(const mp_obj *o, uint8_t scratch[16], const uint8_t **le,
              size_t *n)
 {
+  mp__errdetail_clear();
   if (!o || !scratch || !le || !n)
     return MP_EINVAL;
   if (o->type == MP_T_INT && (o->flags & MP__F_BIG)) {
@@ -309,6 +312,7 @@ mp_int_bytes(const mp_obj *o, uint8_t scratch[16], const uint8_t **le,
 int
 mp_float_get(const mp_obj *o, double *out)
 {
+  mp__errdetail_clear();
   if (!o || !out)
     return MP_EINVAL;
   switch (MP__T(o)) {
@@ -332,6 +336,7 @@ mp_float_get(const mp_obj *o, double *out)
 int
 mp_bool_get(const mp_obj *o, int *out)
 {
+  mp__errdetail_clear();
   if (!o || !out)
     return MP_EINVAL;
   if (o->type != MP_T_BOOL)
@@ -344,6 +349,7 @@ mp_bool_get(const mp_obj *o, int *out)
 int
 mp_obj_truthy(const mp_obj *o)
 {
+  mp__errdetail_clear();
   if (!o)
     return 0;
   switch (MP__T(o)) {
@@ -568,6 +574,7 @@ mp_bytearray_new(const void *data, size_t len)
 int
 mp_str_get(const mp_obj *o, const char **utf8, size_t *len)
 {
+  mp__errdetail_clear();
   if (!o)
     return MP_EINVAL;
   if (o->type != MP_T_STR)
@@ -582,6 +589,7 @@ mp_str_get(const mp_obj *o, const char **utf8, size_t *len)
 int
 mp_bytes_get(const mp_obj *o, const void **data, size_t *len)
 {
+  mp__errdetail_clear();
   if (!o)
     return MP_EINVAL;
   if (o->type == MP_T_BYTES) {
@@ -605,6 +613,7 @@ mp_bytes_get(const mp_obj *o, const void **data, size_t *len)
 int
 mp_bytearray_data(mp_obj *o, void **data, size_t *len)
 {
+  mp__errdetail_clear();
   if (!o)
     return MP_EINVAL;
   if (o->type != MP_T_BYTEARRAY)
@@ -620,6 +629,7 @@ mp_bytearray_data(mp_obj *o, void **data, size_t *len)
 int
 mp_bytearray_resize(mp_obj *o, size_t len)
 {
+  mp__errdetail_clear();
   if (!o)
     return MP_EINVAL;
   if (o->type != MP_T_BYTEARRAY)
@@ -851,6 +861,7 @@ list_check(const mp_obj *list)
 int
 mp_list_append_take(mp_obj *list, mp_obj *item)
 {
+  mp__errdetail_clear();
   int rc = list_check(list);
   if (!rc && !item)
     rc = mp_seterr(MP_EINVAL, "NULL item");
@@ -867,6 +878,7 @@ mp_list_append_take(mp_obj *list, mp_obj *item)
 int
 mp_list_append(mp_obj *list, mp_obj *item)
 {
+  mp__errdetail_clear();
   int rc = list_check(list);
   if (rc)
     return rc;
@@ -891,6 +903,7 @@ seq_index(int64_t i, size_t n, size_t *out)
 int
 mp_list_set(mp_obj *list, int64_t i, mp_obj *item)
 {
+  mp__errdetail_clear();
   int rc = list_check(list);
   if (rc)
     return rc;
@@ -912,6 +925,7 @@ mp_list_set(mp_obj *list, int64_t i, mp_obj *item)
 int
 mp_list_pop(mp_obj *list, int64_t i, mp_obj **out)
 {
+  mp__errdetail_clear();
   int rc = list_check(list);
   if (rc)
     return rc;
@@ -944,6 +958,7 @@ mp_seq_item(const mp_obj *seq, int64_t i)
 int
 mp_seq_items(const mp_obj *seq, mp_obj *const **items, size_t *n)
 {
+  mp__errdetail_clear();
   if (!seq)
     return MP_EINVAL;
   if (seq->type == MP_T_TUPLE) {
@@ -967,6 +982,7 @@ mp_seq_items(const mp_obj *seq, mp_obj *const **items, size_t *n)
 int
 mp_obj_len(const mp_obj *o, size_t *out)
 {
+  mp__errdetail_clear();
   if (!o || !out)
     return MP_EINVAL;
   switch (MP__T(o)) {
@@ -1236,12 +1252,14 @@ mp__equal(const mp_obj *a, const mp_obj *b, int ident, int depth)
 int
 mp_obj_equal(const mp_obj *a, const mp_obj *b)
 {
+  mp__errdetail_clear();
   return equal_rec(a, b, 0, 0, 0);
 }
 
 int
 mp_obj_equal_content(const mp_obj *a, const mp_obj *b)
 {
+  mp__errdetail_clear();
   return equal_rec(a, b, 0, 0, 1);
 }
 

@@ -782,6 +782,7 @@ int
 mp_pickle_dumps(const mp_obj *o, const mp_pickle_opts *opts, void **out,
                 size_t *len)
 {
+  mp__errdetail_clear();
   return dump(o, opts, out, len, NULL, NULL);
 }
 
@@ -789,6 +790,7 @@ int
 mp_pickle_dumps_fds(const mp_obj *o, const mp_pickle_opts *opts, void **out,
                     size_t *len, int **fds, size_t *nfds)
 {
+  mp__errdetail_clear();
   if (!fds || !nfds)
     return mp_seterr(MP_EINVAL, "NULL argument");
   *fds = NULL;

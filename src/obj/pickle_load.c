@@ -1137,6 +1137,7 @@ int
 mp_pickle_loads(const void *data, size_t len, const mp_pickle_opts *opts,
                 mp_obj **out)
 {
+  mp__errdetail_clear();
   if ((!data && len) || !out)
     return mp_seterr(MP_EINVAL, "NULL argument");
   return load(data, len, opts, 0, NULL, 0, out);
@@ -1146,6 +1147,7 @@ int
 mp_pickle_loads_fds(const void *data, size_t len, const mp_pickle_opts *opts,
                     int *fds, size_t nfds, mp_obj **out)
 {
+  mp__errdetail_clear();
   if ((!data && len) || !out || (nfds && !fds)) {
     for (size_t i = 0; fds && i < nfds; i++)
       close(fds[i]);

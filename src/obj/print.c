@@ -45,6 +45,7 @@ mp_obj_str(const mp_obj *o)
 int
 mp_obj_print(const mp_obj *o, FILE *f)
 {
+  mp__errdetail_clear();
   if (!f)
     f = stdout;
   mp__buf b = {0};

@@ -117,6 +117,7 @@ record_check(const mp_obj *o)
 int
 mp_record_kind_of(const mp_obj *o, mp_record_kind *out)
 {
+  mp__errdetail_clear();
   int rc = record_check(o);
   if (rc)
     return rc;
@@ -128,6 +129,7 @@ mp_record_kind_of(const mp_obj *o, mp_record_kind *out)
 int
 mp_global_get(const mp_obj *o, const char **module, const char **name)
 {
+  mp__errdetail_clear();
   int rc = record_check(o);
   if (rc)
     return rc;
@@ -145,6 +147,7 @@ int
 mp_record_get(const mp_obj *o, mp_obj **callable, mp_obj **args,
               mp_obj **state, mp_obj **listitems, mp_obj **dictitems)
 {
+  mp__errdetail_clear();
   int rc = record_check(o);
   if (rc)
     return rc;
@@ -167,6 +170,7 @@ mp_record_get(const mp_obj *o, mp_obj **callable, mp_obj **args,
 int
 mp_record_kwargs(const mp_obj *o, mp_obj **kwargs)
 {
+  mp__errdetail_clear();
   int rc = record_check(o);
   if (rc)
     return rc;
@@ -192,6 +196,7 @@ object_record(mp_obj *o)
 int
 mp_record_set_state_take(mp_obj *o, mp_obj *state)
 {
+  mp__errdetail_clear();
   int rc = object_record(o);
   if (!rc && !state)
     rc = mp_seterr(MP_EINVAL, "NULL state");
@@ -213,6 +218,7 @@ mp_record_set_state_take(mp_obj *o, mp_obj *state)
 int
 mp_record_append_take(mp_obj *o, mp_obj *item)
 {
+  mp__errdetail_clear();
   int rc = object_record(o);
   if (!rc && !item)
     rc = mp_seterr(MP_EINVAL, "NULL item");
@@ -235,6 +241,7 @@ mp_record_append_take(mp_obj *o, mp_obj *item)
 int
 mp_record_setitem_take(mp_obj *o, mp_obj *key, mp_obj *value)
 {
+  mp__errdetail_clear();
   int rc = object_record(o);
   if (!rc && (!key || !value))
     rc = mp_seterr(MP_EINVAL, "NULL key or value");
@@ -268,6 +275,7 @@ static size_t nreg, capreg;
 int
 mp_handle_register(const mp_handle_type *type)
 {
+  mp__errdetail_clear();
   if (!type || !type->name || !type->name[0])
     return mp_seterr(MP_EINVAL, "handle type needs a name");
   int rc = 0;

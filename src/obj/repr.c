@@ -349,6 +349,7 @@ mp_obj_repr(const mp_obj *o)
 int64_t
 mp_obj_repr_buf(const mp_obj *o, char *buf, size_t cap)
 {
+  mp__errdetail_clear();
   mp__buf b = {0};
   int rc = repr_to_buf(o, &b);
   if (rc) {
