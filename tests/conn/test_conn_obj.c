@@ -509,20 +509,17 @@ test_zz_stop_forkserver(void **state)
   mp__forkserver_stop();
 }
 
-int
-main(void)
-{
-  const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_values_round_trip),
-    cmocka_unit_test(test_connection_over_connection),
-    cmocka_unit_test(test_many_handles_and_limits),
-    cmocka_unit_test(test_handles_need_af_unix),
-    cmocka_unit_test(test_readahead_descriptors),
-    cmocka_unit_test(test_seed_pipe_example_every_method),
-    cmocka_unit_test(test_seed_wait_example_every_method),
-    cmocka_unit_test(test_connection_sent_to_a_child),
-    cmocka_unit_test(test_wait_with_sentinels),
-    cmocka_unit_test(test_zz_stop_forkserver),
-  };
-  return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
-}
+static const struct CMUnitTest tests[] = {
+  cmocka_unit_test(test_values_round_trip),
+  cmocka_unit_test(test_connection_over_connection),
+  cmocka_unit_test(test_many_handles_and_limits),
+  cmocka_unit_test(test_handles_need_af_unix),
+  cmocka_unit_test(test_readahead_descriptors),
+  cmocka_unit_test(test_seed_pipe_example_every_method),
+  cmocka_unit_test(test_seed_wait_example_every_method),
+  cmocka_unit_test(test_connection_sent_to_a_child),
+  cmocka_unit_test(test_wait_with_sentinels),
+  cmocka_unit_test(test_zz_stop_forkserver),
+};
+
+MP_TEST_MAIN(tests)

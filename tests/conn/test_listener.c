@@ -673,26 +673,23 @@ test_hmac_vectors(void **state)
   assert_memory_not_equal(r1, r2, 40);
 }
 
-int
-main(void)
-{
-  const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_hmac_vectors),
-    cmocka_unit_test(test_default_address),
-    cmocka_unit_test(test_tcp),
-    cmocka_unit_test(test_ipv6),
-    cmocka_unit_test(test_path_and_abstract),
-    cmocka_unit_test(test_bad_port_is_not_a_path),
-    cmocka_unit_test(test_no_key),
-    cmocka_unit_test(test_empty_key_is_a_key),
-    cmocka_unit_test(test_wrong_key_then_serve_others),
-    cmocka_unit_test(test_flood_of_silent_clients),
-    cmocka_unit_test(test_handshake_timeout_drops_silent_client),
-    cmocka_unit_test(test_garbage_response),
-    cmocka_unit_test(test_client_against_bad_listeners),
-    cmocka_unit_test(test_connect_errors),
-    cmocka_unit_test(test_wait_on_listener),
-    cmocka_unit_test(test_deliver_answer_on_pipe),
-  };
-  return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
-}
+static const struct CMUnitTest tests[] = {
+  cmocka_unit_test(test_hmac_vectors),
+  cmocka_unit_test(test_default_address),
+  cmocka_unit_test(test_tcp),
+  cmocka_unit_test(test_ipv6),
+  cmocka_unit_test(test_path_and_abstract),
+  cmocka_unit_test(test_bad_port_is_not_a_path),
+  cmocka_unit_test(test_no_key),
+  cmocka_unit_test(test_empty_key_is_a_key),
+  cmocka_unit_test(test_wrong_key_then_serve_others),
+  cmocka_unit_test(test_flood_of_silent_clients),
+  cmocka_unit_test(test_handshake_timeout_drops_silent_client),
+  cmocka_unit_test(test_garbage_response),
+  cmocka_unit_test(test_client_against_bad_listeners),
+  cmocka_unit_test(test_connect_errors),
+  cmocka_unit_test(test_wait_on_listener),
+  cmocka_unit_test(test_deliver_answer_on_pipe),
+};
+
+MP_TEST_MAIN(tests)

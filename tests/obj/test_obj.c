@@ -794,15 +794,12 @@ test_handles(void **state)
   assert_int_equal(mp_test_count_fds(), fds0);
 }
 
-int
-main(void)
-{
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_scalars),    cmocka_unit_test(test_str_and_bytes),
-      cmocka_unit_test(test_tuple_list), cmocka_unit_test(test_dict),
-      cmocka_unit_test(test_set),        cmocka_unit_test(test_equal_hash),
-      cmocka_unit_test(test_copy),       cmocka_unit_test(test_repr),
-      cmocka_unit_test(test_records),    cmocka_unit_test(test_handles),
-  };
-  return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_scalars),    cmocka_unit_test(test_str_and_bytes),
+    cmocka_unit_test(test_tuple_list), cmocka_unit_test(test_dict),
+    cmocka_unit_test(test_set),        cmocka_unit_test(test_equal_hash),
+    cmocka_unit_test(test_copy),       cmocka_unit_test(test_repr),
+    cmocka_unit_test(test_records),    cmocka_unit_test(test_handles),
+};
+
+MP_TEST_MAIN(tests)

@@ -362,15 +362,12 @@ run_threads(mp_obj *v)
   }
 }
 
-int
-main(void)
-{
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_encodings),
-      cmocka_unit_test(test_cpython_pickles),
-      cmocka_unit_test(test_truncated_everywhere),
-      cmocka_unit_test(test_hostile),
-      cmocka_unit_test(test_threads_share_values),
-  };
-  return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_encodings),
+    cmocka_unit_test(test_cpython_pickles),
+    cmocka_unit_test(test_truncated_everywhere),
+    cmocka_unit_test(test_hostile),
+    cmocka_unit_test(test_threads_share_values),
+};
+
+MP_TEST_MAIN(tests)
