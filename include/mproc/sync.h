@@ -3,11 +3,11 @@
  * Python's multiprocessing.synchronize, for C.
  *
  * Where they live.  Every primitive is a few words in the shared arena
- * (memfd-backed memory grown in 1 MiB slabs, see src/sync/arena.h), built
- * on futexes.  Objects are created in a process and reach other processes
- * as Process arguments (they are handle values: mp_lock_obj() & co.), or
- * by plain inheritance across fork().  100,000 locks cost a handful of fds
- * and mappings, not 100,000.
+ * (memfd-backed memory grown in 1 MiB slabs, see
+ * src/shared/shared_internal.h), built on futexes.  Objects are created in
+ * a process and reach other processes as Process arguments (they are handle
+ * values: mp_lock_obj() & co.), or by plain inheritance across fork().
+ * 100,000 locks cost a handful of fds and mappings, not 100,000.
  *
  * Timeouts.  Every wait takes `double timeout` seconds by the one rule:
  * > 0 waits that long, <= 0 (any negative value included, as in

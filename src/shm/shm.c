@@ -25,7 +25,6 @@ struct mp_shm {
   int tracked; /* created here and not unlinked yet */
 };
 
-mp_shm *mp__shm_ref(mp_shm *m);
 mp_shm *
 mp__shm_ref(mp_shm *m)
 {
@@ -83,8 +82,6 @@ shm_open_name(const char *name, int flags)
   return fd;
 }
 
-mp_shm *mp__shm_wrap(const char *name, int fd, size_t size, int *err);
-/* A SharedMemory over `fd` (consumed) mapping `size` bytes. */
 mp_shm *
 mp__shm_wrap(const char *name, int fd, size_t size, int *err)
 {
@@ -253,7 +250,6 @@ mp_shm_size(const mp_shm *m)
   return m ? m->size : 0;
 }
 
-int mp__shm_fd(mp_shm *m);
 int
 mp__shm_fd(mp_shm *m)
 {

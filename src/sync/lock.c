@@ -1,6 +1,7 @@
 /* Lock and RLock on a futex word holding the owner's pid (see sync.h for
  * the owner-death mechanism). */
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "mproc/sync.h"
@@ -170,46 +171,36 @@ mp__slock_is_mine(const struct mp__slock *l)
 
 /* ---- handles --------------------------------------------------------- */
 
-int
-mp__lock_adopt(mp__shref ref, size_t size, int recursive, mp_lock **out)
+/* state: (location, recursive) */
+static mp_obj *
+lock_reduce_more(mp__redctx *c, const struct mp__shobj *h)
 {
-  if (size < sizeof(struct mp__slock))
-    return mp_seterr(MP_EMALFORMED, "shared lock block too small (%zu bytes)",
-                     size);
-  mp_lock *l = calloc(1, sizeof *l);
-  if (!l)
-    return MP_ENOMEM;
-  atomic_init(&l->h.refs, 1);
-  l->h.kind = recursive ? MP__K_RLOCK : MP__K_LOCK;
-  l->h.ref = ref;
-  l->s = mp__arena_ptr(ref);
-  *out = l;
+  return mp_bool_new(h->kind == MP__K_RLOCK);
+}
+
+static int
+lock_rebuild_more(mp__rebctx *c, const mp_obj *item, mp__shmore *more)
+{
+  int rec;
+  if (mp_bool_get(item, &rec))
+    return mp_seterr(MP_EMALFORMED, "bad lock state");
+  more->kind = rec ? MP__K_RLOCK : MP__K_LOCK;
   return 0;
 }
 
-mp_lock *
-mp__lock_ref(mp_lock *l)
-{
-  atomic_fetch_add_explicit(&l->h.refs, 1, memory_order_relaxed);
-  return l;
-}
+MP__SHTYPE(mp__lock_type, "mproc.Lock", .kind = MP__K_LOCK,
+           .size = sizeof(mp_lock), .block = sizeof(struct mp__slock),
+           .data = offsetof(mp_lock, s), .reduce_more = lock_reduce_more,
+           .rebuild_more = lock_rebuild_more);
 
 static int
 lock_new(mp_lock **out, int recursive)
 {
-  if (!out)
-    return MP_EINVAL;
-  *out = NULL;
-  mp__shref ref;
-  int err = 0;
-  struct mp__slock *s = mp__arena_alloc(
-      sizeof *s, 16, recursive ? MP__K_RLOCK : MP__K_LOCK, &ref, &err);
-  if (!s)
-    return err;
-  s->kind = (uint32_t)recursive;
-  if ((err = mp__lock_adopt(ref, sizeof *s, recursive, out)) != 0)
-    mp__arena_unref(ref);
-  return err;
+  struct mp__slock init = {.kind = (uint32_t)recursive};
+  return mp__shobj_new(
+      &mp__lock_type,
+      &(mp__shmore){.kind = recursive ? MP__K_RLOCK : MP__K_LOCK},
+      sizeof init, 16, &init, sizeof init, out);
 }
 
 int
@@ -222,17 +213,6 @@ int
 mp_rlock_new(mp_rlock **out)
 {
   return lock_new(out, 1);
-}
-
-void
-mp_lock_free(mp_lock *l)
-{
-  if (!l)
-    return;
-  if (atomic_fetch_sub_explicit(&l->h.refs, 1, memory_order_acq_rel) != 1)
-    return;
-  mp__arena_unref(l->h.ref);
-  free(l);
 }
 
 void

@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "sync/arena.h"
+#include "shared/shared_internal.h"
 
 static int
 wait_child(pid_t pid)

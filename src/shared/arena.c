@@ -1,5 +1,5 @@
-/* The shared arena (see arena.h for the design). */
-#include "sync/arena.h"
+/* The shared arena (see shared_internal.h for the design). */
+#include "shared/shared_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
