@@ -86,7 +86,10 @@ extern "C" {
  * Lock: non-recursive; any process or thread may release it; acquiring it
  * twice from one thread deadlocks (times out), as in Python.
  * RLock: owned by one (process, thread); the owner may acquire it again and
- * must release it as many times. */
+ * must release it as many times.  A thread is told apart from the other
+ * live threads of its process as Python's threading.get_ident() tells it
+ * (which multiprocessing records as a lock's owner): a thread that exits
+ * holding an RLock may leave it to a thread started later. */
 typedef struct mp_lock mp_lock;
 typedef struct mp_lock mp_rlock;
 

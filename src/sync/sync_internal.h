@@ -19,11 +19,9 @@
 
 struct mp__slock {
   _Atomic uint32_t word;
-  _Atomic uint32_t tid;   /* owning thread, 0 when free */
-  _Atomic uint64_t oinfo; /* owner pid << 40 | start time (pid reuse) */
   uint32_t count;         /* RLock recursion level (owner only) */
-  uint32_t kind;          /* 0 Lock, 1 RLock (informative: the block's
-                             arena tag is what import checks) */
+  _Atomic uint64_t owner; /* owning thread (its thread pointer), 0 free */
+  _Atomic uint64_t oinfo; /* owner pid << 40 | start time (pid reuse) */
 };
 
 /* 0, MP_ETIMEDOUT or MP_EOWNERDEAD (acquired). Non-recursive. */

@@ -49,9 +49,8 @@ struct f_sem {
   uint32_t value, nwait, maxvalue, bounded;
 };
 struct f_barrier {
-  uint32_t word, tid;
-  uint64_t oinfo;
-  uint32_t count, kind; /* the internal lock */
+  uint32_t word, count; /* the internal lock */
+  uint64_t owner, oinfo;
   uint32_t seq;
   int32_t state;
   uint32_t nwaiting, parties;
