@@ -533,13 +533,23 @@ test_wrong_kind_of_own_block(void **state)
 /* States with one item too many or too few, around genuine blocks of this
  * process: every type takes exactly (location,) or (location, more). */
 static mp_obj *
-own_loc(const struct mp__shobj *h, int *fd)
+own_loc(const void *obj)
 {
   mp__arena_loc loc;
-  mp__arena_export(h->ref, &loc, fd);
+  int fd;
+  mp__arena_export(((const struct mp__shobj *)obj)->ref, &loc, &fd);
   return MP_TUPLE(mp_uint_new(loc.arena_id), mp_uint_new(loc.slab_index),
                   mp_uint_new(loc.slab_size), mp_uint_new(loc.off),
                   mp_int_new(0));
+}
+
+static int
+own_fd(const void *obj)
+{
+  mp__arena_loc loc;
+  int fd;
+  mp__arena_export(((const struct mp__shobj *)obj)->ref, &loc, &fd);
+  return fd;
 }
 
 static void
@@ -558,8 +568,12 @@ test_state_item_counts(void **state)
   MP_ASSERT_OK(mp_lock_new(&lk));
   MP_ASSERT_OK(mp_cond_new(&cv, lk));
   MP_ASSERT_OK(mp_value_new(&val, 'i', NULL, &(mp_value_opts){.raw = 1}));
-  int fd;
-#define LOC(x) own_loc((const struct mp__shobj *)(x), &fd)
+  /* one slab (each state names fd 0 for every location in it) */
+  int fd = own_fd(sem);
+  const void *objs[] = {ev, bar, lk, cv, val};
+  for (size_t i = 0; i < sizeof objs / sizeof objs[0]; i++)
+    assert_int_equal(own_fd(objs[i]), fd);
+#define LOC(x) own_loc(x)
 #define LOCK_ST() MP_TUPLE(LOC(lk), mp_bool_new(0))
   REFUSED("mproc.Semaphore", MP_TUPLE(LOC(sem), mp_none()), fd, "2 items");
   REFUSED("mproc.Event", MP_TUPLE(LOC(ev), mp_none()), fd, "2 items");
