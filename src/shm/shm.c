@@ -176,7 +176,7 @@ mp_shm_new(mp_shm **out, const char *name, const mp_shm_opts *opts)
     return err;
   }
   if (create) {
-    if ((rc = mp__tracker_register("shm", nm)) != 0) {
+    if ((rc = mp_resource_register("shm", nm)) != 0) {
       mp_shm_free(m);
       shm_unlink(nm);
       return rc;
@@ -218,7 +218,7 @@ mp_shm_unlink(mp_shm *m)
   /* Python unregisters on every unlink (a segment created elsewhere was
    * registered by its creator, which would otherwise remove it later) */
   if (rc == 0 || tracked)
-    mp__tracker_unregister("shm", m->name);
+    mp_resource_unregister("shm", m->name);
   return rc;
 }
 

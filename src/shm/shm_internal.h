@@ -46,8 +46,4 @@ mp_shm *mp__shm_ref(mp_shm *m);
 /* Its fd (-1 once closed), still its own. */
 int mp__shm_fd(mp_shm *m);
 
-/* The resource tracker (tracker.c). */
-int mp__tracker_register(const char *type, const char *name);
-int mp__tracker_unregister(const char *type, const char *name);
-
 #endif
