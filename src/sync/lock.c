@@ -103,8 +103,8 @@ try_take(struct mp__slock *l, uint32_t me, struct owner o)
 /* The lock after a first attempt found it taken.  No spinning: a waiter
  * polling the word would slow its holder down and take the lock over at
  * each release, handing it between processes at the cost of a cache line
- * transfer each time; as with a default pthread mutex, a waiter sleeps and
- * the holder is woken for nothing only when it is released. */
+ * transfer each time.  As on a default pthread mutex a waiter sleeps at
+ * once, and a release makes a system call only when someone sleeps. */
 static int
 acquire_contended(struct mp__slock *l, uint32_t me, mp__deadline deadline)
 {
