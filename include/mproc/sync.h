@@ -3,11 +3,11 @@
  * Python's multiprocessing.synchronize, for C.
  *
  * Where they live.  Every primitive is a few words in the shared arena
- * (memfd-backed memory grown in 1 MiB slabs, see src/sync/arena.h), built
- * on futexes.  Objects are created in a process and reach other processes
- * as Process arguments (they are handle values: mp_lock_obj() & co.), or
- * by plain inheritance across fork().  100,000 locks cost a handful of fds
- * and mappings, not 100,000.
+ * (memfd-backed memory grown in 1 MiB slabs, see
+ * src/shared/shared_internal.h), built on futexes.  Objects are created in
+ * a process and reach other processes as Process arguments (they are handle
+ * values: mp_lock_obj() & co.), or by plain inheritance across fork().
+ * 100,000 locks cost a handful of fds and mappings, not 100,000.
  *
  * Timeouts.  Every wait takes `double timeout` seconds by the one rule:
  * > 0 waits that long, <= 0 (any negative value included, as in
@@ -86,7 +86,10 @@ extern "C" {
  * Lock: non-recursive; any process or thread may release it; acquiring it
  * twice from one thread deadlocks (times out), as in Python.
  * RLock: owned by one (process, thread); the owner may acquire it again and
- * must release it as many times. */
+ * must release it as many times.  A thread is told apart from the other
+ * live threads of its process as Python's threading.get_ident() tells it
+ * (which multiprocessing records as a lock's owner): a thread that exits
+ * holding an RLock may leave it to a thread started later. */
 typedef struct mp_lock mp_lock;
 typedef struct mp_lock mp_rlock;
 

@@ -70,13 +70,13 @@ thread_exit(void *arg)
 }
 
 static void
-atfork_prepare(void)
+atfork_prepare(void *arg)
 {
   pthread_mutex_lock(&lock);
 }
 
 static void
-atfork_release(void)
+atfork_release(void *arg)
 {
   pthread_mutex_unlock(&lock);
 }
@@ -85,7 +85,7 @@ static void
 init(void)
 {
   pthread_key_create(&key, thread_exit);
-  pthread_atfork(atfork_prepare, atfork_release, atfork_release);
+  mp__fork_hook_add(atfork_prepare, atfork_release, atfork_release, NULL);
 }
 
 /* Refill this thread's list of class c; 0 or -1 (pool full). */

@@ -25,7 +25,6 @@ struct mp_shm {
   int tracked; /* created here and not unlinked yet */
 };
 
-mp_shm *mp__shm_ref(mp_shm *m);
 mp_shm *
 mp__shm_ref(mp_shm *m)
 {
@@ -83,8 +82,6 @@ shm_open_name(const char *name, int flags)
   return fd;
 }
 
-mp_shm *mp__shm_wrap(const char *name, int fd, size_t size, int *err);
-/* A SharedMemory over `fd` (consumed) mapping `size` bytes. */
 mp_shm *
 mp__shm_wrap(const char *name, int fd, size_t size, int *err)
 {
@@ -179,7 +176,7 @@ mp_shm_new(mp_shm **out, const char *name, const mp_shm_opts *opts)
     return err;
   }
   if (create) {
-    if ((rc = mp__tracker_register("shm", nm)) != 0) {
+    if ((rc = mp_resource_register("shm", nm)) != 0) {
       mp_shm_free(m);
       shm_unlink(nm);
       return rc;
@@ -221,7 +218,7 @@ mp_shm_unlink(mp_shm *m)
   /* Python unregisters on every unlink (a segment created elsewhere was
    * registered by its creator, which would otherwise remove it later) */
   if (rc == 0 || tracked)
-    mp__tracker_unregister("shm", m->name);
+    mp_resource_unregister("shm", m->name);
   return rc;
 }
 
@@ -253,7 +250,6 @@ mp_shm_size(const mp_shm *m)
   return m ? m->size : 0;
 }
 
-int mp__shm_fd(mp_shm *m);
 int
 mp__shm_fd(mp_shm *m)
 {

@@ -24,26 +24,26 @@ struct mp__sval {
 struct mp_value {
   struct mp__shobj h;
   uint8_t *data;
-  mp_lock *lock; /* NULL: raw */
+  mp_lock *lock; /* NULL: raw (mp__shtype.sub) */
   char tc;
   unsigned char kind; /* value.c's K_*: cached, the accessors test it */
   size_t elsize, n;
 };
 
-/* The handle of a new or imported Value/Array block whose data holds
- * `size` bytes (see mp__lock_adopt): 0 (it takes over ref and lock),
- * MP_EMALFORMED when the header does not describe a value of a known type
- * lying inside the block, MP_ENOMEM. */
-int mp__value_adopt(mp__shref ref, size_t size, mp_lock *lock, int is_array,
-                    mp_value **out);
-mp_value *mp__value_ref(mp_value *v);
+/* Value and Array are shared objects of two types (value.c) with one
+ * handle struct. */
+extern const mp__shtype mp__value_type, mp__array_type;
+
+/* ---- SharedMemory (shm.c) -------------------------------------------------- */
 
 /* Check a SharedMemory name as mp_shm_new does and copy it (without a
  * leading '/') to out (MAX 200 bytes + NUL): 0 or MP_EINVAL. */
 int mp__shm_check_name(const char *name, char *out);
-
-/* The resource tracker (tracker.c). */
-int mp__tracker_register(const char *type, const char *name);
-int mp__tracker_unregister(const char *type, const char *name);
+/* A SharedMemory over `fd` (consumed) mapping `size` bytes, or NULL with
+ * the code in *err. */
+mp_shm *mp__shm_wrap(const char *name, int fd, size_t size, int *err);
+mp_shm *mp__shm_ref(mp_shm *m);
+/* Its fd (-1 once closed), still its own. */
+int mp__shm_fd(mp_shm *m);
 
 #endif

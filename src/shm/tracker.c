@@ -339,18 +339,6 @@ send_line(char op, const char *type, const char *name)
 }
 
 int
-mp__tracker_register(const char *type, const char *name)
-{
-  return send_line('R', type, name);
-}
-
-int
-mp__tracker_unregister(const char *type, const char *name)
-{
-  return send_line('U', type, name);
-}
-
-int
 mp_resource_register(const char *type, const char *name)
 {
   return send_line('R', type, name);

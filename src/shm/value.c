@@ -3,6 +3,7 @@
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,45 +52,44 @@ kind_of(char tc)
 
 /* ---- construction --------------------------------------------------------- */
 
-int
-mp__value_adopt(mp__shref ref, size_t size, mp_lock *lock, int is_array,
-                mp_value **out)
+static int
+value_adopt(struct mp__shobj *h, size_t size, const mp__shmore *more)
 {
-  uint8_t *p = mp__arena_ptr(ref);
-  struct mp__sval h, *sh = (struct mp__sval *)p;
-  if (size < sizeof h)
-    return mp_seterr(MP_EMALFORMED, "shared value block too small");
-  h.typecode = MP__SHARED_LOAD(&sh->typecode);
-  h.elsize = MP__SHARED_LOAD(&sh->elsize);
-  h.n = MP__SHARED_LOAD(&sh->n);
-  h.hdr = MP__SHARED_LOAD(&sh->hdr);
-  const struct tinfo *t = tinfo_of((char)h.typecode);
+  int is_array = h->kind == MP__K_ARRAY;
+  uint8_t *p = mp__arena_ptr(h->ref);
+  struct mp__sval sv, *sh = (struct mp__sval *)p;
+  sv.typecode = MP__SHARED_LOAD(&sh->typecode);
+  sv.elsize = MP__SHARED_LOAD(&sh->elsize);
+  sv.n = MP__SHARED_LOAD(&sh->n);
+  sv.hdr = MP__SHARED_LOAD(&sh->hdr);
+  const struct tinfo *t = tinfo_of((char)sv.typecode);
   /* a known typecode with its own size, or a struct (0); data aligned as
    * make() places it, and every element inside the block */
-  if ((h.typecode && (!t || t->size != h.elsize)) || h.elsize == 0
-      || h.hdr < sizeof h || h.hdr % 16 || h.hdr > size
-      || h.n > (size - h.hdr) / h.elsize || (!is_array && h.n != 1))
+  if ((sv.typecode && (!t || t->size != sv.elsize)) || sv.elsize == 0
+      || sv.hdr < sizeof sv || sv.hdr % 16 || sv.hdr > size
+      || sv.n > (size - sv.hdr) / sv.elsize || (!is_array && sv.n != 1))
     return mp_seterr(MP_EMALFORMED, "shared %s header does not fit its "
                      "block (typecode %u, %u-byte elements, %llu of them, "
                      "header %u, block %zu bytes)",
-                     is_array ? "array" : "value", (unsigned)h.typecode,
-                     (unsigned)h.elsize, (unsigned long long)h.n,
-                     (unsigned)h.hdr, size);
-  mp_value *v = calloc(1, sizeof *v);
-  if (!v)
-    return MP_ENOMEM;
-  atomic_init(&v->h.refs, 1);
-  v->h.kind = is_array ? MP__K_ARRAY : MP__K_VALUE;
-  v->h.ref = ref;
-  v->data = p + h.hdr;
-  v->tc = (char)h.typecode;
+                     is_array ? "array" : "value", (unsigned)sv.typecode,
+                     (unsigned)sv.elsize, (unsigned long long)sv.n,
+                     (unsigned)sv.hdr, size);
+  mp_value *v = (mp_value *)h;
+  v->data = p + sv.hdr;
+  v->tc = (char)sv.typecode;
   v->kind = (unsigned char)kind_of(v->tc);
-  v->elsize = h.elsize;
-  v->n = (size_t)h.n;
-  v->lock = lock;
-  *out = v;
+  v->elsize = sv.elsize;
+  v->n = (size_t)sv.n;
   return 0;
 }
+
+/* state: (location, the state of its lock or None) */
+#define VALUE_TYPE                                                           \
+  .size = sizeof(mp_value), .block = sizeof(struct mp__sval),                \
+  .adopt = value_adopt, .sub = offsetof(mp_value, lock),                     \
+  .sub_type = &mp__lock_type, .sub_optional = 1
+MP__SHTYPE(mp__value_type, "mproc.Value", .kind = MP__K_VALUE, VALUE_TYPE);
+MP__SHTYPE(mp__array_type, "mproc.Array", .kind = MP__K_ARRAY, VALUE_TYPE);
 
 static int
 make(mp_value **out, char tc, size_t elsize, size_t align, size_t n,
@@ -108,28 +108,19 @@ make(mp_value **out, char tc, size_t elsize, size_t align, size_t n,
   mp_lock *lock = NULL;
   int rc;
   if (opts && opts->lock)
-    lock = mp__lock_ref(opts->lock);
+    lock = mp__shobj_ref(opts->lock);
   else if (!(opts && opts->raw) && (rc = mp_rlock_new(&lock)) != 0)
     return rc;
-  mp__shref ref;
-  int err = 0;
-  struct mp__sval *s = mp__arena_alloc(
-      hdr + n * elsize, a, is_array ? MP__K_ARRAY : MP__K_VALUE, &ref, &err);
-  if (!s) {
-    mp_lock_free(lock);
-    return err;
-  }
-  s->typecode = (uint8_t)tc;
-  s->elsize = (uint32_t)elsize;
-  s->n = n;
-  s->hdr = (uint32_t)hdr;
-  if (init)
-    memcpy((uint8_t *)s + hdr, init, n * elsize);
-  if ((err = mp__value_adopt(ref, hdr + n * elsize, lock, is_array, out))) {
-    mp__arena_unref(ref);
-    mp_lock_free(lock);
-  }
-  return err;
+  struct mp__sval sv = {.typecode = (uint8_t)tc,
+                        .elsize = (uint32_t)elsize,
+                        .n = n,
+                        .hdr = (uint32_t)hdr};
+  rc = mp__shobj_new(is_array ? &mp__array_type : &mp__value_type,
+                     &(mp__shmore){.sub = lock}, hdr + n * elsize, a, &sv,
+                     sizeof sv, out);
+  if (!rc && init) /* the block is this process's alone still */
+    memcpy((*out)->data, init, n * elsize);
+  return rc;
 }
 
 int
@@ -173,29 +164,6 @@ mp_array_new_struct(mp_array **out, size_t elsize, size_t align, size_t n,
                     const void *init, const mp_value_opts *opts)
 {
   return make((mp_value **)out, 0, elsize, align, n, init, opts, 1);
-}
-
-mp_value *
-mp__value_ref(mp_value *v)
-{
-  atomic_fetch_add(&v->h.refs, 1);
-  return v;
-}
-
-void
-mp_value_free(mp_value *v)
-{
-  if (!v || atomic_fetch_sub(&v->h.refs, 1) != 1)
-    return;
-  mp_lock_free(v->lock);
-  mp__arena_unref(v->h.ref);
-  free(v);
-}
-
-void
-mp_array_free(mp_array *a)
-{
-  mp_value_free((mp_value *)a);
 }
 
 /* ---- introspection ------------------------------------------------------ */

@@ -3,10 +3,12 @@
  * sequence word.  Each waiter records its pid in a slot so that the others,
  * waking in slices, notice a waiter that died and break the barrier. */
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "mproc/sync.h"
 #include "platform/futex.h"
+#include "core/internal.h" /* function references */
 #include "sync/sync_internal.h"
 
 enum { FILLING = 0, DRAINING = 1, RESETTING = -1, BROKEN = -2 };
@@ -46,13 +48,11 @@ barrier_size(uint32_t parties)
   return sizeof(struct sbarrier) + (size_t)parties * sizeof(struct slot);
 }
 
-int
-mp__barrier_adopt(mp__shref ref, size_t size, int (*action)(void *),
-                  void *arg, mp_barrier **out)
+/* The handle keeps more->fn and more->arg, its action. */
+static int
+barrier_adopt(struct mp__shobj *h, size_t size, const mp__shmore *more)
 {
-  struct sbarrier *s = mp__arena_ptr(ref);
-  if (size < sizeof *s)
-    return mp_seterr(MP_EMALFORMED, "shared barrier block too small");
+  struct sbarrier *s = mp__arena_ptr(h->ref);
   uint32_t parties = MP__SHARED_LOAD(&s->parties);
   double timeout;
   __atomic_load(&s->timeout, &timeout, __ATOMIC_RELAXED);
@@ -60,20 +60,69 @@ mp__barrier_adopt(mp__shref ref, size_t size, int (*action)(void *),
       || !(timeout >= 0))
     return mp_seterr(MP_EMALFORMED, "bad shared barrier header (%u parties "
                      "in %zu bytes)", (unsigned)parties, size);
-  mp_barrier *b = calloc(1, sizeof *b);
-  if (!b)
-    return MP_ENOMEM;
-  atomic_init(&b->h.refs, 1);
-  b->h.kind = MP__K_BARRIER;
-  b->h.ref = ref;
-  b->s = s;
-  b->action = action;
-  b->arg = arg;
+  mp_barrier *b = (mp_barrier *)h;
+  b->action = more->fn;
+  b->arg = more->arg;
   b->parties = parties;
   b->timeout = timeout;
-  *out = b;
   return 0;
 }
+
+/* state: (location, its action).  The action crosses as a function
+ * reference of the process layer (object file, offset, build-id), resolved
+ * in the receiver against its own load base; one that cannot be resolved
+ * leaves the receiver's handle without an action.  Its argument pointer
+ * only makes sense in the creating process and fork children: other
+ * receivers call the action with NULL. */
+
+static mp_obj *
+fn_reduce(int (*fn)(void *))
+{
+  if (!fn)
+    return mp_none();
+  mp__buf b = {0};
+  mp_obj *o;
+  if (mp__funcref_encode((const void *)fn, 1, &b) == 0)
+    o = mp_bytes_new(b.data, b.len);
+  else
+    o = mp_none();
+  mp__buf_release(&b);
+  return o;
+}
+
+static int (*fn_rebuild(const mp_obj *o))(void *)
+{
+  const void *data;
+  size_t len;
+  if (mp_obj_type(o) != MP_T_BYTES || mp_bytes_get(o, &data, &len))
+    return NULL;
+  const uint8_t *p = data;
+  void *addr = NULL;
+  char err[256];
+  if (mp__funcref_decode_code(&p, p + len, &addr, err, sizeof err) != 0) {
+    mp_log_warning("barrier action not available here: %s", err);
+    return NULL;
+  }
+  return (int (*)(void *))addr;
+}
+
+static mp_obj *
+barrier_reduce_more(mp__redctx *c, const struct mp__shobj *h)
+{
+  return fn_reduce(((const mp_barrier *)h)->action);
+}
+
+static int
+barrier_rebuild_more(mp__rebctx *c, const mp_obj *item, mp__shmore *more)
+{
+  more->fn = fn_rebuild(item);
+  return 0;
+}
+
+MP__SHTYPE(mp__barrier_type, "mproc.Barrier", .kind = MP__K_BARRIER,
+           .size = sizeof(mp_barrier), .block = sizeof(struct sbarrier),
+           .data = offsetof(mp_barrier, s), .adopt = barrier_adopt, .reduce_more = barrier_reduce_more,
+           .rebuild_more = barrier_rebuild_more);
 
 int
 mp_barrier_new(mp_barrier **out, int parties, const mp_barrier_opts *opts)
@@ -86,27 +135,14 @@ mp_barrier_new(mp_barrier **out, int parties, const mp_barrier_opts *opts)
   int rc = opts ? mp__timeout_field_check(opts->timeout, "mp_barrier_new") : 0;
   if (rc)
     return rc;
-  mp__shref ref;
-  int err = 0;
-  size_t size = barrier_size((uint32_t)parties);
-  struct sbarrier *s = mp__arena_alloc(size, 16, MP__K_BARRIER, &ref, &err);
-  if (!s)
-    return err;
-  s->parties = (uint32_t)parties;
-  s->timeout = opts && opts->timeout > 0 ? opts->timeout : 0;
-  if ((err = mp__barrier_adopt(ref, size, opts ? opts->action : NULL,
-                               opts ? opts->arg : NULL, out)) != 0)
-    mp__arena_unref(ref);
-  return err;
-}
-
-void
-mp_barrier_free(mp_barrier *b)
-{
-  if (!b || atomic_fetch_sub(&b->h.refs, 1) != 1)
-    return;
-  mp__arena_unref(b->h.ref);
-  free(b);
+  struct sbarrier init = {.parties = (uint32_t)parties,
+                          .timeout = opts && opts->timeout > 0 ? opts->timeout
+                                                               : 0};
+  mp__shmore more = {.fn = opts ? opts->action : NULL,
+                     .arg = opts ? opts->arg : NULL};
+  return mp__shobj_new(&mp__barrier_type, &more,
+                       barrier_size((uint32_t)parties), 16, &init,
+                       sizeof init, out);
 }
 
 static void
@@ -329,9 +365,3 @@ mp_barrier_broken(const mp_barrier *b)
   return state(b->s) == BROKEN;
 }
 
-void
-mp__barrier_action(mp_barrier *b, int (**action)(void *), void **arg)
-{
-  *action = b->action;
-  *arg = b->arg;
-}

@@ -7,6 +7,7 @@
  * wakes and finds no token sleeps again.  So notify(n) wakes at most n and
  * no notification is lost, whichever waiter happens to take it. */
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "mproc/sync.h"
@@ -22,65 +23,29 @@ struct scond {
 struct mp_cond {
   struct mp__shobj h;
   struct scond *s;
-  mp_lock *lock;
+  mp_lock *lock; /* its own reference (mp__shtype.sub) */
 };
 
-/* Takes over `lock`'s reference. */
-int
-mp__cond_adopt(mp__shref ref, size_t size, mp_lock *lock, mp_cond **out)
-{
-  if (size < sizeof(struct scond))
-    return mp_seterr(MP_EMALFORMED, "shared condition block too small");
-  mp_cond *c = calloc(1, sizeof *c);
-  if (!c)
-    return MP_ENOMEM;
-  atomic_init(&c->h.refs, 1);
-  c->h.kind = MP__K_COND;
-  c->h.ref = ref;
-  c->s = mp__arena_ptr(ref);
-  c->lock = lock;
-  *out = c;
-  return 0;
-}
-
-mp_lock *
-mp__cond_lock(mp_cond *c)
-{
-  return c->lock;
-}
+/* state: (location, the state of its lock) */
+MP__SHTYPE(mp__cond_type, "mproc.Condition", .kind = MP__K_COND,
+           .size = sizeof(mp_cond), .block = sizeof(struct scond),
+           .data = offsetof(mp_cond, s), .sub = offsetof(mp_cond, lock),
+           .sub_type = &mp__lock_type);
 
 int
 mp_cond_new(mp_cond **out, mp_lock *lock)
 {
   if (!out)
     return MP_EINVAL;
-  *out = NULL;
   int rc;
   if (lock)
-    mp__lock_ref(lock);
-  else if ((rc = mp_rlock_new(&lock)) != 0)
+    mp__shobj_ref(lock);
+  else if ((rc = mp_rlock_new(&lock)) != 0) {
+    *out = NULL;
     return rc;
-  mp__shref ref;
-  int err = 0;
-  if (!mp__arena_alloc(sizeof(struct scond), 16, MP__K_COND, &ref, &err)) {
-    mp_lock_free(lock);
-    return err;
   }
-  if ((err = mp__cond_adopt(ref, sizeof(struct scond), lock, out)) != 0) {
-    mp__arena_unref(ref);
-    mp_lock_free(lock);
-  }
-  return err;
-}
-
-void
-mp_cond_free(mp_cond *c)
-{
-  if (!c || atomic_fetch_sub(&c->h.refs, 1) != 1)
-    return;
-  mp_lock_free(c->lock);
-  mp__arena_unref(c->h.ref);
-  free(c);
+  return mp__shobj_new(&mp__cond_type, &(mp__shmore){.sub = lock},
+                       sizeof(struct scond), 16, NULL, 0, out);
 }
 
 mp_lock *
@@ -193,8 +158,6 @@ mp_cond_notify_all(mp_cond *c)
   return mp_cond_notify(c, INT_MAX);
 }
 
-/* For tests: waiters not yet notified (caller holds the lock). */
-int mp__cond_nwait_for_tests(mp_cond *c);
 int
 mp__cond_nwait_for_tests(mp_cond *c)
 {

@@ -1,5 +1,6 @@
 /* Event: one futex word -- 0 clear, 1 set, 2 clear with sleepers. */
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "mproc/sync.h"
@@ -15,44 +16,16 @@ struct mp_event {
   struct sevent *s;
 };
 
-int
-mp__event_adopt(mp__shref ref, size_t size, mp_event **out)
-{
-  if (size < sizeof(struct sevent))
-    return mp_seterr(MP_EMALFORMED, "shared event block too small");
-  mp_event *e = calloc(1, sizeof *e);
-  if (!e)
-    return MP_ENOMEM;
-  atomic_init(&e->h.refs, 1);
-  e->h.kind = MP__K_EVENT;
-  e->h.ref = ref;
-  e->s = mp__arena_ptr(ref);
-  *out = e;
-  return 0;
-}
+/* state: (location,) */
+MP__SHTYPE(mp__event_type, "mproc.Event", .kind = MP__K_EVENT,
+           .size = sizeof(mp_event), .block = sizeof(struct sevent),
+           .data = offsetof(mp_event, s));
 
 int
 mp_event_new(mp_event **out)
 {
-  if (!out)
-    return MP_EINVAL;
-  *out = NULL;
-  mp__shref ref;
-  int err = 0;
-  if (!mp__arena_alloc(sizeof(struct sevent), 16, MP__K_EVENT, &ref, &err))
-    return err;
-  if ((err = mp__event_adopt(ref, sizeof(struct sevent), out)) != 0)
-    mp__arena_unref(ref);
-  return err;
-}
-
-void
-mp_event_free(mp_event *e)
-{
-  if (!e || atomic_fetch_sub(&e->h.refs, 1) != 1)
-    return;
-  mp__arena_unref(e->h.ref);
-  free(e);
+  return mp__shobj_new(&mp__event_type, NULL, sizeof(struct sevent), 16,
+                       NULL, 0, out);
 }
 
 int

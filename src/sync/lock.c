@@ -1,6 +1,8 @@
 /* Lock and RLock on a futex word holding the owner's pid (see sync.h for
  * the owner-death mechanism). */
 #include <math.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "mproc/sync.h"
@@ -42,49 +44,72 @@ owner_dead(struct mp__slock *l, uint32_t owner, int full)
   return !mp__proc_alive(owner, start, !full);
 }
 
-static inline void
-took(struct mp__slock *l, uint32_t me)
+/* This thread among the live threads of this process: the thread pointer
+ * (a register read, where a cached kernel tid costs a TLS-descriptor call
+ * in a shared library).  Like Python's get_ident(), which multiprocessing's
+ * SemLock records as its owner, it may be reused once a thread exits. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_thread_pointer)
+#define HAVE_THREAD_POINTER 1
+#endif
+#endif
+
+static inline uint64_t
+thread_id(void)
 {
-  atomic_store_explicit(&l->tid, mp__gettid(), memory_order_relaxed);
-  atomic_store_explicit(&l->oinfo, my_oinfo(me), memory_order_relaxed);
+#ifdef HAVE_THREAD_POINTER
+  return (uint64_t)(uintptr_t)__builtin_thread_pointer();
+#else
+  return (uint64_t)(uintptr_t)pthread_self();
+#endif
 }
 
-#ifndef MP__LOCK_SPIN
-#define MP__LOCK_SPIN 100
-#endif
-#define SPIN MP__LOCK_SPIN
-#if defined(__x86_64__) || defined(__i386__)
-#define CPU_RELAX() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define CPU_RELAX() __asm__ __volatile__("yield")
-#else
-#define CPU_RELAX() ((void)0)
-#endif
+/* The owner's bookkeeping, computed before the word is ours and stored
+ * right after: whatever runs while the lock is held is time another
+ * process may spend waiting for it.  The start time record is stored only
+ * when the lock changes hands between processes (a process taking it back
+ * is the common case under contention). */
+struct owner {
+  uint64_t thread, oinfo;
+};
 
-int
-mp__slock_acquire(struct mp__slock *l, mp__deadline deadline)
+static inline struct owner
+owner_of(uint32_t me)
 {
-  uint32_t me = mp__getpid();
+  return (struct owner){thread_id(), my_oinfo(me)};
+}
+
+static inline void
+took(struct mp__slock *l, struct owner o)
+{
+  atomic_store_explicit(&l->owner, o.thread, memory_order_relaxed);
+  if (atomic_load_explicit(&l->oinfo, memory_order_relaxed) != o.oinfo)
+    atomic_store_explicit(&l->oinfo, o.oinfo, memory_order_relaxed);
+}
+
+/* The word 0 -> me: the uncontended case. */
+static inline int
+try_take(struct mp__slock *l, uint32_t me, struct owner o)
+{
   uint32_t v = 0;
   if (MP__LIKELY(atomic_compare_exchange_strong_explicit(
           &l->word, &v, me, memory_order_acquire, memory_order_relaxed))) {
-    took(l, me);
-    return 0;
+    took(l, o);
+    return 1;
   }
-  /* A short spin first: the holder is often about to release, and waking
-   * a sleeper on another CPU costs tens of microseconds. */
-  for (int i = 0; i < SPIN && deadline != 0; i++) {
-    CPU_RELAX();
-    v = atomic_load_explicit(&l->word, memory_order_relaxed);
-    if (v == 0 && atomic_compare_exchange_weak_explicit(
-                      &l->word, &v, me, memory_order_acquire,
-                      memory_order_relaxed)) {
-      took(l, me);
-      return 0;
-    }
-    if (v & MP__LK_WAITERS)
-      break; /* others sleep already: queue up behind them */
-  }
+  return 0;
+}
+
+/* The lock after a first attempt found it taken.  No spinning: a waiter
+ * polling the word would slow its holder down and take the lock over at
+ * each release, handing it between processes at the cost of a cache line
+ * transfer each time.  As on a default pthread mutex a waiter sleeps at
+ * once, and a release makes a system call only when someone sleeps. */
+static int
+acquire_contended(struct mp__slock *l, uint32_t me, mp__deadline deadline)
+{
+  struct owner o = owner_of(me);
+  uint32_t v;
   uint32_t mine = me; /* after sleeping once: keep the waiters bit set */
   int64_t slice = SLICE_MIN_NS;
   for (;;) {
@@ -93,7 +118,7 @@ mp__slock_acquire(struct mp__slock *l, mp__deadline deadline)
       if (atomic_compare_exchange_weak_explicit(&l->word, &v, mine,
                                                 memory_order_acquire,
                                                 memory_order_relaxed)) {
-        took(l, me);
+        took(l, o);
         return 0;
       }
       continue;
@@ -133,28 +158,42 @@ mp__slock_acquire(struct mp__slock *l, mp__deadline deadline)
     if (atomic_compare_exchange_strong_explicit(
             &l->word, &v, me | MP__LK_WAITERS, memory_order_acquire,
             memory_order_relaxed)) {
-      took(l, me);
+      took(l, o);
       return MP_EOWNERDEAD;
     }
   }
 }
 
 int
-mp__slock_release(struct mp__slock *l)
+mp__slock_acquire(struct mp__slock *l, mp__deadline deadline)
 {
-  uint32_t v = atomic_load_explicit(&l->word, memory_order_relaxed);
-  if (v == 0)
+  uint32_t me = mp__getpid();
+  if (try_take(l, me, owner_of(me)))
+    return 0;
+  return acquire_contended(l, me, deadline);
+}
+
+static inline int
+release(struct mp__slock *l)
+{
+  if (atomic_load_explicit(&l->word, memory_order_relaxed) == 0)
     return MP_ESTATE;
   /* Clear the owner thread first: once the word is 0 a new owner may
-   * write its own. */
-  atomic_store_explicit(&l->tid, 0, memory_order_relaxed);
-  while (!atomic_compare_exchange_weak_explicit(
-      &l->word, &v, 0, memory_order_release, memory_order_relaxed))
-    if (v == 0)
-      return MP_ESTATE;
+   * write its own.  One exchange then (no compare-and-swap loop that
+   * waiters setting their bit would make retry). */
+  atomic_store_explicit(&l->owner, 0, memory_order_relaxed);
+  uint32_t v = atomic_exchange_explicit(&l->word, 0, memory_order_release);
+  if (v == 0)
+    return MP_ESTATE;
   if (v & MP__LK_WAITERS)
     mp__futex_wake((uint32_t *)&l->word, 1);
   return 0;
+}
+
+int
+mp__slock_release(struct mp__slock *l)
+{
+  return release(l);
 }
 
 int
@@ -163,53 +202,42 @@ mp__slock_is_mine(const struct mp__slock *l)
   uint32_t v = atomic_load_explicit(&((struct mp__slock *)l)->word,
                                     memory_order_relaxed);
   return (v & MP__LK_PIDMASK) == mp__getpid()
-         && atomic_load_explicit(&((struct mp__slock *)l)->tid,
+         && atomic_load_explicit(&((struct mp__slock *)l)->owner,
                                  memory_order_relaxed)
-                == mp__gettid();
+                == thread_id();
 }
 
 /* ---- handles --------------------------------------------------------- */
 
-int
-mp__lock_adopt(mp__shref ref, size_t size, int recursive, mp_lock **out)
+/* state: (location, recursive) */
+static mp_obj *
+lock_reduce_more(mp__redctx *c, const struct mp__shobj *h)
 {
-  if (size < sizeof(struct mp__slock))
-    return mp_seterr(MP_EMALFORMED, "shared lock block too small (%zu bytes)",
-                     size);
-  mp_lock *l = calloc(1, sizeof *l);
-  if (!l)
-    return MP_ENOMEM;
-  atomic_init(&l->h.refs, 1);
-  l->h.kind = recursive ? MP__K_RLOCK : MP__K_LOCK;
-  l->h.ref = ref;
-  l->s = mp__arena_ptr(ref);
-  *out = l;
+  return mp_bool_new(h->kind == MP__K_RLOCK);
+}
+
+static int
+lock_rebuild_more(mp__rebctx *c, const mp_obj *item, mp__shmore *more)
+{
+  int rec;
+  if (mp_bool_get(item, &rec))
+    return mp_seterr(MP_EMALFORMED, "bad lock state");
+  more->kind = rec ? MP__K_RLOCK : MP__K_LOCK;
   return 0;
 }
 
-mp_lock *
-mp__lock_ref(mp_lock *l)
-{
-  atomic_fetch_add_explicit(&l->h.refs, 1, memory_order_relaxed);
-  return l;
-}
+MP__SHTYPE(mp__lock_type, "mproc.Lock", .kind = MP__K_LOCK,
+           .size = sizeof(mp_lock), .block = sizeof(struct mp__slock),
+           .data = offsetof(mp_lock, s), .reduce_more = lock_reduce_more,
+           .rebuild_more = lock_rebuild_more);
 
 static int
 lock_new(mp_lock **out, int recursive)
 {
-  if (!out)
-    return MP_EINVAL;
-  *out = NULL;
-  mp__shref ref;
-  int err = 0;
-  struct mp__slock *s = mp__arena_alloc(
-      sizeof *s, 16, recursive ? MP__K_RLOCK : MP__K_LOCK, &ref, &err);
-  if (!s)
-    return err;
-  s->kind = (uint32_t)recursive;
-  if ((err = mp__lock_adopt(ref, sizeof *s, recursive, out)) != 0)
-    mp__arena_unref(ref);
-  return err;
+  return mp__shobj_new(
+      &mp__lock_type,
+      &(mp__shmore){.kind = recursive ? MP__K_RLOCK : MP__K_LOCK},
+      sizeof(struct mp__slock), 16, NULL, 0, out);
 }
 
 int
@@ -222,17 +250,6 @@ int
 mp_rlock_new(mp_rlock **out)
 {
   return lock_new(out, 1);
-}
-
-void
-mp_lock_free(mp_lock *l)
-{
-  if (!l)
-    return;
-  if (atomic_fetch_sub_explicit(&l->h.refs, 1, memory_order_acq_rel) != 1)
-    return;
-  mp__arena_unref(l->h.ref);
-  free(l);
 }
 
 void
@@ -251,11 +268,10 @@ mp_lock_acquire(mp_lock *l, double timeout)
     return rc;
   struct mp__slock *s = l->s;
   mp__deadline dl;
+  uint32_t me = mp__getpid();
+  struct owner o = owner_of(me);
   if (l->h.kind == MP__K_RLOCK) {
-    uint32_t z = 0, me = mp__getpid();
-    if (MP__LIKELY(atomic_compare_exchange_strong_explicit(
-            &s->word, &z, me, memory_order_acquire, memory_order_relaxed))) {
-      took(s, me);
+    if (try_take(s, me, o)) {
       s->count = 1;
       return 0;
     }
@@ -266,20 +282,16 @@ mp_lock_acquire(mp_lock *l, double timeout)
       return 0;
     }
     mp__deadline_set(timeout, &dl);
-    rc = mp__slock_acquire(s, dl);
+    rc = acquire_contended(s, me, dl);
     if (rc == 0 || rc == MP_EOWNERDEAD)
       s->count = 1;
     return rc;
   }
   /* the uncontended path without a clock read */
-  uint32_t z = 0, me = mp__getpid();
-  if (MP__LIKELY(atomic_compare_exchange_strong_explicit(
-          &s->word, &z, me, memory_order_acquire, memory_order_relaxed))) {
-    took(s, me);
+  if (try_take(s, me, o))
     return 0;
-  }
   mp__deadline_set(timeout, &dl);
-  return mp__slock_acquire(s, dl);
+  return acquire_contended(s, me, dl);
 }
 
 int
@@ -300,9 +312,9 @@ mp_lock_release(mp_lock *l)
                        "cannot release un-acquired lock (not the owner)");
     if (--s->count > 0)
       return 0;
-    return mp__slock_release(s);
+    return release(s);
   }
-  int rc = mp__slock_release(s);
+  int rc = release(s);
   if (rc == MP_ESTATE)
     return mp_seterr(MP_ESTATE, "semaphore or lock released too many times");
   return rc;

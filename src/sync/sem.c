@@ -1,5 +1,6 @@
 /* Semaphore / BoundedSemaphore: a futex count, lock-free on both paths. */
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 
 #include "mproc/sync.h"
@@ -20,58 +21,41 @@ struct mp_sem {
   int bounded;
 };
 
-int
-mp__sem_adopt(mp__shref ref, size_t size, mp_sem **out)
+static int
+sem_adopt(struct mp__shobj *h, size_t size, const mp__shmore *more)
 {
-  struct ssem *s = mp__arena_ptr(ref);
-  if (size < sizeof *s)
-    return mp_seterr(MP_EMALFORMED, "shared semaphore block too small");
+  struct ssem *s = mp__arena_ptr(h->ref);
   uint32_t maxvalue = MP__SHARED_LOAD(&s->maxvalue);
   uint32_t bounded = MP__SHARED_LOAD(&s->bounded);
   if (bounded > 1 || maxvalue > MP_SEM_VALUE_MAX
       || (!bounded && maxvalue != MP_SEM_VALUE_MAX))
     return mp_seterr(MP_EMALFORMED, "bad shared semaphore header");
-  mp_sem *m = calloc(1, sizeof *m);
-  if (!m)
-    return MP_ENOMEM;
-  atomic_init(&m->h.refs, 1);
-  m->h.kind = MP__K_SEM;
-  m->h.ref = ref;
-  m->s = s;
+  mp_sem *m = (mp_sem *)h;
   m->maxvalue = maxvalue;
   m->bounded = (int)bounded;
-  *out = m;
   return 0;
 }
+
+/* state: (location,) */
+MP__SHTYPE(mp__sem_type, "mproc.Semaphore", .kind = MP__K_SEM,
+           .size = sizeof(mp_sem), .block = sizeof(struct ssem),
+           .data = offsetof(mp_sem, s), .adopt = sem_adopt);
 
 int
 mp_sem_new(mp_sem **out, int value, const mp_sem_opts *opts)
 {
-  if (!out)
-    return MP_EINVAL;
-  *out = NULL;
-  if (value < 0)
+  if (value < 0) {
+    if (out)
+      *out = NULL;
     return mp_seterr(MP_EINVAL, "semaphore initial value must be >= 0");
-  mp__shref ref;
-  int err = 0;
-  struct ssem *s = mp__arena_alloc(sizeof *s, 16, MP__K_SEM, &ref, &err);
-  if (!s)
-    return err;
-  atomic_store(&s->value, (uint32_t)value);
-  s->bounded = opts && opts->bounded;
-  s->maxvalue = s->bounded ? (uint32_t)value : MP_SEM_VALUE_MAX;
-  if ((err = mp__sem_adopt(ref, sizeof *s, out)) != 0)
-    mp__arena_unref(ref);
-  return err;
-}
-
-void
-mp_sem_free(mp_sem *m)
-{
-  if (!m || atomic_fetch_sub(&m->h.refs, 1) != 1)
-    return;
-  mp__arena_unref(m->h.ref);
-  free(m);
+  }
+  int bounded = opts && opts->bounded;
+  struct ssem init = {.value = (uint32_t)value,
+                      .bounded = (uint32_t)bounded,
+                      .maxvalue = bounded ? (uint32_t)value
+                                          : MP_SEM_VALUE_MAX};
+  return mp__shobj_new(&mp__sem_type, NULL, sizeof init, 16, &init,
+                       sizeof init, out);
 }
 
 int

@@ -49,9 +49,8 @@ struct f_sem {
   uint32_t value, nwait, maxvalue, bounded;
 };
 struct f_barrier {
-  uint32_t word, tid;
-  uint64_t oinfo;
-  uint32_t count, kind; /* the internal lock */
+  uint32_t word, count; /* the internal lock */
+  uint64_t owner, oinfo;
   uint32_t seq;
   int32_t state;
   uint32_t nwaiting, parties;
@@ -531,6 +530,100 @@ test_wrong_kind_of_own_block(void **state)
   mp_value_free(v);
 }
 
+/* States with one item too many or too few, around genuine blocks of this
+ * process: every type takes exactly (location,) or (location, more). */
+static mp_obj *
+own_loc(const void *obj)
+{
+  mp__arena_loc loc;
+  int fd;
+  mp__arena_export(((const struct mp__shobj *)obj)->ref, &loc, &fd);
+  return MP_TUPLE(mp_uint_new(loc.arena_id), mp_uint_new(loc.slab_index),
+                  mp_uint_new(loc.slab_size), mp_uint_new(loc.off),
+                  mp_int_new(0));
+}
+
+static int
+own_fd(const void *obj)
+{
+  mp__arena_loc loc;
+  int fd;
+  mp__arena_export(((const struct mp__shobj *)obj)->ref, &loc, &fd);
+  return fd;
+}
+
+static void
+test_state_item_counts(void **state)
+{
+  int fds0 = mp_test_count_fds();
+  mp_sem *sem;
+  mp_event *ev;
+  mp_barrier *bar;
+  mp_lock *lk;
+  mp_cond *cv;
+  mp_value *val;
+  MP_ASSERT_OK(mp_sem_new(&sem, 1, NULL));
+  MP_ASSERT_OK(mp_event_new(&ev));
+  MP_ASSERT_OK(mp_barrier_new(&bar, 2, NULL));
+  MP_ASSERT_OK(mp_lock_new(&lk));
+  MP_ASSERT_OK(mp_cond_new(&cv, lk));
+  MP_ASSERT_OK(mp_value_new(&val, 'i', NULL, &(mp_value_opts){.raw = 1}));
+  /* one slab (each state names fd 0 for every location in it) */
+  int fd = own_fd(sem);
+  const void *objs[] = {ev, bar, lk, cv, val};
+  for (size_t i = 0; i < sizeof objs / sizeof objs[0]; i++)
+    assert_int_equal(own_fd(objs[i]), fd);
+#define LOC(x) own_loc(x)
+#define LOCK_ST() MP_TUPLE(LOC(lk), mp_bool_new(0))
+  REFUSED("mproc.Semaphore", MP_TUPLE(LOC(sem), mp_none()), fd, "2 items");
+  REFUSED("mproc.Event", MP_TUPLE(LOC(ev), mp_none()), fd, "2 items");
+  REFUSED("mproc.Barrier", MP_TUPLE(LOC(bar)), fd, "no action item");
+  REFUSED("mproc.Barrier", MP_TUPLE(LOC(bar), mp_none(), mp_none()), fd,
+          "3 items");
+  REFUSED("mproc.Lock", MP_TUPLE(LOC(lk)), fd, "no recursive flag");
+  REFUSED("mproc.Lock", MP_TUPLE(LOC(lk), mp_bool_new(0), mp_none()), fd,
+          "3 items");
+  REFUSED("mproc.Condition", MP_TUPLE(LOC(cv)), fd, "no lock");
+  REFUSED("mproc.Condition", MP_TUPLE(LOC(cv), mp_none()), fd,
+          "None for its lock");
+  REFUSED("mproc.Condition", MP_TUPLE(LOC(cv), LOCK_ST(), mp_none()), fd,
+          "3 items");
+  REFUSED("mproc.Condition",
+          MP_TUPLE(LOC(cv), MP_TUPLE(LOC(lk), mp_bool_new(0), mp_none())),
+          fd, "a lock state of 3 items");
+  REFUSED("mproc.Value", MP_TUPLE(LOC(val)), fd, "no lock item");
+  REFUSED("mproc.Value", MP_TUPLE(LOC(val), mp_none(), mp_none()), fd,
+          "3 items");
+  /* the right counts work */
+  struct {
+    const char *type;
+    mp_obj *st;
+  } ok[] = {
+      {"mproc.Semaphore", MP_TUPLE(LOC(sem))},
+      {"mproc.Event", MP_TUPLE(LOC(ev))},
+      {"mproc.Barrier", MP_TUPLE(LOC(bar), mp_none())},
+      {"mproc.Lock", LOCK_ST()},
+      {"mproc.Condition", MP_TUPLE(LOC(cv), LOCK_ST())},
+      {"mproc.Value", MP_TUPLE(LOC(val), mp_none())},
+  };
+#undef LOC
+#undef LOCK_ST
+  for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+    int rc;
+    mp_obj *o = deliver(ok[i].type, ok[i].st, fd, &rc);
+    MP_ASSERT_OK(rc);
+    assert_non_null(mp_handle_get(o, mp_handle_find(ok[i].type)));
+    mp_obj_free(o);
+  }
+  mp_sem_free(sem);
+  mp_event_free(ev);
+  mp_barrier_free(bar);
+  mp_cond_free(cv);
+  mp_lock_free(lk);
+  mp_value_free(val);
+  assert_int_equal(mp_test_count_fds(), fds0);
+}
+
 /* ---- headers rewritten after a successful rebuild ----------------------- */
 
 static void
@@ -817,6 +910,8 @@ main(void)
       cmocka_unit_test_setup_teardown(test_block_and_slab_fields, setup_pipe,
                                       teardown_pipe),
       cmocka_unit_test_setup_teardown(test_other_types, setup_pipe,
+                                      teardown_pipe),
+      cmocka_unit_test_setup_teardown(test_state_item_counts, setup_pipe,
                                       teardown_pipe),
       cmocka_unit_test_setup_teardown(test_wrong_kind_of_own_block,
                                       setup_pipe, teardown_pipe),

@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "sync/arena.h"
+#include "shared/shared_internal.h"
 
 /* (bounded: a child that hangs fails the test instead of the suite) */
 #define wait_child(pid) mp_test_wait_child((pid), 60)

@@ -15,7 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sync/arena.h"
 #include "sync/sync_internal.h"
 #include <fcntl.h>
 
@@ -404,7 +403,6 @@ test_condition_notify_counts(void **state)
   }
   /* wait until all three are waiting: n_waiting is observable through
    * notify's effect, so poll the lock-protected count via wait_for */
-  extern int mp__cond_nwait_for_tests(mp_cond *);
   for (;;) {
     MP_ASSERT_OK(mp_cond_acquire(c, MP_FOREVER));
     int n = mp__cond_nwait_for_tests(c);
@@ -840,7 +838,6 @@ test_condition_wait_owner_death(void **state)
   /* hold the lock so the waiter's wait starts before the child takes it */
   MP_ASSERT_OK(mp_cond_acquire(c, 0));
   pthread_create(&t, NULL, cond_wait_long, &a);
-  extern int mp__cond_nwait_for_tests(mp_cond *);
   for (;;) {
     int n = mp__cond_nwait_for_tests(c);
     MP_ASSERT_OK(mp_cond_release(c));

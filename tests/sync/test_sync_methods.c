@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "proc/proc_internal.h"
+#include "sync/sync_internal.h"
 
 static const char *const methods[] = {"fork", "spawn", "forkserver",
                                       "threading", NULL};
@@ -234,7 +235,6 @@ test_semantics_each_method(void **state)
                    MP_TUPLE(mp_cond_obj(c), mp_sem_obj(woken),
                             mp_barrier_obj(b), mp_sem_obj(bounded)));
     /* both children waiting on the condition */
-    extern int mp__cond_nwait_for_tests(mp_cond *);
     for (;;) {
       MP_ASSERT_OK(mp_cond_acquire(c, 30));
       int n = mp__cond_nwait_for_tests(c);
@@ -564,7 +564,6 @@ test_owner_death_internal_acquires(void **state)
       pthread_create(&t, NULL, cond_waiter, &w);
       /* the waiter sleeps in its wait (lock released) before the child
        * takes the lock */
-      extern int mp__cond_nwait_for_tests(mp_cond *);
       for (;;) {
         MP_ASSERT_OK(mp_cond_acquire(c, MP_FOREVER));
         int n = mp__cond_nwait_for_tests(c);

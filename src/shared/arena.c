@@ -1,5 +1,5 @@
-/* The shared arena (see arena.h for the design). */
-#include "sync/arena.h"
+/* The shared arena (see shared_internal.h for the design). */
+#include "shared/shared_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -77,15 +77,16 @@ static uint64_t g_arena_id;
 static uint32_t g_next_index;
 static size_t g_nslabs, g_bytes;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static mp__fork_hook *g_fork_hook; /* NULL: could not register (ENOMEM) */
 
 static void
-atfork_prepare(void)
+atfork_prepare(void *arg)
 {
   pthread_mutex_lock(&g_mu);
 }
 
 static void
-atfork_parent(void)
+atfork_parent(void *arg)
 {
   pthread_mutex_unlock(&g_mu);
 }
@@ -93,7 +94,7 @@ atfork_parent(void)
 /* The child keeps every mapping (inherited handles stay valid) but becomes a
  * new arena: it never allocates from its parent's slabs. */
 static void
-atfork_child(void)
+atfork_child(void *arg)
 {
   for (mp__slab *s = g_owned; s; s = s->onext)
     s->owned = 0;
@@ -110,7 +111,19 @@ atfork_child(void)
 static void
 init_once(void)
 {
-  pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+  g_fork_hook = mp__fork_hook_add(atfork_prepare, atfork_parent, atfork_child,
+                                  NULL);
+}
+
+/* The arena is usable only with its fork hook in place: a fork child must
+ * never allocate from its parent's slabs. */
+static int
+init(void)
+{
+  pthread_once(&g_once, init_once);
+  return g_fork_hook ? 0
+                     : mp_seterr(MP_ENOMEM, "cannot register the arena's "
+                                            "fork hook");
 }
 
 static inline struct blk *
@@ -302,7 +315,8 @@ mp__arena_alloc(size_t size, size_t align, unsigned tag, mp__shref *ref,
     *err = MP_EINVAL;
     return NULL;
   }
-  pthread_once(&g_once, init_once);
+  if ((*err = init()) != 0)
+    return NULL;
   size_t lead = align <= 16 ? 16 : align;
   size_t need = size + lead;
   unsigned cls = 0;
@@ -506,14 +520,17 @@ int
 mp__arena_import(const mp__arena_loc *loc, int fd, unsigned tag,
                  mp__shref *ref, void **ptr, size_t *size)
 {
-  pthread_once(&g_once, init_once);
+  int rc = init();
+  if (rc) {
+    mp__close(fd);
+    return rc;
+  }
   if (loc->slab_size < 4096 || loc->slab_size > MAX_SLAB
       || loc->slab_size % 4096) {
     mp__close(fd);
     return mp_seterr(MP_EMALFORMED, "bad slab size %llu",
                      (unsigned long long)loc->slab_size);
   }
-  int rc = 0;
   pthread_mutex_lock(&g_mu);
   mp__slab *s = find_slab(loc->arena_id, loc->slab_index);
   if (s) {
