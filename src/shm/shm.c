@@ -111,6 +111,7 @@ mp__shm_wrap(const char *name, int fd, size_t size, int *err)
 int
 mp_shm_new(mp_shm **out, const char *name, const mp_shm_opts *opts)
 {
+  mp__errdetail_clear();
   if (!out)
     return MP_EINVAL;
   *out = NULL;
@@ -190,6 +191,7 @@ mp_shm_new(mp_shm **out, const char *name, const mp_shm_opts *opts)
 int
 mp_shm_close(mp_shm *m)
 {
+  mp__errdetail_clear();
   if (!m)
     return MP_EINVAL;
   pthread_mutex_lock(&m->mu);
@@ -206,6 +208,7 @@ mp_shm_close(mp_shm *m)
 int
 mp_shm_unlink(mp_shm *m)
 {
+  mp__errdetail_clear();
   if (!m)
     return MP_EINVAL;
   char path[MAX_SHM_NAME + 2];

@@ -341,12 +341,14 @@ send_line(char op, const char *type, const char *name)
 int
 mp_resource_register(const char *type, const char *name)
 {
+  mp__errdetail_clear();
   return send_line('R', type, name);
 }
 
 int
 mp_resource_unregister(const char *type, const char *name)
 {
+  mp__errdetail_clear();
   return send_line('U', type, name);
 }
 
@@ -363,6 +365,7 @@ mp_resource_tracker_stop(void)
 int
 mp_resource_tracker_pid(void)
 {
+  mp__errdetail_clear();
   pthread_mutex_lock(&t_mu);
   int p = t_wfd >= 0 ? (int)t_pid : 0;
   pthread_mutex_unlock(&t_mu);

@@ -127,6 +127,7 @@ int
 mp_value_new(mp_value **out, char typecode, const void *init,
              const mp_value_opts *opts)
 {
+  mp__errdetail_clear();
   const struct tinfo *t = tinfo_of(typecode);
   if (!t) {
     if (out)
@@ -141,6 +142,7 @@ int
 mp_value_new_struct(mp_value **out, size_t size, size_t align,
                     const void *init, const mp_value_opts *opts)
 {
+  mp__errdetail_clear();
   return make(out, 0, size, align, 1, init, opts, 0);
 }
 
@@ -148,6 +150,7 @@ int
 mp_array_new(mp_array **out, char typecode, size_t n, const void *init,
              const mp_value_opts *opts)
 {
+  mp__errdetail_clear();
   const struct tinfo *t = tinfo_of(typecode);
   if (!t) {
     if (out)
@@ -163,6 +166,7 @@ int
 mp_array_new_struct(mp_array **out, size_t elsize, size_t align, size_t n,
                     const void *init, const mp_value_opts *opts)
 {
+  mp__errdetail_clear();
   return make((mp_value **)out, 0, elsize, align, n, init, opts, 1);
 }
 
@@ -391,42 +395,49 @@ set_double_at(mp_value *v, size_t i, double x)
 int
 mp_value_get_int(mp_value *v, int64_t *out)
 {
+  mp__errdetail_clear();
   return v && out ? get_int_at(v, 0, out, NULL) : MP_EINVAL;
 }
 
 int
 mp_value_set_int(mp_value *v, int64_t x)
 {
+  mp__errdetail_clear();
   return v ? set_int_at(v, 0, x < 0, x, (uint64_t)x) : MP_EINVAL;
 }
 
 int
 mp_value_get_uint(mp_value *v, uint64_t *out)
 {
+  mp__errdetail_clear();
   return v && out ? get_int_at(v, 0, NULL, out) : MP_EINVAL;
 }
 
 int
 mp_value_set_uint(mp_value *v, uint64_t x)
 {
+  mp__errdetail_clear();
   return v ? set_int_at(v, 0, 0, 0, x) : MP_EINVAL;
 }
 
 int
 mp_value_get_double(mp_value *v, double *out)
 {
+  mp__errdetail_clear();
   return v && out ? get_double_at(v, 0, out) : MP_EINVAL;
 }
 
 int
 mp_value_set_double(mp_value *v, double x)
 {
+  mp__errdetail_clear();
   return v ? set_double_at(v, 0, x) : MP_EINVAL;
 }
 
 int
 mp_value_read(mp_value *v, void *dst)
 {
+  mp__errdetail_clear();
   if (!v || !dst)
     return MP_EINVAL;
   int dead = lk(v);
@@ -439,6 +450,7 @@ mp_value_read(mp_value *v, void *dst)
 int
 mp_value_write(mp_value *v, const void *src)
 {
+  mp__errdetail_clear();
   if (!v || !src)
     return MP_EINVAL;
   int dead = lk(v);
@@ -453,6 +465,7 @@ mp_value_write(mp_value *v, const void *src)
 int
 mp_array_get_int(mp_array *a, int64_t i, int64_t *out)
 {
+  mp__errdetail_clear();
   size_t k = 0;
   int rc = !a || !out ? MP_EINVAL : index_of(ARR(a), i, &k);
   return rc ? rc : get_int_at(ARR(a), k, out, NULL);
@@ -461,6 +474,7 @@ mp_array_get_int(mp_array *a, int64_t i, int64_t *out)
 int
 mp_array_set_int(mp_array *a, int64_t i, int64_t x)
 {
+  mp__errdetail_clear();
   size_t k = 0;
   int rc = !a ? MP_EINVAL : index_of(ARR(a), i, &k);
   return rc ? rc : set_int_at(ARR(a), k, x < 0, x, (uint64_t)x);
@@ -469,6 +483,7 @@ mp_array_set_int(mp_array *a, int64_t i, int64_t x)
 int
 mp_array_get_uint(mp_array *a, int64_t i, uint64_t *out)
 {
+  mp__errdetail_clear();
   size_t k = 0;
   int rc = !a || !out ? MP_EINVAL : index_of(ARR(a), i, &k);
   return rc ? rc : get_int_at(ARR(a), k, NULL, out);
@@ -477,6 +492,7 @@ mp_array_get_uint(mp_array *a, int64_t i, uint64_t *out)
 int
 mp_array_set_uint(mp_array *a, int64_t i, uint64_t x)
 {
+  mp__errdetail_clear();
   size_t k = 0;
   int rc = !a ? MP_EINVAL : index_of(ARR(a), i, &k);
   return rc ? rc : set_int_at(ARR(a), k, 0, 0, x);
@@ -485,6 +501,7 @@ mp_array_set_uint(mp_array *a, int64_t i, uint64_t x)
 int
 mp_array_get_double(mp_array *a, int64_t i, double *out)
 {
+  mp__errdetail_clear();
   size_t k = 0;
   int rc = !a || !out ? MP_EINVAL : index_of(ARR(a), i, &k);
   return rc ? rc : get_double_at(ARR(a), k, out);
@@ -493,6 +510,7 @@ mp_array_get_double(mp_array *a, int64_t i, double *out)
 int
 mp_array_set_double(mp_array *a, int64_t i, double x)
 {
+  mp__errdetail_clear();
   size_t k = 0;
   int rc = !a ? MP_EINVAL : index_of(ARR(a), i, &k);
   return rc ? rc : set_double_at(ARR(a), k, x);
@@ -501,6 +519,7 @@ mp_array_set_double(mp_array *a, int64_t i, double x)
 int
 mp_array_read(mp_array *a, size_t start, size_t count, void *dst)
 {
+  mp__errdetail_clear();
   mp_value *v = ARR(a);
   if (!v || (!dst && count))
     return MP_EINVAL;
@@ -516,6 +535,7 @@ mp_array_read(mp_array *a, size_t start, size_t count, void *dst)
 int
 mp_array_write(mp_array *a, size_t start, size_t count, const void *src)
 {
+  mp__errdetail_clear();
   mp_value *v = ARR(a);
   if (!v || (!src && count))
     return MP_EINVAL;
@@ -531,6 +551,7 @@ mp_array_write(mp_array *a, size_t start, size_t count, const void *src)
 int64_t
 mp_array_get_bytes(mp_array *a, char *buf, size_t cap)
 {
+  mp__errdetail_clear();
   mp_value *v = ARR(a);
   if (!v || (!buf && cap))
     return MP_EINVAL;
@@ -554,6 +575,7 @@ mp_array_get_bytes(mp_array *a, char *buf, size_t cap)
 int
 mp_array_set_bytes(mp_array *a, const void *data, size_t len)
 {
+  mp__errdetail_clear();
   mp_value *v = ARR(a);
   if (!v || (!data && len))
     return MP_EINVAL;

@@ -8,6 +8,7 @@ int
 mp_value_new_int(mp_value **out, char typecode, int64_t init,
                  const mp_value_opts *opts)
 {
+  mp__errdetail_clear();
   int rc = mp_value_new(out, typecode, NULL, opts);
   if (rc)
     return rc;
@@ -27,6 +28,7 @@ int
 mp_value_new_uint(mp_value **out, char typecode, uint64_t init,
                   const mp_value_opts *opts)
 {
+  mp__errdetail_clear();
   int rc = mp_value_new(out, typecode, NULL, opts);
   if (rc)
     return rc;
@@ -46,6 +48,7 @@ int
 mp_value_new_double(mp_value **out, char typecode, double init,
                     const mp_value_opts *opts)
 {
+  mp__errdetail_clear();
   if (typecode != 'f' && typecode != 'd') {
     if (out)
       *out = NULL;
@@ -129,6 +132,7 @@ add_word(mp_value *v, int64_t delta, int64_t *res)
 int
 mp_value_add(mp_value *v, int64_t delta, int64_t *result)
 {
+  mp__errdetail_clear();
   wide lo, hi;
   if (!v)
     return mp_seterr(MP_EINVAL, "mp_value_add: NULL value");

@@ -127,6 +127,7 @@ MP__SHTYPE(mp__barrier_type, "mproc.Barrier", .kind = MP__K_BARRIER,
 int
 mp_barrier_new(mp_barrier **out, int parties, const mp_barrier_opts *opts)
 {
+  mp__errdetail_clear();
   if (!out)
     return MP_EINVAL;
   *out = NULL;
@@ -233,6 +234,7 @@ break_barrier(struct sbarrier *s)
 int
 mp_barrier_wait(mp_barrier *b, double timeout)
 {
+  mp__errdetail_clear();
   if (!b)
     return MP_EINVAL;
   struct sbarrier *s = b->s;
@@ -309,6 +311,7 @@ mp_barrier_wait(mp_barrier *b, double timeout)
 int
 mp_barrier_abort(mp_barrier *b)
 {
+  mp__errdetail_clear();
   if (!b)
     return MP_EINVAL;
   lock_barrier(b->s, b->parties);
@@ -320,6 +323,7 @@ mp_barrier_abort(mp_barrier *b)
 int
 mp_barrier_reset(mp_barrier *b)
 {
+  mp__errdetail_clear();
   if (!b)
     return MP_EINVAL;
   struct sbarrier *s = b->s;
@@ -345,12 +349,14 @@ mp_barrier_timeout(const mp_barrier *b)
 int
 mp_barrier_parties(const mp_barrier *b)
 {
+  mp__errdetail_clear();
   return b ? (int)b->parties : MP_EINVAL;
 }
 
 int
 mp_barrier_n_waiting(const mp_barrier *b)
 {
+  mp__errdetail_clear();
   if (!b)
     return MP_EINVAL;
   uint32_t n = atomic_load(&b->s->count);
@@ -360,6 +366,7 @@ mp_barrier_n_waiting(const mp_barrier *b)
 int
 mp_barrier_broken(const mp_barrier *b)
 {
+  mp__errdetail_clear();
   if (!b)
     return MP_EINVAL;
   return state(b->s) == BROKEN;

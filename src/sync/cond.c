@@ -35,6 +35,7 @@ MP__SHTYPE(mp__cond_type, "mproc.Condition", .kind = MP__K_COND,
 int
 mp_cond_new(mp_cond **out, mp_lock *lock)
 {
+  mp__errdetail_clear();
   if (!out)
     return MP_EINVAL;
   int rc;
@@ -57,12 +58,14 @@ mp_cond_lock(mp_cond *c)
 int
 mp_cond_acquire(mp_cond *c, double timeout)
 {
+  mp__errdetail_clear();
   return c ? mp_lock_acquire(c->lock, timeout) : MP_EINVAL;
 }
 
 int
 mp_cond_release(mp_cond *c)
 {
+  mp__errdetail_clear();
   return c ? mp_lock_release(c->lock) : MP_EINVAL;
 }
 
@@ -99,6 +102,7 @@ cond_wait(mp_cond *c, mp__deadline dl)
 int
 mp_cond_wait(mp_cond *c, double timeout)
 {
+  mp__errdetail_clear();
   if (!c)
     return MP_EINVAL;
   mp__deadline dl;
@@ -136,6 +140,7 @@ mp_cond_wait_for(mp_cond *c, int (*pred)(void *), void *arg, double timeout)
 int
 mp_cond_notify(mp_cond *c, int n)
 {
+  mp__errdetail_clear();
   if (!c)
     return MP_EINVAL;
   struct scond *s = c->s;
@@ -155,6 +160,7 @@ mp_cond_notify(mp_cond *c, int n)
 int
 mp_cond_notify_all(mp_cond *c)
 {
+  mp__errdetail_clear();
   return mp_cond_notify(c, INT_MAX);
 }
 

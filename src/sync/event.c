@@ -24,6 +24,7 @@ MP__SHTYPE(mp__event_type, "mproc.Event", .kind = MP__K_EVENT,
 int
 mp_event_new(mp_event **out)
 {
+  mp__errdetail_clear();
   return mp__shobj_new(&mp__event_type, NULL, sizeof(struct sevent), 16,
                        NULL, 0, out);
 }
@@ -31,6 +32,7 @@ mp_event_new(mp_event **out)
 int
 mp_event_set(mp_event *e)
 {
+  mp__errdetail_clear();
   if (!e)
     return MP_EINVAL;
   if (atomic_exchange(&e->s->word, 1) == 2)
@@ -41,6 +43,7 @@ mp_event_set(mp_event *e)
 int
 mp_event_clear(mp_event *e)
 {
+  mp__errdetail_clear();
   if (!e)
     return MP_EINVAL;
   uint32_t one = 1;
@@ -51,6 +54,7 @@ mp_event_clear(mp_event *e)
 int
 mp_event_is_set(const mp_event *e)
 {
+  mp__errdetail_clear();
   if (!e)
     return MP_EINVAL;
   return atomic_load(&e->s->word) == 1;
@@ -59,6 +63,7 @@ mp_event_is_set(const mp_event *e)
 int
 mp_event_wait(mp_event *e, double timeout)
 {
+  mp__errdetail_clear();
   if (!e)
     return MP_EINVAL;
   if (atomic_load_explicit(&e->s->word, memory_order_acquire) == 1)

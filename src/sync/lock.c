@@ -243,12 +243,14 @@ lock_new(mp_lock **out, int recursive)
 int
 mp_lock_new(mp_lock **out)
 {
+  mp__errdetail_clear();
   return lock_new(out, 0);
 }
 
 int
 mp_rlock_new(mp_rlock **out)
 {
+  mp__errdetail_clear();
   return lock_new(out, 1);
 }
 
@@ -261,6 +263,7 @@ mp_rlock_free(mp_rlock *l)
 int
 mp_lock_acquire(mp_lock *l, double timeout)
 {
+  mp__errdetail_clear();
   if (MP__UNLIKELY(!l))
     return MP_EINVAL;
   int rc = mp__timeout_check(timeout);
@@ -297,12 +300,14 @@ mp_lock_acquire(mp_lock *l, double timeout)
 int
 mp_rlock_acquire(mp_rlock *l, double timeout)
 {
+  mp__errdetail_clear();
   return mp_lock_acquire(l, timeout);
 }
 
 int
 mp_lock_release(mp_lock *l)
 {
+  mp__errdetail_clear();
   if (MP__UNLIKELY(!l))
     return MP_EINVAL;
   struct mp__slock *s = l->s;
@@ -323,24 +328,28 @@ mp_lock_release(mp_lock *l)
 int
 mp_rlock_release(mp_rlock *l)
 {
+  mp__errdetail_clear();
   return mp_lock_release(l);
 }
 
 int
 mp_lock_is_mine(const mp_lock *l)
 {
+  mp__errdetail_clear();
   return l ? mp__slock_is_mine(l->s) : 0;
 }
 
 int
 mp_lock_is_recursive(const mp_lock *l)
 {
+  mp__errdetail_clear();
   return l && l->h.kind == MP__K_RLOCK;
 }
 
 int
 mp_lock_locked(const mp_lock *l)
 {
+  mp__errdetail_clear();
   return l ? atomic_load(&l->s->word) != 0 : 0;
 }
 

@@ -44,6 +44,7 @@ MP__SHTYPE(mp__sem_type, "mproc.Semaphore", .kind = MP__K_SEM,
 int
 mp_sem_new(mp_sem **out, int value, const mp_sem_opts *opts)
 {
+  mp__errdetail_clear();
   if (value < 0) {
     if (out)
       *out = NULL;
@@ -61,6 +62,7 @@ mp_sem_new(mp_sem **out, int value, const mp_sem_opts *opts)
 int
 mp_sem_acquire(mp_sem *m, double timeout)
 {
+  mp__errdetail_clear();
   if (!m)
     return MP_EINVAL;
   int rc0 = mp__timeout_check(timeout);
@@ -94,6 +96,7 @@ mp_sem_acquire(mp_sem *m, double timeout)
 int
 mp_sem_release(mp_sem *m)
 {
+  mp__errdetail_clear();
   if (!m)
     return MP_EINVAL;
   struct ssem *s = m->s;
@@ -112,6 +115,7 @@ mp_sem_release(mp_sem *m)
 int
 mp_sem_get_value(const mp_sem *m)
 {
+  mp__errdetail_clear();
   if (!m)
     return MP_EINVAL;
   uint32_t v = atomic_load(&m->s->value);
