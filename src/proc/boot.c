@@ -19,7 +19,6 @@
 #include <elf.h>
 #include <link.h>
 #include <poll.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +34,6 @@
 #define BOOT_MAGIC 0x3142504du /* "MPB1" */
 #define BOOT_PROCESS 1
 #define BOOT_SERVER 2
-#define BOOT_ENV "__MPROC_BOOT"
-#define BOOT_FD 3
 /* Descriptors of the args: what one message can carry (the kernel's
  * SCM_MAX_FD) less the parent's pidfd, the inherited ones and the exit
  * word's table. */
@@ -44,72 +41,6 @@
 #define MAX_HANDLE_TYPES 64
 /* The parent's pidfd, the inherited descriptors, the args' descriptors. */
 #define MAX_MSG_FDS (2 + MP__MAX_INHERIT + MAX_BOOT_FDS)
-
-extern char **environ;
-
-static pthread_mutex_t exe_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *g_executable; /* NULL: /proc/self/exe */
-
-int
-mp_set_executable(const char *path)
-{
-  char *copy = NULL;
-  if (path) {
-    if (access(path, X_OK) != 0)
-      return mp_seterr(mp__errno(), "cannot execute %s", path);
-    if (!(copy = strdup(path)))
-      return MP_ENOMEM;
-  }
-  pthread_mutex_lock(&exe_lock);
-  free(g_executable);
-  g_executable = copy;
-  pthread_mutex_unlock(&exe_lock);
-  return 0;
-}
-
-int
-mp__boot_spawn_exe(int child_sock, pid_t *pid)
-{
-  int rc = 0, tmp = -1;
-  if (child_sock == BOOT_FD) {
-    /* dup2(3, 3) would keep close-on-exec set. */
-    if ((tmp = mp__dup(child_sock)) < 0)
-      return tmp;
-    child_sock = tmp;
-  }
-  size_t nenv = 0;
-  while (environ && environ[nenv])
-    nenv++;
-  char **envp = malloc((nenv + 2) * sizeof *envp);
-  if (!envp) {
-    mp__close(tmp);
-    return MP_ENOMEM;
-  }
-  size_t k = 0;
-  for (size_t i = 0; i < nenv; i++)
-    if (strncmp(environ[i], BOOT_ENV "=", sizeof BOOT_ENV) != 0)
-      envp[k++] = environ[i];
-  char marker[] = BOOT_ENV "=3";
-  envp[k++] = marker;
-  envp[k] = NULL;
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, child_sock, BOOT_FD);
-  posix_spawn_file_actions_addclosefrom_np(&fa, BOOT_FD + 1);
-  pthread_mutex_lock(&exe_lock);
-  char *path = strdup(g_executable ? g_executable : "/proc/self/exe");
-  pthread_mutex_unlock(&exe_lock);
-  char *argv[] = {program_invocation_name, (char *)"--mproc-child", NULL};
-  if (!path)
-    rc = MP_ENOMEM;
-  else
-    rc = -posix_spawn(pid, path, &fa, NULL, argv, envp);
-  posix_spawn_file_actions_destroy(&fa);
-  free(path);
-  free(envp);
-  mp__close(tmp);
-  return rc;
-}
 
 /* ---- the instructions ------------------------------------------------------ */
 
@@ -293,48 +224,6 @@ mp__boot_send_msg(int sock, const mp__boot_msg *m)
   return rc;
 }
 
-int
-mp__spawn_start(mp_process *p)
-{
-  mp__boot_msg msg;
-  int rc = mp__exit_slot_get(p, MP__XT_EXEC);
-  if (!rc)
-    rc = mp__boot_encode_process(p, mp__proc_on_main_thread(), &msg);
-  if (rc)
-    return rc;
-  int sv[2];
-  if ((rc = mp__socketpair(SOCK_STREAM, sv)) != 0) {
-    mp__boot_msg_release(&msg);
-    return rc;
-  }
-  pid_t pid;
-  rc = mp__boot_spawn_exe(sv[1], &pid);
-  mp__close(sv[1]);
-  if (rc) {
-    mp__close(sv[0]);
-    mp__boot_msg_release(&msg);
-    return mp_seterr(rc, "posix_spawn failed");
-  }
-  int pidfd = mp__plat_pidfd_open(pid);
-  if (pidfd < 0)
-    rc = pidfd;
-  if (!rc)
-    rc = mp__boot_send_msg(sv[0], &msg);
-  mp__close(sv[0]);
-  mp__boot_msg_release(&msg);
-  if (rc) {
-    /* The child reads EOF and exits; make sure of it and reap it. */
-    kill(pid, SIGKILL);
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-      ;
-    mp__close(pidfd);
-    return rc;
-  }
-  p->pid = pid;
-  p->pidfd = p->sentinel = pidfd;
-  return 0;
-}
-
 /* ---- child side ------------------------------------------------------------ */
 
 __attribute__((noreturn)) static void
@@ -494,7 +383,8 @@ mp__boot_run(int sock, int forkserver_child)
   free(payload);
   self->creator_pid = (pid_t)parent_pid;
   mp__proc_child_main(self, (pid_t)parent_pid, parent_name, fds[0],
-                      forkserver_child || (int)use_pdeathsig,
+                      forkserver_child || use_pdeathsig ? MP__PDEATH_SIGNAL
+                                                        : MP__PDEATH_WATCH,
                       forkserver_child ? ppid_at_start : (pid_t)parent_pid);
 }
 
@@ -588,13 +478,13 @@ defer_takeover(void)
 __attribute__((constructor)) static void
 boot_ctor(int argc, char **argv, char **envp)
 {
-  const char *m = getenv(BOOT_ENV);
+  const char *m = getenv(MP__BOOT_ENV);
   if (!m)
     return;
   boot_fd = atoi(m);
   /* The child's environment is the parent's, without the marker (also so
    * that a second copy of the library in this process stays out). */
-  unsetenv(BOOT_ENV);
+  unsetenv(MP__BOOT_ENV);
   if (!defer_takeover())
     takeover(argc, argv, envp);
 }
@@ -617,3 +507,81 @@ mp__boot_send_server(int sock, int ctl, char *const *preload, size_t n)
   mp__buf_release(&b);
   return rc;
 }
+static int
+collect(const mp_obj *o, const mp_handle_type **types, size_t max, size_t *n,
+        int depth)
+{
+  if (depth > MP_PICKLE_DEFAULT_MAX_DEPTH)
+    return MP_ELIMIT;
+  switch (mp_obj_type(o)) {
+  case MP_T_HANDLE: {
+    const mp_handle_type *t = mp_handle_type_of(o);
+    for (size_t i = 0; i < *n; i++)
+      if (types[i] == t)
+        return 0;
+    if (*n >= max)
+      return MP_ELIMIT;
+    types[(*n)++] = t;
+    return 0;
+  }
+  case MP_T_TUPLE:
+  case MP_T_LIST: {
+    mp_obj *const *items;
+    size_t len;
+    if (mp_seq_items(o, &items, &len))
+      return 0;
+    for (size_t i = 0; i < len; i++) {
+      int rc = collect(items[i], types, max, n, depth + 1);
+      if (rc)
+        return rc;
+    }
+    return 0;
+  }
+  case MP_T_DICT: {
+    size_t pos = 0;
+    mp_obj *k, *v;
+    while (mp_dict_next(o, &pos, &k, &v)) {
+      int rc = collect(k, types, max, n, depth + 1);
+      if (!rc)
+        rc = collect(v, types, max, n, depth + 1);
+      if (rc)
+        return rc;
+    }
+    return 0;
+  }
+  case MP_T_SET:
+  case MP_T_FROZENSET: {
+    size_t pos = 0;
+    mp_obj *k;
+    while (mp_set_next(o, &pos, &k)) {
+      int rc = collect(k, types, max, n, depth + 1);
+      if (rc)
+        return rc;
+    }
+    return 0;
+  }
+  case MP_T_RECORD: {
+    mp_obj *parts[5] = {0};
+    if (mp_record_get(o, &parts[0], &parts[1], &parts[2], &parts[3],
+                      &parts[4]))
+      return 0;
+    for (int i = 0; i < 5; i++) {
+      int rc = parts[i] ? collect(parts[i], types, max, n, depth + 1) : 0;
+      if (rc)
+        return rc;
+    }
+    return 0;
+  }
+  default:
+    return 0;
+  }
+}
+
+int
+mp__proc_collect_handle_types(const mp_obj *o, const mp_handle_type **types,
+                              size_t max, size_t *n)
+{
+  *n = 0;
+  return collect(o, types, max, n, 0);
+}
+

@@ -23,6 +23,7 @@
  * children the inherited ones back. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,6 +43,14 @@ static pid_t fs_pid;
 static int fs_ctl = -1;
 static char **fs_preload;
 static size_t fs_npreload;
+static int fs_stop_registered; /* this process's finalizer that stops it */
+
+static void
+stop_at_exit(void *arg)
+{
+  (void)arg;
+  mp__forkserver_stop();
+}
 
 int
 mp_set_forkserver_preload(const char *const *names, size_t n)
@@ -59,6 +68,7 @@ mp_set_forkserver_preload(const char *const *names, size_t n)
       return names[i] ? MP_ENOMEM : MP_EINVAL;
     }
   }
+  mp__proc_init();
   pthread_mutex_lock(&fs_lock);
   char **old = fs_preload;
   size_t oldn = fs_npreload;
@@ -128,12 +138,17 @@ ensure_running_locked(void)
   }
   fs_ctl = ctl[0];
   __atomic_store_n(&fs_pid, pid, __ATOMIC_RELEASE);
+  /* Stopped at exit after the children were joined (the server reports
+   * their ends). */
+  if (!fs_stop_registered &&
+      mp__finalizer_add(MP__FINALIZE_LAST, stop_at_exit, NULL))
+    fs_stop_registered = 1;
   mp_log_info("forkserver started (pid %d)", (int)pid);
   return 0;
 }
 
-int
-mp__forkserver_start(mp_process *p)
+static int
+forkserver_start(mp_process *p)
 {
   mp__boot_msg msg;
   int rc = mp__boot_encode_process(p, 1, &msg);
@@ -207,8 +222,8 @@ mp__forkserver_start(mp_process *p)
   return 0;
 }
 
-void
-mp__forkserver_after_fork_child(void)
+static void
+forkserver_after_fork(void)
 {
   mp__mutex_reset(&fs_lock);
   /* The server belongs to our parent; ours, if needed, will be new. */
@@ -217,6 +232,8 @@ mp__forkserver_after_fork_child(void)
     fs_ctl = -1;
     __atomic_store_n(&fs_pid, 0, __ATOMIC_RELEASE);
   }
+  if (fs_stop_registered)
+    fs_stop_registered = 0;
 }
 
 void
@@ -234,6 +251,55 @@ mp__forkserver_stop(void)
   }
   pthread_mutex_unlock(&fs_lock);
 }
+
+/* The forkserver died before it reported the exit of p's child (it was
+ * killed, or stopped with children running): the child is an orphan now
+ * and may still run.  Its pidfd takes over as the sentinel, under the same
+ * number, so a descriptor already handed out stays good. */
+static void
+forkserver_lost(mp_process *p)
+{
+  mp_log_debug("the forkserver is gone: watching process %d itself",
+               (int)p->pid);
+  if (p->pidfd >= 0 && dup3(p->pidfd, p->status_fd, O_CLOEXEC) >= 0) {
+    p->status_fd = -1;
+    return;
+  }
+  mp__close(p->pidfd); /* nothing to watch it with */
+  p->pidfd = -1;
+  p->status_fd = -1;
+}
+
+static int
+forkserver_reap(mp_process *p)
+{
+  if (p->status_fd >= 0) {
+    struct pollfd pfd = {p->status_fd, POLLIN, 0};
+    if (poll(&pfd, 1, 0) <= 0)
+      return 0;
+    int32_t code;
+    if (mp__read_full(p->status_fd, &code, sizeof code, NULL) == 0) {
+      p->exitcode = code;
+      return 1;
+    }
+    forkserver_lost(p);
+  }
+  int st, known = mp__proc_lost_status(p, 1, &st);
+  if (known > 0)
+    p->exitcode = mp__proc_status_code(st);
+  return known;
+}
+
+const mp__start_ops mp__forkserver_ops = {
+    .name = "forkserver",
+    .cls = "ForkServerProcess",
+    .start = forkserver_start,
+    .reap = forkserver_reap,
+    .signal = mp__proc_signal_pidfd,
+    .after_fork_child = forkserver_after_fork,
+    .child_exit = mp__proc_child_exit,
+    .lost_why = "the forkserver died before it ended",
+};
 
 /* ---- the server -------------------------------------------------------- */
 

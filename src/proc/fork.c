@@ -1,0 +1,135 @@
+/* The "fork" start method: fork(2), and the child runs the target on a
+ * copy of the parent's memory. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdio_ext.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/fd.h"
+#include "platform/platform.h"
+#include "proc/proc_internal.h"
+
+/* Resolve, in the parent, the lazily bound functions a fork child calls, so
+ * that every child does not look them up again (and copy the GOT page). */
+static void
+prebind_nothing(void)
+{
+}
+
+static void
+prebind_once(void)
+{
+  char buf[16];
+  static char src[16];
+  volatile size_t n = sizeof buf; /* real calls, not inlined builtins */
+  pthread_mutex_t m;
+  pthread_once_t once = PTHREAD_ONCE_INIT;
+  snprintf(buf, sizeof buf, "%s", "");
+  memset(buf, 0, n);
+  memcpy(buf, src, n);
+  static volatile int sink __attribute__((unused));
+  sink = memcmp(buf, src, n);
+  pthread_mutex_init(&m, NULL);
+  pthread_mutex_destroy(&m);
+  pthread_once(&once, prebind_nothing);
+  (void)__fpending(stdout);
+  (void)getppid();
+  (void)getpid();
+  mp__log_set_process_name(mp__log_process_name());
+}
+
+void
+mp__proc_prebind(void)
+{
+  static pthread_once_t prebound = PTHREAD_ONCE_INIT;
+  pthread_once(&prebound, prebind_once);
+}
+
+static int
+has_handles(const mp_obj *o)
+{
+  const mp_handle_type *t;
+  size_t n = 0;
+  return mp__proc_collect_handle_types(o, &t, 1, &n) != 0 || n > 0;
+}
+
+static int
+fork_start(mp_process *p)
+{
+  /* Values holding handles are encoded once so that a handle that cannot
+   * serve a fork child says so now (see mp_spawning_context). */
+  if (has_handles(p->args)) {
+    void *data;
+    size_t len, nfds;
+    int *fds;
+    mp__proc_set_spawning(&mp__contexts[MP__M_FORK]);
+    int rc = mp_pickle_dumps_fds(p->args, NULL, &data, &len, &fds, &nfds);
+    mp__proc_set_spawning(NULL);
+    if (rc)
+      return rc;
+    mp_free(data);
+    mp_free(fds);
+  }
+  mp__proc_prebind();
+  int rc = mp__exit_slot_get(p, MP__XT_FORK);
+  if (rc)
+    return rc;
+  int parent_sentinel = mp__proc_self_pidfd();
+  if (parent_sentinel < 0)
+    return parent_sentinel;
+  mp_process *cur = mp_current_process();
+  int main_thread = mp__proc_on_main_thread();
+  pid_t ppid = getpid();
+  /* Every page either side writes while the child lives costs a
+   * copy-on-write fault: the bookkeeping is done before fork, and the
+   * parent's name is read, not copied, by the child.  The lifecycle's
+   * fork hooks have reset the layer's state in the child when fork
+   * returns there. */
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* The inherited self-pidfd refers to the parent: it becomes the
+     * parent's sentinel here. */
+    mp__proc_child_main(p, ppid, cur->name, parent_sentinel,
+                        main_thread ? MP__PDEATH_SIGNAL : MP__PDEATH_WATCH,
+                        ppid);
+  }
+  int err = errno;
+  /* At once: with SIGCHLD ignored a child that ends takes its pid along. */
+  int pidfd = pid > 0 ? mp__plat_pidfd_open(pid) : -1;
+  mp__close(parent_sentinel);
+  if (pid < 0)
+    return -err;
+  if (pidfd == -ESRCH) {
+    /* It ran, ended and was reaped by someone else already.  Its sentinel
+     * is a pipe at end of file; the reap reads its exit word. */
+    int fds[2];
+    if ((rc = mp__pipe(fds)) != 0)
+      return rc;
+    mp__close(fds[1]);
+    p->pid = pid;
+    p->sentinel = fds[0];
+    return 0;
+  }
+  if (pidfd < 0) {
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+      ;
+    return pidfd;
+  }
+  p->pid = pid;
+  p->pidfd = p->sentinel = pidfd;
+  return 0;
+}
+
+const mp__start_ops mp__fork_ops = {
+    .name = "fork",
+    .cls = "ForkProcess",
+    .start = fork_start,
+    .reap = mp__proc_reap_pidfd,
+    .signal = mp__proc_signal_pidfd,
+    .child_exit = mp__proc_child_exit,
+    .lost_why = "taken by someone else (SIGCHLD ignored or reaped "
+                "elsewhere)",
+};
