@@ -897,30 +897,27 @@ test_forgeries_from_children(void **state)
   }
 }
 
-int
-main(void)
-{
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_array_with_huge_n, setup_pipe,
-                                      teardown_pipe),
-      cmocka_unit_test_setup_teardown(test_rlock_at_slab_end, setup_pipe,
-                                      teardown_pipe),
-      cmocka_unit_test_setup_teardown(test_array_header_fields, setup_pipe,
-                                      teardown_pipe),
-      cmocka_unit_test_setup_teardown(test_block_and_slab_fields, setup_pipe,
-                                      teardown_pipe),
-      cmocka_unit_test_setup_teardown(test_other_types, setup_pipe,
-                                      teardown_pipe),
-      cmocka_unit_test_setup_teardown(test_state_item_counts, setup_pipe,
-                                      teardown_pipe),
-      cmocka_unit_test_setup_teardown(test_wrong_kind_of_own_block,
-                                      setup_pipe, teardown_pipe),
-      cmocka_unit_test_setup_teardown(test_headers_rewritten_after_rebuild,
-                                      setup_pipe, teardown_pipe),
-      cmocka_unit_test(test_hostile_writes_into_own_slab),
-      cmocka_unit_test_setup_teardown(test_shared_memory_forgeries,
-                                      setup_pipe, teardown_pipe),
-      cmocka_unit_test(test_forgeries_from_children),
-  };
-  return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test_setup_teardown(test_array_with_huge_n, setup_pipe,
+                                    teardown_pipe),
+    cmocka_unit_test_setup_teardown(test_rlock_at_slab_end, setup_pipe,
+                                    teardown_pipe),
+    cmocka_unit_test_setup_teardown(test_array_header_fields, setup_pipe,
+                                    teardown_pipe),
+    cmocka_unit_test_setup_teardown(test_block_and_slab_fields, setup_pipe,
+                                    teardown_pipe),
+    cmocka_unit_test_setup_teardown(test_other_types, setup_pipe,
+                                    teardown_pipe),
+    cmocka_unit_test_setup_teardown(test_state_item_counts, setup_pipe,
+                                    teardown_pipe),
+    cmocka_unit_test_setup_teardown(test_wrong_kind_of_own_block,
+                                    setup_pipe, teardown_pipe),
+    cmocka_unit_test_setup_teardown(test_headers_rewritten_after_rebuild,
+                                    setup_pipe, teardown_pipe),
+    cmocka_unit_test(test_hostile_writes_into_own_slab),
+    cmocka_unit_test_setup_teardown(test_shared_memory_forgeries,
+                                    setup_pipe, teardown_pipe),
+    cmocka_unit_test(test_forgeries_from_children),
+};
+
+MP_TEST_MAIN(tests)

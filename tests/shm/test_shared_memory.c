@@ -175,15 +175,12 @@ test_teardown(void **state)
   assert_int_equal(mp_resource_tracker_pid(), 0);
 }
 
-int
-main(void)
-{
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_create_attach_unlink),
-      cmocka_unit_test(test_resource_api),
-      cmocka_unit_test(test_in_process_args),
-      cmocka_unit_test(test_tracker_relaunch),
-      cmocka_unit_test(test_teardown),
-  };
-  return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_create_attach_unlink),
+    cmocka_unit_test(test_resource_api),
+    cmocka_unit_test(test_in_process_args),
+    cmocka_unit_test(test_tracker_relaunch),
+    cmocka_unit_test(test_teardown),
+};
+
+MP_TEST_MAIN(tests)

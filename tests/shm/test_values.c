@@ -374,16 +374,13 @@ test_100k_values(void **state)
   assert_int_equal(mp_test_count_fds(), fds0);
 }
 
-int
-main(void)
-{
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_value_typecodes),
-      cmocka_unit_test(test_value_locks),
-      cmocka_unit_test(test_array),
-      cmocka_unit_test(test_struct_array),
-      cmocka_unit_test(test_big_array),
-      cmocka_unit_test(test_100k_values),
-  };
-  return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_value_typecodes),
+    cmocka_unit_test(test_value_locks),
+    cmocka_unit_test(test_array),
+    cmocka_unit_test(test_struct_array),
+    cmocka_unit_test(test_big_array),
+    cmocka_unit_test(test_100k_values),
+};
+
+MP_TEST_MAIN(tests)

@@ -45,6 +45,17 @@ int mp_test_count_fds(void);
  * status for main. */
 int mp_test_run(const char *group, const struct CMUnitTest *tests, size_t n);
 
+/* The same with `setup()` run first (its non-zero return ends the program
+ * with that status): for programs that must, say, become a subreaper. */
+#define MP_TEST_MAIN_WITH(tests, setup)                                      \
+  int main(void)                                                             \
+  {                                                                          \
+    int mp__setup_rc = (setup)();                                            \
+    if (mp__setup_rc)                                                        \
+      return mp__setup_rc;                                                   \
+    return mp_test_run(__FILE__, tests, sizeof(tests) / sizeof(tests[0]));   \
+  }
+
 #define MP_TEST_MAIN(tests)                                                  \
   int main(void)                                                             \
   {                                                                          \

@@ -853,31 +853,28 @@ test_condition_wait_owner_death(void **state)
   mp_cond_free(c);
 }
 
-int
-main(void)
-{
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_lock_basic),
-      cmocka_unit_test(test_lock_release_by_other_thread),
-      cmocka_unit_test(test_lock_between_processes),
-      cmocka_unit_test(test_rlock),
-      cmocka_unit_test(test_owner_death_lock),
-      cmocka_unit_test(test_owner_death_wakes_waiter),
-      cmocka_unit_test(test_semaphore),
-      cmocka_unit_test(test_event),
-      cmocka_unit_test(test_condition_errors),
-      cmocka_unit_test(test_condition_notify_counts),
-      cmocka_unit_test(test_condition_processes),
-      cmocka_unit_test(test_condition_owner_death),
-      cmocka_unit_test(test_barrier_threads),
-      cmocka_unit_test(test_barrier_break_abort_reset),
-      cmocka_unit_test(test_barrier_processes_and_death),
-      cmocka_unit_test(test_100k_locks),
-      cmocka_unit_test(test_arena_fork_copies),
-      cmocka_unit_test(test_arena_remote_free),
-      cmocka_unit_test(test_arena_import_errors),
-      cmocka_unit_test(test_overflow_codes),
-      cmocka_unit_test(test_condition_wait_owner_death),
-  };
-  return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_lock_basic),
+    cmocka_unit_test(test_lock_release_by_other_thread),
+    cmocka_unit_test(test_lock_between_processes),
+    cmocka_unit_test(test_rlock),
+    cmocka_unit_test(test_owner_death_lock),
+    cmocka_unit_test(test_owner_death_wakes_waiter),
+    cmocka_unit_test(test_semaphore),
+    cmocka_unit_test(test_event),
+    cmocka_unit_test(test_condition_errors),
+    cmocka_unit_test(test_condition_notify_counts),
+    cmocka_unit_test(test_condition_processes),
+    cmocka_unit_test(test_condition_owner_death),
+    cmocka_unit_test(test_barrier_threads),
+    cmocka_unit_test(test_barrier_break_abort_reset),
+    cmocka_unit_test(test_barrier_processes_and_death),
+    cmocka_unit_test(test_100k_locks),
+    cmocka_unit_test(test_arena_fork_copies),
+    cmocka_unit_test(test_arena_remote_free),
+    cmocka_unit_test(test_arena_import_errors),
+    cmocka_unit_test(test_overflow_codes),
+    cmocka_unit_test(test_condition_wait_owner_death),
+};
+
+MP_TEST_MAIN(tests)

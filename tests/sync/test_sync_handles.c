@@ -174,12 +174,9 @@ test_malformed_states(void **state)
     mp_obj_free(bad[i]);
 }
 
-int
-main(void)
-{
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_roundtrips),
-      cmocka_unit_test(test_malformed_states),
-  };
-  return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_roundtrips),
+    cmocka_unit_test(test_malformed_states),
+};
+
+MP_TEST_MAIN(tests)

@@ -818,17 +818,14 @@ test_teardown_servers(void **state)
   mp_resource_tracker_stop();
 }
 
-int
-main(void)
-{
-  const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_all_primitives_in_args),
-      cmocka_unit_test(test_semantics_each_method),
-      cmocka_unit_test(test_send_over_connection),
-      cmocka_unit_test(test_owner_death_methods),
-      cmocka_unit_test(test_owner_death_internal_acquires),
-      cmocka_unit_test(test_stress),
-      cmocka_unit_test(test_teardown_servers),
-  };
-  return mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
-}
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_all_primitives_in_args),
+    cmocka_unit_test(test_semantics_each_method),
+    cmocka_unit_test(test_send_over_connection),
+    cmocka_unit_test(test_owner_death_methods),
+    cmocka_unit_test(test_owner_death_internal_acquires),
+    cmocka_unit_test(test_stress),
+    cmocka_unit_test(test_teardown_servers),
+};
+
+MP_TEST_MAIN(tests)
