@@ -105,24 +105,59 @@ height(const mp_obj *o)
   }
 }
 
+/* Containers check_funcs has seen in this input: a loaded value may share
+ * sub-values through the memo (a structure that doubles at each level), so
+ * each container is walked once.  Slots carry the input's generation, so
+ * nothing is cleared between inputs. */
+#define SEEN_SLOTS (1u << 16)
+static struct {
+  const mp_obj *o;
+  unsigned gen;
+} g_seen[SEEN_SLOTS];
+static unsigned g_gen;
+
+/* 1 if o was seen already (or the table is full: stop walking), else marks
+ * it and returns 0. */
+static int
+seen(const mp_obj *o)
+{
+  size_t h = ((uintptr_t)o >> 4) * 0x9E3779B97F4A7C15ull >> 48;
+  for (size_t i = 0; i < SEEN_SLOTS; i++) {
+    size_t j = (h + i) & (SEEN_SLOTS - 1);
+    if (g_seen[j].gen != g_gen) {
+      g_seen[j].o = o;
+      g_seen[j].gen = g_gen;
+      return 0;
+    }
+    if (g_seen[j].o == o)
+      return 1;
+  }
+  return 1;
+}
+
 /* Every function value inside o is a function start. */
 static void
 check_funcs(const mp_obj *o, int depth)
 {
   mp_obj *const *items;
   size_t len, pos = 0;
-  mp_obj *k, *v, *c, *a, *s, *li, *di;
+  mp_obj *k, *v, *p[6] = {0};
   if (depth > 2000)
     return;
-  switch (mp_obj_type(o)) {
-  case MP_T_FUNC:
+  mp_type t = mp_obj_type(o);
+  if (t == MP_T_FUNC) {
     if (mp__plat_func_info((const void *)mp_func_get(o), NULL) !=
         MP__PLAT_FN_START) {
       fprintf(stderr, "decoded a function value %p that is no function "
               "start\n", (void *)mp_func_get(o));
       abort();
     }
-    break;
+    return;
+  }
+  if ((t == MP_T_TUPLE || t == MP_T_LIST || t == MP_T_DICT || t == MP_T_SET ||
+       t == MP_T_FROZENSET || t == MP_T_RECORD) && seen(o))
+    return;
+  switch (t) {
   case MP_T_TUPLE:
   case MP_T_LIST:
     mp_seq_items(o, &items, &len);
@@ -141,12 +176,11 @@ check_funcs(const mp_obj *o, int depth)
       check_funcs(k, depth + 1);
     break;
   case MP_T_RECORD:
-    if (mp_record_get(o, &c, &a, &s, &li, &di) == 0) {
-      const mp_obj *parts[5] = {c, a, s, li, di};
-      for (int i = 0; i < 5; i++)
-        if (parts[i])
-          check_funcs(parts[i], depth + 1);
-    }
+    if (mp_record_get(o, &p[0], &p[1], &p[2], &p[3], &p[4]) == 0)
+      mp_record_kwargs(o, &p[5]);
+    for (int i = 0; i < 6; i++)
+      if (p[i])
+        check_funcs(p[i], depth + 1);
     break;
   default:
     break;
@@ -200,6 +234,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
   free(filled);
   if (rc0 != 0)
     return 0;
+  g_gen++;
   check_funcs(v, 0);
   if (tree_size(v, 200000) >= 200000) {
     mp_obj_free(v);
