@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # mproc -- the two commands of the README, and a few more.
 #   make          build the library, tools, examples and benchmarks (runs nothing)
 #   make demo     install missing build dependencies, build, run the demo

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Connections beside CPython's multiprocessing.connection and the raw
  * system-call floor, in one run:
  *

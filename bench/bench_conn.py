@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """CPython's column of bench_conn: the same jobs with multiprocessing.
 
 Usage: python3 bench_conn.py pingpong N | throughput N | clients N

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_pickle: the pickle codec beside CPython's C pickle and memcpy.
  *
  * Jobs (the issue's): a list of 1,000,000 small ints (range(10**6)), a dict

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """CPython column of bench_pickle: the same three jobs with the C pickle
 module at protocol 4, best of N.  Prints one JSON object; with a directory
 argument, also writes each job's pickle there (bench_pickle loads them, so

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Start+join latency of a process per start method: mproc beside CPython's
  * multiprocessing doing the same with the same method (bench_process.py)
  * and beside the system-call floor, pinned to one CPU and unpinned.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """CPython's column of bench_process: start+join latency of a Process with
 the given start method (median, microseconds).  Usage: method n"""
 import multiprocessing as mp

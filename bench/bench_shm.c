@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared-state benchmark: mproc beside CPython (bench_shm.py, run as a
  * python3 subprocess) and the raw system-call / memory floor.
  *

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """CPython column of bench_shm.  Usage: bench_shm.py JOB N -> one number."""
 import multiprocessing as mp
 import sys

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Synchronization benchmark: mproc beside CPython's multiprocessing (run as
  * a python3 subprocess, bench_sync.py) and beside the raw floor (a
  * process-shared pthread mutex, a robust one, a bare futex lock).

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """CPython column of bench_sync: the same jobs with multiprocessing.
 Usage: bench_sync.py JOB N  -> prints one number (see each job)."""
 import multiprocessing as mp

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The seeds' Client example in C:
  *
  *   with Client(address, authkey=b'secret password') as conn:

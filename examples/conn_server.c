@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The seeds' Listener example in C:
  *
  *   with Listener(address, authkey=b'secret password') as listener:

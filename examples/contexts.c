@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The seeds' get_context example, with a Pipe carrying 'hello':
  *
  *   def foo(conn):

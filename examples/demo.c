@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The mproc demo (`make demo`): a short tour of the library.
  *
  * 1. The value model: values Python's multiprocessing would pickle, built in

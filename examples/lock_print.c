@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The seed's lock example: ten processes print under one Lock, so lines
  * never interleave.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pickle_repr: read one pickle on stdin, print its repr.
  *
  *     python3 -c "import pickle,sys; sys.stdout.buffer.write(pickle.dumps({1: 'a'}))" \

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* pickle_roundtrip PROTOCOL: read one pickle on stdin, write mproc's own
  * encoding of the same value at PROTOCOL (2, 3, 4 or 5; 0 = mproc's
  * default) on stdout.

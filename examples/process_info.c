@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The seeds' info() example: which process runs what.
  *
  *   def info(title):

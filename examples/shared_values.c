@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The seed's shared-memory example: a Value and an Array changed by a
  * child, read by the parent.
  *

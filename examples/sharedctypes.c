@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The seed's sharedctypes example: a Value, a raw Value, a 'c' Array and an
  * Array of a user-defined struct (a ctypes.Structure) changed by a child.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The start-method tutorial's program: the supported start methods (the
  * default first) and the default.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The seeds' terminate session:
  *
  *   >>> p = multiprocessing.Process(target=time.sleep, args=(1000,))

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: the Connection frame reader (and the pickle decoder
  * behind mp_conn_recv).  Input: one mode byte, then the byte stream a peer
  * sends (mode bits: end of stream or not, which receive call, read-ahead

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: rebuilding sync/shm handles from hostile states and
  * hostile shared memory (what a peer on a Connection can send).
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: the authentication handshake state machine, in all
  * four roles (listener, client, deliver only, answer only), fed with
  * arbitrary peer bytes.  Byte 0 picks the role and options, byte 1 the key

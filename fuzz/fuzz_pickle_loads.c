@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer target: mp_pickle_loads on arbitrary bytes.  When a value
  * loads, it must nest no deeper than max_depth (however the pickle linked
  * it), print, re-encode, load again, print the same (repr compares nan,

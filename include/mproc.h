@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc: Python's multiprocessing, for C.
  *
  * One include for the whole library.  Each part is declared, with its

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Write the seed corpus of fuzz/fuzz_pickle_loads.c: real CPython pickles
 of the value model's types (and a few records: class instances as dict keys
 and set members, one instance used thrice, NEWOBJ_EX) at protocols 2-5,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Run every benchmark of a build (default: build/).  Each prints its own
 # table: mproc beside CPython's multiprocessing and the raw system-call floor,
 # with ratios.

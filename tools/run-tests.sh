@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The whole test suite (what `make test` and CI run):
 #   1. normal build (RelWithDebInfo, gcc, warnings are errors), every test
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build, every test

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Install what mproc needs to build and test, with apt-get, when it is
 # missing.  Quiet and quick when everything is there.
 set -euo pipefail

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Unpacking argument tuples into C variables: Python's PyArg_ParseTuple,
  * for the tuples mproc hands a target, a task or a message.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Connections: Pipe, Connection, wait, Listener and Client.
  *
  * The analog of multiprocessing.Pipe / multiprocessing.connection.  A

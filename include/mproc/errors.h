@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mproc error codes.
  *
  * Every fallible mproc function returns int: 0 on success, a negative code

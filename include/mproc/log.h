@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Logging: the analog of multiprocessing.get_logger() / log_to_stderr().
  *
  * mproc logs what it does (children started and reaped, the forkserver,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp_obj: the value model -- what a Python program would pickle.
  *
  * A value is a tree (or a DAG: a sub-value may be shared) of:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The pickle codec: mp_obj <-> bytes CPython's pickle reads and writes.
  *
  * mp_pickle_dumps writes the data subset of pickle protocols 2-5 that

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Processes, contexts and start methods: multiprocessing.Process,
  * get_context, set_start_method, current_process ... for C.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Shared state between processes: Value and Array (Python's shared ctypes,
  * multiprocessing.sharedctypes) and named SharedMemory segments
  * (multiprocessing.shared_memory) with the resource tracker.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Synchronization primitives shared between processes (and threads):
  * Lock, RLock, Semaphore / BoundedSemaphore, Condition, Event, Barrier --
  * Python's multiprocessing.synchronize, for C.

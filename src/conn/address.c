@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Addresses in mproc's string syntax (conn.h documents it): parsing into a
  * socket address, and formatting a socket address back.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Connection: CPython-compatible message framing over a stream descriptor.
  *
  * Wire format (docs/python-wire.md section 1): a signed 32-bit big-endian

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internals shared by the files of the conn layer. */
 #ifndef MPROC_CONN_INTERNAL_H
 #define MPROC_CONN_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Values over connections (send/recv as pickles) and the Connection handle
  * type that lets a connection travel inside a value. */
 #include <stdlib.h>

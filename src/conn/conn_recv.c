@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Connection, the receiving side: exact reads of header and payload,
  * descriptors attributed to the message they came with, and the opt-in
  * read-ahead (one recv per small message for an end one reader owns).

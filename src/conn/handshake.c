@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The authentication handshake (see handshake.h).
  *
  * As challenger we send "#CHALLENGE#{sha256}" + 40 random bytes and accept a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The authentication handshake of multiprocessing.connection, as a pure
  * state machine (docs/python-wire.md section 2).
  *

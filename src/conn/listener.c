@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Listener and Client: addresses, sockets, and the authenticated accept.
  *
  * accept() runs the handshakes of several clients at once, each a

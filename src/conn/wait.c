@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp_wait: Python's multiprocessing.connection.wait over connections,
  * listeners and raw descriptors, with poll(2). */
 #include <poll.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Growable byte buffer, and mp_free. */
 #include <stdlib.h>
 #include <string.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Error codes: names, texts, and the per-thread detail string. */
 #include <limits.h>
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* File-descriptor helpers (see fd.h). */
 #include <fcntl.h>
 #include <limits.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* File-descriptor helpers shared by every layer: close-on-exec creation,
  * EINTR-safe full reads and writes, polling with a deadline, and passing
  * descriptors over AF_UNIX sockets (SCM_RIGHTS).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Function (and data) references that survive exec: (object file, offset
  * from its load base, build-id).  The receiver resolves them against its own
  * load bases -- loading a shared object it does not have yet when the

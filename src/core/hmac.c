@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* HMAC, constant-time comparison and random bytes, via OpenSSL libcrypto. */
 #include <string.h>
 

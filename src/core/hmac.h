@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* HMAC, constant-time comparison and random bytes (OpenSSL libcrypto), for
  * the authentication handshake of connections and managers. */
 #ifndef MPROC_CORE_HMAC_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal helpers of the core layer, shared by every layer above it.
  * Names with the mp__ prefix are not part of the public API. */
 #ifndef MPROC_CORE_INTERNAL_H

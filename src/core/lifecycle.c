@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The lifecycle registry: what must happen around fork(2) and at exit.
  *
  * Python's multiprocessing has util.register_after_fork (callbacks run in a

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The process-wide logger (see include/mproc/log.h). */
 #include <errno.h>
 #include <pthread.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Allocation of small values.
  *
  * Decoding a pickle makes one object per int, float or short str, and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp_args_parse: PyArg_ParseTuple for mp_obj tuples (include/mproc/args.h).
  *
  * The layer question: the parser checks handles of conn, sync and shm,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Hashing and the insertion-ordered hash table behind dict, set and
  * frozenset.
  *

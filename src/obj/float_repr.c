@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* repr(float) as Python prints it (float_repr_style 'short').
  *
  * Python prints the shortest digit string that reads back to the same

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Function values: a C function pointer as an mp_obj (obj.h).
  *
  * In memory the value is just the pointer.  In a pickle it is

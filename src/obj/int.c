@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Ints of any size.  A value that fits int64 is always an mp__int (small
  * ones are immortal); a larger one keeps its pickle LONG payload exactly:
  * minimal little-endian two's complement bytes. */

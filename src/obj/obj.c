@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp_obj: reference counting, scalars, str/bytes/bytearray, tuple/list,
  * equality and deep copy.  dict.c has the hash tables, int.c big ints,
  * record.c records and handles, repr.c repr. */

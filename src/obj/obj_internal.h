@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internal layout of mp_obj values, shared by the files of src/obj/.
  *
  * Every value starts with the same 8-byte header: an atomic reference count,

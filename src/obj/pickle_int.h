@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Pickle opcodes (the subset of protocols 2-5 that mproc reads/writes). */
 #ifndef MPROC_PICKLE_INT_H
 #define MPROC_PICKLE_INT_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp_pickle_loads: a stack machine over the opcodes python-wire.md marks
  * "dec", and NEWOBJ_EX (which CPython writes at protocol 4+ for objects
  * whose __getnewargs_ex__ returns keyword arguments; multiprocessing's own

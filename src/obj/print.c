@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* str() and print() of a value (obj.h). */
 #include <errno.h>
 #include <stdio.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Records (inert references and objects a pickle names) and handles (live
  * objects of later layers) with their type registry. */
 #include <pthread.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* repr(): exactly what Python prints for the same value.
  *
  * Records print as Python would print the object when that is knowable:

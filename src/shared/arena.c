@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shared arena (see shared_internal.h for the design). */
 #include "shared/shared_internal.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internals of the shared-objects layer (src/shared): the arena every
  * process-shared object lives in, and the base their handles are built on.
  * sync and shm (and the layers above them) build on it; it uses core,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shared-object base (see shared_internal.h): what every process-shared
  * type does alike -- its handles' life, and how they cross processes.
  *

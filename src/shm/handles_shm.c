@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Handle types of Value, Array and SharedMemory.  A received state and
  * the memory it names come from a peer that may be hostile: see
  * shared/shobj.c; a SharedMemory fd must be a shared-memory file at least

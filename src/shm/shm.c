@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* SharedMemory: named POSIX shared-memory segments. */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internals of the shm layer. */
 #ifndef MPROC_SHM_INTERNAL_H
 #define MPROC_SHM_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The resource tracker: a process that unlinks named resources (shared
  * memory segments, files) the program registered and did not unlink, once
  * every process of the program has closed the pipe to it -- normally or by

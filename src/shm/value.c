@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Value and Array: typed blocks in the shared arena with an optional lock
  * (Python's sharedctypes). */
 #include <float.h>

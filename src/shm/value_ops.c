@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Value conveniences: typed constructors and an atomic add (shm.h). */
 #include <string.h>
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Barrier, after threading.Barrier's state machine (filling, draining,
  * resetting, broken), on an internal owner-death-safe lock and a futex
  * sequence word.  Each waiter records its pid in a slot so that the others,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Condition over a Lock or RLock.
  *
  * Shared state, changed only with the user's lock held: `nwait` counts

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Event: one futex word -- 0 clear, 1 set, 2 clear with sleepers. */
 #include <limits.h>
 #include <stddef.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Handle types of the sync primitives: how they cross to other processes.
  *
  * A primitive is reduced to the location of its block in the arena plus

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Lock and RLock on a futex word holding the owner's pid (see sync.h for
  * the owner-death mechanism). */
 #include <math.h>

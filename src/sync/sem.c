@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Semaphore / BoundedSemaphore: a futex count, lock-free on both paths. */
 #include <limits.h>
 #include <stddef.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internals of the sync layer shared by its files (and by src/shm, which
  * builds Value/Array on the same locks). */
 #ifndef MPROC_SYNC_INTERNAL_H

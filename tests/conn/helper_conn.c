@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A C peer for the interop tests (tests/conn/test_interop.py).
  *
  *   helper_conn serve ADDRESS KEY NCONN      listener; echoes bytes

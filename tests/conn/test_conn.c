@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Connection: Pipe, framing, limits, bad input, timeouts, poll, wait,
  * signals and threads. */
 #include <poll.h>

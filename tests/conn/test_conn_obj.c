@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Values over connections, and Connections inside values: sent over an
  * AF_UNIX connection (SCM_RIGHTS) and given to child processes under every
  * start method. */

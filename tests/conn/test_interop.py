@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Interop: mproc's Listener/Client/Connection against CPython's
 multiprocessing.connection, with CPython 3.11 and 3.12+ on the other side
 (docs/python-wire.md section 6, scenarios 1-8 and 15, plus the seeds'

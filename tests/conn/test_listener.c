@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Listener and Client: addresses, authentication, bad peers, floods. */
 #include <arpa/inet.h>
 #include <dirent.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A cmocka program that leaks what MPROC_LEAK names ("fd", "child",
  * "shm", "none"): test_leakcheck.sh checks that MP_TEST_MAIN catches each. */
 #include <fcntl.h>

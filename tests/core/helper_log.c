@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Logs one DEBUG and one SUBDEBUG record without enabling logging in code:
  * what it prints depends on MPROC_LOG alone. */
 #include <mproc.h>

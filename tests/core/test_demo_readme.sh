@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The demo (`make demo`) runs clean, and the README's example compiles and
 # prints what its comment says.
 set -euo pipefail

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Error codes: every code has a distinct name and text; system errors pass
  * through as -errno; the per-thread detail text. */
 #include <pthread.h>

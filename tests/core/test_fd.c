@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* fd helpers: CLOEXEC, off-stdio numbering, full reads/writes across
  * signals, deadlines, SCM_RIGHTS passing and its limits. */
 #include <fcntl.h>

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the build into a temporary prefix and builds a program outside
 # the tree against it three ways: pkg-config (shared), pkg-config --static,
 # and CMake's find_package(mproc).  Each program must run and print "ok".

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The leak checks of MP_TEST_MAIN work: a program that leaks an fd, a child
 # process or a shared-memory segment fails, naming the leak; one that leaks
 # nothing passes.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The lifecycle registry: fork hooks run in pthread_atfork's order around
  * every fork; finalizers run once, highest priority first (latest first
  * among equals), in the process that registered them only. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Logging: silent by default, [LEVEL/ProcessName] lines on stderr, levels,
  * handlers, MPROC_LOG. */
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Stream helper for tests/obj/test_float_repr_oracle.py.
  *
  *   helper_float_repr

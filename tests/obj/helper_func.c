@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Helper for tests/obj/test_func_python.py:
  *
  *   helper_func dump PROTO   writes a pickle (protocol PROTO, 0: default) of

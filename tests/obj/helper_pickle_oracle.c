@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Stream helper for tests/obj/test_pickle_oracle.py: one process serves
  * thousands of values.  All lengths are u32 little-endian.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp_args_parse (args.h): every format letter, '|' and ':name', every
  * handle kind of the library and a program's own, and every error with
  * the position and the expected type in its detail (nothing written on

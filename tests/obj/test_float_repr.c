@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* repr(float) on values whose Python repr is known (issue 8, item 7): the
  * shortest digits that read back, the nearest of them, ties to even, and
  * Python's layout.  The million-value comparison with CPython itself is

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Oracle test of mproc's float repr against CPython's repr(float).
 
 CPython prints the shortest digit string that reads back to the same double

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Function values (obj.h): identity, equality, hashing, repr, copy, the
  * pickle form mproc.func(ref) at every protocol, and the strict decode: a
  * forged reference (another build-id, an offset where no function starts,

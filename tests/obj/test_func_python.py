@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """A function value's pickle, mproc.func(ref), in CPython: it loads inertly
 (an Unpickler whose find_class maps mproc.func to a stand-in, or a stand-in
 module named mproc), pickletools reads it, and what CPython writes back at

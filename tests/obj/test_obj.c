@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The value model: constructors, accessors, ownership, equality and
  * hashing, copy, repr; records and handles; every error code of the layer.
  * (The codec has its own file, test_pickle.c.) */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The pickle codec: exact encodings, protocol choice, CPython's pickles
  * (bytes below were written by CPython 3.11), the memo, and hostile input:
  * truncation at every byte, absurd lengths, deep nesting, memo abuse,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* max_depth holds for what loads returns, however the pickle linked it.
  *
  * The pickles here make N containers first, each put in the memo, and then

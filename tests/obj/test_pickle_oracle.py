@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Oracle test of the pickle codec against CPython itself.
 
 1. Thousands of random values (nested containers, ints at the 64-bit edges

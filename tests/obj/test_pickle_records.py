@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Records against CPython itself, under every CPython 3.11+ found.
 
 1. Class instances as dict keys and set members ({C(): 1, C(): 2},

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """examples/pickle_repr and examples/pickle_roundtrip, driven as a user
 would: good input, bad input (non-zero exit, a message on stderr, nothing
 on stdout), every protocol."""

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Records as values: objects (REDUCE / NEWOBJ / NEWOBJ_EX records) are
  * equal only to themselves and hash by identity, so dicts and sets keyed by
  * class instances keep every entry; class references compare by module and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The shared-object base (src/shared): handles' references, the object a
  * handle holds (a Condition's lock, a Value's lock), and the arena's fork
  * hook (a fork child allocates from slabs of its own). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Driven by test_tracker: creates named resources, reports them on stdout
  * (one line each: "shm NAME", "file PATH", then "READY"), and waits to be
  * SIGKILLed.  argv[1]: the start method of a daemon child that creates one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Driven by test_tracker_children: creates a named SharedMemory, starts a
  * non-daemon child of the start method argv[1] and waits to be SIGKILLed.
  * On stdout, one line per write: "shm NAME", "tracker PID", then the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* mp_errdetail() after a failure is that failure's own text or "", never
  * an earlier call's (issue: a timed-out lock printed "semaphore or lock
  * released too many times"; mp_shm_new's detail depended on what failed

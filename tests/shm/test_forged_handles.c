@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A hostile peer on a Connection sends mproc.handle(...) values with memfds
  * it wrote itself (issue 8, item 1).  Every field of the state and of the
  * memory is the peer's choice: rebuild must refuse what does not describe

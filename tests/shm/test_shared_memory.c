@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* SharedMemory: create / attach / close / unlink, names, sizes, passing in
  * Process args under every start method, and the error codes.  (The
  * tracker's clean-up after SIGKILL is test_tracker.c.) */

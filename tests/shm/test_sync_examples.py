@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The seed examples of locks, shared values and sharedctypes, run under
 every start method: their output must match Python's exactly (lock_print:
 ten intact lines, in any order)."""

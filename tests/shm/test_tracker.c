@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The resource tracker: a program SIGKILLed while holding named segments
  * (and a registered file) leaves nothing behind, whichever start method made
  * the children that created some of them.  This process becomes a child

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The resource tracker counts every child as a process of the program
  * (issue 8, item 8): a segment the parent created stays while a child it
  * started still lives, even after the parent was SIGKILLed, and is removed

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Typed Value constructors (mp_value_new_int/_uint/_double) and the atomic
  * add (mp_value_add): ranges, conversions and codes, and 2 processes x N
  * increments with no lock taken by the caller giving the exact total, for

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Value and Array (shared ctypes): typecodes, initializers, locks, checked
  * conversions and every error code; 100,000 values in one program. */
 #define _GNU_SOURCE

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Test support shared by every cmocka test program.
  *
  * MP_TEST_MAIN(tests) runs the group and then checks that the program

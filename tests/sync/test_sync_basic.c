@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Lock, RLock, Semaphore, Condition, Event, Barrier: semantics and error
  * codes, between threads and between fork()ed processes.  (The same
  * semantics under every start method are in test_sync_methods.c.) */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Handle values of every primitive: encoded with their fds and rebuilt (in
  * this process: the rebuilt handle must reach the same shared object), and
  * rebuild refusing malformed states without leaking the fds it was given. */

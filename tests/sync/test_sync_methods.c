@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Every primitive passed in Process args and used by the child under each
  * start method (fork, spawn, forkserver, threading): the child works on the
  * same shared objects as the parent.  Owner death with real SIGKILLs under

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The one timeout rule, at every blocking call: > 0 waits that long (never
  * less), <= 0 -- zero, any negative value, -infinity -- does not block,
  * MP_FOREVER waits without limit, NaN is MP_EINVAL. */
