@@ -20,6 +20,7 @@
 #include <openssl/rand.h>
 
 #include "core/fd.h"
+#include "platform/futex.h"
 #include "platform/platform.h"
 #include "proc/proc_internal.h"
 
@@ -89,7 +90,7 @@ mp_parent_process(void)
 int
 mp__proc_on_main_thread(void)
 {
-  return mp__plat_gettid() == getpid();
+  return mp__gettid() == mp__getpid();
 }
 
 int
@@ -97,7 +98,7 @@ mp__proc_self_pidfd(void)
 {
   /* A new descriptor each time (the caller closes it): a cached one would
    * sit open for the life of the program. */
-  return mp__plat_pidfd_open(getpid());
+  return mp__plat_pidfd_open((pid_t)mp__getpid());
 }
 
 /* ---- process objects ---------------------------------------------------- */
@@ -153,7 +154,7 @@ mp_process_new(mp_process **out, mp_context *ctx, const mp_process_opts *opts)
     if (p->name)
       snprintf(p->name, len, "Process-%s", ident);
   }
-  p->creator_pid = getpid();
+  p->creator_pid = (pid_t)mp__getpid();
   p->creator = mp_process_ref(cur);
   if (!p->args || !p->identity || !p->name || !p->authkey) {
     mp_process_free(p);
@@ -216,7 +217,7 @@ mp__proc_check_owner(mp_process *p, const char *what)
 {
   if (p->closed)
     return mp_seterr(MP_ECLOSED, "process object is closed");
-  if (p->kind != MP__P_CHILD || p->creator_pid != getpid())
+  if (p->kind != MP__P_CHILD || p->creator_pid != (pid_t)mp__getpid())
     return mp_seterr(MP_ENOTOWNER, "can only %s a child process", what);
   return 0;
 }
@@ -454,7 +455,7 @@ mp_process_pid(mp_process *p)
       return mp_seterr(MP_ECLOSED, "process object is closed");
     int thread = (mp__contexts[method].ops->flags & MP__OPS_THREAD) != 0;
     if (kind == MP__P_CURRENT && !thread)
-      return getpid();
+      return (int)mp__getpid();
     int pid = atomic_load(&p->pid);
     if (pid || !thread || state == MP__S_INITIAL)
       return pid;
@@ -626,7 +627,7 @@ mp_process_repr(mp_process *p, char *buf, size_t cap)
     status = "started";
   else if (p->closed)
     status = "closed";
-  else if (p->kind != MP__P_CHILD || p->creator_pid != getpid())
+  else if (p->kind != MP__P_CHILD || p->creator_pid != (pid_t)mp__getpid())
     status = "unknown";
   else if (p->state == MP__S_INITIAL)
     status = "initial";
@@ -695,7 +696,7 @@ mp__proc_child_main(mp_process *self, pid_t parent_pid,
   pthread_mutex_init(&self->lock, NULL);
   self->kind = MP__P_CURRENT;
   self->state = MP__S_STARTED;
-  self->pid = getpid();
+  self->pid = (pid_t)mp__getpid();
   self->pidfd = self->sentinel = self->status_fd = -1;
   self->registered = 0;
   self->reg_prev = self->reg_next = NULL;
