@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdio_ext.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -41,6 +42,8 @@ prebind_once(void)
   (void)getppid();
   (void)getpid();
   (void)syscall(SYS_getpid); /* the child's exit_group */
+  int sig;
+  (void)prctl(PR_GET_PDEATHSIG, &sig); /* a daemon's PR_SET_PDEATHSIG */
   mp__log_set_process_name(mp__log_process_name());
   /* The child's log calls, where they print nothing. */
   if (!mp_log_enabled(MP_LOG_SUBDEBUG))

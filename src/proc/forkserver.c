@@ -380,12 +380,13 @@ struct server {
    * status pipe. */
   struct entry *tab;
   size_t ntab, cap;
-  /* The spare: announced, reading the control socket; its pipe to the
-   * server (spare_fd, the read end) becomes readable when it took a
-   * request, or died.  0: none (the server could not make one and reads
-   * the control socket itself, for the client's nudge). */
+  /* The spare: announced, reading the control socket.  0: none (the
+   * server could not make one and reads the control socket itself, for the
+   * client's nudge). */
   pid_t spare_pid;
-  int spare_fd;
+  /* A pipe every spare inherits: a spare that took a request writes its
+   * pid there (a spare that dies untaken is seen by the reap). */
+  int taken[2];
 };
 
 /* A packet read by a spare. */
@@ -400,6 +401,7 @@ static void
 child_setup(struct server *s)
 {
   mp__close(s->sfd);
+  mp__close(s->taken[0]);
   for (size_t i = 0; i < s->ntab; i++)
     mp__close(s->tab[i].status_fd);
   free(s->tab);
@@ -421,7 +423,7 @@ child_setup(struct server *s)
 /* The spare: wait for the request addressed to it, then become its
  * child. */
 __attribute__((noreturn)) static void
-spare_main(struct server *s, int taken)
+spare_main(struct server *s)
 {
   child_setup(s);
   pid_t me = (pid_t)mp__getpid();
@@ -441,9 +443,10 @@ spare_main(struct server *s, int taken)
   }
   mp__close(s->ctl);
   /* The server forks the next spare while this one starts. */
-  ssize_t w = write(taken, "T", 1);
+  int32_t word = (int32_t)me;
+  ssize_t w = write(s->taken[1], &word, sizeof word);
   (void)w;
-  mp__close(taken);
+  mp__close(s->taken[1]);
   mp__boot_forkserver_child(req, got, req_fds, nfds, s->client_pidfd);
 }
 
@@ -461,12 +464,22 @@ table_room(struct server *s)
   return 0;
 }
 
-static void
-drop_spare(struct server *s)
+/* Spares that took a request: 1 if the current one did. */
+static int
+read_taken(struct server *s)
 {
-  mp__close(s->spare_fd);
-  s->spare_fd = -1;
-  s->spare_pid = 0;
+  int32_t pids[64];
+  ssize_t n;
+  int current = 0;
+  while ((n = read(s->taken[0], pids, sizeof pids)) > 0) {
+    for (size_t i = 0; i < (size_t)n / sizeof pids[0]; i++)
+      current |= s->spare_pid && pids[i] == s->spare_pid;
+    if (n < (ssize_t)sizeof pids)
+      break;
+  }
+  if (current)
+    s->spare_pid = 0;
+  return current;
 }
 
 /* The status pipe: its read end, the client's, does not block (a reap
@@ -494,17 +507,14 @@ status_pipe(int st[2])
 static int
 announce(struct server *s)
 {
-  /* Pipes: sv, the spare's word to the server (it writes when taken; end
-   * of file if it died); st, the status: the server writes the exit code,
-   * the client reads it (end of file if the server died). */
-  int sv[2] = {-1, -1}, st[2] = {-1, -1}, pidfd = -1;
+  /* st, the status pipe: the server writes the exit code, the client
+   * reads it (end of file if the server died). */
+  int st[2] = {-1, -1}, pidfd = -1;
   int32_t pid = table_room(s);
-  if (!pid && (pid = mp__pipe(sv)) == 0) {
+  if (!pid) {
     pid = fork();
-    if (pid == 0) {
-      mp__close(sv[0]);
-      spare_main(s, sv[1]);
-    }
+    if (pid == 0)
+      spare_main(s);
     int err = 0;
     if (pid < 0)
       err = mp__errno();
@@ -521,7 +531,6 @@ announce(struct server *s)
     if (err)
       pid = err;
   }
-  mp__close(sv[1]);
   int rc;
   if (pid > 0) {
     /* The client gets the pidfd and the status pipe's read end. */
@@ -529,9 +538,7 @@ announce(struct server *s)
     rc = mp__send_fds(s->ctl, &pid, sizeof pid, fds, 2);
     s->tab[s->ntab++] = (struct entry){pid, st[1]}; /* room made above */
     s->spare_pid = pid;
-    s->spare_fd = sv[0];
   } else {
-    mp__close(sv[0]);
     mp__close(st[1]);
     rc = mp__send_fds(s->ctl, &pid, sizeof pid, NULL, 0);
   }
@@ -582,7 +589,7 @@ reap(struct server *s)
       break;
     }
     if (pid == s->spare_pid) {
-      drop_spare(s);
+      s->spare_pid = 0; /* (a word it may have left no longer matches) */
       spare_gone = 1;
     }
   }
@@ -601,7 +608,7 @@ mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
     }
   }
   struct server s = {.ctl = ctl, .client_pidfd = client_pidfd,
-                     .me = (pid_t)mp__getpid(), .spare_fd = -1};
+                     .me = (pid_t)mp__getpid()};
   /* Warm what every child runs (lazy bindings, the codec's one-time set-up,
    * this process's once-flag) here, once, so that children inherit it
    * done. */
@@ -646,7 +653,7 @@ mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_SETMASK, &chld, &s.old_mask);
   s.sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (s.sfd < 0)
+  if (s.sfd < 0 || mp__pipe(s.taken) || mp__fd_set_nonblock(s.taken[0], 1))
     _exit(MP_EXIT_BOOTFAIL);
   if (announce(&s) < 0)
     _exit(0);
@@ -656,7 +663,7 @@ mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
     struct pollfd pfd[4] = {{ctl, s.spare_pid ? 0 : POLLIN, 0},
                             {client_pidfd, POLLIN, 0},
                             {s.sfd, POLLIN, 0},
-                            {s.spare_fd, POLLIN, 0}};
+                            {s.taken[0], POLLIN, 0}};
     if (poll(pfd, 4, -1) < 0) {
       if (errno == EINTR)
         continue;
@@ -664,13 +671,11 @@ mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
     }
     if (pfd[1].revents)
       break; /* the program that started us is gone */
-    /* The next spare once this one is gone: taken (its word on
-     * spare_fd) or dead; or, after an error, when the client asks. */
+    /* The next spare once this one is gone: taken (its word in the
+     * pipe) or dead; or, after an error, when the client asks. */
     int again = 0;
-    if (pfd[3].revents && s.spare_fd >= 0) {
-      drop_spare(&s);
-      again = 1;
-    }
+    if (pfd[3].revents)
+      again = read_taken(&s);
     if (pfd[2].revents)
       again |= reap(&s);
     if (pfd[0].revents & POLLIN) {

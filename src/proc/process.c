@@ -332,12 +332,14 @@ mp_process_join(mp_process *p, double timeout)
   } else if ((rc = mp__proc_check_owner(p, "join")) == 0 &&
              p->state == MP__S_INITIAL)
     rc = mp_seterr(MP_ESTATE, "can only join a started process");
-  if (rc || mp__proc_reap(p)) {
+  if (rc || p->state == MP__S_DONE) {
     pthread_mutex_unlock(&p->lock);
     if (!rc)
       mp__proc_reg_remove(p);
     return rc;
   }
+  /* The sentinel first: it is ready once the child ended (a reap before
+   * it would cost a system call for a child that runs). */
   int fd = p->sentinel;
   pthread_mutex_unlock(&p->lock);
   for (;;) {
