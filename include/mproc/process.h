@@ -24,7 +24,9 @@
  *                 are fine).
  *   "forkserver"  a single-threaded server, started with spawn on first use,
  *                 forks each child on request (from any thread, at the same
- *                 time).  Children inherit the server's state: shared objects
+ *                 time).  It keeps one child forked ahead of time, so a
+ *                 start costs the program one message and no wait.
+ *                 Children inherit the server's state: shared objects
  *                 named with mp_set_forkserver_preload are already loaded.
  *                 A child's getppid() is the server; mp_parent_process() is
  *                 still the process that started it.  Children get the
@@ -82,7 +84,9 @@
  *
  * Lifetime (as Python): when the program exits normally (exit(), return from
  * main), its daemon children are terminated and then every other child is
- * joined.  Daemon children also die (SIGKILL) when their parent process dies
+ * joined -- after the library's own exit work of higher priority (a pool's,
+ * a manager's, as Python's util._exit_function), and likewise when a child
+ * process ends.  Daemon children also die (SIGKILL) when their parent process dies
  * any other way, e.g. SIGKILLed (PR_SET_PDEATHSIG for children started by a
  * main thread or by the forkserver; a watcher thread on the parent's pidfd
  * for children started by other threads, since that signal follows the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Linux futex, memfd and process-liveness calls (see futex.h). */
 #include "platform/futex.h"
 

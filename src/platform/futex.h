@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Linux-only primitives behind one small file so that a port is a file, not
  * a rewrite: futex wait/wake on process-shared words, memfd creation, and
  * "is this process still alive" checks used for owner-death detection.

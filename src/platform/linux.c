@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Linux implementation of the platform contract (platform.h). */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -113,7 +114,7 @@ mp__plat_set_pdeathsig(int sig, pid_t expected_ppid)
   if (prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0) < 0)
     return -errno;
   /* The parent may have died before the prctl: then we were reparented. */
-  if (getppid() != expected_ppid)
+  if (sig && getppid() != expected_ppid)
     return -ESRCH;
   return 0;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The platform contract: the few process-level calls mproc needs that POSIX
  * does not provide.  linux.c implements it; a port to another system is a
  * new file behind these same declarations.  Every function returns 0 (or a
@@ -33,7 +34,8 @@ pid_t mp__plat_gettid(void);
 /* Ask for `sig` when the parent dies.  Linux ties this to the parent
  * *thread* that created us: callers use it only for children started by a
  * parent's main thread (or by the single-threaded forkserver).  Returns
- * -ESRCH if the parent `expected_ppid` is already gone. */
+ * -ESRCH if the parent `expected_ppid` is already gone.  sig 0 clears the
+ * request (expected_ppid is then not checked). */
 int mp__plat_set_pdeathsig(int sig, pid_t expected_ppid);
 
 /* Close every descriptor >= lowfd. */

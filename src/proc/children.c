@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The registry of children: every started, unreaped child of this process;
  * reaping (through the child's start method); active_children; and exit
  * handling -- Python's util._exit_function, a lifecycle finalizer of
@@ -199,6 +200,7 @@ mp__proc_cleanup_children(void)
 int
 mp_active_children(mp_process ***out, size_t *n)
 {
+  mp__errdetail_clear();
   if (!out || !n)
     return MP_EINVAL;
   mp__proc_cleanup_children();

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Contexts and start-method selection: get_context, set_start_method,
  * get_start_method, get_all_start_methods; the table of the start methods
  * (each method's file defines its mp__start_ops); and the layer's fork
@@ -85,6 +86,7 @@ method_index(const char *name)
 int
 mp_get_context(const char *method, mp_context **out)
 {
+  mp__errdetail_clear();
   if (!out)
     return MP_EINVAL;
   if (!method) {
@@ -145,6 +147,7 @@ mp_context_method(const mp_context *ctx)
 int
 mp_set_start_method(const char *method, int force)
 {
+  mp__errdetail_clear();
   int i = -1;
   if (method && (i = method_index(method)) < 0)
     return mp_seterr(MP_EINVAL, "cannot find context for '%s'", method);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A child's own report of its exit code, for when waitpid cannot give it.
  *
  * A program that ignores SIGCHLD, sets SA_NOCLDWAIT or reaps with

@@ -1,13 +1,17 @@
+/* SPDX-License-Identifier: MIT */
 /* The "fork" start method: fork(2), and the child runs the target on a
  * copy of the parent's memory. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdio_ext.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/fd.h"
+#include "platform/futex.h"
 #include "platform/platform.h"
 #include "proc/proc_internal.h"
 
@@ -23,10 +27,11 @@ prebind_once(void)
 {
   char buf[16];
   static char src[16];
-  volatile size_t n = sizeof buf; /* real calls, not inlined builtins */
+  static const char *volatile fmt = "%s"; /* real calls, not builtins */
+  volatile size_t n = sizeof buf;
   pthread_mutex_t m;
   pthread_once_t once = PTHREAD_ONCE_INIT;
-  snprintf(buf, sizeof buf, "%s", "");
+  snprintf(buf, sizeof buf, fmt, "");
   memset(buf, 0, n);
   memcpy(buf, src, n);
   static volatile int sink __attribute__((unused));
@@ -37,7 +42,13 @@ prebind_once(void)
   (void)__fpending(stdout);
   (void)getppid();
   (void)getpid();
+  (void)syscall(SYS_getpid); /* the child's exit_group */
+  int sig;
+  (void)prctl(PR_GET_PDEATHSIG, &sig); /* a daemon's PR_SET_PDEATHSIG */
   mp__log_set_process_name(mp__log_process_name());
+  /* The child's log calls, where they print nothing. */
+  if (!mp_log_enabled(MP_LOG_SUBDEBUG))
+    mp_log(MP_LOG_SUBDEBUG, "%s", "");
 }
 
 void
@@ -81,7 +92,7 @@ fork_start(mp_process *p)
     return parent_sentinel;
   mp_process *cur = mp_current_process();
   int main_thread = mp__proc_on_main_thread();
-  pid_t ppid = getpid();
+  pid_t ppid = (pid_t)mp__getpid();
   /* Every page either side writes while the child lives costs a
    * copy-on-write fault: the bookkeeping is done before fork, and the
    * parent's name is read, not copied, by the child.  The lifecycle's

@@ -1,21 +1,37 @@
-/* The forkserver: a single-threaded server, started with spawn on first
- * use, that forks children on request.
+/* SPDX-License-Identifier: MIT */
+/* The "forkserver" start method: a single-threaded server, started with
+ * spawn on first use, forks children on request.
  *
- * Client side: one SOCK_SEQPACKET control socket; a request is one message
- * carrying two descriptors: the child's boot socket and one end of a status
- * socket.  The server forks; the child reads its instructions from the boot
- * socket (sent by the client directly, so the server never handles args or
- * their descriptors); the server sends the child's pid with a pidfd of it
- * and, once it has reaped it, its exit code (two int32) on the status
- * socket, whose other end is the process's sentinel.  Requests are single messages, so any thread
- * may make them at the same time.
+ * A start is one packet, sent without waiting for anything.  The server
+ * keeps a child forked ahead, a spare, blocked reading the control socket
+ * (SOCK_SEQPACKET: one message per packet, so any thread of the program
+ * may send at any time), and announces it to the client on that socket
+ * before it is needed: its pid, a pidfd of it and the read end of its
+ * status pipe.  To start a child the client takes the announcement and
+ * sends its request: the child's instructions (boot.c; a large payload
+ * rides in a memfd) with the args' descriptors, addressed to that spare's
+ * pid.  The spare reads it, tells the server it was taken (the server
+ * forks and announces the next one) and runs.  Neither the server nor a
+ * reply is on the path of a start: the client sends one packet and waits
+ * for nothing, the child wakes once.  The server reaps, and writes the exit code (an
+ * int32) into the status pipe, whose read end is the process's sentinel.
+ *
+ * A spare that dies untaken (someone killed it) has its announcement
+ * dropped by the client if it is seen dead, else the request sent to it is
+ * dropped by whoever reads it (its pid is not theirs) and the process
+ * reads as the spare ended.  When the server cannot fork, it announces the
+ * error instead: that start fails with it, and the client's nudge (a
+ * one-byte packet) has the server try again for the next.
  *
  * The server exits when the program that started it exits, whatever the
  * way (it watches that program's pidfd), or when the control socket closes.
- * Daemon children die with the server (parent-death signal: the server is
- * single-threaded, so that signal is reliable there).  If the server dies
- * first (killed), a status socket ends without a code: the client then
- * watches the child's pidfd itself (process.c).
+ * Spares die with the server (parent-death signal: the server is
+ * single-threaded, so that signal is reliable there), and so do daemon
+ * children; other children are freed of it when they take a request.  If
+ * the server dies first (killed), a status pipe ends without a code: the
+ * client then watches the child's pidfd itself.  A server found dead at a
+ * start (its control socket or the announced status pipe at its end) is
+ * replaced, once per start.
  *
  * The server inherits through exec the signals the program ignores and the
  * mask of the thread that started it; it sets its own (an ignored SIGCHLD
@@ -35,6 +51,7 @@
 #include <unistd.h>
 
 #include "core/fd.h"
+#include "platform/futex.h"
 #include "platform/platform.h"
 #include "proc/proc_internal.h"
 
@@ -44,6 +61,16 @@ static int fs_ctl = -1;
 static char **fs_preload;
 static size_t fs_npreload;
 static int fs_stop_registered; /* this process's finalizer that stops it */
+static int fs_nudge; /* the last announcement was an error: ask again */
+/* An announcement: a spare's pid with its pidfd and status pipe, or the
+ * error the server met making one. */
+struct spare {
+  int32_t pid;
+  int fds[2]; /* pidfd, status pipe */
+};
+/* A spare taken from the server whose request could not be sent: the
+ * next start's (the server announces the next only once it is used). */
+static struct spare fs_kept = {0, {-1, -1}};
 
 static void
 stop_at_exit(void *arg)
@@ -55,6 +82,7 @@ stop_at_exit(void *arg)
 int
 mp_set_forkserver_preload(const char *const *names, size_t n)
 {
+  mp__errdetail_clear();
   if (n && !names)
     return MP_EINVAL;
   char **copy = calloc(n ? n : 1, sizeof *copy);
@@ -91,25 +119,28 @@ mp__forkserver_pid(void)
 }
 
 static void
+drop_kept_locked(void)
+{
+  mp__close(fs_kept.fds[0]);
+  mp__close(fs_kept.fds[1]);
+  fs_kept = (struct spare){0, {-1, -1}};
+}
+
+static void
 reset_locked(void)
 {
   mp__close(fs_ctl);
   fs_ctl = -1;
+  fs_nudge = 0;
+  drop_kept_locked();
   __atomic_store_n(&fs_pid, 0, __ATOMIC_RELEASE);
 }
 
 static int
 ensure_running_locked(void)
 {
-  if (fs_pid > 0) {
-    int st;
-    pid_t r = waitpid(fs_pid, &st, WNOHANG);
-    if (r == 0)
-      return 0;
-    mp_log_warning("the forkserver (pid %d) died; starting another",
-                   (int)fs_pid);
-    reset_locked();
-  }
+  if (fs_pid > 0)
+    return 0;
   int ctl[2], boot[2];
   int rc = mp__socketpair(SOCK_SEQPACKET, ctl);
   if (rc)
@@ -147,6 +178,68 @@ ensure_running_locked(void)
   return 0;
 }
 
+/* The server is gone (fs_lock held): its end of the control socket or of
+ * a status pipe is closed.  Make sure (it may still be exiting), reap it
+ * and forget it. */
+static void
+server_gone_locked(void)
+{
+  mp_log_warning("the forkserver (pid %d) died; starting another",
+                 (int)fs_pid);
+  kill(fs_pid, SIGKILL);
+  while (waitpid(fs_pid, NULL, 0) < 0 && errno == EINTR)
+    ;
+  reset_locked();
+}
+
+
+/* Take the next usable announcement (fs_lock held; waits for the server to
+ * make one): the kept one, else the server's next.  0, the server's error,
+ * or MP_EEOF when the server is gone.  After an error the server tries
+ * again only when asked, at the next start: so that start sees how things
+ * are then. */
+static int
+next_spare_locked(struct spare *sp)
+{
+  if (fs_nudge) {
+    if (send(fs_ctl, "R", 1, MSG_NOSIGNAL) != 1)
+      return MP_EEOF;
+    fs_nudge = 0;
+  }
+  for (;;) {
+    if (fs_kept.pid > 0) {
+      *sp = fs_kept;
+      fs_kept = (struct spare){0, {-1, -1}};
+    } else {
+      size_t got = 0, nfds = 0;
+      sp->fds[0] = sp->fds[1] = -1;
+      int rc = mp__recv_fds(fs_ctl, &sp->pid, sizeof sp->pid, &got, sp->fds,
+                            2, &nfds);
+      if (rc || got == 0)
+        return MP_EEOF;
+      if (got == sizeof sp->pid && sp->pid < 0 && nfds == 0) {
+        fs_nudge = 1;
+        return sp->pid;
+      }
+      if (got != sizeof sp->pid || sp->pid <= 0 || nfds != 2) {
+        mp__close(sp->fds[0]);
+        mp__close(sp->fds[1]);
+        return MP_EEOF; /* not our server's */
+      }
+    }
+    /* Still good?  A dead spare's pidfd is readable (its status pipe too,
+     * once the server reaped it); the status pipe alone only at its end,
+     * when the server is dead. */
+    struct pollfd pfd[2] = {{sp->fds[0], POLLIN, 0}, {sp->fds[1], POLLIN, 0}};
+    if (poll(pfd, 2, 0) == 0)
+      return 0;
+    mp__close(sp->fds[0]);
+    mp__close(sp->fds[1]);
+    if (!pfd[0].revents)
+      return MP_EEOF;
+  }
+}
+
 static int
 forkserver_start(mp_process *p)
 {
@@ -154,71 +247,33 @@ forkserver_start(mp_process *p)
   int rc = mp__boot_encode_process(p, 1, &msg);
   if (rc)
     return rc;
-  int boot[2], st[2];
-  if ((rc = mp__socketpair(SOCK_STREAM, boot)) != 0) {
-    mp__boot_msg_release(&msg);
-    return rc;
-  }
-  if ((rc = mp__socketpair(SOCK_STREAM, st)) != 0) {
-    mp__close(boot[0]);
-    mp__close(boot[1]);
-    mp__boot_msg_release(&msg);
-    return rc;
-  }
-  int fds[2] = {boot[1], st[1]};
+  struct spare sp = {0, {-1, -1}};
   pthread_mutex_lock(&fs_lock);
-  rc = ensure_running_locked();
-  if (!rc) {
-    rc = mp__send_fds(fs_ctl, "F", 1, fds, 2);
-    if (rc) {
-      /* The server is gone: one restart. */
-      reset_locked();
-      rc = ensure_running_locked();
-      if (!rc)
-        rc = mp__send_fds(fs_ctl, "F", 1, fds, 2);
+  for (int attempt = 0;; attempt++) {
+    rc = ensure_running_locked();
+    if (!rc)
+      rc = next_spare_locked(&sp);
+    if (!rc) {
+      rc = mp__boot_send_request(fs_ctl, sp.pid, &msg);
+      if (rc == -EPIPE || rc == -ECONNRESET) {
+        mp__close(sp.fds[0]);
+        mp__close(sp.fds[1]);
+        rc = MP_EEOF;
+      } else if (rc) {
+        fs_kept = sp; /* still waiting for a request: the next start's */
+      }
     }
+    if (rc != MP_EEOF || attempt > 0)
+      break;
+    server_gone_locked(); /* and one more try with a new one */
   }
   pthread_mutex_unlock(&fs_lock);
-  mp__close(boot[1]);
-  mp__close(st[1]);
-  if (rc) {
-    mp__close(boot[0]);
-    mp__close(st[0]);
-    mp__boot_msg_release(&msg);
-    return rc;
-  }
-  /* The instructions go straight away (the server is forking meanwhile);
-   * the pid and a pidfd of the child come back on the status socket. */
-  int send_rc = mp__boot_send_msg(boot[0], &msg);
-  mp__close(boot[0]);
   mp__boot_msg_release(&msg);
-  int32_t pid = 0;
-  int pidfd = -1;
-  size_t got = 0, nfd = 0;
-  rc = mp__recv_fds(st[0], &pid, sizeof pid, &got, &pidfd, 1, &nfd);
-  if (!rc && got > 0 && got < sizeof pid)
-    rc = mp__read_full(st[0], (char *)&pid + got, sizeof pid - got, NULL);
-  if (!rc && got == 0)
-    rc = MP_EEOF;
-  if (!rc && pid <= 0)
-    rc = pid < 0 ? pid : MP_ECHILD;
-  if (rc) {
-    mp__close(pidfd);
-    mp__close(st[0]);
-    return mp_seterr(rc, "the forkserver could not fork");
-  }
-  if (send_rc) {
-    /* The child exits on the closed boot socket; wait for its status so
-     * that nothing is left behind. */
-    int32_t code;
-    mp__read_full(st[0], &code, sizeof code, NULL);
-    mp__close(pidfd);
-    mp__close(st[0]);
-    return send_rc;
-  }
-  p->pid = pid;
-  p->pidfd = pidfd;
-  p->sentinel = p->status_fd = st[0];
+  if (rc)
+    return mp_seterr(rc, "the forkserver could not start the child");
+  p->pid = sp.pid;
+  p->pidfd = sp.fds[0];
+  p->sentinel = p->status_fd = sp.fds[1];
   return 0;
 }
 
@@ -232,8 +287,12 @@ forkserver_after_fork(void)
     fs_ctl = -1;
     __atomic_store_n(&fs_pid, 0, __ATOMIC_RELEASE);
   }
+  if (fs_kept.pid)
+    drop_kept_locked();
   if (fs_stop_registered)
     fs_stop_registered = 0;
+  if (fs_nudge)
+    fs_nudge = 0;
 }
 
 void
@@ -243,11 +302,10 @@ mp__forkserver_stop(void)
     return;
   pthread_mutex_lock(&fs_lock);
   if (fs_pid > 0) {
-    mp__close(fs_ctl);
-    while (waitpid(fs_pid, NULL, 0) < 0 && errno == EINTR)
+    pid_t pid = fs_pid;
+    reset_locked(); /* the server ends on its control socket's end */
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
       ;
-    fs_ctl = -1;
-    __atomic_store_n(&fs_pid, 0, __ATOMIC_RELEASE);
   }
   pthread_mutex_unlock(&fs_lock);
 }
@@ -274,15 +332,19 @@ static int
 forkserver_reap(mp_process *p)
 {
   if (p->status_fd >= 0) {
-    struct pollfd pfd = {p->status_fd, POLLIN, 0};
-    if (poll(&pfd, 1, 0) <= 0)
-      return 0;
+    /* The server writes the code (4 bytes, atomically) once it reaped
+     * the child; the read end does not block. */
     int32_t code;
-    if (mp__read_full(p->status_fd, &code, sizeof code, NULL) == 0) {
+    ssize_t n;
+    while ((n = read(p->status_fd, &code, sizeof code)) < 0 && errno == EINTR)
+      ;
+    if (n < 0 && errno == EAGAIN)
+      return 0;
+    if (n == (ssize_t)sizeof code) {
       p->exitcode = code;
       return 1;
     }
-    forkserver_lost(p);
+    forkserver_lost(p); /* end of file: the server is gone */
   }
   int st, known = mp__proc_lost_status(p, 1, &st);
   if (known > 0)
@@ -310,28 +372,38 @@ struct entry {
 
 struct server {
   int ctl, client_pidfd, sfd;
+  pid_t me;
   /* What the server inherited through exec from the program: the signals
    * it ignores and the mask of the thread that started the server.  The
    * server runs with its own; its children get these back, as spawn
    * children have them. */
   sigset_t old_ignored, old_mask;
+  /* Every child not reaped yet, the spare too, with the write end of its
+   * status pipe. */
   struct entry *tab;
   size_t ntab, cap;
-  /* A child forked ahead of time, waiting for its boot socket: a request
-   * then costs a hand-over instead of a fork (the next spare is forked
-   * after the reply, off the requester's path). */
+  /* The spare: announced, reading the control socket.  0: none (the
+   * server could not make one and reads the control socket itself, for the
+   * client's nudge). */
   pid_t spare_pid;
-  int spare_sock;
+  /* A pipe every spare inherits: a spare that took a request writes its
+   * pid there (a spare that dies untaken is seen by the reap). */
+  int taken[2];
 };
 
-/* In a new child: drop the server's descriptors and signal set-up. */
+/* A packet read by a spare. */
+static uint8_t req[MP__BOOT_INLINE_MAX + 1];
+static int req_fds[MP__MAX_FDS_PER_MSG];
+
+/* In a new spare: drop the server's descriptors and signal set-up (the
+ * control socket and the program's pidfd stay: the spare reads the one,
+ * and the other is its parent sentinel), and die with the server until a
+ * request says otherwise. */
 static void
 child_setup(struct server *s)
 {
-  mp__close(s->ctl);
-  mp__close(s->client_pidfd);
   mp__close(s->sfd);
-  mp__close(s->spare_sock);
+  mp__close(s->taken[0]);
   for (size_t i = 0; i < s->ntab; i++)
     mp__close(s->tab[i].status_fd);
   free(s->tab);
@@ -346,122 +418,184 @@ child_setup(struct server *s)
     }
   }
   sigprocmask(SIG_SETMASK, &s->old_mask, NULL);
+  if (mp__plat_set_pdeathsig(SIGKILL, s->me) != 0)
+    _exit(0); /* the server is gone already */
 }
 
-static void
-fork_spare(struct server *s)
+/* The spare: wait for the request addressed to it, then become its
+ * child. */
+__attribute__((noreturn)) static void
+spare_main(struct server *s)
 {
-  int sv[2];
-  if (mp__socketpair(SOCK_STREAM, sv) != 0)
-    return;
-  pid_t pid = fork();
-  if (pid == 0) {
-    mp__close(sv[0]);
-    child_setup(s);
-    char c;
-    int boot = -1;
-    size_t got = 0, n = 0;
-    int rc = mp__recv_fds(sv[1], &c, 1, &got, &boot, 1, &n);
-    if (rc || got == 0 || n != 1)
-      _exit(0); /* the server is gone before it needed us */
-    mp__close(sv[1]);
-    mp__boot_run(boot, 1);
+  child_setup(s);
+  pid_t me = (pid_t)mp__getpid();
+  size_t got, nfds;
+  for (;;) {
+    int rc = mp__recv_fds(s->ctl, req, sizeof req, &got, req_fds,
+                          MP__MAX_FDS_PER_MSG, &nfds);
+    if (rc == MP_ELIMIT)
+      continue;
+    if (rc || got == 0)
+      _exit(0); /* the program closed the control socket */
+    if (mp__boot_request_dest(req, got) == me)
+      break;
+    /* For a spare that died before it could read it: dropped. */
+    for (size_t i = 0; i < nfds; i++)
+      mp__close(req_fds[i]);
   }
-  mp__close(sv[1]);
-  if (pid < 0) {
-    mp__close(sv[0]);
-    return;
-  }
-  s->spare_pid = pid;
-  s->spare_sock = sv[0];
+  mp__close(s->ctl);
+  /* The server forks the next spare while this one starts. */
+  int32_t word = (int32_t)me;
+  ssize_t w = write(s->taken[1], &word, sizeof word);
+  (void)w;
+  mp__close(s->taken[1]);
+  mp__boot_forkserver_child(req, got, req_fds, nfds, s->client_pidfd);
 }
 
-static void
-drop_spare(struct server *s)
+static int
+table_room(struct server *s)
 {
-  mp__close(s->spare_sock);
-  s->spare_sock = -1;
-  s->spare_pid = 0;
+  if (s->ntab < s->cap)
+    return 0;
+  size_t ncap = s->cap ? s->cap * 2 : 16;
+  struct entry *t = realloc(s->tab, ncap * sizeof *t);
+  if (!t)
+    return MP_ENOMEM;
+  s->tab = t;
+  s->cap = ncap;
+  return 0;
 }
 
-/* A child for the boot socket `boot`: the spare, or a new fork (which
- * closes `status`, the server's end of its status socket). */
-static pid_t
-new_child(struct server *s, int boot, int status)
+/* Spares that took a request: 1 if the current one did. */
+static int
+read_taken(struct server *s)
 {
-  if (s->spare_pid > 0) {
-    pid_t pid = s->spare_pid;
-    int rc = mp__send_fds(s->spare_sock, "B", 1, &boot, 1);
-    drop_spare(s);
-    if (rc == 0)
-      return pid;
-    /* The spare died: it is reaped with the others; fork one now. */
+  int32_t pids[64];
+  ssize_t n;
+  int current = 0;
+  while ((n = read(s->taken[0], pids, sizeof pids)) > 0) {
+    for (size_t i = 0; i < (size_t)n / sizeof pids[0]; i++)
+      current |= s->spare_pid && pids[i] == s->spare_pid;
+    if (n < (ssize_t)sizeof pids)
+      break;
   }
-  pid_t pid = fork();
-  if (pid == 0) {
-    child_setup(s);
-    mp__close(status);
-    mp__boot_run(boot, 1);
-  }
-  return pid < 0 ? -errno : pid;
+  if (current)
+    s->spare_pid = 0;
+  return current;
 }
 
-static void
+/* The status pipe: its read end, the client's, does not block (a reap
+ * just reads).  Kept off fds 0-2 like every descriptor of the library. */
+static int
+status_pipe(int st[2])
+{
+  if (pipe2(st, O_CLOEXEC | O_NONBLOCK) < 0)
+    return mp__errno();
+  for (int i = 0; i < 2; i++)
+    if (st[i] < 3) {
+      int fd = mp__dup(st[i]);
+      mp__close(st[i]);
+      st[i] = fd;
+    }
+  if (st[0] >= 0 && st[1] >= 0)
+    return 0;
+  mp__close(st[0]);
+  mp__close(st[1]);
+  return MP_EMFILE;
+}
+
+/* Fork a spare and announce it, or announce the error that prevented it:
+ * 0, or -1 when the client is gone. */
+static int
+announce(struct server *s)
+{
+  /* st, the status pipe: the server writes the exit code, the client
+   * reads it (end of file if the server died). */
+  int st[2] = {-1, -1}, pidfd = -1;
+  int32_t pid = table_room(s);
+  if (!pid) {
+    pid = fork();
+    if (pid == 0)
+      spare_main(s);
+    int err = 0;
+    if (pid < 0)
+      err = mp__errno();
+    /* (the server's pidfd of its own child: no pid-reuse race) */
+    else if ((pidfd = mp__plat_pidfd_open(pid)) < 0)
+      err = pidfd;
+    else
+      err = status_pipe(st);
+    if (err && pid > 0) {
+      kill(pid, SIGKILL);
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    }
+    if (err)
+      pid = err;
+  }
+  int rc;
+  if (pid > 0) {
+    /* The client gets the pidfd and the status pipe's read end. */
+    int fds[2] = {pidfd, st[0]};
+    rc = mp__send_fds(s->ctl, &pid, sizeof pid, fds, 2);
+    s->tab[s->ntab++] = (struct entry){pid, st[1]}; /* room made above */
+    s->spare_pid = pid;
+  } else {
+    mp__close(st[1]);
+    rc = mp__send_fds(s->ctl, &pid, sizeof pid, NULL, 0);
+  }
+  mp__close(pidfd);
+  mp__close(st[0]);
+  return rc ? -1 : 0;
+}
+
+/* No spare: the server reads the control socket.  1 for the client's
+ * nudge (announce again), 0 for a request to a spare that died (dropped),
+ * -1 when the socket has ended. */
+static int
+read_nudge(struct server *s)
+{
+  size_t got = 0, nfds = 0;
+  int rc = mp__recv_fds(s->ctl, req, sizeof req, &got, req_fds,
+                        MP__MAX_FDS_PER_MSG, &nfds);
+  if (rc == MP_ELIMIT)
+    return 0;
+  if (rc || got == 0)
+    return -1;
+  for (size_t i = 0; i < nfds; i++)
+    mp__close(req_fds[i]);
+  return got == 1 && req[0] == 'R' && nfds == 0;
+}
+
+/* Reap every child that ended and report its exit code; 1 if the spare
+ * was one of them. */
+static int
 reap(struct server *s)
 {
-  struct signalfd_siginfo si;
-  while (read(s->sfd, &si, sizeof si) > 0)
+  struct signalfd_siginfo si[8];
+  while (read(s->sfd, si, sizeof si) == (ssize_t)sizeof si)
     ;
-  int status;
+  int status, spare_gone = 0;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-    if (pid == s->spare_pid) {
-      drop_spare(s);
-      continue;
-    }
     /* Exited or killed: nothing else is waited for. */
     int32_t code = WIFEXITED(status) ? WEXITSTATUS(status)
                                      : -WTERMSIG(status);
     for (size_t i = 0; i < s->ntab; i++) {
       if (s->tab[i].pid != pid)
         continue;
-      mp__write_all(s->tab[i].status_fd, &code, sizeof code);
+      ssize_t w = write(s->tab[i].status_fd, &code, sizeof code);
+      (void)w; /* (EPIPE: the client is done with it) */
       mp__close(s->tab[i].status_fd);
       s->tab[i] = s->tab[--s->ntab];
       break;
     }
-  }
-}
-
-/* One request: fds[0] the child's boot socket, fds[1] the status socket. */
-static void
-serve(struct server *s, int fds[2])
-{
-  if (s->ntab == s->cap) {
-    size_t ncap = s->cap ? s->cap * 2 : 16;
-    struct entry *t = realloc(s->tab, ncap * sizeof *t);
-    if (!t) {
-      int32_t e = MP_ENOMEM;
-      mp__send_fds(fds[1], &e, sizeof e, NULL, 0);
-      mp__close(fds[0]);
-      mp__close(fds[1]);
-      return;
+    if (pid == s->spare_pid) {
+      s->spare_pid = 0; /* (a word it may have left no longer matches) */
+      spare_gone = 1;
     }
-    s->tab = t;
-    s->cap = ncap;
   }
-  pid_t pid = new_child(s, fds[0], fds[1]);
-  mp__close(fds[0]);
-  int32_t reply = (int32_t)pid;
-  /* The client gets a pidfd from us, the parent, while the child cannot
-   * have been reaped: no pid-reuse race. */
-  int cpidfd = pid > 0 ? mp__plat_pidfd_open(pid) : -1;
-  mp__send_fds(fds[1], &reply, sizeof reply, &cpidfd, cpidfd >= 0);
-  mp__close(cpidfd);
-  if (pid > 0)
-    s->tab[s->ntab++] = (struct entry){pid, fds[1]};
-  else
-    mp__close(fds[1]);
+  return spare_gone;
 }
 
 void
@@ -476,10 +610,17 @@ mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
     }
   }
   struct server s = {.ctl = ctl, .client_pidfd = client_pidfd,
-                     .spare_sock = -1};
-  /* Warm what every child runs (lazy bindings, the codec's one-time set-up)
-   * here, once, so that children inherit it done. */
+                     .me = (pid_t)mp__getpid()};
+  /* Warm what every child runs (lazy bindings, the codec's one-time set-up,
+   * this process's once-flag) here, once, so that children inherit it
+   * done. */
   mp__proc_prebind();
+  (void)mp_current_process();
+  sigset_t warm;
+  sigemptyset(&warm);
+  (void)sigismember(&warm, SIGINT);
+  ssize_t w = write(-1, "", 0);
+  (void)w;
   void *pk;
   size_t pklen;
   mp_obj *empty = mp_tuple_take(0), *back = NULL;
@@ -514,39 +655,41 @@ mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_SETMASK, &chld, &s.old_mask);
   s.sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (s.sfd < 0)
+  if (s.sfd < 0 || mp__pipe(s.taken) || mp__fd_set_nonblock(s.taken[0], 1))
     _exit(MP_EXIT_BOOTFAIL);
+  if (announce(&s) < 0)
+    _exit(0);
   for (;;) {
-    if (s.spare_pid == 0)
-      fork_spare(&s);
-    struct pollfd pfd[3] = {{ctl, POLLIN, 0},
+    /* With a spare, the spare reads the control socket: the server only
+     * watches it for its end. */
+    struct pollfd pfd[4] = {{ctl, s.spare_pid ? 0 : POLLIN, 0},
                             {client_pidfd, POLLIN, 0},
-                            {s.sfd, POLLIN, 0}};
-    if (poll(pfd, 3, -1) < 0) {
+                            {s.sfd, POLLIN, 0},
+                            {s.taken[0], POLLIN, 0}};
+    if (poll(pfd, 4, -1) < 0) {
       if (errno == EINTR)
         continue;
       break;
     }
     if (pfd[1].revents)
       break; /* the program that started us is gone */
+    /* The next spare once this one is gone: taken (its word in the
+     * pipe) or dead; or, after an error, when the client asks. */
+    int again = 0;
+    if (pfd[3].revents)
+      again = read_taken(&s);
     if (pfd[2].revents)
-      reap(&s);
+      again |= reap(&s);
     if (pfd[0].revents & POLLIN) {
-      char c;
-      int fds[2];
-      size_t got = 0, nfds = 0;
-      int rc = mp__recv_fds(ctl, &c, 1, &got, fds, 2, &nfds);
-      if (rc || got == 0)
+      int r = read_nudge(&s);
+      if (r < 0)
         break;
-      if (nfds != 2) {
-        for (size_t i = 0; i < nfds; i++)
-          mp__close(fds[i]);
-        continue;
-      }
-      serve(&s, fds);
+      again |= r;
     } else if (pfd[0].revents) {
       break; /* hang-up: the client closed the control socket */
     }
+    if (again && !s.spare_pid && announce(&s) < 0)
+      break;
   }
   _exit(0);
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Internals of the process layer shared by its files.  (Function
  * references are core's: core/internal.h.)
  *
@@ -238,11 +239,11 @@ int mp__proc_collect_handle_types(const mp_obj *o,
                                   const mp_handle_type **types, size_t max,
                                   size_t *n);
 /* The instructions of `p` (args pickled with their descriptors, the target
- * as a reference ...), encoded; then sent over `sock`, the child's boot
- * socket, with this process's pidfd (the child's parent sentinel). */
+ * as a reference ...), encoded before any process exists: one message, a
+ * header and the payload. */
 #define MP__MAX_INHERIT 4
 typedef struct mp__boot_msg {
-  mp__buf payload;
+  mp__buf msg;
   int *argfds; /* owned by the handles in p's args */
   size_t nargfds;
   int inhfds[MP__MAX_INHERIT]; /* owned: see mp__proc_inherit */
@@ -250,11 +251,27 @@ typedef struct mp__boot_msg {
   int exitfd;  /* the table of p's exit word (borrowed), or -1 */
 } mp__boot_msg;
 int mp__boot_encode_process(mp_process *p, int use_pdeathsig, mp__boot_msg *m);
-int mp__boot_send_msg(int sock, const mp__boot_msg *m);
 void mp__boot_msg_release(mp__boot_msg *m);
-/* Child side: read instructions from `sock` and become the child (never
- * returns).  `forkserver_child`: this process was forked by the server. */
-void mp__boot_run(int sock, int forkserver_child) __attribute__((noreturn));
+/* spawn: send them over `sock`, the child's boot socket, with this
+ * process's pidfd (the child's parent sentinel) and the exit word's
+ * table. */
+int mp__boot_send_msg(int sock, mp__boot_msg *m);
+/* forkserver: send them as one request packet on the server's control
+ * socket `ctl`, for the spare `dest`; a payload over MP__BOOT_INLINE_MAX
+ * (or over what the socket takes) rides in a memfd instead. */
+#define MP__BOOT_INLINE_MAX (64 * 1024)
+int mp__boot_send_request(int ctl, pid_t dest, mp__boot_msg *m);
+/* The spare a received request is for, or -1 if it is no request. */
+pid_t mp__boot_request_dest(const uint8_t *msg, size_t len);
+/* Child side of spawn: read instructions from `sock` and become the child,
+ * or the forkserver (never returns). */
+void mp__boot_run(int sock) __attribute__((noreturn));
+/* Child side of forkserver: become the child of the request `msg` (`len`
+ * bytes as received), with its descriptors (`fds`, owned) and
+ * `parent_sentinel` (owned) watching the program. */
+void mp__boot_forkserver_child(const uint8_t *msg, size_t len, int *fds,
+                               size_t nfds, int parent_sentinel)
+    __attribute__((noreturn));
 /* posix_spawn this program (or mp_set_executable's) with boot socket
  * `child_sock` at fd 3; returns the pid or -errno (spawn.c). */
 int mp__boot_spawn_exe(int child_sock, pid_t *pid);

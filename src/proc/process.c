@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The process object (new, start, join, is_alive, terminate, close, its
  * attributes, repr); this process and its parent; the common life of a
  * child process (child_main, child_exit, mp_exit).  A process's start
@@ -20,6 +21,7 @@
 #include <openssl/rand.h>
 
 #include "core/fd.h"
+#include "platform/futex.h"
 #include "platform/platform.h"
 #include "proc/proc_internal.h"
 
@@ -89,7 +91,7 @@ mp_parent_process(void)
 int
 mp__proc_on_main_thread(void)
 {
-  return mp__plat_gettid() == getpid();
+  return mp__gettid() == mp__getpid();
 }
 
 int
@@ -97,7 +99,7 @@ mp__proc_self_pidfd(void)
 {
   /* A new descriptor each time (the caller closes it): a cached one would
    * sit open for the life of the program. */
-  return mp__plat_pidfd_open(getpid());
+  return mp__plat_pidfd_open((pid_t)mp__getpid());
 }
 
 /* ---- process objects ---------------------------------------------------- */
@@ -105,6 +107,7 @@ mp__proc_self_pidfd(void)
 int
 mp_process_new(mp_process **out, mp_context *ctx, const mp_process_opts *opts)
 {
+  mp__errdetail_clear();
   static const mp_process_opts defaults;
   if (!out)
     return MP_EINVAL;
@@ -153,7 +156,7 @@ mp_process_new(mp_process **out, mp_context *ctx, const mp_process_opts *opts)
     if (p->name)
       snprintf(p->name, len, "Process-%s", ident);
   }
-  p->creator_pid = getpid();
+  p->creator_pid = (pid_t)mp__getpid();
   p->creator = mp_process_ref(cur);
   if (!p->args || !p->identity || !p->name || !p->authkey) {
     mp_process_free(p);
@@ -216,7 +219,7 @@ mp__proc_check_owner(mp_process *p, const char *what)
 {
   if (p->closed)
     return mp_seterr(MP_ECLOSED, "process object is closed");
-  if (p->kind != MP__P_CHILD || p->creator_pid != getpid())
+  if (p->kind != MP__P_CHILD || p->creator_pid != (pid_t)mp__getpid())
     return mp_seterr(MP_ENOTOWNER, "can only %s a child process", what);
   return 0;
 }
@@ -239,6 +242,7 @@ mp__mutex_reset(pthread_mutex_t *m)
 int
 mp_process_start(mp_process *p)
 {
+  mp__errdetail_clear();
   if (!p)
     return MP_EINVAL;
   pthread_mutex_lock(&p->lock);
@@ -310,6 +314,7 @@ parent_alive(mp_process *p)
 int
 mp_process_join(mp_process *p, double timeout)
 {
+  mp__errdetail_clear();
   if (!p)
     return MP_EINVAL;
   mp__deadline dl;
@@ -331,12 +336,14 @@ mp_process_join(mp_process *p, double timeout)
   } else if ((rc = mp__proc_check_owner(p, "join")) == 0 &&
              p->state == MP__S_INITIAL)
     rc = mp_seterr(MP_ESTATE, "can only join a started process");
-  if (rc || mp__proc_reap(p)) {
+  if (rc || p->state == MP__S_DONE) {
     pthread_mutex_unlock(&p->lock);
     if (!rc)
       mp__proc_reg_remove(p);
     return rc;
   }
+  /* The sentinel first: it is ready once the child ended (a reap before
+   * it would cost a system call for a child that runs). */
   int fd = p->sentinel;
   pthread_mutex_unlock(&p->lock);
   for (;;) {
@@ -361,6 +368,7 @@ mp_process_join(mp_process *p, double timeout)
 int
 mp_process_is_alive(mp_process *p)
 {
+  mp__errdetail_clear();
   if (!p)
     return MP_EINVAL;
   if (p == mp_current_process())
@@ -404,18 +412,21 @@ send_signal(mp_process *p, int sig)
 int
 mp_process_terminate(mp_process *p)
 {
+  mp__errdetail_clear();
   return send_signal(p, SIGTERM);
 }
 
 int
 mp_process_kill(mp_process *p)
 {
+  mp__errdetail_clear();
   return send_signal(p, SIGKILL);
 }
 
 int
 mp_process_close(mp_process *p)
 {
+  mp__errdetail_clear();
   if (!p)
     return MP_EINVAL;
   pthread_mutex_lock(&p->lock);
@@ -443,6 +454,7 @@ mp_process_close(mp_process *p)
 int
 mp_process_pid(mp_process *p)
 {
+  mp__errdetail_clear();
   if (!p)
     return MP_EINVAL;
   for (;;) {
@@ -454,7 +466,7 @@ mp_process_pid(mp_process *p)
       return mp_seterr(MP_ECLOSED, "process object is closed");
     int thread = (mp__contexts[method].ops->flags & MP__OPS_THREAD) != 0;
     if (kind == MP__P_CURRENT && !thread)
-      return getpid();
+      return (int)mp__getpid();
     int pid = atomic_load(&p->pid);
     if (pid || !thread || state == MP__S_INITIAL)
       return pid;
@@ -465,6 +477,7 @@ mp_process_pid(mp_process *p)
 int
 mp_process_exitcode(mp_process *p, int *code)
 {
+  mp__errdetail_clear();
   if (!p || !code)
     return MP_EINVAL;
   pthread_mutex_lock(&p->lock);
@@ -494,6 +507,7 @@ mp_process_name(mp_process *p)
 int
 mp_process_set_name(mp_process *p, const char *name)
 {
+  mp__errdetail_clear();
   if (!p || !name)
     return MP_EINVAL;
   if (p->kind == MP__P_PARENT)
@@ -516,12 +530,14 @@ mp_process_set_name(mp_process *p, const char *name)
 int
 mp_process_daemon(mp_process *p)
 {
+  mp__errdetail_clear();
   return p ? p->daemon : MP_EINVAL;
 }
 
 int
 mp_process_set_daemon(mp_process *p, int daemon)
 {
+  mp__errdetail_clear();
   if (!p)
     return MP_EINVAL;
   pthread_mutex_lock(&p->lock);
@@ -539,6 +555,7 @@ mp_process_set_daemon(mp_process *p, int daemon)
 int
 mp_process_sentinel(mp_process *p)
 {
+  mp__errdetail_clear();
   if (!p)
     return MP_EINVAL;
   pthread_mutex_lock(&p->lock);
@@ -556,6 +573,7 @@ mp_process_sentinel(mp_process *p)
 int
 mp_process_authkey(mp_process *p, const uint8_t **key, size_t *len)
 {
+  mp__errdetail_clear();
   if (!p || !key || !len)
     return MP_EINVAL;
   if (p->closed)
@@ -570,6 +588,7 @@ mp_process_authkey(mp_process *p, const uint8_t **key, size_t *len)
 int
 mp_process_set_authkey(mp_process *p, const void *key, size_t len)
 {
+  mp__errdetail_clear();
   if (!p || !key || len == 0 || len > 4096)
     return mp_seterr(MP_EINVAL, "authkey must be 1 to 4096 bytes");
   uint8_t *k = malloc(len);
@@ -617,6 +636,7 @@ mp_process_context(mp_process *p)
 int
 mp_process_repr(mp_process *p, char *buf, size_t cap)
 {
+  mp__errdetail_clear();
   if (!p)
     return MP_EINVAL;
   const char *status;
@@ -626,7 +646,7 @@ mp_process_repr(mp_process *p, char *buf, size_t cap)
     status = "started";
   else if (p->closed)
     status = "closed";
-  else if (p->kind != MP__P_CHILD || p->creator_pid != getpid())
+  else if (p->kind != MP__P_CHILD || p->creator_pid != (pid_t)mp__getpid())
     status = "unknown";
   else if (p->state == MP__S_INITIAL)
     status = "initial";
@@ -695,7 +715,7 @@ mp__proc_child_main(mp_process *self, pid_t parent_pid,
   pthread_mutex_init(&self->lock, NULL);
   self->kind = MP__P_CURRENT;
   self->state = MP__S_STARTED;
-  self->pid = getpid();
+  self->pid = (pid_t)mp__getpid();
   self->pidfd = self->sentinel = self->status_fd = -1;
   self->registered = 0;
   self->reg_prev = self->reg_next = NULL;
@@ -765,6 +785,7 @@ mp_exit(int code)
 int
 mp_main(int argc, char **argv)
 {
+  mp__errdetail_clear();
   (void)argc;
   (void)argv;
   return 0; /* children are taken over before main (boot.c) */
@@ -775,6 +796,7 @@ mp_main(int argc, char **argv)
 int
 mp_cpu_count(void)
 {
+  mp__errdetail_clear();
   int n = mp__plat_cpu_count();
   return n > 0 ? n : mp_seterr(MP_ENOTSUP, "cannot determine number of cpus");
 }
@@ -782,6 +804,7 @@ mp_cpu_count(void)
 int
 mp_cpu_count_usable(void)
 {
+  mp__errdetail_clear();
   int n = mp__plat_cpu_usable();
   return n > 0 ? n : mp_seterr(MP_ENOTSUP, "cannot determine number of cpus");
 }

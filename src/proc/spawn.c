@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The "spawn" start method: posix_spawn(3) of this program (or
  * mp_set_executable's) with a boot socket at fd 3; the library takes the
  * child over before main (boot.c) and sends it its instructions. */
@@ -18,6 +19,7 @@ static char *g_executable; /* NULL: /proc/self/exe */
 int
 mp_set_executable(const char *path)
 {
+  mp__errdetail_clear();
   char *copy = NULL;
   if (path) {
     if (access(path, X_OK) != 0)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The "threading" start method (mpire's): a process object backed by a
  * thread of this process.  It cannot be signalled; mp_exit ends the
  * thread; its "pid" is the thread's kernel id. */

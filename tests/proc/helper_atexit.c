@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Normal exit with children still running, as Python's _exit_function:
  * daemon children are terminated, the others joined.  Starts, under fork,
  * spawn and forkserver, a non-daemon child that finishes a little later

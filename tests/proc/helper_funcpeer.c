@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Another build of an mproc program, for tests/proc/test_func_methods.c:
  *
  *   helper_funcpeer ADDRESS

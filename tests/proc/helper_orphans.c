@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Starts children under fork, spawn and forkserver -- daemons that would
  * sleep forever, and non-daemons that wait for their parent to die -- some
  * from a thread that exits at once (the parent-death signal's trap), prints

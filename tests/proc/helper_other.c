@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Another program linked with mproc: used as mp_set_executable() to show a
  * spawn child refusing a target whose build-id it does not have.  (It calls
  * mp_main so that the static library's child bootstrap is linked in.) */

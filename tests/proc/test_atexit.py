@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """At normal exit a program's non-daemon children are joined and its daemon
 children terminated (Python's util._exit_function): helper_atexit returns
 from main while they run; its late children still print, and its daemons

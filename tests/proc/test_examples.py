@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """The process examples print what the seeds' Python programs print (pids
 aside): each is run beside CPython running the seed code with the same start
 method, and the outputs are compared with every number replaced by N."""

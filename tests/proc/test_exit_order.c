@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* The order of things at exit, as Python's util._exit_function: the
  * lifecycle finalizers of priority >= 0 first (a later layer's: a pool, a
  * manager), while the children still run; then the daemon children are

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Function values across processes: the seeds' worker task
  * (mul, (i, 7)) = MP_TUPLE(MP_FUNC(mul), MP_TUPLE(i, 7)) reaches a child
  * under fork, spawn, forkserver and threading -- in its args and through a

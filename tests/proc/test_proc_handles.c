@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Handles in args: Connections (the seeds' Pipe example) under every start
  * method, process sentinels in mp_wait, and a handle type that refuses a
  * kind of child (MP_ECONTEXT) through mp_spawning_context(). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Processes, contexts and start methods: every Process behaviour under each
  * start method it applies to, with each error code. */
 #define _GNU_SOURCE

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A started process lets go of its args (issue 8, item 10): as Python's
  * start() drops target and args, the parent's copy of the args -- and so
  * the descriptors their handles hold -- goes once the child has its own:
@@ -245,9 +246,4 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_failed_start_keeps_args),
 };
 
-int
-main(void)
-{
-  int rc = mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
-  return rc;
-}
+MP_TEST_MAIN(tests)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* A child knows how it was started (issue 8, item 11): in a child of the
  * default context mp_get_start_method(1) names the method that started it
  * (Python's spawn and forkserver children take their parent's start

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* Exit codes and liveness when the program takes SIGCHLD for itself: it
  * ignores it, sets SA_NOCLDWAIT, or reaps every child with waitpid(-1) in a
  * handler.  Under each of those and each start method that makes a

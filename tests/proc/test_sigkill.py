@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """A SIGKILL of the main process leaves no mproc process running.
 
 helper_orphans starts daemon and non-daemon children under fork, spawn and
