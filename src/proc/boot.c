@@ -46,9 +46,9 @@
  * descriptor, a memfd (a forkserver request too big for one packet). */
 #define BOOT_F_MEMFD 1u
 /* Descriptors of the args: what one message can carry (the kernel's
- * SCM_MAX_FD) less the first (the parent's pidfd, or the forkserver
- * child's status socket), the inherited ones and the last (the exit word's
- * table, or the payload's memfd). */
+ * SCM_MAX_FD) less the first (spawn: the parent's pidfd), the inherited
+ * ones and the last (spawn: the exit word's table; forkserver: the
+ * payload's memfd). */
 #define MAX_BOOT_FDS (MP__MAX_FDS_PER_MSG - 2 - MP__MAX_INHERIT)
 #define MAX_HANDLE_TYPES 64
 #define MAX_MSG_FDS (2 + MP__MAX_INHERIT + MAX_BOOT_FDS)

@@ -59,8 +59,8 @@ struct mp_process {
   atomic_int pid;
   int pidfd;         /* signals (fork, spawn, forkserver); -1 */
   int sentinel;      /* readable when it ends; -1 */
-  int status_fd;     /* forkserver: the status socket; -1 once the server
-                      * is gone */
+  int status_fd;     /* forkserver: the status pipe (== sentinel); -1 once
+                      * the server is gone (the sentinel is then a pidfd) */
   int exitcode;
   int exit_unknown;  /* ended, and its exit status is lost (MP_ECHILD) */
   /* The child's own report of its exit code (exitcode.c): the parent's slot
