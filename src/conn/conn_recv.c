@@ -333,10 +333,15 @@ give_fds(mp_conn *c, int **fds, size_t *nfds)
   }
 }
 
+/* The start of every receive: the deadline of `timeout` (the one rule),
+ * then the call registered and recv_mu held (0), or the code. */
 static int
-begin_recv(mp_conn *c)
+begin_recv(mp_conn *c, double timeout, mp__deadline *dl)
 {
-  int rc = mp__conn_enter(c);
+  int rc = mp__deadline_set(timeout, dl); /* NaN: MP_EINVAL */
+  if (rc)
+    return rc;
+  rc = mp__conn_enter(c);
   if (rc)
     return rc;
   if (!c->readable) {
@@ -375,14 +380,10 @@ mp__conn_recv_msg(mp_conn *c, void **out, size_t *len, size_t maxlength,
     *fds = NULL;
     *nfds = 0;
   }
-  int rc = mp__timeout_check(timeout);
-  if (rc)
-    return rc;
-  rc = begin_recv(c);
-  if (rc)
-    return rc;
   mp__deadline dl;
-  mp__deadline_set(timeout, &dl);
+  int rc = begin_recv(c, timeout, &dl);
+  if (rc)
+    return rc;
   int fd = atomic_load(&c->fd);
   rc = read_header(c, fd, dl);
   if (!rc)
@@ -426,14 +427,10 @@ mp_conn_recv_bytes_into(mp_conn *c, void *buf, size_t size, size_t offset,
   if (offset > size)
     return mp_seterr(MP_EINVAL, "offset %zu beyond a buffer of %zu bytes",
                      offset, size);
-  int rc = mp__timeout_check(timeout);
-  if (rc)
-    return rc;
-  rc = begin_recv(c);
-  if (rc)
-    return rc;
   mp__deadline dl;
-  mp__deadline_set(timeout, &dl);
+  int rc = begin_recv(c, timeout, &dl);
+  if (rc)
+    return rc;
   int fd = atomic_load(&c->fd);
   rc = read_header(c, fd, dl);
   if (!rc)
