@@ -86,6 +86,11 @@
 extern "C" {
 #endif
 
+/* Unpack the tuple `args` by `format` (the letters above) into the
+ * variables that follow; nothing is written unless every item matches.
+ * 0, or MP_EINDEX / MP_ETYPE / MP_EOVERFLOW / MP_EINVAL with a detail that
+ * names the argument's position and the type expected.  _vparse: the same
+ * with a va_list. */
 MP_EXTERN int mp_args_parse(const mp_obj *args, const char *format, ...);
 MP_EXTERN int mp_args_vparse(const mp_obj *args, const char *format,
                              va_list ap);
