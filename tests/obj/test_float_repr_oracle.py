@@ -22,7 +22,6 @@ in src/obj/float_repr.c are checked against their definition.  Runs under CPytho
 newest 3.12+ found among the pyenv versions, at least one of which must be
 present.  The seed is printed; MPROC_ORACLE_SEED=N reproduces a run.
 """
-import glob
 import math
 import os
 import random
@@ -30,6 +29,8 @@ import re
 import struct
 import subprocess
 import sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import pythons  # noqa: E402
 
 BUILD = os.environ.get("MPROC_BUILD_DIR", "build")
 SOURCE = os.environ.get("MPROC_SOURCE_DIR", ".")
@@ -147,17 +148,7 @@ def check_tables():
 
 
 def interpreters():
-    found = {}
-    pyenv = subprocess.run(["pyenv", "root"], capture_output=True, text=True)
-    roots = [pyenv.stdout.strip()] if pyenv.returncode == 0 else []
-    roots.append(os.path.expanduser("~/.pyenv"))
-    for root in roots:
-        for exe in sorted(glob.glob(os.path.join(root, "versions", "3.*", "bin", "python3"))):
-            v = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True).stdout.strip()
-            if v == "3.11" or (v.startswith("3.") and int(v.split(".")[1]) >= 12):
-                found.setdefault(v, exe)
-    return found
+    return pythons.find(lambda minor: minor >= 11)
 
 
 def main():

@@ -7,10 +7,12 @@ protocols 2-5 is the same function to another process of the same build
 (helper_func call runs the task).  Changing the reference's bytes in Python
 gives MP_EBADREF or MP_EMALFORMED, never a call.  Runs under this
 interpreter and every CPython 3.8+ under $(pyenv root)/versions."""
-import glob
 import os
 import subprocess
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import pythons  # noqa: E402
 
 BUILD = os.environ.get("MPROC_BUILD_DIR", "build")
 HELPER = os.path.join(BUILD, "tests", "helper_func")
@@ -69,17 +71,7 @@ sys.stdout.buffer.write(repr(out).encode())
 
 
 def interpreters():
-    found = {"%d.%d" % sys.version_info[:2]: sys.executable}
-    pyenv = subprocess.run(["pyenv", "root"], capture_output=True, text=True)
-    roots = [pyenv.stdout.strip()] if pyenv.returncode == 0 else []
-    roots.append(os.path.expanduser("~/.pyenv"))
-    for root in roots:
-        for exe in sorted(glob.glob(os.path.join(root, "versions", "3.*", "bin", "python3"))):
-            v = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True).stdout.strip()
-            if v.startswith("3.") and int(v.split(".")[1]) >= 8:
-                found.setdefault(v, exe)
-    return found
+    return pythons.find(lambda minor: minor >= 8, include_self=True)
 
 
 def call(pickle_bytes):

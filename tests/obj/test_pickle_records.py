@@ -14,7 +14,6 @@
    the previous one through BINGET, are refused with MP_ELIMIT; 1,000 load
    and come back 1,000 deep.
 """
-import glob
 import os
 import pickle
 import pickletools
@@ -22,6 +21,8 @@ import struct
 import subprocess
 import sys
 import time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "support"))
+import pythons  # noqa: E402
 
 BUILD = os.environ.get("MPROC_BUILD_DIR", "build")
 HELPER = os.path.join(BUILD, "tests", "helper_pickle_oracle")
@@ -189,17 +190,7 @@ def depth(h):
 
 
 def interpreters():
-    found = {}
-    pyenv = subprocess.run(["pyenv", "root"], capture_output=True, text=True)
-    roots = [pyenv.stdout.strip()] if pyenv.returncode == 0 else []
-    roots.append(os.path.expanduser("~/.pyenv"))
-    for root in roots:
-        for exe in sorted(glob.glob(os.path.join(root, "versions", "3.*", "bin", "python3"))):
-            v = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                               capture_output=True, text=True).stdout.strip()
-            if v.startswith("3.") and int(v.split(".")[1]) >= 11:
-                found.setdefault(v, exe)
-    return found
+    return pythons.find(lambda minor: minor >= 11)
 
 
 def main():
