@@ -12,6 +12,7 @@
  *   process.h contexts, start methods, Process
  *   sync.h    Lock, RLock, Semaphore, Condition, Event, Barrier
  *   shm.h     Value/Array, SharedMemory
+ *   queue.h   Queue, SimpleQueue, JoinableQueue
  * Conventions (README.md; mechanisms: docs/architecture.md): functions return 0 or a negative
  * code; timeouts are double seconds, <= 0 = do not block, MP_FOREVER = no
  * limit, NaN = MP_EINVAL; what `_new` makes, `_free` releases; `_take` takes ownership. */
@@ -28,5 +29,6 @@
 #include "mproc/process.h"
 #include "mproc/sync.h"
 #include "mproc/shm.h"
+#include "mproc/queue.h"
 
 #endif
