@@ -10,6 +10,7 @@
 #include "core/fd.h"
 #include "mproc/pickle.h"
 #include "platform/futex.h"
+#include "platform/platform.h"
 #include "queue/queue_internal.h"
 
 #define BATCH 64                  /* records claimed or taken per lock hold */
@@ -17,6 +18,14 @@
 #define SLICE_MAX 200000000LL     /* and at most this long between looks */
 #define LOCK_FLOOR 20000000LL     /* a busy side lock is waited for this long
                                      even by a call that must not block */
+#define SPIN_NS 50000LL           /* poll this long before sleeping */
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
 
 /* The deadline of a call, computed when it first has to wait (a put or get
  * that finds what it needs reads no clock). */
@@ -65,6 +74,44 @@ sleep_on(_Atomic uint32_t *word, uint32_t val, mp__deadline dl, int64_t slice)
       && until == dl)
     return MP_ETIMEDOUT;
   return 0;
+}
+
+/* Spinning before sleeping pays only when the process that will wake us
+ * can run meanwhile: on more than one usable CPU. */
+static int
+spin_useful(void)
+{
+  static _Atomic int cpus;
+  int n = atomic_load_explicit(&cpus, memory_order_relaxed);
+  if (!n) {
+    n = mp__plat_cpu_usable();
+    if (n < 1)
+      n = 1;
+    atomic_store_explicit(&cpus, n, memory_order_relaxed);
+  }
+  return n > 1;
+}
+
+/* Poll `ready` for up to SPIN_NS, without a system call: a consumer that
+ * caught up with its producer usually sees the next item within
+ * microseconds, and sleeping would cost a futex wait, a wake and two
+ * context switches per item. */
+static int
+spin_until(int (*ready)(mp_queue *, void *), mp_queue *q, void *arg,
+           mp__deadline dl)
+{
+  if (!spin_useful())
+    return 0;
+  int64_t start = mp__now_ns(), until = start + SPIN_NS;
+  if (dl < until)
+    until = dl;
+  for (unsigned i = 1;; i++) {
+    if (ready(q, arg))
+      return 1;
+    CPU_RELAX();
+    if (i % 64 == 0 && mp__now_ns() >= until)
+      return 0;
+  }
 }
 
 static int
@@ -181,6 +228,13 @@ typedef struct qsrc {
   size_t nfds;
 } qsrc;
 
+static int
+has_room(mp_queue *q, void *arg)
+{
+  (void)arg;
+  return mp__q_count(q) < q->maxsize;
+}
+
 /* Wait for room in a bounded queue: 0, MP_EFULL (deadline), MP_ECLOSED. */
 static int
 wait_room(mp_queue *q, lazy_dl *l)
@@ -190,6 +244,8 @@ wait_room(mp_queue *q, lazy_dl *l)
   if (dl == 0)
     return mp_seterr(MP_EFULL, "queue is full (%llu items)",
                      (unsigned long long)q->maxsize);
+  if (spin_until(has_room, q, NULL, dl))
+    return 0;
   atomic_fetch_add_explicit(&h->put_waiters, 1, memory_order_seq_cst);
   uint32_t seq = atomic_load_explicit(&h->get_seq, memory_order_seq_cst);
   int rc = 0;
@@ -440,6 +496,22 @@ after_take(mp_queue *q, size_t k)
   }
 }
 
+struct spin_arg {
+  uint64_t ww;
+  struct mp__qrec *wrec;
+};
+
+/* Something to look at: the stalled record changed, or the tail moved. */
+static int
+item_ready(mp_queue *q, void *arg)
+{
+  struct spin_arg *a = arg;
+  if (a->ww)
+    return atomic_load_explicit(&a->wrec->w, memory_order_acquire) != a->ww;
+  return atomic_load_explicit(&q->h->head, memory_order_relaxed)
+         != atomic_load_explicit(&q->h->tail, memory_order_acquire);
+}
+
 /* Take up to `max` items, waiting up to the timeout for the first.  Each
  * must fit the budget left (`budget` bytes in all; SIZE_MAX: no budget).
  * Returns k >= 1, or MP_EEMPTY, MP_EMSGSIZE (got[0].t.len: the first
@@ -513,6 +585,9 @@ take_some(mp_queue *q, qgot *got, size_t max, size_t budget, double timeout,
     }
     if (dl == 0)
       return mp_seterr(MP_EEMPTY, "queue is empty");
+    struct spin_arg sa = {ww, wrec};
+    if (spin_until(item_ready, q, &sa, dl))
+      continue;
     atomic_fetch_add_explicit(&h->get_waiters, 1, memory_order_seq_cst);
     uint32_t seq = atomic_load_explicit(&h->put_seq, memory_order_seq_cst);
     int ready = ww ? atomic_load_explicit(&wrec->w, memory_order_seq_cst) != ww

@@ -147,7 +147,10 @@ static void
 j_apply(mp_queue *q, struct mp__qjournal *j)
 {
   uint64_t n = j->n;
-  atomic_store_explicit(&j->armed, 1, memory_order_seq_cst);
+  /* armed before any store it covers (a release fence orders the stores
+   * before and after it: free on x86, a store barrier elsewhere) */
+  atomic_store_explicit(&j->armed, 1, memory_order_relaxed);
+  atomic_thread_fence(memory_order_release);
   for (uint64_t i = 0; i + 1 < n; i++)
     st(qword(q, j->e[i].off), j->e[i].val);
   atomic_store_explicit(qword(q, j->e[n - 1].off), j->e[n - 1].val,
