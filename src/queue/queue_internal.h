@@ -104,7 +104,7 @@ struct mp__qseg {
   uint64_t size;             /* bytes, header included, a page multiple */
   _Atomic uint64_t sealed;   /* where its records end once the tail left */
   _Atomic uint64_t next;     /* the next segment of the log; 0 */
-  _Atomic uint64_t nrec;     /* records claimed in it (put lock) */
+  _Atomic uint64_t nrec;     /* records in it, written when it is sealed */
   _Atomic uint64_t finished; /* records copied out or skipped */
   _Atomic uint64_t free_next; /* free list link (put lock) */
   uint64_t spare;
@@ -122,6 +122,7 @@ struct mp__qhdr {
   struct mp__qjournal pj;
   _Atomic uint64_t tail;     /* where the next record goes */
   _Atomic uint64_t tail_seg; /* the segment it is in */
+  _Atomic uint64_t tail_nrec; /* records claimed in that segment so far */
   _Atomic uint64_t reserved; /* items ever claimed */
   _Atomic uint64_t oldest;   /* the oldest segment not recycled */
   _Atomic uint64_t file_used; /* end of the last segment */
@@ -163,12 +164,17 @@ struct mp_queue {
   /* a stalled head record seen by this process, and how often */
   _Atomic uint64_t stall_w;
   _Atomic int stall_n;
+  /* the last segment checked: offset >> 12 << 20 | size >> 12 */
+  _Atomic uint64_t seg_cache;
 };
 
 /* ---- the log (ring.c) -------------------------------------------------------
  * Lock a side, replaying a dead holder's journal: 0, MP_ETIMEDOUT,
  * MP_EMALFORMED (a journal that does not fit the file). */
 int mp__q_put_lock(mp_queue *q, mp__deadline dl);
+/* Spin briefly for a side (put != 0: the put side): 0 held (journal
+ * replayed), 1 still busy, MP_EMALFORMED. */
+int mp__q_try_lock(mp_queue *q, int put);
 void mp__q_put_unlock(mp_queue *q);
 int mp__q_get_lock(mp_queue *q, mp__deadline dl);
 void mp__q_get_unlock(mp_queue *q);

@@ -51,6 +51,9 @@ deadline_of(lazy_dl *l)
 static int
 lock_side(mp_queue *q, int put, lazy_dl *l)
 {
+  int rc = mp__q_try_lock(q, put);
+  if (rc <= 0)
+    return rc;
   mp__deadline dl = deadline_of(l);
   if (dl != MP__NO_DEADLINE) {
     mp__deadline floor = mp__now_ns() + LOCK_FLOOR;
@@ -482,7 +485,10 @@ static void
 after_take(mp_queue *q, size_t k)
 {
   struct mp__qhdr *h = q->h;
-  atomic_thread_fence(memory_order_seq_cst);
+  /* Dekker with a producer going to sleep for room: only a bounded queue
+   * has such producers (the chain wake below is best effort) */
+  if (q->maxsize)
+    atomic_thread_fence(memory_order_seq_cst);
   if (q->maxsize
       && atomic_load_explicit(&h->put_waiters, memory_order_relaxed)) {
     atomic_fetch_add_explicit(&h->get_seq, 1, memory_order_seq_cst);

@@ -106,6 +106,13 @@ mp__q_known(mp_queue *q, uint64_t end)
 static struct mp__qseg *
 seg_get(mp_queue *q, uint64_t off, uint64_t *size)
 {
+  /* A segment's size never changes once made (segments are never split or
+   * merged), so one this process checked before is known good. */
+  uint64_t c = atomic_load_explicit(&q->seg_cache, memory_order_relaxed);
+  if (c && (c >> 20) << 12 == off) {
+    *size = (c & 0xfffff) << 12;
+    return (struct mp__qseg *)(void *)(q->base + off);
+  }
   if (off < MP__Q_PAGE || off % MP__Q_PAGE || off >= q->reserve
       || mp__q_known(q, off + MP__Q_PAGE)) {
     mp_seterr(MP_EMALFORMED, "queue: bad segment offset %llu",
@@ -122,6 +129,9 @@ seg_get(mp_queue *q, uint64_t off, uint64_t *size)
     return NULL;
   }
   *size = sz;
+  if (off >> 12 < (UINT64_C(1) << 44) && sz >> 12 <= 0xfffff)
+    atomic_store_explicit(&q->seg_cache, (off >> 12) << 20 | sz >> 12,
+                          memory_order_relaxed);
   return s;
 }
 
@@ -188,12 +198,26 @@ j_replay(mp_queue *q, struct mp__qjournal *j)
 
 /* ---- the side locks ---------------------------------------------------------
  * Critical sections are a few stores, so a busy lock is usually free again
- * within a spin; only then does a locker sleep (the robust lock's slices). */
+ * within a spin; only then does a locker sleep (the robust lock's slices).
+ * The deadline is computed by the caller only when the spin failed. */
+
+/* Held now (0 or MP_EOWNERDEAD from the lock): finish a dead holder's
+ * work if its journal is armed. */
 static int
-side_lock(mp_queue *q, struct mp__slock *l, struct mp__qjournal *j,
-          mp__deadline dl)
+side_held(mp_queue *q, struct mp__slock *l, struct mp__qjournal *j)
 {
-  int rc = 1;
+  int rc;
+  if (MP__UNLIKELY(atomic_load_explicit(&j->armed, memory_order_acquire))
+      && (rc = j_replay(q, j)) != 0) {
+    mp__slock_release(l);
+    return rc;
+  }
+  return 0;
+}
+
+static int
+side_try(mp_queue *q, struct mp__slock *l, struct mp__qjournal *j)
+{
   for (int i = 0; i < SPINS; i++) {
     uint32_t v = 0;
     if (atomic_load_explicit(&l->word, memory_order_relaxed) == 0
@@ -202,22 +226,27 @@ side_lock(mp_queue *q, struct mp__slock *l, struct mp__qjournal *j,
                                                  memory_order_relaxed)) {
       /* the owner record is only read by waiters checking liveness */
       atomic_store_explicit(&l->oinfo, my_aux(), memory_order_relaxed);
-      rc = 0;
-      break;
+      return side_held(q, l, j);
     }
     CPU_RELAX();
   }
-  if (rc)
-    rc = mp__slock_acquire(l, dl);
-  if (rc == MP_ETIMEDOUT)
-    return rc;
-  /* 0 or MP_EOWNERDEAD: held.  An armed journal means a holder died in
-   * the middle; finish its work. */
-  if ((rc = j_replay(q, j)) != 0) {
-    mp__slock_release(l);
-    return rc;
-  }
-  return 0;
+  return 1;
+}
+
+static int
+side_lock(mp_queue *q, struct mp__slock *l, struct mp__qjournal *j,
+          mp__deadline dl)
+{
+  int rc = mp__slock_acquire(l, dl);
+  return rc == MP_ETIMEDOUT ? rc : side_held(q, l, j);
+}
+
+int
+mp__q_try_lock(mp_queue *q, int put)
+{
+  struct mp__qhdr *h = q->h;
+  return put ? side_try(q, &h->put_lock, &h->pj)
+             : side_try(q, &h->get_lock, &h->gj);
 }
 
 int
@@ -428,7 +457,7 @@ seg_alloc(mp_queue *q, uint64_t want, struct mp__qjournal *j, uint64_t *out)
   }
   j_add(j, SOFF(pick, sealed), 0);
   j_add(j, SOFF(pick, next), 0);
-  j_add(j, SOFF(pick, nrec), 1);
+  j_add(j, SOFF(pick, nrec), 0);
   j_add(j, SOFF(pick, finished), 0);
   j_add(j, SOFF(pick, tag), MP__QSEG_TAG(MP__QS_LIVE));
   *out = pick;
@@ -449,8 +478,10 @@ mp__q_claim(mp_queue *q, uint32_t len, unsigned flags, mp__qclaim *c)
   if (t < ts + MP__Q_SEGHDR || t > ts + ssz || t % 8)
     return mp_seterr(MP_EMALFORMED, "queue: corrupt tail");
   if (reclen <= ts + ssz - t) {
+    /* the count lives in the producers' cache line, not in the segment
+     * header consumers write to */
     j_reset(j);
-    j_add(j, SOFF(ts, nrec), ld(&((struct mp__qseg *)(void *)(q->base + ts))->nrec) + 1);
+    j_add(j, HOFF(tail_nrec), ld(&h->tail_nrec) + 1);
     rec = t;
   } else {
     uint64_t need = MP__Q_SEGHDR + reclen, nseg = 0;
@@ -460,8 +491,10 @@ mp__q_claim(mp_queue *q, uint32_t len, unsigned flags, mp__qclaim *c)
     int rc = seg_alloc(q, want, j, &nseg);
     if (rc)
       return rc;
+    j_add(j, SOFF(ts, nrec), ld(&h->tail_nrec));
     j_add(j, SOFF(ts, sealed), t);
     j_add(j, SOFF(ts, next), nseg);
+    j_add(j, HOFF(tail_nrec), 1);
     j_add(j, HOFF(tail_seg), nseg);
     rec = nseg + MP__Q_SEGHDR;
   }
