@@ -51,9 +51,9 @@
  *                            {Value}        mp_value *
  *                            {Array}        mp_array *
  *                            {SharedMemory} mp_shm *
- *                          and a later handle type ("mproc.Queue") works as
- *                          {Queue} the moment it is registered, like any
- *                          program's own ({myapp.Thing}).
+ *                            {Queue}        mp_queue * (queue.h)
+ *                          and any program's own registered type works
+ *                          the same way ({myapp.Thing}).
  *   H      const mp_handle_type *, void **   a handle of the given type
  *                          (the type comes first, as in PyArg's "O!")
  *   |      the items after it are optional: when `args` ends early, their

@@ -155,7 +155,18 @@ test_errors(void **state)
   assert_int_equal(mp_queue_qsize(q), 1);
   assert_int_equal(mp_queue_qsize(NULL), MP_EINVAL);
   mp_queue_free(q);
-  /* the value API */
+  /* the value API; {Queue} in mp_args_parse */
+  mp_queue *q3;
+  MP_ASSERT_OK(mp_queue_new(&q3, NULL));
+  mp_obj *args = MP_TUPLE(mp_queue_obj(q3));
+  mp_queue *parsed = NULL;
+  MP_ASSERT_OK(mp_args_parse(args, "{Queue}", &parsed));
+  assert_ptr_equal(parsed, q3);
+  mp_obj_free(args);
+  args = MP_TUPLE(mp_int_new(1));
+  MP_ASSERT_ERR(mp_args_parse(args, "{Queue}:f", &parsed), MP_ETYPE);
+  mp_obj_free(args);
+  mp_queue_free(q3);
   mp_obj *none = mp_none();
   assert_null(mp_queue_from_obj(none));
   mp_obj_free(none);
