@@ -142,10 +142,16 @@ struct mp__qhdr {
 
   /* anyone */
   _Alignas(64) _Atomic uint64_t done; /* task_done calls */
+  /* A waker sets *_signalled before its futex wake and the woken clears it:
+   * while a wake is on its way, more commits (or takes) make no system
+   * call -- a sleeping consumer would otherwise cost its producer one
+   * futex wake per item until it runs again. */
   _Alignas(64) _Atomic uint32_t put_seq; /* futex: a record was committed */
   _Atomic uint32_t get_waiters;
+  _Atomic uint32_t put_signalled;
   _Alignas(64) _Atomic uint32_t get_seq; /* futex: room was made */
   _Atomic uint32_t put_waiters;
+  _Atomic uint32_t get_signalled;
   _Alignas(64) _Atomic uint32_t done_seq; /* futex: the unfinished count fell */
   _Atomic uint32_t join_waiters;
 };

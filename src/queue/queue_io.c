@@ -255,6 +255,7 @@ wait_room(mp_queue *q, lazy_dl *l)
   if (mp__q_count(q) >= q->maxsize)
     rc = sleep_on(&h->get_seq, seq, dl, SLICE_MAX);
   atomic_fetch_sub_explicit(&h->put_waiters, 1, memory_order_relaxed);
+  atomic_store_explicit(&h->get_signalled, 0, memory_order_seq_cst);
   if (check_closed(q))
     return MP_ECLOSED;
   return rc == MP_ETIMEDOUT ? mp_seterr(MP_EFULL, "queue is full (%llu items)",
@@ -490,7 +491,9 @@ after_take(mp_queue *q, size_t k)
   if (q->maxsize)
     atomic_thread_fence(memory_order_seq_cst);
   if (q->maxsize
-      && atomic_load_explicit(&h->put_waiters, memory_order_relaxed)) {
+      && atomic_load_explicit(&h->put_waiters, memory_order_relaxed)
+      && !atomic_exchange_explicit(&h->get_signalled, 1,
+                                   memory_order_seq_cst)) {
     atomic_fetch_add_explicit(&h->get_seq, 1, memory_order_seq_cst);
     mp__futex_wake((uint32_t *)&h->get_seq, (int)k);
   }
@@ -602,6 +605,7 @@ take_some(mp_queue *q, qgot *got, size_t max, size_t budget, double timeout,
                                                  memory_order_seq_cst);
     rc = ready ? 0 : sleep_on(&h->put_seq, seq, dl, slice);
     atomic_fetch_sub_explicit(&h->get_waiters, 1, memory_order_relaxed);
+    atomic_store_explicit(&h->put_signalled, 0, memory_order_seq_cst);
     if (rc == MP_ETIMEDOUT) {
       /* one last look (a stalled writer's liveness included), then the
        * zero deadline makes the loop give up */

@@ -523,7 +523,9 @@ mp__q_commit(mp_queue *q, const mp__qclaim *c)
                                           memory_order_relaxed);
   /* Dekker with a consumer going to sleep: it counts itself a waiter and
    * then looks at the record; we publish and then look for waiters. */
-  if (atomic_load_explicit(&q->h->get_waiters, memory_order_seq_cst)) {
+  if (atomic_load_explicit(&q->h->get_waiters, memory_order_seq_cst)
+      && !atomic_exchange_explicit(&q->h->put_signalled, 1,
+                                   memory_order_seq_cst)) {
     atomic_fetch_add_explicit(&q->h->put_seq, 1, memory_order_seq_cst);
     mp__futex_wake((uint32_t *)&q->h->put_seq, 1);
   }
