@@ -2,7 +2,7 @@
 /* Hashing and the insertion-ordered hash table behind dict, set and
  * frozenset.
  *
- * Hashes are keyed per process (16 bytes from getrandom at load time):
+ * Hashes are keyed per process (16 bytes from mp__plat_random at load time):
  * str/bytes and big ints go through SipHash-1-3, int64 values through a
  * keyed bijective mixer, so an attacker who does not know the key cannot
  * choose keys that collide.  Numbers that compare equal hash equal whatever
@@ -11,11 +11,11 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "obj/obj_internal.h"
+#include "platform/platform.h"
 
 static uint64_t key0, key1;
 
@@ -23,7 +23,7 @@ __attribute__((constructor)) static void
 hash_key_init(void)
 {
   uint64_t k[2];
-  if (getrandom(k, sizeof k, 0) != (ssize_t)sizeof k) {
+  if (mp__plat_random(k, sizeof k)) {
     /* No entropy source: still per process, just not secret. */
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
