@@ -245,6 +245,10 @@ int mp__bigint_decimal(const mp__bigint *b, mp__buf *buf);
 int mp__equal(const mp_obj *a, const mp_obj *b, int ident, int depth);
 
 /* ---- repr (repr.c) -------------------------------------------------------- */
+/* A walk (repr, pickle) found its path of containers, path[0..n), too
+ * long for max_depth: MP_ECYCLE if a container repeats on it (the value
+ * contains itself), else MP_ELIMIT; sets the detail either way. */
+int mp__depth_error(const mp_obj *const *path, int n, int max_depth);
 int mp__repr(const mp_obj *o, mp__buf *b, int depth, int max_depth,
              const mp_obj **path);
 int mp__float_repr(double v, char *out); /* float_repr.c; out >= 32 bytes, returns length */

@@ -237,17 +237,6 @@ save_bytearray(dumper *d, const uint8_t *p, size_t len)
   return rc ? rc : op(d, OP_REDUCE);
 }
 
-static int
-too_deep(dumper *d, int depth)
-{
-  for (int i = 0; i <= depth; i++)
-    for (int j = i + 1; j <= depth; j++)
-      if (d->path[i] == d->path[j])
-        return mp_seterr(MP_ECYCLE, "value contains itself");
-  return mp_seterr(MP_ELIMIT, "value nested deeper than max_depth (%d)",
-                   d->max_depth);
-}
-
 /* items[0..n) in batches: MARK ... op_many, or item op_one for a batch of
  * one (as CPython) unless op_one is 0. */
 static int
@@ -696,7 +685,7 @@ save(dumper *d, const mp_obj *o, int depth)
   }
   d->path[depth] = o;
   if (depth >= d->max_depth)
-    return too_deep(d, depth);
+    return mp__depth_error(d->path, depth + 1, d->max_depth);
   switch (MP__T(o)) {
   case MP_T_TUPLE: {
     const mp__tuple *t = MP__AS(const mp__tuple, o);

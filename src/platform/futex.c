@@ -62,14 +62,9 @@ mp__memfd_new(const char *name, size_t size)
                         MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0)
     return mp__errno();
-  if (fd < 3) { /* keep stdio free */
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    int e = errno;
-    close(fd);
-    if (nfd < 0)
-      return -e;
-    fd = nfd;
-  }
+  fd = mp__fd_off_stdio(fd);
+  if (fd < 0)
+    return fd;
   if (ftruncate(fd, (off_t)size) < 0
       || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
              < 0) {

@@ -72,15 +72,7 @@ shm_open_name(const char *name, int flags)
   int fd = shm_open(path, flags | O_CLOEXEC, 0600);
   if (fd < 0)
     return mp__errno();
-  if (fd < 3) {
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    int e = errno;
-    close(fd);
-    if (nfd < 0)
-      return -e;
-    fd = nfd;
-  }
-  return fd;
+  return mp__fd_off_stdio(fd);
 }
 
 mp_shm *
