@@ -197,6 +197,7 @@ mp__int_fast(int64_t v)
   return mp_int_new(v);
 }
 
+/* ---- str (str.c), UTF-8 (utf8.c), tuple and list (seq.c) ----------------- */
 /* Build a str from UTF-8 the caller has validated (ascii: all < 0x80). */
 mp_obj *mp__str_new_valid(const char *s, size_t len, size_t ncp, int ascii);
 /* Validate UTF-8 (surrogates allowed); 0 and the code point count, or
@@ -212,7 +213,9 @@ int mp__list_push(mp__list *l, mp_obj *item);
 mp_obj *mp__list_alloc(size_t cap);
 void mp__set_depth_from(mp_obj *c, const mp_obj *item);
 
-/* ---- hashing (dict.c) ----------------------------------------------------- */
+/* ---- hashing (compare.c) -------------------------------------------------- */
+/* mp__siphash's domain tags: equal bytes of another kind hash apart. */
+enum { MP__HASH_STR = 1, MP__HASH_BYTES = 2, MP__HASH_INT = 3, MP__HASH_GLOBAL = 4 };
 uint64_t mp__siphash(const void *data, size_t len, uint64_t tag);
 uint64_t mp__hash_i64(int64_t v);
 /* 0 and the hash; MP_EUNHASHABLE; MP_ELIMIT (too deep). */
@@ -240,7 +243,7 @@ int mp__bigint_to_double(const mp__bigint *b, double *out);
 /* Decimal text of a big int appended to buf; 0, MP_ENOMEM or MP_ELIMIT. */
 int mp__bigint_decimal(const mp__bigint *b, mp__buf *buf);
 
-/* ---- comparison (obj.c) --------------------------------------------------- */
+/* ---- comparison (compare.c) ------------------------------------------------ */
 /* Python ==; identity counts as equal when `ident` (container items). */
 int mp__equal(const mp_obj *a, const mp_obj *b, int ident, int depth);
 

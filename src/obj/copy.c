@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: MIT */
+/* Deep copy (mp_obj_copy): shared and cyclic structure kept. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "obj/obj_internal.h"
+
+/* ---- deep copy ------------------------------------------------------------ */
+
+/* old -> new map of the containers copied so far, so that a sub-value shared
+ * in the original is shared in the copy. */
+typedef struct copymap {
+  const mp_obj **from;
+  mp_obj **to;
+  size_t n, mask;
+} copymap;
+
+static size_t
+ptr_slot(const void *p, size_t mask)
+{
+  uint64_t x = (uint64_t)(uintptr_t)p;
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  return (size_t)x & mask;
+}
+
+static mp_obj *
+copymap_get(copymap *m, const mp_obj *o)
+{
+  if (!m->from)
+    return NULL;
+  for (size_t i = ptr_slot(o, m->mask);; i = (i + 1) & m->mask) {
+    if (!m->from[i])
+      return NULL;
+    if (m->from[i] == o)
+      return m->to[i];
+  }
+}
+
+static int
+copymap_put(copymap *m, const mp_obj *o, mp_obj *c)
+{
+  if (!m->from || (m->n + 1) * 2 > m->mask + 1) {
+    size_t nsize = m->from ? (m->mask + 1) * 2 : 16;
+    const mp_obj **nf = calloc(nsize, sizeof *nf);
+    mp_obj **nt = calloc(nsize, sizeof *nt);
+    if (!nf || !nt) {
+      free(nf);
+      free(nt);
+      return mp_seterr(MP_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; m->from && i <= m->mask; i++) {
+      if (!m->from[i])
+        continue;
+      size_t j = ptr_slot(m->from[i], nsize - 1);
+      while (nf[j])
+        j = (j + 1) & (nsize - 1);
+      nf[j] = m->from[i];
+      nt[j] = m->to[i];
+    }
+    free(m->from);
+    free(m->to);
+    m->from = nf;
+    m->to = nt;
+    m->mask = nsize - 1;
+  }
+  size_t i = ptr_slot(o, m->mask);
+  while (m->from[i])
+    i = (i + 1) & m->mask;
+  m->from[i] = o;
+  m->to[i] = c;
+  m->n++;
+  return 0;
+}
+
+static mp_obj *copy_rec(const mp_obj *o, copymap *m, int depth);
+
+static mp_obj *
+copy_opt(const mp_obj *o, copymap *m, int depth, int *ok)
+{
+  if (!o)
+    return NULL;
+  mp_obj *c = copy_rec(o, m, depth);
+  if (!c)
+    *ok = 0;
+  return c;
+}
+
+static mp_obj *
+copy_rec(const mp_obj *o, copymap *m, int depth)
+{
+  mp_type t = MP__T(o);
+  switch (t) {
+  case MP_T_BYTEARRAY:
+  case MP_T_TUPLE:
+  case MP_T_LIST:
+  case MP_T_DICT:
+  case MP_T_SET:
+  case MP_T_FROZENSET:
+    break;
+  case MP_T_RECORD:
+    if (MP__AS(const mp__record, o)->kind == MP_RECORD_GLOBAL)
+      return mp__newref((mp_obj *)o);
+    break;
+  default:
+    return mp__newref((mp_obj *)o); /* immutable leaves and handles */
+  }
+  mp_obj *c = copymap_get(m, o);
+  if (c)
+    return mp__newref(c);
+  if (depth > MP__MAX_RECURSION) {
+    mp_seterr(MP_ELIMIT, "value nested deeper than %d (or a cycle)",
+              MP__MAX_RECURSION);
+    return NULL;
+  }
+  switch (t) {
+  case MP_T_BYTEARRAY: {
+    const mp__bytearray *b = MP__AS(const mp__bytearray, o);
+    c = mp_bytearray_new(b->d, b->len);
+    break;
+  }
+  case MP_T_TUPLE: {
+    const mp__tuple *s = MP__AS(const mp__tuple, o);
+    c = mp__tuple_alloc(s->n);
+    if (!c)
+      return NULL;
+    for (size_t i = 0; i < s->n; i++) {
+      mp_obj *x = copy_rec(s->items[i], m, depth + 1);
+      if (!x) {
+        mp_obj_free(c);
+        return NULL;
+      }
+      MP__AS(mp__tuple, c)->items[i] = x;
+    }
+    c->depth = o->depth;
+    break;
+  }
+  case MP_T_LIST: {
+    const mp__list *s = MP__AS(const mp__list, o);
+    c = mp__list_alloc(s->n);
+    if (!c)
+      return NULL;
+    for (size_t i = 0; i < s->n; i++) {
+      mp_obj *x = copy_rec(s->items[i], m, depth + 1);
+      if (!x) {
+        mp_obj_free(c);
+        return NULL;
+      }
+      MP__AS(mp__list, c)->items[MP__AS(mp__list, c)->n++] = x;
+    }
+    c->depth = o->depth;
+    break;
+  }
+  case MP_T_DICT:
+  case MP_T_SET:
+  case MP_T_FROZENSET: {
+    const mp__table *s = &MP__AS(const mp__dict, o)->t;
+    c = mp__dict_alloc(t);
+    if (!c)
+      return NULL;
+    for (size_t i = 0; i < s->n; i++) {
+      const mp__entry *e = &s->e[i];
+      if (!e->key)
+        continue;
+      /* Keys are copied too: an object record is mutable and equal only to
+       * itself, so a key that is (or holds) one is a new key in the copy,
+       * the same one wherever the original is shared.  A key copied to a
+       * new object is hashed anew (identity hashes change). */
+      mp_obj *k = copy_rec(e->key, m, depth + 1), *v = NULL;
+      if (!k || (t == MP_T_DICT && !(v = copy_rec(e->value, m, depth + 1)))) {
+        mp_obj_free(k);
+        mp_obj_free(c);
+        return NULL;
+      }
+      int rc = k == e->key
+                   ? mp__table_insert_hashed(MP__AS(mp__dict, c), k, v,
+                                             e->hash, t != MP_T_DICT)
+                   : mp__table_set_take(MP__AS(mp__dict, c), k, v,
+                                        t != MP_T_DICT);
+      if (rc) {
+        mp_obj_free(c);
+        return NULL;
+      }
+    }
+    c->depth = o->depth;
+    break;
+  }
+  case MP_T_RECORD: {
+    /* an object record is copied (a new object, as copy.deepcopy makes):
+     * the copy is not mp_obj_equal to it, only mp_obj_equal_content */
+    const mp__record *r = MP__AS(const mp__record, o);
+    int ok = 1;
+    mp_obj *callable = copy_opt(r->callable, m, depth + 1, &ok);
+    mp_obj *args = copy_opt(r->args, m, depth + 1, &ok);
+    mp_obj *kwargs = copy_opt(r->kwargs, m, depth + 1, &ok);
+    mp_obj *state = copy_opt(r->state, m, depth + 1, &ok);
+    mp_obj *li = copy_opt(r->listitems, m, depth + 1, &ok);
+    mp_obj *di = copy_opt(r->dictitems, m, depth + 1, &ok);
+    mp__record *n = ok ? mp__obj_alloc(sizeof *n, MP_T_RECORD) : NULL;
+    if (!n) {
+      mp_obj_free(callable);
+      mp_obj_free(args);
+      mp_obj_free(kwargs);
+      mp_obj_free(state);
+      mp_obj_free(li);
+      mp_obj_free(di);
+      return NULL;
+    }
+    n->kind = r->kind;
+    n->module = n->name = NULL;
+    n->callable = callable;
+    n->args = args;
+    n->kwargs = kwargs;
+    n->state = state;
+    n->listitems = li;
+    n->dictitems = di;
+    n->h.depth = o->depth;
+    c = &n->h;
+    break;
+  }
+  default:
+    return NULL;
+  }
+  if (c && copymap_put(m, o, c)) {
+    mp_obj_free(c);
+    return NULL;
+  }
+  return c;
+}
+
+mp_obj *
+mp_obj_copy(const mp_obj *o)
+{
+  if (!o) {
+    mp_seterr(MP_EINVAL, "NULL value");
+    return NULL;
+  }
+  copymap m = {0};
+  mp_obj *c = copy_rec(o, &m, 0);
+  free(m.from);
+  free(m.to);
+  return c;
+}
