@@ -662,11 +662,13 @@ collect(const mp_obj *o, const mp_handle_type **types, size_t max, size_t *n,
     return 0;
   }
   case MP_T_RECORD: {
-    mp_obj *parts[5] = {0};
+    /* every part a pickle of it holds, NEWOBJ_EX's kwargs included */
+    mp_obj *parts[6] = {0};
     if (mp_record_get(o, &parts[0], &parts[1], &parts[2], &parts[3],
                       &parts[4]))
       return 0;
-    for (int i = 0; i < 5; i++) {
+    (void)mp_record_kwargs(o, &parts[5]);
+    for (int i = 0; i < 6; i++) {
       int rc = parts[i] ? collect(parts[i], types, max, n, depth + 1) : 0;
       if (rc)
         return rc;
