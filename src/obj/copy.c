@@ -7,77 +7,12 @@
 
 /* ---- deep copy ------------------------------------------------------------ */
 
-/* old -> new map of the containers copied so far, so that a sub-value shared
- * in the original is shared in the copy. */
-typedef struct copymap {
-  const mp_obj **from;
-  mp_obj **to;
-  size_t n, mask;
-} copymap;
-
-static size_t
-ptr_slot(const void *p, size_t mask)
-{
-  uint64_t x = (uint64_t)(uintptr_t)p;
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  return (size_t)x & mask;
-}
+/* The map (mp__ptrmap) old -> new of the containers copied so far, so that
+ * a sub-value shared in the original is shared in the copy. */
+static mp_obj *copy_rec(const mp_obj *o, mp__ptrmap *m, int depth);
 
 static mp_obj *
-copymap_get(copymap *m, const mp_obj *o)
-{
-  if (!m->from)
-    return NULL;
-  for (size_t i = ptr_slot(o, m->mask);; i = (i + 1) & m->mask) {
-    if (!m->from[i])
-      return NULL;
-    if (m->from[i] == o)
-      return m->to[i];
-  }
-}
-
-static int
-copymap_put(copymap *m, const mp_obj *o, mp_obj *c)
-{
-  if (!m->from || (m->n + 1) * 2 > m->mask + 1) {
-    size_t nsize = m->from ? (m->mask + 1) * 2 : 16;
-    const mp_obj **nf = calloc(nsize, sizeof *nf);
-    mp_obj **nt = calloc(nsize, sizeof *nt);
-    if (!nf || !nt) {
-      free(nf);
-      free(nt);
-      return mp_seterr(MP_ENOMEM, "out of memory");
-    }
-    for (size_t i = 0; m->from && i <= m->mask; i++) {
-      if (!m->from[i])
-        continue;
-      size_t j = ptr_slot(m->from[i], nsize - 1);
-      while (nf[j])
-        j = (j + 1) & (nsize - 1);
-      nf[j] = m->from[i];
-      nt[j] = m->to[i];
-    }
-    free(m->from);
-    free(m->to);
-    m->from = nf;
-    m->to = nt;
-    m->mask = nsize - 1;
-  }
-  size_t i = ptr_slot(o, m->mask);
-  while (m->from[i])
-    i = (i + 1) & m->mask;
-  m->from[i] = o;
-  m->to[i] = c;
-  m->n++;
-  return 0;
-}
-
-static mp_obj *copy_rec(const mp_obj *o, copymap *m, int depth);
-
-static mp_obj *
-copy_opt(const mp_obj *o, copymap *m, int depth, int *ok)
+copy_opt(const mp_obj *o, mp__ptrmap *m, int depth, int *ok)
 {
   if (!o)
     return NULL;
@@ -88,7 +23,7 @@ copy_opt(const mp_obj *o, copymap *m, int depth, int *ok)
 }
 
 static mp_obj *
-copy_rec(const mp_obj *o, copymap *m, int depth)
+copy_rec(const mp_obj *o, mp__ptrmap *m, int depth)
 {
   mp_type t = MP__T(o);
   switch (t) {
@@ -106,9 +41,10 @@ copy_rec(const mp_obj *o, copymap *m, int depth)
   default:
     return mp__newref((mp_obj *)o); /* immutable leaves and handles */
   }
-  mp_obj *c = copymap_get(m, o);
-  if (c)
-    return mp__newref(c);
+  uintptr_t seen;
+  if (mp__ptrmap_get(m, o, &seen))
+    return mp__newref((mp_obj *)seen);
+  mp_obj *c = NULL;
   if (depth > MP__MAX_RECURSION) {
     mp_seterr(MP_ELIMIT, "value nested deeper than %d (or a cycle)",
               MP__MAX_RECURSION);
@@ -222,7 +158,7 @@ copy_rec(const mp_obj *o, copymap *m, int depth)
   default:
     return NULL;
   }
-  if (c && copymap_put(m, o, c)) {
+  if (c && mp__ptrmap_put(m, o, (uintptr_t)c)) {
     mp_obj_free(c);
     return NULL;
   }
@@ -236,9 +172,8 @@ mp_obj_copy(const mp_obj *o)
     mp_seterr(MP_EINVAL, "NULL value");
     return NULL;
   }
-  copymap m = {0};
+  mp__ptrmap m = {0};
   mp_obj *c = copy_rec(o, &m, 0);
-  free(m.from);
-  free(m.to);
+  mp__ptrmap_release(&m);
   return c;
 }

@@ -247,6 +247,21 @@ int mp__bigint_decimal(const mp__bigint *b, mp__buf *buf);
 /* Python ==; identity counts as equal when `ident` (container items). */
 int mp__equal(const mp_obj *a, const mp_obj *b, int ident, int depth);
 
+/* ---- identity maps (ptrmap.c) ---------------------------------------------
+ * From a value's address to a word: deep copy's original -> copy, the
+ * pickler's record -> memo index.  Zero-initialised it is empty. */
+typedef struct mp__ptrmap {
+  const void **key;
+  uintptr_t *val;
+  size_t n, mask;
+} mp__ptrmap;
+/* 1 and *val if key is in it, else 0. */
+int mp__ptrmap_get(const mp__ptrmap *m, const void *key, uintptr_t *val);
+/* Add key (not in it yet): 0 or MP_ENOMEM (detail set). */
+int mp__ptrmap_put(mp__ptrmap *m, const void *key, uintptr_t val);
+/* Free its storage; it is empty again. */
+void mp__ptrmap_release(mp__ptrmap *m);
+
 /* ---- repr (repr.c) -------------------------------------------------------- */
 /* A walk (repr, pickle) found its path of containers, path[0..n), too
  * long for max_depth: MP_ECYCLE if a container repeats on it (the value
