@@ -35,8 +35,6 @@
 
 #include <mproc.h>
 
-extern char **environ;
-
 static double
 now_us(void)
 {

@@ -14,6 +14,7 @@
 #include <mproc.h>
 
 #include "core/fd.h"
+#include "fuzz.h"
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -36,6 +36,7 @@
 #include <mproc.h>
 
 #include "shm/shm_internal.h"
+#include "fuzz.h"
 
 #define F_NOSEAL 0x01u  /* leave the memfd resizable */
 #define F_BADHDR 0x02u  /* do not write a correct slab header */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "conn/handshake.h"
+#include "fuzz.h"
 
 static const int opposite[] = { 0, MP__HS_CLIENT, MP__HS_LISTENER,
                                 MP__HS_ANSWER, MP__HS_DELIVER };

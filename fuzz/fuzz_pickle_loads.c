@@ -21,6 +21,7 @@
 #include <mproc.h>
 
 #include "platform/platform.h"
+#include "fuzz.h"
 
 /* Nodes of the value seen as a tree (a DAG of shared sub-values can be
  * exponentially larger than its pickle); stops counting at `cap`. */

@@ -52,10 +52,8 @@ mp__fd_is_open(int fd)
   return fd >= 0 && fcntl(fd, F_GETFD) >= 0;
 }
 
-/* Move a freshly made fd off 0..2 (a program that closed stdin would
- * otherwise get its pipe there, and a later "stdin" would be our pipe). */
-static int
-off_stdio(int fd)
+int
+mp__fd_off_stdio(int fd)
 {
   if (fd > 2)
     return fd;
@@ -69,8 +67,8 @@ off_stdio(int fd)
 static int
 pair_off_stdio(const int in[2], int out[2])
 {
-  int a = off_stdio(in[0]);
-  int b = off_stdio(in[1]);
+  int a = mp__fd_off_stdio(in[0]);
+  int b = mp__fd_off_stdio(in[1]);
   if (a < 0 || b < 0) {
     mp__close(a);
     mp__close(b);

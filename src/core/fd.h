@@ -28,6 +28,12 @@ int mp__fd_set_nonblock(int fd, int on);
 /* 1 if open, 0 if not. */
 int mp__fd_is_open(int fd);
 
+/* Move a freshly made fd off 0..2 (a program that closed stdin would
+ * otherwise get our pipe or segment there, and a later "stdin" would be
+ * it): fd itself if > 2, else a CLOEXEC copy >= 3 and fd closed.  On
+ * failure fd is closed too and -errno returned. */
+int mp__fd_off_stdio(int fd);
+
 /* pipe2 / socketpair(AF_UNIX) / dup with CLOEXEC. */
 int mp__pipe(int fds[2]);
 int mp__socketpair(int type, int sv[2]); /* SOCK_STREAM, SOCK_SEQPACKET... */

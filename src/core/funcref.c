@@ -116,8 +116,6 @@ decode(const uint8_t **p, const uint8_t *end, void **addr, char *err,
   memcpy(path, name, namelen);
   path[namelen] = '\0';
   const char *what = is_main ? "the executable" : path;
-  char idhex[130];
-  hex(id, idlen, idhex, sizeof idhex);
   uintptr_t base = 0;
   uint8_t mine[64];
   size_t minelen = 0;
@@ -139,6 +137,10 @@ decode(const uint8_t **p, const uint8_t *end, void **addr, char *err,
       rc = mp__plat_object_find(id, idlen, 0, path, off, (int)exec, &base);
     }
     if (rc == -ENOENT) {
+      /* the text only here: a forkserver child decodes its target on a
+       * fresh stack, where every byte written costs */
+      char idhex[130];
+      hex(id, idlen, idhex, sizeof idhex);
       snprintf(err, errcap,
                "%s is not the same build as the sender's (build-id %s not "
                "loaded): refusing to use a stale address",

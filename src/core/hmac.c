@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* HMAC, constant-time comparison and random bytes, via OpenSSL libcrypto. */
+#include <limits.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -9,6 +10,7 @@
 
 #include "core/hmac.h"
 #include "core/internal.h"
+#include "platform/platform.h"
 
 /* CPython's names (multiprocessing.connection._ALLOWED_DIGESTS) and
  * OpenSSL's for the same digest. */
@@ -55,5 +57,8 @@ mp__ct_equal(const void *a, const void *b, size_t n)
 int
 mp__random_bytes(void *buf, size_t n)
 {
-  return RAND_bytes(buf, (int)n) == 1 ? 0 : MP_ENOTSUP;
+  if (n <= INT_MAX && RAND_bytes(buf, (int)n) == 1)
+    return 0;
+  /* The kernel's CSPRNG is as good a source when libcrypto's fails. */
+  return mp__plat_random(buf, n) ? MP_ENOTSUP : 0;
 }

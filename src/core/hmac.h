@@ -21,7 +21,9 @@ int mp__hmac(const char *digest, size_t dlen, const void *key, size_t keylen,
  * differ. */
 int mp__ct_equal(const void *a, const void *b, size_t n);
 
-/* n cryptographically secure random bytes.  0 or MP_ENOTSUP. */
+/* n cryptographically secure random bytes (libcrypto, else the kernel's
+ * CSPRNG).  0 or MP_ENOTSUP.  The one entry for secrets: authkeys and
+ * handshake nonces. */
 int mp__random_bytes(void *buf, size_t n);
 
 #endif

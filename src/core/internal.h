@@ -107,6 +107,10 @@ mp__fork_hook *mp__fork_hook_add(void (*prepare)(void *arg),
                                  void (*parent)(void *arg),
                                  void (*child)(void *arg), void *arg);
 void mp__fork_hook_remove(mp__fork_hook *h);
+/* Install the fork handlers now (idempotent; mp__fork_hook_add does it):
+ * for state reset in every fork child without a hook of its own, the
+ * platform's pid cache. */
+void mp__lifecycle_fork_init(void);
 
 /* Finalizers run at most once, in the process that registered them: at
  * normal exit (or mp__lifecycle_shutdown) highest priority first, the most

@@ -11,7 +11,9 @@
  *          the parent the parent hooks and in the child the child hooks,
  *          both in registration order (pthread_atfork's own order, so a
  *          layer registered later -- one that uses an earlier one -- is
- *          quiesced first and restored last).
+ *          quiesced first and restored last).  In the child the
+ *          platform's pid/tid caches are reset before the first hook, so
+ *          every hook sees the child's own pid whenever it registered.
  *   exit:  finalizers of this process, highest priority first, and among
  *          equal priorities the most recently registered first (Python's
  *          _run_finalizers order).  Each runs at most once, whether at exit,
@@ -28,6 +30,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "platform/platform.h"
 
 /* ---- fork hooks ------------------------------------------------------------ */
 
@@ -75,6 +78,7 @@ run_child(void)
   /* The forking thread holds both locks and is the child's only thread:
    * unlock rather than re-initialise, so lock tracking (TSan's too) sees
    * them released. */
+  mp__plat_after_fork_child();
   finalizers_after_fork_child();
   pthread_mutex_unlock(&g_fin_mu);
   for (struct mp__fork_hook *h = g_first; h; h = h->next)
@@ -87,6 +91,12 @@ static void
 install_atfork(void)
 {
   pthread_atfork(run_prepare, run_parent, run_child);
+}
+
+void
+mp__lifecycle_fork_init(void)
+{
+  pthread_once(&g_atfork_once, install_atfork);
 }
 
 mp__fork_hook *

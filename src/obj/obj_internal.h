@@ -197,6 +197,7 @@ mp__int_fast(int64_t v)
   return mp_int_new(v);
 }
 
+/* ---- str (str.c), UTF-8 (utf8.c), tuple and list (seq.c) ----------------- */
 /* Build a str from UTF-8 the caller has validated (ascii: all < 0x80). */
 mp_obj *mp__str_new_valid(const char *s, size_t len, size_t ncp, int ascii);
 /* Validate UTF-8 (surrogates allowed); 0 and the code point count, or
@@ -212,7 +213,9 @@ int mp__list_push(mp__list *l, mp_obj *item);
 mp_obj *mp__list_alloc(size_t cap);
 void mp__set_depth_from(mp_obj *c, const mp_obj *item);
 
-/* ---- hashing (dict.c) ----------------------------------------------------- */
+/* ---- hashing (compare.c) -------------------------------------------------- */
+/* mp__siphash's domain tags: equal bytes of another kind hash apart. */
+enum { MP__HASH_STR = 1, MP__HASH_BYTES = 2, MP__HASH_INT = 3, MP__HASH_GLOBAL = 4 };
 uint64_t mp__siphash(const void *data, size_t len, uint64_t tag);
 uint64_t mp__hash_i64(int64_t v);
 /* 0 and the hash; MP_EUNHASHABLE; MP_ELIMIT (too deep). */
@@ -240,11 +243,30 @@ int mp__bigint_to_double(const mp__bigint *b, double *out);
 /* Decimal text of a big int appended to buf; 0, MP_ENOMEM or MP_ELIMIT. */
 int mp__bigint_decimal(const mp__bigint *b, mp__buf *buf);
 
-/* ---- comparison (obj.c) --------------------------------------------------- */
+/* ---- comparison (compare.c) ------------------------------------------------ */
 /* Python ==; identity counts as equal when `ident` (container items). */
 int mp__equal(const mp_obj *a, const mp_obj *b, int ident, int depth);
 
+/* ---- identity maps (ptrmap.c) ---------------------------------------------
+ * From a value's address to a word: deep copy's original -> copy, the
+ * pickler's record -> memo index.  Zero-initialised it is empty. */
+typedef struct mp__ptrmap {
+  const void **key;
+  uintptr_t *val;
+  size_t n, mask;
+} mp__ptrmap;
+/* 1 and *val if key is in it, else 0. */
+int mp__ptrmap_get(const mp__ptrmap *m, const void *key, uintptr_t *val);
+/* Add key (not in it yet): 0 or MP_ENOMEM (detail set). */
+int mp__ptrmap_put(mp__ptrmap *m, const void *key, uintptr_t val);
+/* Free its storage; it is empty again. */
+void mp__ptrmap_release(mp__ptrmap *m);
+
 /* ---- repr (repr.c) -------------------------------------------------------- */
+/* A walk (repr, pickle) found its path of containers, path[0..n), too
+ * long for max_depth: MP_ECYCLE if a container repeats on it (the value
+ * contains itself), else MP_ELIMIT; sets the detail either way. */
+int mp__depth_error(const mp_obj *const *path, int n, int max_depth);
 int mp__repr(const mp_obj *o, mp__buf *b, int depth, int max_depth,
              const mp_obj **path);
 int mp__float_repr(double v, char *out); /* float_repr.c; out >= 32 bytes, returns length */

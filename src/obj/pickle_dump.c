@@ -10,13 +10,6 @@
 
 #include "obj/pickle_int.h"
 
-/* object record -> memo index, for records the value holds more than once */
-typedef struct recmemo {
-  const mp_obj **key;
-  uint32_t *ix;
-  size_t n, mask;
-} recmemo;
-
 typedef struct dumper {
   mp__buf b;
   int proto;
@@ -27,7 +20,8 @@ typedef struct dumper {
   int *fds;
   size_t nfds, capfds;
   const mp_obj **path;
-  recmemo memo;
+  mp__ptrmap memo; /* object record -> memo index, for records held more
+                    * than once */
   uint32_t memo_next; /* memo entries written */
 } dumper;
 
@@ -237,17 +231,6 @@ save_bytearray(dumper *d, const uint8_t *p, size_t len)
   return rc ? rc : op(d, OP_REDUCE);
 }
 
-static int
-too_deep(dumper *d, int depth)
-{
-  for (int i = 0; i <= depth; i++)
-    for (int j = i + 1; j <= depth; j++)
-      if (d->path[i] == d->path[j])
-        return mp_seterr(MP_ECYCLE, "value contains itself");
-  return mp_seterr(MP_ELIMIT, "value nested deeper than max_depth (%d)",
-                   d->max_depth);
-}
-
 /* items[0..n) in batches: MARK ... op_many, or item op_one for a batch of
  * one (as CPython) unless op_one is 0. */
 static int
@@ -384,65 +367,6 @@ save_set(dumper *d, const mp_obj *o, int depth)
  * whole (after its BUILD), so one that contains itself still recurses until
  * the depth check calls it a cycle. */
 
-static size_t
-memo_slot(const void *p, size_t mask)
-{
-  uint64_t x = (uint64_t)(uintptr_t)p;
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  return (size_t)x & mask;
-}
-
-static int
-memo_find(const recmemo *m, const mp_obj *o, uint32_t *ix)
-{
-  if (!m->key)
-    return 0;
-  for (size_t i = memo_slot(o, m->mask); m->key[i]; i = (i + 1) & m->mask)
-    if (m->key[i] == o) {
-      *ix = m->ix[i];
-      return 1;
-    }
-  return 0;
-}
-
-static int
-memo_add(recmemo *m, const mp_obj *o, uint32_t ix)
-{
-  if (!m->key || (m->n + 1) * 2 > m->mask + 1) {
-    size_t size = m->key ? (m->mask + 1) * 2 : 16;
-    const mp_obj **nk = calloc(size, sizeof *nk);
-    uint32_t *nx = calloc(size, sizeof *nx);
-    if (!nk || !nx) {
-      free(nk);
-      free(nx);
-      return mp_seterr(MP_ENOMEM, "out of memory");
-    }
-    for (size_t i = 0; m->key && i <= m->mask; i++) {
-      if (!m->key[i])
-        continue;
-      size_t j = memo_slot(m->key[i], size - 1);
-      while (nk[j])
-        j = (j + 1) & (size - 1);
-      nk[j] = m->key[i];
-      nx[j] = m->ix[i];
-    }
-    free(m->key);
-    free(m->ix);
-    m->key = nk;
-    m->ix = nx;
-    m->mask = size - 1;
-  }
-  size_t i = memo_slot(o, m->mask);
-  while (m->key[i])
-    i = (i + 1) & m->mask;
-  m->key[i] = o;
-  m->ix[i] = ix;
-  m->n++;
-  return 0;
-}
-
 /* The object on top of the stack into the memo (MEMOIZE, or BINPUT at
  * protocols 2 and 3). */
 static int
@@ -463,7 +387,7 @@ memo_put(dumper *d, const mp_obj *o)
     put1(d, OP_LONG_BINPUT);
     put_le(d, ix, 4);
   }
-  return memo_add(&d->memo, o, ix);
+  return mp__ptrmap_put(&d->memo, o, ix);
 }
 
 static int
@@ -508,9 +432,9 @@ save_record(dumper *d, const mp__record *r, int depth)
   if (r->kind == MP_RECORD_GLOBAL)
     return save_global(d, r->module, r->name);
   int shared = __atomic_load_n(&r->h.rc, __ATOMIC_RELAXED) > 1;
-  uint32_t ix;
-  if (shared && memo_find(&d->memo, &r->h, &ix))
-    return memo_get(d, ix);
+  uintptr_t ix;
+  if (shared && mp__ptrmap_get(&d->memo, &r->h, &ix))
+    return memo_get(d, (uint32_t)ix);
   if (r->kind == MP_RECORD_NEWOBJ_EX)
     rc = save_newobj_ex(d, r, depth);
   else if (!(rc = save(d, r->callable, depth + 1)) &&
@@ -696,7 +620,7 @@ save(dumper *d, const mp_obj *o, int depth)
   }
   d->path[depth] = o;
   if (depth >= d->max_depth)
-    return too_deep(d, depth);
+    return mp__depth_error(d->path, depth + 1, d->max_depth);
   switch (MP__T(o)) {
   case MP_T_TUPLE: {
     const mp__tuple *t = MP__AS(const mp__tuple, o);
@@ -761,8 +685,7 @@ dump(const mp_obj *o, const mp_pickle_opts *opts, void **out, size_t *len,
   if (!rc)
     rc = op(&d, OP_STOP);
   free(d.path);
-  free(d.memo.key);
-  free(d.memo.ix);
+  mp__ptrmap_release(&d.memo);
   if (rc) {
     if (rc == MP_ENOMEM)
       mp_seterr(MP_ENOMEM, "out of memory");

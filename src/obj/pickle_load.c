@@ -15,11 +15,11 @@
  * refused (MP_ECYCLE) at the moment it would be made (see would_cycle).
  * Nesting is bounded by max_depth however the value was linked (see
  * check_heights). */
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "core/fd.h"
 #include "obj/pickle_int.h"
 
 typedef struct loader {
@@ -581,9 +581,9 @@ rebuild_handle(loader *l, const mp__tuple *args, mp_obj **out)
      * is given (e.g. a slab the receiver has mapped already), and another
      * handle of this message may name the same fd.  The received originals
      * are all closed when the load ends. */
-    int fd = fcntl(l->fds[i], F_DUPFD_CLOEXEC, 3);
+    int fd = mp__dup(l->fds[i]);
     if (fd < 0) {
-      rc = mp__errno();
+      rc = fd;
       break;
     }
     fds[k] = fd;

@@ -224,15 +224,15 @@ repr_record(const mp__record *r, mp__buf *b, int depth, int max_depth,
   return mp__buf_putc(b, '>') ? MP_ENOMEM : 0;
 }
 
-static int
-depth_exceeded(const mp_obj **path, int depth)
+int
+mp__depth_error(const mp_obj *const *path, int n, int max_depth)
 {
   /* a repeated container on the path is a cycle, otherwise just deep */
-  for (int i = 0; i < depth; i++)
-    for (int j = i + 1; j < depth; j++)
+  for (int i = 0; i < n; i++)
+    for (int j = i + 1; j < n; j++)
       if (path[i] == path[j])
         return mp_seterr(MP_ECYCLE, "value contains itself");
-  return mp_seterr(MP_ELIMIT, "value nested deeper than %d", depth - 1);
+  return mp_seterr(MP_ELIMIT, "value nested deeper than %d", max_depth);
 }
 
 int
@@ -281,7 +281,7 @@ mp__repr(const mp_obj *o, mp__buf *b, int depth, int max_depth,
   /* containers */
   path[depth] = o;
   if (depth >= max_depth)
-    return depth_exceeded(path, depth + 1);
+    return mp__depth_error(path, depth + 1, max_depth);
   switch (MP__T(o)) {
   case MP_T_TUPLE: {
     const mp__tuple *t = MP__AS(const mp__tuple, o);

@@ -1,12 +1,12 @@
 /* SPDX-License-Identifier: MIT */
-/* Linux futex, memfd and process-liveness calls (see futex.h). */
-#include "platform/futex.h"
+/* Linux futex, memfd, pid/tid caches and process-liveness calls (the part
+ * of platform.h a port rewrites first). */
+#include "platform/platform.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -62,14 +62,9 @@ mp__memfd_new(const char *name, size_t size)
                         MFD_CLOEXEC | MFD_ALLOW_SEALING);
   if (fd < 0)
     return mp__errno();
-  if (fd < 3) { /* keep stdio free */
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    int e = errno;
-    close(fd);
-    if (nfd < 0)
-      return -e;
-    fd = nfd;
-  }
+  fd = mp__fd_off_stdio(fd);
+  if (fd < 0)
+    return fd;
   if (ftruncate(fd, (off_t)size) < 0
       || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
              < 0) {
@@ -95,22 +90,15 @@ mp__memfd_size_fixed(int fd, uint64_t *size)
 __thread uint32_t mp__tl_tid;
 uint32_t mp__g_pid;
 static _Atomic uint64_t g_start;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-static void
-after_fork_child(void)
+void
+mp__plat_after_fork_child(void)
 {
   __atomic_store_n(&mp__g_pid, 0, __ATOMIC_RELAXED);
   atomic_store(&g_start, 0);
   /* The forking thread keeps its tid only if it is the child's main thread:
    * the kernel gives the child a new tid = the child's pid. */
   mp__tl_tid = 0;
-}
-
-static void
-install_atfork(void)
-{
-  pthread_atfork(NULL, NULL, after_fork_child);
 }
 
 uint32_t
@@ -122,7 +110,8 @@ mp__gettid_slow(void)
 uint32_t
 mp__getpid_slow(void)
 {
-  pthread_once(&g_once, install_atfork);
+  /* A cached pid needs the reset in fork children in place first. */
+  mp__lifecycle_fork_init();
   uint32_t p = (uint32_t)getpid();
   __atomic_store_n(&mp__g_pid, p, __ATOMIC_RELAXED);
   return p;

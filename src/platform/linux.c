@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -102,12 +103,6 @@ mp__plat_pidfd_exit_status(int pidfd, int *status)
   return 1;
 }
 
-pid_t
-mp__plat_gettid(void)
-{
-  return (pid_t)syscall(SYS_gettid);
-}
-
 int
 mp__plat_set_pdeathsig(int sig, pid_t expected_ppid)
 {
@@ -141,6 +136,122 @@ mp__plat_close_from(int lowfd)
   closedir(d);
   for (int i = 0; i < n; i++)
     close(fds[i]);
+}
+
+int
+mp__plat_random(void *buf, size_t n)
+{
+  uint8_t *p = buf;
+  while (n > 0) {
+    ssize_t r = getrandom(p, n, 0);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0 && errno == ENOSYS)
+      break;
+    if (r <= 0)
+      return r < 0 ? -errno : -EIO;
+    p += r;
+    n -= (size_t)r;
+  }
+  if (n == 0)
+    return 0;
+  int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  while (n > 0) {
+    ssize_t r = read(fd, p, n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      int e = r < 0 ? errno : EIO;
+      close(fd);
+      return -e;
+    }
+    p += r;
+    n -= (size_t)r;
+  }
+  close(fd);
+  return 0;
+}
+
+void
+mp__plat_exit_now(int code)
+{
+  syscall(SYS_exit_group, code);
+  _exit(code);
+}
+
+/* ---- running after every constructor ------------------------------------ */
+
+static mp__plat_init_fn g_saved_last_init, g_after_ctors;
+
+static void
+after_ctors_trampoline(int argc, char **argv, char **envp)
+{
+  if (g_saved_last_init)
+    g_saved_last_init(argc, argv, envp);
+  g_after_ctors(argc, argv, envp);
+}
+
+struct main_info {
+  uintptr_t base;
+  const ElfW(Phdr) *phdr;
+  int phnum;
+};
+
+static int
+main_cb(struct dl_phdr_info *info, size_t size, void *ud)
+{
+  struct main_info *m = ud;
+  m->base = info->dlpi_addr;
+  m->phdr = info->dlpi_phdr;
+  m->phnum = info->dlpi_phnum;
+  return 1; /* the first object is the main program */
+}
+
+int
+mp__plat_run_after_ctors(mp__plat_init_fn self, mp__plat_init_fn fn)
+{
+  struct main_info m = {0};
+  dl_iterate_phdr(main_cb, &m);
+  const ElfW(Dyn) *dyn = NULL;
+  uintptr_t relro_lo = 0, relro_hi = 0;
+  for (int i = 0; i < m.phnum; i++) {
+    if (m.phdr[i].p_type == PT_DYNAMIC)
+      dyn = (const ElfW(Dyn) *)(m.base + m.phdr[i].p_vaddr);
+    if (m.phdr[i].p_type == PT_GNU_RELRO) {
+      relro_lo = m.base + m.phdr[i].p_vaddr;
+      relro_hi = relro_lo + m.phdr[i].p_memsz;
+    }
+  }
+  if (!dyn)
+    return 0;
+  uintptr_t arr = 0;
+  size_t size = 0;
+  for (; dyn->d_tag != DT_NULL; dyn++) {
+    if (dyn->d_tag == DT_INIT_ARRAY)
+      arr = m.base + dyn->d_un.d_ptr;
+    else if (dyn->d_tag == DT_INIT_ARRAYSZ)
+      size = dyn->d_un.d_val;
+  }
+  size_t n = size / sizeof(mp__plat_init_fn);
+  if (!arr || n == 0)
+    return 0;
+  mp__plat_init_fn *slot = (mp__plat_init_fn *)arr + (n - 1);
+  if (*slot == self)
+    return 0; /* the caller is the last constructor: nothing runs after it */
+  uintptr_t a = (uintptr_t)slot;
+  long pg = sysconf(_SC_PAGESIZE);
+  uintptr_t page = a & ~((uintptr_t)pg - 1);
+  int in_relro = a >= relro_lo && a < relro_hi;
+  if (in_relro && mprotect((void *)page, (size_t)pg, PROT_READ | PROT_WRITE))
+    return 0;
+  g_saved_last_init = *slot;
+  g_after_ctors = fn;
+  *slot = after_ctors_trampoline;
+  if (in_relro)
+    mprotect((void *)page, (size_t)pg, PROT_READ);
+  return 1;
 }
 
 int

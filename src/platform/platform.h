@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* The platform contract: the few process-level calls mproc needs that POSIX
- * does not provide.  linux.c implements it; a port to another system is a
- * new file behind these same declarations.  Every function returns 0 (or a
- * documented value) or -errno; -ENOSYS where the platform has no equivalent
- * (callers then fall back or report MP_ENOTSUP). */
+ * does not provide.  linux.c (processes, descriptors, loaded objects, the
+ * takeover) and futex.c (futex, memfd, pid/tid caches, liveness) implement
+ * it; a port to another system is new files behind these same declarations
+ * (e.g. __ulock_wait on macOS or _umtx_op on FreeBSD for the futex calls).
+ * Every function returns 0 (or a documented value) or -errno; -ENOSYS where
+ * the platform has no equivalent (callers then fall back or report
+ * MP_ENOTSUP). */
 #ifndef MPROC_PLATFORM_H
 #define MPROC_PLATFORM_H
 
@@ -11,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "core/internal.h"
 
 /* A descriptor (CLOEXEC) that refers to process `pid` and becomes readable
  * when it exits; never confused with a later process of the same pid. */
@@ -28,9 +33,6 @@ pid_t mp__plat_pidfd_reap(int pidfd, pid_t pid, int *status);
  * -ENOSYS where pidfds keep no exit status (Linux before 6.15). */
 int mp__plat_pidfd_exit_status(int pidfd, int *status);
 
-/* The calling thread's kernel id. */
-pid_t mp__plat_gettid(void);
-
 /* Ask for `sig` when the parent dies.  Linux ties this to the parent
  * *thread* that created us: callers use it only for children started by a
  * parent's main thread (or by the single-threaded forkserver).  Returns
@@ -40,6 +42,26 @@ int mp__plat_set_pdeathsig(int sig, pid_t expected_ppid);
 
 /* Close every descriptor >= lowfd. */
 void mp__plat_close_from(int lowfd);
+
+/* n random bytes from the kernel's CSPRNG (getrandom; /dev/urandom where
+ * the call is missing).  0 or -errno.  Hash keys, segment names, ids;
+ * secrets go through mp__random_bytes (core/hmac.h). */
+int mp__plat_random(void *buf, size_t n);
+
+/* End the process now with `code` (exit_group): no atexit handlers, no
+ * stdio flush, every thread.  A direct system call, so that a fork child
+ * does not bind _exit lazily on its way out. */
+_Noreturn void mp__plat_exit_now(int code);
+
+/* Run `fn` after every constructor of the main program, before main():
+ * replaces the last entry of its DT_INIT_ARRAY by one that calls that entry
+ * and then fn (the loader reads the array as it walks it).  `self` is the
+ * caller's own constructor: if it is that last entry nothing runs after it.
+ * Returns 1 when fn is deferred so, 0 when it cannot be (no init array, or
+ * self is last): the caller then runs fn itself, at once.  Call it from a
+ * constructor, once. */
+typedef void (*mp__plat_init_fn)(int argc, char **argv, char **envp);
+int mp__plat_run_after_ctors(mp__plat_init_fn self, mp__plat_init_fn fn);
 
 /* Online CPUs; CPUs usable by this process (affinity, cgroup v2 cpu.max
  * quota rounded up).  > 0 or -ENOSYS. */
@@ -83,5 +105,70 @@ int mp__plat_object_id_by_name(const char *name, uint8_t *id, size_t *idlen,
  * segment of a loaded object. */
 enum { MP__PLAT_FN_UNKNOWN = 0, MP__PLAT_FN_START = 1, MP__PLAT_FN_INSIDE = 2 };
 int mp__plat_func_info(const void *addr, const char **name);
+
+/* ---- futex, memfd, pid/tid, liveness (futex.c) ---------------------- */
+
+/* Sleep while *addr == val, until woken, until `deadline` (CLOCK_MONOTONIC
+ * ns, MP__NO_DEADLINE = forever) or spuriously.  The word is shared between
+ * processes (no FUTEX_PRIVATE_FLAG).  Returns 0 (woken, or the word no
+ * longer held val, or a signal arrived: callers re-check their condition
+ * anyway) or MP_ETIMEDOUT when the deadline has passed. */
+int mp__futex_wait(uint32_t *addr, uint32_t val, mp__deadline deadline);
+
+/* The same with a relative timeout of `ns` nanoseconds (no clock read):
+ * 0 or MP_ETIMEDOUT when it expired. */
+int mp__futex_wait_rel(uint32_t *addr, uint32_t val, int64_t ns);
+
+/* Wake up to n sleepers on addr (n = INT32_MAX: all).  Returns the number
+ * woken (>= 0). */
+int mp__futex_wake(uint32_t *addr, int n);
+
+/* A new anonymous shared-memory file of `size` bytes (zero filled),
+ * close-on-exec, sealed so that its size never changes: no process it is
+ * passed to can truncate it under another's mapping (which would make that
+ * one's accesses fault).  Returns the fd (>= 3) or -errno. */
+int mp__memfd_new(const char *name, size_t size);
+
+/* 1 and its real size in *size if `fd` is a shared-memory file that can
+ * never shrink (a memfd sealed with F_SEAL_SHRINK, as mp__memfd_new makes),
+ * so a mapping of *size bytes stays valid whatever its other holders do;
+ * 0 otherwise (any other kind of fd, or an unsealed one). */
+int mp__memfd_size_fixed(int fd, uint64_t *size);
+
+/* This thread's kernel id (gettid), cached per thread; this process's pid,
+ * correct after fork (cached; the lifecycle registry's fork child handler
+ * calls mp__plat_after_fork_child before any hook).  Inline: they sit on
+ * the lock fast path (the build uses TLS descriptors, which make this a
+ * plain load when the library is loaded at startup). */
+extern __thread uint32_t mp__tl_tid;
+extern uint32_t mp__g_pid; /* accessed atomically */
+uint32_t mp__gettid_slow(void);
+uint32_t mp__getpid_slow(void);
+/* In a fork child, before anything else of mproc runs: forget the cached
+ * pid, tid and start time (they are the parent's). */
+void mp__plat_after_fork_child(void);
+static inline uint32_t
+mp__gettid(void)
+{
+  uint32_t t = mp__tl_tid;
+  return MP__LIKELY(t != 0) ? t : mp__gettid_slow();
+}
+static inline uint32_t
+mp__getpid(void)
+{
+  uint32_t p = __atomic_load_n(&mp__g_pid, __ATOMIC_RELAXED);
+  return MP__LIKELY(p != 0) ? p : mp__getpid_slow();
+}
+/* The start time of this process (clock ticks after boot, as in field 22 of
+ * /proc/self/stat); 0 if unknown.  Together with the pid it names a process
+ * uniquely across pid reuse. */
+uint64_t mp__proc_starttime(void);
+
+/* Is the process `pid` still running?  `starttime` (0: unknown) guards
+ * against pid reuse: a process with that pid but another start time counts
+ * as dead, and so does a zombie.  `cheap` only asks kill(pid, 0) (no /proc
+ * read, so a zombie or a reused pid reads as alive).  Returns 1 alive, 0
+ * dead. */
+int mp__proc_alive(uint32_t pid, uint64_t starttime, int cheap);
 
 #endif

@@ -7,7 +7,7 @@
  * posix_spawn with fd 3 an AF_UNIX socket to its parent and __MPROC_BOOT=3
  * in its environment.  The library's constructor notices the variable,
  * removes it, and takes the process over once every constructor of the
- * program has run and before main(): it reads its instructions (who it is,
+ * program has run and before main() (mp__plat_run_after_ctors): it reads its instructions (who it is,
  * the target as a function reference, the args pickle and the descriptors
  * of the handles in it), runs the target and exits.
  *
@@ -23,8 +23,6 @@
  * (forkserver.c); it gets its instructions as one packet on the server's
  * control socket (or the header there and the payload in a memfd). */
 #include <dlfcn.h>
-#include <elf.h>
-#include <link.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +33,6 @@
 #include <unistd.h>
 
 #include "core/fd.h"
-#include "platform/futex.h"
 #include "platform/platform.h"
 #include "proc/proc_internal.h"
 
@@ -561,9 +558,7 @@ mp__boot_forkserver_child(const uint8_t *msg, size_t len, int *fds,
 
 /* ---- the takeover ------------------------------------------------------ */
 
-typedef void (*init_fn)(int, char **, char **);
 static int boot_fd = -1;
-static init_fn saved_last_init;
 
 static void
 takeover(int argc, char **argv, char **envp)
@@ -572,78 +567,6 @@ takeover(int argc, char **argv, char **envp)
   (void)argv;
   (void)envp;
   mp__boot_run(boot_fd);
-}
-
-static void
-trampoline(int argc, char **argv, char **envp)
-{
-  if (saved_last_init)
-    saved_last_init(argc, argv, envp);
-  takeover(argc, argv, envp);
-}
-
-static void boot_ctor(int argc, char **argv, char **envp);
-
-struct main_info {
-  uintptr_t base;
-  const ElfW(Phdr) *phdr;
-  int phnum;
-};
-
-static int
-main_cb(struct dl_phdr_info *info, size_t size, void *ud)
-{
-  struct main_info *m = ud;
-  m->base = info->dlpi_addr;
-  m->phdr = info->dlpi_phdr;
-  m->phnum = info->dlpi_phnum;
-  return 1; /* the first object is the main program */
-}
-
-/* Make `trampoline` the last constructor of the main program; 0 if that
- * cannot be done (then take over at once). */
-static int
-defer_takeover(void)
-{
-  struct main_info m = {0};
-  dl_iterate_phdr(main_cb, &m);
-  const ElfW(Dyn) *dyn = NULL;
-  uintptr_t relro_lo = 0, relro_hi = 0;
-  for (int i = 0; i < m.phnum; i++) {
-    if (m.phdr[i].p_type == PT_DYNAMIC)
-      dyn = (const ElfW(Dyn) *)(m.base + m.phdr[i].p_vaddr);
-    if (m.phdr[i].p_type == PT_GNU_RELRO) {
-      relro_lo = m.base + m.phdr[i].p_vaddr;
-      relro_hi = relro_lo + m.phdr[i].p_memsz;
-    }
-  }
-  if (!dyn)
-    return 0;
-  uintptr_t arr = 0;
-  size_t size = 0;
-  for (; dyn->d_tag != DT_NULL; dyn++) {
-    if (dyn->d_tag == DT_INIT_ARRAY)
-      arr = m.base + dyn->d_un.d_ptr;
-    else if (dyn->d_tag == DT_INIT_ARRAYSZ)
-      size = dyn->d_un.d_val;
-  }
-  size_t n = size / sizeof(init_fn);
-  if (!arr || n == 0)
-    return 0;
-  init_fn *slot = (init_fn *)arr + (n - 1);
-  if (*slot == boot_ctor)
-    return 0; /* we are the last constructor: nothing runs after us */
-  uintptr_t a = (uintptr_t)slot;
-  long pg = sysconf(_SC_PAGESIZE);
-  uintptr_t page = a & ~((uintptr_t)pg - 1);
-  int in_relro = a >= relro_lo && a < relro_hi;
-  if (in_relro && mprotect((void *)page, (size_t)pg, PROT_READ | PROT_WRITE))
-    return 0;
-  saved_last_init = *slot;
-  *slot = trampoline;
-  if (in_relro)
-    mprotect((void *)page, (size_t)pg, PROT_READ);
-  return 1;
 }
 
 __attribute__((constructor)) static void
@@ -656,7 +579,7 @@ boot_ctor(int argc, char **argv, char **envp)
   /* The child's environment is the parent's, without the marker (also so
    * that a second copy of the library in this process stays out). */
   unsetenv(MP__BOOT_ENV);
-  if (!defer_takeover())
+  if (!mp__plat_run_after_ctors(boot_ctor, takeover))
     takeover(argc, argv, envp);
 }
 
@@ -739,11 +662,13 @@ collect(const mp_obj *o, const mp_handle_type **types, size_t max, size_t *n,
     return 0;
   }
   case MP_T_RECORD: {
-    mp_obj *parts[5] = {0};
+    /* every part a pickle of it holds, NEWOBJ_EX's kwargs included */
+    mp_obj *parts[6] = {0};
     if (mp_record_get(o, &parts[0], &parts[1], &parts[2], &parts[3],
                       &parts[4]))
       return 0;
-    for (int i = 0; i < 5; i++) {
+    (void)mp_record_kwargs(o, &parts[5]);
+    for (int i = 0; i < 6; i++) {
       int rc = parts[i] ? collect(parts[i], types, max, n, depth + 1) : 0;
       if (rc)
         return rc;

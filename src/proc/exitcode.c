@@ -26,7 +26,7 @@
 #include <unistd.h>
 
 #include "core/fd.h"
-#include "platform/futex.h"
+#include "platform/platform.h"
 #include "proc/proc_internal.h"
 
 #define XT_SLOTS (1u << 17) /* running children per table (1 MiB of words) */

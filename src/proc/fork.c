@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include "core/fd.h"
-#include "platform/futex.h"
 #include "platform/platform.h"
 #include "proc/proc_internal.h"
 
@@ -42,7 +41,7 @@ prebind_once(void)
   (void)__fpending(stdout);
   (void)getppid();
   (void)getpid();
-  (void)syscall(SYS_getpid); /* the child's exit_group */
+  (void)syscall(SYS_getpid); /* the child's exit (mp__plat_exit_now) */
   int sig;
   (void)prctl(PR_GET_PDEATHSIG, &sig); /* a daemon's PR_SET_PDEATHSIG */
   mp__log_set_process_name(mp__log_process_name());

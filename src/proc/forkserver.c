@@ -51,7 +51,6 @@
 #include <unistd.h>
 
 #include "core/fd.h"
-#include "platform/futex.h"
 #include "platform/platform.h"
 #include "proc/proc_internal.h"
 

@@ -14,14 +14,11 @@
 #include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <openssl/rand.h>
-
 #include "core/fd.h"
-#include "platform/futex.h"
+#include "core/hmac.h"
 #include "platform/platform.h"
 #include "proc/proc_internal.h"
 
@@ -56,12 +53,8 @@ init_main(void)
   m->authkey_len = 32;
   if (!m->name || !m->identity || !m->authkey)
     abort();
-  if (RAND_bytes(m->authkey, 32) != 1) {
-    FILE *f = fopen("/dev/urandom", "re");
-    if (!f || fread(m->authkey, 1, 32, f) != 32)
-      abort();
-    fclose(f);
-  }
+  if (mp__random_bytes(m->authkey, 32))
+    abort();
   m->state = MP__S_STARTED;
   m->pid = getpid();
   m->creator_pid = 0;
@@ -765,9 +758,7 @@ mp__proc_child_exit(mp_process *self, int code)
   if (__fpending(stderr))
     fflush(stderr);
   mp__exit_report(self, code);
-  /* exit_group directly: _exit would be bound lazily in every child. */
-  syscall(SYS_exit_group, code);
-  _exit(code);
+  mp__plat_exit_now(code);
 }
 
 void

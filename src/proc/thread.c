@@ -22,7 +22,7 @@ static void *
 thread_main(void *arg)
 {
   mp_process *p = arg;
-  atomic_store(&p->pid, mp__plat_gettid());
+  atomic_store(&p->pid, (pid_t)mp__gettid());
   tls_current = p;
   jmp_buf jb;
   int code;

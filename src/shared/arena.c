@@ -8,12 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/fd.h"
-#include "platform/futex.h"
+#include "platform/platform.h"
 
 #define SLAB_SIZE ((size_t)1 << 20)
 #define SLAB_MAGIC UINT64_C(0x626c73636f72706d) /* "mprocslb" */
@@ -203,7 +202,7 @@ static uint64_t
 arena_id(void)
 {
   while (g_arena_id == 0) {
-    if (getrandom(&g_arena_id, sizeof g_arena_id, 0) != sizeof g_arena_id)
+    if (mp__plat_random(&g_arena_id, sizeof g_arena_id))
       g_arena_id = (uint64_t)mp__now_ns() ^ ((uint64_t)mp__getpid() << 32);
   }
   return g_arena_id;

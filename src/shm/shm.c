@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/fd.h"
+#include "platform/platform.h"
 #include "shm/shm_internal.h"
 
 #define MAX_SHM_NAME 200
@@ -56,7 +56,7 @@ static void
 gen_name(char *out)
 {
   uint8_t r[8];
-  if (getrandom(r, sizeof r, 0) != sizeof r) {
+  if (mp__plat_random(r, sizeof r)) {
     uint64_t t = (uint64_t)mp__now_ns() ^ ((uint64_t)getpid() << 32);
     memcpy(r, &t, sizeof r);
   }
@@ -72,15 +72,7 @@ shm_open_name(const char *name, int flags)
   int fd = shm_open(path, flags | O_CLOEXEC, 0600);
   if (fd < 0)
     return mp__errno();
-  if (fd < 3) {
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    int e = errno;
-    close(fd);
-    if (nfd < 0)
-      return -e;
-    fd = nfd;
-  }
-  return fd;
+  return mp__fd_off_stdio(fd);
 }
 
 mp_shm *

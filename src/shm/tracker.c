@@ -19,12 +19,11 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/fd.h"
+#include "platform/platform.h"
 #include "proc/proc_internal.h"
 #include "shm/shm_internal.h"
 
@@ -91,14 +90,7 @@ tracker_main(int rfd)
       _exit(1);
     rfd = 3;
   }
-  if (syscall(SYS_close_range, 4u, ~0u, 0u) < 0) {
-    struct rlimit rl;
-    long max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536
-                   ? (long)rl.rlim_cur
-                   : 65536;
-    for (long fd = 4; fd < max; fd++)
-      close((int)fd);
-  }
+  mp__plat_close_from(4);
   /* stdin and stdout to /dev/null; stderr stays for the shutdown warning */
   int nul = open("/dev/null", O_RDWR);
   if (nul >= 0) {

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include "mproc/sync.h"
-#include "platform/futex.h"
+#include "platform/platform.h"
 #include "core/internal.h" /* function references */
 #include "sync/sync_internal.h"
 

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 
 #include "mproc/sync.h"
-#include "platform/futex.h"
+#include "platform/platform.h"
 #include "sync/sync_internal.h"
 
 struct scond {

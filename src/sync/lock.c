@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "mproc/sync.h"
-#include "platform/futex.h"
+#include "platform/platform.h"
 #include "sync/sync_internal.h"
 
 #define SLICE_MIN_NS 10000000LL  /* first liveness check after 10 ms */

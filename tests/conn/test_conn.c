@@ -905,10 +905,25 @@ test_readahead_buffers(void **state)
   mp_conn_free(b);
 }
 
-int
-main(void)
+/* The tests built on pair() again with read-ahead on, named
+ * "test[readahead]" so a failure says which mode it was. */
+static int
+readahead_on(void **state)
 {
-  const struct CMUnitTest tests[] = {
+  g_readahead = 1;
+  return 0;
+}
+
+static int
+readahead_off(void **state)
+{
+  g_readahead = 0;
+  return 0;
+}
+
+#define RA(f) {#f "[readahead]", f, readahead_on, readahead_off, NULL}
+
+static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_duplex_bytes),
     cmocka_unit_test(test_wire_format),
     cmocka_unit_test(test_send_bytes_at),
@@ -929,29 +944,22 @@ main(void)
     cmocka_unit_test(test_wait_items),
     cmocka_unit_test(test_seed_wait_example),
     cmocka_unit_test(test_new_fd),
-  };
-  int rc = mp_test_run(__FILE__, tests, sizeof tests / sizeof tests[0]);
-  /* the same behaviour with read-ahead on (tests built on pair()) */
-  g_readahead = 1;
-  const struct CMUnitTest ra_tests[] = {
-    cmocka_unit_test(test_readahead_buffers),
-    cmocka_unit_test(test_duplex_bytes),
-    cmocka_unit_test(test_wire_format),
-    cmocka_unit_test(test_send_bytes_at),
-    cmocka_unit_test(test_eof_and_close),
-    cmocka_unit_test(test_maxlength),
-    cmocka_unit_test(test_hostile_lengths),
-    cmocka_unit_test(test_malformed),
-    cmocka_unit_test(test_recv_bytes_into),
-    cmocka_unit_test(test_timeouts_keep_partial_messages),
-    cmocka_unit_test(test_64mib),
-    cmocka_unit_test(test_two_threads_never_interleave),
-    cmocka_unit_test(test_two_threads_receiving),
-    cmocka_unit_test(test_eintr_never_surfaces),
-    cmocka_unit_test(test_poll),
-    cmocka_unit_test(test_wait_items),
-  };
-  int rc2 = mp_test_run("test_conn.c (read-ahead)", ra_tests,
-                        sizeof ra_tests / sizeof ra_tests[0]);
-  return rc ? rc : rc2;
-}
+    RA(test_readahead_buffers),
+    RA(test_duplex_bytes),
+    RA(test_wire_format),
+    RA(test_send_bytes_at),
+    RA(test_eof_and_close),
+    RA(test_maxlength),
+    RA(test_hostile_lengths),
+    RA(test_malformed),
+    RA(test_recv_bytes_into),
+    RA(test_timeouts_keep_partial_messages),
+    RA(test_64mib),
+    RA(test_two_threads_never_interleave),
+    RA(test_two_threads_receiving),
+    RA(test_eintr_never_surfaces),
+    RA(test_poll),
+    RA(test_wait_items),
+};
+
+MP_TEST_MAIN(tests)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "platform/platform.h"
 #include "testutil.h"
 
 static char g_log[64];
@@ -40,6 +41,37 @@ exit_status_of(pid_t pid)
   while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
     ;
   return r == pid && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static uint32_t g_hook_pid, g_hook_tid;
+
+static void
+record_ids(void *arg)
+{
+  g_hook_pid = mp__getpid();
+  g_hook_tid = mp__gettid();
+}
+
+/* The pid cache is reset in a fork child before any hook runs, also a hook
+ * registered before the cache was first filled (the order its reset was
+ * once installed in). */
+static void
+test_fork_child_hooks_see_the_childs_pid(void **state)
+{
+  /* first test of the program: nothing has read the pid yet */
+  assert_int_equal(__atomic_load_n(&mp__g_pid, __ATOMIC_RELAXED), 0);
+  mp__fork_hook *h = mp__fork_hook_add(NULL, NULL, record_ids, NULL);
+  assert_non_null(h);
+  assert_int_equal(mp__getpid(), (uint32_t)getpid());
+  assert_int_equal(mp__gettid(), (uint32_t)getpid());
+  pid_t pid = fork();
+  if (pid == 0) {
+    uint32_t me = (uint32_t)getpid();
+    _exit(g_hook_pid == me && g_hook_tid == me && mp__getpid() == me ? 0 : 1);
+  }
+  assert_true(pid > 0);
+  assert_int_equal(exit_status_of(pid), 0);
+  mp__fork_hook_remove(h);
 }
 
 static void
@@ -227,6 +259,7 @@ test_fork_while_threads_register(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_fork_child_hooks_see_the_childs_pid),
     cmocka_unit_test(test_fork_hooks_run_in_atfork_order),
     cmocka_unit_test(test_finalizers_run_once_in_priority_order),
     cmocka_unit_test(test_finalizer_registered_during_shutdown_runs),

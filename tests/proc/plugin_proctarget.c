@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* A shared object the process tests dlopen: its functions are targets of
  * spawn/forkserver children (resolved by build-id, loaded in the child). */
-#include <mproc.h>
+#include "plugin_proctarget.h"
 
 static int counter = 40;
 

@@ -19,8 +19,6 @@
 #include "testutil.h"
 #include "proc/proc_internal.h"
 
-extern char **environ;
-
 #define AUTHKEY "funcs"
 
 int mul(int a, int b);

@@ -245,6 +245,57 @@ test_handle_type_by_reference(void **state)
   close(pfd[0]);
 }
 
+/* A handle type known to the child only from the args, where the handle
+ * sits in the keyword arguments of a NEWOBJ_EX record: the collector of
+ * handle types looks there too (the child cannot rebuild it otherwise). */
+static const mp_handle_type kwpipe_type = {"test.KwPipeEnd", toy_release,
+                                           pipe_reduce, toy_rebuild};
+
+static int
+kwpipe_target(mp_obj *args)
+{
+  mp_obj *kwargs = NULL;
+  if (mp_record_kwargs(mp_seq_item(args, 0), &kwargs) || !kwargs)
+    return 2;
+  struct toy *t = mp_handle_get(mp_dict_get_str(kwargs, "end"), &kwpipe_type);
+  return t && write(t->fd, "k", 1) == 1 ? 0 : 1;
+}
+
+static void
+test_handle_type_in_newobj_ex_kwargs(void **state)
+{
+  MP_ASSERT_OK(mp_handle_register(&kwpipe_type));
+  int pfd[2];
+  assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
+  struct toy *t = malloc(sizeof *t);
+  t->fd = pfd[1];
+  mp_obj *rec = mp_record_newobj_ex_take(
+      mp_global_new("m", "K"), mp_tuple_take(0),
+      mp_dict_take(1, mp_str_new("end"), mp_handle_new(&kwpipe_type, t)));
+  assert_non_null(rec);
+  mp_obj *args = MP_TUPLE(rec);
+  for (int i = 0; methods[i]; i++) {
+    mp_context *ctx;
+    MP_ASSERT_OK(mp_get_context(methods[i], &ctx));
+    mp_process *p;
+    MP_ASSERT_OK(mp_process_new(&p, ctx, &(mp_process_opts){
+                                             .target = kwpipe_target,
+                                             .args = args}));
+    MP_ASSERT_OK(mp_process_start(p));
+    MP_ASSERT_OK(mp_process_join(p, MP_FOREVER));
+    int code;
+    MP_ASSERT_OK(mp_process_exitcode(p, &code));
+    if (code != 0)
+      fail_msg("%s child exited %d", methods[i], code);
+    char c;
+    assert_int_equal(read(pfd[0], &c, 1), 1);
+    assert_int_equal(c, 'k');
+    mp_process_free(p);
+  }
+  mp_obj_free(args);
+  close(pfd[0]);
+}
+
 /* At most 247 descriptors travel in a child's args: more is MP_ELIMIT, and
  * nothing is started. */
 static void
@@ -295,6 +346,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_echo_and_wait),
     cmocka_unit_test(test_context_check),
     cmocka_unit_test(test_handle_type_by_reference),
+    cmocka_unit_test(test_handle_type_in_newobj_ex_kwargs),
     cmocka_unit_test(test_too_many_descriptors),
     cmocka_unit_test(test_zz_stop_forkserver),
 };

@@ -203,8 +203,6 @@ count_children(int report)
  * the end every logged name must be gone. */
 #define SHM_LOG_ENV "MP_TEST_SHM_LOG"
 
-int __real_shm_open(const char *name, int oflag, mode_t mode);
-
 int
 __wrap_shm_open(const char *name, int oflag, mode_t mode)
 {

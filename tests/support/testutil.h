@@ -39,6 +39,11 @@
                mp_errdetail());                                              \
   } while (0)
 
+/* The link's --wrap=shm_open pair (testutil.c logs each segment created,
+ * for the leak check; __real_shm_open is libc's). */
+int __wrap_shm_open(const char *name, int oflag, mode_t mode);
+int __real_shm_open(const char *name, int oflag, mode_t mode);
+
 /* Number of open fds of this process. */
 int mp_test_count_fds(void);
 
