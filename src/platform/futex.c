@@ -55,8 +55,8 @@ mp__futex_wake(uint32_t *addr, int n)
   return r < 0 ? 0 : (int)r;
 }
 
-int
-mp__memfd_new(const char *name, size_t size)
+static int
+memfd_sealed(const char *name, size_t size, int seals)
 {
   int fd = (int)syscall(SYS_memfd_create, name,
                         MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -66,13 +66,24 @@ mp__memfd_new(const char *name, size_t size)
   if (fd < 0)
     return fd;
   if (ftruncate(fd, (off_t)size) < 0
-      || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
-             < 0) {
+      || fcntl(fd, F_ADD_SEALS, seals) < 0) {
     int e = errno;
     close(fd);
     return -e;
   }
   return fd;
+}
+
+int
+mp__memfd_new(const char *name, size_t size)
+{
+  return memfd_sealed(name, size, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+}
+
+int
+mp__memfd_new_growable(const char *name, size_t size)
+{
+  return memfd_sealed(name, size, F_SEAL_SHRINK | F_SEAL_SEAL);
 }
 
 int

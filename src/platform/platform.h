@@ -128,6 +128,9 @@ int mp__futex_wake(uint32_t *addr, int n);
  * passed to can truncate it under another's mapping (which would make that
  * one's accesses fault).  Returns the fd (>= 3) or -errno. */
 int mp__memfd_new(const char *name, size_t size);
+/* The same, but it may grow (ftruncate to a larger size) -- never shrink:
+ * for memory that grows inside a mapping reserved beforehand (queues). */
+int mp__memfd_new_growable(const char *name, size_t size);
 
 /* 1 and its real size in *size if `fd` is a shared-memory file that can
  * never shrink (a memfd sealed with F_SEAL_SHRINK, as mp__memfd_new makes),

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "core/fd.h"
-#include "platform/futex.h"
+#include "platform/platform.h"
 #include "queue/queue_internal.h"
 
 #define PAGE_UP(x)                                                           \
@@ -26,31 +26,6 @@ static uint64_t
 reserve_for(uint64_t cap, uint64_t segsize)
 {
   return PAGE_UP(2 * cap + MP__Q_PAGE + 2 * segsize);
-}
-
-/* A memfd the queue can grow but nobody can shrink (F_SEAL_SHRINK: no
- * holder can truncate it under another's mapping), fd >= 3. */
-static int
-queue_memfd(uint64_t size)
-{
-  int fd = memfd_create("mproc-queue", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (fd < 0)
-    return mp__errno();
-  if (fd < 3) {
-    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    int e = errno;
-    close(fd);
-    if (nfd < 0)
-      return -e;
-    fd = nfd;
-  }
-  if (ftruncate(fd, (off_t)size) < 0
-      || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
-    int e = errno;
-    close(fd);
-    return -e;
-  }
-  return fd;
 }
 
 static int
@@ -141,7 +116,7 @@ mp_queue_new(mp_queue **out, const mp_queue_opts *opts)
   q->segsize = segsize;
   q->reserve = reserve_for(cap, segsize);
   uint64_t size = MP__Q_PAGE + segsize;
-  int rc = queue_memfd(size);
+  int rc = mp__memfd_new_growable("mproc-queue", size);
   if (rc < 0) {
     queue_destroy(q);
     return rc == -EMFILE ? MP_EMFILE : rc;

@@ -228,6 +228,11 @@ void mp__q_init_layout(mp_queue *q);
 /* Refresh the known file size (fstat); 0 if `end` lies inside the file. */
 int mp__q_known(mp_queue *q, uint64_t end);
 
+/* For tests: called (when set) after a stalled record's writer was judged
+ * dead and before the record is turned into padding -- where a writer's
+ * commit and exit can slip in. */
+extern void (*mp__q_pad_hook_for_tests)(struct mp__qrec *rec);
+
 /* For tests and the fuzzer: the mapping and the bytes of it in use; the
  * segments on the free lists and the memory in use. */
 void mp__queue_mem_for_tests(mp_queue *q, uint8_t **base, size_t *len);

@@ -9,7 +9,6 @@
 
 #include "core/fd.h"
 #include "mproc/pickle.h"
-#include "platform/futex.h"
 #include "platform/platform.h"
 #include "queue/queue_internal.h"
 

@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "platform/futex.h"
+#include "platform/platform.h"
 #include "queue/queue_internal.h"
 
 #define ROUND8(x) (((uint64_t)(x) + 7) & ~(uint64_t)7)
@@ -299,7 +299,7 @@ static uint64_t
 keep_budget(const mp_queue *q)
 {
   uint64_t k = 8 * q->segsize;
-  return k < ((uint64_t)4 << 20) ? (uint64_t)4 << 20 : k;
+  return k < ((uint64_t)16 << 20) ? (uint64_t)16 << 20 : k;
 }
 
 /* Has every record of the (passed, sealed) segment been copied out?  The
@@ -356,8 +356,7 @@ reclaim(mp_queue *q)
     uint64_t nx = ld(&s->next), nsz;
     if (!seg_get(q, nx, &nsz))
       return;
-    int punch = sz != q->segsize
-                || ld(&h->free_committed) + sz > keep_budget(q);
+    int punch = ld(&h->free_committed) + sz > keep_budget(q);
     /* Give the memory back to the system; the header page stays.  Done
      * before the journal: if we die here, the segment is punched but still
      * finished, and the next producer recycles it. */
@@ -531,6 +530,8 @@ mp__q_commit(mp_queue *q, const mp__qclaim *c)
   }
 }
 
+void (*mp__q_pad_hook_for_tests)(struct mp__qrec *rec);
+
 /* ---- consumers --------------------------------------------------------------- */
 
 static void
@@ -616,12 +617,14 @@ mp__q_take(mp_queue *q, size_t maxlen, int check_dead, mp__qtake *t,
       return 1;
     }
     if (state == MP__QR_WRITING) {
-      /* A record seen stalled before (by this process) is checked: cheaply
-       * the second time, fully after that or after a waited slice. */
+      /* A record this process saw stalled before (the same word at the
+       * same place) is checked: cheaply the second time, fully after that
+       * or after a waited slice. */
+      uint64_t key = hd ^ (w * UINT64_C(0x9e3779b97f4a7c15));
       int look = check_dead ? 2 : 0;
       if (!look) {
-        if (atomic_load_explicit(&q->stall_w, memory_order_relaxed) != w) {
-          atomic_store_explicit(&q->stall_w, w, memory_order_relaxed);
+        if (atomic_load_explicit(&q->stall_w, memory_order_relaxed) != key) {
+          atomic_store_explicit(&q->stall_w, key, memory_order_relaxed);
           atomic_store_explicit(&q->stall_n, 0, memory_order_relaxed);
         } else {
           look = atomic_fetch_add_explicit(&q->stall_n, 1,
@@ -635,9 +638,22 @@ mp__q_take(mp_queue *q, size_t maxlen, int check_dead, mp__qtake *t,
         *wait_rec = rec;
         return 0;
       }
-      /* Its producer died before committing: skip the record, whole. */
+      /* Its producer died before committing -- or committed just now and
+       * then exited: only a compare-and-swap from the very word we judged
+       * may turn the record into padding. */
+      uint64_t pad = MP__QW_MAKE(MP__QR_PAD, 0, 0, len);
+      if (MP__UNLIKELY(mp__q_pad_hook_for_tests != NULL))
+        mp__q_pad_hook_for_tests(rec);
+      if (!atomic_compare_exchange_strong_explicit(&rec->w, &w, pad,
+                                                   memory_order_acq_rel,
+                                                   memory_order_acquire))
+        continue; /* it changed: look again */
+      state = MP__QR_PAD;
+    }
+    if (state == MP__QR_PAD) {
+      /* A skipped record at the head: account for it and move on (also
+       * when a consumer died between the CAS above and this journal). */
       j_reset(j);
-      j_add(j, ROFF(hd, w), MP__QW_MAKE(MP__QR_PAD, 0, 0, len));
       j_add(j, HOFF(padded), ld(&h->padded) + 1);
       j_add(j, HOFF(head), hd + reclen);
       j_apply(q, j);
