@@ -1,0 +1,444 @@
+/* SPDX-License-Identifier: MIT */
+/* Queue handles: creation, mapping, references, the handle type that
+ * carries a queue to other processes, and the state calls (qsize, close,
+ * task_done, join). */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/fd.h"
+#include "platform/futex.h"
+#include "queue/queue_internal.h"
+
+#define PAGE_UP(x)                                                           \
+  (((uint64_t)(x) + MP__Q_PAGE - 1) & ~(uint64_t)(MP__Q_PAGE - 1))
+#define MAX_SEGMENT ((uint64_t)1 << 30)
+#define MAX_RESERVE ((uint64_t)1 << 46) /* 64 TiB of address space */
+#define JOIN_SLICE 200000000LL
+
+/* The address range a queue with these limits maps: twice its cap (items
+ * of many sizes fragment the file) plus the header and two segments. */
+static uint64_t
+reserve_for(uint64_t cap, uint64_t segsize)
+{
+  return PAGE_UP(2 * cap + MP__Q_PAGE + 2 * segsize);
+}
+
+/* A memfd the queue can grow but nobody can shrink (F_SEAL_SHRINK: no
+ * holder can truncate it under another's mapping), fd >= 3. */
+static int
+queue_memfd(uint64_t size)
+{
+  int fd = memfd_create("mproc-queue", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (fd < 0)
+    return mp__errno();
+  if (fd < 3) {
+    int nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    int e = errno;
+    close(fd);
+    if (nfd < 0)
+      return -e;
+    fd = nfd;
+  }
+  if (ftruncate(fd, (off_t)size) < 0
+      || fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+static int
+map_queue(mp_queue *q, uint64_t size)
+{
+  void *p = mmap(NULL, q->reserve, PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_NORESERVE, q->memfd, 0);
+  if (p == MAP_FAILED)
+    return errno == ENOMEM ? mp_seterr(MP_ENOMEM, "queue: cannot map %llu "
+                                                  "bytes of address space",
+                                       (unsigned long long)q->reserve)
+                           : mp__errno();
+  q->base = p;
+  q->h = p;
+  atomic_store(&q->known, size < q->reserve ? size : q->reserve);
+  return 0;
+}
+
+static void
+queue_destroy(mp_queue *q)
+{
+  if (q->base)
+    munmap(q->base, q->reserve);
+  mp__close(q->memfd);
+  mp__close(q->sock_put);
+  mp__close(q->sock_get);
+  free(q);
+}
+
+static mp_queue *
+queue_alloc(void)
+{
+  mp_queue *q = calloc(1, sizeof *q);
+  if (q) {
+    atomic_init(&q->refs, 1);
+    q->memfd = q->sock_put = q->sock_get = -1;
+  }
+  return q;
+}
+
+static int
+make_socket(mp_queue *q)
+{
+  int sv[2];
+  int rc = mp__socketpair(SOCK_SEQPACKET, sv);
+  if (rc)
+    return rc;
+  q->sock_put = sv[0];
+  q->sock_get = sv[1];
+  /* Shared by every holder (one open file description each end). */
+  mp__fd_set_nonblock(sv[0], 1);
+  mp__fd_set_nonblock(sv[1], 1);
+  int big = 1 << 20; /* room for many items holding descriptors */
+  setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  return 0;
+}
+
+int
+mp_queue_new(mp_queue **out, const mp_queue_opts *opts)
+{
+  mp__errdetail_clear();
+  if (!out)
+    return mp_seterr(MP_EINVAL, "NULL out");
+  *out = NULL;
+  mp_queue_opts o = opts ? *opts : (mp_queue_opts){0};
+  uint64_t max_message = o.max_message ? o.max_message
+                                       : MP_QUEUE_DEFAULT_MAX_MESSAGE;
+  uint64_t segsize = o.segment_size ? PAGE_UP(o.segment_size)
+                                    : MP_QUEUE_DEFAULT_SEGMENT;
+  uint64_t cap = o.memory_cap ? o.memory_cap : MP_QUEUE_DEFAULT_MEMORY_CAP;
+  if (segsize < MP__Q_MIN_SEGMENT)
+    segsize = MP__Q_MIN_SEGMENT;
+  if (max_message > MP_QUEUE_MAX_MESSAGE)
+    return mp_seterr(MP_EINVAL, "max_message above MP_QUEUE_MAX_MESSAGE");
+  if (segsize > MAX_SEGMENT)
+    return mp_seterr(MP_EINVAL, "segment_size above 1 GiB");
+  if (cap < MP__Q_PAGE + segsize || cap > MAX_RESERVE / 4)
+    return mp_seterr(MP_EINVAL, "memory_cap must hold at least one segment "
+                                "and at most 16 TiB");
+  mp_queue *q = queue_alloc();
+  if (!q)
+    return MP_ENOMEM;
+  q->maxsize = o.maxsize;
+  q->joinable = o.joinable != 0;
+  q->max_message = max_message;
+  q->cap = cap;
+  q->segsize = segsize;
+  q->reserve = reserve_for(cap, segsize);
+  uint64_t size = MP__Q_PAGE + segsize;
+  int rc = queue_memfd(size);
+  if (rc < 0) {
+    queue_destroy(q);
+    return rc == -EMFILE ? MP_EMFILE : rc;
+  }
+  q->memfd = rc;
+  if ((rc = make_socket(q)) != 0 || (rc = map_queue(q, size)) != 0) {
+    queue_destroy(q);
+    return rc == -EMFILE ? MP_EMFILE : rc;
+  }
+  mp__q_init_layout(q);
+  *out = q;
+  return 0;
+}
+
+mp_queue *
+mp_queue_ref(mp_queue *q)
+{
+  if (q)
+    atomic_fetch_add_explicit(&q->refs, 1, memory_order_relaxed);
+  return q;
+}
+
+void
+mp_queue_free(mp_queue *q)
+{
+  if (q && atomic_fetch_sub_explicit(&q->refs, 1, memory_order_acq_rel) == 1)
+    queue_destroy(q);
+}
+
+/* ---- state -------------------------------------------------------------------- */
+
+int
+mp_queue_qsize(const mp_queue *q)
+{
+  mp__errdetail_clear();
+  if (!q)
+    return mp_seterr(MP_EINVAL, "NULL queue");
+  uint64_t n = mp__q_count(q);
+  return n > INT32_MAX ? mp_seterr(MP_EOVERFLOW, "qsize above INT_MAX")
+                       : (int)n;
+}
+
+int
+mp_queue_empty(const mp_queue *q)
+{
+  mp__errdetail_clear();
+  if (!q)
+    return mp_seterr(MP_EINVAL, "NULL queue");
+  return mp__q_count(q) == 0;
+}
+
+int
+mp_queue_full(const mp_queue *q)
+{
+  mp__errdetail_clear();
+  if (!q)
+    return mp_seterr(MP_EINVAL, "NULL queue");
+  return q->maxsize && mp__q_count(q) >= q->maxsize;
+}
+
+size_t
+mp_queue_maxsize(const mp_queue *q)
+{
+  return q ? (size_t)q->maxsize : 0;
+}
+
+/* Wake every sleeper of this queue (of every process): they look again
+ * and the ones of this process see it closed. */
+static void
+wake_all(mp_queue *q)
+{
+  struct mp__qhdr *h = q->h;
+  _Atomic uint32_t *words[] = {&h->put_seq, &h->get_seq, &h->done_seq};
+  for (size_t i = 0; i < MP__ARRAY_LEN(words); i++) {
+    atomic_fetch_add_explicit(words[i], 1, memory_order_seq_cst);
+    mp__futex_wake((uint32_t *)words[i], INT32_MAX);
+  }
+}
+
+int
+mp_queue_close(mp_queue *q)
+{
+  mp__errdetail_clear();
+  if (!q)
+    return mp_seterr(MP_EINVAL, "NULL queue");
+  if (!atomic_exchange(&q->closed, 1))
+    wake_all(q);
+  return 0;
+}
+
+int
+mp_queue_join_thread(mp_queue *q)
+{
+  mp__errdetail_clear();
+  return q ? 0 : mp_seterr(MP_EINVAL, "NULL queue");
+}
+
+int
+mp_queue_cancel_join_thread(mp_queue *q)
+{
+  mp__errdetail_clear();
+  return q ? 0 : mp_seterr(MP_EINVAL, "NULL queue");
+}
+
+int
+mp_queue_task_done(mp_queue *q)
+{
+  mp__errdetail_clear();
+  if (!q)
+    return mp_seterr(MP_EINVAL, "NULL queue");
+  if (!q->joinable)
+    return mp_seterr(MP_ENOTSUP, "task_done on a queue that is not joinable");
+  struct mp__qhdr *h = q->h;
+  uint64_t d = atomic_load(&h->done);
+  for (;;) {
+    uint64_t gone = d + atomic_load(&h->padded);
+    if (gone >= atomic_load(&h->reserved))
+      return mp_seterr(MP_ESTATE, "task_done() called too many times");
+    if (atomic_compare_exchange_weak(&h->done, &d, d + 1))
+      break;
+  }
+  if (mp__q_unfinished(q) == 0) {
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&h->join_waiters, memory_order_relaxed)) {
+      atomic_fetch_add_explicit(&h->done_seq, 1, memory_order_seq_cst);
+      mp__futex_wake((uint32_t *)&h->done_seq, INT32_MAX);
+    }
+  }
+  return 0;
+}
+
+int
+mp_queue_join(mp_queue *q, double timeout)
+{
+  mp__errdetail_clear();
+  if (!q)
+    return mp_seterr(MP_EINVAL, "NULL queue");
+  if (!q->joinable)
+    return mp_seterr(MP_ENOTSUP, "join on a queue that is not joinable");
+  struct mp__qhdr *h = q->h;
+  if (mp__q_unfinished(q) == 0)
+    return 0;
+  mp__deadline dl;
+  if (mp__deadline_set(timeout, &dl))
+    return MP_EINVAL;
+  for (;;) {
+    atomic_fetch_add_explicit(&h->join_waiters, 1, memory_order_seq_cst);
+    uint32_t seq = atomic_load_explicit(&h->done_seq, memory_order_seq_cst);
+    int rc = 0;
+    if (mp__q_unfinished(q) != 0) {
+      int64_t now = mp__now_ns();
+      if (dl <= now) {
+        rc = MP_ETIMEDOUT;
+      } else {
+        mp__deadline until = dl - now > JOIN_SLICE ? now + JOIN_SLICE : dl;
+        if (mp__futex_wait((uint32_t *)&h->done_seq, seq, until)
+                == MP_ETIMEDOUT
+            && until == dl)
+          rc = MP_ETIMEDOUT;
+      }
+    }
+    atomic_fetch_sub_explicit(&h->join_waiters, 1, memory_order_relaxed);
+    if (mp__q_unfinished(q) == 0)
+      return 0;
+    if (rc)
+      return mp_seterr(MP_ETIMEDOUT, "join: %llu items not done",
+                       (unsigned long long)mp__q_unfinished(q));
+  }
+}
+
+/* ---- the handle type -------------------------------------------------------------
+ * state: (1,) -- the version of the layout; fds: the memfd and both ends of
+ * the descriptor socket.  Everything else is read from the header, checked. */
+
+static int
+queue_reduce(void *ptr, mp_obj **state, int (*add_fd)(void *, int),
+             void *fdctx)
+{
+  mp_queue *q = ptr;
+  int rc;
+  if ((rc = add_fd(fdctx, q->memfd)) || (rc = add_fd(fdctx, q->sock_put))
+      || (rc = add_fd(fdctx, q->sock_get)))
+    return rc;
+  *state = MP_TUPLE(mp_int_new(MP__Q_VERSION));
+  return *state ? 0 : MP_ENOMEM;
+}
+
+static int
+check_socket(int fd)
+{
+  int type = 0, domain = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0
+      || type != SOCK_SEQPACKET)
+    return 0;
+  len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0
+      || domain != AF_UNIX)
+    return 0;
+  return mp__fd_set_nonblock(fd, 1) == 0;
+}
+
+/* Adopt a queue described by a received memfd: its header is checked
+ * (read with pread, before anything is mapped) and its limits are kept
+ * in the handle. */
+static int
+queue_adopt(mp_queue *q)
+{
+  struct mp__qhdr h;
+  uint64_t size;
+  if (!mp__memfd_size_fixed(q->memfd, &size) || size < 2 * MP__Q_PAGE)
+    return mp_seterr(MP_EMALFORMED, "queue: not a sealed memfd");
+  if (pread(q->memfd, &h, sizeof h, 0) != (ssize_t)sizeof h)
+    return mp_seterr(MP_EMALFORMED, "queue: header unreadable");
+  if (h.magic != MP__Q_MAGIC || h.version != MP__Q_VERSION)
+    return mp_seterr(MP_EMALFORMED, "queue: bad header magic or version");
+  if (h.segment_size < MP__Q_MIN_SEGMENT || h.segment_size > MAX_SEGMENT
+      || h.segment_size % MP__Q_PAGE || h.max_message > MP_QUEUE_MAX_MESSAGE
+      || h.memory_cap < MP__Q_PAGE + h.segment_size
+      || h.memory_cap > MAX_RESERVE / 4 || h.joinable > 1
+      || h.reserve != reserve_for(h.memory_cap, h.segment_size))
+    return mp_seterr(MP_EMALFORMED, "queue: bad header limits");
+  q->maxsize = h.maxsize;
+  q->joinable = (int)h.joinable;
+  q->max_message = h.max_message;
+  q->cap = h.memory_cap;
+  q->segsize = h.segment_size;
+  q->reserve = h.reserve;
+  return map_queue(q, size);
+}
+
+static int
+queue_rebuild(const mp_obj *state, int *fds, size_t nfds, void **out)
+{
+  int rc = 0;
+  int64_t version = 0;
+  mp_obj *const *items;
+  size_t n = 0;
+  if (nfds != 3 || mp_seq_items(state, &items, &n) || n != 1
+      || mp_int_get(items[0], &version) || version != MP__Q_VERSION)
+    rc = mp_seterr(MP_EMALFORMED, "bad queue state");
+  mp_queue *q = rc ? NULL : queue_alloc();
+  if (!rc && !q)
+    rc = MP_ENOMEM;
+  if (rc) {
+    for (size_t i = 0; i < nfds; i++)
+      mp__close(fds[i]);
+    return rc;
+  }
+  q->memfd = fds[0];
+  q->sock_put = fds[1];
+  q->sock_get = fds[2];
+  if (!check_socket(q->sock_put) || !check_socket(q->sock_get))
+    rc = mp_seterr(MP_EMALFORMED, "queue: bad descriptor socket");
+  if (!rc)
+    rc = queue_adopt(q);
+  if (rc) {
+    queue_destroy(q);
+    return rc;
+  }
+  *out = q;
+  return 0;
+}
+
+static void
+queue_release(void *ptr)
+{
+  mp_queue_free(ptr);
+}
+
+static const mp_handle_type queue_type = {"mproc.Queue", queue_release,
+                                          queue_reduce, queue_rebuild};
+
+__attribute__((constructor)) static void
+register_queue_type(void)
+{
+  mp_handle_register(&queue_type);
+}
+
+const mp_handle_type *
+mp_queue_handle_type(void)
+{
+  return &queue_type;
+}
+
+mp_obj *
+mp_queue_obj(mp_queue *q)
+{
+  if (!q) {
+    mp_seterr(MP_EINVAL, "NULL queue");
+    return NULL;
+  }
+  return mp_handle_new(&queue_type, mp_queue_ref(q));
+}
+
+mp_queue *
+mp_queue_from_obj(const mp_obj *o)
+{
+  return mp_handle_get(o, &queue_type);
+}

@@ -1,0 +1,683 @@
+/* SPDX-License-Identifier: MIT */
+/* The queue's log in shared memory: claiming, committing, taking and
+ * finishing records, journals, and the life of segments (see
+ * queue_internal.h for the layout and docs/queue.md for the reasoning). */
+#include <fcntl.h>
+#include <stddef.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "platform/futex.h"
+#include "queue/queue_internal.h"
+
+#define ROUND8(x) (((uint64_t)(x) + 7) & ~(uint64_t)7)
+#define PAGE_UP(x)                                                           \
+  (((uint64_t)(x) + MP__Q_PAGE - 1) & ~(uint64_t)(MP__Q_PAGE - 1))
+#define WALK_MAX (1u << 22) /* bound on any walk over shared structures */
+#define SPINS 64            /* tries on a busy side lock before sleeping */
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+#define HOFF(field) ((uint64_t)offsetof(struct mp__qhdr, field))
+#define SOFF(seg, field) ((seg) + (uint64_t)offsetof(struct mp__qseg, field))
+#define ROFF(rec, field) ((rec) + (uint64_t)offsetof(struct mp__qrec, field))
+
+static inline _Atomic uint64_t *
+qword(mp_queue *q, uint64_t off)
+{
+  return (_Atomic uint64_t *)(void *)(q->base + off);
+}
+
+static inline uint64_t
+ld(_Atomic uint64_t *p)
+{
+  return atomic_load_explicit(p, memory_order_acquire);
+}
+
+static inline void
+st(_Atomic uint64_t *p, uint64_t v)
+{
+  atomic_store_explicit(p, v, memory_order_relaxed);
+}
+
+/* pid << 40 | start time of this process, recomputed after fork. */
+static _Atomic uint64_t g_aux;
+
+static uint64_t
+my_aux(void)
+{
+  uint32_t pid = mp__getpid();
+  uint64_t a = atomic_load_explicit(&g_aux, memory_order_relaxed);
+  if (MP__UNLIKELY((uint32_t)(a >> 40) != pid)) {
+    a = (uint64_t)pid << 40
+        | (mp__proc_starttime() & ((UINT64_C(1) << 40) - 1));
+    atomic_store_explicit(&g_aux, a, memory_order_relaxed);
+  }
+  return a;
+}
+
+/* Is the owner of record word w (with its aux word) still alive?
+ * `cheap`: only kill(pid, 0) (a zombie counts as alive). */
+static int
+owner_alive(struct mp__qrec *r, uint64_t w, int cheap)
+{
+  uint32_t pid = MP__QW_PID(w);
+  if (pid == mp__getpid())
+    return 1; /* another thread of ours */
+  uint64_t aux = atomic_load_explicit(&r->aux, memory_order_relaxed);
+  uint64_t start =
+      (uint32_t)(aux >> 40) == pid ? (aux & ((UINT64_C(1) << 40) - 1)) : 0;
+  return mp__proc_alive(pid, start, cheap);
+}
+
+int
+mp__q_known(mp_queue *q, uint64_t end)
+{
+  if (MP__LIKELY(end <= atomic_load_explicit(&q->known, memory_order_relaxed)))
+    return 0;
+  struct stat sb;
+  if (end > q->reserve || fstat(q->memfd, &sb) < 0)
+    return mp_seterr(MP_EMALFORMED, "queue: shared memory refers to offset "
+                                    "%llu, outside its file",
+                     (unsigned long long)end);
+  uint64_t sz = (uint64_t)sb.st_size;
+  if (sz > q->reserve)
+    sz = q->reserve;
+  /* The file never shrinks (sealed), so what fstat saw stays valid. */
+  uint64_t k = atomic_load_explicit(&q->known, memory_order_relaxed);
+  while (sz > k && !atomic_compare_exchange_weak_explicit(
+                       &q->known, &k, sz, memory_order_relaxed,
+                       memory_order_relaxed))
+    ;
+  if (end <= sz)
+    return 0;
+  return mp_seterr(MP_EMALFORMED,
+                   "queue: shared memory refers to offset %llu, outside its "
+                   "file (%llu bytes)",
+                   (unsigned long long)end, (unsigned long long)sz);
+}
+
+/* The segment at file offset `off`, checked: NULL (detail set) unless it
+ * is page aligned, lies inside the file and carries the segment tag. */
+static struct mp__qseg *
+seg_get(mp_queue *q, uint64_t off, uint64_t *size)
+{
+  if (off < MP__Q_PAGE || off % MP__Q_PAGE || off >= q->reserve
+      || mp__q_known(q, off + MP__Q_PAGE)) {
+    mp_seterr(MP_EMALFORMED, "queue: bad segment offset %llu",
+              (unsigned long long)off);
+    return NULL;
+  }
+  struct mp__qseg *s = (struct mp__qseg *)(void *)(q->base + off);
+  uint64_t tag = atomic_load_explicit(&s->tag, memory_order_acquire);
+  uint64_t sz = MP__SHARED_LOAD(&s->size);
+  if ((uint32_t)tag != MP__Q_SEG_MAGIC || sz < MP__Q_PAGE || sz % MP__Q_PAGE
+      || sz > q->reserve - off || mp__q_known(q, off + sz)) {
+    mp_seterr(MP_EMALFORMED, "queue: corrupt segment header at %llu",
+              (unsigned long long)off);
+    return NULL;
+  }
+  *size = sz;
+  return s;
+}
+
+/* ---- journals ------------------------------------------------------------- */
+
+static inline void
+j_reset(struct mp__qjournal *j)
+{
+  j->n = 0;
+}
+
+static inline void
+j_add(struct mp__qjournal *j, uint64_t off, uint64_t val)
+{
+  j->e[j->n].off = off;
+  j->e[j->n].val = val;
+  j->n++;
+}
+
+/* Arm, apply in order (the last store, the publication, with release),
+ * disarm. */
+static void
+j_apply(mp_queue *q, struct mp__qjournal *j)
+{
+  uint64_t n = j->n;
+  atomic_store_explicit(&j->armed, 1, memory_order_seq_cst);
+  for (uint64_t i = 0; i + 1 < n; i++)
+    st(qword(q, j->e[i].off), j->e[i].val);
+  atomic_store_explicit(qword(q, j->e[n - 1].off), j->e[n - 1].val,
+                        memory_order_release);
+  atomic_store_explicit(&j->armed, 0, memory_order_release);
+}
+
+/* A journal left armed by a holder that died: apply it unless its
+ * publication already happened.  The offsets come from shared memory, so
+ * each is checked against the file first. */
+static int
+j_replay(mp_queue *q, struct mp__qjournal *j)
+{
+  if (!atomic_load_explicit(&j->armed, memory_order_acquire))
+    return 0;
+  uint64_t n = MP__SHARED_LOAD(&j->n), off[MP__Q_JMAX], val[MP__Q_JMAX];
+  int rc = 0;
+  if (n == 0 || n > MP__Q_JMAX)
+    rc = mp_seterr(MP_EMALFORMED, "queue: corrupt journal");
+  for (uint64_t i = 0; !rc && i < n; i++) {
+    off[i] = MP__SHARED_LOAD(&j->e[i].off);
+    val[i] = MP__SHARED_LOAD(&j->e[i].val);
+    if (off[i] % 8 || off[i] > q->reserve - 8 || mp__q_known(q, off[i] + 8))
+      rc = mp_seterr(MP_EMALFORMED, "queue: corrupt journal");
+  }
+  if (!rc && ld(qword(q, off[n - 1])) != val[n - 1]) {
+    for (uint64_t i = 0; i + 1 < n; i++)
+      st(qword(q, off[i]), val[i]);
+    atomic_store_explicit(qword(q, off[n - 1]), val[n - 1],
+                          memory_order_release);
+  }
+  atomic_store_explicit(&j->armed, 0, memory_order_release);
+  return rc;
+}
+
+/* ---- the side locks ---------------------------------------------------------
+ * Critical sections are a few stores, so a busy lock is usually free again
+ * within a spin; only then does a locker sleep (the robust lock's slices). */
+static int
+side_lock(mp_queue *q, struct mp__slock *l, struct mp__qjournal *j,
+          mp__deadline dl)
+{
+  int rc = 1;
+  for (int i = 0; i < SPINS; i++) {
+    uint32_t v = 0;
+    if (atomic_load_explicit(&l->word, memory_order_relaxed) == 0
+        && atomic_compare_exchange_weak_explicit(&l->word, &v, mp__getpid(),
+                                                 memory_order_acquire,
+                                                 memory_order_relaxed)) {
+      /* the owner record is only read by waiters checking liveness */
+      atomic_store_explicit(&l->oinfo, my_aux(), memory_order_relaxed);
+      rc = 0;
+      break;
+    }
+    CPU_RELAX();
+  }
+  if (rc)
+    rc = mp__slock_acquire(l, dl);
+  if (rc == MP_ETIMEDOUT)
+    return rc;
+  /* 0 or MP_EOWNERDEAD: held.  An armed journal means a holder died in
+   * the middle; finish its work. */
+  if ((rc = j_replay(q, j)) != 0) {
+    mp__slock_release(l);
+    return rc;
+  }
+  return 0;
+}
+
+int
+mp__q_put_lock(mp_queue *q, mp__deadline dl)
+{
+  return side_lock(q, &q->h->put_lock, &q->h->pj, dl);
+}
+
+void
+mp__q_put_unlock(mp_queue *q)
+{
+  mp__slock_release(&q->h->put_lock);
+}
+
+int
+mp__q_get_lock(mp_queue *q, mp__deadline dl)
+{
+  return side_lock(q, &q->h->get_lock, &q->h->gj, dl);
+}
+
+void
+mp__q_get_unlock(mp_queue *q)
+{
+  mp__slock_release(&q->h->get_lock);
+}
+
+/* ---- counts ------------------------------------------------------------------
+ * The later counter is read last, so a difference is never negative. */
+uint64_t
+mp__q_count(const mp_queue *q)
+{
+  struct mp__qhdr *h = q->h;
+  uint64_t gone = ld(&h->taken) + ld(&h->padded);
+  uint64_t r = ld(&h->reserved);
+  return r > gone ? r - gone : 0;
+}
+
+uint64_t
+mp__q_unfinished(const mp_queue *q)
+{
+  struct mp__qhdr *h = q->h;
+  uint64_t gone = ld(&h->done) + ld(&h->padded);
+  uint64_t r = ld(&h->reserved);
+  return r > gone ? r - gone : 0;
+}
+
+/* ---- segments ---------------------------------------------------------------- */
+
+static uint64_t
+keep_budget(const mp_queue *q)
+{
+  uint64_t k = 8 * q->segsize;
+  return k < ((uint64_t)4 << 20) ? (uint64_t)4 << 20 : k;
+}
+
+/* Has every record of the (passed, sealed) segment been copied out?  The
+ * counter says so unless a reader died; then the records tell: a record
+ * still READING by a dead process is finished on its behalf (its item is
+ * lost -- the one the dead consumer was taking). */
+static int
+seg_finished(mp_queue *q, struct mp__qseg *s, uint64_t off, uint64_t sz)
+{
+  if (ld(&s->finished) >= ld(&s->nrec))
+    return 1;
+  uint64_t sealed = ld(&s->sealed);
+  if (sealed < off + MP__Q_SEGHDR || sealed > off + sz)
+    return 0; /* corrupt: keep it rather than reuse memory in use */
+  uint64_t r = off + MP__Q_SEGHDR;
+  for (unsigned n = 0; r < sealed && n < WALK_MAX; n++) {
+    if (sealed - r < MP__Q_RECHDR)
+      return 0;
+    struct mp__qrec *rec = (struct mp__qrec *)(void *)(q->base + r);
+    uint64_t w = ld(&rec->w);
+    uint64_t reclen = MP__Q_RECHDR + ROUND8(MP__QW_LEN(w));
+    if (reclen > sealed - r)
+      return 0;
+    unsigned state = MP__QW_STATE(w);
+    if (state == MP__QR_READING) {
+      if (owner_alive(rec, w, 0))
+        return 0;
+      uint64_t done = MP__QW_MAKE(MP__QR_DONE, MP__QW_FLAGS(w), 0,
+                                  MP__QW_LEN(w));
+      if (!atomic_compare_exchange_strong(&rec->w, &w, done))
+        return 0; /* it changed under us: look again next time */
+    } else if (state != MP__QR_DONE && state != MP__QR_PAD) {
+      return 0;
+    }
+    r += reclen;
+  }
+  return r == sealed;
+}
+
+/* Recycle segments from the oldest while the head has left them and they
+ * are finished (put lock held).  Each recycling is one journal. */
+static void
+reclaim(mp_queue *q)
+{
+  struct mp__qhdr *h = q->h;
+  struct mp__qjournal *j = &h->pj;
+  for (int i = 0; i < 256; i++) {
+    uint64_t o = ld(&h->oldest), sz;
+    if (o == ld(&h->head_seg))
+      return;
+    struct mp__qseg *s = seg_get(q, o, &sz);
+    if (!s || !seg_finished(q, s, o, sz))
+      return;
+    uint64_t nx = ld(&s->next), nsz;
+    if (!seg_get(q, nx, &nsz))
+      return;
+    int punch = sz != q->segsize
+                || ld(&h->free_committed) + sz > keep_budget(q);
+    /* Give the memory back to the system; the header page stays.  Done
+     * before the journal: if we die here, the segment is punched but still
+     * finished, and the next producer recycles it. */
+    if (punch && fallocate(q->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                           (off_t)(o + MP__Q_PAGE),
+                           (off_t)(sz - MP__Q_PAGE)) < 0)
+      punch = 0;
+    _Atomic uint64_t *list = sz == q->segsize ? &h->free_std : &h->free_big;
+    uint64_t list_off = sz == q->segsize ? HOFF(free_std) : HOFF(free_big);
+    j_reset(j);
+    j_add(j, SOFF(o, free_next), ld(list));
+    j_add(j, SOFF(o, tag), MP__QSEG_TAG(punch ? MP__QS_PUNCHED : MP__QS_FREE));
+    if (punch)
+      j_add(j, HOFF(mem_used), ld(&h->mem_used) - (sz - MP__Q_PAGE));
+    else
+      j_add(j, HOFF(free_committed), ld(&h->free_committed) + sz);
+    j_add(j, list_off, o);
+    j_add(j, HOFF(oldest), nx);
+    j_apply(q, j);
+  }
+}
+
+static int
+cap_full(mp_queue *q, uint64_t more)
+{
+  return mp_seterr(MP_EFULL,
+                   "queue: memory cap reached (%llu bytes in use, %llu more "
+                   "needed, cap %llu)",
+                   (unsigned long long)ld(&q->h->mem_used),
+                   (unsigned long long)more, (unsigned long long)q->cap);
+}
+
+/* Find room for a segment of `want` bytes (a free one, or the file grown)
+ * and add to j the stores that take it and initialise it: 0 and *out, or
+ * MP_EFULL / MP_EMALFORMED / -errno. */
+static int
+seg_alloc(mp_queue *q, uint64_t want, struct mp__qjournal *j, uint64_t *out)
+{
+  struct mp__qhdr *h = q->h;
+  uint64_t mem = ld(&h->mem_used);
+  uint64_t pick = 0, pick_sz = 0, pick_link = 0;
+  /* a free segment: the first standard one, or the smallest big one that
+   * fits */
+  uint64_t link = want == q->segsize ? HOFF(free_std) : HOFF(free_big);
+  uint64_t s = ld(qword(q, link));
+  for (unsigned n = 0; s && n < 4096; n++) {
+    uint64_t sz;
+    struct mp__qseg *seg = seg_get(q, s, &sz);
+    if (!seg)
+      return MP_EMALFORMED;
+    unsigned state = (unsigned)(ld(&seg->tag) >> 32);
+    if (state != MP__QS_FREE && state != MP__QS_PUNCHED)
+      return mp_seterr(MP_EMALFORMED, "queue: corrupt free list");
+    if (sz >= want && (!pick || sz < pick_sz)) {
+      pick = s, pick_sz = sz, pick_link = link;
+      if (want == q->segsize || sz == want)
+        break;
+    }
+    link = SOFF(s, free_next);
+    s = ld(qword(q, link));
+  }
+  if (pick) {
+    struct mp__qseg *seg = (struct mp__qseg *)(void *)(q->base + pick);
+    int punched = (unsigned)(ld(&seg->tag) >> 32) == MP__QS_PUNCHED;
+    if (punched && mem + pick_sz - MP__Q_PAGE > q->cap)
+      return cap_full(q, pick_sz - MP__Q_PAGE);
+    j_add(j, pick_link, ld(&seg->free_next));
+    if (punched)
+      j_add(j, HOFF(mem_used), mem + pick_sz - MP__Q_PAGE);
+    else
+      j_add(j, HOFF(free_committed), ld(&h->free_committed) - pick_sz);
+  } else {
+    uint64_t end = ld(&h->file_used);
+    if (end % MP__Q_PAGE || end > q->reserve)
+      return mp_seterr(MP_EMALFORMED, "queue: corrupt file extent");
+    if (mem + want > q->cap)
+      return cap_full(q, want);
+    if (want > q->reserve - end)
+      return mp_seterr(MP_EFULL,
+                       "queue: address reservation of %llu bytes used up "
+                       "(fragmented by items of many sizes)",
+                       (unsigned long long)q->reserve);
+    struct stat sb;
+    if (fstat(q->memfd, &sb) < 0)
+      return mp__errno();
+    /* grow, never shrink: a producer that died here may have grown it */
+    if ((uint64_t)sb.st_size < end + want
+        && ftruncate(q->memfd, (off_t)(end + want)) < 0)
+      return errno == EFBIG || errno == ENOSPC ? cap_full(q, want)
+                                               : mp__errno();
+    if (mp__q_known(q, end + want))
+      return MP_EMALFORMED;
+    pick = end, pick_sz = want;
+    j_add(j, SOFF(pick, size), want);
+    j_add(j, HOFF(file_used), end + want);
+    j_add(j, HOFF(mem_used), mem + want);
+  }
+  j_add(j, SOFF(pick, sealed), 0);
+  j_add(j, SOFF(pick, next), 0);
+  j_add(j, SOFF(pick, nrec), 1);
+  j_add(j, SOFF(pick, finished), 0);
+  j_add(j, SOFF(pick, tag), MP__QSEG_TAG(MP__QS_LIVE));
+  *out = pick;
+  return 0;
+}
+
+/* ---- producers --------------------------------------------------------------- */
+
+int
+mp__q_claim(mp_queue *q, uint32_t len, unsigned flags, mp__qclaim *c)
+{
+  struct mp__qhdr *h = q->h;
+  struct mp__qjournal *j = &h->pj;
+  uint64_t reclen = MP__Q_RECHDR + ROUND8(len), ssz;
+  uint64_t ts = ld(&h->tail_seg), t = ld(&h->tail), rec;
+  if (!seg_get(q, ts, &ssz))
+    return MP_EMALFORMED;
+  if (t < ts + MP__Q_SEGHDR || t > ts + ssz || t % 8)
+    return mp_seterr(MP_EMALFORMED, "queue: corrupt tail");
+  if (reclen <= ts + ssz - t) {
+    j_reset(j);
+    j_add(j, SOFF(ts, nrec), ld(&((struct mp__qseg *)(void *)(q->base + ts))->nrec) + 1);
+    rec = t;
+  } else {
+    uint64_t need = MP__Q_SEGHDR + reclen, nseg = 0;
+    uint64_t want = need <= q->segsize ? q->segsize : PAGE_UP(need);
+    reclaim(q);
+    j_reset(j);
+    int rc = seg_alloc(q, want, j, &nseg);
+    if (rc)
+      return rc;
+    j_add(j, SOFF(ts, sealed), t);
+    j_add(j, SOFF(ts, next), nseg);
+    j_add(j, HOFF(tail_seg), nseg);
+    rec = nseg + MP__Q_SEGHDR;
+  }
+  uint64_t w = MP__QW_MAKE(MP__QR_WRITING, flags, mp__getpid(), len);
+  j_add(j, ROFF(rec, aux), my_aux());
+  j_add(j, ROFF(rec, w), w);
+  j_add(j, HOFF(reserved), ld(&h->reserved) + 1);
+  j_add(j, HOFF(tail), rec + reclen);
+  j_apply(q, j);
+  c->rec = (struct mp__qrec *)(void *)(q->base + rec);
+  c->payload = q->base + rec + MP__Q_RECHDR;
+  c->w = w;
+  return 0;
+}
+
+void
+mp__q_commit(mp_queue *q, const mp__qclaim *c)
+{
+  uint64_t w = c->w;
+  uint64_t ready = MP__QW_MAKE(MP__QR_READY, MP__QW_FLAGS(w), 0,
+                               MP__QW_LEN(w));
+  /* Fails only if our record was skipped as a dead producer's, which a
+   * live process never is. */
+  atomic_compare_exchange_strong_explicit(&c->rec->w, &w, ready,
+                                          memory_order_seq_cst,
+                                          memory_order_relaxed);
+  /* Dekker with a consumer going to sleep: it counts itself a waiter and
+   * then looks at the record; we publish and then look for waiters. */
+  if (atomic_load_explicit(&q->h->get_waiters, memory_order_seq_cst)) {
+    atomic_fetch_add_explicit(&q->h->put_seq, 1, memory_order_seq_cst);
+    mp__futex_wake((uint32_t *)&q->h->put_seq, 1);
+  }
+}
+
+/* ---- consumers --------------------------------------------------------------- */
+
+static void
+wake_joiners(mp_queue *q)
+{
+  struct mp__qhdr *h = q->h;
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&h->join_waiters, memory_order_relaxed)) {
+    atomic_fetch_add_explicit(&h->done_seq, 1, memory_order_seq_cst);
+    mp__futex_wake((uint32_t *)&h->done_seq, INT32_MAX);
+  }
+}
+
+int
+mp__q_take(mp_queue *q, size_t maxlen, int check_dead, mp__qtake *t,
+           uint64_t *wait_w, struct mp__qrec **wait_rec)
+{
+  struct mp__qhdr *h = q->h;
+  struct mp__qjournal *j = &h->gj;
+  *wait_w = 0;
+  for (unsigned iter = 0; iter < WALK_MAX; iter++) {
+    uint64_t hs = ld(&h->head_seg), hd = ld(&h->head), sz;
+    struct mp__qseg *s = seg_get(q, hs, &sz);
+    if (!s)
+      return MP_EMALFORMED;
+    if (hd < hs + MP__Q_SEGHDR || hd > hs + sz || hd % 8)
+      return mp_seterr(MP_EMALFORMED, "queue: corrupt head");
+    if (hd == ld(&h->tail))
+      return 0;
+    uint64_t sealed = ld(&s->sealed);
+    if (sealed) {
+      if (sealed < hs + MP__Q_SEGHDR || sealed > hs + sz || hd > sealed)
+        return mp_seterr(MP_EMALFORMED, "queue: corrupt segment end");
+      if (hd == sealed) { /* on to the next segment */
+        uint64_t nx = ld(&s->next), nsz;
+        if (!seg_get(q, nx, &nsz))
+          return MP_EMALFORMED;
+        j_reset(j);
+        j_add(j, HOFF(head_seg), nx);
+        j_add(j, HOFF(head), nx + MP__Q_SEGHDR);
+        j_apply(q, j);
+        continue;
+      }
+    }
+    uint64_t end = sealed ? sealed : hs + sz;
+    if (end - hd < MP__Q_RECHDR)
+      return mp_seterr(MP_EMALFORMED, "queue: corrupt record at %llu",
+                       (unsigned long long)hd);
+    struct mp__qrec *rec = (struct mp__qrec *)(void *)(q->base + hd);
+    uint64_t w = ld(&rec->w);
+    uint32_t len = MP__QW_LEN(w);
+    uint64_t reclen = MP__Q_RECHDR + ROUND8(len);
+    if (reclen > end - hd || len > q->max_message + sizeof(struct mp__qfds_prefix))
+      return mp_seterr(MP_EMALFORMED, "queue: corrupt record at %llu",
+                       (unsigned long long)hd);
+    unsigned state = MP__QW_STATE(w), flags = MP__QW_FLAGS(w);
+    if (state == MP__QR_READY) {
+      size_t plen = len;
+      if (flags & MP__QR_FDS) {
+        if (len < sizeof(struct mp__qfds_prefix))
+          return mp_seterr(MP_EMALFORMED, "queue: corrupt record at %llu",
+                           (unsigned long long)hd);
+        plen -= sizeof(struct mp__qfds_prefix);
+      }
+      if (plen > maxlen) {
+        t->len = (uint32_t)plen;
+        t->flags = flags;
+        return MP_EMSGSIZE;
+      }
+      uint64_t rw = MP__QW_MAKE(MP__QR_READING, flags, mp__getpid(), len);
+      j_reset(j);
+      j_add(j, ROFF(hd, aux), my_aux());
+      j_add(j, ROFF(hd, w), rw);
+      j_add(j, HOFF(taken), ld(&h->taken) + 1);
+      j_add(j, HOFF(head), hd + reclen);
+      j_apply(q, j);
+      t->rec = rec;
+      t->payload = q->base + hd + MP__Q_RECHDR;
+      t->len = len;
+      t->flags = flags;
+      t->seg = hs;
+      t->w = rw;
+      return 1;
+    }
+    if (state == MP__QR_WRITING) {
+      /* A record seen stalled before (by this process) is checked: cheaply
+       * the second time, fully after that or after a waited slice. */
+      int look = check_dead ? 2 : 0;
+      if (!look) {
+        if (atomic_load_explicit(&q->stall_w, memory_order_relaxed) != w) {
+          atomic_store_explicit(&q->stall_w, w, memory_order_relaxed);
+          atomic_store_explicit(&q->stall_n, 0, memory_order_relaxed);
+        } else {
+          look = atomic_fetch_add_explicit(&q->stall_n, 1,
+                                           memory_order_relaxed)
+                     ? 2
+                     : 1;
+        }
+      }
+      if (!look || owner_alive(rec, w, look == 1)) {
+        *wait_w = w;
+        *wait_rec = rec;
+        return 0;
+      }
+      /* Its producer died before committing: skip the record, whole. */
+      j_reset(j);
+      j_add(j, ROFF(hd, w), MP__QW_MAKE(MP__QR_PAD, 0, 0, len));
+      j_add(j, HOFF(padded), ld(&h->padded) + 1);
+      j_add(j, HOFF(head), hd + reclen);
+      j_apply(q, j);
+      atomic_fetch_add_explicit(&s->finished, 1, memory_order_release);
+      /* room for a bounded queue's producers, and maybe an empty join */
+      atomic_fetch_add_explicit(&h->get_seq, 1, memory_order_seq_cst);
+      mp__futex_wake((uint32_t *)&h->get_seq, 1);
+      wake_joiners(q);
+      continue;
+    }
+    return mp_seterr(MP_EMALFORMED,
+                     "queue: record at %llu is in state %u at the head",
+                     (unsigned long long)hd, state);
+  }
+  return mp_seterr(MP_EMALFORMED, "queue: the log does not end");
+}
+
+void
+mp__q_finish(mp_queue *q, const mp__qtake *t)
+{
+  uint64_t w = t->w;
+  uint64_t done = MP__QW_MAKE(MP__QR_DONE, MP__QW_FLAGS(w), 0, MP__QW_LEN(w));
+  atomic_compare_exchange_strong_explicit(&t->rec->w, &w, done,
+                                          memory_order_release,
+                                          memory_order_relaxed);
+  struct mp__qseg *s = (struct mp__qseg *)(void *)(q->base + t->seg);
+  /* release: our reads of the payload come before its reuse */
+  atomic_fetch_add_explicit(&s->finished, 1, memory_order_release);
+}
+
+/* ---- layout ------------------------------------------------------------------ */
+
+void
+mp__q_init_layout(mp_queue *q)
+{
+  struct mp__qhdr *h = q->h;
+  h->magic = MP__Q_MAGIC;
+  h->version = MP__Q_VERSION;
+  h->joinable = (uint32_t)q->joinable;
+  h->maxsize = q->maxsize;
+  h->max_message = q->max_message;
+  h->memory_cap = q->cap;
+  h->segment_size = q->segsize;
+  h->reserve = q->reserve;
+  uint64_t s0 = MP__Q_PAGE;
+  struct mp__qseg *s = (struct mp__qseg *)(void *)(q->base + s0);
+  s->size = q->segsize;
+  st(&s->tag, MP__QSEG_TAG(MP__QS_LIVE));
+  st(&h->tail_seg, s0);
+  st(&h->head_seg, s0);
+  st(&h->oldest, s0);
+  st(&h->tail, s0 + MP__Q_SEGHDR);
+  st(&h->head, s0 + MP__Q_SEGHDR);
+  st(&h->file_used, s0 + q->segsize);
+  st(&h->mem_used, s0 + q->segsize);
+}
+
+void
+mp__queue_mem_for_tests(mp_queue *q, uint8_t **base, size_t *len)
+{
+  *base = q->base;
+  *len = (size_t)atomic_load(&q->known);
+}
+
+void
+mp__queue_stats_for_tests(mp_queue *q, size_t *free_segs, uint64_t *mem_used,
+                          uint64_t *file_used)
+{
+  size_t n = 0;
+  uint64_t lists[2] = {ld(&q->h->free_std), ld(&q->h->free_big)};
+  for (int i = 0; i < 2; i++)
+    for (uint64_t s = lists[i], sz; s && n < 1000000; n++) {
+      struct mp__qseg *seg = seg_get(q, s, &sz);
+      if (!seg)
+        break;
+      s = ld(&seg->free_next);
+    }
+  *free_segs = n;
+  *mem_used = ld(&q->h->mem_used);
+  *file_used = ld(&q->h->file_used);
+}
