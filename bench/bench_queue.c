@@ -20,9 +20,10 @@
  * order): a failed check or a child that does not finish within 60 s marks
  * the row FAILED and the exit code 1.
  *
- * Usage: bench_queue [quick]   (prints the whole table)
+ * Usage: bench_queue [quick] [JOB...]   (prints the table)
  *   quick, or MPROC_BENCH_SCALE=<factor> in the environment, scales every
- *   job's item count (quick = 0.1). */
+ *   job's item count (quick = 0.1).  JOBs (default: all): 64 batch 2x2
+ *   tuple mib rtt. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <libgen.h>
@@ -145,8 +146,15 @@ run(role_fn *roles, int n, void *arg)
     int st;
     while (waitpid(pids[i], &st, 0) < 0 && errno == EINTR)
       ;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
       bad = 1;
+      if (WIFEXITED(st))
+        fprintf(stderr, "bench_queue: role %d: failed check %d\n", i,
+                WEXITSTATUS(st));
+      else
+        fprintf(stderr, "bench_queue: role %d: signal %d\n", i,
+                WTERMSIG(st));
+    }
   }
   double dt = now() - t;
   munmap(g, 4096);
@@ -422,14 +430,20 @@ mp_consumer(void *arg, int idx)
         stop = 1; /* a STOP is last in a batch of its producer's items */
         continue;
       }
-      if (lens[x] != j->size)
-        return 4;
-      uint64_t v = seq_of(items[x]), p = v >> 48;
-      if (p > 1 || (v & 0xffffffffffffu) < next[p])
+      uint64_t v = lens[x] >= 8 ? seq_of(items[x]) : ~(uint64_t)0;
+      uint64_t p = v >> 48, seq = v & 0xffffffffffffu;
+      if (lens[x] != j->size || p > 1 || seq < next[p] ||
+          (!j->got && v != (uint64_t)count)) {
+        fprintf(stderr,
+                "bench_queue: consumer %d: item %d of %d taken: %zu bytes, "
+                "producer %llu seq %llu; expected %zu bytes, seq >= %llu "
+                "(%ld taken before)\n",
+                idx, x, k, lens[x], (unsigned long long)p,
+                (unsigned long long)seq, j->size,
+                (unsigned long long)(p <= 1 ? next[p] : 0), count);
         return 5;
-      next[p] = (v & 0xffffffffffffu) + 1;
-      if (!j->got && v != (uint64_t)count)
-        return 5;
+      }
+      next[p] = seq + 1;
       count++;
     }
     mp_free(heap);
@@ -680,7 +694,7 @@ job_64(long n, int batch)
                                 : "64 B items, 1 -> 1, batches of 64";
   /* CPython has no batches: its one-at-a-time numbers serve both jobs */
   static double pq, psq;
-  if (batch == 1) {
+  if (batch == 1 || !pq) {
     pq = py_rate("bytes64", "Queue", N(50000), 1e6);
     psq = py_rate("bytes64", "SimpleQueue", N(50000), 1e6);
   }
@@ -889,6 +903,19 @@ job_pingpong(long n)
   pin(0);
 }
 
+/* the jobs named on the command line (after "quick"), or all */
+static int
+want(int argc, char **argv, const char *job)
+{
+  int first = argc > 1 && strcmp(argv[1], "quick") == 0 ? 2 : 1;
+  if (argc <= first)
+    return 1;
+  for (int i = first; i < argc; i++)
+    if (strcmp(argv[i], job) == 0)
+      return 1;
+  return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -911,11 +938,17 @@ main(int argc, char **argv)
   }
 
   header();
-  job_64(N(2000000), 1);
-  job_64(N(4000000), 64);
-  job_64x2(N(1000000));
-  job_tuple(N(500000));
-  job_mib(N(1000));
-  job_pingpong(N(20000));
+  if (want(argc, argv, "64"))
+    job_64(N(2000000), 1);
+  if (want(argc, argv, "batch"))
+    job_64(N(4000000), 64);
+  if (want(argc, argv, "2x2"))
+    job_64x2(N(1000000));
+  if (want(argc, argv, "tuple"))
+    job_tuple(N(500000));
+  if (want(argc, argv, "mib"))
+    job_mib(N(1000));
+  if (want(argc, argv, "rtt"))
+    job_pingpong(N(20000));
   return failed;
 }
