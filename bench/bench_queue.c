@@ -570,18 +570,25 @@ fresh_ring(struct job *j, int k, size_t slot, size_t nslots)
   return j->ring[k] = ring_new(slot, nslots);
 }
 
+/* a new queue: Queue(), or with segments of `segment` bytes (0: default) */
 static mp_queue *
-fresh_queue(struct job *j)
+fresh_queue_seg(struct job *j, size_t segment)
 {
   mp_queue_free(j->q);
   j->q = NULL;
-  int rc = mp_queue_new(&j->q, NULL);
+  int rc = mp_queue_new(&j->q, &(mp_queue_opts){.segment_size = segment});
   if (rc) {
     fprintf(stderr, "bench_queue: mp_queue_new: %s: %s\n", mp_strerror(rc),
             mp_errdetail());
     exit(1);
   }
   return j->q;
+}
+
+static mp_queue *
+fresh_queue(struct job *j)
+{
+  return fresh_queue_seg(j, 0);
 }
 
 static void
@@ -781,7 +788,7 @@ static void
 job_mib(long n)
 {
   struct job j = {0};
-  double raw = -1, mget = -1, minto = -1;
+  double raw = -1, mget = -1, minto = -1, mseg = -1;
   const double mib = 1 << 20;
   role_fn rawr[2] = {raw_producer, raw_consumer};
   role_fn mpr[2] = {mp_producer, mp_consumer};
@@ -797,6 +804,9 @@ job_mib(long n)
     fresh_queue(&j);
     j.into = 1;
     best(&minto, rate(run(mpr, 2, &j), n * mib / 1e3));
+    /* items that fit the segments (1 MiB items get one each by default) */
+    fresh_queue_seg(&j, 4 << 20);
+    best(&mseg, rate(run(mpr, 2, &j), n * mib / 1e3));
   }
   job_done(&j);
   const char *name = "1 MiB items, 1 -> 1";
@@ -805,6 +815,8 @@ job_mib(long n)
   row(name, "raw SPSC ring (8 slots of 1 MiB)", raw, "GB/s", -1, -1, -1);
   row(name, "mproc put_bytes/get_bytes", mget, "GB/s", raw, pq, psq);
   row(name, "mproc put_bytes/get_bytes_into", minto, "GB/s", raw, pq, psq);
+  row(name, "mproc ... get_bytes_into, 4 MiB segs", mseg, "GB/s", raw, pq,
+      psq);
   row(name, "CPython Queue", pq, "GB/s", raw, -1, -1);
   row(name, "CPython SimpleQueue", psq, "GB/s", raw, -1, -1);
 }
