@@ -951,16 +951,16 @@ main(int argc, char **argv)
 
   header();
   if (want(argc, argv, "64"))
-    job_64(N(2000000), 1);
+    job_64(N(1000000), 1);
   if (want(argc, argv, "batch"))
-    job_64(N(4000000), 64);
+    job_64(N(2000000), 64);
   if (want(argc, argv, "2x2"))
-    job_64x2(N(1000000));
+    job_64x2(N(500000));
   if (want(argc, argv, "tuple"))
-    job_tuple(N(500000));
+    job_tuple(N(200000));
   if (want(argc, argv, "mib"))
-    job_mib(N(1000));
+    job_mib(N(500));
   if (want(argc, argv, "rtt"))
-    job_pingpong(N(20000));
+    job_pingpong(N(10000));
   return failed;
 }
