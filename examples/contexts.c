@@ -1,16 +1,19 @@
 /* SPDX-License-Identifier: MIT */
-/* The seeds' get_context example, with a Pipe carrying 'hello':
+/* The seeds' get_context example, with a Queue carrying 'hello':
  *
- *   def foo(conn):
- *       conn.send('hello')
+ *   def foo(q):
+ *       q.put('hello')
  *
  *   if __name__ == '__main__':
  *       ctx = mp.get_context('spawn')
- *       parent_conn, child_conn = ctx.Pipe()
- *       p = ctx.Process(target=foo, args=(child_conn,))
+ *       q = ctx.Queue()
+ *       p = ctx.Process(target=foo, args=(q,))
  *       p.start()
- *       print(parent_conn.recv())
+ *       print(q.get())
  *       p.join()
+ *
+ * A queue is not tied to a context: the same mp_queue works with children
+ * of every start method.
  *
  * Usage: contexts [fork|spawn|forkserver|threading]  (default: spawn) */
 #include <stdio.h>
@@ -20,9 +23,11 @@
 static int
 foo(mp_obj *args)
 {
-  mp_conn *c = mp_conn_from_obj(mp_seq_item(args, 0));
+  mp_queue *q;
+  if (mp_args_parse(args, "{Queue}:foo", &q))
+    return 1;
   mp_obj *hello = mp_str_new("hello");
-  int rc = c ? mp_conn_send(c, hello) : MP_EINVAL;
+  int rc = mp_queue_put(q, hello, MP_FOREVER);
   mp_obj_free(hello);
   return rc ? 1 : 0;
 }
@@ -31,24 +36,26 @@ int
 main(int argc, char **argv)
 {
   mp_context *ctx;
-  mp_conn *parent_conn, *child_conn;
-  mp_process *p;
+  mp_queue *q;
+  mp_process *p = NULL;
   mp_obj *msg = NULL;
   int rc = mp_get_context(argc > 1 ? argv[1] : "spawn", &ctx);
   if (rc) {
     fprintf(stderr, "contexts: %s\n", mp_errdetail());
     return 2;
   }
-  if ((rc = mp_pipe(&parent_conn, &child_conn, 1)) != 0)
+  if ((rc = mp_queue_new(&q, NULL)) != 0) {
+    fprintf(stderr, "contexts: %s: %s\n", mp_strerror(rc), mp_errdetail());
     return 1;
-  mp_obj *args = MP_TUPLE(mp_conn_obj(child_conn));
+  }
+  mp_obj *args = MP_TUPLE(mp_queue_obj(q));
   rc = mp_process_new(&p, ctx, &(mp_process_opts){.target = foo,
                                                    .args = args});
   mp_obj_free(args);
   if (!rc)
     rc = mp_process_start(p);
   if (!rc)
-    rc = mp_conn_recv(parent_conn, &msg, MP_FOREVER);
+    rc = mp_queue_get(q, &msg, MP_FOREVER);
   if (!rc) {
     const char *s;
     size_t len;
@@ -60,7 +67,6 @@ main(int argc, char **argv)
   if (rc)
     fprintf(stderr, "contexts: %s: %s\n", mp_strerror(rc), mp_errdetail());
   mp_process_free(p);
-  mp_conn_free(parent_conn);
-  mp_conn_free(child_conn);
+  mp_queue_free(q);
   return rc ? 1 : 0;
 }

@@ -37,15 +37,15 @@ if __name__ == '__main__':
 CONTEXTS = """
 import multiprocessing as mp, sys
 
-def foo(conn):
-    conn.send('hello')
+def foo(q):
+    q.put('hello')
 
 if __name__ == '__main__':
     ctx = mp.get_context(sys.argv[1])
-    parent_conn, child_conn = ctx.Pipe()
-    p = ctx.Process(target=foo, args=(child_conn,))
+    q = ctx.Queue()
+    p = ctx.Process(target=foo, args=(q,))
     p.start()
-    print(parent_conn.recv())
+    print(q.get())
     p.join()
 """
 
