@@ -572,17 +572,24 @@ fresh_ring(struct job *j, int k, size_t slot, size_t nslots)
 
 /* a new queue: Queue(), or with segments of `segment` bytes (0: default) */
 static mp_queue *
-fresh_queue_seg(struct job *j, size_t segment)
+fresh_queue_opts(struct job *j, size_t segment, size_t maxsize)
 {
   mp_queue_free(j->q);
   j->q = NULL;
-  int rc = mp_queue_new(&j->q, &(mp_queue_opts){.segment_size = segment});
+  int rc = mp_queue_new(&j->q, &(mp_queue_opts){.segment_size = segment,
+                                                .maxsize = maxsize});
   if (rc) {
     fprintf(stderr, "bench_queue: mp_queue_new: %s: %s\n", mp_strerror(rc),
             mp_errdetail());
     exit(1);
   }
   return j->q;
+}
+
+static mp_queue *
+fresh_queue_seg(struct job *j, size_t segment)
+{
+  return fresh_queue_opts(j, segment, 0);
 }
 
 static mp_queue *
@@ -788,7 +795,7 @@ static void
 job_mib(long n)
 {
   struct job j = {0};
-  double raw = -1, mget = -1, minto = -1, mseg = -1;
+  double raw = -1, mget = -1, minto = -1, mseg = -1, mbound = -1;
   const double mib = 1 << 20;
   role_fn rawr[2] = {raw_producer, raw_consumer};
   role_fn mpr[2] = {mp_producer, mp_consumer};
@@ -807,6 +814,10 @@ job_mib(long n)
     /* items that fit the segments (1 MiB items get one each by default) */
     fresh_queue_seg(&j, 4 << 20);
     best(&mseg, rate(run(mpr, 2, &j), n * mib / 1e3));
+    /* bounded like the raw ring: the producer cannot run ahead into fresh
+     * (page-faulting) memory, so the same warm segments are reused */
+    fresh_queue_opts(&j, 0, 8);
+    best(&mbound, rate(run(mpr, 2, &j), n * mib / 1e3));
   }
   job_done(&j);
   const char *name = "1 MiB items, 1 -> 1";
@@ -816,6 +827,8 @@ job_mib(long n)
   row(name, "mproc put_bytes/get_bytes", mget, "GB/s", raw, pq, psq);
   row(name, "mproc put_bytes/get_bytes_into", minto, "GB/s", raw, pq, psq);
   row(name, "mproc ... get_bytes_into, 4 MiB segs", mseg, "GB/s", raw, pq,
+      psq);
+  row(name, "mproc ... get_bytes_into, maxsize 8", mbound, "GB/s", raw, pq,
       psq);
   row(name, "CPython Queue", pq, "GB/s", raw, -1, -1);
   row(name, "CPython SimpleQueue", psq, "GB/s", raw, -1, -1);
