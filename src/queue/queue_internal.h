@@ -199,6 +199,11 @@ typedef struct mp__qclaim {
  * (the memory cap, with a detail), MP_EMALFORMED, -errno (growing the
  * file). */
 int mp__q_claim(mp_queue *q, uint32_t len, unsigned flags, mp__qclaim *c);
+/* Claim records of lens[0..n) (no descriptors) in one journal while they
+ * fit the tail segment (at most 10): the number claimed (>= 1), or
+ * mp__q_claim's codes. */
+int mp__q_claim_run(mp_queue *q, const uint32_t *lens, size_t n,
+                    mp__qclaim *c);
 /* After the copy, with no lock held: make the record READY. */
 void mp__q_commit(mp_queue *q, const mp__qclaim *c);
 
@@ -211,15 +216,18 @@ typedef struct mp__qtake {
   uint64_t seg; /* its segment (file offset) */
   uint64_t w;   /* the READING word */
 } mp__qtake;
-/* Under the get lock: take the first record if it is READY: 1 and *t.  0
+/* Under the get lock: take the first record if it is READY, and the READY
+ * records right behind it in its segment (up to max_n -- at most 10 --
+ * within `maxlen` bytes in all, stopping after one holding descriptors):
+ * the number taken (>= 1) and t[0..n).  0
  * nothing to take: empty (*wait_w 0) or its producer still copying (*wait_w
  * the record's word, *wait_rec the record).  MP_EMSGSIZE (nothing taken)
  * when its payload is longer than `maxlen`, with t->len and t->flags set;
  * MP_EMALFORMED.  A producer still copying is asked whether it is alive
  * (its record skipped if not) when `check_dead`, or when this process saw
  * the same record stalled before. */
-int mp__q_take(mp_queue *q, size_t maxlen, int check_dead, mp__qtake *t,
-               uint64_t *wait_w, struct mp__qrec **wait_rec);
+int mp__q_take(mp_queue *q, size_t maxlen, size_t max_n, int check_dead,
+               mp__qtake *t, uint64_t *wait_w, struct mp__qrec **wait_rec);
 /* After copying out, no lock held. */
 void mp__q_finish(mp_queue *q, const mp__qtake *t);
 

@@ -322,6 +322,23 @@ put_src(mp_queue *q, const qsrc *items, size_t n, double timeout)
         flags = MP__QR_FDS;
         len += (uint32_t)sizeof(struct mp__qfds_prefix);
       }
+      if (!it->nfds) {
+        /* a run of plain items in one journal */
+        uint32_t lens[16];
+        size_t m = 0, cap = BATCH - k;
+        if (q->maxsize) {
+          uint64_t c = mp__q_count(q);
+          cap = c >= q->maxsize ? 1 : (q->maxsize - c < cap ? q->maxsize - c : cap);
+        }
+        while (m < 16 && m < cap && done + k + m < n
+               && !items[done + k + m].nfds)
+          lens[m] = (uint32_t)items[done + k + m].len, m++;
+        if ((rc = mp__q_claim_run(q, lens, m, &cl[k])) < 0)
+          break;
+        k += (size_t)rc;
+        rc = 0;
+        continue;
+      }
       if ((rc = mp__q_claim(q, len, flags, &cl[k])) != 0)
         break;
       if (it->nfds) {
@@ -548,9 +565,22 @@ take_some(mp_queue *q, qgot *got, size_t max, size_t budget, double timeout,
     struct mp__qrec *wrec = NULL;
     while (k < max) {
       size_t room = budget == SIZE_MAX ? SIZE_MAX : budget - used;
-      rc = mp__q_take(q, room, full_check, &got[k].t, &ww, &wrec);
-      if (rc != 1)
+      mp__qtake tk[16];
+      rc = mp__q_take(q, room, max - k, full_check, tk, &ww, &wrec);
+      if (rc <= 0) {
+        if (rc == MP_EMSGSIZE)
+          got[k].t = tk[0];
         break;
+      }
+      for (int i = 0; i < rc - 1; i++, k++) { /* none holds descriptors */
+        got[k].t = tk[i];
+        got[k].fds = NULL;
+        got[k].nfds = 0;
+        if (budget != SIZE_MAX)
+          used += tk[i].len;
+      }
+      got[k].t = tk[rc - 1];
+      rc = 1;
       got[k].fds = NULL;
       got[k].nfds = 0;
       if (got[k].t.flags & MP__QR_FDS) {

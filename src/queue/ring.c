@@ -14,6 +14,8 @@
 #define PAGE_UP(x)                                                           \
   (((uint64_t)(x) + MP__Q_PAGE - 1) & ~(uint64_t)(MP__Q_PAGE - 1))
 #define WALK_MAX (1u << 22) /* bound on any walk over shared structures */
+#define TAKE_RUN 10  /* records per take journal: 2 stores each + 2 <= JMAX */
+#define CLAIM_RUN 10 /* the same for claims: 2 each + 3 */
 #define SPINS 64            /* tries on a busy side lock before sleeping */
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
@@ -509,6 +511,46 @@ mp__q_claim(mp_queue *q, uint32_t len, unsigned flags, mp__qclaim *c)
   return 0;
 }
 
+int
+mp__q_claim_run(mp_queue *q, const uint32_t *lens, size_t n, mp__qclaim *c)
+{
+  struct mp__qhdr *h = q->h;
+  struct mp__qjournal *j = &h->pj;
+  uint64_t ts = ld(&h->tail_seg), t = ld(&h->tail), ssz;
+  if (n > CLAIM_RUN)
+    n = CLAIM_RUN;
+  if (!seg_get(q, ts, &ssz))
+    return MP_EMALFORMED;
+  if (t < ts + MP__Q_SEGHDR || t > ts + ssz || t % 8)
+    return mp_seterr(MP_EMALFORMED, "queue: corrupt tail");
+  uint64_t room = ts + ssz - t, need = 0;
+  size_t k = 0;
+  while (k < n && (need += MP__Q_RECHDR + ROUND8(lens[k])) <= room)
+    k++;
+  if (k <= 1) /* the first needs a new segment, or there is only one */
+  {
+    int rc = mp__q_claim(q, lens[0], 0, c);
+    return rc ? rc : 1;
+  }
+  uint32_t pid = mp__getpid();
+  uint64_t aux = my_aux(), p = t;
+  j_reset(j);
+  for (size_t i = 0; i < k; i++) {
+    uint64_t w = MP__QW_MAKE(MP__QR_WRITING, 0, pid, lens[i]);
+    j_add(j, ROFF(p, aux), aux);
+    j_add(j, ROFF(p, w), w);
+    c[i].rec = (struct mp__qrec *)(void *)(q->base + p);
+    c[i].payload = q->base + p + MP__Q_RECHDR;
+    c[i].w = w;
+    p += MP__Q_RECHDR + ROUND8(lens[i]);
+  }
+  j_add(j, HOFF(tail_nrec), ld(&h->tail_nrec) + k);
+  j_add(j, HOFF(reserved), ld(&h->reserved) + k);
+  j_add(j, HOFF(tail), p);
+  j_apply(q, j);
+  return (int)k;
+}
+
 void
 mp__q_commit(mp_queue *q, const mp__qclaim *c)
 {
@@ -546,8 +588,8 @@ wake_joiners(mp_queue *q)
 }
 
 int
-mp__q_take(mp_queue *q, size_t maxlen, int check_dead, mp__qtake *t,
-           uint64_t *wait_w, struct mp__qrec **wait_rec)
+mp__q_take(mp_queue *q, size_t maxlen, size_t max_n, int check_dead,
+           mp__qtake *t, uint64_t *wait_w, struct mp__qrec **wait_rec)
 {
   struct mp__qhdr *h = q->h;
   struct mp__qjournal *j = &h->gj;
@@ -559,7 +601,8 @@ mp__q_take(mp_queue *q, size_t maxlen, int check_dead, mp__qtake *t,
       return MP_EMALFORMED;
     if (hd < hs + MP__Q_SEGHDR || hd > hs + sz || hd % 8)
       return mp_seterr(MP_EMALFORMED, "queue: corrupt head");
-    if (hd == ld(&h->tail))
+    uint64_t tl = ld(&h->tail);
+    if (hd == tl)
       return 0;
     uint64_t sealed = ld(&s->sealed);
     if (sealed) {
@@ -601,20 +644,45 @@ mp__q_take(mp_queue *q, size_t maxlen, int check_dead, mp__qtake *t,
         t->flags = flags;
         return MP_EMSGSIZE;
       }
-      uint64_t rw = MP__QW_MAKE(MP__QR_READING, flags, mp__getpid(), len);
+      /* Take it, and the READY records right behind it in this segment
+       * (up to max_n, within the budget, none holding descriptors): one
+       * journal for the run. */
+      uint32_t pid = mp__getpid();
+      uint64_t aux = my_aux(), p = hd;
+      uint64_t lim = sealed ? sealed : (tl > hs && tl <= hs + sz ? tl : hd + reclen);
+      size_t k = 0, used = 0;
+      if (max_n > TAKE_RUN)
+        max_n = TAKE_RUN;
       j_reset(j);
-      j_add(j, ROFF(hd, aux), my_aux());
-      j_add(j, ROFF(hd, w), rw);
-      j_add(j, HOFF(taken), ld(&h->taken) + 1);
-      j_add(j, HOFF(head), hd + reclen);
+      for (;;) {
+        uint64_t rw = MP__QW_MAKE(MP__QR_READING, flags, pid, len);
+        j_add(j, ROFF(p, aux), aux);
+        j_add(j, ROFF(p, w), rw);
+        t[k].rec = rec;
+        t[k].payload = q->base + p + MP__Q_RECHDR;
+        t[k].len = len;
+        t[k].flags = flags;
+        t[k].seg = hs;
+        t[k].w = rw;
+        k++;
+        used += plen;
+        p += reclen;
+        if (k == max_n || (flags & MP__QR_FDS) || lim - p < MP__Q_RECHDR)
+          break;
+        rec = (struct mp__qrec *)(void *)(q->base + p);
+        w = ld(&rec->w);
+        len = MP__QW_LEN(w);
+        reclen = MP__Q_RECHDR + ROUND8(len);
+        flags = MP__QW_FLAGS(w);
+        plen = len;
+        if (MP__QW_STATE(w) != MP__QR_READY || (flags & MP__QR_FDS)
+            || reclen > lim - p || plen > maxlen - used)
+          break;
+      }
+      j_add(j, HOFF(taken), ld(&h->taken) + k);
+      j_add(j, HOFF(head), p);
       j_apply(q, j);
-      t->rec = rec;
-      t->payload = q->base + hd + MP__Q_RECHDR;
-      t->len = len;
-      t->flags = flags;
-      t->seg = hs;
-      t->w = rw;
-      return 1;
+      return (int)k;
     }
     if (state == MP__QR_WRITING) {
       /* A record this process saw stalled before (the same word at the
