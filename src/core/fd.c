@@ -264,6 +264,14 @@ int
 mp__recv_fds(int sock, void *buf, size_t len, size_t *got, int *fds,
              size_t maxfds, size_t *nfds)
 {
+  return mp__recv_fds_until(sock, buf, len, got, fds, maxfds, nfds,
+                            MP__NO_DEADLINE);
+}
+
+int
+mp__recv_fds_until(int sock, void *buf, size_t len, size_t *got, int *fds,
+                   size_t maxfds, size_t *nfds, mp__deadline deadline)
+{
   union {
     struct cmsghdr h;
     char space[CMSG_SPACE(sizeof(int) * MP__MAX_FDS_PER_MSG)];
@@ -276,7 +284,7 @@ mp__recv_fds(int sock, void *buf, size_t len, size_t *got, int *fds,
   *nfds = 0;
   *got = 0;
   while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0) {
-    int r = mp__io_retry(sock, POLLIN, MP__NO_DEADLINE);
+    int r = mp__io_retry(sock, POLLIN, deadline);
     if (r)
       return r;
   }

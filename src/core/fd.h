@@ -77,6 +77,11 @@ int mp__send_fds(int sock, const void *buf, size_t len, const int *fds,
  * MP_ELIMIT is returned. */
 int mp__recv_fds(int sock, void *buf, size_t len, size_t *got, int *fds,
                  size_t maxfds, size_t *nfds);
+/* The same waiting at most until `deadline` (0: not at all) for a message:
+ * MP_ETIMEDOUT when none came. */
+int mp__recv_fds_until(int sock, void *buf, size_t len, size_t *got,
+                       int *fds, size_t maxfds, size_t *nfds,
+                       mp__deadline deadline);
 
 /* Set SIGPIPE to ignored once per process unless the program installed a
  * handler of its own (writes to a closed pipe then fail with -EPIPE). */

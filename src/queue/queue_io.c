@@ -177,9 +177,10 @@ recv_fds(mp_queue *q, const struct mp__qfds_prefix *p, int **fds,
   for (int tries = 0; tries < 100000; tries++) {
     struct mp__qfds_prefix m;
     size_t len = 0, n = 0;
-    int rc = mp__recv_fds(q->sock_get, &m, sizeof m, &len, got,
-                          MP__MAX_FDS_PER_MSG, &n);
-    if (rc == -EAGAIN || rc == -EWOULDBLOCK || (rc == 0 && len == 0))
+    /* never waits: the message was sent before its record was claimed */
+    int rc = mp__recv_fds_until(q->sock_get, &m, sizeof m, &len, got,
+                                MP__MAX_FDS_PER_MSG, &n, 0);
+    if (rc == MP_ETIMEDOUT || rc == -EAGAIN || (rc == 0 && len == 0))
       return mp_seterr(MP_EMALFORMED,
                        "queue: the descriptors of an item are missing");
     if (rc == MP_ELIMIT)
