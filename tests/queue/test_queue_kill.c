@@ -484,9 +484,10 @@ world_end(world *w, int consumer_kills, int exact)
     }
   }
   print_message("  %d producers, %lld puts acknowledged, %lld received, "
-                "%lld missing, %d consumer kills\n",
+                "%lld missing, %d consumer kills, %llu records padded\n",
                 w->nids, (long long)acked, (long long)c[C_GOT],
-                (long long)missing, consumer_kills);
+                (long long)missing, consumer_kills,
+                (unsigned long long)atomic_load(&w->q->h->padded));
   if (exact)
     assert_int_equal(missing, 0);
   else if (missing > consumer_kills)
