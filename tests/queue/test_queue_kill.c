@@ -5,7 +5,8 @@
  * Producers put items whose every byte is derived from (producer id,
  * sequence number): a 16-byte header and a payload of 1..3000 bytes, one in
  * 64 larger than the 16 KiB segment.  They use put_bytes, put_many_bytes
- * batches and put of an mp_obj (the tuple (id, seq, bytes)), and after
+ * batches and put of an mp_obj (the tuple (id, seq, bytes), half of them
+ * with a handle, whose descriptor travels beside the item), and after
  * each successful put store the last sequence number put in a shared
  * "acknowledged" array.  Every producer process has an id of its own, so a
  * killed producer's successor never reuses a sequence number.  Consumers
@@ -153,8 +154,14 @@ producer(mp_obj *args)
     } else {
       size_t len = item_len(id, seq);
       fill(buf, id, seq, len);
-      mp_obj *item = MP_TUPLE(mp_int_new(id), mp_int_new(seq),
-                              mp_bytes_new(buf, len));
+      /* one in two holds a handle: its descriptor travels on the queue's
+       * socket, sent before the record is claimed (a producer killed in
+       * between leaves a message no record claims) */
+      mp_obj *item = (r >> 20) & 1
+                         ? MP_TUPLE(mp_int_new(id), mp_int_new(seq),
+                                    mp_bytes_new(buf, len), mp_array_obj(ctl))
+                         : MP_TUPLE(mp_int_new(id), mp_int_new(seq),
+                                    mp_bytes_new(buf, len));
       if (!item)
         return 12;
       rc = mp_queue_put(q, item, 0.1);
