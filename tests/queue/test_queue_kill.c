@@ -481,9 +481,19 @@ world_end(world *w, int consumer_kills, int exact)
         /* only producers died: each one's items arrived as a prefix */
         if (!got)
           seen_gap = 1;
-        else if (seen_gap)
-          fail_msg("producer %d: seq %lld received after a hole", id,
-                   (long long)s);
+        else if (seen_gap) {
+          int64_t first = s - 1;
+          while (first > 0) {
+            size_t b = (size_t)id * MAXSEQ + (size_t)first - 1;
+            if (bits[b / 8] >> (b % 8) & 1)
+              break;
+            first--;
+          }
+          fail_msg("producer %d: seq %lld received after a hole from seq "
+                   "%lld (acknowledged up to %lld; %llu records padded)",
+                   id, (long long)s, (long long)first, (long long)hi,
+                   (unsigned long long)atomic_load(&w->q->h->padded));
+        }
       } else if (got && s > hi + BATCH) {
         fail_msg("producer %d: seq %lld received, only %lld acknowledged", id,
                  (long long)s, (long long)hi);
