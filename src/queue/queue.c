@@ -239,7 +239,7 @@ mp_queue_task_done(mp_queue *q)
       break;
   }
   if (mp__q_unfinished(q) == 0) {
-    atomic_thread_fence(memory_order_seq_cst);
+    mp__q_fence();
     if (atomic_load_explicit(&h->join_waiters, memory_order_relaxed)) {
       atomic_fetch_add_explicit(&h->done_seq, 1, memory_order_seq_cst);
       mp__futex_wake((uint32_t *)&h->done_seq, INT32_MAX);

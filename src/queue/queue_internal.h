@@ -49,6 +49,27 @@
 #include "mproc/queue.h"
 #include "sync/sync_internal.h"
 
+/* ThreadSanitizer does not model atomic_thread_fence (gcc warns, -Wtsan):
+ * under it a full fence is a read-modify-write of a local word instead (a
+ * locked instruction orders the same on x86), which it understands. */
+#if defined(__SANITIZE_THREAD__)
+#define MP__Q_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MP__Q_TSAN 1
+#endif
+#endif
+static inline void
+mp__q_fence(void)
+{
+#ifdef MP__Q_TSAN
+  _Atomic int local = 0;
+  atomic_fetch_add_explicit(&local, 0, memory_order_seq_cst);
+#else
+  atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
 #define MP__Q_MAGIC UINT64_C(0x3165756575517063) /* "cpQueue1" */
 #define MP__Q_VERSION 1u
 #define MP__Q_SEG_MAGIC UINT32_C(0x67655371) /* "qSeg" */
@@ -105,7 +126,10 @@ struct mp__qseg {
   _Atomic uint64_t sealed;   /* where its records end once the tail left */
   _Atomic uint64_t next;     /* the next segment of the log; 0 */
   _Atomic uint64_t nrec;     /* records in it, written when it is sealed */
-  _Atomic uint64_t finished; /* records copied out or skipped */
+  /* generation << 32 | records copied out or skipped: a reader late with
+   * its count (the segment already recycled, found finished by its records)
+   * must not count in the segment's next life */
+  _Atomic uint64_t finished;
   _Atomic uint64_t free_next; /* free list link (put lock) */
   uint64_t spare;
 };
@@ -204,8 +228,10 @@ int mp__q_claim(mp_queue *q, uint32_t len, unsigned flags, mp__qclaim *c);
  * mp__q_claim's codes. */
 int mp__q_claim_run(mp_queue *q, const uint32_t *lens, size_t n,
                     mp__qclaim *c);
-/* After the copy, with no lock held: make the record READY. */
-void mp__q_commit(mp_queue *q, const mp__qclaim *c);
+/* After the copy, with no lock held: make the record READY.  0, or
+ * MP_ESTATE if the record was skipped meanwhile (judged a dead producer's:
+ * never for a live process). */
+int mp__q_commit(mp_queue *q, const mp__qclaim *c);
 
 /* What mp__q_take took. */
 typedef struct mp__qtake {
@@ -215,6 +241,7 @@ typedef struct mp__qtake {
   unsigned flags;
   uint64_t seg; /* its segment (file offset) */
   uint64_t w;   /* the READING word */
+  uint32_t gen; /* the segment's generation when it was taken */
 } mp__qtake;
 /* Under the get lock: take the first record if it is READY, and the READY
  * records right behind it in its segment (up to max_n -- at most 10 --

@@ -355,14 +355,19 @@ put_src(mp_queue *q, const qsrc *items, size_t n, double timeout)
       mp__futex_wake((uint32_t *)&h->get_seq, 1);
     }
     mp__q_put_unlock(q);
+    size_t ok = k;
     for (size_t i = 0; i < k; i++) {
       const qsrc *it = &items[done + i];
       size_t skip = it->nfds ? sizeof(struct mp__qfds_prefix) : 0;
       if (it->len)
         memcpy(cl[i].payload + skip, it->data, it->len);
-      mp__q_commit(q, &cl[i]);
+      int c = mp__q_commit(q, &cl[i]);
+      if (c && ok == k) {
+        ok = i;
+        rc = c;
+      }
     }
-    done += k;
+    done += ok;
     if (rc || done == n)
       break;
     if (why == 1 && (rc = wait_room(q, &l)) != 0)
@@ -506,7 +511,7 @@ after_take(mp_queue *q, size_t k)
   /* Dekker with a producer going to sleep for room: only a bounded queue
    * has such producers (the chain wake below is best effort) */
   if (q->maxsize)
-    atomic_thread_fence(memory_order_seq_cst);
+    mp__q_fence();
   if (q->maxsize
       && atomic_load_explicit(&h->put_waiters, memory_order_relaxed)
       && !atomic_exchange_explicit(&h->get_signalled, 1,

@@ -161,8 +161,12 @@ j_apply(mp_queue *q, struct mp__qjournal *j)
   uint64_t n = j->n;
   /* armed before any store it covers (a release fence orders the stores
    * before and after it: free on x86, a store barrier elsewhere) */
+#ifdef MP__Q_TSAN
+  atomic_exchange_explicit(&j->armed, 1, memory_order_seq_cst);
+#else
   atomic_store_explicit(&j->armed, 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_release);
+#endif
   for (uint64_t i = 0; i + 1 < n; i++)
     st(qword(q, j->e[i].off), j->e[i].val);
   atomic_store_explicit(qword(q, j->e[n - 1].off), j->e[n - 1].val,
@@ -311,7 +315,7 @@ keep_budget(const mp_queue *q)
 static int
 seg_finished(mp_queue *q, struct mp__qseg *s, uint64_t off, uint64_t sz)
 {
-  if (ld(&s->finished) >= ld(&s->nrec))
+  if ((uint32_t)ld(&s->finished) >= ld(&s->nrec))
     return 1;
   uint64_t sealed = ld(&s->sealed);
   if (sealed < off + MP__Q_SEGHDR || sealed > off + sz)
@@ -459,7 +463,10 @@ seg_alloc(mp_queue *q, uint64_t want, struct mp__qjournal *j, uint64_t *out)
   j_add(j, SOFF(pick, sealed), 0);
   j_add(j, SOFF(pick, next), 0);
   j_add(j, SOFF(pick, nrec), 0);
-  j_add(j, SOFF(pick, finished), 0);
+  /* a new generation: counts of its previous life no longer land */
+  j_add(j, SOFF(pick, finished),
+        ((ld(&((struct mp__qseg *)(void *)(q->base + pick))->finished) >> 32)
+         + 1) << 32);
   j_add(j, SOFF(pick, tag), MP__QSEG_TAG(MP__QS_LIVE));
   *out = pick;
   return 0;
@@ -551,17 +558,20 @@ mp__q_claim_run(mp_queue *q, const uint32_t *lens, size_t n, mp__qclaim *c)
   return (int)k;
 }
 
-void
+int
 mp__q_commit(mp_queue *q, const mp__qclaim *c)
 {
   uint64_t w = c->w;
   uint64_t ready = MP__QW_MAKE(MP__QR_READY, MP__QW_FLAGS(w), 0,
                                MP__QW_LEN(w));
   /* Fails only if our record was skipped as a dead producer's, which a
-   * live process never is. */
-  atomic_compare_exchange_strong_explicit(&c->rec->w, &w, ready,
-                                          memory_order_seq_cst,
-                                          memory_order_relaxed);
+   * live process never is; then the put must not report success. */
+  int rc = atomic_compare_exchange_strong_explicit(&c->rec->w, &w, ready,
+                                                   memory_order_seq_cst,
+                                                   memory_order_relaxed)
+               ? 0
+               : mp_seterr(MP_ESTATE, "queue: this item's record was "
+                                      "skipped as a dead producer's");
   /* Dekker with a consumer going to sleep: it counts itself a waiter and
    * then looks at the record; we publish and then look for waiters. */
   if (atomic_load_explicit(&q->h->get_waiters, memory_order_seq_cst)
@@ -570,6 +580,7 @@ mp__q_commit(mp_queue *q, const mp__qclaim *c)
     atomic_fetch_add_explicit(&q->h->put_seq, 1, memory_order_seq_cst);
     mp__futex_wake((uint32_t *)&q->h->put_seq, 1);
   }
+  return rc;
 }
 
 void (*mp__q_pad_hook_for_tests)(struct mp__qrec *rec);
@@ -580,7 +591,7 @@ static void
 wake_joiners(mp_queue *q)
 {
   struct mp__qhdr *h = q->h;
-  atomic_thread_fence(memory_order_seq_cst);
+  mp__q_fence();
   if (atomic_load_explicit(&h->join_waiters, memory_order_relaxed)) {
     atomic_fetch_add_explicit(&h->done_seq, 1, memory_order_seq_cst);
     mp__futex_wake((uint32_t *)&h->done_seq, INT32_MAX);
@@ -648,6 +659,7 @@ mp__q_take(mp_queue *q, size_t maxlen, size_t max_n, int check_dead,
        * (up to max_n, within the budget, none holding descriptors): one
        * journal for the run. */
       uint32_t pid = mp__getpid();
+      uint32_t gen = (uint32_t)(ld(&s->finished) >> 32);
       uint64_t aux = my_aux(), p = hd;
       uint64_t lim = sealed ? sealed : (tl > hs && tl <= hs + sz ? tl : hd + reclen);
       size_t k = 0, used = 0;
@@ -664,6 +676,7 @@ mp__q_take(mp_queue *q, size_t maxlen, size_t max_n, int check_dead,
         t[k].flags = flags;
         t[k].seg = hs;
         t[k].w = rw;
+        t[k].gen = gen;
         k++;
         used += plen;
         p += reclen;
@@ -748,8 +761,14 @@ mp__q_finish(mp_queue *q, const mp__qtake *t)
                                           memory_order_release,
                                           memory_order_relaxed);
   struct mp__qseg *s = (struct mp__qseg *)(void *)(q->base + t->seg);
-  /* release: our reads of the payload come before its reuse */
-  atomic_fetch_add_explicit(&s->finished, 1, memory_order_release);
+  /* release: our reads of the payload come before its reuse.  Counted only
+   * in the generation we took it from. */
+  uint64_t v = atomic_load_explicit(&s->finished, memory_order_relaxed);
+  while ((uint32_t)(v >> 32) == t->gen
+         && !atomic_compare_exchange_weak_explicit(&s->finished, &v, v + 1,
+                                                   memory_order_release,
+                                                   memory_order_relaxed))
+    ;
 }
 
 /* ---- layout ------------------------------------------------------------------ */
