@@ -255,8 +255,10 @@ typedef struct mp__qtake {
  * the same record stalled before. */
 int mp__q_take(mp_queue *q, size_t maxlen, size_t max_n, int check_dead,
                mp__qtake *t, uint64_t *wait_w, struct mp__qrec **wait_rec);
-/* After copying out, no lock held. */
+/* After copying out, no lock held (the _many form counts a run of records
+ * of one segment at once). */
 void mp__q_finish(mp_queue *q, const mp__qtake *t);
+void mp__q_finish_many(mp_queue *q, const mp__qtake *t, size_t n);
 
 /* Lay out a new queue's header and first segment (file already sized). */
 void mp__q_init_layout(mp_queue *q);

@@ -723,16 +723,18 @@ mp_queue_get_many_bytes(mp_queue *q, void *buf, size_t size,
                          g[0].t.len, size);
       return rc;
     }
+    mp__qtake fin[BATCH];
     for (int i = 0; i < rc; i++) {
       uint8_t *dst = (uint8_t *)buf + used;
       if (g[i].t.len)
         memcpy(dst, g[i].t.payload, g[i].t.len);
-      mp__q_finish(q, &g[i].t);
+      fin[i] = g[i].t;
       items[total].data = dst;
       items[total].len = g[i].t.len;
       used += g[i].t.len;
       total++;
     }
+    mp__q_finish_many(q, fin, (size_t)rc);
     if ((size_t)rc < want)
       break;
   }

@@ -752,23 +752,46 @@ mp__q_take(mp_queue *q, size_t maxlen, size_t max_n, int check_dead,
   return mp_seterr(MP_EMALFORMED, "queue: the log does not end");
 }
 
-void
-mp__q_finish(mp_queue *q, const mp__qtake *t)
+/* Count n records finished in segment `seg` of generation `gen`. */
+static void
+count_finished(mp_queue *q, uint64_t seg, uint32_t gen, uint64_t n)
 {
-  uint64_t w = t->w;
-  uint64_t done = MP__QW_MAKE(MP__QR_DONE, MP__QW_FLAGS(w), 0, MP__QW_LEN(w));
-  atomic_compare_exchange_strong_explicit(&t->rec->w, &w, done,
-                                          memory_order_release,
-                                          memory_order_relaxed);
-  struct mp__qseg *s = (struct mp__qseg *)(void *)(q->base + t->seg);
-  /* release: our reads of the payload come before its reuse.  Counted only
-   * in the generation we took it from. */
+  struct mp__qseg *s = (struct mp__qseg *)(void *)(q->base + seg);
+  /* release: our reads of the payloads come before their reuse.  Counted
+   * only in the generation they were taken from. */
   uint64_t v = atomic_load_explicit(&s->finished, memory_order_relaxed);
-  while ((uint32_t)(v >> 32) == t->gen
-         && !atomic_compare_exchange_weak_explicit(&s->finished, &v, v + 1,
+  while ((uint32_t)(v >> 32) == gen
+         && !atomic_compare_exchange_weak_explicit(&s->finished, &v, v + n,
                                                    memory_order_release,
                                                    memory_order_relaxed))
     ;
+}
+
+void
+mp__q_finish_many(mp_queue *q, const mp__qtake *t, size_t n)
+{
+  size_t run = 0;
+  for (size_t i = 0; i < n; i++) {
+    /* Only we move our record out of READING (the recycling scan finishes
+     * only dead readers' records), and the segment is not recycled before
+     * we count it: a plain store does. */
+    uint64_t w = t[i].w;
+    atomic_store_explicit(&t[i].rec->w,
+                          MP__QW_MAKE(MP__QR_DONE, MP__QW_FLAGS(w), 0,
+                                      MP__QW_LEN(w)),
+                          memory_order_release);
+    run++;
+    if (i + 1 == n || t[i + 1].seg != t[i].seg || t[i + 1].gen != t[i].gen) {
+      count_finished(q, t[i].seg, t[i].gen, run);
+      run = 0;
+    }
+  }
+}
+
+void
+mp__q_finish(mp_queue *q, const mp__qtake *t)
+{
+  mp__q_finish_many(q, t, 1);
 }
 
 /* ---- layout ------------------------------------------------------------------ */
