@@ -18,6 +18,7 @@
 #define LOCK_FLOOR 20000000LL     /* a busy side lock is waited for this long
                                      even by a call that must not block */
 #define SPIN_NS 50000LL           /* poll this long before sleeping */
+#define SPIN_MAX_NS 2000000LL     /* ... at most, for a large item's copy */
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
 #elif defined(__aarch64__)
@@ -100,11 +101,11 @@ spin_useful(void)
  * context switches per item. */
 static int
 spin_until(int (*ready)(mp_queue *, void *), mp_queue *q, void *arg,
-           mp__deadline dl)
+           mp__deadline dl, int64_t spin_ns)
 {
   if (!spin_useful())
     return 0;
-  int64_t start = mp__now_ns(), until = start + SPIN_NS;
+  int64_t start = mp__now_ns(), until = start + spin_ns;
   if (dl < until)
     until = dl;
   for (unsigned i = 1;; i++) {
@@ -247,7 +248,7 @@ wait_room(mp_queue *q, lazy_dl *l)
   if (dl == 0)
     return mp_seterr(MP_EFULL, "queue is full (%llu items)",
                      (unsigned long long)q->maxsize);
-  if (spin_until(has_room, q, NULL, dl))
+  if (spin_until(has_room, q, NULL, dl, SPIN_NS))
     return 0;
   atomic_fetch_add_explicit(&h->put_waiters, 1, memory_order_seq_cst);
   uint32_t seq = atomic_load_explicit(&h->get_seq, memory_order_seq_cst);
@@ -629,8 +630,18 @@ take_some(mp_queue *q, qgot *got, size_t max, size_t budget, double timeout,
     }
     if (dl == 0)
       return mp_seterr(MP_EEMPTY, "queue is empty");
+    /* A producer copying a large item in will be a while: poll for about
+     * as long as the copy takes (at ~4 GB/s), so that the consumer is not
+     * asleep -- a cross-CPU wake-up costs tens of microseconds -- when it
+     * ends. */
     struct spin_arg sa = {ww, wrec};
-    if (spin_until(item_ready, q, &sa, dl))
+    int64_t spin = SPIN_NS;
+    if (ww) {
+      spin += (int64_t)(MP__QW_LEN(ww) / 4);
+      if (spin > SPIN_MAX_NS)
+        spin = SPIN_MAX_NS;
+    }
+    if (spin_until(item_ready, q, &sa, dl, spin))
       continue;
     atomic_fetch_add_explicit(&h->get_waiters, 1, memory_order_seq_cst);
     uint32_t seq = atomic_load_explicit(&h->put_seq, memory_order_seq_cst);
