@@ -111,7 +111,8 @@ struct mp__qrec {
   _Atomic uint64_t aux;
 };
 
-#define MP__Q_JMAX 24
+#define MP__Q_JMAX 72 /* a run of 32 records: 2 stores each + 3 */
+#define MP__Q_RUN 32  /* records claimed or taken per journal */
 struct mp__qjournal {
   _Atomic uint64_t armed;
   uint64_t n;
@@ -180,6 +181,9 @@ struct mp__qhdr {
   _Atomic uint32_t join_waiters;
 };
 
+_Static_assert(sizeof(struct mp__qhdr) <= MP__Q_PAGE,
+               "the queue header fits its page");
+
 /* One process's handle. */
 struct mp_queue {
   _Atomic int refs;
@@ -224,7 +228,7 @@ typedef struct mp__qclaim {
  * file). */
 int mp__q_claim(mp_queue *q, uint32_t len, unsigned flags, mp__qclaim *c);
 /* Claim records of lens[0..n) (no descriptors) in one journal while they
- * fit the tail segment (at most 10): the number claimed (>= 1), or
+ * fit the tail segment (at most MP__Q_RUN): the number claimed (>= 1), or
  * mp__q_claim's codes. */
 int mp__q_claim_run(mp_queue *q, const uint32_t *lens, size_t n,
                     mp__qclaim *c);
@@ -244,7 +248,8 @@ typedef struct mp__qtake {
   uint32_t gen; /* the segment's generation when it was taken */
 } mp__qtake;
 /* Under the get lock: take the first record if it is READY, and the READY
- * records right behind it in its segment (up to max_n -- at most 10 --
+ * records right behind it in its segment (up to max_n -- at most
+ * MP__Q_RUN --
  * within `maxlen` bytes in all, stopping after one holding descriptors):
  * the number taken (>= 1) and t[0..n).  0
  * nothing to take: empty (*wait_w 0) or its producer still copying (*wait_w

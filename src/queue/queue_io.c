@@ -326,13 +326,13 @@ put_src(mp_queue *q, const qsrc *items, size_t n, double timeout)
       }
       if (!it->nfds) {
         /* a run of plain items in one journal */
-        uint32_t lens[16];
+        uint32_t lens[MP__Q_RUN];
         size_t m = 0, cap = BATCH - k;
         if (q->maxsize) {
           uint64_t c = mp__q_count(q);
           cap = c >= q->maxsize ? 1 : (q->maxsize - c < cap ? q->maxsize - c : cap);
         }
-        while (m < 16 && m < cap && done + k + m < n
+        while (m < MP__Q_RUN && m < cap && done + k + m < n
                && !items[done + k + m].nfds)
           lens[m] = (uint32_t)items[done + k + m].len, m++;
         if ((rc = mp__q_claim_run(q, lens, m, &cl[k])) < 0)
@@ -572,7 +572,7 @@ take_some(mp_queue *q, qgot *got, size_t max, size_t budget, double timeout,
     struct mp__qrec *wrec = NULL;
     while (k < max) {
       size_t room = budget == SIZE_MAX ? SIZE_MAX : budget - used;
-      mp__qtake tk[16];
+      mp__qtake tk[MP__Q_RUN];
       rc = mp__q_take(q, room, max - k, full_check, tk, &ww, &wrec);
       if (rc <= 0) {
         if (rc == MP_EMSGSIZE)

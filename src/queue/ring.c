@@ -14,8 +14,8 @@
 #define PAGE_UP(x)                                                           \
   (((uint64_t)(x) + MP__Q_PAGE - 1) & ~(uint64_t)(MP__Q_PAGE - 1))
 #define WALK_MAX (1u << 22) /* bound on any walk over shared structures */
-#define TAKE_RUN 10  /* records per take journal: 2 stores each + 2 <= JMAX */
-#define CLAIM_RUN 10 /* the same for claims: 2 each + 3 */
+#define TAKE_RUN MP__Q_RUN
+#define CLAIM_RUN MP__Q_RUN
 #define SPINS 64            /* tries on a busy side lock before sleeping */
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
