@@ -36,6 +36,7 @@
 
 #include <mproc.h>
 
+#include "fuzz.h"
 #include "queue/queue_internal.h"
 
 static void
