@@ -394,6 +394,23 @@ mp_queue_put_bytes(mp_queue *q, const void *buf, size_t len, double timeout)
   mp__errdetail_clear();
   if (!buf && len)
     return mp_seterr(MP_EINVAL, "NULL buffer");
+  /* The common case in one pass: the put lock free at once, room, a
+   * plain record; anything else takes the general path. */
+  if (MP__LIKELY(q && timeout == timeout && len <= q->max_message
+                 && !atomic_load_explicit(&q->closed, memory_order_relaxed)
+                 && mp__q_try_lock(q, 1) == 0)) {
+    if (!q->maxsize || mp__q_count(q) < q->maxsize) {
+      mp__qclaim c;
+      int rc = mp__q_claim(q, (uint32_t)len, 0, &c);
+      mp__q_put_unlock(q);
+      if (rc)
+        return rc;
+      if (len)
+        memcpy(c.payload, buf, len);
+      return mp__q_commit(q, &c);
+    }
+    mp__q_put_unlock(q);
+  }
   qsrc s = {buf, len, NULL, 0};
   int rc = put_src(q, &s, 1, timeout);
   return rc < 0 ? rc : 0;
@@ -695,6 +712,48 @@ mp_queue_get_bytes_into(mp_queue *q, void *buf, size_t size, size_t *len,
     return mp_seterr(MP_EINVAL, "NULL argument");
   *len = 0;
   qgot g;
+  /* The common case in one pass: the get lock free at once and a plain
+   * READY record first; anything else (empty, a writer still copying,
+   * descriptors, too large) takes the general path, which looks again. */
+  if (MP__LIKELY(timeout == timeout
+                 && !atomic_load_explicit(&q->closed, memory_order_relaxed)
+                 && mp__q_try_lock(q, 0) == 0)) {
+    uint64_t ww;
+    struct mp__qrec *wrec;
+    int r = mp__q_take(q, size, 1, 0, &g.t, &ww, &wrec);
+    if (r == 1 && !(g.t.flags & MP__QR_FDS)) {
+      after_take(q, 1);
+      mp__q_get_unlock(q);
+      if (g.t.len)
+        memcpy(buf, g.t.payload, g.t.len);
+      mp__q_finish(q, &g.t);
+      *len = g.t.len;
+      return 0;
+    }
+    if (r == 1) { /* descriptors to receive: finish it the general way */
+      struct mp__qfds_prefix p;
+      memcpy(&p, g.t.payload, sizeof p);
+      g.t.payload += sizeof p;
+      g.t.len -= (uint32_t)sizeof p;
+      int *fds = NULL;
+      size_t nfds = 0;
+      int rc = recv_fds(q, &p, &fds, &nfds);
+      if (rc == 0)
+        close_fds(fds, nfds);
+      after_take(q, 1);
+      mp__q_get_unlock(q);
+      if (rc == 0 && g.t.len)
+        memcpy(buf, g.t.payload, g.t.len);
+      mp__q_finish(q, &g.t);
+      if (rc)
+        return rc;
+      *len = g.t.len;
+      return 0;
+    }
+    mp__q_get_unlock(q);
+    if (r < 0 && r != MP_EMSGSIZE)
+      return r;
+  }
   int rc = take_some(q, &g, 1, size, timeout, 0);
   if (rc == MP_EMSGSIZE) {
     *len = g.t.len;
