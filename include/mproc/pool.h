@@ -90,11 +90,16 @@ typedef struct mp_pool_opts {
   int processes;                        /* 0: mp_cpu_count_usable() */
   mp_context *context;                  /* NULL: the default context */
   /* Run once in each worker (replacements included) before its first
-   * task; a negative return ends that worker.  (Reporting a failing
-   * initializer to the caller is not implemented yet.) */
+   * task.  A nonzero return ends that worker, and the pool then fails
+   * every task not yet started -- and every later one -- with that code
+   * (a positive one as MP_EINVAL), the detail naming the worker and the
+   * initializer's text; it does not restart workers that would fail the
+   * same way forever (CPython's trap). */
   int (*initializer)(mp_obj *initargs);
   mp_obj *initargs;                     /* a tuple (NULL: ()) */
-  int maxtasksperchild;                 /* 0: unlimited */
+  /* A worker exits after this many tasks (a chunk of a map is one task)
+   * and is replaced; 0: unlimited. */
+  int maxtasksperchild;
 } mp_pool_opts;
 
 /* Called on the result-handling thread (see Callbacks above).  `value` is

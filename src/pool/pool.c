@@ -45,6 +45,8 @@ struct mp_pool {
   pthread_mutex_t join_mu;
   int finished; /* workers gone, resources released */
   mp__finalizer *fin;
+  int init_error;        /* an initializer failed: every job fails so */
+  char init_detail[MP__ERRDETAIL_CAP];
 };
 
 /* ---- job lists ---------------------------------------------------------- */
@@ -169,9 +171,22 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
   uint64_t id, uid;
   mp_obj *values = mp_seq_item(msg, 2), *errors = mp_seq_item(msg, 3);
   if (mp_obj_type(msg) != MP_T_TUPLE || mp_uint_get(mp_seq_item(msg, 0), &id) ||
-      mp_uint_get(mp_seq_item(msg, 1), &uid) ||
-      mp_obj_type(values) != MP_T_LIST)
+      mp_uint_get(mp_seq_item(msg, 1), &uid))
     return; /* a wake-up (None) */
+  if (id == 0) { /* (0, uid, code, text): an initializer failed */
+    int64_t code;
+    const char *text;
+    size_t tl;
+    if (!p->init_error && !mp_int_get(values, &code) && code < 0 &&
+        code >= INT32_MIN && !mp_str_get(errors, &text, &tl)) {
+      p->init_error = (int)code;
+      snprintf(p->init_detail, sizeof p->init_detail, "%s", text);
+      mp_log_warning("pool: %s", text);
+    }
+    return;
+  }
+  if (mp_obj_type(values) != MP_T_LIST)
+    return;
   mp__job *j = NULL;
   for (int k = 0; k < p->nproc && !j; k++)
     if (p->w[k].proc && p->w[k].uid == uid) {
@@ -337,11 +352,28 @@ wants_workers(mp_pool *p)
 static void
 check_workers(mp_pool *p, finished_list *f)
 {
+  int drained = 0;
   for (int k = 0; k < p->nproc; k++) {
     worker *w = &p->w[k];
-    if (w->proc && mp_process_is_alive(w->proc) == 0)
+    /* a worker that took its last task (maxtasksperchild) and answered it
+     * is exiting: wait for it (briefly) rather than a whole tick */
+    if (w->proc && p->maxtasks && w->assigned >= p->maxtasks &&
+        !w->jobs.head)
+      mp_process_join(w->proc, 1.0);
+    if (w->proc && mp_process_is_alive(w->proc) == 0) {
+      /* results it sent before it died are answers, not deaths: take
+       * what the result queue holds first */
+      mp_obj *items[64];
+      int n;
+      while (!drained && (n = mp_queue_get_many(p->rq, items, 64, 0)) > 0)
+        for (int i = 0; i < n; i++) {
+          handle_message(p, items[i], f);
+          mp_obj_free(items[i]);
+        }
+      drained = 1;
       bury_worker(p, k, f);
-    if (!w->proc && wants_workers(p)) {
+    }
+    if (!w->proc && wants_workers(p) && !p->init_error) {
       int rc = start_worker(p, k);
       if (rc)
         mp_log_warning("pool: cannot start a worker: %s %s", mp_err_name(rc),
@@ -354,6 +386,12 @@ check_workers(mp_pool *p, finished_list *f)
 static void
 dispatch(mp_pool *p, finished_list *f)
 {
+  if (p->init_error) {
+    mp__job *j;
+    while ((j = jobq_pop(&p->backlog)) != NULL)
+      job_fail(p, j, p->init_error, p->init_detail, f);
+    return;
+  }
   while (p->backlog.head) {
     int best = -1;
     for (int k = 0; k < p->nproc; k++) {

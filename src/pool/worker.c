@@ -143,8 +143,24 @@ mp__pool_worker_main(mp_obj *args)
   const char *name = mp_process_name(mp_current_process());
   int (*init)(mp_obj *) =
       (int (*)(mp_obj *))mp_func_get(mp_seq_item(args, 5));
-  if (init && init(mp_seq_item(args, 6)) < 0)
-    return MP__WEXIT_INIT;
+  if (init) {
+    int rc = init(mp_seq_item(args, 6));
+    if (rc != 0) {
+      /* (0, uid, code, text): the pool reports it instead of restarting
+       * workers that fail the same way forever (CPython's trap) */
+      char buf[MP__ERRDETAIL_CAP + 160];
+      snprintf(buf, sizeof buf, "%s: the initializer failed: %s%s%s", name,
+               mp_err_name(rc), mp_errdetail()[0] ? ": " : "",
+               mp_errdetail());
+      mp_obj *msg = MP_TUPLE(mp_uint_new(0), mp_uint_new(uid),
+                             mp_int_new(rc < 0 ? rc : MP_EINVAL),
+                             mp_str_new(buf));
+      if (msg)
+        mp_queue_put(rq, msg, MP_FOREVER);
+      mp_obj_free(msg);
+      return MP__WEXIT_INIT;
+    }
+  }
 
   for (int64_t done = 0; maxtasks == 0 || done < maxtasks; done++) {
     mp_obj *task = NULL;

@@ -500,6 +500,107 @@ test_free_live_pool(void **state)
   mp_event_free(ev);
 }
 
+/* ---- initializer, maxtasksperchild ------------------------------------------ */
+
+static int64_t init_value; /* set by the initializer in each worker */
+
+static int
+init_store(mp_obj *initargs)
+{
+  return mp_int_get(mp_seq_item(initargs, 0), &init_value);
+}
+
+static int
+init_fails(mp_obj *initargs)
+{
+  (void)initargs;
+  return mp_seterr(MP_EPERM, "no database connection");
+}
+
+static int
+get_init_value(mp_obj *args, mp_obj **result)
+{
+  (void)args;
+  *result = mp_int_new(init_value);
+  return 0;
+}
+
+static int
+get_pid(mp_obj *args, mp_obj **result)
+{
+  (void)args;
+  *result = mp_int_new(mp_process_pid(mp_current_process()));
+  return 0;
+}
+
+static void
+test_initializer(void **state)
+{
+  mp_pool *p;
+  mp_obj *initargs = MP_TUPLE(mp_int_new(4242));
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = 2,
+                                   .context = mp_test_context(state),
+                                   .initializer = init_store,
+                                   .initargs = initargs,
+                                   .maxtasksperchild = 3}));
+  mp_obj_free(initargs);
+  /* replacements (every 3 tasks) run it too */
+  for (int i = 0; i < 20; i++) {
+    mp_obj *out;
+    MP_ASSERT_OK(mp_pool_apply(p, get_init_value, NULL, &out));
+    int64_t v;
+    MP_ASSERT_OK(mp_int_get(out, &v));
+    assert_int_equal(v, 4242);
+  }
+  close_join(p);
+}
+
+static void
+test_initializer_fails(void **state)
+{
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = 2,
+                                   .context = mp_test_context(state),
+                                   .initializer = init_fails}));
+  mp_obj *out = NULL;
+  MP_ASSERT_ERR(mp_pool_apply(p, square, MP_TUPLE(mp_int_new(2)), &out),
+                MP_EPERM);
+  if (!strstr(mp_errdetail(), "initializer failed") ||
+      !strstr(mp_errdetail(), "no database connection"))
+    fail_msg("detail: %s", mp_errdetail());
+  mp_obj *items = int_list(20);
+  MP_ASSERT_ERR(mp_pool_map(p, square, items, NULL, &out), MP_EPERM);
+  mp_obj_free(items);
+  close_join(p); /* and join does not wait for workers that never come */
+}
+
+static void
+test_maxtasksperchild(void **state)
+{
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = 2,
+                                   .context = mp_test_context(state),
+                                   .maxtasksperchild = 1}));
+  enum { N = 40 };
+  mp_result *rs[N];
+  for (int i = 0; i < N; i++)
+    MP_ASSERT_OK(mp_pool_apply_async(p, get_pid, NULL, NULL, &rs[i]));
+  int64_t pids[N];
+  for (int i = 0; i < N; i++) {
+    mp_obj *out;
+    MP_ASSERT_OK(mp_result_get(rs[i], &out, 60.0));
+    MP_ASSERT_OK(mp_int_get(out, &pids[i]));
+    mp_result_free(rs[i]);
+    /* one task per worker: a new worker each time */
+    for (int k = 0; k < i && strcmp(mp_test_method(state), "threading"); k++)
+      assert_true(pids[k] != pids[i]);
+  }
+  close_join(p);
+}
+
 static void
 test_bad_args(void **state)
 {
@@ -537,6 +638,9 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_close_join),
     MP_TEST_METHODS_THREADING(test_terminate),
     MP_TEST_METHODS_THREADING(test_free_live_pool),
+    MP_TEST_METHODS_THREADING(test_initializer),
+    MP_TEST_METHODS_THREADING(test_initializer_fails),
+    MP_TEST_METHODS_THREADING(test_maxtasksperchild),
     cmocka_unit_test(test_bad_args),
     cmocka_unit_test(test_teardown),
 };
