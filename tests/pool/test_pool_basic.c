@@ -78,6 +78,25 @@ returns_none(mp_obj *args, mp_obj **result)
   return 0;
 }
 
+/* (x,) argument tuples, released by scratch_free() at the end of a test
+ * (apply borrows its args). */
+static mp_obj *scratch[256];
+static size_t nscratch;
+
+static mp_obj *
+arg1(int64_t x)
+{
+  assert_true(nscratch < 256);
+  return scratch[nscratch++] = MP_TUPLE(mp_int_new(x));
+}
+
+static void
+scratch_free(void)
+{
+  while (nscratch)
+    mp_obj_free(scratch[--nscratch]);
+}
+
 static mp_pool *
 new_pool(void **state, int n)
 {
@@ -103,6 +122,7 @@ close_join(mp_pool *p)
   MP_ASSERT_OK(mp_pool_close(p));
   MP_ASSERT_OK(mp_pool_join(p));
   mp_pool_free(p);
+  scratch_free();
 }
 
 static void
@@ -110,7 +130,7 @@ test_apply(void **state)
 {
   mp_pool *p = new_pool(state, 2);
   mp_obj *out = NULL;
-  MP_ASSERT_OK(mp_pool_apply(p, square, MP_TUPLE(mp_int_new(20)), &out));
+  MP_ASSERT_OK(mp_pool_apply(p, square, arg1(20), &out));
   int64_t v;
   MP_ASSERT_OK(mp_int_get(out, &v));
   assert_int_equal(v, 400);
@@ -288,7 +308,7 @@ test_errors(void **state)
 {
   mp_pool *p = new_pool(state, 2);
   mp_obj *out = NULL;
-  MP_ASSERT_ERR(mp_pool_apply(p, inverse, MP_TUPLE(mp_int_new(5)), &out),
+  MP_ASSERT_ERR(mp_pool_apply(p, inverse, arg1(5), &out),
                 MP_EINVAL);
   assert_null(out);
   assert_non_null(strstr(mp_errdetail(), "PoolWorker-"));
@@ -317,7 +337,7 @@ test_errors(void **state)
   }
   mp_imap_free(it);
   mp_result *r;
-  MP_ASSERT_OK(mp_pool_apply_async(p, inverse, MP_TUPLE(mp_int_new(5)), NULL,
+  MP_ASSERT_OK(mp_pool_apply_async(p, inverse, arg1(5), NULL,
                                    &r));
   MP_ASSERT_OK(mp_result_wait(r, MP_FOREVER));
   assert_int_equal(mp_result_successful(r), 0);
@@ -373,7 +393,7 @@ test_callbacks(void **state)
   mp_result *rs[20];
   for (int i = 0; i < 20; i++)
     MP_ASSERT_OK(mp_pool_apply_async(
-        p, inverse, MP_TUPLE(mp_int_new(i)),
+        p, inverse, arg1(i),
         &(mp_apply_opts){.callback = on_value, .error_callback = on_error,
                          .arg = &s},
         &rs[i]));
@@ -417,12 +437,12 @@ test_close_join(void **state)
   mp_result *rs[30];
   for (int i = 0; i < 30; i++)
     MP_ASSERT_OK(
-        mp_pool_apply_async(p, square, MP_TUPLE(mp_int_new(i)), NULL, &rs[i]));
+        mp_pool_apply_async(p, square, arg1(i), NULL, &rs[i]));
   MP_ASSERT_ERR(mp_pool_join(p), MP_ESTATE);
   MP_ASSERT_OK(mp_pool_close(p));
   MP_ASSERT_OK(mp_pool_close(p));
   mp_result *r;
-  MP_ASSERT_ERR(mp_pool_apply_async(p, square, MP_TUPLE(mp_int_new(1)), NULL,
+  MP_ASSERT_ERR(mp_pool_apply_async(p, square, arg1(1), NULL,
                                     &r),
                 MP_ESTATE);
   mp_obj *items = int_list(3), *out;
@@ -440,6 +460,7 @@ test_close_join(void **state)
     mp_result_free(rs[i]);
   }
   mp_pool_free(p);
+  scratch_free();
 }
 
 static void
@@ -471,11 +492,12 @@ test_terminate(void **state)
   MP_ASSERT_OK(mp_pool_join(p));
   MP_ASSERT_OK(mp_pool_terminate(p));
   mp_result *r;
-  MP_ASSERT_ERR(mp_pool_apply_async(p, square, MP_TUPLE(mp_int_new(1)), NULL,
+  MP_ASSERT_ERR(mp_pool_apply_async(p, square, arg1(1), NULL,
                                     &r),
                 MP_ESTATE);
   mp_pool_free(p);
   mp_event_free(ev);
+  scratch_free();
 }
 
 /* Freeing a pool with work in flight terminates it (Python's with block);
@@ -552,6 +574,7 @@ test_initializer(void **state)
     int64_t v;
     MP_ASSERT_OK(mp_int_get(out, &v));
     assert_int_equal(v, 4242);
+    mp_obj_free(out);
   }
   close_join(p);
 }
@@ -565,7 +588,7 @@ test_initializer_fails(void **state)
                                    .context = mp_test_context(state),
                                    .initializer = init_fails}));
   mp_obj *out = NULL;
-  MP_ASSERT_ERR(mp_pool_apply(p, square, MP_TUPLE(mp_int_new(2)), &out),
+  MP_ASSERT_ERR(mp_pool_apply(p, square, arg1(2), &out),
                 MP_EPERM);
   if (!strstr(mp_errdetail(), "initializer failed") ||
       !strstr(mp_errdetail(), "no database connection"))
@@ -593,6 +616,7 @@ test_maxtasksperchild(void **state)
     mp_obj *out;
     MP_ASSERT_OK(mp_result_get(rs[i], &out, 60.0));
     MP_ASSERT_OK(mp_int_get(out, &pids[i]));
+    mp_obj_free(out);
     mp_result_free(rs[i]);
     /* one task per worker: a new worker each time */
     for (int k = 0; k < i && strcmp(mp_test_method(state), "threading"); k++)
