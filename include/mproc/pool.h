@@ -37,7 +37,9 @@
  * worker that it had not started run on another worker.  Nothing hangs:
  * the death is seen within about 50 ms.  (Tasks are handed to one worker
  * each, so the pool always knows which tasks a worker held; see
- * src/pool/pool.c.)
+ * src/pool/pool_internal.h.)  A task may also be given a task_timeout,
+ * after which its worker is killed and replaced and the task is
+ * MP_ETIMEDOUT.
  *
  * Callbacks (mp_apply_opts, mp_map_opts) run in the parent, on the pool's
  * one result-handling thread, in the order results complete, before the
@@ -113,8 +115,12 @@ typedef struct mp_apply_opts {
   mp_result_cb callback;       /* on success */
   mp_error_cb error_callback;  /* on failure (not on MP_ECLOSED) */
   void *arg;                   /* passed to both */
-  /* Reserved for a per-task timeout (mpire's task_timeout): must be 0
-   * (MP_ENOTSUP otherwise, until it is implemented). */
+  /* mpire's task_timeout, billiard's hard limit: a task still running
+   * after this many seconds is stopped -- its worker is SIGKILLed and
+   * replaced -- and its result is MP_ETIMEDOUT with a detail.  0 or
+   * MP_FOREVER: no limit; negative or NaN: MP_EINVAL.  Checked every
+   * MP__POOL_TICK (50 ms), so a task may run up to that much longer.  A
+   * ThreadPool cannot stop a thread: MP_ENOTSUP. */
   double task_timeout;
 } mp_apply_opts;
 
@@ -125,7 +131,10 @@ typedef struct mp_map_opts {
   mp_result_cb callback;       /* map_async/starmap_async: on success */
   mp_error_cb error_callback;  /* map_async/starmap_async: on failure */
   void *arg;
-  double task_timeout;         /* reserved: must be 0 (MP_ENOTSUP) */
+  /* As mp_apply_opts.task_timeout, for each task: a chunk of `chunksize`
+   * items (use chunksize 1 for a limit per item); every item of a chunk
+   * stopped so is MP_ETIMEDOUT. */
+  double task_timeout;
   int progress;                /* reserved: must be 0 (MP_ENOTSUP) */
 } mp_map_opts;
 
@@ -144,13 +153,17 @@ MP_EXTERN int mp_pool_new(mp_pool **out, const mp_pool_opts *opts);
 MP_EXTERN int mp_pool_apply(mp_pool *p, mp_task_fn fn, mp_obj *args,
                             mp_obj **out);
 /* apply_async: 0 and *out, a result to release with mp_result_free;
- * MP_ESTATE, MP_EINVAL, MP_ENOTSUP (a reserved option set), MP_ENOMEM. */
+ * MP_ESTATE, MP_EINVAL, MP_ENOTSUP (task_timeout on a ThreadPool),
+ * MP_ENOMEM.  The result's get may return MP_ETIMEDOUT for a task stopped
+ * by its task_timeout (ready() then says 1). */
 MP_EXTERN int mp_pool_apply_async(mp_pool *p, mp_task_fn fn, mp_obj *args,
                                   const mp_apply_opts *opts, mp_result **out);
 /* map(fn, items): fn((item,)) for each item of a list or tuple, in chunks;
  * 0 and *out, a list of the results in order; the lowest-index failing
- * item's code (text in mp_errdetail()); MP_EWORKERDIED; MP_ECLOSED;
- * MP_ESTATE; MP_EINVAL (NULL, items not a list or tuple); MP_ENOTSUP. */
+ * item's code (text in mp_errdetail()); MP_EWORKERDIED; MP_ETIMEDOUT (a
+ * chunk stopped by task_timeout); MP_ECLOSED; MP_ESTATE; MP_EINVAL (NULL,
+ * items not a list or tuple); MP_ENOTSUP (progress; task_timeout on a
+ * ThreadPool). */
 MP_EXTERN int mp_pool_map(mp_pool *p, mp_task_fn fn, const mp_obj *items,
                           const mp_map_opts *opts, mp_obj **out); /* a list */
 /* starmap: fn(item) for each item, which must be a tuple or a list (an

@@ -244,13 +244,13 @@ start_worker(mp_pool *p, int k)
   w->uid = ++p->next_uid;
   w->assigned = 0;
   w->stopping = 0;
-  __atomic_store_n(&p->slotp[k], 0, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&p->slotp[2 * k], 0, __ATOMIC_SEQ_CST);
   mp_obj *args = MP_TUPLE(
       mp_queue_obj(w->tq), mp_queue_obj(p->rq), mp_array_obj(p->slots),
-      mp_int_new(k), mp_uint_new(w->uid),
+      mp_int_new(2 * k), mp_uint_new(w->uid),
       p->init ? MP_FUNC(p->init) : mp_none(),
       p->initargs ? mp_obj_ref(p->initargs) : mp_tuple_take(0),
-      mp_int_new(p->maxtasks), mp_int_new(p->nproc));
+      mp_int_new(p->maxtasks), mp_int_new(2 * p->nproc));
   if (!args) {
     rc = MP_ENOMEM;
     goto fail;
@@ -304,7 +304,7 @@ bury_worker(mp_pool *p, int k, finished_list *f)
 {
   worker *w = &p->w[k];
   mp_process_join(w->proc, MP_FOREVER); /* it has ended: returns at once */
-  int64_t slot = __atomic_load_n(&p->slotp[k], __ATOMIC_SEQ_CST);
+  int64_t slot = __atomic_load_n(&p->slotp[2 * k], __ATOMIC_SEQ_CST);
   uint64_t running = (uint64_t)(slot & ~MP__SLOT_DONE);
   int done = (slot & MP__SLOT_DONE) != 0;
   int found = 0;
@@ -324,9 +324,17 @@ bury_worker(mp_pool *p, int k, finished_list *f)
           jobq_push(&p->orphans, j);
         } else {
           char detail[400];
-          snprintf(detail, sizeof detail, "%s while running the task", why);
-          mp_log_debug("pool: %s", detail);
-          job_fail(p, j, MP_EWORKERDIED, detail, f);
+          if (j->timed_out) {
+            snprintf(detail, sizeof detail,
+                     "the task ran longer than its task_timeout of %.3f s: "
+                     "%s", (double)j->timeout_ns / 1e9, why);
+            job_fail(p, j, MP_ETIMEDOUT, detail, f);
+          } else {
+            snprintf(detail, sizeof detail, "%s while running the task",
+                     why);
+            mp_log_debug("pool: %s", detail);
+            job_fail(p, j, MP_EWORKERDIED, detail, f);
+          }
         }
         break;
       }
@@ -353,8 +361,24 @@ static void
 check_workers(mp_pool *p, finished_list *f)
 {
   int drained = 0;
+  int64_t now = mp__now_ns();
   for (int k = 0; k < p->nproc; k++) {
     worker *w = &p->w[k];
+    /* a task past its task_timeout: kill its worker (bury then fails it
+     * with MP_ETIMEDOUT) */
+    int64_t slot = __atomic_load_n(&p->slotp[2 * k], __ATOMIC_SEQ_CST);
+    if (w->proc && !p->threading && slot && !(slot & MP__SLOT_DONE))
+      for (mp__job *j = w->jobs.head; j; j = j->next) {
+        if (j->id != (uint64_t)slot)
+          continue;
+        int64_t t0 = __atomic_load_n(&p->slotp[2 * k + 1], __ATOMIC_SEQ_CST);
+        if (j->timeout_ns && !j->timed_out && now - t0 > j->timeout_ns) {
+          j->timed_out = 1;
+          mp_process_kill(w->proc);
+          mp_process_join(w->proc, 1.0);
+        }
+        break;
+      }
     /* a worker that took its last task (maxtasksperchild) and answered it
      * is exiting: wait for it (briefly) rather than a whole tick */
     if (w->proc && p->maxtasks && w->assigned >= p->maxtasks &&
@@ -534,7 +558,7 @@ mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
   p->initargs = mp_obj_ref(opts->initargs);
   p->maxtasks = opts->maxtasksperchild;
   if ((rc = mp_queue_new(&p->rq, NULL)) != 0 ||
-      (rc = mp_array_new(&p->slots, 'q', (size_t)nproc + 1, NULL,
+      (rc = mp_array_new(&p->slots, 'q', 2 * (size_t)nproc + 1, NULL,
                          &(mp_value_opts){.raw = 1})) != 0)
     goto fail;
   p->slotp = mp_array_ptr(p->slots);
@@ -563,7 +587,7 @@ static int
 shutdown_pool(mp_pool *p, int terminate)
 {
   if (terminate && p->slotp) {
-    __atomic_store_n(&p->slotp[p->nproc], 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&p->slotp[2 * p->nproc], 1, __ATOMIC_SEQ_CST);
     for (int k = 0; k < p->nproc; k++) {
       worker *w = &p->w[k];
       if (!w->proc)
@@ -737,12 +761,23 @@ jobs_free(mp__jobq *q)
 }
 
 static int
-check_reserved(double task_timeout, int progress)
+check_reserved(mp_pool *p, double task_timeout, int progress)
 {
-  if (task_timeout != 0 || progress != 0)
-    return mp_seterr(MP_ENOTSUP, "task_timeout and progress are not "
-                                 "implemented yet");
+  int rc = mp__timeout_field_check(task_timeout, "task_timeout");
+  if (rc)
+    return rc;
+  if (progress != 0)
+    return mp_seterr(MP_ENOTSUP, "progress is not implemented yet");
+  if (task_timeout != 0 && p->threading)
+    return mp_seterr(MP_ENOTSUP, "task_timeout needs worker processes: a "
+                                 "thread cannot be stopped");
   return 0;
+}
+
+static int64_t
+timeout_ns(double t)
+{
+  return t == 0 || t == MP_FOREVER ? 0 : t * 1e9 < 1 ? 1 : (int64_t)(t * 1e9);
 }
 
 int
@@ -759,7 +794,7 @@ mp_pool_apply_async(mp_pool *p, mp_task_fn fn, mp_obj *args,
     return mp_seterr(MP_EINVAL, "pool, fn or out is NULL");
   if (args && mp_obj_type(args) != MP_T_TUPLE)
     return mp_seterr(MP_EINVAL, "args must be a tuple");
-  int rc = check_reserved(opts->task_timeout, 0);
+  int rc = check_reserved(p, opts->task_timeout, 0);
   if (rc)
     return rc;
   mp_result *r;
@@ -778,7 +813,8 @@ mp_pool_apply_async(mp_pool *p, mp_task_fn fn, mp_obj *args,
     return MP_ENOMEM;
   }
   *j = (mp__job){.fn = fn, .kind = MP__TASK_APPLY, .payload = payload,
-                 .r = r, .base = 0, .count = 1};
+                 .r = r, .base = 0, .count = 1,
+                 .timeout_ns = timeout_ns(opts->task_timeout)};
   mp__jobq q = {0};
   jobq_push(&q, j);
   if ((rc = submit(p, &q)) != 0) {
@@ -824,7 +860,7 @@ map_common(mp_pool *p, mp_task_fn fn, const mp_obj *items,
   size_t n;
   if (mp_seq_items(items, &v, &n) != 0)
     return mp_seterr(MP_EINVAL, "items must be a list or a tuple");
-  int rc = check_reserved(opts->task_timeout, opts->progress);
+  int rc = check_reserved(p, opts->task_timeout, opts->progress);
   if (rc)
     return rc;
   size_t cs = opts->chunksize;
@@ -856,7 +892,8 @@ map_common(mp_pool *p, mp_task_fn fn, const mp_obj *items,
       return MP_ENOMEM;
     }
     *j = (mp__job){.fn = fn, .kind = task_kind, .payload = payload, .r = r,
-                   .base = base, .count = count};
+                   .base = base, .count = count,
+                   .timeout_ns = timeout_ns(opts->task_timeout)};
     jobq_push(&q, j);
   }
   if (n == 0) { /* nothing to run: ready at once (no callback thread) */

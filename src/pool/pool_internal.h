@@ -7,7 +7,9 @@
  * the parent remembers which jobs it handed to which worker, in order.  A
  * worker runs its jobs in that order; before it runs one it writes the
  * job's id into its slot of a shared array (slots[index]), and once the
- * result is in the result queue it sets MP__SLOT_DONE in the slot.  So when
+ * result is in the result queue it sets MP__SLOT_DONE in the slot.  (Each
+ * worker has two words, slots[2k] the job id and slots[2k+1] when it
+ * started, for task timeouts; slots[2n] tells workers to stop.)  So when
  * a worker is found dead the parent knows exactly, from the slot and its
  * list:
  *   - jobs before the slot's job: finished, their results already in the
@@ -86,6 +88,8 @@ typedef struct mp__job {
   mp_obj *payload; /* apply: the args tuple; map/starmap: a list of items */
   mp_result *r;
   size_t base, count; /* the items of r this job fills */
+  int64_t timeout_ns; /* task_timeout; 0: none */
+  int timed_out;      /* its worker was killed for it */
 } mp__job;
 
 typedef struct mp__jobq {

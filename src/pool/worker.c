@@ -135,10 +135,11 @@ mp__pool_worker_main(mp_obj *args)
   if (!tq || !rq || !slots || mp_int_get(mp_seq_item(args, 3), &idx) ||
       mp_uint_get(mp_seq_item(args, 4), &uid) ||
       mp_int_get(mp_seq_item(args, 7), &maxtasks) ||
-      mp_int_get(mp_seq_item(args, 8), &stop) || idx < 0 || stop <= idx ||
+      mp_int_get(mp_seq_item(args, 8), &stop) || idx < 0 || stop <= idx + 1 ||
       (size_t)stop >= mp_array_len(slots))
     return MP__WEXIT_BADARGS;
   int64_t *slot = (int64_t *)mp_array_ptr(slots) + idx;
+  int64_t *started = slot + 1; /* when the slot's task started (ns) */
   int64_t *stopflag = (int64_t *)mp_array_ptr(slots) + stop;
   const char *name = mp_process_name(mp_current_process());
   int (*init)(mp_obj *) =
@@ -181,7 +182,10 @@ mp__pool_worker_main(mp_obj *args)
       return MP__WEXIT_BADARGS;
     }
     mp_obj *payload = mp_seq_item(task, 3);
-    /* Recorded before the task runs: a death from here on fails it. */
+    /* Recorded before the task runs: a death from here on fails it.  The
+     * start time first, so that a reader who sees this id reads this
+     * task's start or a later one (never a false timeout). */
+    __atomic_store_n(started, mp__now_ns(), __ATOMIC_SEQ_CST);
     __atomic_store_n(slot, (int64_t)id, __ATOMIC_SEQ_CST);
     mp_obj *msg = run_job(id, uid, fn, (int)kind, payload, name);
     int rc = msg ? mp_queue_put(rq, msg, MP_FOREVER) : MP_ENOMEM;

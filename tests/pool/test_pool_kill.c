@@ -248,6 +248,78 @@ test_kill_random_instants(void **state)
   mp_pool_free(p);
 }
 
+static int
+waits_forever(mp_obj *args, mp_obj **result)
+{
+  (void)result;
+  mp_event *never = mp_event_from_obj(mp_seq_item(args, 0));
+  if (!never)
+    return MP_ETYPE;
+  mp_event_wait(never, MP_FOREVER);
+  return 0;
+}
+
+/* task_timeout: a task past it is stopped (worker killed and replaced)
+ * and is MP_ETIMEDOUT; the others complete. */
+static void
+test_task_timeout(void **state)
+{
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = 2,
+                                   .context = mp_test_context(state)}));
+  mp_event *never;
+  MP_ASSERT_OK(mp_event_new(&never));
+  mp_obj *args = MP_TUPLE(mp_event_obj(never));
+  mp_obj *items = int_list(300), *out = NULL;
+  for (int round = 0; round < 3; round++) {
+    mp_result *r, *mr;
+    MP_ASSERT_OK(mp_pool_apply_async(p, waits_forever, args,
+                                     &(mp_apply_opts){.task_timeout = 0.2},
+                                     &r));
+    MP_ASSERT_OK(mp_pool_map_async(
+        p, square, items, &(mp_map_opts){.task_timeout = 30.0}, &mr));
+    MP_ASSERT_ERR(mp_result_get(r, &out, 30.0), MP_ETIMEDOUT);
+    assert_int_equal(mp_result_ready(r), 1);
+    if (!strstr(mp_errdetail(), "task_timeout of 0.200 s") ||
+        !strstr(mp_errdetail(), "killed by signal 9"))
+      fail_msg("detail: %s", mp_errdetail());
+    MP_ASSERT_OK(mp_result_get(mr, &out, 30.0));
+    check_squares(out, 300);
+    mp_obj_free(out);
+    mp_result_free(r);
+    mp_result_free(mr);
+  }
+  mp_result *r;
+  MP_ASSERT_ERR(mp_pool_apply_async(p, square, args,
+                                    &(mp_apply_opts){.task_timeout = -1},
+                                    &r),
+                MP_EINVAL);
+  mp_obj_free(args);
+  mp_obj_free(items);
+  mp_event_free(never);
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+}
+
+static void
+test_task_timeout_threads(void **state)
+{
+  (void)state;
+  mp_context *ctx;
+  MP_ASSERT_OK(mp_get_context("threading", &ctx));
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){.processes = 1,
+                                               .context = ctx}));
+  mp_result *r;
+  MP_ASSERT_ERR(mp_pool_apply_async(p, square, NULL,
+                                    &(mp_apply_opts){.task_timeout = 1},
+                                    &r),
+                MP_ENOTSUP);
+  mp_pool_free(p);
+}
+
 static void
 test_teardown(void **state)
 {
@@ -259,6 +331,8 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS(test_kill_running_task),
     MP_TEST_METHODS(test_task_exits_or_crashes),
     MP_TEST_METHODS(test_kill_random_instants),
+    MP_TEST_METHODS(test_task_timeout),
+    cmocka_unit_test(test_task_timeout_threads),
     cmocka_unit_test(test_teardown),
 };
 
