@@ -314,6 +314,20 @@ bury_worker(mp_pool *p, int k, finished_list *f)
   char why[300];
   describe_death(w, why, sizeof why);
   mp_log_debug("pool: %s", why);
+  /* A worker that never took a task and ended as one that cannot start
+   * (another build of the program, instructions unreadable, bad args)
+   * would be restarted forever: the pool fails its work instead, as for
+   * a failing initializer. */
+  int ecode;
+  if (slot == 0 && !p->init_error &&
+      mp_process_exitcode(w->proc, &ecode) == 0 &&
+      (ecode == MP_EXIT_BADREF || ecode == MP_EXIT_BOOTFAIL ||
+       ecode == MP__WEXIT_BADARGS)) {
+    p->init_error = ecode == MP_EXIT_BADREF ? MP_EBADREF : MP_EWORKERDIED;
+    snprintf(p->init_detail, sizeof p->init_detail,
+             "a worker could not start: %s", why);
+    mp_log_warning("pool: %s", p->init_detail);
+  }
   if (found) {
     mp__job *j;
     while ((j = jobq_pop(&w->jobs)) != NULL) {
@@ -360,7 +374,8 @@ wants_workers(mp_pool *p)
 static void
 check_workers(mp_pool *p, finished_list *f)
 {
-  int drained = 0;
+  int drained = 0, live = 0, start_rc = 0;
+  char start_detail[MP__ERRDETAIL_CAP + 64] = "";
   int64_t now = mp__now_ns();
   for (int k = 0; k < p->nproc; k++) {
     worker *w = &p->w[k];
@@ -399,10 +414,23 @@ check_workers(mp_pool *p, finished_list *f)
     }
     if (!w->proc && wants_workers(p) && !p->init_error) {
       int rc = start_worker(p, k);
-      if (rc)
-        mp_log_warning("pool: cannot start a worker: %s %s", mp_err_name(rc),
-                       mp_errdetail());
+      if (rc) {
+        start_rc = rc;
+        snprintf(start_detail, sizeof start_detail,
+                 "cannot start a worker: %s%s%s", mp_err_name(rc),
+                 mp_errdetail()[0] ? ": " : "", mp_errdetail());
+        mp_log_warning("pool: %s", start_detail);
+      }
     }
+    live += w->proc != NULL;
+  }
+  /* No worker at all and none can be started: what waits would wait
+   * forever, so it fails with the reason (a later tick tries again for
+   * later work). */
+  if (!live && start_rc) {
+    mp__job *j;
+    while ((j = jobq_pop(&p->backlog)) != NULL)
+      job_fail(p, j, start_rc, start_detail, f);
   }
 }
 
@@ -621,10 +649,11 @@ shutdown_pool(mp_pool *p, int terminate)
   mp__job *j;
   while ((j = jobq_pop(&p->backlog)) != NULL)
     job_fail(p, j, MP_ECLOSED, "the pool was terminated", &f);
+  mp_queue *rq = p->rq;
+  p->rq = NULL;
   pthread_mutex_unlock(&p->mu);
   finished_run(&f, 1);
-  mp_queue_free(p->rq);
-  p->rq = NULL;
+  mp_queue_free(rq);
   mp_array_free(p->slots);
   p->slots = NULL;
   p->slotp = NULL;
@@ -662,12 +691,12 @@ mp_pool_close(mp_pool *p)
   if (!p)
     return mp_seterr(MP_EINVAL, "pool is NULL");
   pthread_mutex_lock(&p->mu);
-  int wake = p->state == POOL_RUN;
-  if (wake)
+  if (p->state == POOL_RUN) {
     p->state = POOL_CLOSE;
+    if (p->rq) /* under the lock: a terminate frees it under the lock */
+      wake_handler(p);
+  }
   pthread_mutex_unlock(&p->mu);
-  if (wake && p->rq)
-    wake_handler(p);
   return 0;
 }
 

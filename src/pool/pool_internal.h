@@ -48,6 +48,14 @@
 #define MP__POOL_TICK 0.05
 #define MP__SLOT_DONE ((int64_t)1 << 62)
 
+/* Worker exit codes the parent may see (besides 0, a clean end). */
+enum {
+  MP__WEXIT_BADARGS = 2,
+  MP__WEXIT_INIT = 3,
+  MP__WEXIT_QUEUE = 4,
+  MP__WEXIT_SEND = 5
+};
+
 /* What a job's payload is. */
 enum { MP__TASK_APPLY = 1, MP__TASK_MAP = 2, MP__TASK_STAR = 3 };
 /* What a result collects. */

@@ -9,14 +9,6 @@
 
 #include "pool/pool_internal.h"
 
-/* Worker exit codes the parent may see (besides 0, a clean end). */
-enum {
-  MP__WEXIT_BADARGS = 2,
-  MP__WEXIT_INIT = 3,
-  MP__WEXIT_QUEUE = 4,
-  MP__WEXIT_SEND = 5
-};
-
 /* One call of the task; on failure *detail is "NAME: text" (malloc'd). */
 static int
 run_one(mp_task_fn fn, mp_obj *args, const char *name, mp_obj **value,
