@@ -45,6 +45,7 @@ struct mp_pool {
   pthread_mutex_t join_mu;
   int finished; /* workers gone, resources released */
   mp__finalizer *fin;
+  int boot_deaths;       /* workers in a row that exited before a task */
   int init_error;        /* an initializer failed: every job fails so */
   char init_detail[MP__ERRDETAIL_CAP];
 };
@@ -229,6 +230,7 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
       finished_add(f, j->r);
   }
   p->outstanding--;
+  p->boot_deaths = 0;
   job_free(j);
 }
 
@@ -326,6 +328,17 @@ bury_worker(mp_pool *p, int k, finished_list *f)
     p->init_error = ecode == MP_EXIT_BADREF ? MP_EBADREF : MP_EWORKERDIED;
     snprintf(p->init_detail, sizeof p->init_detail,
              "a worker could not start: %s", why);
+    mp_log_warning("pool: %s", p->init_detail);
+  }
+  /* Likewise workers that keep exiting on their own (a code, not a
+   * signal) before their first task, with no task answered meanwhile: a
+   * crash at start-up, which a restart repeats. */
+  else if (slot == 0 && !p->init_error &&
+           mp_process_exitcode(w->proc, &ecode) == 0 && ecode > 0 &&
+           ecode != MP__WEXIT_INIT && ++p->boot_deaths >= 3) {
+    p->init_error = MP_EWORKERDIED;
+    snprintf(p->init_detail, sizeof p->init_detail,
+             "workers keep dying before their first task: %s", why);
     mp_log_warning("pool: %s", p->init_detail);
   }
   if (found) {

@@ -303,6 +303,36 @@ test_task_timeout(void **state)
   mp_pool_free(p);
 }
 
+static int
+init_exits(mp_obj *initargs)
+{
+  (void)initargs;
+  _exit(7);
+}
+
+/* Workers that crash at start (here: an initializer calling _exit) are
+ * not restarted forever: after three in a row the pool fails its tasks
+ * with MP_EWORKERDIED, and close + join return. */
+static void
+test_crash_at_start(void **state)
+{
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = 2,
+                                   .context = mp_test_context(state),
+                                   .initializer = init_exits}));
+  mp_obj *out = NULL;
+  mp_obj *items = int_list(10);
+  MP_ASSERT_ERR(mp_pool_map(p, square, items, NULL, &out), MP_EWORKERDIED);
+  if (!strstr(mp_errdetail(), "keep dying before their first task") ||
+      !strstr(mp_errdetail(), "exited with code 7"))
+    fail_msg("detail: %s", mp_errdetail());
+  mp_obj_free(items);
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+}
+
 static void
 test_task_timeout_threads(void **state)
 {
@@ -332,6 +362,7 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS(test_task_exits_or_crashes),
     MP_TEST_METHODS(test_kill_random_instants),
     MP_TEST_METHODS(test_task_timeout),
+    MP_TEST_METHODS(test_crash_at_start),
     cmocka_unit_test(test_task_timeout_threads),
     cmocka_unit_test(test_teardown),
 };
