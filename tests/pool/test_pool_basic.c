@@ -524,7 +524,9 @@ test_free_live_pool(void **state)
 
 /* ---- initializer, maxtasksperchild ------------------------------------------ */
 
-static int64_t init_value; /* set by the initializer in each worker */
+/* set by the initializer in each worker (per thread: ThreadPool workers
+ * are threads of one process) */
+static _Thread_local int64_t init_value;
 
 static int
 init_store(mp_obj *initargs)
