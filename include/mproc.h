@@ -13,6 +13,7 @@
  *   sync.h    Lock, RLock, Semaphore, Condition, Event, Barrier
  *   shm.h     Value/Array, SharedMemory
  *   queue.h   Queue, SimpleQueue, JoinableQueue
+ *   pool.h    Pool, ThreadPool, AsyncResult, IMapIterator
  * Conventions (README.md; mechanisms: docs/architecture.md): functions return 0 or a negative
  * code; timeouts are double seconds, <= 0 = do not block, MP_FOREVER = no
  * limit, NaN = MP_EINVAL; what `_new` makes, `_free` releases; `_take` takes ownership. */
@@ -30,5 +31,6 @@
 #include "mproc/sync.h"
 #include "mproc/shm.h"
 #include "mproc/queue.h"
+#include "mproc/pool.h"
 
 #endif

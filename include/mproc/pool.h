@@ -1,0 +1,232 @@
+/* SPDX-License-Identifier: MIT */
+/* Pools of worker processes: multiprocessing.Pool, AsyncResult,
+ * IMapIterator and ThreadPool, for C.
+ *
+ * A pool starts `processes` workers with its context (fork, spawn,
+ * forkserver; a pool on the "threading" context is a ThreadPool: its
+ * workers are threads) and runs tasks in them.  A task is a C function
+ * (mp_task_fn) and its arguments; the function crosses to the workers as a
+ * function reference (every start method, no registration: process.h), the
+ * arguments and the results as pickles (they must be values mp_queue_put
+ * accepts: plain data, function values, handles).
+ *
+ * Tasks and results.  mp_task_fn is called in a worker with an args tuple:
+ * the given args for apply, (item,) for map and imap, the item itself (a
+ * tuple or list) for starmap.  It returns 0 and sets *result (left NULL:
+ * None), or a negative code; the mp_seterr() text it left travels back with
+ * it, prefixed by the worker's name ("ForkPoolWorker-3: ...").  A positive
+ * return is reported as MP_EINVAL.  A result that cannot be pickled makes
+ * that item fail with the codec's code.  Every item runs: an item that
+ * fails does not stop the others (no fail-fast).
+ *
+ * Where a call reports a task's failure it returns that code and
+ * mp_errdetail() holds the text: apply, get, map (and their async forms)
+ * report the failing item of the lowest index; mp_imap_next reports each at
+ * its position and goes on.
+ *
+ * Workers are named as Python's: ForkPoolWorker-N, SpawnPoolWorker-N,
+ * ForkServerPoolWorker-N (N the process's child number, as Process-N);
+ * ThreadPool workers are ThreadPoolWorker-N.  They are daemons: killing the
+ * parent leaves none running (process.h).
+ *
+ * Crash safety.  A worker that dies while it runs a task -- SIGKILL, a
+ * segfault, exit() inside the task -- fails that task (for map: the items
+ * of the chunk it was running) with MP_EWORKERDIED, with a detail naming
+ * the worker, its pid and the signal or exit status; the worker is
+ * replaced and every other task still completes: tasks queued to the dead
+ * worker that it had not started run on another worker.  Nothing hangs:
+ * the death is seen within about 50 ms.  (Tasks are handed to one worker
+ * each, so the pool always knows which tasks a worker held; see
+ * src/pool/pool_internal.h.)  A task may also be given a task_timeout,
+ * after which its worker is killed and replaced and the task is
+ * MP_ETIMEDOUT.
+ *
+ * Callbacks (mp_apply_opts, mp_map_opts) run in the parent, on the pool's
+ * one result-handling thread, in the order results complete, before the
+ * result becomes ready.  A callback must return soon: while it runs no
+ * other result is handled and no dead worker is replaced.  It must not
+ * wait for a result of the same pool, nor call mp_pool_join,
+ * mp_pool_terminate or mp_pool_free of its pool (MP_EDEADLK).
+ *
+ * Life.  mp_pool_close: no new tasks (MP_ESTATE from then on: Python's
+ * ValueError "Pool not running"); mp_pool_join (after close or terminate,
+ * else MP_ESTATE) waits until every task is done and the workers have
+ * exited.  mp_pool_terminate stops the workers at once (SIGTERM, SIGKILL
+ * after 1 s if a worker is still there); results not ready then become
+ * ready with MP_ECLOSED (no callback runs for them).  ThreadPool: a thread
+ * cannot be stopped, so terminate lets each thread finish the task it is
+ * running (its result is discarded) and waits for it.  mp_pool_free of a
+ * pool not yet joined terminates it (Python's `with` block), as does the
+ * program's exit.  Results and iterators stay valid after the pool is
+ * freed (each holds its own reference).
+ *
+ * Threads: every function may be called from any thread.  Timeouts follow
+ * the one rule (errors.h). */
+#ifndef MPROC_POOL_H
+#define MPROC_POOL_H
+
+#include <stddef.h>
+
+#include "mproc/version.h"
+#include "errors.h"
+#include "obj.h"
+#include "process.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mp_pool mp_pool;
+typedef struct mp_result mp_result; /* AsyncResult */
+typedef struct mp_imap mp_imap;     /* IMapIterator */
+
+/* A task: called with an args tuple -- (item,) for map/imap, the item itself
+ * (a tuple) for starmap, the given args for apply -- returns 0 and sets
+ * *result (NULL means None), or returns a negative code (mp_seterr() text
+ * travels back with it). */
+typedef int (*mp_task_fn)(mp_obj *args, mp_obj **result);
+/* An element of an array map: reads in, writes out. */
+typedef int (*mp_elem_fn)(const void *in, void *out, const mp_obj *shared);
+
+typedef struct mp_pool_opts {
+  int processes;                        /* 0: mp_cpu_count_usable() */
+  mp_context *context;                  /* NULL: the default context */
+  /* Run once in each worker (replacements included) before its first
+   * task.  A nonzero return ends that worker, and the pool then fails
+   * every task not yet started -- and every later one -- with that code
+   * (a positive one as MP_EINVAL), the detail naming the worker and the
+   * initializer's text; it does not restart workers that would fail the
+   * same way forever (CPython's trap). */
+  int (*initializer)(mp_obj *initargs);
+  mp_obj *initargs;                     /* a tuple (NULL: ()) */
+  /* A worker exits after this many tasks (a chunk of a map is one task)
+   * and is replaced; 0: unlimited. */
+  int maxtasksperchild;
+} mp_pool_opts;
+
+/* Called on the result-handling thread (see Callbacks above).  `value` is
+ * borrowed: the result (a list for map_async), NULL for None.  `detail` is
+ * the failure's text. */
+typedef void (*mp_result_cb)(mp_obj *value, void *arg);
+typedef void (*mp_error_cb)(int code, const char *detail, void *arg);
+
+/* Every zero field means its default. */
+typedef struct mp_apply_opts {
+  mp_result_cb callback;       /* on success */
+  mp_error_cb error_callback;  /* on failure (not on MP_ECLOSED) */
+  void *arg;                   /* passed to both */
+  /* mpire's task_timeout, billiard's hard limit: a task still running
+   * after this many seconds is stopped -- its worker is SIGKILLed and
+   * replaced -- and its result is MP_ETIMEDOUT with a detail.  0 or
+   * MP_FOREVER: no limit; negative or NaN: MP_EINVAL.  Checked every
+   * MP__POOL_TICK (50 ms), so a task may run up to that much longer.  A
+   * ThreadPool cannot stop a thread: MP_ENOTSUP. */
+  double task_timeout;
+} mp_apply_opts;
+
+typedef struct mp_map_opts {
+  /* Items per task.  0: map/starmap (and their async forms) use Python's
+   * default, ceil(len / (4 * processes)); imap and imap_unordered use 1. */
+  size_t chunksize;
+  mp_result_cb callback;       /* map_async/starmap_async: on success */
+  mp_error_cb error_callback;  /* map_async/starmap_async: on failure */
+  void *arg;
+  /* As mp_apply_opts.task_timeout, for each task: a chunk of `chunksize`
+   * items (use chunksize 1 for a limit per item); every item of a chunk
+   * stopped so is MP_ETIMEDOUT. */
+  double task_timeout;
+  int progress;                /* reserved: must be 0 (MP_ENOTSUP) */
+} mp_map_opts;
+
+/* Pool(processes, initializer, initargs, maxtasksperchild, context): start
+ * the workers and the result-handling thread.  0; MP_EINVAL (out NULL,
+ * processes or maxtasksperchild negative, initargs not a tuple);
+ * MP_ENOMEM; what mp_process_start or mp_queue_new fails with (the workers
+ * already started are stopped). */
+MP_EXTERN int mp_pool_new(mp_pool **out, const mp_pool_opts *opts);
+
+/* apply(fn, args): run fn(args) in a worker and wait for it.  0 and *out
+ * (a new reference, NULL for None); the task's code (mp_errdetail() its
+ * text); MP_EWORKERDIED; MP_ECLOSED (the pool was terminated meanwhile);
+ * MP_ESTATE the pool is closed; MP_EINVAL (p or fn NULL, args not a tuple:
+ * NULL means ()); the codec's codes for args that cannot be pickled. */
+MP_EXTERN int mp_pool_apply(mp_pool *p, mp_task_fn fn, mp_obj *args,
+                            mp_obj **out);
+/* apply_async: 0 and *out, a result to release with mp_result_free;
+ * MP_ESTATE, MP_EINVAL, MP_ENOTSUP (task_timeout on a ThreadPool),
+ * MP_ENOMEM.  The result's get may return MP_ETIMEDOUT for a task stopped
+ * by its task_timeout (ready() then says 1). */
+MP_EXTERN int mp_pool_apply_async(mp_pool *p, mp_task_fn fn, mp_obj *args,
+                                  const mp_apply_opts *opts, mp_result **out);
+/* map(fn, items): fn((item,)) for each item of a list or tuple, in chunks;
+ * 0 and *out, a list of the results in order; the lowest-index failing
+ * item's code (text in mp_errdetail()); MP_EWORKERDIED; MP_ETIMEDOUT (a
+ * chunk stopped by task_timeout); MP_ECLOSED; MP_ESTATE; MP_EINVAL (NULL,
+ * items not a list or tuple); MP_ENOTSUP (progress; task_timeout on a
+ * ThreadPool). */
+MP_EXTERN int mp_pool_map(mp_pool *p, mp_task_fn fn, const mp_obj *items,
+                          const mp_map_opts *opts, mp_obj **out); /* a list */
+/* starmap: fn(item) for each item, which must be a tuple or a list (an
+ * item that is not fails with MP_ETYPE). */
+MP_EXTERN int mp_pool_starmap(mp_pool *p, mp_task_fn fn, const mp_obj *items,
+                              const mp_map_opts *opts, mp_obj **out);
+/* The same without waiting: *out a result whose value is the list. */
+MP_EXTERN int mp_pool_map_async(mp_pool *p, mp_task_fn fn, const mp_obj *items,
+                                const mp_map_opts *opts, mp_result **out);
+MP_EXTERN int mp_pool_starmap_async(mp_pool *p, mp_task_fn fn,
+                                    const mp_obj *items,
+                                    const mp_map_opts *opts, mp_result **out);
+/* imap / imap_unordered: an iterator over the results, in order / as they
+ * complete.  Release with mp_imap_free (the tasks still run). */
+MP_EXTERN int mp_pool_imap(mp_pool *p, mp_task_fn fn, const mp_obj *items,
+                           const mp_map_opts *opts, mp_imap **out);
+MP_EXTERN int mp_pool_imap_unordered(mp_pool *p, mp_task_fn fn,
+                                     const mp_obj *items,
+                                     const mp_map_opts *opts, mp_imap **out);
+/* next(timeout): 0 and *out (a new reference, NULL for None) for the next
+ * result; that item's code (mp_errdetail() its text; the iterator moves
+ * on past it, as Python's next() raising the task's exception);
+ * MP_EEOF after the last (Python's StopIteration); MP_ETIMEDOUT (the
+ * iterator stays where it was); MP_EINVAL. */
+MP_EXTERN int mp_imap_next(mp_imap *it, mp_obj **out, double timeout);
+MP_EXTERN void mp_imap_free(mp_imap *it); /* NULL ignored */
+
+/* Not implemented yet: returns MP_ENOTSUP. */
+MP_EXTERN int mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in,
+                                size_t in_size, void *out, size_t out_size,
+                                size_t n, const mp_obj *shared,
+                                const mp_map_opts *opts);
+
+/* AsyncResult.get(timeout): 0 and *out (a new reference; NULL for None) --
+ * may be called any number of times; the task's code with its text;
+ * MP_EWORKERDIED; MP_ECLOSED (the pool was terminated first);
+ * MP_ETIMEDOUT not ready within `timeout` (Python's
+ * multiprocessing.TimeoutError; the result stays gettable); MP_EINVAL. */
+MP_EXTERN int mp_result_get(mp_result *r, mp_obj **out, double timeout);
+/* wait(timeout): 0 once ready, MP_ETIMEDOUT, MP_EINVAL. */
+MP_EXTERN int mp_result_wait(mp_result *r, double timeout);
+/* ready(): 1 or 0 (MP_EINVAL for NULL). */
+MP_EXTERN int mp_result_ready(const mp_result *r);
+/* successful(): 1 or 0 once ready; MP_ESTATE before (Python's
+ * ValueError); MP_EINVAL. */
+MP_EXTERN int mp_result_successful(const mp_result *r);
+/* Release the result (NULL ignored); its task still runs. */
+MP_EXTERN void mp_result_free(mp_result *r);
+
+/* close(): 0 (again: 0); MP_EINVAL. */
+MP_EXTERN int mp_pool_close(mp_pool *p);
+/* terminate(): 0 once the workers are gone (bounded: about 1 s whatever
+ * they do, except a ThreadPool's running task); MP_EDEADLK from a
+ * callback; MP_EINVAL. */
+MP_EXTERN int mp_pool_terminate(mp_pool *p);
+/* join(): 0 once the work is done and the workers exited; MP_ESTATE while
+ * the pool runs (not closed or terminated); MP_EDEADLK from a callback;
+ * MP_EINVAL. */
+MP_EXTERN int mp_pool_join(mp_pool *p);
+/* Terminate (if not joined) and release.  NULL ignored. */
+MP_EXTERN void mp_pool_free(mp_pool *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

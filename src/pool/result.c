@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: MIT */
+/* AsyncResult and IMapIterator: item slots the result-handling thread
+ * fills, a condition variable the callers wait on. */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "pool/pool_internal.h"
+
+int
+mp__result_new(mp_result **out, int kind, size_t n, size_t struct_size)
+{
+  mp_result *r = calloc(1, struct_size);
+  if (!r)
+    return MP_ENOMEM;
+  size_t cap = n ? n : 1;
+  r->values = calloc(cap, sizeof *r->values);
+  r->codes = calloc(cap, sizeof *r->codes);
+  r->details = calloc(cap, sizeof *r->details);
+  r->done = calloc(cap, 1);
+  if (kind == MP__RES_IMAP_UNORDERED)
+    r->order = calloc(cap, sizeof *r->order);
+  if (!r->values || !r->codes || !r->details || !r->done ||
+      (kind == MP__RES_IMAP_UNORDERED && !r->order)) {
+    free(r->values);
+    free(r->codes);
+    free(r->details);
+    free(r->done);
+    free(r->order);
+    free(r);
+    return MP_ENOMEM;
+  }
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&r->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&r->mu, NULL);
+  r->kind = kind;
+  r->n = n;
+  r->left = n;
+  r->refs = 2; /* the caller's and the pool's */
+  *out = r;
+  return 0;
+}
+
+void
+mp__result_unref(mp_result *r)
+{
+  if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
+    return;
+  for (size_t i = 0; i < r->n; i++) {
+    mp_obj_free(r->values[i]);
+    free(r->details[i]);
+  }
+  mp_obj_free(r->value);
+  free(r->values);
+  free(r->codes);
+  free(r->details);
+  free(r->done);
+  free(r->order);
+  pthread_mutex_destroy(&r->mu);
+  pthread_cond_destroy(&r->cv);
+  free(r);
+}
+
+int
+mp__result_store(mp_result *r, size_t i, int code, mp_obj *value,
+                 const char *detail)
+{
+  pthread_mutex_lock(&r->mu);
+  if (i >= r->n || r->done[i]) { /* never: each item lands once */
+    pthread_mutex_unlock(&r->mu);
+    mp_obj_free(value);
+    return 0;
+  }
+  r->values[i] = value;
+  r->codes[i] = code;
+  if (code != 0)
+    r->details[i] = strdup(detail ? detail : "");
+  r->done[i] = 1;
+  if (r->order)
+    r->order[r->order_len++] = i;
+  int last = --r->left == 0;
+  if (r->kind == MP__RES_IMAP || r->kind == MP__RES_IMAP_UNORDERED)
+    pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  return last;
+}
+
+void
+mp__result_finish(mp_result *r, int quiet)
+{
+  /* Every item has landed: nothing writes the slots any more. */
+  int code = 0;
+  const char *detail = NULL;
+  for (size_t i = 0; i < r->n; i++)
+    if (r->codes[i] != 0) {
+      code = r->codes[i];
+      detail = r->details[i];
+      break;
+    }
+  mp_obj *value = NULL;
+  if (r->kind == MP__RES_APPLY && code == 0) {
+    value = r->values[0];
+    r->values[0] = NULL;
+  } else if (r->kind == MP__RES_MAP && code == 0) {
+    value = mp_list_new();
+    for (size_t i = 0; value && i < r->n; i++) {
+      mp_obj *v = r->values[i] ? r->values[i] : mp_none();
+      r->values[i] = NULL;
+      if (mp_list_append_take(value, v) != 0) {
+        mp_obj_free(value);
+        value = NULL;
+      }
+    }
+    if (!value) {
+      code = MP_ENOMEM;
+      detail = "out of memory building the result list";
+    }
+  }
+  int is_imap = r->kind == MP__RES_IMAP || r->kind == MP__RES_IMAP_UNORDERED;
+  if (!quiet && !is_imap) {
+    if (code == 0 && r->callback)
+      r->callback(value, r->arg);
+    else if (code != 0 && r->error_callback)
+      r->error_callback(code, detail ? detail : "", r->arg);
+  }
+  pthread_mutex_lock(&r->mu);
+  r->code = code;
+  r->value = value;
+  r->ready = 1;
+  pthread_cond_broadcast(&r->cv);
+  pthread_mutex_unlock(&r->mu);
+  mp__result_unref(r);
+}
+
+/* The final text of a failed apply/map (lowest failing index). */
+static const char *
+final_detail(const mp_result *r)
+{
+  for (size_t i = 0; i < r->n; i++)
+    if (r->codes[i] != 0)
+      return r->details[i] ? r->details[i] : "";
+  return r->n && r->details[0] ? r->details[0] : "";
+}
+
+/* Wait on r->cv (r->mu held) until `pred` or the deadline. */
+static int
+wait_until(mp_result *r, mp__deadline d, int (*pred)(const mp_result *))
+{
+  while (!pred(r)) {
+    if (d == MP__NO_DEADLINE) {
+      pthread_cond_wait(&r->cv, &r->mu);
+      continue;
+    }
+    int64_t now = mp__now_ns();
+    if (now >= d)
+      return MP_ETIMEDOUT;
+    struct timespec ts = {.tv_sec = (time_t)(d / 1000000000),
+                          .tv_nsec = (long)(d % 1000000000)};
+    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+  }
+  return 0;
+}
+
+static int
+is_ready(const mp_result *r)
+{
+  return r->ready;
+}
+
+int
+mp_result_wait(mp_result *r, double timeout)
+{
+  mp__errdetail_clear();
+  mp__deadline d;
+  if (!r)
+    return mp_seterr(MP_EINVAL, "result is NULL");
+  int rc = mp__deadline_set(timeout, &d);
+  if (rc)
+    return rc;
+  pthread_mutex_lock(&r->mu);
+  rc = wait_until(r, d, is_ready);
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
+int
+mp_result_get(mp_result *r, mp_obj **out, double timeout)
+{
+  mp__errdetail_clear();
+  if (!r || !out)
+    return mp_seterr(MP_EINVAL, "result or out is NULL");
+  *out = NULL;
+  mp__deadline d;
+  int rc = mp__deadline_set(timeout, &d);
+  if (rc)
+    return rc;
+  pthread_mutex_lock(&r->mu);
+  rc = wait_until(r, d, is_ready);
+  if (rc == 0) {
+    rc = r->code;
+    if (rc == 0)
+      *out = mp_obj_ref(r->value);
+    else
+      mp_seterr(rc, "%s", final_detail(r));
+  }
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
+int
+mp_result_ready(const mp_result *r)
+{
+  if (!r)
+    return MP_EINVAL;
+  mp_result *m = (mp_result *)r;
+  pthread_mutex_lock(&m->mu);
+  int v = m->ready;
+  pthread_mutex_unlock(&m->mu);
+  return v;
+}
+
+int
+mp_result_successful(const mp_result *r)
+{
+  mp__errdetail_clear();
+  if (!r)
+    return mp_seterr(MP_EINVAL, "result is NULL");
+  mp_result *m = (mp_result *)r;
+  pthread_mutex_lock(&m->mu);
+  int v = m->ready ? m->code == 0 : MP_ESTATE;
+  pthread_mutex_unlock(&m->mu);
+  if (v == MP_ESTATE)
+    return mp_seterr(MP_ESTATE, "result is not ready");
+  return v;
+}
+
+void
+mp_result_free(mp_result *r)
+{
+  mp__result_unref(r);
+}
+
+/* ---- IMapIterator ---------------------------------------------------- */
+
+static int
+imap_has_next(const mp_result *r)
+{
+  if (r->kind == MP__RES_IMAP)
+    return r->next >= r->n || r->done[r->next];
+  return r->order_pos >= r->n || r->order_pos < r->order_len;
+}
+
+int
+mp_imap_next(mp_imap *it, mp_obj **out, double timeout)
+{
+  mp__errdetail_clear();
+  if (!it || !out)
+    return mp_seterr(MP_EINVAL, "iterator or out is NULL");
+  *out = NULL;
+  mp_result *r = &it->r;
+  mp__deadline d;
+  int rc = mp__deadline_set(timeout, &d);
+  if (rc)
+    return rc;
+  pthread_mutex_lock(&r->mu);
+  rc = wait_until(r, d, imap_has_next);
+  if (rc == 0) {
+    size_t i;
+    if (r->kind == MP__RES_IMAP)
+      i = r->next < r->n ? r->next++ : r->n;
+    else
+      i = r->order_pos < r->n ? r->order[r->order_pos++] : r->n;
+    if (i >= r->n) {
+      rc = MP_EEOF;
+    } else {
+      rc = r->codes[i];
+      if (rc == 0) {
+        *out = r->values[i]; /* handed over: each position once */
+        r->values[i] = NULL;
+      } else {
+        mp_seterr(rc, "%s", r->details[i] ? r->details[i] : "");
+      }
+    }
+  }
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
+void
+mp_imap_free(mp_imap *it)
+{
+  if (it)
+    mp__result_unref(&it->r);
+}

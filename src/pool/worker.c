@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+/* The life of a pool worker: run the initializer, then take jobs from this
+ * worker's own task queue, record each in the worker's slot before running
+ * it, and put its results into the pool's result queue (see
+ * pool_internal.h for why the slot makes a death exact). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pool/pool_internal.h"
+
+/* One call of the task; on failure *detail is "NAME: text" (malloc'd). */
+static int
+run_one(mp_task_fn fn, mp_obj *args, const char *name, mp_obj **value,
+        char **detail)
+{
+  mp_obj *res = NULL;
+  *value = NULL;
+  *detail = NULL;
+  int rc = fn(args, &res);
+  if (rc == 0) {
+    *value = res;
+    return 0;
+  }
+  const char *text = mp_errdetail();
+  char buf[MP__ERRDETAIL_CAP + 32];
+  if (rc > 0) {
+    snprintf(buf, sizeof buf, "task returned %d, not 0 or a negative code",
+             rc);
+    text = buf;
+    rc = MP_EINVAL;
+  } else if (!text[0]) {
+    text = mp_strerror(rc);
+  }
+  mp_obj_free(res);
+  size_t len = strlen(name) + strlen(text) + 3;
+  *detail = malloc(len);
+  if (*detail)
+    snprintf(*detail, len, "%s: %s", name, text);
+  return rc;
+}
+
+/* The message (job id, worker uid, values, errors): values a list of count
+ * items (None where one failed), errors None or a list of
+ * (index, code, detail). */
+static mp_obj *
+run_job(uint64_t id, uint64_t uid, mp_task_fn fn, int kind, mp_obj *payload,
+        const char *name)
+{
+  mp_obj *values = mp_list_new(), *errors = NULL;
+  if (!values)
+    return NULL;
+  mp_obj *const *items = NULL;
+  size_t n = 1;
+  if (kind != MP__TASK_APPLY && mp_seq_items(payload, &items, &n) != 0)
+    n = 0;
+  for (size_t i = 0; i < n; i++) {
+    mp_obj *args = NULL;
+    int rc;
+    if (kind == MP__TASK_APPLY)
+      args = mp_obj_ref(payload);
+    else if (kind == MP__TASK_MAP)
+      args = mp_tuple_from(1, &items[i]);
+    else if (mp_obj_type(items[i]) == MP_T_TUPLE)
+      args = mp_obj_ref(items[i]);
+    else if (mp_obj_type(items[i]) == MP_T_LIST) {
+      mp_obj *const *sub;
+      size_t m;
+      mp_seq_items(items[i], &sub, &m);
+      args = mp_tuple_from(m, sub);
+    }
+    mp_obj *value = NULL;
+    char *detail = NULL;
+    if (!args) {
+      rc = kind == MP__TASK_STAR && items[i] ? MP_ETYPE : MP_ENOMEM;
+      char buf[256];
+      snprintf(buf, sizeof buf, "%s: %s", name,
+               rc == MP_ETYPE ? "starmap item is not a tuple or a list"
+                              : "out of memory building the arguments");
+      detail = strdup(buf);
+    } else {
+      rc = run_one(fn, args, name, &value, &detail);
+      mp_obj_free(args);
+    }
+    if (rc != 0) {
+      if (!errors)
+        errors = mp_list_new();
+      if (errors)
+        mp_list_append_take(errors,
+                            mp_tuple_take(3, mp_int_new((int64_t)i),
+                                          mp_int_new(rc),
+                                          mp_str_new(detail ? detail : name)));
+      free(detail);
+    }
+    mp_list_append_take(values, value ? value : mp_none());
+  }
+  return mp_tuple_take(4, mp_uint_new(id), mp_uint_new(uid), values,
+                       errors ? errors : mp_none());
+}
+
+/* The same job reported as failed item by item (a result that could not be
+ * sent: unpicklable, too big). */
+static mp_obj *
+failed_job(uint64_t id, uint64_t uid, size_t n, int code, const char *name,
+           const char *why)
+{
+  mp_obj *values = mp_list_new(), *errors = mp_list_new();
+  char buf[MP__ERRDETAIL_CAP + 128];
+  snprintf(buf, sizeof buf, "%s: the result cannot be sent: %s", name, why);
+  for (size_t i = 0; values && errors && i < n; i++) {
+    mp_list_append_take(values, mp_none());
+    mp_list_append_take(errors, mp_tuple_take(3, mp_int_new((int64_t)i),
+                                              mp_int_new(code),
+                                              mp_str_new(buf)));
+  }
+  return mp_tuple_take(4, mp_uint_new(id), mp_uint_new(uid), values, errors);
+}
+
+int
+mp__pool_worker_main(mp_obj *args)
+{
+  mp_queue *tq = mp_queue_from_obj(mp_seq_item(args, 0));
+  mp_queue *rq = mp_queue_from_obj(mp_seq_item(args, 1));
+  mp_array *slots = mp_array_from_obj(mp_seq_item(args, 2));
+  int64_t idx, maxtasks, stop;
+  uint64_t uid;
+  if (!tq || !rq || !slots || mp_int_get(mp_seq_item(args, 3), &idx) ||
+      mp_uint_get(mp_seq_item(args, 4), &uid) ||
+      mp_int_get(mp_seq_item(args, 7), &maxtasks) ||
+      mp_int_get(mp_seq_item(args, 8), &stop) || idx < 0 || stop <= idx + 1 ||
+      (size_t)stop >= mp_array_len(slots))
+    return MP__WEXIT_BADARGS;
+  int64_t *slot = (int64_t *)mp_array_ptr(slots) + idx;
+  int64_t *started = slot + 1; /* when the slot's task started (ns) */
+  int64_t *stopflag = (int64_t *)mp_array_ptr(slots) + stop;
+  const char *name = mp_process_name(mp_current_process());
+  int (*init)(mp_obj *) =
+      (int (*)(mp_obj *))mp_func_get(mp_seq_item(args, 5));
+  if (init) {
+    int rc = init(mp_seq_item(args, 6));
+    if (rc != 0) {
+      /* (0, uid, code, text): the pool reports it instead of restarting
+       * workers that fail the same way forever (CPython's trap) */
+      char buf[MP__ERRDETAIL_CAP + 160];
+      snprintf(buf, sizeof buf, "%s: the initializer failed: %s%s%s", name,
+               mp_err_name(rc), mp_errdetail()[0] ? ": " : "",
+               mp_errdetail());
+      mp_obj *msg = MP_TUPLE(mp_uint_new(0), mp_uint_new(uid),
+                             mp_int_new(rc < 0 ? rc : MP_EINVAL),
+                             mp_str_new(buf));
+      if (msg)
+        mp_queue_put(rq, msg, MP_FOREVER);
+      mp_obj_free(msg);
+      return MP__WEXIT_INIT;
+    }
+  }
+
+  for (int64_t done = 0; maxtasks == 0 || done < maxtasks; done++) {
+    mp_obj *task = NULL;
+    if (mp_queue_get(tq, &task, MP_FOREVER) != 0)
+      return MP__WEXIT_QUEUE;
+    uint64_t id;
+    mp_task_fn fn;
+    int64_t kind;
+    if (mp_obj_type(task) != MP_T_TUPLE ||
+        __atomic_load_n(stopflag, __ATOMIC_ACQUIRE)) {
+      mp_obj_free(task); /* None: the pool is closing */
+      return 0;
+    }
+    if (mp_uint_get(mp_seq_item(task, 0), &id) ||
+        !(fn = (mp_task_fn)mp_func_get(mp_seq_item(task, 1))) ||
+        mp_int_get(mp_seq_item(task, 2), &kind)) {
+      mp_obj_free(task);
+      return MP__WEXIT_BADARGS;
+    }
+    mp_obj *payload = mp_seq_item(task, 3);
+    /* Recorded before the task runs: a death from here on fails it.  The
+     * start time first, so that a reader who sees this id reads this
+     * task's start or a later one (never a false timeout). */
+    __atomic_store_n(started, mp__now_ns(), __ATOMIC_SEQ_CST);
+    __atomic_store_n(slot, (int64_t)id, __ATOMIC_SEQ_CST);
+    mp_obj *msg = run_job(id, uid, fn, (int)kind, payload, name);
+    int rc = msg ? mp_queue_put(rq, msg, MP_FOREVER) : MP_ENOMEM;
+    if (rc != 0) {
+      char why[MP__ERRDETAIL_CAP + 32];
+      snprintf(why, sizeof why, "%s%s%s", mp_err_name(rc),
+               mp_errdetail()[0] ? ": " : "", mp_errdetail());
+      size_t n = 1;
+      if (kind != MP__TASK_APPLY)
+        mp_obj_len(payload, &n);
+      mp_obj_free(msg);
+      msg = failed_job(id, uid, n, rc, name, why);
+      rc = msg ? mp_queue_put(rq, msg, MP_FOREVER) : MP_ENOMEM;
+    }
+    mp_obj_free(msg);
+    mp_obj_free(task);
+    if (rc != 0)
+      return MP__WEXIT_SEND; /* the slot says running: it fails as died */
+    __atomic_store_n(slot, (int64_t)id | MP__SLOT_DONE, __ATOMIC_SEQ_CST);
+  }
+  return 0;
+}

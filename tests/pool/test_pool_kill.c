@@ -1,0 +1,370 @@
+/* SPDX-License-Identifier: MIT */
+/* Workers that die: SIGKILLed inside a task, exit() or a segfault in a
+ * task, and SIGKILLs at random instants during an imap.  The task the dead
+ * worker was running fails with MP_EWORKERDIED (its detail names the
+ * worker, the pid and the signal or exit status), every other task
+ * completes with its right value, the worker is replaced, nothing hangs and
+ * nothing leaks (MP_TEST_MAIN checks processes, fds and segments). */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proc/proc_internal.h"
+
+#define ROUNDS 8
+#define NPROC 3
+
+static int
+square(mp_obj *args, mp_obj **result)
+{
+  int64_t x;
+  int rc = mp_int_get(mp_seq_item(args, 0), &x);
+  if (rc)
+    return rc;
+  *result = mp_int_new(x * x);
+  return 0;
+}
+
+/* square after some work, so that kills often land inside a task */
+static int
+busy_square(mp_obj *args, mp_obj **result)
+{
+  volatile uint64_t acc = 0;
+  for (int i = 0; i < 50000; i++)
+    acc += (uint64_t)i * 2654435761u;
+  (void)acc;
+  return square(args, result);
+}
+
+/* Publishes its pid in args[0] (a Value 'q'), sets args[1] (an Event) and
+ * waits for args[2], an Event nobody sets: it is killed first. */
+static int
+victim(mp_obj *args, mp_obj **result)
+{
+  (void)result;
+  mp_value *pid = mp_value_from_obj(mp_seq_item(args, 0));
+  mp_event *started = mp_event_from_obj(mp_seq_item(args, 1));
+  mp_event *never = mp_event_from_obj(mp_seq_item(args, 2));
+  if (!pid || !started || !never)
+    return mp_seterr(MP_ETYPE, "victim args");
+  mp_value_set_int(pid, getpid());
+  mp_event_set(started);
+  mp_event_wait(never, MP_FOREVER);
+  return 0;
+}
+
+static int
+exits_3(mp_obj *args, mp_obj **result)
+{
+  (void)args;
+  (void)result;
+  _exit(3);
+}
+
+static int
+segfaults(mp_obj *args, mp_obj **result)
+{
+  (void)args;
+  (void)result;
+  signal(SIGSEGV, SIG_DFL); /* a fork child inherits cmocka's handler */
+  raise(SIGSEGV);
+  return 0;
+}
+
+static mp_obj *
+int_list(int n)
+{
+  mp_obj *l = mp_list_new();
+  for (int i = 0; i < n; i++)
+    assert_int_equal(mp_list_append_take(l, mp_int_new(i)), 0);
+  return l;
+}
+
+static void
+check_squares(mp_obj *out, int n)
+{
+  for (int i = 0; i < n; i++) {
+    int64_t v;
+    MP_ASSERT_OK(mp_int_get(mp_seq_item(out, i), &v));
+    assert_int_equal(v, (int64_t)i * i);
+  }
+}
+
+/* A worker SIGKILLed inside a task, while a map runs beside it. */
+static void
+test_kill_running_task(void **state)
+{
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = NPROC,
+                                   .context = mp_test_context(state)}));
+  mp_obj *items = int_list(500);
+  for (int round = 0; round < ROUNDS; round++) {
+    mp_value *pid;
+    mp_event *started, *never;
+    MP_ASSERT_OK(mp_value_new_int(&pid, 'q', 0, NULL));
+    MP_ASSERT_OK(mp_event_new(&started));
+    MP_ASSERT_OK(mp_event_new(&never));
+    mp_obj *args = MP_TUPLE(mp_value_obj(pid), mp_event_obj(started),
+                            mp_event_obj(never));
+    mp_result *vr, *mr;
+    MP_ASSERT_OK(mp_pool_apply_async(p, victim, args, NULL, &vr));
+    mp_obj_free(args);
+    MP_ASSERT_OK(mp_pool_map_async(p, square, items,
+                                   &(mp_map_opts){.chunksize = 5}, &mr));
+    MP_ASSERT_OK(mp_event_wait(started, 30.0));
+    int64_t v;
+    MP_ASSERT_OK(mp_value_get_int(pid, &v));
+    assert_true(v > 0);
+    assert_int_equal(kill((pid_t)v, SIGKILL), 0);
+    mp_obj *out = NULL;
+    MP_ASSERT_ERR(mp_result_get(vr, &out, 30.0), MP_EWORKERDIED);
+    char want[64];
+    snprintf(want, sizeof want, "(pid %d) was killed by signal 9", (int)v);
+    if (!strstr(mp_errdetail(), want) || !strstr(mp_errdetail(), "PoolWorker-"))
+      fail_msg("detail '%s' lacks '%s'", mp_errdetail(), want);
+    MP_ASSERT_OK(mp_result_get(mr, &out, 30.0));
+    check_squares(out, 500);
+    mp_obj_free(out);
+    mp_result_free(vr);
+    mp_result_free(mr);
+    mp_value_free(pid);
+    mp_event_free(started);
+    mp_event_free(never);
+  }
+  /* the pool still has its workers and works */
+  mp_obj *out = NULL;
+  MP_ASSERT_OK(mp_pool_map(p, square, items, NULL, &out));
+  check_squares(out, 500);
+  mp_obj_free(out);
+  mp_obj_free(items);
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+}
+
+/* exit(3) and a segfault inside a task. */
+static void
+test_task_exits_or_crashes(void **state)
+{
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = 2,
+                                   .context = mp_test_context(state)}));
+  mp_obj *out = NULL;
+  MP_ASSERT_ERR(mp_pool_apply(p, exits_3, NULL, &out), MP_EWORKERDIED);
+  assert_non_null(strstr(mp_errdetail(), "exited with code 3"));
+  MP_ASSERT_ERR(mp_pool_apply(p, segfaults, NULL, &out), MP_EWORKERDIED);
+  if (!strstr(mp_errdetail(), "killed by signal 11"))
+    fail_msg("detail: %s", mp_errdetail());
+  /* in a map: that chunk's items fail, the others are right */
+  mp_obj *items = int_list(40);
+  mp_imap *it;
+  MP_ASSERT_OK(mp_pool_imap(p, square, items, NULL, &it));
+  mp_result *r;
+  MP_ASSERT_OK(mp_pool_apply_async(p, exits_3, NULL, NULL, &r));
+  for (int i = 0; i < 40; i++) {
+    mp_obj *o;
+    MP_ASSERT_OK(mp_imap_next(it, &o, 30.0));
+    int64_t v;
+    MP_ASSERT_OK(mp_int_get(o, &v));
+    assert_int_equal(v, (int64_t)i * i);
+    mp_obj_free(o);
+  }
+  MP_ASSERT_ERR(mp_result_get(r, &out, 30.0), MP_EWORKERDIED);
+  mp_result_free(r);
+  mp_imap_free(it);
+  mp_obj_free(items);
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+}
+
+/* SIGKILL a random worker at random instants while an imap_unordered of
+ * small tasks (chunksize 1) runs: every item arrives once, right or
+ * MP_EWORKERDIED, and at most one item fails per kill. */
+static void
+test_kill_random_instants(void **state)
+{
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = NPROC,
+                                   .context = mp_test_context(state)}));
+  enum { N = 3000 };
+  mp_obj *items = int_list(N);
+  srand((unsigned)time(NULL) ^ (unsigned)getpid());
+  for (int round = 0; round < 3; round++) {
+    mp_imap *it;
+    MP_ASSERT_OK(mp_pool_imap(p, busy_square, items, NULL, &it));
+    int kills = 0, died = 0, got = 0;
+    char *seen = calloc(N, 1);
+    while (got < N) {
+      if (kills < 5 && rand() % 300 == 0) {
+        mp_process **kids;
+        size_t nk;
+        MP_ASSERT_OK(mp_active_children(&kids, &nk));
+        if (nk > 0) {
+          int pid = mp_process_pid(kids[(size_t)rand() % nk]);
+          if (pid > 0 && kill(pid, SIGKILL) == 0)
+            kills++;
+        }
+        mp_process_list_free(kids, nk);
+      }
+      mp_obj *o = NULL;
+      int rc = mp_imap_next(it, &o, 30.0);
+      if (rc == MP_EWORKERDIED) {
+        died++;
+      } else {
+        MP_ASSERT_OK(rc);
+        int64_t v;
+        MP_ASSERT_OK(mp_int_get(o, &v));
+        int64_t r = 0;
+        while (r * r < v)
+          r++;
+        assert_true(r < N && r * r == v && !seen[r]);
+        seen[r] = 1;
+        mp_obj_free(o);
+      }
+      got++;
+    }
+    mp_obj *o;
+    MP_ASSERT_ERR(mp_imap_next(it, &o, 30.0), MP_EEOF);
+    print_message("round %d: %d kills, %d items failed with MP_EWORKERDIED\n",
+                  round, kills, died);
+    if (died > kills)
+      fail_msg("%d items failed for %d kills", died, kills);
+    mp_imap_free(it);
+    free(seen);
+  }
+  mp_obj_free(items);
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+}
+
+static int
+waits_forever(mp_obj *args, mp_obj **result)
+{
+  (void)result;
+  mp_event *never = mp_event_from_obj(mp_seq_item(args, 0));
+  if (!never)
+    return MP_ETYPE;
+  mp_event_wait(never, MP_FOREVER);
+  return 0;
+}
+
+/* task_timeout: a task past it is stopped (worker killed and replaced)
+ * and is MP_ETIMEDOUT; the others complete. */
+static void
+test_task_timeout(void **state)
+{
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = 2,
+                                   .context = mp_test_context(state)}));
+  mp_event *never;
+  MP_ASSERT_OK(mp_event_new(&never));
+  mp_obj *args = MP_TUPLE(mp_event_obj(never));
+  mp_obj *items = int_list(300), *out = NULL;
+  for (int round = 0; round < 3; round++) {
+    mp_result *r, *mr;
+    MP_ASSERT_OK(mp_pool_apply_async(p, waits_forever, args,
+                                     &(mp_apply_opts){.task_timeout = 0.2},
+                                     &r));
+    MP_ASSERT_OK(mp_pool_map_async(
+        p, square, items, &(mp_map_opts){.task_timeout = 30.0}, &mr));
+    MP_ASSERT_ERR(mp_result_get(r, &out, 30.0), MP_ETIMEDOUT);
+    assert_int_equal(mp_result_ready(r), 1);
+    if (!strstr(mp_errdetail(), "task_timeout of 0.200 s") ||
+        !strstr(mp_errdetail(), "killed by signal 9"))
+      fail_msg("detail: %s", mp_errdetail());
+    MP_ASSERT_OK(mp_result_get(mr, &out, 30.0));
+    check_squares(out, 300);
+    mp_obj_free(out);
+    mp_result_free(r);
+    mp_result_free(mr);
+  }
+  mp_result *r;
+  MP_ASSERT_ERR(mp_pool_apply_async(p, square, args,
+                                    &(mp_apply_opts){.task_timeout = -1},
+                                    &r),
+                MP_EINVAL);
+  mp_obj_free(args);
+  mp_obj_free(items);
+  mp_event_free(never);
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+}
+
+static int
+init_exits(mp_obj *initargs)
+{
+  (void)initargs;
+  _exit(7);
+}
+
+/* Workers that crash at start (here: an initializer calling _exit) are
+ * not restarted forever: after three in a row the pool fails its tasks
+ * with MP_EWORKERDIED, and close + join return. */
+static void
+test_crash_at_start(void **state)
+{
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = 2,
+                                   .context = mp_test_context(state),
+                                   .initializer = init_exits}));
+  mp_obj *out = NULL;
+  mp_obj *items = int_list(10);
+  MP_ASSERT_ERR(mp_pool_map(p, square, items, NULL, &out), MP_EWORKERDIED);
+  if (!strstr(mp_errdetail(), "keep dying before their first task") ||
+      !strstr(mp_errdetail(), "exited with code 7"))
+    fail_msg("detail: %s", mp_errdetail());
+  mp_obj_free(items);
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+}
+
+static void
+test_task_timeout_threads(void **state)
+{
+  (void)state;
+  mp_context *ctx;
+  MP_ASSERT_OK(mp_get_context("threading", &ctx));
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){.processes = 1,
+                                               .context = ctx}));
+  mp_result *r;
+  MP_ASSERT_ERR(mp_pool_apply_async(p, square, NULL,
+                                    &(mp_apply_opts){.task_timeout = 1},
+                                    &r),
+                MP_ENOTSUP);
+  mp_pool_free(p);
+}
+
+static void
+test_teardown(void **state)
+{
+  (void)state;
+  mp__forkserver_stop();
+}
+
+static const struct CMUnitTest tests[] = {
+    MP_TEST_METHODS(test_kill_running_task),
+    MP_TEST_METHODS(test_task_exits_or_crashes),
+    MP_TEST_METHODS(test_kill_random_instants),
+    MP_TEST_METHODS(test_task_timeout),
+    MP_TEST_METHODS(test_crash_at_start),
+    cmocka_unit_test(test_task_timeout_threads),
+    cmocka_unit_test(test_teardown),
+};
+
+MP_TEST_MAIN(tests)
