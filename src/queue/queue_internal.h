@@ -198,6 +198,8 @@ struct mp_queue {
   /* a stalled head record seen by this process, and how often */
   _Atomic uint64_t stall_w;
   _Atomic int stall_n;
+  /* polls before sleeping that ended empty, in a row (spin_until) */
+  _Atomic int spin_fails;
   /* the last segment checked: offset >> 12 << 20 | size >> 12 */
   _Atomic uint64_t seg_cache;
 };

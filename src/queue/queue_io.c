@@ -105,15 +105,28 @@ spin_until(int (*ready)(mp_queue *, void *), mp_queue *q, void *arg,
 {
   if (!spin_useful())
     return 0;
+  /* Adaptive: every poll in a row that ended without the item halves the
+   * next one (down to 1/64), so an idle consumer -- a pool worker waiting
+   * for tasks -- stops burning the CPU its peers need, while a busy one
+   * keeps catching items without sleeping. */
+  int fails = atomic_load_explicit(&q->spin_fails, memory_order_relaxed);
+  spin_ns >>= fails;
   int64_t start = mp__now_ns(), until = start + spin_ns;
   if (dl < until)
     until = dl;
   for (unsigned i = 1;; i++) {
-    if (ready(q, arg))
+    if (ready(q, arg)) {
+      if (fails)
+        atomic_store_explicit(&q->spin_fails, 0, memory_order_relaxed);
       return 1;
+    }
     CPU_RELAX();
-    if (i % 64 == 0 && mp__now_ns() >= until)
+    if (i % 64 == 0 && mp__now_ns() >= until) {
+      if (fails < 6)
+        atomic_store_explicit(&q->spin_fails, fails + 1,
+                              memory_order_relaxed);
       return 0;
+    }
   }
 }
 
