@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+/* Pools at scale and at their edges: many pools created and freed leave
+ * nothing behind (MP_TEST_MAIN checks fds, children, segments);
+ * maxtasksperchild = 1 over many tasks; and a parent killed with SIGKILL
+ * leaves no worker running (workers are daemons that die with it). */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "proc/proc_internal.h"
+
+static int
+square(mp_obj *args, mp_obj **result)
+{
+  int64_t x;
+  int rc = mp_int_get(mp_seq_item(args, 0), &x);
+  if (rc)
+    return rc;
+  *result = mp_int_new(x * x);
+  return 0;
+}
+
+static int
+worker_pid(mp_obj *args, mp_obj **result)
+{
+  (void)args;
+  *result = mp_int_new(getpid());
+  return 0;
+}
+
+static size_t
+len_of(const mp_obj *o)
+{
+  size_t n = 0;
+  MP_ASSERT_OK(mp_obj_len(o, &n));
+  return n;
+}
+
+static mp_obj *
+range(int n)
+{
+  mp_obj *l = mp_list_new();
+  for (int i = 0; i < n; i++)
+    mp_list_append_take(l, mp_int_new(i));
+  return l;
+}
+
+static void
+test_many_pools(void **state)
+{
+  const char *m = mp_test_method(state);
+  int n = strcmp(m, "fork") == 0 || strcmp(m, "threading") == 0 ? 200 : 20;
+  mp_obj *items = range(4);
+  for (int i = 0; i < n; i++) {
+    mp_pool *p;
+    MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                     .processes = 1,
+                                     .context = mp_test_context(state)}));
+    if (i % 4 == 0) { /* some of them do work before they go */
+      mp_obj *out;
+      MP_ASSERT_OK(mp_pool_map(p, square, items, NULL, &out));
+      assert_int_equal(len_of(out), 4);
+      mp_obj_free(out);
+    }
+    if (i % 2) {
+      MP_ASSERT_OK(mp_pool_close(p));
+      MP_ASSERT_OK(mp_pool_join(p));
+    }
+    mp_pool_free(p);
+  }
+  mp_obj_free(items);
+}
+
+static void
+test_maxtasksperchild_one_over_many_tasks(void **state)
+{
+  const char *m = mp_test_method(state);
+  /* a worker at its limit is replaced once the result handler notices its
+   * exit, ~25 ms today (a 50 ms liveness poll, 2 workers): 10,000 tasks
+   * would take 4 minutes -- the issue's count waits for pidfd wake-ups */
+  int n = strcmp(m, "fork") == 0 ? 300 : 60;
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = 2,
+                                   .maxtasksperchild = 1,
+                                   .context = mp_test_context(state)}));
+  mp_obj *items = range(n), *out;
+  MP_ASSERT_OK(mp_pool_map(p, square, items,
+                           &(mp_map_opts){.chunksize = 1}, &out));
+  assert_int_equal(len_of(out), (size_t)n);
+  for (int i = 0; i < n; i += 997) {
+    int64_t v;
+    MP_ASSERT_OK(mp_int_get(mp_seq_item(out, i), &v));
+    assert_int_equal(v, (int64_t)i * i);
+  }
+  mp_obj_free(out);
+  mp_obj_free(items);
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+}
+
+/* A child makes a pool, reports its workers' pids and is SIGKILLed; the
+ * workers must be gone within a bounded time. */
+static void
+test_killed_parent_leaves_no_worker(void **state)
+{
+  const char *m = mp_test_method(state);
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    mp_context *ctx;
+    mp_pool *p;
+    if (mp_get_context(m, &ctx) || mp_pool_new(&p, &(mp_pool_opts){
+                                                       .processes = 2,
+                                                       .context = ctx}))
+      _exit(2);
+    for (int i = 0; i < 8; i++) { /* both workers, most likely */
+      mp_obj *args = mp_tuple_take(0), *v;
+      if (mp_pool_apply(p, worker_pid, args, &v))
+        _exit(3);
+      int64_t w;
+      mp_int_get(v, &w);
+      int32_t w32 = (int32_t)w;
+      if (write(fds[1], &w32, sizeof w32) != sizeof w32)
+        _exit(4);
+      mp_obj_free(v);
+      mp_obj_free(args);
+    }
+    close(fds[1]);
+    pause(); /* killed here */
+    _exit(5);
+  }
+  close(fds[1]);
+  int32_t pids[8];
+  size_t got = 0;
+  while (got < sizeof pids) {
+    ssize_t r = read(fds[0], (char *)pids + got, sizeof pids - got);
+    if (r <= 0)
+      break;
+    got += (size_t)r;
+  }
+  close(fds[0]);
+  assert_int_equal(got, sizeof pids);
+  assert_int_equal(kill(pid, SIGKILL), 0);
+  assert_int_equal(mp_test_wait_child(pid, 30), 128 + SIGKILL);
+  /* the workers were the killed child's children: reparented, they must
+   * end on their own (parent-death signal), within 10 s */
+  for (int i = 0; i < 8; i++) {
+    int alive = 1;
+    for (int t = 0; t < 1000 && alive; t++) {
+      alive = kill(pids[i], 0) == 0;
+      if (alive) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+      }
+    }
+    if (alive)
+      fail_msg("worker %d still runs 10 s after its parent was killed",
+               (int)pids[i]);
+  }
+}
+
+static void
+test_teardown(void **state)
+{
+  mp__forkserver_stop();
+}
+
+static const struct CMUnitTest tests[] = {
+    MP_TEST_METHODS_THREADING(test_many_pools),
+    MP_TEST_METHODS(test_maxtasksperchild_one_over_many_tasks),
+    MP_TEST_METHODS(test_killed_parent_leaves_no_worker),
+    cmocka_unit_test(test_teardown),
+};
+
+MP_TEST_MAIN(tests)
