@@ -14,8 +14,6 @@
 #include "platform/platform.h"
 #include "queue/queue_internal.h"
 
-#define PAGE_UP(x)                                                           \
-  (((uint64_t)(x) + MP__Q_PAGE - 1) & ~(uint64_t)(MP__Q_PAGE - 1))
 #define MAX_SEGMENT ((uint64_t)1 << 30)
 #define MAX_RESERVE ((uint64_t)1 << 46) /* 64 TiB of address space */
 #define JOIN_SLICE 200000000LL
@@ -25,7 +23,7 @@
 static uint64_t
 reserve_for(uint64_t cap, uint64_t segsize)
 {
-  return PAGE_UP(2 * cap + MP__Q_PAGE + 2 * segsize);
+  return MP__Q_PAGE_UP(2 * cap + MP__Q_PAGE + 2 * segsize);
 }
 
 static int
@@ -94,7 +92,7 @@ mp_queue_new(mp_queue **out, const mp_queue_opts *opts)
   mp_queue_opts o = opts ? *opts : (mp_queue_opts){0};
   uint64_t max_message = o.max_message ? o.max_message
                                        : MP_QUEUE_DEFAULT_MAX_MESSAGE;
-  uint64_t segsize = o.segment_size ? PAGE_UP(o.segment_size)
+  uint64_t segsize = o.segment_size ? MP__Q_PAGE_UP(o.segment_size)
                                     : MP_QUEUE_DEFAULT_SEGMENT;
   uint64_t cap = o.memory_cap ? o.memory_cap : MP_QUEUE_DEFAULT_MEMORY_CAP;
   if (segsize < MP__Q_MIN_SEGMENT)

@@ -70,6 +70,17 @@ mp__q_fence(void)
 #endif
 }
 
+/* A pause between polls of a word another CPU is about to write. */
+#if defined(__x86_64__) || defined(__i386__)
+#define MP__Q_CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define MP__Q_CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define MP__Q_CPU_RELAX() ((void)0)
+#endif
+#define MP__Q_PAGE_UP(x)                                                     \
+  (((uint64_t)(x) + MP__Q_PAGE - 1) & ~(uint64_t)(MP__Q_PAGE - 1))
+
 #define MP__Q_MAGIC UINT64_C(0x3165756575517063) /* "cpQueue1" */
 #define MP__Q_VERSION 1u
 #define MP__Q_SEG_MAGIC UINT32_C(0x67655371) /* "qSeg" */

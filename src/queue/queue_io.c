@@ -19,13 +19,6 @@
                                      even by a call that must not block */
 #define SPIN_NS 50000LL           /* poll this long before sleeping */
 #define SPIN_MAX_NS 2000000LL     /* ... at most, for a large item's copy */
-#if defined(__x86_64__) || defined(__i386__)
-#define CPU_RELAX() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define CPU_RELAX() __asm__ __volatile__("yield")
-#else
-#define CPU_RELAX() ((void)0)
-#endif
 
 /* The deadline of a call, computed when it first has to wait (a put or get
  * that finds what it needs reads no clock). */
@@ -120,7 +113,7 @@ spin_until(int (*ready)(mp_queue *, void *), mp_queue *q, void *arg,
         atomic_store_explicit(&q->spin_fails, 0, memory_order_relaxed);
       return 1;
     }
-    CPU_RELAX();
+    MP__Q_CPU_RELAX();
     if (i % 64 == 0 && mp__now_ns() >= until) {
       if (fails < 6)
         atomic_store_explicit(&q->spin_fails, fails + 1,
@@ -533,6 +526,28 @@ typedef struct qgot {
   size_t nfds;
 } qgot;
 
+/* Under the get lock, for a record just taken that holds descriptors:
+ * step its payload past the prefix and receive them (closed at once unless
+ * `want_fds`).  On failure the item is unusable: finished here, the code
+ * returned. */
+static int
+take_fds(mp_queue *q, qgot *g, int want_fds)
+{
+  struct mp__qfds_prefix p;
+  memcpy(&p, g->t.payload, sizeof p);
+  g->t.payload += sizeof p;
+  g->t.len -= (uint32_t)sizeof p;
+  int rc = recv_fds(q, &p, &g->fds, &g->nfds);
+  if (rc == 0 && !want_fds) {
+    close_fds(g->fds, g->nfds);
+    g->fds = NULL;
+    g->nfds = 0;
+  }
+  if (rc)
+    mp__q_finish(q, &g->t);
+  return rc;
+}
+
 /* After taking: room for a bounded queue's producers; another consumer
  * woken if items remain (a wake-up one consumer did not use is passed on). */
 static void
@@ -620,22 +635,9 @@ take_some(mp_queue *q, qgot *got, size_t max, size_t budget, double timeout,
       rc = 1;
       got[k].fds = NULL;
       got[k].nfds = 0;
-      if (got[k].t.flags & MP__QR_FDS) {
-        struct mp__qfds_prefix p;
-        memcpy(&p, got[k].t.payload, sizeof p);
-        got[k].t.payload += sizeof p;
-        got[k].t.len -= (uint32_t)sizeof p;
-        rc = recv_fds(q, &p, &got[k].fds, &got[k].nfds);
-        if (rc == 0 && !want_fds) {
-          close_fds(got[k].fds, got[k].nfds);
-          got[k].fds = NULL;
-          got[k].nfds = 0;
-        }
-        if (rc) { /* the item is unusable: consumed, reported */
-          mp__q_finish(q, &got[k].t);
-          break;
-        }
-      }
+      if ((got[k].t.flags & MP__QR_FDS)
+          && (rc = take_fds(q, &got[k], want_fds)) != 0)
+        break; /* the item is unusable: consumed, reported */
       if (budget != SIZE_MAX)
         used += got[k].t.len;
       k++;
@@ -743,23 +745,17 @@ mp_queue_get_bytes_into(mp_queue *q, void *buf, size_t size, size_t *len,
       *len = g.t.len;
       return 0;
     }
-    if (r == 1) { /* descriptors to receive: finish it the general way */
-      struct mp__qfds_prefix p;
-      memcpy(&p, g.t.payload, sizeof p);
-      g.t.payload += sizeof p;
-      g.t.len -= (uint32_t)sizeof p;
-      int *fds = NULL;
-      size_t nfds = 0;
-      int rc = recv_fds(q, &p, &fds, &nfds);
-      if (rc == 0)
-        close_fds(fds, nfds);
+    if (r == 1) { /* descriptors, which get_bytes closes */
+      g.fds = NULL;
+      g.nfds = 0;
+      int rc = take_fds(q, &g, 0);
       after_take(q, 1);
       mp__q_get_unlock(q);
-      if (rc == 0 && g.t.len)
-        memcpy(buf, g.t.payload, g.t.len);
-      mp__q_finish(q, &g.t);
       if (rc)
         return rc;
+      if (g.t.len)
+        memcpy(buf, g.t.payload, g.t.len);
+      mp__q_finish(q, &g.t);
       *len = g.t.len;
       return 0;
     }

@@ -11,19 +11,10 @@
 #include "queue/queue_internal.h"
 
 #define ROUND8(x) (((uint64_t)(x) + 7) & ~(uint64_t)7)
-#define PAGE_UP(x)                                                           \
-  (((uint64_t)(x) + MP__Q_PAGE - 1) & ~(uint64_t)(MP__Q_PAGE - 1))
 #define WALK_MAX (1u << 22) /* bound on any walk over shared structures */
 #define TAKE_RUN MP__Q_RUN
 #define CLAIM_RUN MP__Q_RUN
 #define SPINS 64            /* tries on a busy side lock before sleeping */
-#if defined(__x86_64__) || defined(__i386__)
-#define CPU_RELAX() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define CPU_RELAX() __asm__ __volatile__("yield")
-#else
-#define CPU_RELAX() ((void)0)
-#endif
 #define HOFF(field) ((uint64_t)offsetof(struct mp__qhdr, field))
 #define SOFF(seg, field) ((seg) + (uint64_t)offsetof(struct mp__qseg, field))
 #define ROFF(rec, field) ((rec) + (uint64_t)offsetof(struct mp__qrec, field))
@@ -234,7 +225,7 @@ side_try(mp_queue *q, struct mp__slock *l, struct mp__qjournal *j)
       atomic_store_explicit(&l->oinfo, my_aux(), memory_order_relaxed);
       return side_held(q, l, j);
     }
-    CPU_RELAX();
+    MP__Q_CPU_RELAX();
   }
   return 1;
 }
@@ -493,7 +484,7 @@ mp__q_claim(mp_queue *q, uint32_t len, unsigned flags, mp__qclaim *c)
     rec = t;
   } else {
     uint64_t need = MP__Q_SEGHDR + reclen, nseg = 0;
-    uint64_t want = need <= q->segsize ? q->segsize : PAGE_UP(need);
+    uint64_t want = need <= q->segsize ? q->segsize : MP__Q_PAGE_UP(need);
     reclaim(q);
     j_reset(j);
     int rc = seg_alloc(q, want, j, &nseg);
