@@ -144,6 +144,19 @@ j_add(struct mp__qjournal *j, uint64_t off, uint64_t val)
   j->n++;
 }
 
+/* The terminator: a zero record word right after the last record claimed,
+ * where the next will go (unless no header fits before the segment's end).
+ * Consumers know the log ends there by that word alone, without reading the
+ * tail, which producers write on every claim (a cache line moving between
+ * CPUs per item).  Whatever a recycled segment held beyond it is never
+ * read. */
+static inline void
+j_terminate(struct mp__qjournal *j, uint64_t pos, uint64_t seg_end)
+{
+  if (seg_end - pos >= MP__Q_RECHDR)
+    j_add(j, ROFF(pos, w), 0);
+}
+
 /* Arm, apply in order (the last store, the publication, with release),
  * disarm. */
 static void
@@ -158,10 +171,11 @@ j_apply(mp_queue *q, struct mp__qjournal *j)
   atomic_store_explicit(&j->armed, 1, memory_order_relaxed);
   atomic_thread_fence(memory_order_release);
 #endif
-  for (uint64_t i = 0; i + 1 < n; i++)
-    st(qword(q, j->e[i].off), j->e[i].val);
-  atomic_store_explicit(qword(q, j->e[n - 1].off), j->e[n - 1].val,
-                        memory_order_release);
+  /* each store a release (plain stores on x86): a consumer that reads a
+   * segment's end or link sees the record headers stored before it */
+  for (uint64_t i = 0; i < n; i++)
+    atomic_store_explicit(qword(q, j->e[i].off), j->e[i].val,
+                          memory_order_release);
   atomic_store_explicit(&j->armed, 0, memory_order_release);
 }
 
@@ -387,10 +401,11 @@ cap_full(mp_queue *q, uint64_t more)
 }
 
 /* Find room for a segment of `want` bytes (a free one, or the file grown)
- * and add to j the stores that take it and initialise it: 0 and *out, or
- * MP_EFULL / MP_EMALFORMED / -errno. */
+ * and add to j the stores that take it and initialise it: 0, *out and its
+ * size *out_size; or MP_EFULL / MP_EMALFORMED / -errno. */
 static int
-seg_alloc(mp_queue *q, uint64_t want, struct mp__qjournal *j, uint64_t *out)
+seg_alloc(mp_queue *q, uint64_t want, struct mp__qjournal *j, uint64_t *out,
+          uint64_t *out_size)
 {
   struct mp__qhdr *h = q->h;
   uint64_t mem = ld(&h->mem_used);
@@ -460,6 +475,7 @@ seg_alloc(mp_queue *q, uint64_t want, struct mp__qjournal *j, uint64_t *out)
          + 1) << 32);
   j_add(j, SOFF(pick, tag), MP__QSEG_TAG(MP__QS_LIVE));
   *out = pick;
+  *out_size = pick_sz;
   return 0;
 }
 
@@ -476,30 +492,36 @@ mp__q_claim(mp_queue *q, uint32_t len, unsigned flags, mp__qclaim *c)
     return MP_EMALFORMED;
   if (t < ts + MP__Q_SEGHDR || t > ts + ssz || t % 8)
     return mp_seterr(MP_EMALFORMED, "queue: corrupt tail");
+  uint64_t w = MP__QW_MAKE(MP__QR_WRITING, flags, mp__getpid(), len);
   if (reclen <= ts + ssz - t) {
     /* the count lives in the producers' cache line, not in the segment
      * header consumers write to */
     j_reset(j);
     j_add(j, HOFF(tail_nrec), ld(&h->tail_nrec) + 1);
     rec = t;
+    j_add(j, ROFF(rec, aux), my_aux());
+    j_add(j, ROFF(rec, w), w);
+    j_terminate(j, rec + reclen, ts + ssz);
   } else {
-    uint64_t need = MP__Q_SEGHDR + reclen, nseg = 0;
+    uint64_t need = MP__Q_SEGHDR + reclen, nseg = 0, nsz = 0;
     uint64_t want = need <= q->segsize ? q->segsize : MP__Q_PAGE_UP(need);
     reclaim(q);
     j_reset(j);
-    int rc = seg_alloc(q, want, j, &nseg);
+    int rc = seg_alloc(q, want, j, &nseg, &nsz);
     if (rc)
       return rc;
+    /* the new segment's first record and terminator before the link to
+     * it: a consumer that follows the link finds them */
+    rec = nseg + MP__Q_SEGHDR;
+    j_add(j, ROFF(rec, aux), my_aux());
+    j_add(j, ROFF(rec, w), w);
+    j_terminate(j, rec + reclen, nseg + nsz);
     j_add(j, SOFF(ts, nrec), ld(&h->tail_nrec));
     j_add(j, SOFF(ts, sealed), t);
     j_add(j, SOFF(ts, next), nseg);
     j_add(j, HOFF(tail_nrec), 1);
     j_add(j, HOFF(tail_seg), nseg);
-    rec = nseg + MP__Q_SEGHDR;
   }
-  uint64_t w = MP__QW_MAKE(MP__QR_WRITING, flags, mp__getpid(), len);
-  j_add(j, ROFF(rec, aux), my_aux());
-  j_add(j, ROFF(rec, w), w);
   j_add(j, HOFF(reserved), ld(&h->reserved) + 1);
   j_add(j, HOFF(tail), rec + reclen);
   j_apply(q, j);
@@ -542,6 +564,7 @@ mp__q_claim_run(mp_queue *q, const uint32_t *lens, size_t n, mp__qclaim *c)
     c[i].w = w;
     p += MP__Q_RECHDR + ROUND8(lens[i]);
   }
+  j_terminate(j, p, ts + ssz);
   j_add(j, HOFF(tail_nrec), ld(&h->tail_nrec) + k);
   j_add(j, HOFF(reserved), ld(&h->reserved) + k);
   j_add(j, HOFF(tail), p);
@@ -596,6 +619,7 @@ mp__q_take(mp_queue *q, size_t maxlen, size_t max_n, int check_dead,
   struct mp__qhdr *h = q->h;
   struct mp__qjournal *j = &h->gj;
   *wait_w = 0;
+  unsigned rechecked = 0;
   for (unsigned iter = 0; iter < WALK_MAX; iter++) {
     uint64_t hs = ld(&h->head_seg), hd = ld(&h->head), sz;
     struct mp__qseg *s = seg_get(q, hs, &sz);
@@ -603,9 +627,6 @@ mp__q_take(mp_queue *q, size_t maxlen, size_t max_n, int check_dead,
       return MP_EMALFORMED;
     if (hd < hs + MP__Q_SEGHDR || hd > hs + sz || hd % 8)
       return mp_seterr(MP_EMALFORMED, "queue: corrupt head");
-    uint64_t tl = ld(&h->tail);
-    if (hd == tl)
-      return 0;
     uint64_t sealed = ld(&s->sealed);
     if (sealed) {
       if (sealed < hs + MP__Q_SEGHDR || sealed > hs + sz || hd > sealed)
@@ -622,11 +643,21 @@ mp__q_take(mp_queue *q, size_t maxlen, size_t max_n, int check_dead,
       }
     }
     uint64_t end = sealed ? sealed : hs + sz;
-    if (end - hd < MP__Q_RECHDR)
-      return mp_seterr(MP_EMALFORMED, "queue: corrupt record at %llu",
-                       (unsigned long long)hd);
     struct mp__qrec *rec = (struct mp__qrec *)(void *)(q->base + hd);
-    uint64_t w = ld(&rec->w);
+    uint64_t w = end - hd >= MP__Q_RECHDR ? ld(&rec->w) : 0;
+    if (MP__QW_STATE(w) == MP__QR_EMPTY) {
+      /* The terminator, or the end of the segment: the log ends here.  The
+       * tail agrees, unless a producer is publishing right now (the loads
+       * above missed some of its stores): then one more look sees them. */
+      if (ld(&h->tail) == hd)
+        return 0;
+      if (!rechecked++)
+        continue;
+      return mp_seterr(MP_EMALFORMED,
+                       "queue: record at %llu is in state 0 at the head",
+                       (unsigned long long)hd);
+    }
+    rechecked = 0;
     uint32_t len = MP__QW_LEN(w);
     uint64_t reclen = MP__Q_RECHDR + ROUND8(len);
     if (reclen > end - hd || len > q->max_message + sizeof(struct mp__qfds_prefix))
@@ -652,7 +683,7 @@ mp__q_take(mp_queue *q, size_t maxlen, size_t max_n, int check_dead,
       uint32_t pid = mp__getpid();
       uint32_t gen = (uint32_t)(ld(&s->finished) >> 32);
       uint64_t aux = my_aux(), p = hd;
-      uint64_t lim = sealed ? sealed : (tl > hs && tl <= hs + sz ? tl : hd + reclen);
+      uint64_t lim = end; /* a terminator ends the run before it */
       size_t k = 0, used = 0;
       if (max_n > TAKE_RUN)
         max_n = TAKE_RUN;
@@ -705,7 +736,12 @@ mp__q_take(mp_queue *q, size_t maxlen, size_t max_n, int check_dead,
                      : 1;
         }
       }
-      if (!look || owner_alive(rec, w, look == 1)) {
+      /* A record whose claim is not yet published (the put journal is
+       * armed: its producer is inside it, or died there and the next one
+       * will finish it) is waited for, never padded: the journal would
+       * write it again. */
+      if (!look || owner_alive(rec, w, look == 1)
+          || atomic_load_explicit(&h->pj.armed, memory_order_acquire)) {
         *wait_w = w;
         *wait_rec = rec;
         return 0;
