@@ -249,6 +249,10 @@ int mp__q_claim_run(mp_queue *q, const uint32_t *lens, size_t n,
  * MP_ESTATE if the record was skipped meanwhile (judged a dead producer's:
  * never for a live process). */
 int mp__q_commit(mp_queue *q, const mp__qclaim *c);
+/* mp__q_commit in two halves, for a batch: each record made READY as its
+ * copy ends, and one look for a sleeping consumer after the last. */
+int mp__q_commit_quiet(const mp__qclaim *c);
+void mp__q_wake_consumer(mp_queue *q);
 
 /* What mp__q_take took. */
 typedef struct mp__qtake {

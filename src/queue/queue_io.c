@@ -368,12 +368,14 @@ put_src(mp_queue *q, const qsrc *items, size_t n, double timeout)
       size_t skip = it->nfds ? sizeof(struct mp__qfds_prefix) : 0;
       if (it->len)
         memcpy(cl[i].payload + skip, it->data, it->len);
-      int c = mp__q_commit(q, &cl[i]);
+      int c = mp__q_commit_quiet(&cl[i]);
       if (c && ok == k) {
         ok = i;
         rc = c;
       }
     }
+    if (k)
+      mp__q_wake_consumer(q);
     done += ok;
     if (rc || done == n)
       break;

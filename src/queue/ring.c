@@ -572,28 +572,43 @@ mp__q_claim_run(mp_queue *q, const uint32_t *lens, size_t n, mp__qclaim *c)
   return (int)k;
 }
 
+/* READY from WRITING.  Fails only if our record was skipped as a dead
+ * producer's, which a live process never is; then the put must not report
+ * success. */
 int
-mp__q_commit(mp_queue *q, const mp__qclaim *c)
+mp__q_commit_quiet(const mp__qclaim *c)
 {
   uint64_t w = c->w;
   uint64_t ready = MP__QW_MAKE(MP__QR_READY, MP__QW_FLAGS(w), 0,
                                MP__QW_LEN(w));
-  /* Fails only if our record was skipped as a dead producer's, which a
-   * live process never is; then the put must not report success. */
-  int rc = atomic_compare_exchange_strong_explicit(&c->rec->w, &w, ready,
-                                                   memory_order_seq_cst,
-                                                   memory_order_relaxed)
-               ? 0
-               : mp_seterr(MP_ESTATE, "queue: this item's record was "
-                                      "skipped as a dead producer's");
-  /* Dekker with a consumer going to sleep: it counts itself a waiter and
-   * then looks at the record; we publish and then look for waiters. */
+  return atomic_compare_exchange_strong_explicit(&c->rec->w, &w, ready,
+                                                 memory_order_seq_cst,
+                                                 memory_order_relaxed)
+             ? 0
+             : mp_seterr(MP_ESTATE, "queue: this item's record was "
+                                    "skipped as a dead producer's");
+}
+
+/* Dekker with a consumer going to sleep: it counts itself a waiter and then
+ * looks at the head record; we published (seq_cst) and then look for
+ * waiters.  Once after a batch: a consumer that looked after the first
+ * commit saw an item and did not sleep. */
+void
+mp__q_wake_consumer(mp_queue *q)
+{
   if (atomic_load_explicit(&q->h->get_waiters, memory_order_seq_cst)
       && !atomic_exchange_explicit(&q->h->put_signalled, 1,
                                    memory_order_seq_cst)) {
     atomic_fetch_add_explicit(&q->h->put_seq, 1, memory_order_seq_cst);
     mp__futex_wake((uint32_t *)&q->h->put_seq, 1);
   }
+}
+
+int
+mp__q_commit(mp_queue *q, const mp__qclaim *c)
+{
+  int rc = mp__q_commit_quiet(c);
+  mp__q_wake_consumer(q);
   return rc;
 }
 
