@@ -7,13 +7,14 @@
 #                 build of the threaded tests, fuzzers for a bounded time, and
 #                 the install/pkg-config/find_package check
 #   make bench    build and run the benchmarks (ours beside CPython and the floor)
+#   make apiref   the API reference from the header comments: build/apiref/index.html
 #   make install PREFIX=/usr/local
 BUILD ?= build
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all configure deps demo test bench install clean
+.PHONY: all configure deps demo test bench apiref install clean
 
 all: configure
 	cmake --build $(BUILD) -j$(JOBS)
@@ -32,6 +33,9 @@ test: deps
 
 bench: all
 	tools/run-bench.sh $(BUILD)
+
+apiref:
+	python3 tools/gen_apiref.py $(BUILD)/apiref
 
 install: all
 	cmake --install $(BUILD) --prefix $(PREFIX)
