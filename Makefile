@@ -25,11 +25,19 @@ configure:
 deps:
 	@tools/setup-deps.sh
 
-demo: deps all
-	./$(BUILD)/examples/demo
+# The demo's output, and one line of build status (the build's log goes to
+# a file; on failure its errors are shown).
+demo: deps
+	@mkdir -p $(BUILD)
+	@{ { test -f $(BUILD)/CMakeCache.txt || cmake -S . -B $(BUILD) $(CMAKE_FLAGS); } \
+	   && cmake --build $(BUILD) -j$(JOBS); } >$(BUILD)/build.log 2>&1 \
+	 && echo "mproc: built in $(BUILD)/ (log: $(BUILD)/build.log)" \
+	 || { grep -E 'error|Error' $(BUILD)/build.log | head -30; tail -20 $(BUILD)/build.log; \
+	      echo "mproc: build failed (log: $(BUILD)/build.log)"; exit 1; }
+	@./$(BUILD)/examples/demo
 
 test: deps
-	tools/run-tests.sh
+	@tools/run-tests.sh
 
 bench: all
 	tools/run-bench.sh $(BUILD)

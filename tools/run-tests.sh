@@ -2,76 +2,108 @@
 # SPDX-License-Identifier: MIT
 # The whole test suite (what `make test` and CI run):
 #   1. normal build (RelWithDebInfo, gcc, warnings are errors), every test
+#      (the install / pkg-config / find_package check among them)
 #   2. AddressSanitizer + UndefinedBehaviorSanitizer build, every test
 #   3. ThreadSanitizer build, the tests listed in tests/tsan-tests.txt
 #   4. libFuzzer targets (clang, warnings are errors, ASan+UBSan), each for
 #      FUZZ_SECONDS on its corpus
-# Ends with one line "suite: N passed, N failed" and fails if anything did.
+# Quiet: one line per stage as it ends, the output of whatever failed, and a
+# table of the stages with counts and times.  The full logs stay in the
+# files each line names.  Ends with "suite: N passed, N failed" and fails if
+# anything did.  VERBOSE=1 streams the logs as well.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+VERBOSE=${VERBOSE:-0}
 passed=0
 failed=0
 failures=()
+rows=()
+suite_start=$SECONDS
 
-note() { printf '\n==== %s ====\n' "$*"; }
+elapsed() { local s=$(($SECONDS - $1)); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
 
-# run_ctest NAME BUILD_DIR [ctest args...]
+# out LOG: a command's output into LOG (and to the terminal with VERBOSE=1)
+out() { if [ "$VERBOSE" = 1 ]; then tee "$1"; else cat >"$1"; fi; }
+
+# row STAGE PASSED FAILED START LOG
+row() {
+  rows+=("$(printf '%-34s %7s %7s %9s  %s' "$1" "$2" "$3" "$(elapsed "$4")" "$5")")
+  printf '%-34s %s passed, %s failed (%s)  log: %s\n' "$1" "$2" "$3" "$(elapsed "$4")" "$5"
+}
+
+# build STAGE DIR [cmake args...]: configure and build quietly; on failure
+# print the errors and the log's tail.
+build() {
+  local stage=$1 dir=$2; shift 2
+  local log="$dir.build.log" t0=$SECONDS
+  mkdir -p "$dir"
+  if { cmake -S . -B "$dir" "$@" && cmake --build "$dir" -j"$JOBS"; } 2>&1 | out "$log"; then
+    rows+=("$(printf '%-34s %7s %7s %9s  %s' "$stage: build" ok "" "$(elapsed "$t0")" "$log")")
+    echo "$stage: built ($(elapsed "$t0"))  log: $log"
+    return 0
+  fi
+  echo "$stage: BUILD FAILED  log: $log"
+  grep -E 'error|Error' "$log" | head -30
+  tail -20 "$log"
+  failed=$((failed + 1)); failures+=("$stage: build failed ($log)")
+  rows+=("$(printf '%-34s %7s %7s %9s  %s' "$stage: build" "" FAILED "$(elapsed "$t0")" "$log")")
+  return 1
+}
+
+# run_ctest STAGE BUILD_DIR [ctest args...]
 run_ctest() {
-  local name=$1 dir=$2; shift 2
-  local log="$dir/ctest-summary.log"
-  (cd "$dir" && ctest --output-on-failure --no-tests=error -j"$JOBS" "$@") 2>&1 | tee "$log"
+  local stage=$1 dir=$2; shift 2
+  local log="$dir/ctest.log" t0=$SECONDS
+  (cd "$dir" && ctest --output-on-failure --no-tests=error -j"$JOBS" "$@") 2>&1 | out "$log"
   local line p f t
   line=$(grep -E 'tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -1)
   if [ -z "$line" ]; then
-    failed=$((failed + 1)); failures+=("$name: ctest did not run"); return
+    tail -30 "$log"
+    failed=$((failed + 1)); failures+=("$stage: ctest did not run ($log)")
+    row "$stage: tests" 0 1 "$t0" "$log"
+    return
   fi
   f=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
   t=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\2/' <<<"$line")
   p=$((t - f))
   passed=$((passed + p)); failed=$((failed + f))
-  [ "$f" -eq 0 ] || failures+=("$name: $f of $t tests failed")
+  if [ "$f" -ne 0 ]; then
+    # the failing tests' own output (ctest printed it on failure), then
+    # ctest's list of them
+    if [ "$VERBOSE" != 1 ]; then
+      awk '/tests? passed, [0-9]+ tests? failed/{exit} {print}' "$log" \
+        | grep -v -E '^ *(Start|[0-9]+/[0-9]+ Test) .*(Passed|Start)' | tail -200
+    fi
+    sed -n '/The following tests FAILED/,$p' "$log"
+    failures+=("$stage: $f of $t tests failed ($log)")
+  fi
+  row "$stage: tests" "$p" "$f" "$t0" "$log"
 }
 
-build() {
-  local dir=$1; shift
-  cmake -S . -B "$dir" "$@" >/dev/null &&
-    cmake --build "$dir" -j"$JOBS" 2>&1 | grep -E 'warning|error|Error' ; 
-  test "${PIPESTATUS[0]}" -eq 0
-}
-
-note "1. normal build"
-if build build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS=-Werror; then
-  run_ctest normal build
-else
-  failed=$((failed + 1)); failures+=("normal build failed")
+if build "normal" build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS=-Werror; then
+  run_ctest "normal" build
 fi
 
-note "2. AddressSanitizer + UndefinedBehaviorSanitizer"
-if build build-asan -DCMAKE_BUILD_TYPE=Debug -DMPROC_SANITIZE=address,undefined \
+if build "asan+ubsan" build-asan -DCMAKE_BUILD_TYPE=Debug -DMPROC_SANITIZE=address,undefined \
      -DMPROC_BUILD_BENCH=OFF; then
-  run_ctest asan build-asan
-else
-  failed=$((failed + 1)); failures+=("asan build failed")
+  run_ctest "asan+ubsan" build-asan
 fi
 
 regex=$(grep -v '^#' tests/tsan-tests.txt 2>/dev/null | sed '/^$/d' | paste -sd'|')
 if [ -n "$regex" ]; then
-  note "3. ThreadSanitizer (tests where threads meet)"
-  if build build-tsan -DCMAKE_BUILD_TYPE=Debug -DMPROC_SANITIZE=thread \
+  if build "tsan" build-tsan -DCMAKE_BUILD_TYPE=Debug -DMPROC_SANITIZE=thread \
        -DMPROC_BUILD_BENCH=OFF -DMPROC_BUILD_EXAMPLES=ON; then
-    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest tsan build-tsan -R "$regex"
-  else
-    failed=$((failed + 1)); failures+=("tsan build failed")
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" run_ctest "tsan" build-tsan -R "$regex"
   fi
 fi
 
 if ls fuzz/fuzz_*.c >/dev/null 2>&1; then
-  note "4. fuzzers (${FUZZ_SECONDS}s each)"
-  if build build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_C_FLAGS=-Werror -DCMAKE_BUILD_TYPE=Debug \
+  if build "fuzz" build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_C_FLAGS=-Werror -DCMAKE_BUILD_TYPE=Debug \
        -DMPROC_SANITIZE=address,undefined -DMPROC_BUILD_FUZZ=ON \
        -DMPROC_BUILD_TESTS=OFF -DMPROC_BUILD_BENCH=OFF -DMPROC_BUILD_EXAMPLES=OFF; then
+    t0=$SECONDS; fp=0; ff=0
     for f in build-fuzz/fuzz/fuzz_*; do
       name=$(basename "$f")
       work="build-fuzz/corpus-$name"
@@ -81,18 +113,21 @@ if ls fuzz/fuzz_*.c >/dev/null 2>&1; then
       if "$f" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -timeout=10 \
            -print_final_stats=0 "$work" $seeds >"build-fuzz/$name.log" 2>&1; then
         echo "fuzz $name: ok ($(grep -Eo '#[0-9]+' "build-fuzz/$name.log" | tail -1) runs)"
-        passed=$((passed + 1))
+        fp=$((fp + 1))
       else
         tail -40 "build-fuzz/$name.log"
-        failed=$((failed + 1)); failures+=("fuzz $name found a problem (build-fuzz/$name.log)")
+        ff=$((ff + 1)); failures+=("fuzz $name found a problem (build-fuzz/$name.log)")
       fi
     done
-  else
-    failed=$((failed + 1)); failures+=("fuzz build failed")
+    passed=$((passed + fp)); failed=$((failed + ff))
+    row "fuzz: ${FUZZ_SECONDS}s per target" "$fp" "$ff" "$t0" "build-fuzz/fuzz_*.log"
   fi
 fi
 
-note "summary"
+echo
+printf '%-34s %7s %7s %9s  %s\n' stage passed failed time log
+printf '%s\n' "${rows[@]}"
+printf '%-34s %7s %7s %9s\n' total "$passed" "$failed" "$(elapsed "$suite_start")"
 for f in "${failures[@]}"; do echo "FAILED: $f"; done
 echo "suite: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
