@@ -4,8 +4,9 @@
 # missing.  Quiet and quick when everything is there.
 set -euo pipefail
 
+# debhelper and dpkg-dev: the Debian package's build (tests/packaging)
 packages=(build-essential cmake pkg-config clang libclang-rt-dev libssl-dev
-          libcmocka-dev python3)
+          libcmocka-dev python3 debhelper dpkg-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
