@@ -8,13 +8,15 @@
 #                 the install/pkg-config/find_package check
 #   make bench    build and run the benchmarks (ours beside CPython and the floor)
 #   make apiref   the API reference from the header comments: build/apiref/index.html
+#   make bench-report  run every benchmark and write bench/report/index.html
+#                 with a chart per job (gnuplot)
 #   make install PREFIX=/usr/local
 BUILD ?= build
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 
-.PHONY: all configure deps demo test bench apiref install clean
+.PHONY: all configure deps demo test bench bench-report apiref install clean
 
 all: configure
 	cmake --build $(BUILD) -j$(JOBS)
@@ -41,6 +43,9 @@ test: deps
 
 bench: all
 	tools/run-bench.sh $(BUILD)
+
+bench-report: deps all
+	python3 tools/bench_report.py $(BUILD) bench/report
 
 apiref:
 	python3 tools/gen_apiref.py $(BUILD)/apiref

@@ -4,9 +4,10 @@
 # missing.  Quiet and quick when everything is there.
 set -euo pipefail
 
-# debhelper and dpkg-dev: the Debian package's build (tests/packaging)
+# debhelper and dpkg-dev: the Debian package's build (tests/packaging);
+# gnuplot-nox: the benchmark report's charts (make bench-report, tests/docs)
 packages=(build-essential cmake pkg-config clang libclang-rt-dev libssl-dev
-          libcmocka-dev python3 debhelper dpkg-dev)
+          libcmocka-dev python3 debhelper dpkg-dev gnuplot-nox)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \
