@@ -35,7 +35,8 @@
  * the worker, its pid and the signal or exit status; the worker is
  * replaced and every other task still completes: tasks queued to the dead
  * worker that it had not started run on another worker.  Nothing hangs:
- * the death is seen within about 50 ms.  (Tasks are handed to one worker
+ * the death is seen at once (a thread of the pool waits on the workers'
+ * sentinels), and replacing the worker costs about a process start.  (Tasks are handed to one worker
  * each, so the pool always knows which tasks a worker held; see
  * src/pool/pool_internal.h.)  A task may also be given a task_timeout,
  * after which its worker is killed and replaced and the task is

@@ -48,6 +48,8 @@ struct mp_pool {
   int boot_deaths;       /* workers in a row that exited before a task */
   int init_error;        /* an initializer failed: every job fails so */
   char init_detail[MP__ERRDETAIL_CAP];
+  mp__watch *watch; /* the death watcher (NULL: the liveness poll only) */
+  int death_seen;   /* atomic: the watcher saw a worker end */
 };
 
 /* ---- job lists ---------------------------------------------------------- */
@@ -236,6 +238,15 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
 
 /* ---- workers ---------------------------------------------------------------- */
 
+static void
+watch_worker(mp_pool *p, int k)
+{
+  if (p->watch &&
+      mp__watch_set(p->watch, k, mp_process_sentinel(p->w[k].proc)) != 0)
+    mp_log_debug("pool: worker %d is not watched (%s): its death is seen "
+                 "by the liveness poll", k, mp_errdetail());
+}
+
 static int
 start_worker(mp_pool *p, int k)
 {
@@ -275,6 +286,7 @@ start_worker(mp_pool *p, int k)
     w->proc = NULL;
     goto fail;
   }
+  watch_worker(p, k);
   return 0;
 fail:
   mp_queue_free(w->tq);
@@ -370,6 +382,7 @@ bury_worker(mp_pool *p, int k, finished_list *f)
   /* what is left never started: to the front of the backlog, in order */
   jobq_prepend(&later, &w->jobs);
   jobq_prepend(&p->backlog, &later);
+  mp__watch_clear(p->watch, k);
   mp_process_free(w->proc);
   w->proc = NULL;
   mp_queue_free(w->tq);
@@ -407,11 +420,6 @@ check_workers(mp_pool *p, finished_list *f)
         }
         break;
       }
-    /* a worker that took its last task (maxtasksperchild) and answered it
-     * is exiting: wait for it (briefly) rather than a whole tick */
-    if (w->proc && p->maxtasks && w->assigned >= p->maxtasks &&
-        !w->jobs.head)
-      mp_process_join(w->proc, 1.0);
     if (w->proc && mp_process_is_alive(w->proc) == 0) {
       /* results it sent before it died are answers, not deaths: take
        * what the result queue holds first */
@@ -495,6 +503,15 @@ wake_handler(mp_pool *p)
   mp_queue_put(p->rq, none, MP_FOREVER);
 }
 
+/* The watcher saw a worker end (on the watcher's thread). */
+static void
+on_worker_end(void *arg)
+{
+  mp_pool *p = arg;
+  __atomic_store_n(&p->death_seen, 1, __ATOMIC_SEQ_CST);
+  wake_handler(p);
+}
+
 static void *
 handler_main(void *arg)
 {
@@ -510,7 +527,8 @@ handler_main(void *arg)
       mp_obj_free(items[i]);
     }
     int64_t now = mp__now_ns();
-    if (n <= 0 || now - last_check >= (int64_t)(MP__POOL_TICK * 1e9)) {
+    int death = __atomic_exchange_n(&p->death_seen, 0, __ATOMIC_SEQ_CST);
+    if (death || n <= 0 || now - last_check >= (int64_t)(MP__POOL_TICK * 1e9)) {
       check_workers(p, &f);
       last_check = now;
     }
@@ -603,6 +621,8 @@ mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
                          &(mp_value_opts){.raw = 1})) != 0)
     goto fail;
   p->slotp = mp_array_ptr(p->slots);
+  if ((rc = mp__watch_new(&p->watch, nproc, on_worker_end, p)) != 0)
+    goto fail;
   for (int k = 0; k < nproc; k++)
     if ((rc = start_worker(p, k)) != 0)
       goto fail;
@@ -627,6 +647,8 @@ fail:;
 static int
 shutdown_pool(mp_pool *p, int terminate)
 {
+  mp__watch_free(p->watch); /* it wakes the handler through p->rq */
+  p->watch = NULL;
   if (terminate && p->slotp) {
     __atomic_store_n(&p->slotp[2 * p->nproc], 1, __ATOMIC_SEQ_CST);
     for (int k = 0; k < p->nproc; k++) {

@@ -31,7 +31,11 @@
  * Threads.  The result-handling thread takes results (and wake-ups) from
  * the result queue in slices of MP__POOL_TICK seconds, checks the workers'
  * liveness at least once per slice, replaces the dead, dispatches, and
- * completes results (callbacks outside the pool lock).  Submitting threads
+ * completes results (callbacks outside the pool lock).  A watcher thread
+ * (watch.c) blocks on the workers' sentinels and, when one ends, flags it
+ * and puts a wake-up into the result queue: a death is handled at once,
+ * so replacing a worker costs about a process start; the slice remains
+ * for task timeouts and as a fallback.  Submitting threads
  * dispatch too.  Lock order: pool->mu, then a result's mu. */
 #ifndef MPROC_POOL_INTERNAL_H
 #define MPROC_POOL_INTERNAL_H
@@ -115,6 +119,15 @@ int mp__result_store(mp_result *r, size_t i, int code, mp_obj *value,
  * wake the waiters, drop the pool's reference. */
 void mp__result_finish(mp_result *r, int quiet);
 void mp__result_unref(mp_result *r);
+
+/* watch.c: a thread that polls the workers' sentinels (copies of them)
+ * and calls notify(arg) from that thread as soon as one is ready. */
+typedef struct mp__watch mp__watch;
+int mp__watch_new(mp__watch **out, int n, void (*notify)(void *), void *arg);
+/* Watch `sentinel` (copied) as worker k's, in place of the previous one. */
+int mp__watch_set(mp__watch *w, int k, int sentinel);
+void mp__watch_clear(mp__watch *w, int k); /* stop watching worker k */
+void mp__watch_free(mp__watch *w);         /* stops the thread; NULL ok */
 
 /* worker.c: the target of every worker process (or thread). */
 int mp__pool_worker_main(mp_obj *args);
