@@ -1051,13 +1051,25 @@ mp_pool_imap_unordered(mp_pool *p, mp_task_fn fn, const mp_obj *items,
                     sizeof(mp_imap), (mp_result **)out);
 }
 
+/* ---- for the pool's other files (pool_internal.h) ------------------------ */
+
 int
-mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
-                  void *out, size_t out_size, size_t n, const mp_obj *shared,
-                  const mp_map_opts *opts)
+mp__pool_nproc(const mp_pool *p)
 {
-  (void)p, (void)fn, (void)in, (void)in_size, (void)out, (void)out_size;
-  (void)n, (void)shared, (void)opts;
-  mp__errdetail_clear();
-  return mp_seterr(MP_ENOTSUP, "mp_pool_map_array is not implemented yet");
+  return p->nproc;
+}
+
+int
+mp__pool_threading(const mp_pool *p)
+{
+  return p->threading;
+}
+
+int
+mp__pool_running(mp_pool *p)
+{
+  pthread_mutex_lock(&p->mu);
+  int running = p->state == POOL_RUN;
+  pthread_mutex_unlock(&p->mu);
+  return running;
 }

@@ -129,6 +129,11 @@ int mp__watch_set(mp__watch *w, int k, int sentinel);
 void mp__watch_clear(mp__watch *w, int k); /* stop watching worker k */
 void mp__watch_free(mp__watch *w);         /* stops the thread; NULL ok */
 
+/* pool.c, for the other files */
+int mp__pool_nproc(const mp_pool *p);
+int mp__pool_threading(const mp_pool *p);
+int mp__pool_running(mp_pool *p); /* not closed nor terminated */
+
 /* worker.c: the target of every worker process (or thread). */
 int mp__pool_worker_main(mp_obj *args);
 
