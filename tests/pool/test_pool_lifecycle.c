@@ -5,6 +5,7 @@
  * leaves no worker running (workers are daemons that die with it). */
 #define _GNU_SOURCE
 #include "testutil.h"
+#include "tasks.h"
 
 #include <signal.h>
 #include <string.h>
@@ -12,25 +13,6 @@
 #include <unistd.h>
 
 #include "proc/proc_internal.h"
-
-static int
-square(mp_obj *args, mp_obj **result)
-{
-  int64_t x;
-  int rc = mp_int_get(mp_seq_item(args, 0), &x);
-  if (rc)
-    return rc;
-  *result = mp_int_new(x * x);
-  return 0;
-}
-
-static int
-worker_pid(mp_obj *args, mp_obj **result)
-{
-  (void)args;
-  *result = mp_int_new(getpid());
-  return 0;
-}
 
 static size_t
 len_of(const mp_obj *o)
@@ -40,20 +22,11 @@ len_of(const mp_obj *o)
   return n;
 }
 
-static mp_obj *
-range(int n)
-{
-  mp_obj *l = mp_list_new();
-  for (int i = 0; i < n; i++)
-    mp_list_append_take(l, mp_int_new(i));
-  return l;
-}
-
 static void
 test_many_pools(void **state)
 {
   int n = 1000; /* the count, every method (~2-8 s each) */
-  mp_obj *items = range(4);
+  mp_obj *items = int_list(4);
   for (int i = 0; i < n; i++) {
     mp_pool *p;
     MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
@@ -89,7 +62,7 @@ test_maxtasksperchild_one_over_many_tasks(void **state)
                                    .processes = 2,
                                    .maxtasksperchild = 1,
                                    .context = mp_test_context(state)}));
-  mp_obj *items = range(n), *out;
+  mp_obj *items = int_list(n), *out;
   MP_ASSERT_OK(mp_pool_map(p, square, items,
                            &(mp_map_opts){.chunksize = 1}, &out));
   assert_int_equal(len_of(out), (size_t)n);
