@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mproc/log.h"
+#include "obj/obj_internal.h"
 #include "pool/pool_internal.h"
 
 enum { POOL_RUN = 0, POOL_CLOSE = 1, POOL_TERMINATE = 2 };
@@ -199,14 +200,26 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
     j = jobq_take(&p->orphans, id);
   if (!j)
     return; /* already failed (terminate) */
-  mp_obj *const *vals;
-  size_t nv;
-  mp_seq_items(values, &vals, &nv);
+  /* The values move from the message (ours alone: just decoded) into the
+   * result: no reference taken here and dropped with the message. */
+  mp_obj **vals = NULL;
+  size_t nv = 0;
+  if (mp__list_take_items(values, &vals, &nv) != 0) {
+    mp_obj *const *shared_vals;
+    mp_seq_items(values, &shared_vals, &nv);
+    vals = malloc((nv ? nv : 1) * sizeof *vals);
+    if (!vals)
+      nv = 0;
+    for (size_t i = 0; i < nv; i++)
+      vals[i] = mp_obj_ref(shared_vals[i]);
+  }
   mp_obj *const *errs = NULL;
   size_t ne = 0;
   if (mp_obj_type(errors) == MP_T_LIST)
     mp_seq_items(errors, &errs, &ne);
   size_t e = 0;
+  int last = 0;
+  mp__result_lock(j->r);
   for (size_t i = 0; i < j->count; i++) {
     int code = 0;
     const char *detail = NULL;
@@ -222,15 +235,26 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
         detail = "";
     }
     mp_obj *v = NULL;
-    if (code == 0 && i < nv && mp_obj_type(vals[i]) != MP_T_NONE)
-      v = mp_obj_ref(vals[i]);
+    if (i < nv) {
+      v = vals[i];
+      vals[i] = NULL;
+      if (code != 0 || mp_obj_type(v) == MP_T_NONE) {
+        mp_obj_free(v);
+        v = NULL;
+      }
+    }
     if (code == 0 && i >= nv) {
       code = MP_EMALFORMED;
       detail = "a worker's result message has too few values";
     }
-    if (mp__result_store(j->r, j->base + i, code, v, detail))
-      finished_add(f, j->r);
+    last |= mp__result_store_locked(j->r, j->base + i, code, v, detail);
   }
+  mp__result_unlock(j->r);
+  if (last)
+    finished_add(f, j->r);
+  for (size_t i = j->count; i < nv; i++)
+    mp_obj_free(vals[i]);
+  free(vals);
   p->outstanding--;
   p->boot_deaths = 0;
   job_free(j);

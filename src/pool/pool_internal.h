@@ -118,6 +118,12 @@ int mp__result_store(mp_result *r, size_t i, int code, mp_obj *value,
 /* Build the final value, run the callback (unless `quiet`), mark ready,
  * wake the waiters, drop the pool's reference. */
 void mp__result_finish(mp_result *r, int quiet);
+/* The same store for many items under one lock: lock, store_locked each,
+ * unlock (which wakes iterators). */
+void mp__result_lock(mp_result *r);
+int mp__result_store_locked(mp_result *r, size_t i, int code, mp_obj *value,
+                            const char *detail);
+void mp__result_unlock(mp_result *r);
 void mp__result_unref(mp_result *r);
 
 /* watch.c: a thread that polls the workers' sentinels (copies of them)
