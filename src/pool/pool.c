@@ -21,6 +21,7 @@ typedef struct worker {
   mp__jobq jobs;    /* handed to it, not answered, in order */
   int64_t assigned; /* jobs ever handed to it (maxtasksperchild) */
   int stopping;     /* the closing sentinel was sent */
+  int64_t last_result_ns, gap_ns; /* time between its results (average) */
 } worker;
 
 struct mp_pool {
@@ -168,6 +169,25 @@ job_fail(mp_pool *p, mp__job *j, int code, const char *detail,
   job_free(j);
 }
 
+/* How fast worker w answers: the average gap between its results. */
+static void
+note_result(worker *w)
+{
+  int64_t now = mp__now_ns();
+  if (w->last_result_ns) {
+    int64_t gap = now - w->last_result_ns;
+    w->gap_ns = w->gap_ns ? (7 * w->gap_ns + gap) / 8 : gap;
+  }
+  w->last_result_ns = now;
+}
+
+static size_t
+prefetch_of(const worker *w)
+{
+  return w->gap_ns && w->gap_ns < MP__POOL_QUICK_NS ? MP__POOL_PREFETCH_QUICK
+                                                    : MP__POOL_PREFETCH;
+}
+
 /* A result message (id, uid, values, errors) from a worker. */
 static void
 handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
@@ -195,6 +215,7 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
   for (int k = 0; k < p->nproc && !j; k++)
     if (p->w[k].proc && p->w[k].uid == uid) {
       j = jobq_take(&p->w[k].jobs, id);
+      note_result(&p->w[k]);
     }
   if (!j)
     j = jobq_take(&p->orphans, id);
@@ -281,6 +302,7 @@ start_worker(mp_pool *p, int k)
   w->uid = ++p->next_uid;
   w->assigned = 0;
   w->stopping = 0;
+  w->last_result_ns = w->gap_ns = 0;
   __atomic_store_n(&p->slotp[2 * k], 0, __ATOMIC_SEQ_CST);
   mp_obj *args = MP_TUPLE(
       mp_queue_obj(w->tq), mp_queue_obj(p->rq), mp_array_obj(p->slots),
@@ -493,7 +515,7 @@ dispatch(mp_pool *p, finished_list *f)
     int best = -1;
     for (int k = 0; k < p->nproc; k++) {
       worker *w = &p->w[k];
-      if (!w->proc || w->stopping || w->jobs.len >= MP__POOL_PREFETCH ||
+      if (!w->proc || w->stopping || w->jobs.len >= prefetch_of(w) ||
           (p->maxtasks && w->assigned >= p->maxtasks))
         continue;
       if (best < 0 || w->jobs.len < p->w[best].jobs.len)

@@ -25,8 +25,9 @@
  * dead worker's get from one a live worker has just taken and not yet
  * recorded; one queue per worker makes the answer exact and needs no
  * timing guess.  The cost is that the parent dispatches: each worker holds
- * at most MP__POOL_PREFETCH jobs not yet answered, and the next is handed
- * to it when a result comes back.
+ * at most MP__POOL_PREFETCH jobs not yet answered (MP__POOL_PREFETCH_QUICK
+ * while its results come back quickly), and the next is handed to it when
+ * a result comes back.
  *
  * Threads.  The result-handling thread takes results (and wake-ups) from
  * the result queue in slices of MP__POOL_TICK seconds, checks the workers'
@@ -49,6 +50,12 @@
 #include "mproc/shm.h"
 
 #define MP__POOL_PREFETCH 2
+/* A worker whose results come back faster than MP__POOL_QUICK_NS apart
+ * (a moving average) holds up to MP__POOL_PREFETCH_QUICK jobs: small tasks
+ * then do not wait for the handler's round trip, and at most ~16 ms of
+ * work is bound to one worker ahead of time. */
+#define MP__POOL_PREFETCH_QUICK 16
+#define MP__POOL_QUICK_NS 1000000
 #define MP__POOL_TICK 0.05
 #define MP__SLOT_DONE ((int64_t)1 << 62)
 
