@@ -199,8 +199,11 @@ MP_EXTERN void mp_imap_free(mp_imap *it); /* NULL ignored */
  * workers map that segment and use it in place; otherwise the array is
  * copied once into an anonymous segment (`in`) or out of one (`out`, after
  * the workers finished).  A ThreadPool uses both arrays in place.  So fn
- * must not read *out (its content is the caller's only in place; zeros in
- * a copy) and must write every byte of its out element it means to set.
+ * must not read *out (its content is the caller's only in place, else
+ * unspecified) and must write every byte of its out element.  The pool
+ * keeps its last call's segments (and each worker its mappings of them)
+ * for the next call, so a repeated map_array pays no page faults; they go
+ * with the pool.
  * in_size 0: fn gets NULL for in (likewise out).  `shared` (NULL: fn gets
  * NULL) is sent once per worker task, as a pickle (plain data, handles).
  *

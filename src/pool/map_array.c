@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
+#include "platform/platform.h"
 #include "pool/pool_internal.h"
 #include "shm/shm_internal.h"
 
@@ -55,10 +58,45 @@ ma_ctl_size(size_t nchunks, size_t nerr)
   return ma_err_off(nchunks) + nerr * sizeof(ma_err);
 }
 
+/* A worker keeps the segments of its last calls mapped (the parent reuses
+ * its segments too), so a repeated map_array finds its page tables filled
+ * instead of faulting every page again.  Process workers only (a thread
+ * gets addresses); one task at a time per process. */
+#define MA_KEEP 2
+static struct {
+  mp_shm *m;
+  dev_t dev;
+  ino_t ino;
+} ma_kept[MA_KEEP];
+static unsigned ma_kept_next;
+
+/* The mapping to use for segment m: a kept one of the same file, or m
+ * (then kept, its pages filled now for reading or writing). */
+static mp_shm *
+ma_mapping(mp_shm *m, int write)
+{
+  struct stat st;
+  if (fstat(mp__shm_fd(m), &st) != 0)
+    return m;
+  for (int i = 0; i < MA_KEEP; i++)
+    if (ma_kept[i].m && ma_kept[i].dev == st.st_dev &&
+        ma_kept[i].ino == st.st_ino &&
+        mp_shm_size(ma_kept[i].m) == mp_shm_size(m) &&
+        mp_shm_buf(ma_kept[i].m))
+      return ma_kept[i].m;
+  unsigned k = ma_kept_next++ % MA_KEEP;
+  mp_shm_free(ma_kept[k].m);
+  ma_kept[k].m = mp__shm_ref(m);
+  ma_kept[k].dev = st.st_dev;
+  ma_kept[k].ino = st.st_ino;
+  mp__plat_prefault(mp_shm_buf(m), mp_shm_size(m), write);
+  return m;
+}
+
 /* The memory an argument names: a segment and an offset, an address (a
  * ThreadPool), or None (no bytes).  NULL when it does not hold `len` bytes. */
 static uint8_t *
-ma_mem(const mp_obj *o, const mp_obj *off, size_t len, int *ok)
+ma_mem(const mp_obj *o, const mp_obj *off, size_t len, int write, int *ok)
 {
   uint64_t a;
   *ok = 1;
@@ -67,6 +105,8 @@ ma_mem(const mp_obj *o, const mp_obj *off, size_t len, int *ok)
   if (mp_obj_type(o) == MP_T_INT && !mp_uint_get(o, &a))
     return (uint8_t *)(uintptr_t)a;
   mp_shm *m = mp_shm_from_obj(o);
+  if (m && mp_shm_buf(m))
+    m = ma_mapping(m, write);
   uint64_t at;
   if (!m || mp_uint_get(off, &at) || !mp_shm_buf(m) ||
       at > mp_shm_size(m) || len > mp_shm_size(m) - at) {
@@ -101,8 +141,8 @@ ma_task(mp_obj *args, mp_obj **result)
       (out_size && n > SIZE_MAX / out_size))
     return mp_seterr(MP_EMALFORMED, "bad map_array task");
   int ok_in, ok_out;
-  uint8_t *in = ma_mem(a[3], a[4], (size_t)(n * in_size), &ok_in);
-  uint8_t *out = ma_mem(a[6], a[7], (size_t)(n * out_size), &ok_out);
+  uint8_t *in = ma_mem(a[3], a[4], (size_t)(n * in_size), 0, &ok_in);
+  uint8_t *out = ma_mem(a[6], a[7], (size_t)(n * out_size), 1, &ok_out);
   if (!ok_in || !ok_out)
     return mp_seterr(MP_EMALFORMED, "map_array memory is not what the task "
                                     "says");
@@ -160,16 +200,72 @@ typedef struct ma_side {
   int scratch;     /* seg is ours: copied in / out by the parent */
 } ma_side;
 
+/* The pool's kept segments: one for `in`, one for `out`, reused by the
+ * next call that fits (a call while another runs makes its own). */
+struct mp__ma_cache {
+  pthread_mutex_t mu;
+  mp_shm *seg[2];
+};
+
+void
+mp__ma_cache_free(mp__ma_cache *c)
+{
+  if (!c)
+    return;
+  mp_shm_free(c->seg[0]);
+  mp_shm_free(c->seg[1]);
+  pthread_mutex_destroy(&c->mu);
+  free(c);
+}
+
+/* A segment of at least len bytes: the kept one of that side if it fits
+ * (taken out of the cache), else a new one. */
 static int
-ma_side_new(ma_side *s, const void *mem, size_t len, int threading,
-            int copy_in)
+ma_scratch(mp__ma_cache *c, int side, size_t len, mp_shm **out)
+{
+  *out = NULL;
+  if (c) {
+    pthread_mutex_lock(&c->mu);
+    if (c->seg[side] && mp_shm_size(c->seg[side]) >= len &&
+        mp_shm_size(c->seg[side]) / 2 <= len) {
+      *out = c->seg[side];
+      c->seg[side] = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (*out)
+      return 0;
+  }
+  int rc = mp__shm_anon(out, len);
+  if (!rc) /* its pages now, in one call */
+    mp__plat_prefault(mp_shm_buf(*out), len, 1);
+  return rc;
+}
+
+/* Give a scratch segment back to the cache (or free it). */
+static void
+ma_scratch_keep(mp__ma_cache *c, int side, mp_shm *seg)
+{
+  if (c && seg) {
+    pthread_mutex_lock(&c->mu);
+    mp_shm *old = c->seg[side];
+    c->seg[side] = seg;
+    pthread_mutex_unlock(&c->mu);
+    mp_shm_free(old);
+  } else {
+    mp_shm_free(seg);
+  }
+}
+
+static int
+ma_side_new(ma_side *s, mp__ma_cache *c, int side, const void *mem,
+            size_t len, int threading, int copy_in)
 {
   *s = (ma_side){0};
   if (!mem || len == 0 || threading)
     return 0;
   if ((s->seg = mp__shm_find(mem, len, &s->off)) != NULL)
     return 0; /* already shared: no copy */
-  int rc = mp__shm_anon(&s->seg, len);
+  int rc = ma_scratch(c, side, len, &s->seg);
   if (rc)
     return rc;
   s->scratch = 1;
@@ -251,10 +347,24 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
   int rc = res ? 0 : MP_ENOMEM;
   if (!rc)
     rc = mp__shm_anon(&ctl, ma_ctl_size(nchunks, ntasks + 1));
+  mp__ma_cache **cp = mp__pool_ma_cache(p), *cache = NULL;
+  if (!rc && !threading) {
+    /* made once, on the first call (two at once: one of them is kept) */
+    cache = __atomic_load_n(cp, __ATOMIC_ACQUIRE);
+    if (!cache && (cache = calloc(1, sizeof *cache)) != NULL) {
+      pthread_mutex_init(&cache->mu, NULL);
+      mp__ma_cache *expected = NULL;
+      if (!__atomic_compare_exchange_n(cp, &expected, cache, 0,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        mp__ma_cache_free(cache);
+        cache = expected;
+      }
+    }
+  }
   if (!rc)
-    rc = ma_side_new(&si, in, n * in_size, threading, 1);
+    rc = ma_side_new(&si, cache, 0, in, n * in_size, threading, 1);
   if (!rc)
-    rc = ma_side_new(&so, out, n * out_size, threading, 0);
+    rc = ma_side_new(&so, cache, 1, out, n * out_size, threading, 0);
   size_t started = 0;
   for (; !rc && started < ntasks; started++) {
     mp_obj *args = ma_args(fn, shared, ctl, &si, in, in_size, &so, out,
@@ -337,8 +447,15 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
   if (so.scratch && started)
     memcpy(out, mp_shm_buf(so.seg), n * out_size);
   snprintf(why, sizeof why, "%s", rc ? mp_errdetail() : "");
-  mp_shm_free(si.seg); /* these clear the detail */
-  mp_shm_free(so.seg);
+  /* these clear the detail */
+  if (si.scratch)
+    ma_scratch_keep(cache, 0, si.seg);
+  else
+    mp_shm_free(si.seg);
+  if (so.scratch)
+    ma_scratch_keep(cache, 1, so.seg);
+  else
+    mp_shm_free(so.seg);
   mp_shm_free(ctl);
   free(res);
   return rc && why[0] ? mp_seterr(rc, "%s", why) : rc;

@@ -52,6 +52,7 @@ struct mp_pool {
   char init_detail[MP__ERRDETAIL_CAP];
   mp__watch *watch; /* the death watcher (NULL: the liveness poll only) */
   int death_seen;   /* atomic: the watcher saw a worker end */
+  mp__ma_cache *ma_cache; /* map_array's segments kept for the next call */
 };
 
 /* ---- job lists ---------------------------------------------------------- */
@@ -828,6 +829,7 @@ mp_pool_free(mp_pool *p)
   if (!p->finished)
     finish(p, 1);
   pthread_mutex_unlock(&p->join_mu);
+  mp__ma_cache_free(p->ma_cache);
   mp_obj_free(p->initargs);
   free(p->w);
   pthread_mutex_destroy(&p->mu);
@@ -1109,6 +1111,12 @@ int
 mp__pool_threading(const mp_pool *p)
 {
   return p->threading;
+}
+
+mp__ma_cache **
+mp__pool_ma_cache(mp_pool *p)
+{
+  return &p->ma_cache;
 }
 
 int

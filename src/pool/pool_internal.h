@@ -146,6 +146,11 @@ void mp__watch_free(mp__watch *w);         /* stops the thread; NULL ok */
 int mp__pool_nproc(const mp_pool *p);
 int mp__pool_threading(const mp_pool *p);
 int mp__pool_running(mp_pool *p); /* not closed nor terminated */
+/* map_array.c: segments kept between calls; the pool's slot for them
+ * (made by map_array, freed with the pool). */
+typedef struct mp__ma_cache mp__ma_cache;
+mp__ma_cache **mp__pool_ma_cache(mp_pool *p);
+void mp__ma_cache_free(mp__ma_cache *c);
 
 /* worker.c: the target of every worker process (or thread). */
 int mp__pool_worker_main(mp_obj *args);
