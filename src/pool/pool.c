@@ -480,6 +480,18 @@ check_workers(mp_pool *p, finished_list *f)
       drained = 1;
       bury_worker(p, k, f);
     }
+  }
+  /* What the dead workers' tasks became is told before their replacements
+   * start (a start costs a fork or an exec): finish those results now,
+   * outside the lock as always (only this thread buries and starts
+   * workers, so the worker table is as left). */
+  if (f->n) {
+    pthread_mutex_unlock(&p->mu);
+    finished_run(f, 0);
+    pthread_mutex_lock(&p->mu);
+  }
+  for (int k = 0; k < p->nproc; k++) {
+    worker *w = &p->w[k];
     if (!w->proc && wants_workers(p) && !p->init_error) {
       int rc = start_worker(p, k);
       if (rc) {
