@@ -30,11 +30,35 @@ struct mp_shm {
 /* ---- the segments mapped in this process, for mp__shm_find ----------- */
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 static mp_shm *reg_head;
+
+/* A fork child must not inherit reg_mu held by another thread (a pool's
+ * fork worker maps segments at once). */
+static void
+reg_lock_hook(void *arg)
+{
+  (void)arg;
+  pthread_mutex_lock(&reg_mu);
+}
+
+static void
+reg_unlock_hook(void *arg)
+{
+  (void)arg;
+  pthread_mutex_unlock(&reg_mu);
+}
+
+static void
+reg_init(void)
+{
+  mp__fork_hook_add(reg_lock_hook, reg_unlock_hook, reg_unlock_hook, NULL);
+}
 
 static void
 reg_add(mp_shm *m)
 {
+  pthread_once(&reg_once, reg_init);
   pthread_mutex_lock(&reg_mu);
   m->reg_prev = NULL;
   m->reg_next = reg_head;
@@ -64,6 +88,7 @@ mp__shm_find(const void *p, size_t len, size_t *off)
 {
   uintptr_t a = (uintptr_t)p;
   mp_shm *found = NULL;
+  pthread_once(&reg_once, reg_init);
   pthread_mutex_lock(&reg_mu);
   for (mp_shm *m = reg_head; m && !found; m = m->reg_next) {
     uintptr_t b = (uintptr_t)m->buf;
