@@ -43,6 +43,8 @@
 
 #include <mproc.h>
 
+#include "bench_util.h"
+
 static double scale = 1.0;
 static int failed;
 static int pin_cpu;
@@ -53,38 +55,6 @@ N(long n)
 {
   long v = (long)(n * scale);
   return v < 1 ? 1 : v;
-}
-
-static double
-now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void *
-shared(size_t n)
-{
-  void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                 -1, 0);
-  if (p == MAP_FAILED) {
-    perror("mmap");
-    exit(1);
-  }
-  return p;
-}
-
-static void
-futex_wait(_Atomic uint32_t *w, uint32_t v)
-{
-  syscall(SYS_futex, w, FUTEX_WAIT, v, NULL, NULL, 0);
-}
-
-static void
-futex_wake(_Atomic uint32_t *w, int n)
-{
-  syscall(SYS_futex, w, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 static inline void
@@ -623,16 +593,9 @@ static char pyscript[1024];
 static double
 python(const char *job, const char *kind, long n, int pinned)
 {
-  char cmd[1400];
-  snprintf(cmd, sizeof cmd, "python3 %s %s %s %ld %d 2>/dev/null", pyscript,
-           job, kind, n, pinned);
-  FILE *f = popen(cmd, "r");
-  double v = -1;
-  if (!f || fscanf(f, "%lf", &v) != 1)
-    v = -1;
-  if (f)
-    pclose(f);
-  return v;
+  char args[256];
+  snprintf(args, sizeof args, "%s %s %ld %d", job, kind, n, pinned);
+  return bench_python(pyscript, args, -1);
 }
 
 /* ---- the table -------------------------------------------------------------- */
@@ -949,9 +912,7 @@ main(int argc, char **argv)
   const char *env = getenv("MPROC_BENCH_SCALE");
   if (env && atof(env) > 0)
     scale = atof(env);
-  char src[1024];
-  snprintf(src, sizeof src, "%s", __FILE__);
-  snprintf(pyscript, sizeof pyscript, "%s/bench_queue.py", dirname(src));
+  bench_script(pyscript, sizeof pyscript, __FILE__, "bench_queue.py");
   if (sched_getaffinity(0, sizeof all_cpus, &all_cpus) == 0)
     for (pin_cpu = 0;
          pin_cpu < CPU_SETSIZE && !CPU_ISSET(pin_cpu, &all_cpus); pin_cpu++)

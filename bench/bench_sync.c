@@ -30,39 +30,11 @@
 
 #include <mproc.h>
 
+#include "bench_util.h"
+
 static int quick;
 
-static double
-now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void *
-shared(size_t n)
-{
-  void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                 -1, 0);
-  if (p == MAP_FAILED) {
-    perror("mmap");
-    exit(1);
-  }
-  return p;
-}
-
 /* ---- raw floor: a bare futex lock (Drepper's 0/1/2 mutex) ------------- */
-static void
-futex_wait(_Atomic uint32_t *w, uint32_t v)
-{
-  syscall(SYS_futex, w, FUTEX_WAIT, v, NULL, NULL, 0);
-}
-static void
-futex_wake(_Atomic uint32_t *w, int n)
-{
-  syscall(SYS_futex, w, FUTEX_WAKE, n, NULL, NULL, 0);
-}
 static void
 flock_acquire(_Atomic uint32_t *w)
 {
@@ -271,16 +243,9 @@ static char pyscript[1024];
 static double
 python(const char *job, long n, int pinned)
 {
-  char cmd[1400];
-  snprintf(cmd, sizeof cmd, "%spython3 %s %s %ld 2>/dev/null",
-           pinned ? "taskset -c 0 " : "", pyscript, job, n);
-  FILE *f = popen(cmd, "r");
-  double v = -1;
-  if (!f || fscanf(f, "%lf", &v) != 1)
-    v = -1;
-  if (f)
-    pclose(f);
-  return v;
+  char args[256];
+  snprintf(args, sizeof args, "%s %ld", job, n);
+  return bench_python(pyscript, args, pinned ? 0 : -1);
 }
 
 static void
@@ -313,9 +278,7 @@ int
 main(int argc, char **argv)
 {
   quick = argc > 1 && strcmp(argv[1], "quick") == 0;
-  char src[1024];
-  snprintf(src, sizeof src, "%s", __FILE__);
-  snprintf(pyscript, sizeof pyscript, "%s/bench_sync.py", dirname(src));
+  bench_script(pyscript, sizeof pyscript, __FILE__, "bench_sync.py");
   long N1 = quick ? 200000 : 5000000, N2 = quick ? 100000 : 1000000;
   long NP = quick ? 2000 : 20000, NV = quick ? 50000 : 1000000;
 

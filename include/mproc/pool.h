@@ -35,7 +35,8 @@
  * the worker, its pid and the signal or exit status; the worker is
  * replaced and every other task still completes: tasks queued to the dead
  * worker that it had not started run on another worker.  Nothing hangs:
- * the death is seen within about 50 ms.  (Tasks are handed to one worker
+ * the death is seen at once (a thread of the pool waits on the workers'
+ * sentinels), and replacing the worker costs about a process start.  (Tasks are handed to one worker
  * each, so the pool always knows which tasks a worker held; see
  * src/pool/pool_internal.h.)  A task may also be given a task_timeout,
  * after which its worker is killed and replaced and the task is
@@ -191,7 +192,43 @@ MP_EXTERN int mp_pool_imap_unordered(mp_pool *p, mp_task_fn fn,
 MP_EXTERN int mp_imap_next(mp_imap *it, mp_obj **out, double timeout);
 MP_EXTERN void mp_imap_free(mp_imap *it); /* NULL ignored */
 
-/* Not implemented yet: returns MP_ENOTSUP. */
+/* map_array(fn, in, out): fn(in + i * in_size, out + i * out_size, shared)
+ * for each i < n, in the workers, with no pickling of the elements.
+ * Workers read `in` and write `out` through shared memory: when an array
+ * lies inside a SharedMemory segment of this process (mp_shm_new) the
+ * workers map that segment and use it in place; otherwise the array is
+ * copied once into an anonymous segment (`in`) or out of one (`out`, after
+ * the workers finished).  A ThreadPool uses both arrays in place.  So fn
+ * must not read *out (its content is the caller's only in place, else
+ * unspecified) and must write every byte of its out element.  The pool
+ * keeps its last call's segments (and each worker its mappings of them)
+ * for the next call, so a repeated map_array pays no page faults; they go
+ * with the pool.
+ * in_size 0: fn gets NULL for in (likewise out).  `shared` (NULL: fn gets
+ * NULL) is sent once per worker task, as a pickle (plain data, handles).
+ *
+ * The elements are cut into chunks (opts->chunksize; 0: about 64 per
+ * worker) that the workers claim one after another from a shared counter,
+ * so uneven element costs balance.  An element that fails (a negative
+ * return; a positive one counts as MP_EINVAL) does not stop the others:
+ * the call returns the code of the failing element of the lowest index,
+ * mp_errdetail() "element I: <worker name>: <its text>".
+ *
+ * Crash safety: a worker that dies in the middle (signal, exit) leaves the
+ * chunk it was running unfinished; once the others are done, the
+ * unfinished chunks run once more on another worker, so the call still
+ * succeeds -- fn may thus run twice for some elements of that chunk, and
+ * must depend only on its element.  If a chunk's worker dies again, the
+ * call returns MP_EWORKERDIED, the detail naming the elements not computed
+ * and how the worker died (every other element is computed).
+ *
+ * 0; the failing element's code; MP_EWORKERDIED; MP_EINVAL (p or fn NULL,
+ * in or out NULL with a nonzero size and n, callbacks given, a NaN or
+ * negative task_timeout); MP_EOVERFLOW (n * size does not fit); MP_ENOTSUP
+ * (progress; a task_timeout: a worker runs many chunks in one task);
+ * MP_ESTATE (the pool is closed or terminated); MP_ECLOSED (terminated
+ * meanwhile); MP_ENOMEM or a system code for the segments.  n 0: 0 at once
+ * (MP_ESTATE on a closed pool). */
 MP_EXTERN int mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in,
                                 size_t in_size, void *out, size_t out_size,
                                 size_t n, const mp_obj *shared,

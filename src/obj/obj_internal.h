@@ -211,6 +211,11 @@ int mp__list_reserve(mp__list *l, size_t extra);
 /* Append `item`, taking the caller's reference (no checks). */
 int mp__list_push(mp__list *l, mp_obj *item);
 mp_obj *mp__list_alloc(size_t cap);
+/* Move the items out of `list`, whose one reference the caller holds
+ * (directly or through containers only it holds): *items is the array
+ * (free() it) of *n references now the caller's, and the list is empty.
+ * MP_ETYPE (not a list), MP_EBUSY (another reference: nothing moved). */
+int mp__list_take_items(mp_obj *list, mp_obj ***items, size_t *n);
 void mp__set_depth_from(mp_obj *c, const mp_obj *item);
 
 /* ---- hashing (compare.c) -------------------------------------------------- */

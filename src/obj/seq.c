@@ -368,3 +368,18 @@ mp_obj_len(const mp_obj *o, size_t *out)
     return mp_seterr(MP_ETYPE, "%s has no length", mp_type_name(MP__T(o)));
   }
 }
+
+int
+mp__list_take_items(mp_obj *list, mp_obj ***items, size_t *n)
+{
+  if (mp_obj_type(list) != MP_T_LIST)
+    return MP_ETYPE;
+  if (__atomic_load_n(&list->rc, __ATOMIC_ACQUIRE) != 1)
+    return MP_EBUSY;
+  mp__list *l = MP__AS(mp__list, list);
+  *items = l->items;
+  *n = l->n;
+  l->items = NULL;
+  l->n = l->cap = 0;
+  return 0;
+}

@@ -858,3 +858,18 @@ mp__plat_func_info(const void *addr, const char **name)
   }
   return known ? MP__PLAT_FN_INSIDE : MP__PLAT_FN_UNKNOWN;
 }
+
+void
+mp__plat_prefault(void *addr, size_t len, int write)
+{
+#ifdef MADV_POPULATE_WRITE
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t a = (uintptr_t)addr & ~(page - 1);
+  uintptr_t e = ((uintptr_t)addr + len + page - 1) & ~(page - 1);
+  if (len)
+    (void)madvise((void *)a, e - a,
+                  write ? MADV_POPULATE_WRITE : MADV_POPULATE_READ);
+#else
+  (void)addr, (void)len, (void)write;
+#endif
+}

@@ -67,6 +67,10 @@ int mp__plat_run_after_ctors(mp__plat_init_fn self, mp__plat_init_fn fn);
  * quota rounded up).  > 0 or -ENOSYS. */
 int mp__plat_cpu_count(void);
 int mp__plat_cpu_usable(void);
+/* Fill in the page tables of [addr, addr + len) of a mapping now, for
+ * reading or writing (one call instead of a fault per page); a hint: does
+ * nothing where the kernel cannot (before Linux 5.14). */
+void mp__plat_prefault(void *addr, size_t len, int write);
 
 /* The path of the running executable into buf (NUL-terminated). */
 int mp__plat_exe_path(char *buf, size_t cap);

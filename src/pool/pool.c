@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mproc/log.h"
+#include "obj/obj_internal.h"
 #include "pool/pool_internal.h"
 
 enum { POOL_RUN = 0, POOL_CLOSE = 1, POOL_TERMINATE = 2 };
@@ -20,6 +21,7 @@ typedef struct worker {
   mp__jobq jobs;    /* handed to it, not answered, in order */
   int64_t assigned; /* jobs ever handed to it (maxtasksperchild) */
   int stopping;     /* the closing sentinel was sent */
+  int64_t last_result_ns, gap_ns; /* time between its results (average) */
 } worker;
 
 struct mp_pool {
@@ -48,6 +50,9 @@ struct mp_pool {
   int boot_deaths;       /* workers in a row that exited before a task */
   int init_error;        /* an initializer failed: every job fails so */
   char init_detail[MP__ERRDETAIL_CAP];
+  mp__watch *watch; /* the death watcher (NULL: the liveness poll only) */
+  int death_seen;   /* atomic: the watcher saw a worker end */
+  mp__ma_cache *ma_cache; /* map_array's segments kept for the next call */
 };
 
 /* ---- job lists ---------------------------------------------------------- */
@@ -165,6 +170,25 @@ job_fail(mp_pool *p, mp__job *j, int code, const char *detail,
   job_free(j);
 }
 
+/* How fast worker w answers: the average gap between its results. */
+static void
+note_result(worker *w)
+{
+  int64_t now = mp__now_ns();
+  if (w->last_result_ns) {
+    int64_t gap = now - w->last_result_ns;
+    w->gap_ns = w->gap_ns ? (7 * w->gap_ns + gap) / 8 : gap;
+  }
+  w->last_result_ns = now;
+}
+
+static size_t
+prefetch_of(const worker *w)
+{
+  return w->gap_ns && w->gap_ns < MP__POOL_QUICK_NS ? MP__POOL_PREFETCH_QUICK
+                                                    : MP__POOL_PREFETCH;
+}
+
 /* A result message (id, uid, values, errors) from a worker. */
 static void
 handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
@@ -192,19 +216,32 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
   for (int k = 0; k < p->nproc && !j; k++)
     if (p->w[k].proc && p->w[k].uid == uid) {
       j = jobq_take(&p->w[k].jobs, id);
+      note_result(&p->w[k]);
     }
   if (!j)
     j = jobq_take(&p->orphans, id);
   if (!j)
     return; /* already failed (terminate) */
-  mp_obj *const *vals;
-  size_t nv;
-  mp_seq_items(values, &vals, &nv);
+  /* The values move from the message (ours alone: just decoded) into the
+   * result: no reference taken here and dropped with the message. */
+  mp_obj **vals = NULL;
+  size_t nv = 0;
+  if (mp__list_take_items(values, &vals, &nv) != 0) {
+    mp_obj *const *shared_vals;
+    mp_seq_items(values, &shared_vals, &nv);
+    vals = malloc((nv ? nv : 1) * sizeof *vals);
+    if (!vals)
+      nv = 0;
+    for (size_t i = 0; i < nv; i++)
+      vals[i] = mp_obj_ref(shared_vals[i]);
+  }
   mp_obj *const *errs = NULL;
   size_t ne = 0;
   if (mp_obj_type(errors) == MP_T_LIST)
     mp_seq_items(errors, &errs, &ne);
   size_t e = 0;
+  int last = 0;
+  mp__result_lock(j->r);
   for (size_t i = 0; i < j->count; i++) {
     int code = 0;
     const char *detail = NULL;
@@ -220,21 +257,41 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
         detail = "";
     }
     mp_obj *v = NULL;
-    if (code == 0 && i < nv && mp_obj_type(vals[i]) != MP_T_NONE)
-      v = mp_obj_ref(vals[i]);
+    if (i < nv) {
+      v = vals[i];
+      vals[i] = NULL;
+      if (code != 0 || mp_obj_type(v) == MP_T_NONE) {
+        mp_obj_free(v);
+        v = NULL;
+      }
+    }
     if (code == 0 && i >= nv) {
       code = MP_EMALFORMED;
       detail = "a worker's result message has too few values";
     }
-    if (mp__result_store(j->r, j->base + i, code, v, detail))
-      finished_add(f, j->r);
+    last |= mp__result_store_locked(j->r, j->base + i, code, v, detail);
   }
+  mp__result_unlock(j->r);
+  if (last)
+    finished_add(f, j->r);
+  for (size_t i = j->count; i < nv; i++)
+    mp_obj_free(vals[i]);
+  free(vals);
   p->outstanding--;
   p->boot_deaths = 0;
   job_free(j);
 }
 
 /* ---- workers ---------------------------------------------------------------- */
+
+static void
+watch_worker(mp_pool *p, int k)
+{
+  if (p->watch &&
+      mp__watch_set(p->watch, k, mp_process_sentinel(p->w[k].proc)) != 0)
+    mp_log_debug("pool: worker %d is not watched (%s): its death is seen "
+                 "by the liveness poll", k, mp_errdetail());
+}
 
 static int
 start_worker(mp_pool *p, int k)
@@ -246,6 +303,7 @@ start_worker(mp_pool *p, int k)
   w->uid = ++p->next_uid;
   w->assigned = 0;
   w->stopping = 0;
+  w->last_result_ns = w->gap_ns = 0;
   __atomic_store_n(&p->slotp[2 * k], 0, __ATOMIC_SEQ_CST);
   mp_obj *args = MP_TUPLE(
       mp_queue_obj(w->tq), mp_queue_obj(p->rq), mp_array_obj(p->slots),
@@ -275,6 +333,7 @@ start_worker(mp_pool *p, int k)
     w->proc = NULL;
     goto fail;
   }
+  watch_worker(p, k);
   return 0;
 fail:
   mp_queue_free(w->tq);
@@ -370,6 +429,7 @@ bury_worker(mp_pool *p, int k, finished_list *f)
   /* what is left never started: to the front of the backlog, in order */
   jobq_prepend(&later, &w->jobs);
   jobq_prepend(&p->backlog, &later);
+  mp__watch_clear(p->watch, k);
   mp_process_free(w->proc);
   w->proc = NULL;
   mp_queue_free(w->tq);
@@ -407,11 +467,6 @@ check_workers(mp_pool *p, finished_list *f)
         }
         break;
       }
-    /* a worker that took its last task (maxtasksperchild) and answered it
-     * is exiting: wait for it (briefly) rather than a whole tick */
-    if (w->proc && p->maxtasks && w->assigned >= p->maxtasks &&
-        !w->jobs.head)
-      mp_process_join(w->proc, 1.0);
     if (w->proc && mp_process_is_alive(w->proc) == 0) {
       /* results it sent before it died are answers, not deaths: take
        * what the result queue holds first */
@@ -425,6 +480,18 @@ check_workers(mp_pool *p, finished_list *f)
       drained = 1;
       bury_worker(p, k, f);
     }
+  }
+  /* What the dead workers' tasks became is told before their replacements
+   * start (a start costs a fork or an exec): finish those results now,
+   * outside the lock as always (only this thread buries and starts
+   * workers, so the worker table is as left). */
+  if (f->n) {
+    pthread_mutex_unlock(&p->mu);
+    finished_run(f, 0);
+    pthread_mutex_lock(&p->mu);
+  }
+  for (int k = 0; k < p->nproc; k++) {
+    worker *w = &p->w[k];
     if (!w->proc && wants_workers(p) && !p->init_error) {
       int rc = start_worker(p, k);
       if (rc) {
@@ -461,7 +528,7 @@ dispatch(mp_pool *p, finished_list *f)
     int best = -1;
     for (int k = 0; k < p->nproc; k++) {
       worker *w = &p->w[k];
-      if (!w->proc || w->stopping || w->jobs.len >= MP__POOL_PREFETCH ||
+      if (!w->proc || w->stopping || w->jobs.len >= prefetch_of(w) ||
           (p->maxtasks && w->assigned >= p->maxtasks))
         continue;
       if (best < 0 || w->jobs.len < p->w[best].jobs.len)
@@ -495,6 +562,15 @@ wake_handler(mp_pool *p)
   mp_queue_put(p->rq, none, MP_FOREVER);
 }
 
+/* The watcher saw a worker end (on the watcher's thread). */
+static void
+on_worker_end(void *arg)
+{
+  mp_pool *p = arg;
+  __atomic_store_n(&p->death_seen, 1, __ATOMIC_SEQ_CST);
+  wake_handler(p);
+}
+
 static void *
 handler_main(void *arg)
 {
@@ -510,7 +586,8 @@ handler_main(void *arg)
       mp_obj_free(items[i]);
     }
     int64_t now = mp__now_ns();
-    if (n <= 0 || now - last_check >= (int64_t)(MP__POOL_TICK * 1e9)) {
+    int death = __atomic_exchange_n(&p->death_seen, 0, __ATOMIC_SEQ_CST);
+    if (death || n <= 0 || now - last_check >= (int64_t)(MP__POOL_TICK * 1e9)) {
       check_workers(p, &f);
       last_check = now;
     }
@@ -603,6 +680,8 @@ mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
                          &(mp_value_opts){.raw = 1})) != 0)
     goto fail;
   p->slotp = mp_array_ptr(p->slots);
+  if ((rc = mp__watch_new(&p->watch, nproc, on_worker_end, p)) != 0)
+    goto fail;
   for (int k = 0; k < nproc; k++)
     if ((rc = start_worker(p, k)) != 0)
       goto fail;
@@ -627,6 +706,8 @@ fail:;
 static int
 shutdown_pool(mp_pool *p, int terminate)
 {
+  mp__watch_free(p->watch); /* it wakes the handler through p->rq */
+  p->watch = NULL;
   if (terminate && p->slotp) {
     __atomic_store_n(&p->slotp[2 * p->nproc], 1, __ATOMIC_SEQ_CST);
     for (int k = 0; k < p->nproc; k++) {
@@ -760,6 +841,7 @@ mp_pool_free(mp_pool *p)
   if (!p->finished)
     finish(p, 1);
   pthread_mutex_unlock(&p->join_mu);
+  mp__ma_cache_free(p->ma_cache);
   mp_obj_free(p->initargs);
   free(p->w);
   pthread_mutex_destroy(&p->mu);
@@ -1029,13 +1111,31 @@ mp_pool_imap_unordered(mp_pool *p, mp_task_fn fn, const mp_obj *items,
                     sizeof(mp_imap), (mp_result **)out);
 }
 
+/* ---- for the pool's other files (pool_internal.h) ------------------------ */
+
 int
-mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
-                  void *out, size_t out_size, size_t n, const mp_obj *shared,
-                  const mp_map_opts *opts)
+mp__pool_nproc(const mp_pool *p)
 {
-  (void)p, (void)fn, (void)in, (void)in_size, (void)out, (void)out_size;
-  (void)n, (void)shared, (void)opts;
-  mp__errdetail_clear();
-  return mp_seterr(MP_ENOTSUP, "mp_pool_map_array is not implemented yet");
+  return p->nproc;
+}
+
+int
+mp__pool_threading(const mp_pool *p)
+{
+  return p->threading;
+}
+
+mp__ma_cache **
+mp__pool_ma_cache(mp_pool *p)
+{
+  return &p->ma_cache;
+}
+
+int
+mp__pool_running(mp_pool *p)
+{
+  pthread_mutex_lock(&p->mu);
+  int running = p->state == POOL_RUN;
+  pthread_mutex_unlock(&p->mu);
+  return running;
 }

@@ -25,13 +25,18 @@
  * dead worker's get from one a live worker has just taken and not yet
  * recorded; one queue per worker makes the answer exact and needs no
  * timing guess.  The cost is that the parent dispatches: each worker holds
- * at most MP__POOL_PREFETCH jobs not yet answered, and the next is handed
- * to it when a result comes back.
+ * at most MP__POOL_PREFETCH jobs not yet answered (MP__POOL_PREFETCH_QUICK
+ * while its results come back quickly), and the next is handed to it when
+ * a result comes back.
  *
  * Threads.  The result-handling thread takes results (and wake-ups) from
  * the result queue in slices of MP__POOL_TICK seconds, checks the workers'
  * liveness at least once per slice, replaces the dead, dispatches, and
- * completes results (callbacks outside the pool lock).  Submitting threads
+ * completes results (callbacks outside the pool lock).  A watcher thread
+ * (watch.c) blocks on the workers' sentinels and, when one ends, flags it
+ * and puts a wake-up into the result queue: a death is handled at once,
+ * so replacing a worker costs about a process start; the slice remains
+ * for task timeouts and as a fallback.  Submitting threads
  * dispatch too.  Lock order: pool->mu, then a result's mu. */
 #ifndef MPROC_POOL_INTERNAL_H
 #define MPROC_POOL_INTERNAL_H
@@ -45,6 +50,12 @@
 #include "mproc/shm.h"
 
 #define MP__POOL_PREFETCH 2
+/* A worker whose results come back faster than MP__POOL_QUICK_NS apart
+ * (a moving average) holds up to MP__POOL_PREFETCH_QUICK jobs: small tasks
+ * then do not wait for the handler's round trip, and at most ~16 ms of
+ * work is bound to one worker ahead of time. */
+#define MP__POOL_PREFETCH_QUICK 16
+#define MP__POOL_QUICK_NS 1000000
 #define MP__POOL_TICK 0.05
 #define MP__SLOT_DONE ((int64_t)1 << 62)
 
@@ -114,7 +125,32 @@ int mp__result_store(mp_result *r, size_t i, int code, mp_obj *value,
 /* Build the final value, run the callback (unless `quiet`), mark ready,
  * wake the waiters, drop the pool's reference. */
 void mp__result_finish(mp_result *r, int quiet);
+/* The same store for many items under one lock: lock, store_locked each,
+ * unlock (which wakes iterators). */
+void mp__result_lock(mp_result *r);
+int mp__result_store_locked(mp_result *r, size_t i, int code, mp_obj *value,
+                            const char *detail);
+void mp__result_unlock(mp_result *r);
 void mp__result_unref(mp_result *r);
+
+/* watch.c: a thread that polls the workers' sentinels (copies of them)
+ * and calls notify(arg) from that thread as soon as one is ready. */
+typedef struct mp__watch mp__watch;
+int mp__watch_new(mp__watch **out, int n, void (*notify)(void *), void *arg);
+/* Watch `sentinel` (copied) as worker k's, in place of the previous one. */
+int mp__watch_set(mp__watch *w, int k, int sentinel);
+void mp__watch_clear(mp__watch *w, int k); /* stop watching worker k */
+void mp__watch_free(mp__watch *w);         /* stops the thread; NULL ok */
+
+/* pool.c, for the other files */
+int mp__pool_nproc(const mp_pool *p);
+int mp__pool_threading(const mp_pool *p);
+int mp__pool_running(mp_pool *p); /* not closed nor terminated */
+/* map_array.c: segments kept between calls; the pool's slot for them
+ * (made by map_array, freed with the pool). */
+typedef struct mp__ma_cache mp__ma_cache;
+mp__ma_cache **mp__pool_ma_cache(mp_pool *p);
+void mp__ma_cache_free(mp__ma_cache *c);
 
 /* worker.c: the target of every worker process (or thread). */
 int mp__pool_worker_main(mp_obj *args);

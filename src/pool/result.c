@@ -65,12 +65,10 @@ mp__result_unref(mp_result *r)
 }
 
 int
-mp__result_store(mp_result *r, size_t i, int code, mp_obj *value,
-                 const char *detail)
+mp__result_store_locked(mp_result *r, size_t i, int code, mp_obj *value,
+                        const char *detail)
 {
-  pthread_mutex_lock(&r->mu);
   if (i >= r->n || r->done[i]) { /* never: each item lands once */
-    pthread_mutex_unlock(&r->mu);
     mp_obj_free(value);
     return 0;
   }
@@ -81,10 +79,30 @@ mp__result_store(mp_result *r, size_t i, int code, mp_obj *value,
   r->done[i] = 1;
   if (r->order)
     r->order[r->order_len++] = i;
-  int last = --r->left == 0;
+  return --r->left == 0;
+}
+
+void
+mp__result_lock(mp_result *r)
+{
+  pthread_mutex_lock(&r->mu);
+}
+
+void
+mp__result_unlock(mp_result *r)
+{
   if (r->kind == MP__RES_IMAP || r->kind == MP__RES_IMAP_UNORDERED)
     pthread_cond_broadcast(&r->cv);
   pthread_mutex_unlock(&r->mu);
+}
+
+int
+mp__result_store(mp_result *r, size_t i, int code, mp_obj *value,
+                 const char *detail)
+{
+  mp__result_lock(r);
+  int last = mp__result_store_locked(r, i, code, value, detail);
+  mp__result_unlock(r);
   return last;
 }
 

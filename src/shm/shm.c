@@ -24,7 +24,98 @@ struct mp_shm {
   void *buf;
   size_t size;
   int tracked; /* created here and not unlinked yet */
+  struct mp_shm *reg_prev, *reg_next; /* the mapped ones (mp__shm_find) */
 };
+
+/* ---- the segments mapped in this process, for mp__shm_find ----------- */
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+static mp_shm *reg_head;
+
+/* A fork child must not inherit reg_mu held by another thread (a pool's
+ * fork worker maps segments at once). */
+static void
+reg_lock_hook(void *arg)
+{
+  (void)arg;
+  pthread_mutex_lock(&reg_mu);
+}
+
+static void
+reg_unlock_hook(void *arg)
+{
+  (void)arg;
+  pthread_mutex_unlock(&reg_mu);
+}
+
+static void
+reg_init(void)
+{
+  mp__fork_hook_add(reg_lock_hook, reg_unlock_hook, reg_unlock_hook, NULL);
+}
+
+static void
+reg_add(mp_shm *m)
+{
+  pthread_once(&reg_once, reg_init);
+  pthread_mutex_lock(&reg_mu);
+  m->reg_prev = NULL;
+  m->reg_next = reg_head;
+  if (reg_head)
+    reg_head->reg_prev = m;
+  reg_head = m;
+  pthread_mutex_unlock(&reg_mu);
+}
+
+/* m->mu held, m->buf still set */
+static void
+reg_remove(mp_shm *m)
+{
+  pthread_mutex_lock(&reg_mu);
+  if (m->reg_prev)
+    m->reg_prev->reg_next = m->reg_next;
+  else if (reg_head == m)
+    reg_head = m->reg_next;
+  if (m->reg_next)
+    m->reg_next->reg_prev = m->reg_prev;
+  m->reg_prev = m->reg_next = NULL;
+  pthread_mutex_unlock(&reg_mu);
+}
+
+mp_shm *
+mp__shm_find(const void *p, size_t len, size_t *off)
+{
+  uintptr_t a = (uintptr_t)p;
+  mp_shm *found = NULL;
+  pthread_once(&reg_once, reg_init);
+  pthread_mutex_lock(&reg_mu);
+  for (mp_shm *m = reg_head; m && !found; m = m->reg_next) {
+    uintptr_t b = (uintptr_t)m->buf;
+    if (a >= b && a - b <= m->size && len <= m->size - (a - b)) {
+      found = mp__shm_ref(m);
+      *off = a - b;
+    }
+  }
+  pthread_mutex_unlock(&reg_mu);
+  return found;
+}
+
+int
+mp__shm_anon(mp_shm **out, size_t size)
+{
+  *out = NULL;
+  int fd = mp__memfd_new("mproc-shm", size);
+  if (fd < 0)
+    return fd;
+  int err = 0;
+  /* a valid name that names nothing in /dev/shm: it is never unlinked */
+  mp_shm *m = mp__shm_wrap("mproc_anon", fd, size, &err);
+  if (!m)
+    return err;
+  *out = m;
+  return 0;
+}
 
 mp_shm *
 mp__shm_ref(mp_shm *m)
@@ -98,6 +189,7 @@ mp__shm_wrap(const char *name, int fd, size_t size, int *err)
   m->fd = fd;
   m->buf = p;
   m->size = size;
+  reg_add(m);
   return m;
 }
 
@@ -189,6 +281,7 @@ mp_shm_close(mp_shm *m)
     return MP_EINVAL;
   pthread_mutex_lock(&m->mu);
   if (m->buf) {
+    reg_remove(m);
     munmap(m->buf, m->size ? m->size : 1);
     m->buf = NULL;
   }

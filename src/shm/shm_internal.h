@@ -46,5 +46,12 @@ mp_shm *mp__shm_wrap(const char *name, int fd, size_t size, int *err);
 mp_shm *mp__shm_ref(mp_shm *m);
 /* Its fd (-1 once closed), still its own. */
 int mp__shm_fd(mp_shm *m);
+/* The mapped segment of this process that holds [p, p + len): a new
+ * reference and *off, p's offset in it; NULL if none does. */
+mp_shm *mp__shm_find(const void *p, size_t len, size_t *off);
+/* A segment of `size` bytes in an anonymous memfd (nothing in /dev/shm,
+ * nothing for the tracker): it crosses processes as a SharedMemory does.
+ * 0, or -errno. */
+int mp__shm_anon(mp_shm **out, size_t size);
 
 #endif

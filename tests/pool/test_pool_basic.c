@@ -6,23 +6,13 @@
  * freeing a live pool. */
 #define _GNU_SOURCE
 #include "testutil.h"
+#include "tasks.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proc/proc_internal.h"
-
-static int
-square(mp_obj *args, mp_obj **result)
-{
-  int64_t x;
-  int rc = mp_int_get(mp_seq_item(args, 0), &x);
-  if (rc)
-    return rc;
-  *result = mp_int_new(x * x);
-  return 0;
-}
 
 static int
 mul(mp_obj *args, mp_obj **result)
@@ -105,15 +95,6 @@ new_pool(void **state, int n)
                                    .processes = n,
                                    .context = mp_test_context(state)}));
   return p;
-}
-
-static mp_obj *
-int_list(int n)
-{
-  mp_obj *l = mp_list_new();
-  for (int i = 0; i < n; i++)
-    assert_int_equal(mp_list_append_take(l, mp_int_new(i)), 0);
-  return l;
 }
 
 static void
@@ -549,14 +530,6 @@ get_init_value(mp_obj *args, mp_obj **result)
   return 0;
 }
 
-static int
-get_pid(mp_obj *args, mp_obj **result)
-{
-  (void)args;
-  *result = mp_int_new(mp_process_pid(mp_current_process()));
-  return 0;
-}
-
 static void
 test_initializer(void **state)
 {
@@ -612,7 +585,7 @@ test_maxtasksperchild(void **state)
   enum { N = 40 };
   mp_result *rs[N];
   for (int i = 0; i < N; i++)
-    MP_ASSERT_OK(mp_pool_apply_async(p, get_pid, NULL, NULL, &rs[i]));
+    MP_ASSERT_OK(mp_pool_apply_async(p, worker_pid, NULL, NULL, &rs[i]));
   int64_t pids[N];
   for (int i = 0; i < N; i++) {
     mp_obj *out;

@@ -1,13 +1,16 @@
 /* SPDX-License-Identifier: MIT */
 /* Workers that die: SIGKILLed inside a task, exit() or a segfault in a
- * task, and SIGKILLs at random instants during an imap.  The task the dead
+ * task, SIGKILLs at random instants during an imap and an imap_unordered,
+ * and from a killer thread during map, apply_async and map_array.  The task the dead
  * worker was running fails with MP_EWORKERDIED (its detail names the
  * worker, the pid and the signal or exit status), every other task
  * completes with its right value, the worker is replaced, nothing hangs and
  * nothing leaks (MP_TEST_MAIN checks processes, fds and segments). */
 #define _GNU_SOURCE
 #include "testutil.h"
+#include "tasks.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,28 +22,6 @@
 
 #define ROUNDS 8
 #define NPROC 3
-
-static int
-square(mp_obj *args, mp_obj **result)
-{
-  int64_t x;
-  int rc = mp_int_get(mp_seq_item(args, 0), &x);
-  if (rc)
-    return rc;
-  *result = mp_int_new(x * x);
-  return 0;
-}
-
-/* square after some work, so that kills often land inside a task */
-static int
-busy_square(mp_obj *args, mp_obj **result)
-{
-  volatile uint64_t acc = 0;
-  for (int i = 0; i < 50000; i++)
-    acc += (uint64_t)i * 2654435761u;
-  (void)acc;
-  return square(args, result);
-}
 
 /* Publishes its pid in args[0] (a Value 'q'), sets args[1] (an Event) and
  * waits for args[2], an Event nobody sets: it is killed first. */
@@ -75,25 +56,6 @@ segfaults(mp_obj *args, mp_obj **result)
   signal(SIGSEGV, SIG_DFL); /* a fork child inherits cmocka's handler */
   raise(SIGSEGV);
   return 0;
-}
-
-static mp_obj *
-int_list(int n)
-{
-  mp_obj *l = mp_list_new();
-  for (int i = 0; i < n; i++)
-    assert_int_equal(mp_list_append_take(l, mp_int_new(i)), 0);
-  return l;
-}
-
-static void
-check_squares(mp_obj *out, int n)
-{
-  for (int i = 0; i < n; i++) {
-    int64_t v;
-    MP_ASSERT_OK(mp_int_get(mp_seq_item(out, i), &v));
-    assert_int_equal(v, (int64_t)i * i);
-  }
 }
 
 /* A worker SIGKILLed inside a task, while a map runs beside it. */
@@ -190,7 +152,7 @@ test_task_exits_or_crashes(void **state)
  * small tasks (chunksize 1) runs: every item arrives once, right or
  * MP_EWORKERDIED, and at most one item fails per kill. */
 static void
-test_kill_random_instants(void **state)
+kill_random_instants(void **state, int unordered)
 {
   mp_pool *p;
   MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
@@ -201,7 +163,8 @@ test_kill_random_instants(void **state)
   srand((unsigned)time(NULL) ^ (unsigned)getpid());
   for (int round = 0; round < 3; round++) {
     mp_imap *it;
-    MP_ASSERT_OK(mp_pool_imap(p, busy_square, items, NULL, &it));
+    MP_ASSERT_OK((unordered ? mp_pool_imap_unordered : mp_pool_imap)(
+        p, busy_square, items, NULL, &it));
     int kills = 0, died = 0, got = 0;
     char *seen = calloc(N, 1);
     while (got < N) {
@@ -243,6 +206,212 @@ test_kill_random_instants(void **state)
     free(seen);
   }
   mp_obj_free(items);
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+}
+
+static void
+test_kill_random_instants(void **state)
+{
+  kill_random_instants(state, 0);
+}
+
+static void
+test_kill_random_instants_unordered(void **state)
+{
+  kill_random_instants(state, 1);
+}
+
+/* ---- a killer thread: SIGKILLs random workers while a blocking call runs */
+
+typedef struct killer {
+  pthread_t thread;
+  int want, done, stop; /* stop: atomic */
+  unsigned seed;
+} killer;
+
+static void *
+killer_main(void *arg)
+{
+  killer *k = arg;
+  while (k->done < k->want && !__atomic_load_n(&k->stop, __ATOMIC_ACQUIRE)) {
+    /* pacing only (random instants), nothing waits on it */
+    struct timespec ts = {0, (long)(1 + rand_r(&k->seed) % 15) * 1000000L};
+    nanosleep(&ts, NULL);
+    mp_process **kids;
+    size_t nk;
+    if (mp_active_children(&kids, &nk) != 0)
+      continue;
+    if (nk > 0) {
+      int pid = mp_process_pid(kids[(size_t)rand_r(&k->seed) % nk]);
+      if (pid > 0 && kill(pid, SIGKILL) == 0)
+        k->done++;
+    }
+    mp_process_list_free(kids, nk);
+  }
+  return NULL;
+}
+
+static void
+killer_start(killer *k, int want)
+{
+  *k = (killer){.want = want,
+                .seed = (unsigned)time(NULL) ^ (unsigned)getpid()};
+  assert_int_equal(pthread_create(&k->thread, NULL, killer_main, k), 0);
+}
+
+static int
+killer_stop(killer *k)
+{
+  __atomic_store_n(&k->stop, 1, __ATOMIC_RELEASE);
+  pthread_join(k->thread, NULL);
+  return k->done;
+}
+
+static void
+check_died_detail(void)
+{
+  if (!strstr(mp_errdetail(), "killed by signal 9") ||
+      !strstr(mp_errdetail(), "PoolWorker-"))
+    fail_msg("detail: %s", mp_errdetail());
+}
+
+/* map while workers are killed: MP_EWORKERDIED naming the signal, or every
+ * value right; the pool goes on. */
+static void
+test_kill_during_map(void **state)
+{
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = NPROC,
+                                   .context = mp_test_context(state)}));
+  mp_obj *items = int_list(2000);
+  int failed = 0, kills = 0;
+  for (int round = 0; round < ROUNDS; round++) {
+    killer k;
+    killer_start(&k, 2);
+    mp_obj *out = NULL;
+    int rc = mp_pool_map(p, busy_square, items,
+                         &(mp_map_opts){.chunksize = 20}, &out);
+    int nk = killer_stop(&k);
+    kills += nk;
+    if (rc == MP_EWORKERDIED) {
+      check_died_detail();
+      failed++;
+      assert_true(nk > 0);
+    } else {
+      MP_ASSERT_OK(rc);
+      check_squares(out, 2000);
+    }
+    mp_obj_free(out);
+  }
+  print_message("map: %d kills, %d of %d rounds lost a chunk\n", kills,
+                failed, ROUNDS);
+  mp_obj *out = NULL;
+  MP_ASSERT_OK(mp_pool_map(p, square, items, NULL, &out));
+  check_squares(out, 2000);
+  mp_obj_free(out);
+  mp_obj_free(items);
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+}
+
+/* apply_async, many at once, while workers are killed: each result right
+ * or MP_EWORKERDIED, at most one per kill. */
+static void
+test_kill_during_apply_async(void **state)
+{
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = NPROC,
+                                   .context = mp_test_context(state)}));
+  enum { N = 400 };
+  for (int round = 0; round < 3; round++) {
+    mp_result *rs[N];
+    killer k;
+    killer_start(&k, 4);
+    for (int i = 0; i < N; i++) {
+      mp_obj *args = MP_TUPLE(mp_int_new(i));
+      MP_ASSERT_OK(mp_pool_apply_async(p, busy_square, args, NULL, &rs[i]));
+      mp_obj_free(args);
+    }
+    int died = 0;
+    for (int i = 0; i < N; i++) {
+      mp_obj *o = NULL;
+      int rc = mp_result_get(rs[i], &o, 60.0);
+      if (rc == MP_EWORKERDIED) {
+        check_died_detail();
+        died++;
+      } else {
+        MP_ASSERT_OK(rc);
+        int64_t v;
+        MP_ASSERT_OK(mp_int_get(o, &v));
+        assert_int_equal(v, (int64_t)i * i);
+      }
+      mp_obj_free(o);
+      mp_result_free(rs[i]);
+    }
+    int kills = killer_stop(&k);
+    print_message("apply_async round %d: %d kills, %d failed\n", round,
+                  kills, died);
+    if (died > kills)
+      fail_msg("%d results failed for %d kills", died, kills);
+  }
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+}
+
+static int
+busy_triple(const void *in, void *out, const mp_obj *shared)
+{
+  (void)shared;
+  volatile uint64_t acc = 0;
+  for (int i = 0; i < 2000; i++)
+    acc += (uint64_t)i;
+  (void)acc;
+  *(int64_t *)out = 3 * *(const int64_t *)in;
+  return 0;
+}
+
+/* map_array while workers are killed: a dead worker's chunk runs again, so
+ * the call succeeds with every element right -- unless a chunk's worker
+ * was killed twice (MP_EWORKERDIED). */
+static void
+test_kill_during_map_array(void **state)
+{
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = NPROC,
+                                   .context = mp_test_context(state)}));
+  size_t n = 100000;
+  int64_t *in = malloc(n * sizeof *in), *out = malloc(n * sizeof *out);
+  for (size_t i = 0; i < n; i++)
+    in[i] = (int64_t)i;
+  int failed = 0, total = 0;
+  for (int round = 0; round < ROUNDS; round++) {
+    memset(out, 0, n * sizeof *out);
+    killer k;
+    killer_start(&k, 2);
+    int rc = mp_pool_map_array(p, busy_triple, in, sizeof *in, out,
+                               sizeof *out, n, NULL, NULL);
+    total += killer_stop(&k);
+    if (rc == MP_EWORKERDIED) {
+      check_died_detail();
+      failed++;
+    } else {
+      MP_ASSERT_OK(rc);
+      for (size_t i = 0; i < n; i++)
+        if (out[i] != 3 * in[i])
+          fail_msg("round %d: out[%zu] = %lld", round, i, (long long)out[i]);
+    }
+  }
+  print_message("map_array: %d kills, %d of %d rounds failed\n", total,
+                failed, ROUNDS);
+  free(in);
+  free(out);
   MP_ASSERT_OK(mp_pool_close(p));
   MP_ASSERT_OK(mp_pool_join(p));
   mp_pool_free(p);
@@ -361,6 +530,10 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS(test_kill_running_task),
     MP_TEST_METHODS(test_task_exits_or_crashes),
     MP_TEST_METHODS(test_kill_random_instants),
+    MP_TEST_METHODS(test_kill_random_instants_unordered),
+    MP_TEST_METHODS(test_kill_during_map),
+    MP_TEST_METHODS(test_kill_during_apply_async),
+    MP_TEST_METHODS(test_kill_during_map_array),
     MP_TEST_METHODS(test_task_timeout),
     MP_TEST_METHODS(test_crash_at_start),
     cmocka_unit_test(test_task_timeout_threads),

@@ -5,32 +5,15 @@
  * leaves no worker running (workers are daemons that die with it). */
 #define _GNU_SOURCE
 #include "testutil.h"
+#include "tasks.h"
 
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "proc/proc_internal.h"
-
-static int
-square(mp_obj *args, mp_obj **result)
-{
-  int64_t x;
-  int rc = mp_int_get(mp_seq_item(args, 0), &x);
-  if (rc)
-    return rc;
-  *result = mp_int_new(x * x);
-  return 0;
-}
-
-static int
-worker_pid(mp_obj *args, mp_obj **result)
-{
-  (void)args;
-  *result = mp_int_new(getpid());
-  return 0;
-}
 
 static size_t
 len_of(const mp_obj *o)
@@ -40,21 +23,20 @@ len_of(const mp_obj *o)
   return n;
 }
 
-static mp_obj *
-range(int n)
+/* The issue's counts; a sanitizer build (MPROC_SANITIZE set by CTest)
+ * starts processes ~10x slower, so it runs a tenth of them. */
+static int
+count(int n)
 {
-  mp_obj *l = mp_list_new();
-  for (int i = 0; i < n; i++)
-    mp_list_append_take(l, mp_int_new(i));
-  return l;
+  const char *san = getenv("MPROC_SANITIZE");
+  return san && san[0] ? n / 10 : n;
 }
 
 static void
 test_many_pools(void **state)
 {
-  const char *m = mp_test_method(state);
-  int n = strcmp(m, "fork") == 0 || strcmp(m, "threading") == 0 ? 200 : 20;
-  mp_obj *items = range(4);
+  int n = count(1000); /* every method (~2-8 s each) */
+  mp_obj *items = int_list(4);
   for (int i = 0; i < n; i++) {
     mp_pool *p;
     MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
@@ -78,17 +60,19 @@ test_many_pools(void **state)
 static void
 test_maxtasksperchild_one_over_many_tasks(void **state)
 {
-  const char *m = mp_test_method(state);
-  /* a worker at its limit is replaced once the result handler notices its
-   * exit, ~25 ms today (a 50 ms liveness poll, 2 workers): 10,000 tasks
-   * would take 4 minutes -- the issue's count waits for pidfd wake-ups */
-  int n = strcmp(m, "fork") == 0 ? 300 : 60;
+  /* a worker at its limit is replaced as soon as it exits (the pool's
+   * watcher wakes the handler): about a process start per task, ~1.1 ms
+   * for fork and forkserver, ~2.6 ms for spawn (an exec each) with 2
+   * workers on 2 CPUs.  The issue's 10,000 for spawn would cost ~26 s
+   * alone, so spawn runs 3,000.  Through the 50 ms liveness poll alone
+   * this took minutes. */
+  int n = count(strcmp(mp_test_method(state), "spawn") == 0 ? 3000 : 10000);
   mp_pool *p;
   MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
                                    .processes = 2,
                                    .maxtasksperchild = 1,
                                    .context = mp_test_context(state)}));
-  mp_obj *items = range(n), *out;
+  mp_obj *items = int_list(n), *out;
   MP_ASSERT_OK(mp_pool_map(p, square, items,
                            &(mp_map_opts){.chunksize = 1}, &out));
   assert_int_equal(len_of(out), (size_t)n);
