@@ -66,6 +66,7 @@
 #define MPROC_POOL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "mproc/version.h"
 #include "errors.h"
@@ -102,6 +103,36 @@ typedef struct mp_pool_opts {
   /* A worker exits after this many tasks (a chunk of a map is one task)
    * and is replaced; 0: unlimited. */
   int maxtasksperchild;
+  /* mpire's enable_insights: the workers record how long they took to
+   * start, to run the initializer, how long they waited for tasks and
+   * worked, how many tasks they ran, and the slowest tasks
+   * (mp_pool_insights below).  0: off, and nothing is measured. */
+  int insights;
+  /* mpire's worker_exit: run in a worker when it ends cleanly (after
+   * close, or replaced after maxtasksperchild; not when it is terminated
+   * or dies).  It may read the worker's state; it returns 0 and sets
+   * *result (NULL: None), collected by mp_pool_exit_results, or a negative
+   * code, logged as a warning with its text. */
+  int (*worker_exit)(mp_obj **result);
+  /* The initial value of each worker's state (mp_pool_worker_state): a
+   * dict, copied into each worker (NULL: an empty dict; not a dict:
+   * MP_EINVAL). */
+  mp_obj *worker_state;
+  /* Data every worker can read with mp_pool_shared(), given once per
+   * worker: under fork the parent's own object, inherited copy-on-write
+   * (never pickled); under spawn and forkserver pickled once per worker
+   * (replacements included); in a ThreadPool the same object (read it,
+   * do not change it: the threads share it).  Any value mp_queue_put
+   * accepts.  NULL: mp_pool_shared() is NULL. */
+  mp_obj *shared;
+  /* mpire's cpu_ids: pin the workers to CPUs.  NULL: no pinning; else a
+   * list of 1 entry (every worker gets it) or of `processes` entries
+   * (worker k gets entry k, replacements included), each an int (one
+   * CPU) or a list of ints (any of those CPUs).  A CPU id the parent may
+   * not run on (sched_getaffinity), a list of another length or an entry
+   * of another type: MP_EINVAL at mp_pool_new.  ThreadPool workers are
+   * pinned the same way (the thread only). */
+  mp_obj *cpu_ids;
 } mp_pool_opts;
 
 /* Called on the result-handling thread (see Callbacks above).  `value` is
@@ -135,7 +166,19 @@ typedef struct mp_map_opts {
    * items (use chunksize 1 for a limit per item); every item of a chunk
    * stopped so is MP_ETIMEDOUT. */
   double task_timeout;
-  int progress;                /* reserved: must be 0 (MP_ENOTSUP) */
+  /* A progress bar on stderr while the map runs (map, starmap, imap,
+   * imap_unordered and the async forms), in tqdm's format:
+   *   45%|████▌     | 450/1000 [00:02<00:03, 180.2it/s]
+   * (items done / total, elapsed < remaining, rate).  The workers count
+   * each item as it finishes (one shared add; nothing when off); the
+   * parent's result-handling thread redraws at most 10 times a second.
+   * On a terminal the bar is one line redrawn in place (\r); when stderr
+   * is not a terminal a plain line is printed at most every 2 s (never
+   * the same line twice).  Either way the last line, printed when every
+   * item is done, shows the total (100%) and ends with a newline.  Bars of
+   * concurrent maps share the terminal line.  At most 31 bars at a time
+   * per pool: MP_EBUSY beyond.  Empty maps draw nothing. */
+  int progress;
 } mp_map_opts;
 
 /* Pool(processes, initializer, initargs, maxtasksperchild, context): start
@@ -162,8 +205,8 @@ MP_EXTERN int mp_pool_apply_async(mp_pool *p, mp_task_fn fn, mp_obj *args,
  * 0 and *out, a list of the results in order; the lowest-index failing
  * item's code (text in mp_errdetail()); MP_EWORKERDIED; MP_ETIMEDOUT (a
  * chunk stopped by task_timeout); MP_ECLOSED; MP_ESTATE; MP_EINVAL (NULL,
- * items not a list or tuple); MP_ENOTSUP (progress; task_timeout on a
- * ThreadPool). */
+ * items not a list or tuple); MP_ENOTSUP (task_timeout on a ThreadPool);
+ * MP_EBUSY (progress: too many bars at once). */
 MP_EXTERN int mp_pool_map(mp_pool *p, mp_task_fn fn, const mp_obj *items,
                           const mp_map_opts *opts, mp_obj **out); /* a list */
 /* starmap: fn(item) for each item, which must be a tuple or a list (an
@@ -196,6 +239,64 @@ MP_EXTERN int mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in,
                                 size_t in_size, void *out, size_t out_size,
                                 size_t n, const mp_obj *shared,
                                 const mp_map_opts *opts);
+
+/* ---- mpire's extras ------------------------------------------------------ */
+
+/* Inside a task, the initializer or the exit hook (in a worker): */
+/* The worker's place, 0..processes-1, the same for a worker that replaces
+ * it; -1 outside a worker. */
+MP_EXTERN int mp_pool_worker_id(void);
+/* The worker's state: a dict (borrowed) that lives as long as the worker
+ * (replacements start again from mp_pool_opts.worker_state), which its
+ * tasks, initializer and exit hook may read and change; NULL outside a
+ * worker. */
+MP_EXTERN mp_obj *mp_pool_worker_state(void);
+/* mp_pool_opts.shared as this worker received it (borrowed; do not
+ * change it); NULL outside a worker or when none was given. */
+MP_EXTERN const mp_obj *mp_pool_shared(void);
+
+/* The exit hooks' results so far, in the order the workers ended: 0 and
+ * *out a new list (complete after mp_pool_join); MP_EINVAL. */
+MP_EXTERN int mp_pool_exit_results(mp_pool *p, mp_obj **out);
+
+/* Insights (mp_pool_opts.insights), summed per worker place over the
+ * workers that ran there.  Times in seconds. */
+typedef struct mp_pool_worker_insights {
+  int id;              /* the place (mp_pool_worker_id) */
+  int starts;          /* workers started there (replacements: > 1) */
+  double startup;      /* from the start request to the worker's code */
+  double init;         /* in the initializer */
+  double waiting;      /* waiting for tasks */
+  double working;      /* running tasks (a map's chunk counts whole) */
+  double exiting;      /* in the exit hook */
+  long long tasks;     /* task calls (items of maps, applies) */
+  long long jobs;      /* jobs (an apply, a chunk of a map) */
+} mp_pool_worker_insights;
+
+typedef struct mp_pool_slow_task {
+  double seconds;
+  int worker;          /* its place */
+  size_t index;        /* the item's position in its map (apply: 0) */
+  char args[64];       /* repr of its args tuple, truncated */
+} mp_pool_slow_task;
+
+typedef struct mp_pool_insights {
+  int nworkers;
+  mp_pool_worker_insights *workers; /* nworkers, malloc'd */
+  int nslowest;
+  mp_pool_slow_task slowest[5];     /* slowest first, over every worker */
+} mp_pool_insights;
+
+/* Read the insights: 0 and *out (release with mp_pool_insights_release);
+ * MP_ESTATE if the pool was made without insights; MP_EINVAL; MP_ENOMEM.
+ * Exact once the workers are idle (after a map returned, or join); while
+ * they run, each worker's figures are a consistent snapshot.  Still
+ * readable after close, join and terminate, until mp_pool_free. */
+MP_EXTERN int mp_pool_insights_get(mp_pool *p, mp_pool_insights *out);
+MP_EXTERN void mp_pool_insights_release(mp_pool_insights *in);
+/* Print a summary table (per worker, totals, the slowest tasks) to `f`
+ * (NULL: stdout): 0, or as mp_pool_insights_get. */
+MP_EXTERN int mp_pool_insights_print(mp_pool *p, FILE *f);
 
 /* AsyncResult.get(timeout): 0 and *out (a new reference; NULL for None) --
  * may be called any number of times; the task's code with its text;

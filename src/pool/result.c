@@ -49,6 +49,7 @@ mp__result_unref(mp_result *r)
 {
   if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
     return;
+  mp__bar_end(r->bar, -1); /* a result never submitted */
   for (size_t i = 0; i < r->n; i++) {
     mp_obj_free(r->values[i]);
     free(r->details[i]);
@@ -92,6 +93,8 @@ void
 mp__result_finish(mp_result *r, int quiet)
 {
   /* Every item has landed: nothing writes the slots any more. */
+  mp__bar_end(r->bar, quiet ? 0 : 1);
+  r->bar = NULL;
   int code = 0;
   const char *detail = NULL;
   for (size_t i = 0; i < r->n; i++)
