@@ -177,8 +177,14 @@ typedef struct mp_map_opts {
    * the same line twice).  Either way the last line, printed when every
    * item is done, shows the total (100%) and ends with a newline.  Bars of
    * concurrent maps share the terminal line.  At most 31 bars at a time
-   * per pool: MP_EBUSY beyond.  Empty maps draw nothing. */
+   * per pool: MP_EBUSY beyond.  Empty maps draw nothing.  Not for the
+   * iterator-fed imaps (MP_ENOTSUP: no total to show). */
   int progress;
+  /* The iterator-fed imaps (mp_pool_imap_iter): at most this many items
+   * taken from the callback and not yet handed out by mp_imap_next (the
+   * backpressure; also the iterator's memory, a slot per item).  0: 4 x
+   * processes x chunksize. */
+  size_t max_inflight;
 } mp_map_opts;
 
 /* Pool(processes, initializer, initargs, maxtasksperchild, context): start
@@ -226,6 +232,36 @@ MP_EXTERN int mp_pool_imap(mp_pool *p, mp_task_fn fn, const mp_obj *items,
 MP_EXTERN int mp_pool_imap_unordered(mp_pool *p, mp_task_fn fn,
                                      const mp_obj *items,
                                      const mp_map_opts *opts, mp_imap **out);
+/* An item source for unbounded imaps: returns 0 and sets *item (a new
+ * reference the pool takes; NULL: None), MP_EEOF when there are no more,
+ * or a negative code, which ends the items: the iterator yields that code
+ * (with the mp_seterr text) in that position, after the items before it,
+ * then MP_EEOF.  Called with `arg`, by mp_pool_imap_iter and then at the
+ * start of each mp_imap_next, on the calling thread, never by two threads
+ * at once, and never again after it ended. */
+typedef int (*mp_next_fn)(void *arg, mp_obj **item);
+/* imap / imap_unordered over the items `next` produces, lazily (Python's
+ * imap over a generator, with a bound CPython lacks): items are taken
+ * while fewer than opts->max_inflight are taken and not yet handed out
+ * (for imap_unordered: while the oldest item not yet handed out is fewer
+ * than max_inflight positions back), in chunks of opts->chunksize
+ * (default 1), so memory stays bounded whatever the number of items.  If
+ * the consumer stops calling mp_imap_next the workers run out of work:
+ * that is the backpressure.  Everything else is mp_pool_imap's: results
+ * in order / as they complete, errors per item, MP_EEOF after the last.
+ * A task fails with MP_ESTATE (the pool is not running) for items taken
+ * after close or terminate.  0; MP_EINVAL (NULL p, fn, next or out);
+ * MP_ENOTSUP (progress; task_timeout on a ThreadPool); MP_ESTATE;
+ * MP_ENOMEM.  mp_imap_free before the end stops taking items (those
+ * taken still run).  The iterator outlives the pool (mp_pool_free): it
+ * takes no more items then: the next position fails with MP_ECLOSED. */
+MP_EXTERN int mp_pool_imap_iter(mp_pool *p, mp_task_fn fn, mp_next_fn next,
+                                void *arg, const mp_map_opts *opts,
+                                mp_imap **out);
+MP_EXTERN int mp_pool_imap_unordered_iter(mp_pool *p, mp_task_fn fn,
+                                          mp_next_fn next, void *arg,
+                                          const mp_map_opts *opts,
+                                          mp_imap **out);
 /* next(timeout): 0 and *out (a new reference, NULL for None) for the next
  * result; that item's code (mp_errdetail() its text; the iterator moves
  * on past it, as Python's next() raising the task's exception);

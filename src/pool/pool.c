@@ -1059,3 +1059,33 @@ mp__pool_x(mp_pool *p)
 {
   return p->x;
 }
+
+int
+mp__pool_submit_chunk(mp_pool *p, mp_result *r, mp_task_fn fn,
+                      mp_obj *payload, size_t base, size_t count,
+                      double task_timeout)
+{
+  mp__job *j = calloc(1, sizeof *j);
+  if (!j) {
+    mp_obj_free(payload);
+    return MP_ENOMEM;
+  }
+  *j = (mp__job){.fn = fn, .kind = MP__TASK_MAP, .payload = payload, .r = r,
+                 .base = base, .count = count,
+                 .timeout_ns = timeout_ns(task_timeout)};
+  mp__jobq q = {0};
+  jobq_push(&q, j);
+  int rc = submit(p, &q);
+  if (rc)
+    jobs_free(&q);
+  return rc;
+}
+
+int
+mp__pool_running(mp_pool *p)
+{
+  pthread_mutex_lock(&p->mu);
+  int running = p->state == POOL_RUN;
+  pthread_mutex_unlock(&p->mu);
+  return running;
+}

@@ -83,10 +83,19 @@ struct mp_result {
   size_t *order;   /* unordered: positions in completion order */
   size_t order_len, order_pos;
   struct mp__bar *bar; /* its progress bar (progress.c), NULL: none */
+  /* An imap fed by an item callback (iter.c): the item slots are a ring
+   * of `ring` entries, position i in slot i % ring; n is SIZE_MAX until
+   * the callback ends (then the number of positions); fed: positions
+   * taken from the callback; low: (unordered) the oldest position not yet
+   * handed out (done[] 2 marks one handed out above it); ended: the
+   * callback ended (left counts one more until then). */
+  size_t ring, fed, low;
+  int ended;
 };
 
 struct mp_imap {
   struct mp_result r;
+  struct mp__isrc *src; /* iter.c: the item callback, NULL: a list */
 };
 
 typedef struct mp__job {
@@ -117,6 +126,37 @@ int mp__result_store(mp_result *r, size_t i, int code, mp_obj *value,
  * wake the waiters, drop the pool's reference. */
 void mp__result_finish(mp_result *r, int quiet);
 void mp__result_unref(mp_result *r);
+
+/* pool.c: submit one chunk of an iterator-fed imap: items `payload` (a
+ * list, taken) at positions base.. of r.  0 or a code (the chunk was not
+ * queued). */
+int mp__pool_submit_chunk(mp_pool *p, mp_result *r, mp_task_fn fn,
+                          mp_obj *payload, size_t base, size_t count,
+                          double task_timeout);
+
+/* iter.c */
+struct mp__poolx;
+typedef struct mp__isrc {
+  pthread_mutex_t mu;      /* p (the pool detaches under it), dead */
+  pthread_mutex_t feed_mu; /* one feeder at a time (the callback) */
+  int refs;                /* the iterator's and the pool's list's */
+  mp_pool *p;              /* NULL once the pool was freed */
+  int dead;                /* the iterator was released */
+  struct mp__isrc *next_src; /* the pool's list (x->iters) */
+  mp_task_fn fn;
+  int (*next)(void *arg, mp_obj **item);
+  void *arg;
+  size_t chunksize;
+  double task_timeout;
+} mp__isrc;
+/* Take items from the callback while the window has room; at the start
+ * of every mp_imap_next. */
+void mp__iter_feed(mp_imap *it);
+/* The iterator is being freed: end the feed, leave the pool's list. */
+void mp__iter_release(mp_imap *it);
+/* The pool is being freed: its iterators feed no more (x->mu held). */
+void mp__iter_detach_all(struct mp__poolx *x);
+void mp__isrc_unref(mp__isrc *s);
 
 /* worker.c: the target of every worker process (or thread). */
 int mp__pool_worker_main(mp_obj *args);
@@ -195,6 +235,7 @@ typedef struct mp__poolx {
   mp_obj *cpus;    /* NULL, or a list of nproc lists of CPU ids */
   uint64_t slots_used; /* progress slots taken (bit k) */
   mp__bar *bars;
+  mp__isrc *iters; /* iterator-fed imaps on this pool (iter.c) */
   mp_obj *exit_results; /* a list */
   int64_t tick_last;
 } mp__poolx;
@@ -212,8 +253,9 @@ int mp__poolx_message(mp__poolx *x, const mp_obj *msg);
  * exit results). */
 void mp__poolx_drain(mp__poolx *x, mp_queue *rq);
 int64_t *mp__poolx_counters(mp__poolx *x);
-/* pool.c: the pool's extras. */
+/* pool.c: the pool's extras; whether it still takes tasks. */
 mp__poolx *mp__pool_x(mp_pool *p);
+int mp__pool_running(mp_pool *p);
 
 /* hooks.c: the worker's side.  One per worker (thread-local in a
  * ThreadPool), set by mp__wx_enter for the worker's life. */
