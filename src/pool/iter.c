@@ -114,9 +114,14 @@ mp__iter_feed(mp_imap *it)
     if (count > 0) {
       size_t base = take_positions(r, count);
       pthread_mutex_lock(&src->mu);
-      int rc = src->p ? mp__pool_submit_chunk(src->p, r, src->fn, payload,
-                                              base, count, src->task_timeout)
-                      : mp_seterr(MP_ECLOSED, "the pool was freed");
+      int rc;
+      if (src->p) {
+        rc = mp__pool_submit_chunk(src->p, r, src->fn, payload, base, count,
+                                   src->task_timeout);
+      } else {
+        mp_obj_free(payload);
+        rc = mp_seterr(MP_ECLOSED, "the pool was freed");
+      }
       pthread_mutex_unlock(&src->mu);
       payload = NULL; /* taken, also on failure */
       if (rc) {

@@ -296,7 +296,9 @@ test_empty_and_early_release(void **state)
   assert_true(s->taken <= 13);
   int64_t taken = s->taken;
   mp_obj *out;
-  MP_ASSERT_OK(mp_pool_apply(p, square, MP_TUPLE(mp_int_new(7)), &out));
+  mp_obj *seven = MP_TUPLE(mp_int_new(7));
+  MP_ASSERT_OK(mp_pool_apply(p, square, seven, &out));
+  mp_obj_free(seven);
   mp_obj_free(out);
   close_join(p);
   assert_int_equal(s->taken, taken);
