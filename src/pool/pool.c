@@ -475,9 +475,14 @@ dispatch(mp_pool *p, finished_list *f)
       return;
     mp__job *j = jobq_pop(&p->backlog);
     worker *w = &p->w[best];
-    mp_obj *task = MP_TUPLE(mp_uint_new(j->id), MP_FUNC(j->fn),
-                            mp_int_new(j->kind), mp_obj_ref(j->payload),
-                            mp_int_new(j->pslot), mp_uint_new(j->base));
+    /* the extras (progress slot, first position) only when used */
+    mp_obj *task =
+        j->pslot || p->x->insights
+            ? MP_TUPLE(mp_uint_new(j->id), MP_FUNC(j->fn),
+                       mp_int_new(j->kind), mp_obj_ref(j->payload),
+                       mp_int_new(j->pslot), mp_uint_new(j->base))
+            : MP_TUPLE(mp_uint_new(j->id), MP_FUNC(j->fn),
+                       mp_int_new(j->kind), mp_obj_ref(j->payload));
     int rc = task ? mp_queue_put(w->tq, task, 0) : MP_ENOMEM;
     mp_obj_free(task);
     if (rc) { /* the arguments cannot be sent: that job's error */
