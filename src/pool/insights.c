@@ -18,9 +18,8 @@ ws_read(mp__wstats *ws, mp__wstats *out)
   size_t words = sizeof *ws / sizeof(int64_t);
   for (int tries = 0; tries < 10000; tries++) {
     int64_t s1 = __atomic_load_n(&ws->seq, __ATOMIC_ACQUIRE);
-    for (size_t i = 0; i < words; i++)
-      dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    for (size_t i = 0; i < words; i++) /* acquires: see hooks.c */
+      dst[i] = __atomic_load_n(&src[i], __ATOMIC_ACQUIRE);
     int64_t s2 = __atomic_load_n(&ws->seq, __ATOMIC_RELAXED);
     if (s1 == s2 && !(s1 & 1))
       return;

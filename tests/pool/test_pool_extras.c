@@ -468,13 +468,24 @@ test_insights(void **state)
   /* 38 ms + 60 + 40 of sleeping at least */
   assert_true(working >= 0.138);
   assert_true(in.nslowest == 5);
-  assert_int_equal(in.slowest[0].index, 17);
-  assert_string_equal(in.slowest[0].args, "(17,)");
-  assert_true(in.slowest[0].seconds >= 0.06);
-  assert_int_equal(in.slowest[1].index, 5);
-  assert_string_equal(in.slowest[1].args, "(5,)");
-  for (int i = 1; i < 5; i++)
-    assert_true(in.slowest[i].seconds <= in.slowest[i - 1].seconds);
+  /* 17 and 5 are among the slowest, with at least their sleep (which of
+   * them comes first is up to the machine's load: no order asserted
+   * between them), the list sorted */
+  int seen17 = 0, seen5 = 0;
+  for (int i = 0; i < 5; i++) {
+    if (in.slowest[i].index == 17) {
+      seen17 = 1;
+      assert_string_equal(in.slowest[i].args, "(17,)");
+      assert_true(in.slowest[i].seconds >= 0.06);
+    } else if (in.slowest[i].index == 5) {
+      seen5 = 1;
+      assert_string_equal(in.slowest[i].args, "(5,)");
+      assert_true(in.slowest[i].seconds >= 0.04);
+    }
+    if (i > 0)
+      assert_true(in.slowest[i].seconds <= in.slowest[i - 1].seconds);
+  }
+  assert_true(seen17 && seen5);
   mp_pool_insights_release(&in);
   /* the summary table */
   char *buf = NULL;
@@ -486,6 +497,7 @@ test_insights(void **state)
   assert_non_null(strstr(buf, "Pool insights (2 workers)"));
   assert_non_null(strstr(buf, "total"));
   assert_non_null(strstr(buf, "item 17  args (17,)"));
+  assert_non_null(strstr(buf, "item 5  args (5,)"));
   free(buf);
   /* readable after join */
   MP_ASSERT_OK(mp_pool_close(p));
