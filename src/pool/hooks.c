@@ -331,10 +331,11 @@ mp__wx_wait_end(mp__wctx *wx)
   ws_end(wx->ws);
 }
 
-/* Keep the item among the worker's slowest (slowest first). */
+/* Keep the item among the worker's slowest (slowest first); its text is
+ * repr(args), or `label` when args is NULL. */
 static void
 note_slow(mp__wstats *ws, int64_t ns, uint64_t job, int64_t index,
-          const mp_obj *args)
+          const mp_obj *args, const char *label)
 {
   int64_t n = __atomic_load_n(&ws->nslow, __ATOMIC_RELAXED);
   if (n == MP__INSIGHT_TOP &&
@@ -348,7 +349,9 @@ note_slow(mp__wstats *ws, int64_t ns, uint64_t job, int64_t index,
     int64_t w[MP__INSIGHT_REPR / 8];
   } text;
   memset(&text, 0, sizeof text);
-  if (mp_obj_repr_buf(args, text.c, sizeof text.c) < 0)
+  if (!args)
+    snprintf(text.c, sizeof text.c, "%s", label ? label : "");
+  else if (mp_obj_repr_buf(args, text.c, sizeof text.c) < 0)
     snprintf(text.c, sizeof text.c, "?");
   ws_begin(ws);
   int64_t last = n < MP__INSIGHT_TOP ? n : MP__INSIGHT_TOP - 1;
@@ -389,7 +392,23 @@ mp__wx_item(mp__wctx *wx, int pslot, int64_t t0, uint64_t job, int64_t index,
   ws_begin(wx->ws);
   ws_add(&wx->ws->tasks, 1);
   ws_end(wx->ws);
-  note_slow(wx->ws, ns, job, index, args);
+  note_slow(wx->ws, ns, job, index, args, NULL);
+}
+
+void
+mp__wx_batch(mp__wctx *wx, int pslot, size_t n, int64_t t0, uint64_t job,
+             int64_t index, const char *label)
+{
+  if (!wx->sh)
+    return;
+  mp__progress_add(wx->sh->progress, pslot, (int64_t)n);
+  if (!wx->insights)
+    return;
+  int64_t ns = mp__now_ns() - t0;
+  ws_begin(wx->ws);
+  ws_add(&wx->ws->tasks, (int64_t)n);
+  ws_end(wx->ws);
+  note_slow(wx->ws, ns, job, index, NULL, label);
 }
 
 void

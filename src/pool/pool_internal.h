@@ -162,7 +162,7 @@ void mp__isrc_unref(mp__isrc *s);
 int mp__pool_worker_main(mp_obj *args);
 
 /* ---- the extras: progress, insights, worker hooks -------------------------
- * (progress.c, insights.c, hooks.c)  Every pool has one mp__poolx (p->x)
+ * (progress.c, insights.c, hooks.c; iter.c below)  Every pool has one mp__poolx (p->x)
  * and one small shared block (an mp_array; mp__xshared below) that its
  * workers write and the parent reads:
  *   - progress counters: MP__PROGRESS_SLOTS words; a map with `progress`
@@ -177,14 +177,26 @@ int mp__pool_worker_main(mp_obj *args);
  *     replacement), written only by the worker in that place, under a
  *     sequence count so the parent reads a consistent copy.  Only written
  *     when the pool was made with insights on.
- * Any kind of map can feed a bar: take a slot and a bar with
- * mp__bar_new(p->x, total, &bar) (bar->slot is the word), have whatever
- * runs the items call mp__progress_add(counters, slot, n) as items finish
- * (counters: mp__poolx_counters in the parent, or the worker's
- * mp__wx_cur()->sh->progress in a worker), and call mp__bar_end(bar, 1) once
- * every item is done (draws 100% and frees the slot); mp__poolx_tick
- * does the redraws meanwhile.  An mp_result with r->bar set ends it in
- * mp__result_finish. */
+ * Any kind of map (map_array included) feeds them so:
+ *   parent:  mp__bar *bar = NULL;
+ *            if (opts->progress && n)
+ *              rc = mp__bar_new(mp__pool_x(p), n, &bar);  (MP_EBUSY)
+ *            ... send bar ? bar->slot : 0 to the workers with the work
+ *            (pool.c's dispatch sends j->pslot as the task's item 4) ...
+ *            once every item is done: mp__bar_end(bar, 1) (100%, frees
+ *            the slot); terminated: mp__bar_end(bar, 0); never submitted:
+ *            mp__bar_end(bar, -1).  Or set r->bar of the mp_result that
+ *            collects the work: mp__result_finish / _unref end it.
+ *   worker:  mp__wctx *wx = mp__wx_cur();  (set for the worker's life by
+ *            mp__pool_worker_main; any job it runs can use it)
+ *            per chunk: int64_t t0 = wx->insights ? mp__now_ns() : 0;
+ *            ... per batch of elements (say every 1024 or per chunk):
+ *            mp__wx_batch(wx, pslot, count, t0_batch, job, first, label)
+ *            -- progress += count; with insights tasks += count and the
+ *            batch a slowest-list candidate -- and at the chunk's end
+ *            mp__wx_job_done(wx, t0) (jobs, working time).  Waiting time
+ *            is measured by the worker loop around its mp_queue_get.
+ *   mp__poolx_tick (the result-handling thread) does every redraw. */
 #define MP__PROGRESS_SLOTS 32
 #define MP__PROGRESS_REDRAW 0.1
 #define MP__INSIGHT_TOP 5
@@ -280,6 +292,13 @@ void mp__wx_wait_end(mp__wctx *wx);
  * progress slot `pslot` (0: none). */
 void mp__wx_item(mp__wctx *wx, int pslot, int64_t t0, uint64_t job,
                  int64_t index, const mp_obj *args);
+/* The same for a batch of n items at positions index.. run from t0 to now
+ * (an array map's elements: one call per batch, not per element); the
+ * batch is one entry of the slowest list, `label` its text ("elements
+ * 1000-1999"). */
+void mp__wx_batch(mp__wctx *wx, int pslot, size_t n, int64_t t0, uint64_t job,
+                  int64_t index, const char *label);
+/* A job ran from t0 to now (jobs += 1, working time). */
 void mp__wx_job_done(mp__wctx *wx, int64_t t0);
 /* A clean end: run the exit hook, send its result (0, uid, "exit",
  * value) to rq. */
