@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pool/pool_internal.h"
 #include "proc/proc_internal.h"
 
 static int
@@ -541,6 +542,48 @@ test_insights_replacement(void **state)
   mp_pool_free(p);
 }
 
+/* What an array map's worker does (pool_internal.h): one batch of 1000
+ * elements fed to the insights with mp__wx_batch, 30 ms long. */
+static int
+batch_task(mp_obj *args, mp_obj **result)
+{
+  (void)args;
+  (void)result;
+  mp__wctx *wx = mp__wx_cur();
+  if (!wx)
+    return mp_seterr(MP_ESTATE, "no worker context");
+  int64_t t0 = mp__now_ns();
+  sleep_ms(30);
+  mp__wx_batch(wx, 0, 1000, t0, 0, 5000, "elements 5000-5999");
+  return 0;
+}
+
+static void
+test_batch_feed(void **state)
+{
+  assert_null(mp__wx_cur());
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){.processes = 1,
+                                                .context = mp_test_context(state),
+                                                .insights = 1}));
+  mp_obj *out = NULL;
+  MP_ASSERT_OK(mp_pool_apply(p, batch_task, NULL, &out));
+  mp_pool_insights in;
+  MP_ASSERT_OK(mp_pool_insights_get(p, &in));
+  /* the batch's 1000 and the apply itself */
+  assert_int_equal(in.workers[0].tasks, 1001);
+  assert_int_equal(in.workers[0].jobs, 1);
+  /* the batch, and the apply around it (args ()) */
+  assert_int_equal(in.nslowest, 2);
+  int b = strcmp(in.slowest[0].args, "()") == 0 ? 1 : 0;
+  assert_string_equal(in.slowest[b].args, "elements 5000-5999");
+  assert_string_equal(in.slowest[1 - b].args, "()");
+  assert_int_equal(in.slowest[b].index, 5000);
+  assert_true(in.slowest[b].seconds >= 0.03);
+  mp_pool_insights_release(&in);
+  close_join(p);
+}
+
 static int
 wait_event(mp_obj *args, mp_obj **result)
 {
@@ -607,6 +650,7 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_insights),
     MP_TEST_METHODS_THREADING(test_insights_replacement),
     MP_TEST_METHODS_THREADING(test_progress_limit),
+    MP_TEST_METHODS_THREADING(test_batch_feed),
     cmocka_unit_test(test_teardown),
 };
 
