@@ -11,7 +11,7 @@
 #include "mproc/log.h"
 #include "pool/pool_internal.h"
 
-/* ---- the parent's side ----------------------------------------------------- */
+/* ---- the parent's side --------------------------------------------------- */
 
 /* One entry of cpu_ids as a list of CPU ids the parent may run on (a new
  * list), or NULL with the error set. */
@@ -213,7 +213,7 @@ mp_pool_exit_results(mp_pool *p, mp_obj **out)
   return *out ? 0 : MP_ENOMEM;
 }
 
-/* ---- the worker's side ----------------------------------------------------- */
+/* ---- the worker's side --------------------------------------------------- */
 
 static _Thread_local mp__wctx *cur;
 

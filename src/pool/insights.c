@@ -94,6 +94,9 @@ mp_pool_insights_release(mp_pool_insights *in)
   memset(in, 0, sizeof *in);
 }
 
+/* a row after its first column: starts, times, tasks, jobs, busy % */
+#define ROW_TAIL " %6d %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %8lld %9lld %6.1f%%\n"
+
 static double
 pct(double part, double whole)
 {
@@ -116,9 +119,8 @@ mp_pool_insights_print(mp_pool *p, FILE *f)
           "busy");
   for (int k = 0; k < in.nworkers; k++) {
     mp_pool_worker_insights *w = &in.workers[k];
-    fprintf(f, "%6d %6d %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %8lld %9lld %6.1f%%\n",
-            w->id, w->starts, w->startup, w->init, w->waiting, w->working,
-            w->exiting, w->tasks, w->jobs,
+    fprintf(f, "%6d" ROW_TAIL, w->id, w->starts, w->startup, w->init,
+            w->waiting, w->working, w->exiting, w->tasks, w->jobs,
             pct(w->working, w->working + w->waiting));
     tot.starts += w->starts;
     tot.startup += w->startup;
@@ -129,9 +131,8 @@ mp_pool_insights_print(mp_pool *p, FILE *f)
     tot.tasks += w->tasks;
     tot.jobs += w->jobs;
   }
-  fprintf(f, "%6s %6d %8.3fs %8.3fs %8.3fs %8.3fs %8.3fs %8lld %9lld %6.1f%%\n",
-          "total", tot.starts, tot.startup, tot.init, tot.waiting, tot.working,
-          tot.exiting, tot.tasks, tot.jobs,
+  fprintf(f, "%6s" ROW_TAIL, "total", tot.starts, tot.startup, tot.init,
+          tot.waiting, tot.working, tot.exiting, tot.tasks, tot.jobs,
           pct(tot.working, tot.working + tot.waiting));
   if (tot.tasks > 0)
     fprintf(f, "mean task time: %.6f s\n",

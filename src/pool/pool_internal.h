@@ -162,8 +162,8 @@ void mp__isrc_unref(mp__isrc *s);
 int mp__pool_worker_main(mp_obj *args);
 
 /* ---- the extras: progress, insights, worker hooks -------------------------
- * (progress.c, insights.c, hooks.c; iter.c below)  Every pool has one mp__poolx (p->x)
- * and one small shared block (an mp_array; mp__xshared below) that its
+ * (progress.c, insights.c, hooks.c; iter.c below)  Every pool has one
+ * mp__poolx (p->x) and one small shared block (an mp_array; mp__xshared below) that its
  * workers write and the parent reads:
  *   - progress counters: MP__PROGRESS_SLOTS words; a map with `progress`
  *     on takes a free slot, its jobs carry the slot's number to the
