@@ -133,9 +133,7 @@ mp__poolx_free(mp__poolx *x)
     return;
   while (x->bars) /* never: every bar ends with its result */
     mp__bar_end(x->bars, 0);
-  pthread_mutex_lock(&x->mu);
   mp__iter_detach_all(x);
-  pthread_mutex_unlock(&x->mu);
   mp_array_free(x->arr);
   mp_obj_free(x->state);
   mp_obj_free(x->shared);

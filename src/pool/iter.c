@@ -155,9 +155,7 @@ mp__iter_release(mp_imap *it)
   pthread_mutex_lock(&src->feed_mu); /* no feeder runs from here on */
   end_feed(&it->r);
   pthread_mutex_unlock(&src->feed_mu);
-  pthread_mutex_lock(&src->mu);
-  src->dead = 1;
-  pthread_mutex_unlock(&src->mu);
+  __atomic_store_n(&src->dead, 1, __ATOMIC_RELEASE);
   it->src = NULL;
   mp__isrc_unref(src);
 }
@@ -165,8 +163,12 @@ mp__iter_release(mp_imap *it)
 void
 mp__iter_detach_all(mp__poolx *x)
 {
+  pthread_mutex_lock(&x->mu);
   mp__isrc *s = x->iters;
   x->iters = NULL;
+  pthread_mutex_unlock(&x->mu);
+  /* without x->mu: a feeder holds s->mu while it submits (pool->mu), and
+   * the result-handling thread takes x->mu under pool->mu */
   while (s) {
     mp__isrc *next = s->next_src;
     pthread_mutex_lock(&s->mu);
@@ -177,17 +179,15 @@ mp__iter_detach_all(mp__poolx *x)
   }
 }
 
-/* Put src on the pool's list, dropping released ones (x->mu). */
+/* Put src on the pool's list, dropping released ones (x->mu held; no
+ * source's mu taken under it: see mp__iter_detach_all). */
 static void
 attach(mp__poolx *x, mp__isrc *src)
 {
   mp__isrc **pp = &x->iters;
   while (*pp) {
     mp__isrc *s = *pp;
-    pthread_mutex_lock(&s->mu);
-    int dead = s->dead;
-    pthread_mutex_unlock(&s->mu);
-    if (dead) {
+    if (__atomic_load_n(&s->dead, __ATOMIC_ACQUIRE)) {
       *pp = s->next_src;
       mp__isrc_unref(s);
     } else {

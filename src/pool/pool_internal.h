@@ -137,11 +137,11 @@ int mp__pool_submit_chunk(mp_pool *p, mp_result *r, mp_task_fn fn,
 /* iter.c */
 struct mp__poolx;
 typedef struct mp__isrc {
-  pthread_mutex_t mu;      /* p (the pool detaches under it), dead */
+  pthread_mutex_t mu;      /* p (the pool detaches under it) */
   pthread_mutex_t feed_mu; /* one feeder at a time (the callback) */
   int refs;                /* the iterator's and the pool's list's */
   mp_pool *p;              /* NULL once the pool was freed */
-  int dead;                /* the iterator was released */
+  int dead;                /* atomic: the iterator was released */
   struct mp__isrc *next_src; /* the pool's list (x->iters) */
   mp_task_fn fn;
   int (*next)(void *arg, mp_obj **item);
@@ -154,7 +154,8 @@ typedef struct mp__isrc {
 void mp__iter_feed(mp_imap *it);
 /* The iterator is being freed: end the feed, leave the pool's list. */
 void mp__iter_release(mp_imap *it);
-/* The pool is being freed: its iterators feed no more (x->mu held). */
+/* The pool is being freed: its iterators feed no more.  Lock order:
+ * a source's mu, then pool->mu, then x->mu; never a source's under x->mu. */
 void mp__iter_detach_all(struct mp__poolx *x);
 void mp__isrc_unref(mp__isrc *s);
 
