@@ -169,7 +169,8 @@ typedef struct mp_map_opts {
   /* A progress bar on stderr while the map runs (map, starmap, imap,
    * imap_unordered and the async forms), in tqdm's format:
    *   45%|████▌     | 450/1000 [00:02<00:03, 180.2it/s]
-   * (items done / total, elapsed < remaining, rate).  The workers count
+   * (items done / total, elapsed < remaining, rate: s/it below one item
+   * a second; h:mm:ss from an hour on).  The workers count
    * each item as it finishes (one shared add; nothing when off); the
    * parent's result-handling thread redraws at most 10 times a second.
    * On a terminal the bar is one line redrawn in place (\r); when stderr

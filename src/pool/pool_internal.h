@@ -321,6 +321,9 @@ int mp__bar_new(mp__poolx *x, size_t total, mp__bar **out);
  * item is done (100%); 0: as counted (a terminated map); -1: draw
  * nothing (the map was never submitted). */
 void mp__bar_end(mp__bar *b, int complete);
+/* One drawing of a bar, tqdm's format (snprintf's return). */
+int mp__bar_format(char *buf, size_t cap, size_t n, size_t total,
+                   double elapsed);
 /* Redraw the live bars (at most every MP__PROGRESS_REDRAW s). */
 void mp__poolx_tick(mp__poolx *x);
 

@@ -30,17 +30,19 @@ fmt_time(char *buf, size_t cap, double s)
 }
 
 /* " 45%|████▌     | 450/1000 [00:02<00:03, 180.2it/s]" */
-static int
-bar_format(char *buf, size_t cap, size_t n, size_t total, double elapsed)
+int
+mp__bar_format(char *buf, size_t cap, size_t n, size_t total, double elapsed)
 {
   static const char *const eighths[8] = {"",  "▏", "▎", "▍",
                                          "▌", "▋", "▊", "▉"};
-  double frac = total ? (double)n / (double)total : 1.0;
-  if (frac > 1)
-    frac = 1;
+  if (n > total)
+    n = total;
+  /* integers: 29/100 is 29%, never 28.999...% */
+  unsigned pct = total ? (unsigned)((unsigned long long)n * 100 / total) : 100;
   char bar[MP__BAR_WIDTH * 4 + 1];
   size_t bl = 0;
-  int cells = (int)(frac * MP__BAR_WIDTH * 8); /* in eighths */
+  int cells = total ? (int)((unsigned long long)n * MP__BAR_WIDTH * 8 / total)
+                    : MP__BAR_WIDTH * 8; /* in eighths */
   int full = cells / 8, part = cells % 8, used = 0;
   for (; used < full; used++) {
     memcpy(bar + bl, "█", 3);
@@ -59,14 +61,17 @@ bar_format(char *buf, size_t cap, size_t n, size_t total, double elapsed)
   char el[32], rem[32], rt[32];
   fmt_time(el, sizeof el, elapsed);
   if (rate > 0) {
-    fmt_time(rem, sizeof rem, (double)(total - (n < total ? n : total)) / rate);
-    snprintf(rt, sizeof rt, "%.1fit/s", rate);
+    fmt_time(rem, sizeof rem, (double)(total - n) / rate);
+    if (rate >= 1) /* tqdm turns slow rates over: seconds per item */
+      snprintf(rt, sizeof rt, "%.1fit/s", rate);
+    else
+      snprintf(rt, sizeof rt, "%.1fs/it", 1 / rate);
   } else {
     snprintf(rem, sizeof rem, "?");
     snprintf(rt, sizeof rt, "?it/s");
   }
-  return snprintf(buf, cap, "%3d%%|%s| %zu/%zu [%s<%s, %s]",
-                  (int)(frac * 100), bar, n, total, el, rem, rt);
+  return snprintf(buf, cap, "%3u%%|%s| %zu/%zu [%s<%s, %s]", pct, bar, n,
+                  total, el, rem, rt);
 }
 
 static void
@@ -88,7 +93,7 @@ static void
 draw(mp__bar *b, size_t n, int64_t now, int last)
 {
   char line[256], out[300];
-  int len = bar_format(line, sizeof line, n, b->total,
+  int len = mp__bar_format(line, sizeof line, n, b->total,
                        (double)(now - b->t0) / 1e9);
   if (len < 0)
     return;

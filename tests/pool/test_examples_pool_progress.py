@@ -12,7 +12,7 @@ build = os.environ.get("MPROC_BUILD_DIR", "build")
 ex = os.path.join(build, "examples", "pool_progress")
 N = 3000
 BAR = re.compile(r"^ *\d+%\|.{10}\| \d+/\d+ \[\d\d:\d\d<(\d\d:\d\d|\?), "
-                 r"(\d+\.\d|\?)it/s\]$")
+                 r"(\d+\.\dit/s|\?it/s|\d+\.\ds/it)\]$")
 
 
 def checksum(n):

@@ -634,6 +634,24 @@ test_progress_limit(void **state)
   close(saved);
 }
 
+/* tqdm's format, exactly; integer percentages (29/100 is 29%) */
+static void
+test_bar_format(void **state)
+{
+  (void)state;
+  char b[256];
+  mp__bar_format(b, sizeof b, 450, 1000, 2.5);
+  assert_string_equal(b, " 45%|████▌     | 450/1000 [00:02<00:03, 180.0it/s]");
+  mp__bar_format(b, sizeof b, 0, 1000, 0);
+  assert_string_equal(b, "  0%|          | 0/1000 [00:00<?, ?it/s]");
+  mp__bar_format(b, sizeof b, 29, 100, 1.0);
+  assert_string_equal(b, " 29%|██▉       | 29/100 [00:01<00:02, 29.0it/s]");
+  mp__bar_format(b, sizeof b, 1000, 1000, 4000.0);
+  assert_string_equal(b, "100%|██████████| 1000/1000 [1:06:40<00:00, 4.0s/it]");
+  mp__bar_format(b, sizeof b, 1, 3, 60.0);
+  assert_string_equal(b, " 33%|███▎      | 1/3 [01:00<02:00, 60.0s/it]");
+}
+
 static void
 test_teardown(void **state)
 {
@@ -651,6 +669,7 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_insights_replacement),
     MP_TEST_METHODS_THREADING(test_progress_limit),
     MP_TEST_METHODS_THREADING(test_batch_feed),
+    cmocka_unit_test(test_bar_format),
     cmocka_unit_test(test_teardown),
 };
 

@@ -9,7 +9,8 @@ tests/pool/helper_progress under every start method and every map kind:
   - stderr not a terminal (a pipe): whole lines only, each in the format,
     no line twice, the last 100%;
   - every drawing is tqdm's format: ' 45%|████▌     | 450/1000
-    [00:02<00:03, 180.2it/s]' with the bar matching the count;
+    [00:02<00:03, 180.2it/s]' (s/it below 1 item a second) with the bar
+    matching the count;
   - with two chunks of 30 items, the counts between show single items
     (the workers count items, not chunks)."""
 import os
@@ -22,7 +23,8 @@ build = os.environ.get("MPROC_BUILD_DIR", "build")
 helper = os.path.join(build, "tests", "helper_progress")
 
 LINE = re.compile(r"^ *(\d+)%\|(.{10})\| (\d+)/(\d+) "
-                  r"\[(\d\d:\d\d)<(\d\d:\d\d|\?), (\d+\.\d|\?)it/s\]$")
+                  r"\[(\d\d:\d\d)<(\d\d:\d\d|\?), "
+                  r"(\d+\.\dit/s|\?it/s|\d+\.\ds/it)\]$")
 EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
@@ -42,7 +44,7 @@ def check_line(s, total, who):
     want = want.ljust(10)
     if bar != want:
         raise SystemExit(f"{who}: bar {bar!r}, expected {want!r}: {s!r}")
-    if n == 0 and (m[6] != "?" or m[7] != "?"):
+    if n == 0 and (m[6] != "?" or m[7] != "?it/s"):
         raise SystemExit(f"{who}: no rate yet, expected '?': {s!r}")
     return n
 
