@@ -67,6 +67,7 @@
 #define MPROC_POOL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "mproc/version.h"
 #include "errors.h"
@@ -103,6 +104,36 @@ typedef struct mp_pool_opts {
   /* A worker exits after this many tasks (a chunk of a map is one task)
    * and is replaced; 0: unlimited. */
   int maxtasksperchild;
+  /* mpire's enable_insights: the workers record how long they took to
+   * start, to run the initializer, how long they waited for tasks and
+   * worked, how many tasks they ran, and the slowest tasks
+   * (mp_pool_insights below).  0: off, and nothing is measured. */
+  int insights;
+  /* mpire's worker_exit: run in a worker when it ends cleanly (after
+   * close, or replaced after maxtasksperchild; not when it is terminated
+   * or dies).  It may read the worker's state; it returns 0 and sets
+   * *result (NULL: None), collected by mp_pool_exit_results, or a negative
+   * code, logged as a warning with its text. */
+  int (*worker_exit)(mp_obj **result);
+  /* The initial value of each worker's state (mp_pool_worker_state): a
+   * dict, copied into each worker (NULL: an empty dict; not a dict:
+   * MP_EINVAL). */
+  mp_obj *worker_state;
+  /* Data every worker can read with mp_pool_shared(), given once per
+   * worker: under fork the parent's own object, inherited copy-on-write
+   * (never pickled); under spawn and forkserver pickled once per worker
+   * (replacements included); in a ThreadPool the same object (read it,
+   * do not change it: the threads share it).  Any value mp_queue_put
+   * accepts.  NULL: mp_pool_shared() is NULL. */
+  mp_obj *shared;
+  /* mpire's cpu_ids: pin the workers to CPUs.  NULL: no pinning; else a
+   * list of 1 entry (every worker gets it) or of `processes` entries
+   * (worker k gets entry k, replacements included), each an int (one
+   * CPU) or a list of ints (any of those CPUs).  A CPU id the parent may
+   * not run on (sched_getaffinity), a list of another length or an entry
+   * of another type: MP_EINVAL at mp_pool_new.  ThreadPool workers are
+   * pinned the same way (the thread only). */
+  mp_obj *cpu_ids;
 } mp_pool_opts;
 
 /* Called on the result-handling thread (see Callbacks above).  `value` is
@@ -136,7 +167,26 @@ typedef struct mp_map_opts {
    * items (use chunksize 1 for a limit per item); every item of a chunk
    * stopped so is MP_ETIMEDOUT. */
   double task_timeout;
-  int progress;                /* reserved: must be 0 (MP_ENOTSUP) */
+  /* A progress bar on stderr while the map runs (map, starmap, imap,
+   * imap_unordered and the async forms), in tqdm's format:
+   *   45%|████▌     | 450/1000 [00:02<00:03, 180.2it/s]
+   * (items done / total, elapsed < remaining, rate: s/it below one item
+   * a second; h:mm:ss from an hour on).  The workers count
+   * each item as it finishes (one shared add; nothing when off); the
+   * parent's result-handling thread redraws at most 10 times a second.
+   * On a terminal the bar is one line redrawn in place (\r); when stderr
+   * is not a terminal a plain line is printed at most every 2 s (never
+   * the same line twice).  Either way the last line, printed when every
+   * item is done, shows the total (100%) and ends with a newline.  Bars of
+   * concurrent maps share the terminal line.  At most 31 bars at a time
+   * per pool: MP_EBUSY beyond.  Empty maps draw nothing.  Not for the
+   * iterator-fed imaps (MP_ENOTSUP: no total to show). */
+  int progress;
+  /* The iterator-fed imaps (mp_pool_imap_iter): at most this many items
+   * taken from the callback and not yet handed out by mp_imap_next (the
+   * backpressure; also the iterator's memory, a slot per item).  0: 4 x
+   * processes x chunksize. */
+  size_t max_inflight;
 } mp_map_opts;
 
 /* Pool(processes, initializer, initargs, maxtasksperchild, context): start
@@ -163,8 +213,8 @@ MP_EXTERN int mp_pool_apply_async(mp_pool *p, mp_task_fn fn, mp_obj *args,
  * 0 and *out, a list of the results in order; the lowest-index failing
  * item's code (text in mp_errdetail()); MP_EWORKERDIED; MP_ETIMEDOUT (a
  * chunk stopped by task_timeout); MP_ECLOSED; MP_ESTATE; MP_EINVAL (NULL,
- * items not a list or tuple); MP_ENOTSUP (progress; task_timeout on a
- * ThreadPool). */
+ * items not a list or tuple); MP_ENOTSUP (task_timeout on a ThreadPool);
+ * MP_EBUSY (progress: too many bars at once). */
 MP_EXTERN int mp_pool_map(mp_pool *p, mp_task_fn fn, const mp_obj *items,
                           const mp_map_opts *opts, mp_obj **out); /* a list */
 /* starmap: fn(item) for each item, which must be a tuple or a list (an
@@ -184,6 +234,36 @@ MP_EXTERN int mp_pool_imap(mp_pool *p, mp_task_fn fn, const mp_obj *items,
 MP_EXTERN int mp_pool_imap_unordered(mp_pool *p, mp_task_fn fn,
                                      const mp_obj *items,
                                      const mp_map_opts *opts, mp_imap **out);
+/* An item source for unbounded imaps: returns 0 and sets *item (a new
+ * reference the pool takes; NULL: None), MP_EEOF when there are no more,
+ * or a negative code, which ends the items: the iterator yields that code
+ * (with the mp_seterr text) in that position, after the items before it,
+ * then MP_EEOF.  Called with `arg`, by mp_pool_imap_iter and then at the
+ * start of each mp_imap_next, on the calling thread, never by two threads
+ * at once, and never again after it ended. */
+typedef int (*mp_next_fn)(void *arg, mp_obj **item);
+/* imap / imap_unordered over the items `next` produces, lazily (Python's
+ * imap over a generator, with a bound CPython lacks): items are taken
+ * while fewer than opts->max_inflight are taken and not yet handed out
+ * (for imap_unordered: while the oldest item not yet handed out is fewer
+ * than max_inflight positions back), in chunks of opts->chunksize
+ * (default 1), so memory stays bounded whatever the number of items.  If
+ * the consumer stops calling mp_imap_next the workers run out of work:
+ * that is the backpressure.  Everything else is mp_pool_imap's: results
+ * in order / as they complete, errors per item, MP_EEOF after the last.
+ * A task fails with MP_ESTATE (the pool is not running) for items taken
+ * after close or terminate.  0; MP_EINVAL (NULL p, fn, next or out);
+ * MP_ENOTSUP (progress; task_timeout on a ThreadPool); MP_ESTATE;
+ * MP_ENOMEM.  mp_imap_free before the end stops taking items (those
+ * taken still run).  The iterator outlives the pool (mp_pool_free): it
+ * takes no more items then: the next position fails with MP_ECLOSED. */
+MP_EXTERN int mp_pool_imap_iter(mp_pool *p, mp_task_fn fn, mp_next_fn next,
+                                void *arg, const mp_map_opts *opts,
+                                mp_imap **out);
+MP_EXTERN int mp_pool_imap_unordered_iter(mp_pool *p, mp_task_fn fn,
+                                          mp_next_fn next, void *arg,
+                                          const mp_map_opts *opts,
+                                          mp_imap **out);
 /* next(timeout): 0 and *out (a new reference, NULL for None) for the next
  * result; that item's code (mp_errdetail() its text; the iterator moves
  * on past it, as Python's next() raising the task's exception);
@@ -233,6 +313,64 @@ MP_EXTERN int mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in,
                                 size_t in_size, void *out, size_t out_size,
                                 size_t n, const mp_obj *shared,
                                 const mp_map_opts *opts);
+
+/* ---- mpire's extras ------------------------------------------------------ */
+
+/* Inside a task, the initializer or the exit hook (in a worker): */
+/* The worker's place, 0..processes-1, the same for a worker that replaces
+ * it; -1 outside a worker. */
+MP_EXTERN int mp_pool_worker_id(void);
+/* The worker's state: a dict (borrowed) that lives as long as the worker
+ * (replacements start again from mp_pool_opts.worker_state), which its
+ * tasks, initializer and exit hook may read and change; NULL outside a
+ * worker. */
+MP_EXTERN mp_obj *mp_pool_worker_state(void);
+/* mp_pool_opts.shared as this worker received it (borrowed; do not
+ * change it); NULL outside a worker or when none was given. */
+MP_EXTERN const mp_obj *mp_pool_shared(void);
+
+/* The exit hooks' results so far, in the order the workers ended: 0 and
+ * *out a new list (complete after mp_pool_join); MP_EINVAL. */
+MP_EXTERN int mp_pool_exit_results(mp_pool *p, mp_obj **out);
+
+/* Insights (mp_pool_opts.insights), summed per worker place over the
+ * workers that ran there.  Times in seconds. */
+typedef struct mp_pool_worker_insights {
+  int id;              /* the place (mp_pool_worker_id) */
+  int starts;          /* workers started there (replacements: > 1) */
+  double startup;      /* from the start request to the worker's code */
+  double init;         /* in the initializer */
+  double waiting;      /* waiting for tasks */
+  double working;      /* running tasks (a map's chunk counts whole) */
+  double exiting;      /* in the exit hook */
+  long long tasks;     /* task calls (items of maps, applies) */
+  long long jobs;      /* jobs (an apply, a chunk of a map) */
+} mp_pool_worker_insights;
+
+typedef struct mp_pool_slow_task {
+  double seconds;
+  int worker;          /* its place */
+  size_t index;        /* the item's position in its map (apply: 0) */
+  char args[64];       /* repr of its args tuple, truncated */
+} mp_pool_slow_task;
+
+typedef struct mp_pool_insights {
+  int nworkers;
+  mp_pool_worker_insights *workers; /* nworkers, malloc'd */
+  int nslowest;
+  mp_pool_slow_task slowest[5];     /* slowest first, over every worker */
+} mp_pool_insights;
+
+/* Read the insights: 0 and *out (release with mp_pool_insights_release);
+ * MP_ESTATE if the pool was made without insights; MP_EINVAL; MP_ENOMEM.
+ * Exact once the workers are idle (after a map returned, or join); while
+ * they run, each worker's figures are a consistent snapshot.  Still
+ * readable after close, join and terminate, until mp_pool_free. */
+MP_EXTERN int mp_pool_insights_get(mp_pool *p, mp_pool_insights *out);
+MP_EXTERN void mp_pool_insights_release(mp_pool_insights *in);
+/* Print a summary table (per worker, totals, the slowest tasks) to `f`
+ * (NULL: stdout): 0, or as mp_pool_insights_get. */
+MP_EXTERN int mp_pool_insights_print(mp_pool *p, FILE *f);
 
 /* AsyncResult.get(timeout): 0 and *out (a new reference; NULL for None) --
  * may be called any number of times; the task's code with its text;

@@ -53,6 +53,7 @@ struct mp_pool {
   mp__watch *watch; /* the death watcher (NULL: the liveness poll only) */
   int death_seen;   /* atomic: the watcher saw a worker end */
   mp__ma_cache *ma_cache; /* map_array's segments kept for the next call */
+  mp__poolx *x;          /* progress, insights, worker hooks (hooks.c) */
 };
 
 /* ---- job lists ---------------------------------------------------------- */
@@ -198,6 +199,8 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
   if (mp_obj_type(msg) != MP_T_TUPLE || mp_uint_get(mp_seq_item(msg, 0), &id) ||
       mp_uint_get(mp_seq_item(msg, 1), &uid))
     return; /* a wake-up (None) */
+  if (id == 0 && mp__poolx_message(p->x, msg))
+    return; /* (0, uid, "exit", value): an exit hook's result */
   if (id == 0) { /* (0, uid, code, text): an initializer failed */
     int64_t code;
     const char *text;
@@ -310,7 +313,8 @@ start_worker(mp_pool *p, int k)
       mp_int_new(2 * k), mp_uint_new(w->uid),
       p->init ? MP_FUNC(p->init) : mp_none(),
       p->initargs ? mp_obj_ref(p->initargs) : mp_tuple_take(0),
-      mp_int_new(p->maxtasks), mp_int_new(2 * p->nproc));
+      mp_int_new(p->maxtasks), mp_int_new(2 * p->nproc),
+      mp__poolx_worker_args(p->x, k));
   if (!args) {
     rc = MP_ENOMEM;
     goto fail;
@@ -538,8 +542,14 @@ dispatch(mp_pool *p, finished_list *f)
       return;
     mp__job *j = jobq_pop(&p->backlog);
     worker *w = &p->w[best];
-    mp_obj *task = MP_TUPLE(mp_uint_new(j->id), MP_FUNC(j->fn),
-                            mp_int_new(j->kind), mp_obj_ref(j->payload));
+    /* the extras (progress slot, first position) only when used */
+    mp_obj *task =
+        j->pslot || p->x->insights
+            ? MP_TUPLE(mp_uint_new(j->id), MP_FUNC(j->fn),
+                       mp_int_new(j->kind), mp_obj_ref(j->payload),
+                       mp_int_new(j->pslot), mp_uint_new(j->base))
+            : MP_TUPLE(mp_uint_new(j->id), MP_FUNC(j->fn),
+                       mp_int_new(j->kind), mp_obj_ref(j->payload));
     int rc = task ? mp_queue_put(w->tq, task, 0) : MP_ENOMEM;
     mp_obj_free(task);
     if (rc) { /* the arguments cannot be sent: that job's error */
@@ -602,6 +612,7 @@ handler_main(void *arg)
         }
     pthread_mutex_unlock(&p->mu);
     finished_run(&f, 0);
+    mp__poolx_tick(p->x);
     if (quit)
       break;
     if (closing) {
@@ -675,7 +686,8 @@ mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
   p->init = opts->initializer;
   p->initargs = mp_obj_ref(opts->initargs);
   p->maxtasks = opts->maxtasksperchild;
-  if ((rc = mp_queue_new(&p->rq, NULL)) != 0 ||
+  if ((rc = mp__poolx_new(&p->x, opts, nproc, method)) != 0 ||
+      (rc = mp_queue_new(&p->rq, NULL)) != 0 ||
       (rc = mp_array_new(&p->slots, 'q', 2 * (size_t)nproc + 1, NULL,
                          &(mp_value_opts){.raw = 1})) != 0)
     goto fail;
@@ -747,6 +759,7 @@ shutdown_pool(mp_pool *p, int terminate)
   p->rq = NULL;
   pthread_mutex_unlock(&p->mu);
   finished_run(&f, 1);
+  mp__poolx_drain(p->x, rq); /* the exit hooks' results */
   mp_queue_free(rq);
   mp_array_free(p->slots);
   p->slots = NULL;
@@ -843,6 +856,7 @@ mp_pool_free(mp_pool *p)
   pthread_mutex_unlock(&p->join_mu);
   mp__ma_cache_free(p->ma_cache);
   mp_obj_free(p->initargs);
+  mp__poolx_free(p->x);
   free(p->w);
   pthread_mutex_destroy(&p->mu);
   pthread_mutex_destroy(&p->join_mu);
@@ -887,11 +901,10 @@ jobs_free(mp__jobq *q)
 static int
 check_reserved(mp_pool *p, double task_timeout, int progress)
 {
+  (void)progress;
   int rc = mp__timeout_field_check(task_timeout, "task_timeout");
   if (rc)
     return rc;
-  if (progress != 0)
-    return mp_seterr(MP_ENOTSUP, "progress is not implemented yet");
   if (task_timeout != 0 && p->threading)
     return mp_seterr(MP_ENOTSUP, "task_timeout needs worker processes: a "
                                  "thread cannot be stopped");
@@ -1002,6 +1015,11 @@ map_common(mp_pool *p, mp_task_fn fn, const mp_obj *items,
   r->callback = opts->callback;
   r->error_callback = opts->error_callback;
   r->arg = opts->arg;
+  if (opts->progress && n > 0 && (rc = mp__bar_new(p->x, n, &r->bar)) != 0) {
+    mp__result_unref(r);
+    mp__result_unref(r);
+    return rc;
+  }
   mp__jobq q = {0};
   for (size_t base = 0; base < n; base += cs) {
     size_t count = n - base < cs ? n - base : cs;
@@ -1017,7 +1035,8 @@ map_common(mp_pool *p, mp_task_fn fn, const mp_obj *items,
     }
     *j = (mp__job){.fn = fn, .kind = task_kind, .payload = payload, .r = r,
                    .base = base, .count = count,
-                   .timeout_ns = timeout_ns(opts->task_timeout)};
+                   .timeout_ns = timeout_ns(opts->task_timeout),
+                   .pslot = r->bar ? r->bar->slot : 0};
     jobq_push(&q, j);
   }
   if (n == 0) { /* nothing to run: ready at once (no callback thread) */
@@ -1138,4 +1157,31 @@ mp__pool_running(mp_pool *p)
   int running = p->state == POOL_RUN;
   pthread_mutex_unlock(&p->mu);
   return running;
+}
+
+mp__poolx *
+mp__pool_x(mp_pool *p)
+{
+  return p->x;
+}
+
+int
+mp__pool_submit_chunk(mp_pool *p, mp_result *r, mp_task_fn fn,
+                      mp_obj *payload, size_t base, size_t count,
+                      double task_timeout)
+{
+  mp__job *j = calloc(1, sizeof *j);
+  if (!j) {
+    mp_obj_free(payload);
+    return MP_ENOMEM;
+  }
+  *j = (mp__job){.fn = fn, .kind = MP__TASK_MAP, .payload = payload, .r = r,
+                 .base = base, .count = count,
+                 .timeout_ns = timeout_ns(task_timeout)};
+  mp__jobq q = {0};
+  jobq_push(&q, j);
+  int rc = submit(p, &q);
+  if (rc)
+    jobs_free(&q);
+  return rc;
 }

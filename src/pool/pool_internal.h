@@ -93,10 +93,20 @@ struct mp_result {
   size_t next;     /* ordered: the next position to hand out */
   size_t *order;   /* unordered: positions in completion order */
   size_t order_len, order_pos;
+  struct mp__bar *bar; /* its progress bar (progress.c), NULL: none */
+  /* An imap fed by an item callback (iter.c): the item slots are a ring
+   * of `ring` entries, position i in slot i % ring; n is SIZE_MAX until
+   * the callback ends (then the number of positions); fed: positions
+   * taken from the callback; low: (unordered) the oldest position not yet
+   * handed out (done[] 2 marks one handed out above it); ended: the
+   * callback ended (left counts one more until then). */
+  size_t ring, fed, low;
+  int ended;
 };
 
 struct mp_imap {
   struct mp_result r;
+  struct mp__isrc *src; /* iter.c: the item callback, NULL: a list */
 };
 
 typedef struct mp__job {
@@ -109,6 +119,7 @@ typedef struct mp__job {
   size_t base, count; /* the items of r this job fills */
   int64_t timeout_ns; /* task_timeout; 0: none */
   int timed_out;      /* its worker was killed for it */
+  int pslot;          /* its progress counter (progress.c); 0: none */
 } mp__job;
 
 typedef struct mp__jobq {
@@ -152,7 +163,203 @@ typedef struct mp__ma_cache mp__ma_cache;
 mp__ma_cache **mp__pool_ma_cache(mp_pool *p);
 void mp__ma_cache_free(mp__ma_cache *c);
 
+/* pool.c: submit one chunk of an iterator-fed imap: items `payload` (a
+ * list, taken) at positions base.. of r.  0 or a code (the chunk was not
+ * queued). */
+int mp__pool_submit_chunk(mp_pool *p, mp_result *r, mp_task_fn fn,
+                          mp_obj *payload, size_t base, size_t count,
+                          double task_timeout);
+
+/* iter.c */
+struct mp__poolx;
+typedef struct mp__isrc {
+  pthread_mutex_t mu;      /* p (the pool detaches under it) */
+  pthread_mutex_t feed_mu; /* one feeder at a time (the callback) */
+  int refs;                /* the iterator's and the pool's list's */
+  mp_pool *p;              /* NULL once the pool was freed */
+  int dead;                /* atomic: the iterator was released */
+  struct mp__isrc *next_src; /* the pool's list (x->iters) */
+  mp_task_fn fn;
+  int (*next)(void *arg, mp_obj **item);
+  void *arg;
+  size_t chunksize;
+  double task_timeout;
+} mp__isrc;
+/* Take items from the callback while the window has room; at the start
+ * of every mp_imap_next. */
+void mp__iter_feed(mp_imap *it);
+/* The iterator is being freed: end the feed, leave the pool's list. */
+void mp__iter_release(mp_imap *it);
+/* The pool is being freed: its iterators feed no more.  Lock order:
+ * a source's mu, then pool->mu, then x->mu; never a source's under x->mu. */
+void mp__iter_detach_all(struct mp__poolx *x);
+void mp__isrc_unref(mp__isrc *s);
+
 /* worker.c: the target of every worker process (or thread). */
 int mp__pool_worker_main(mp_obj *args);
+
+/* ---- the extras: progress, insights, worker hooks -------------------------
+ * (progress.c, insights.c, hooks.c; iter.c below)  Every pool has one
+ * mp__poolx (p->x) and one small shared block (an mp_array; mp__xshared below) that its
+ * workers write and the parent reads:
+ *   - progress counters: MP__PROGRESS_SLOTS words; a map with `progress`
+ *     on takes a free slot, its jobs carry the slot's number to the
+ *     workers, and a worker adds 1 to that word after each item it ran
+ *     (no other cost: jobs without a slot bump nothing).  The parent's
+ *     result-handling thread calls mp__poolx_tick at least every
+ *     MP__POOL_TICK, and that redraws each live bar at most every
+ *     MP__PROGRESS_REDRAW seconds; the bar's last line (100%) is drawn
+ *     when its result finishes.
+ *   - insights: one mp__wstats per worker place (stable across a worker's
+ *     replacement), written only by the worker in that place, under a
+ *     sequence count so the parent reads a consistent copy.  Only written
+ *     when the pool was made with insights on.
+ * Any kind of map (map_array included) feeds them so:
+ *   parent:  mp__bar *bar = NULL;
+ *            if (opts->progress && n)
+ *              rc = mp__bar_new(mp__pool_x(p), n, &bar);  (MP_EBUSY)
+ *            ... send bar ? bar->slot : 0 to the workers with the work
+ *            (pool.c's dispatch sends j->pslot as the task's item 4) ...
+ *            once every item is done: mp__bar_end(bar, 1) (100%, frees
+ *            the slot); terminated: mp__bar_end(bar, 0); never submitted:
+ *            mp__bar_end(bar, -1).  Or set r->bar of the mp_result that
+ *            collects the work: mp__result_finish / _unref end it.
+ *   worker:  mp__wctx *wx = mp__wx_cur();  (set for the worker's life by
+ *            mp__pool_worker_main; any job it runs can use it)
+ *            per chunk: int64_t t0 = wx->insights ? mp__now_ns() : 0;
+ *            ... per batch of elements (say every 1024 or per chunk):
+ *            mp__wx_batch(wx, pslot, count, t0_batch, job, first, label)
+ *            -- progress += count; with insights tasks += count and the
+ *            batch a slowest-list candidate -- and at the chunk's end
+ *            mp__wx_job_done(wx, t0) (jobs, working time).  Waiting time
+ *            is measured by the worker loop around its mp_queue_get.
+ *   mp__poolx_tick (the result-handling thread) does every redraw. */
+#define MP__PROGRESS_SLOTS 32
+#define MP__PROGRESS_REDRAW 0.1
+#define MP__INSIGHT_TOP 5
+#define MP__INSIGHT_REPR 64
+
+typedef struct mp__slowrec {
+  int64_t ns;    /* how long the item ran */
+  int64_t job;   /* its job's id */
+  int64_t index; /* its position in its map (apply: 0) */
+  int64_t repr[MP__INSIGHT_REPR / 8]; /* its args' repr, NUL-terminated */
+} mp__slowrec;
+
+typedef struct mp__wstats {
+  int64_t seq;        /* odd while the worker writes */
+  int64_t spawned;    /* the parent: when it started the worker (ns) */
+  int64_t starts;     /* workers started in this place */
+  int64_t startup_ns, init_ns, wait_ns, work_ns, exit_ns;
+  int64_t tasks, jobs;
+  int64_t nslow;
+  mp__slowrec slow[MP__INSIGHT_TOP]; /* slowest first */
+} mp__wstats;
+
+typedef struct mp__xshared {
+  int64_t progress[MP__PROGRESS_SLOTS]; /* [0] unused: slot 0 means none */
+  mp__wstats w[];                        /* one per worker place */
+} mp__xshared;
+
+typedef struct mp__bar {
+  struct mp__bar *next;
+  struct mp__poolx *x;
+  int slot;
+  size_t total;
+  int64_t t0, last_draw;
+  size_t last_n;
+  int drawn;     /* lines or redraws so far */
+  int tty;
+} mp__bar;
+
+typedef struct mp__poolx {
+  pthread_mutex_t mu; /* bars, slots, exit_results */
+  mp_array *arr;
+  mp__xshared *sh;
+  int nproc, threading, fork;
+  int insights;
+  int (*worker_exit)(mp_obj **result);
+  mp_obj *state;   /* the initial worker state (NULL: an empty dict) */
+  mp_obj *shared;  /* mp_pool_shared() in the workers */
+  mp_obj *cpus;    /* NULL, or a list of nproc lists of CPU ids */
+  uint64_t slots_used; /* progress slots taken (bit k) */
+  mp__bar *bars;
+  mp__isrc *iters; /* iterator-fed imaps on this pool (iter.c) */
+  mp_obj *exit_results; /* a list */
+  int64_t tick_last;
+} mp__poolx;
+
+/* hooks.c: the parent's side */
+int mp__poolx_new(mp__poolx **out, const mp_pool_opts *opts, int nproc,
+                  const char *method);
+void mp__poolx_free(mp__poolx *x);
+/* The extras item of worker k's arguments (a new reference; NULL: out of
+ * memory); records when the worker is started. */
+mp_obj *mp__poolx_worker_args(mp__poolx *x, int k);
+/* A message of the extras (id 0) from a worker: 1 if it was one. */
+int mp__poolx_message(mp__poolx *x, const mp_obj *msg);
+/* Take what is left in the result queue after the workers ended (their
+ * exit results). */
+void mp__poolx_drain(mp__poolx *x, mp_queue *rq);
+int64_t *mp__poolx_counters(mp__poolx *x);
+/* pool.c: the pool's extras (mp__pool_running is declared above). */
+mp__poolx *mp__pool_x(mp_pool *p);
+
+/* hooks.c: the worker's side.  One per worker (thread-local in a
+ * ThreadPool), set by mp__wx_enter for the worker's life. */
+typedef struct mp__wctx {
+  mp__xshared *sh;
+  mp__wstats *ws;
+  int place;
+  int insights;
+  int (*worker_exit)(mp_obj **result);
+  mp_obj *state;
+  mp_obj *shared;
+  int64_t t_wait, t_job; /* insights: when the wait / the job began */
+} mp__wctx;
+/* Read the extras item, pin the CPU, record the start-up: 0 or a code. */
+int mp__wx_enter(mp__wctx *wx, const mp_obj *xargs, int place);
+/* The initializer took from t0 to now. */
+void mp__wx_init_done(mp__wctx *wx, int64_t t0);
+/* Waiting for a task begins / ends. */
+void mp__wx_wait_begin(mp__wctx *wx);
+void mp__wx_wait_end(mp__wctx *wx);
+/* Item `index` of job `job` ran from t0 to now with `args`; count it in
+ * progress slot `pslot` (0: none). */
+void mp__wx_item(mp__wctx *wx, int pslot, int64_t t0, uint64_t job,
+                 int64_t index, const mp_obj *args);
+/* The same for a batch of n items at positions index.. run from t0 to now
+ * (an array map's elements: one call per batch, not per element); the
+ * batch is one entry of the slowest list, `label` its text ("elements
+ * 1000-1999"). */
+void mp__wx_batch(mp__wctx *wx, int pslot, size_t n, int64_t t0, uint64_t job,
+                  int64_t index, const char *label);
+/* A job ran from t0 to now (jobs += 1, working time). */
+void mp__wx_job_done(mp__wctx *wx, int64_t t0);
+/* A clean end: run the exit hook, send its result (0, uid, "exit",
+ * value) to rq. */
+void mp__wx_exit(mp__wctx *wx, mp_queue *rq, uint64_t uid);
+void mp__wx_leave(mp__wctx *wx);
+mp__wctx *mp__wx_cur(void);
+
+/* progress.c */
+static inline void
+mp__progress_add(int64_t *counters, int slot, int64_t n)
+{
+  if (slot > 0 && slot < MP__PROGRESS_SLOTS)
+    __atomic_add_fetch(&counters[slot], n, __ATOMIC_RELAXED);
+}
+/* A bar over `total` items on stderr, its counter slot taken: 0, or
+ * MP_EBUSY when every slot is in use. */
+int mp__bar_new(mp__poolx *x, size_t total, mp__bar **out);
+/* Draw the last line and free the bar and its slot.  complete 1: every
+ * item is done (100%); 0: as counted (a terminated map); -1: draw
+ * nothing (the map was never submitted). */
+void mp__bar_end(mp__bar *b, int complete);
+/* One drawing of a bar, tqdm's format (snprintf's return). */
+int mp__bar_format(char *buf, size_t cap, size_t n, size_t total,
+                   double elapsed);
+/* Redraw the live bars (at most every MP__PROGRESS_REDRAW s). */
+void mp__poolx_tick(mp__poolx *x);
 
 #endif

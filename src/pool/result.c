@@ -49,7 +49,8 @@ mp__result_unref(mp_result *r)
 {
   if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
     return;
-  for (size_t i = 0; i < r->n; i++) {
+  mp__bar_end(r->bar, -1); /* a result never submitted */
+  for (size_t i = 0; i < (r->ring ? r->ring : r->n); i++) {
     mp_obj_free(r->values[i]);
     free(r->details[i]);
   }
@@ -68,17 +69,18 @@ int
 mp__result_store_locked(mp_result *r, size_t i, int code, mp_obj *value,
                         const char *detail)
 {
-  if (i >= r->n || r->done[i]) { /* never: each item lands once */
+  size_t s = r->ring ? i % r->ring : i; /* its slot (iter.c: a ring) */
+  if (i >= r->n || r->done[s]) { /* never: each item lands once */
     mp_obj_free(value);
     return 0;
   }
-  r->values[i] = value;
-  r->codes[i] = code;
+  r->values[s] = value;
+  r->codes[s] = code;
   if (code != 0)
-    r->details[i] = strdup(detail ? detail : "");
-  r->done[i] = 1;
+    r->details[s] = strdup(detail ? detail : "");
+  r->done[s] = 1;
   if (r->order)
-    r->order[r->order_len++] = i;
+    r->order[r->ring ? r->order_len++ % r->ring : r->order_len++] = i;
   return --r->left == 0;
 }
 
@@ -110,9 +112,11 @@ void
 mp__result_finish(mp_result *r, int quiet)
 {
   /* Every item has landed: nothing writes the slots any more. */
+  mp__bar_end(r->bar, quiet ? 0 : 1);
+  r->bar = NULL;
   int code = 0;
   const char *detail = NULL;
-  for (size_t i = 0; i < r->n; i++)
+  for (size_t i = 0; !r->ring && i < r->n; i++)
     if (r->codes[i] != 0) {
       code = r->codes[i];
       detail = r->details[i];
@@ -267,7 +271,8 @@ static int
 imap_has_next(const mp_result *r)
 {
   if (r->kind == MP__RES_IMAP)
-    return r->next >= r->n || r->done[r->next];
+    return r->next >= r->n ||
+           r->done[r->ring ? r->next % r->ring : r->next] == 1;
   return r->order_pos >= r->n || r->order_pos < r->order_len;
 }
 
@@ -283,23 +288,41 @@ mp_imap_next(mp_imap *it, mp_obj **out, double timeout)
   int rc = mp__deadline_set(timeout, &d);
   if (rc)
     return rc;
+  if (it->src)
+    mp__iter_feed(it); /* top the window up first (iter.c) */
   pthread_mutex_lock(&r->mu);
   rc = wait_until(r, d, imap_has_next);
   if (rc == 0) {
     size_t i;
     if (r->kind == MP__RES_IMAP)
       i = r->next < r->n ? r->next++ : r->n;
+    else if (r->order_pos >= r->n)
+      i = r->n;
     else
-      i = r->order_pos < r->n ? r->order[r->order_pos++] : r->n;
+      i = r->order[r->ring ? r->order_pos++ % r->ring : r->order_pos++];
     if (i >= r->n) {
       rc = MP_EEOF;
     } else {
-      rc = r->codes[i];
+      size_t s = r->ring ? i % r->ring : i;
+      rc = r->codes[s];
       if (rc == 0) {
-        *out = r->values[i]; /* handed over: each position once */
-        r->values[i] = NULL;
+        *out = r->values[s]; /* handed over: each position once */
+        r->values[s] = NULL;
       } else {
-        mp_seterr(rc, "%s", r->details[i] ? r->details[i] : "");
+        mp_seterr(rc, "%s", r->details[s] ? r->details[s] : "");
+      }
+      if (r->ring) { /* the slot is free again (oldest first) */
+        free(r->details[s]);
+        r->details[s] = NULL;
+        r->codes[s] = 0;
+        if (r->kind == MP__RES_IMAP) {
+          r->done[s] = 0;
+          r->low = r->next;
+        } else { /* 2: handed out, its slot freed once `low` passes it */
+          r->done[s] = 2;
+          for (; r->low < r->fed && r->done[r->low % r->ring] == 2; r->low++)
+            r->done[r->low % r->ring] = 0;
+        }
       }
     }
   }
@@ -310,6 +333,9 @@ mp_imap_next(mp_imap *it, mp_obj **out, double timeout)
 void
 mp_imap_free(mp_imap *it)
 {
-  if (it)
-    mp__result_unref(&it->r);
+  if (!it)
+    return;
+  if (it->src)
+    mp__iter_release(it);
+  mp__result_unref(&it->r);
 }

@@ -45,7 +45,7 @@ run_one(mp_task_fn fn, mp_obj *args, const char *name, mp_obj **value,
  * (index, code, detail). */
 static mp_obj *
 run_job(uint64_t id, uint64_t uid, mp_task_fn fn, int kind, mp_obj *payload,
-        const char *name)
+        const char *name, mp__wctx *wx, int pslot, int64_t base)
 {
   mp_obj *values = mp_list_new(), *errors = NULL;
   if (!values)
@@ -79,7 +79,10 @@ run_job(uint64_t id, uint64_t uid, mp_task_fn fn, int kind, mp_obj *payload,
                               : "out of memory building the arguments");
       detail = strdup(buf);
     } else {
+      int64_t t0 = wx->insights ? mp__now_ns() : 0;
       rc = run_one(fn, args, name, &value, &detail);
+      if (pslot || wx->insights)
+        mp__wx_item(wx, pslot, t0, id, base + (int64_t)i, args);
       mp_obj_free(args);
     }
     if (rc != 0) {
@@ -134,10 +137,17 @@ mp__pool_worker_main(mp_obj *args)
   int64_t *started = slot + 1; /* when the slot's task started (ns) */
   int64_t *stopflag = (int64_t *)mp_array_ptr(slots) + stop;
   const char *name = mp_process_name(mp_current_process());
+  mp__wctx wx;
+  if (mp__wx_enter(&wx, mp_seq_item(args, 9), (int)(idx / 2)) != 0) {
+    mp__wx_leave(&wx);
+    return MP__WEXIT_BADARGS;
+  }
   int (*init)(mp_obj *) =
       (int (*)(mp_obj *))mp_func_get(mp_seq_item(args, 5));
   if (init) {
+    int64_t t0 = mp__now_ns();
     int rc = init(mp_seq_item(args, 6));
+    mp__wx_init_done(&wx, t0);
     if (rc != 0) {
       /* (0, uid, code, text): the pool reports it instead of restarting
        * workers that fail the same way forever (CPython's trap) */
@@ -151,35 +161,50 @@ mp__pool_worker_main(mp_obj *args)
       if (msg)
         mp_queue_put(rq, msg, MP_FOREVER);
       mp_obj_free(msg);
+      mp__wx_leave(&wx);
       return MP__WEXIT_INIT;
     }
   }
 
   for (int64_t done = 0; maxtasks == 0 || done < maxtasks; done++) {
     mp_obj *task = NULL;
-    if (mp_queue_get(tq, &task, MP_FOREVER) != 0)
+    mp__wx_wait_begin(&wx);
+    if (mp_queue_get(tq, &task, MP_FOREVER) != 0) {
+      mp__wx_leave(&wx);
       return MP__WEXIT_QUEUE;
+    }
+    mp__wx_wait_end(&wx);
     uint64_t id;
     mp_task_fn fn;
     int64_t kind;
     if (mp_obj_type(task) != MP_T_TUPLE ||
         __atomic_load_n(stopflag, __ATOMIC_ACQUIRE)) {
       mp_obj_free(task); /* None: the pool is closing */
+      if (!__atomic_load_n(stopflag, __ATOMIC_ACQUIRE))
+        mp__wx_exit(&wx, rq, uid); /* closing, not terminated */
+      mp__wx_leave(&wx);
       return 0;
     }
     if (mp_uint_get(mp_seq_item(task, 0), &id) ||
         !(fn = (mp_task_fn)mp_func_get(mp_seq_item(task, 1))) ||
         mp_int_get(mp_seq_item(task, 2), &kind)) {
       mp_obj_free(task);
+      mp__wx_leave(&wx);
       return MP__WEXIT_BADARGS;
     }
+    int64_t pslot = 0, base = 0;
+    mp_int_get(mp_seq_item(task, 4), &pslot); /* absent: 0 */
+    mp_int_get(mp_seq_item(task, 5), &base);
     mp_obj *payload = mp_seq_item(task, 3);
     /* Recorded before the task runs: a death from here on fails it.  The
      * start time first, so that a reader who sees this id reads this
      * task's start or a later one (never a false timeout). */
     __atomic_store_n(started, mp__now_ns(), __ATOMIC_SEQ_CST);
     __atomic_store_n(slot, (int64_t)id, __ATOMIC_SEQ_CST);
-    mp_obj *msg = run_job(id, uid, fn, (int)kind, payload, name);
+    int64_t t_job = wx.insights ? mp__now_ns() : 0;
+    mp_obj *msg = run_job(id, uid, fn, (int)kind, payload, name, &wx,
+                          (int)pslot, base);
+    mp__wx_job_done(&wx, t_job);
     int rc = msg ? mp_queue_put(rq, msg, MP_FOREVER) : MP_ENOMEM;
     if (rc != 0) {
       char why[MP__ERRDETAIL_CAP + 32];
@@ -194,9 +219,13 @@ mp__pool_worker_main(mp_obj *args)
     }
     mp_obj_free(msg);
     mp_obj_free(task);
-    if (rc != 0)
+    if (rc != 0) {
+      mp__wx_leave(&wx);
       return MP__WEXIT_SEND; /* the slot says running: it fails as died */
+    }
     __atomic_store_n(slot, (int64_t)id | MP__SLOT_DONE, __ATOMIC_SEQ_CST);
   }
+  mp__wx_exit(&wx, rq, uid); /* maxtasksperchild: a clean end */
+  mp__wx_leave(&wx);
   return 0;
 }

@@ -201,9 +201,6 @@ test_map_squares(void **state)
   mp_obj_free(out);
   mp_obj_free(empty);
   MP_ASSERT_ERR(mp_pool_map(p, square, mp_int_new(3), NULL, &out), MP_EINVAL);
-  MP_ASSERT_ERR(mp_pool_map(p, square, items,
-                            &(mp_map_opts){.progress = 1}, &out),
-                MP_ENOTSUP);
   mp_obj_free(items);
   close_join(p);
 }
