@@ -64,6 +64,9 @@ extern const mp_manager_type *const mp__mgr_builtin_types[];
  * type's objects are not shared this way. */
 void *mp__mgr_builtin_ref(const mp_manager_type *t, void *obj);
 int mp__mgr_is_builtin(const mp_manager_type *t);
+/* Make every wait of a built-in object on this thread time out at once
+ * (the fuzzer dispatches on one thread: nothing may block it). */
+void mp__mgr_nowait(int on);
 /* A timeout argument as Python passes it (None: forever) into seconds. */
 int mp__mgr_timeout_arg(const mp_obj *o, double *out);
 /* A str value of a C string, or NULL. */
@@ -92,6 +95,11 @@ int mp__mgr_server_serve(mp__mgr_server *s);
 /* Ask a serving server to stop (any thread, async-signal-unsafe). */
 void mp__mgr_server_stop(mp__mgr_server *s);
 void mp__mgr_server_free(mp__mgr_server *s);
+/* Whether the client of the connection this thread serves has hung up
+ * (a killed client): a built-in object's wait then gives up instead of
+ * taking what it waited for (a queue item would be lost).  0 outside a
+ * serving thread. */
+int mp__mgr_peer_gone(void);
 /* The server the calling thread serves (NULL outside a serving thread):
  * proxies decoded there that name it are local to it. */
 mp__mgr_server *mp__mgr_server_current(void);

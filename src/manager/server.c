@@ -64,6 +64,16 @@ struct mp__mgr_server {
 };
 
 static _Thread_local mp__mgr_server *tls_server;
+static _Thread_local int tls_peer_fd = -1;
+
+int
+mp__mgr_peer_gone(void)
+{
+  if (tls_peer_fd < 0)
+    return 0;
+  struct pollfd p = { .fd = tls_peer_fd, .events = POLLRDHUP };
+  return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
 
 mp__mgr_server *
 mp__mgr_server_current(void)
@@ -612,6 +622,7 @@ serve_connection(mp__mgr_server *s, mp_conn *c)
       mp_conn_answer_challenge(c, s->authkey, s->authkey_len, hs))
     return;
   int serving = 0;
+  tls_peer_fd = mp_conn_fileno(c);
   while (!atomic_load(&s->stopping)) {
     mp_obj *req = NULL;
     int rc = mp_conn_recv(c, &req, MP_FOREVER);
@@ -651,6 +662,7 @@ cnx_thread(void *arg)
   tls_server = s;
   serve_connection(s, x->conn);
   tls_server = NULL;
+  tls_peer_fd = -1;
   pthread_mutex_lock(&s->mu);
   if (x->prev)
     x->prev->next = x->next;

@@ -103,20 +103,31 @@ sobj_interrupt(void *p)
 
 /* Wait on cv with mu held until woken, the deadline, or the interrupt:
  * 0, MP_ETIMEDOUT, MP_ESTATE. */
+static _Thread_local int no_wait;
+
+void
+mp__mgr_nowait(int on)
+{
+  no_wait = on;
+}
+
 static int
 cv_wait(sobj *o, pthread_cond_t *cv, pthread_mutex_t *mu, mp__deadline d)
 {
   if (o->interrupted)
     return mp_seterr(MP_ESTATE, "the manager server is shutting down");
-  if (d == MP__NO_DEADLINE) {
-    pthread_cond_wait(cv, mu);
-  } else {
-    int64_t now = mp__now_ns();
-    if (now >= d)
-      return MP_ETIMEDOUT;
+  if (no_wait)
+    return MP_ETIMEDOUT;
+  /* wake at least every second to see whether the client is still there */
+  int64_t now = mp__now_ns();
+  if (now >= d)
+    return MP_ETIMEDOUT;
+  {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     int64_t left = d - now;
+    if (left > 1000000000)
+      left = 1000000000;
     ts.tv_sec += left / 1000000000;
     ts.tv_nsec += left % 1000000000;
     if (ts.tv_nsec >= 1000000000) {
@@ -127,6 +138,8 @@ cv_wait(sobj *o, pthread_cond_t *cv, pthread_mutex_t *mu, mp__deadline d)
   }
   if (o->interrupted)
     return mp_seterr(MP_ESTATE, "the manager server is shutting down");
+  if (mp__mgr_peer_gone())
+    return mp_seterr(MP_ECONNRESET, "the client is gone");
   return 0;
 }
 
@@ -939,7 +952,8 @@ queue_put_impl(void *p, mp_obj *args, mp_obj *kwds, int nowait)
   while (o->maxsize && o->len >= o->maxsize &&
          !(rc = cv_wait(o, &o->cv, &o->mu, d)))
     ;
-  if (!o->maxsize || o->len < o->maxsize) {
+  if ((!o->maxsize || o->len < o->maxsize) && rc != MP_ECONNRESET &&
+      rc != MP_ESTATE) {
     rc = 0;
     if (o->len == o->cap) {
       size_t nc = o->cap ? o->cap * 2 : 16;
@@ -979,7 +993,7 @@ queue_get_impl(void *p, mp_obj *args, mp_obj *kwds, int nowait, mp_obj **res)
   pthread_mutex_lock(&o->mu);
   while (!o->len && !(rc = cv_wait(o, &o->cv, &o->mu, d)))
     ;
-  if (o->len) {
+  if (o->len && rc != MP_ECONNRESET && rc != MP_ESTATE) {
     rc = 0;
     *res = o->items[o->head];
     o->head = (o->head + 1) % o->cap;
