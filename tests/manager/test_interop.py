@@ -14,8 +14,9 @@
   decref to 0, shutdown;
 - the seeds' remote-manager trio with either side in C
   (examples/queue_manager_server, queue_manager_client);
-- examples/manager_dict_list prints what CPython prints for the seeds'
-  Server-process example, under every start method.
+- examples/manager_dict_list and manager_custom print what CPython prints
+  for the seeds' Server-process and customized-managers examples, under
+  every start method.
 """
 import os
 import subprocess
@@ -171,6 +172,19 @@ def dict_list_one(py, seed, method):
           % (method, got, want))
 
 
+def t_custom_example(py):
+    want = subprocess.run([py, os.path.join(HERE, "seed_custom_managers.py")],
+                          capture_output=True, text=True,
+                          timeout=TIMEOUT).stdout
+    check("op.pow(2, 94) = 19807040628566084398385987584" in want,
+          "CPython runs the customized-managers seed")
+    for method in ("fork", "spawn", "forkserver", "threading"):
+        got = run([os.path.join(EX, "manager_custom"), method],
+                  "manager_custom %s runs" % method)
+        check(got == want, "manager_custom %s prints what CPython prints:\n%s"
+              "\nvs\n%s" % (method, got, want))
+
+
 def main():
     found = pythons.find(lambda minor: minor >= 8, include_self=True)
     for want in ("3.11", "3.13"):
@@ -181,6 +195,7 @@ def main():
         t_py_server_c_client(ver, py)
         t_queue_trio(ver, py)
     t_dict_list_example(found.get("3.11", sys.executable))
+    t_custom_example(found.get("3.11", sys.executable))
     if failures:
         print("%d failed" % len(failures))
         return 1
