@@ -41,6 +41,7 @@ typedef struct mgr_entry {
 typedef struct mgr_cnx {
   mp_conn *conn;
   mp__mgr_server *srv;
+  pthread_t th;
   struct mgr_cnx *prev, *next;
 } mgr_cnx;
 
@@ -53,6 +54,7 @@ struct mp__mgr_server {
   size_t nbuckets, nobjects;
   uint64_t next_id;
   mgr_cnx *cnxs;
+  mgr_cnx *ended; /* threads that ended, to join */
   int ncnx;
   mp_listener *listener;
   char *address;
@@ -670,12 +672,30 @@ cnx_thread(void *arg)
     s->cnxs = x->next;
   if (x->next)
     x->next->prev = x->prev;
+  mp_conn_free(x->conn); /* under mu: interrupt_all reads the list's fds */
+  x->conn = NULL;
+  x->next = s->ended; /* joined by the accept loop or at stop */
+  s->ended = x;
   if (--s->ncnx == 0)
     pthread_cond_broadcast(&s->idle);
   pthread_mutex_unlock(&s->mu);
-  mp_conn_free(x->conn);
-  free(x);
   return NULL;
+}
+
+/* Join the connection threads that ended (they hold nothing more). */
+static void
+join_ended(mp__mgr_server *s)
+{
+  pthread_mutex_lock(&s->mu);
+  mgr_cnx *x = s->ended;
+  s->ended = NULL;
+  pthread_mutex_unlock(&s->mu);
+  while (x) {
+    mgr_cnx *nx = x->next;
+    pthread_join(x->th, NULL);
+    free(x);
+    x = nx;
+  }
 }
 
 static void
@@ -702,10 +722,8 @@ start_cnx(mp__mgr_server *s, mp_conn *c)
   s->ncnx++;
   pthread_attr_t at;
   pthread_attr_init(&at);
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
   pthread_attr_setstacksize(&at, 256 * 1024);
-  pthread_t th;
-  int rc = pthread_create(&th, &at, cnx_thread, x);
+  int rc = pthread_create(&x->th, &at, cnx_thread, x);
   pthread_attr_destroy(&at);
   if (rc) {
     s->cnxs = x->next;
@@ -833,6 +851,7 @@ mp__mgr_server_serve(mp__mgr_server *s)
       break;
     mp_conn *c = NULL;
     rc = mp_listener_accept(s->listener, &c, 0);
+    join_ended(s);
     if (!rc)
       start_cnx(s, c);
     else if (rc == MP_EMFILE || rc == -ENFILE || rc == MP_ENOMEM) {
@@ -859,6 +878,7 @@ mp__mgr_server_serve(mp__mgr_server *s)
       pthread_cond_timedwait(&s->idle, &s->mu, &ts);
   }
   pthread_mutex_unlock(&s->mu);
+  join_ended(s);
   mp_listener_close(s->listener);
   tls_server = prev;
   return 0;
