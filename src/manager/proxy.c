@@ -175,6 +175,7 @@ link_conn(mgr_link *l, mp_conn **out)
     mp_conn_free(c);
     return rc < 0 ? rc : MP_EMALFORMED;
   }
+  mp_conn_set_readahead(c, 1); /* only this thread reads it */
   lconn *x = calloc(1, sizeof *x);
   if (!x) {
     mp_conn_free(c);

@@ -362,7 +362,8 @@ debug_info(mp__mgr_server *s)
         all[n++] = e;
       }
   pthread_mutex_unlock(&s->mu);
-  qsort(all, n, sizeof *all, cmp_ident);
+  if (n > 1)
+    qsort(all, n, sizeof *all, cmp_ident);
   for (size_t i = 0; i < n; i++) {
     char line[200];
     mp_obj *r = NULL;
@@ -625,6 +626,7 @@ serve_connection(mp__mgr_server *s, mp_conn *c)
     return;
   int serving = 0;
   tls_peer_fd = mp_conn_fileno(c);
+  mp_conn_set_readahead(c, 1); /* this thread alone reads it */
   while (!atomic_load(&s->stopping)) {
     mp_obj *req = NULL;
     int rc = mp_conn_recv(c, &req, MP_FOREVER);
