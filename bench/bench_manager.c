@@ -294,8 +294,8 @@ main(int argc, char **argv)
 
   /* CPython client against a C server in this process */
   mp_manager *srv;
-  mp_manager_new(&srv, &(mp_manager_opts){ .address = "127.0.0.1:0",
-                                           .authkey = "bench",
+  /* an AF_UNIX path, as SyncManager() uses: the same transport */
+  mp_manager_new(&srv, &(mp_manager_opts){ .authkey = "bench",
                                            .authkey_len = 5 });
   pthread_mutex_lock(&serve_mu);
   pthread_t th;

@@ -3,8 +3,9 @@
 managers.
 
 Usage: python3 bench_manager.py dict N            (seconds per set+get pair)
-       python3 bench_manager.py dict N HOST:PORT K (the same against a
-                                                    running server, key K)
+       python3 bench_manager.py dict N ADDRESS K   (the same against a
+                                                    running server, key K;
+                                                    ADDRESS a path or host:port)
        python3 bench_manager.py hammer N P        (set ops per second, P clients)
        python3 bench_manager.py start N METHOD    (seconds per start+shutdown)
 Prints one number."""
@@ -33,8 +34,11 @@ def hammer_one(d, n, k):
 def main():
     job, n = sys.argv[1], int(sys.argv[2])
     if job == "dict" and len(sys.argv) > 3:
-        host, port = sys.argv[3].rsplit(":", 1)
-        m = SyncManager(address=(host, int(port)), authkey=sys.argv[4].encode())
+        a = sys.argv[3]
+        if "/" not in a:
+            host, port = a.rsplit(":", 1)
+            a = (host, int(port))
+        m = SyncManager(address=a, authkey=sys.argv[4].encode())
         m.connect()
         print(pairs(m.dict(), n))
     elif job == "dict":

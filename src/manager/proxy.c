@@ -677,13 +677,44 @@ mp_proxy_from_obj(const mp_obj *o)
   return mp_handle_get(o, &proxy_type);
 }
 
+/* A CPython proxy as it arrives in a request: RebuildProxy(func, Token,
+ * serializer, kwds), inert.  Its Token's ident if the Token names the
+ * server this thread serves, else NULL. */
+static const char *
+python_proxy_ident(const mp_obj *o, mp__mgr_server *srv)
+{
+  mp_obj *callable = NULL, *args = NULL, *state = NULL;
+  const char *mod, *name, *typeid, *ident;
+  if (!srv || mp_obj_type(o) != MP_T_RECORD ||
+      mp_record_get(o, &callable, &args, NULL, NULL, NULL) || !callable ||
+      mp_global_get(callable, &mod, &name) ||
+      strcmp(mod, "multiprocessing.managers") || strcmp(name, "RebuildProxy"))
+    return NULL;
+  mp_obj *tok = mp_seq_item(args, 1);
+  if (mp__mgr_token_parts(tok, &typeid, &ident) ||
+      mp_record_get(tok, NULL, NULL, &state, NULL, NULL))
+    return NULL;
+  mp_obj *mine = mp__mgr_address_obj(mp__mgr_server_address(srv));
+  int same = mine && mp_obj_equal(mine, mp_seq_item(state, 1));
+  mp_obj_free(mine);
+  return same ? ident : NULL;
+}
+
 void *
 mp__mgr_proxy_local(const mp_obj *o, const mp_manager_type *type, void **pin,
                     mp__mgr_server **srv)
 {
   mp_proxy *p = mp_proxy_from_obj(o);
   *pin = NULL;
-  if (!p || !p->local)
+  if (!p) {
+    mp__mgr_server *s = mp__mgr_server_current();
+    const char *ident = python_proxy_ident(o, s);
+    if (!ident)
+      return NULL;
+    *srv = s;
+    return mp__mgr_server_pin(s, ident, type, pin);
+  }
+  if (!p->local)
     return NULL;
   *srv = p->local;
   return mp__mgr_server_pin(p->local, p->ident, type, pin);

@@ -58,10 +58,11 @@ try: bs.release(); raise SystemExit('no ValueError')
 except ValueError: check(True, 'BoundedSemaphore')
 ev = m.Event(); check(not ev.is_set() and not ev.wait(0.05), 'Event unset'); ev.set(); check(ev.is_set() and ev.wait(), 'Event set'); ev.clear()
 c = m.Condition(); c.acquire(); check(c.wait(0.05) is False, 'Condition wait timeout'); c.notify(); c.notify_all(); c.release()
+lk2 = m.Lock(); c2 = m.Condition(lk2); c2.acquire(); check(not lk2.acquire(False), 'Condition(lock) shares the Lock'); c2.release(); check(lk2.acquire(False), 'Condition(lock) released it'); lk2.release()
 b = m.Barrier(1); check(b.parties == 1 and b.n_waiting == 0 and not b.broken and b.wait() == 0, 'Barrier')
 b.abort(); check(b.broken, 'Barrier abort')
 check(m._number_of_objects() > 0, 'objects exist')
-del q, d, l, ns, v, a, mq, jq, lk, rl, sem, bs, ev, c, b
+del q, d, l, ns, v, a, mq, jq, lk, rl, sem, bs, ev, c, b, lk2, c2
 gc.collect()
 check(m._number_of_objects() == 0, 'number_of_objects back to 0')
 # BaseManager with get_queue only

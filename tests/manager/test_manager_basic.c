@@ -441,6 +441,128 @@ test_registered_type(void **state)
   mp_manager_free(m);
 }
 
+/* ---- waits across clients: Barrier, Condition, Event, Lock ---------------- */
+
+typedef struct waiter_arg {
+  mp_proxy *barrier, *cond, *ev, *lock;
+  int64_t index;
+  int rc;
+} waiter_arg;
+
+static void *
+barrier_waiter(void *arg)
+{
+  waiter_arg *w = arg;
+  mp_obj *v = NULL;
+  w->rc = mp_proxy_call(w->barrier, "wait", NULL, NULL, &v);
+  if (!w->rc)
+    w->rc = mp_int_get(v, &w->index);
+  mp_obj_free(v);
+  return NULL;
+}
+
+static void *
+cond_waiter(void *arg)
+{
+  waiter_arg *w = arg;
+  mp_obj *v = NULL;
+  w->rc = mp_proxy_acquire(w->cond, MP_FOREVER);
+  if (!w->rc)
+    w->rc = mp_proxy_event_set(w->ev); /* "I hold it and will wait" */
+  if (!w->rc)
+    w->rc = mp_proxy_call_take(w->cond, "wait", MP_TUPLE(mp_none()), &v);
+  if (!w->rc && !mp_obj_truthy(v))
+    w->rc = MP_ETIMEDOUT;
+  mp_obj_free(v);
+  if (!w->rc)
+    w->rc = mp_proxy_release(w->cond);
+  return NULL;
+}
+
+static void *
+lock_waiter(void *arg)
+{
+  waiter_arg *w = arg;
+  w->rc = mp_proxy_acquire(w->lock, MP_FOREVER);
+  if (!w->rc)
+    w->rc = mp_proxy_release(w->lock);
+  return NULL;
+}
+
+static void
+test_waits_across_clients(void **state)
+{
+  mp_manager *m = started(state);
+  waiter_arg w[3] = { 0 };
+  mp_proxy *barrier, *cond, *ev, *lock;
+  mp_obj *three = MP_TUPLE(mp_int_new(3));
+  MP_ASSERT_OK(mp_manager_create(m, "Barrier", three, NULL, &barrier));
+  mp_obj_free(three);
+  MP_ASSERT_OK(mp_manager_create(m, "Condition", NULL, NULL, &cond));
+  MP_ASSERT_OK(mp_manager_event(m, &ev));
+  MP_ASSERT_OK(mp_manager_lock(m, &lock));
+  /* three threads (three connections) meet at the barrier */
+  pthread_t th[3];
+  for (int i = 0; i < 3; i++) {
+    w[i].barrier = barrier;
+    assert_int_equal(pthread_create(&th[i], NULL, barrier_waiter, &w[i]), 0);
+  }
+  int seen = 0;
+  for (int i = 0; i < 3; i++) {
+    pthread_join(th[i], NULL);
+    MP_ASSERT_OK(w[i].rc);
+    seen |= 1 << w[i].index;
+  }
+  assert_int_equal(seen, 7);
+  mp_obj *v = NULL;
+  MP_ASSERT_OK(mp_proxy_call_take(barrier, "__getattribute__",
+                                  MP_TUPLE(mp_str_new("n_waiting")), &v));
+  assert_repr(v, "0");
+  mp_obj_free(v);
+  /* a timed-out wait breaks it */
+  MP_ASSERT_ERR(mp_proxy_call_take(barrier, "wait", MP_TUPLE(mp_float_new(0.01)),
+                                   &v), MP_EBROKEN);
+  MP_ASSERT_ERR(mp_proxy_call(barrier, "wait", NULL, NULL, &v), MP_EBROKEN);
+  MP_ASSERT_OK(mp_proxy_call(barrier, "reset", NULL, NULL, NULL));
+  /* a condition waiter is woken by notify from another connection */
+  w[0].cond = cond;
+  w[0].ev = ev;
+  assert_int_equal(pthread_create(&th[0], NULL, cond_waiter, &w[0]), 0);
+  MP_ASSERT_OK(mp_proxy_event_wait(ev, 60));
+  /* the waiter released the lock inside wait: we can take it */
+  MP_ASSERT_OK(mp_proxy_acquire(cond, 60));
+  MP_ASSERT_OK(mp_proxy_call(cond, "notify", NULL, NULL, NULL));
+  MP_ASSERT_OK(mp_proxy_release(cond));
+  pthread_join(th[0], NULL);
+  MP_ASSERT_OK(w[0].rc);
+  /* notify without holding the lock: RuntimeError */
+  MP_ASSERT_ERR(mp_proxy_call(cond, "notify", NULL, NULL, NULL), MP_ESTATE);
+  /* a Lock held here blocks another connection until released */
+  MP_ASSERT_OK(mp_proxy_acquire(lock, MP_FOREVER));
+  w[1].lock = lock;
+  assert_int_equal(pthread_create(&th[1], NULL, lock_waiter, &w[1]), 0);
+  MP_ASSERT_OK(mp_proxy_release(lock));
+  pthread_join(th[1], NULL);
+  MP_ASSERT_OK(w[1].rc);
+  /* Condition(lock): the condition's lock is that Lock */
+  mp_proxy *c2;
+  mp_obj *la = MP_TUPLE(mp_proxy_obj(lock));
+  MP_ASSERT_OK(mp_manager_create(m, "Condition", la, NULL, &c2));
+  mp_obj_free(la);
+  MP_ASSERT_OK(mp_proxy_acquire(c2, 0));
+  MP_ASSERT_ERR(mp_proxy_acquire(lock, 0), MP_ETIMEDOUT);
+  MP_ASSERT_OK(mp_proxy_release(c2));
+  MP_ASSERT_OK(mp_proxy_acquire(lock, 0));
+  MP_ASSERT_OK(mp_proxy_release(lock));
+  mp_proxy_free(c2);
+  mp_proxy_free(barrier);
+  mp_proxy_free(cond);
+  mp_proxy_free(ev);
+  mp_proxy_free(lock);
+  assert_objects(m, 0);
+  mp_manager_free(m);
+}
+
 /* ---- serve_forever in this process ----------------------------------------- */
 
 typedef struct serve_arg {
@@ -526,6 +648,7 @@ static const struct CMUnitTest tests[] = {
   MP_TEST_METHODS_THREADING(test_proxies_in_children),
   MP_TEST_METHODS(test_nested_proxies),
   MP_TEST_METHODS(test_registered_type),
+  cmocka_unit_test(test_waits_across_clients),
   cmocka_unit_test(test_serve_forever),
   cmocka_unit_test(test_teardown),
 };
