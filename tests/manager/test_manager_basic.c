@@ -295,6 +295,68 @@ test_proxies_in_children(void **state)
   mp_manager_free(m);
 }
 
+/* A proxy received through a Connection (not in the args): rebuilt in
+ * the child with its own reference, keyed by the process's authkey (the
+ * manager uses the default one, which children inherit). */
+static int
+child_via_conn(mp_obj *args)
+{
+  mp_conn *c = mp_conn_from_obj(mp_seq_item(args, 0));
+  mp_obj *msg = NULL;
+  if (!c || mp_conn_recv(c, &msg, 60))
+    return 1;
+  mp_proxy *q = mp_proxy_from_obj(mp_seq_item(msg, 0));
+  mp_obj *hello = mp_str_new("from the child");
+  int rc = q ? mp_proxy_queue_put(q, hello, MP_FOREVER) : 2;
+  mp_obj_free(hello);
+  mp_obj *done = mp_int_new(1);
+  if (!rc)
+    rc = mp_conn_send(c, done); /* our proxy is about to go: the parent
+                                   may drop its own now */
+  mp_obj_free(done);
+  mp_obj_free(msg);
+  return rc ? 3 : 0;
+}
+
+static void
+test_proxy_through_connection(void **state)
+{
+  mp_manager *m;
+  MP_ASSERT_OK(mp_manager_new(&m, &(mp_manager_opts){
+                                      .ctx = mp_test_context(state) }));
+  MP_ASSERT_OK(mp_manager_start(m));
+  mp_proxy *q;
+  MP_ASSERT_OK(mp_manager_queue(m, 0, &q));
+  mp_conn *a, *b;
+  MP_ASSERT_OK(mp_pipe(&a, &b, 1));
+  mp_process *p;
+  mp_obj *args = MP_TUPLE(mp_conn_obj(b));
+  mp_conn_free(b);
+  MP_ASSERT_OK(mp_process_new(&p, mp_test_context(state),
+                              &(mp_process_opts){ .target = child_via_conn,
+                                                  .args = args }));
+  mp_obj_free(args);
+  MP_ASSERT_OK(mp_process_start(p));
+  mp_obj *msg = MP_TUPLE(mp_proxy_obj(q));
+  MP_ASSERT_OK(mp_conn_send(a, msg));
+  mp_obj_free(msg);
+  mp_obj *got = NULL;
+  MP_ASSERT_OK(mp_proxy_queue_get(q, &got, 60));
+  assert_repr(got, "'from the child'");
+  mp_obj_free(got);
+  MP_ASSERT_OK(mp_conn_recv(a, &got, 60));
+  mp_obj_free(got);
+  MP_ASSERT_OK(mp_process_join(p, 60));
+  int code = -1;
+  MP_ASSERT_OK(mp_process_exitcode(p, &code));
+  assert_int_equal(code, 0);
+  mp_process_free(p);
+  mp_conn_free(a);
+  mp_proxy_free(q);
+  assert_objects(m, 0);
+  mp_manager_free(m);
+}
+
 /* ---- nested proxies ------------------------------------------------------ */
 
 static void
@@ -646,6 +708,7 @@ test_teardown(void **state)
 static const struct CMUnitTest tests[] = {
   MP_TEST_METHODS_THREADING(test_types),
   MP_TEST_METHODS_THREADING(test_proxies_in_children),
+  MP_TEST_METHODS_THREADING(test_proxy_through_connection),
   MP_TEST_METHODS(test_nested_proxies),
   MP_TEST_METHODS(test_registered_type),
   cmocka_unit_test(test_waits_across_clients),
