@@ -119,7 +119,17 @@ thread_name(char *buf, size_t cap)
   return buf;
 }
 
-/* A connection for this thread (borrowed, owned by the link). */
+/* Is thread `tid` of this process still running? */
+static int
+thread_alive(uint32_t tid)
+{
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%u", tid);
+  return access(path, F_OK) == 0;
+}
+
+/* A connection for this thread (borrowed, owned by the link).  Opening a
+ * new one first drops those of threads that ended. */
 static int
 link_conn(mgr_link *l, mp_conn **out)
 {
@@ -139,6 +149,18 @@ link_conn(mgr_link *l, mp_conn **out)
       return 0;
     }
     if (x->pid != pid) { /* a parent's: close our copy, never use it */
+      *pp = x->next;
+      x->next = stale;
+      stale = x;
+      continue;
+    }
+    pp = &x->next;
+  }
+  /* none for this thread yet: drop those of threads that ended (CPython
+   * closes them at thread exit), so short-lived threads do not pile up */
+  for (lconn **pp = &l->conns; *pp;) {
+    lconn *x = *pp;
+    if (!thread_alive(x->tid)) {
       *pp = x->next;
       x->next = stale;
       stale = x;

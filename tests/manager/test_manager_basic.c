@@ -625,6 +625,39 @@ test_waits_across_clients(void **state)
   mp_manager_free(m);
 }
 
+/* ---- short-lived threads ----------------------------------------------- */
+
+static void *
+one_call(void *arg)
+{
+  mp_obj *k = mp_int_new(1);
+  int rc = mp_proxy_setitem(arg, k, k);
+  mp_obj_free(k);
+  return (void *)(intptr_t)rc;
+}
+
+/* Each thread has its own connection; those of threads that ended are
+ * closed when another thread opens one, so fds do not pile up. */
+static void
+test_threads_connections_reclaimed(void **state)
+{
+  mp_manager *m = started(state);
+  mp_proxy *d;
+  MP_ASSERT_OK(mp_manager_dict(m, &d));
+  int before = mp_test_count_fds();
+  for (int i = 0; i < 40; i++) {
+    pthread_t th;
+    void *rc;
+    assert_int_equal(pthread_create(&th, NULL, one_call, d), 0);
+    pthread_join(th, &rc);
+    assert_int_equal((intptr_t)rc, 0);
+  }
+  /* at most the last thread's connection is left */
+  assert_true(mp_test_count_fds() <= before + 1);
+  mp_proxy_free(d);
+  mp_manager_free(m);
+}
+
 /* ---- serve_forever in this process ----------------------------------------- */
 
 typedef struct serve_arg {
@@ -712,6 +745,7 @@ static const struct CMUnitTest tests[] = {
   MP_TEST_METHODS(test_nested_proxies),
   MP_TEST_METHODS(test_registered_type),
   cmocka_unit_test(test_waits_across_clients),
+  cmocka_unit_test(test_threads_connections_reclaimed),
   cmocka_unit_test(test_serve_forever),
   cmocka_unit_test(test_teardown),
 };
