@@ -316,6 +316,82 @@ test_client_killed_mid_call(void **state)
   mp_manager_free(m);
 }
 
+/* ---- a server killed under its clients ---------------------------------- */
+
+static void
+tell_ready(mp_manager *m, void *arg)
+{
+  mp_obj *a = mp_str_new(mp_manager_address(m));
+  mp_conn_send(arg, a);
+  mp_obj_free(a);
+}
+
+static int
+serve_child(mp_obj *args)
+{
+  mp_conn *c = mp_conn_from_obj(mp_seq_item(args, 0));
+  const char *path;
+  size_t len;
+  if (!c || mp_str_get(mp_seq_item(args, 1), &path, &len))
+    return 1;
+  mp_manager *m;
+  if (mp_manager_new(&m, &(mp_manager_opts){ .address = path,
+                                             .authkey = KEY,
+                                             .authkey_len = strlen(KEY) }))
+    return 2;
+  int rc = mp_manager_serve_forever(m, tell_ready, c);
+  mp_manager_free(m);
+  return rc ? 3 : 0;
+}
+
+static void
+test_server_killed_under_clients(void **state)
+{
+  char dir[] = "/tmp/mproc-mgr-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[128];
+  snprintf(path, sizeof path, "%s/mgr.sock", dir);
+  mp_conn *r, *w;
+  MP_ASSERT_OK(mp_pipe(&r, &w, 0));
+  mp_process *p;
+  mp_obj *args = MP_TUPLE(mp_conn_obj(w), mp_str_new(path));
+  mp_conn_free(w);
+  MP_ASSERT_OK(mp_process_new(&p, mp_test_context(state),
+                              &(mp_process_opts){ .target = serve_child,
+                                                  .args = args }));
+  mp_obj_free(args);
+  MP_ASSERT_OK(mp_process_start(p));
+  mp_obj *addr = NULL;
+  MP_ASSERT_OK(mp_conn_recv(r, &addr, 60));
+  mp_conn_free(r);
+  mp_obj_free(addr);
+  mp_manager *m;
+  MP_ASSERT_OK(mp_manager_new(&m, &(mp_manager_opts){
+                                      .address = path, .authkey = KEY,
+                                      .authkey_len = strlen(KEY) }));
+  MP_ASSERT_OK(mp_manager_connect(m));
+  blocked b = { 0 };
+  MP_ASSERT_OK(mp_manager_queue(m, 0, &b.q));
+  MP_ASSERT_OK(mp_manager_event(m, &b.ev));
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, block_in_get, &b), 0);
+  MP_ASSERT_OK(mp_proxy_event_wait(b.ev, 60));
+  MP_ASSERT_OK(mp_process_kill(p));
+  MP_ASSERT_OK(mp_process_join(p, 60));
+  mp_process_free(p);
+  pthread_join(th, NULL);
+  assert_true(b.rc < 0); /* the blocked get ends with an error */
+  mp_obj *x = NULL;
+  assert_true(mp_proxy_queue_get(b.q, &x, 0) < 0);
+  mp_proxy *d = NULL;
+  assert_true(mp_manager_dict(m, &d) < 0);
+  mp_proxy_free(b.q);
+  mp_proxy_free(b.ev);
+  mp_manager_free(m);
+  unlink(path);
+  rmdir(dir);
+}
+
 static void
 test_teardown(void **state)
 {
@@ -330,6 +406,7 @@ static const struct CMUnitTest tests[] = {
   cmocka_unit_test(test_object_limit),
   cmocka_unit_test(test_shutdown_under_a_blocked_client),
   MP_TEST_METHODS(test_client_killed_mid_call),
+  MP_TEST_METHODS(test_server_killed_under_clients),
   cmocka_unit_test(test_teardown),
 };
 
