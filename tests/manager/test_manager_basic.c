@@ -357,6 +357,36 @@ test_proxy_through_connection(void **state)
   mp_manager_free(m);
 }
 
+/* Through a Queue: the item's proxy is rebuilt by the getter, with its
+ * own reference. */
+static void
+test_proxy_through_queue(void **state)
+{
+  mp_manager *m = started(state);
+  mp_proxy *d;
+  MP_ASSERT_OK(mp_manager_dict(m, &d));
+  mp_queue *q;
+  MP_ASSERT_OK(mp_queue_new(&q, NULL));
+  mp_obj *item = MP_TUPLE(mp_proxy_obj(d), mp_str_new("tag"));
+  MP_ASSERT_OK(mp_queue_put(q, item, MP_FOREVER));
+  mp_obj_free(item);
+  mp_obj *got = NULL;
+  MP_ASSERT_OK(mp_queue_get(q, &got, 60));
+  mp_proxy *d2 = mp_proxy_from_obj(mp_seq_item(got, 0));
+  assert_non_null(d2);
+  assert_ptr_not_equal(d2, d);
+  assert_string_equal(mp_proxy_ident(d2), mp_proxy_ident(d));
+  mp_proxy_free(d); /* the rebuilt one holds its own reference */
+  mp_obj *k = mp_int_new(3);
+  MP_ASSERT_OK(mp_proxy_setitem(d2, k, k));
+  mp_obj_free(k);
+  assert_objects(m, 1);
+  mp_obj_free(got);
+  assert_objects(m, 0);
+  mp_queue_free(q);
+  mp_manager_free(m);
+}
+
 /* ---- nested proxies ------------------------------------------------------ */
 
 static void
@@ -743,6 +773,7 @@ static const struct CMUnitTest tests[] = {
   MP_TEST_METHODS_THREADING(test_proxies_in_children),
   MP_TEST_METHODS_THREADING(test_proxy_through_connection),
   MP_TEST_METHODS(test_nested_proxies),
+  cmocka_unit_test(test_proxy_through_queue),
   MP_TEST_METHODS(test_registered_type),
   cmocka_unit_test(test_waits_across_clients),
   cmocka_unit_test(test_threads_connections_reclaimed),
