@@ -12,6 +12,9 @@
   subclass registering get_queue): create, calls, #ERROR KeyError,
   #TRACEBACK, #PROXY Iterator, get_methods with a C-encoded Token,
   decref to 0, shutdown;
+- a C server with a registered C type and a CPython client: the type's
+  codes arrive as ValueError / IndexError / KeyError(key) / TypeError /
+  RemoteError, its method_to_typeid result as an Iterator proxy;
 - the seeds' remote-manager trio with either side in C
   (examples/queue_manager_server, queue_manager_client);
 - examples/manager_dict_list and manager_custom print what CPython prints
@@ -111,6 +114,49 @@ def t_c_server_py_client(ver, py):
         stop(srv, "%s: C server stops on the Python client's shutdown" % ver)
 
 
+PY_COUNTER = r'''
+import gc, sys
+from multiprocessing.managers import SyncManager, RemoteError
+host, port = sys.argv[1].rsplit(':', 1)
+class M(SyncManager): pass
+M.register('Counter')
+m = M(address=(host, int(port)), authkey=b'k'); m.connect()
+c = m.Counter(3)
+assert sorted(c._exposed_) == ['add', 'fail', 'item', 'key', 'kind', 'squares'], c._exposed_
+assert c.add(2) == 5
+def raises(exc, f, *a):
+    try:
+        f(*a)
+    except exc as e:
+        return e
+    raise SystemExit('no %s from %s' % (exc.__name__, f))
+assert 'negative step -1' in str(raises(ValueError, c.add, -1))
+raises(IndexError, c.item, 0)
+assert raises(KeyError, c.key, 'k').args == ('k',)
+raises(TypeError, c.kind, 'x')
+assert 'MP_EBADF' in str(raises(RemoteError, c.fail))
+assert list(c.squares()) == [0, 1, 4, 9, 16]
+del c; gc.collect()
+assert m._number_of_objects() == 0
+from multiprocessing.connection import Client
+from multiprocessing.managers import dispatch
+dispatch(Client((host, int(port)), authkey=b'k'), None, 'shutdown')
+print('ok')
+'''
+
+
+def t_registered_type_py_client(ver, py):
+    srv, addr = start([os.path.join(BUILD, "tests", "helper_mgr_server"),
+                       "127.0.0.1:0", "k"])
+    try:
+        out = run([py, "-c", PY_COUNTER, addr],
+                  "%s client of a registered C type: codes as builtins "
+                  "exceptions, #PROXY Iterator" % ver)
+        check(out == "ok\n", "%s: the Counter checks ran" % ver)
+    finally:
+        stop(srv, "%s: C server with a registered type stops" % ver)
+
+
 def t_py_server_c_client(ver, py):
     srv, addr = start([py, "-c", PY_SERVER, "k"])
     env = dict(os.environ, HELPER_SHUTDOWN="1")
@@ -193,6 +239,7 @@ def main():
     for ver, py in sorted(found.items()):
         t_c_server_py_client(ver, py)
         t_py_server_c_client(ver, py)
+        t_registered_type_py_client(ver, py)
         t_queue_trio(ver, py)
     t_dict_list_example(found.get("3.11", sys.executable))
     t_custom_example(found.get("3.11", sys.executable))
