@@ -34,7 +34,7 @@
  * JoinableQueue, and Iterator (the #PROXY result of dict.__iter__).  A
  * program adds its own C types with mp_manager_register (BaseManager.
  * register): a static mp_manager_type naming a create function and a table
- * of exposed methods.  Pool and AsyncResult are not served (yet).
+ * of exposed methods.
  *
  * Objects live while their reference count is above zero: create makes
  * one reference (owned by the proxy it returns), a proxy rebuilt in another
@@ -68,7 +68,17 @@
  * its own reference on its first call.  Keep a proxy alive until the
  * receiver has it (as Python requires).  A proxy's key travels only in a
  * child's start instructions (Python's rule); elsewhere a rebuilt proxy
- * uses the receiving process's authkey (mp_process_authkey).
+ * uses the key of a manager the receiving process already talks to at that
+ * address, else its authkey (mp_process_authkey).  A proxy that holds a
+ * reference in a process is decref'd when that process exits, if it was
+ * not freed before (children included).  A thread's connection is closed
+ * once the thread has ended (when another thread opens one) and when the
+ * last proxy of that manager in the process goes.
+ *
+ * Limits: CPython proxies stored in a C server's containers (a Python
+ * client's l.append(d)) are kept as inert values that do not hold their
+ * referent; C proxies reach CPython peers as mproc.handle values, which
+ * CPython cannot load.  Pool/AsyncResult typeids are not served.
  *
  * Threads: every function may be called from several threads. */
 #ifndef MPROC_MANAGER_H
