@@ -14,6 +14,7 @@
  *   shm.h     Value/Array, SharedMemory
  *   queue.h   Queue, SimpleQueue, JoinableQueue
  *   pool.h    Pool, ThreadPool, AsyncResult, IMapIterator
+ *   manager.h Managers (SyncManager, BaseManager.register) and proxies
  * Conventions (README.md; mechanisms: docs/architecture.md): functions return 0 or a negative
  * code; timeouts are double seconds, <= 0 = do not block, MP_FOREVER = no
  * limit, NaN = MP_EINVAL; what `_new` makes, `_free` releases; `_take` takes ownership. */
@@ -32,5 +33,6 @@
 #include "mproc/shm.h"
 #include "mproc/queue.h"
 #include "mproc/pool.h"
+#include "mproc/manager.h"
 
 #endif

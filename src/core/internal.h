@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -107,6 +108,12 @@ mp__fork_hook *mp__fork_hook_add(void (*prepare)(void *arg),
                                  void (*parent)(void *arg),
                                  void (*child)(void *arg), void *arg);
 void mp__fork_hook_remove(mp__fork_hook *h);
+/* A process-wide mutex a fork child may take: held by the forking thread
+ * across every fork (locked in prepare, unlocked in parent and child), so
+ * the child never inherits it locked by a thread it does not have, nor the
+ * state it guards half-changed.  Only for leaf locks, never held by a
+ * thread that forks (that thread would wait on itself). */
+mp__fork_hook *mp__fork_guard_mutex(pthread_mutex_t *m);
 /* Install the fork handlers now (idempotent; mp__fork_hook_add does it):
  * for state reset in every fork child without a hook of its own, the
  * platform's pid cache. */

@@ -122,6 +122,24 @@ mp__fork_hook_add(void (*prepare)(void *), void (*parent)(void *),
   return h;
 }
 
+static void
+guard_lock(void *m)
+{
+  pthread_mutex_lock(m);
+}
+
+static void
+guard_unlock(void *m)
+{
+  pthread_mutex_unlock(m);
+}
+
+mp__fork_hook *
+mp__fork_guard_mutex(pthread_mutex_t *m)
+{
+  return mp__fork_hook_add(guard_lock, guard_unlock, guard_unlock, m);
+}
+
 void
 mp__fork_hook_remove(mp__fork_hook *h)
 {

@@ -14,6 +14,23 @@
 static atomic_int log_level = MP_LOG_OFF;
 static atomic_int env_read;
 static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t handler_lock_once = PTHREAD_ONCE_INIT;
+
+/* Fork children take this lock too (a pool forks workers while other threads log): held across every fork
+ * (mp__fork_guard_mutex), registered at its first use. */
+static void
+handler_lock_guard(void)
+{
+  mp__fork_guard_mutex(&handler_lock);
+}
+
+static void
+lock_handler(void)
+{
+  pthread_once(&handler_lock_once, handler_lock_guard);
+  pthread_mutex_lock(&handler_lock);
+}
+
 static mp_log_handler handler_fn; /* NULL: stderr */
 static void *handler_ud;
 
@@ -124,7 +141,7 @@ mp_log_to_stderr(int level)
 {
   mp__errdetail_clear();
   read_env_once();
-  pthread_mutex_lock(&handler_lock);
+  lock_handler();
   handler_fn = NULL;
   handler_ud = NULL;
   pthread_mutex_unlock(&handler_lock);
@@ -138,7 +155,7 @@ mp_log_to_stderr(int level)
 void
 mp_log_set_handler(mp_log_handler fn, void *ud)
 {
-  pthread_mutex_lock(&handler_lock);
+  lock_handler();
   handler_fn = fn;
   handler_ud = ud;
   pthread_mutex_unlock(&handler_lock);
@@ -159,7 +176,7 @@ mp_logv(int level, const char *fmt, va_list ap)
   int saved = errno;
   char msg[1024];
   vsnprintf(msg, sizeof msg, fmt, ap);
-  pthread_mutex_lock(&handler_lock);
+  lock_handler();
   mp_log_handler fn = handler_fn;
   void *ud = handler_ud;
   pthread_mutex_unlock(&handler_lock);

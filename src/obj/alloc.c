@@ -71,22 +71,10 @@ thread_exit(void *arg)
 }
 
 static void
-atfork_prepare(void *arg)
-{
-  pthread_mutex_lock(&lock);
-}
-
-static void
-atfork_release(void *arg)
-{
-  pthread_mutex_unlock(&lock);
-}
-
-static void
 init(void)
 {
   pthread_key_create(&key, thread_exit);
-  mp__fork_hook_add(atfork_prepare, atfork_release, atfork_release, NULL);
+  mp__fork_guard_mutex(&lock);
 }
 
 /* Refill this thread's list of class c; 0 or -1 (pool full). */

@@ -24,6 +24,23 @@
 /* ---- kinds --------------------------------------------------------------- */
 
 static pthread_mutex_t kinds_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t kinds_lock_once = PTHREAD_ONCE_INIT;
+
+/* Fork children take this lock too (a pool forks workers while other threads parse args): held across every fork
+ * (mp__fork_guard_mutex), registered at its first use. */
+static void
+kinds_lock_guard(void)
+{
+  mp__fork_guard_mutex(&kinds_lock);
+}
+
+static void
+lock_kinds(void)
+{
+  pthread_once(&kinds_lock_once, kinds_lock_guard);
+  pthread_mutex_lock(&kinds_lock);
+}
+
 static const mp_arg_kind **kinds;
 static size_t nkinds, capkinds;
 
@@ -36,7 +53,7 @@ mp_arg_kind_register(const mp_arg_kind *kind)
     return mp_seterr(MP_EINVAL, "an argument kind needs a name and a handle "
                                 "type");
   int rc = 0;
-  pthread_mutex_lock(&kinds_lock);
+  lock_kinds();
   for (size_t i = 0; i < nkinds; i++) {
     if (strcmp(kinds[i]->name, kind->name) == 0) {
       if (kinds[i] != kind)
@@ -65,7 +82,7 @@ static const mp_arg_kind *
 kind_find(const char *name)
 {
   const mp_arg_kind *k = NULL;
-  pthread_mutex_lock(&kinds_lock);
+  lock_kinds();
   for (size_t i = 0; i < nkinds && !k; i++)
     if (strcmp(kinds[i]->name, name) == 0)
       k = kinds[i];

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* mp_pickle_dumps: the encoder python-wire.md section 5 recommends.
+/* mp_pickle_dumps: the encoder docs/python-wire.md section 5 recommends.
  * PROTO 4 (5 when a bytearray needs BYTEARRAY8), smallest int opcodes,
  * batches of 1000 items, no FRAME, a memo only for shared object records.
  * Protocols 2 and 3 write bytes, bytearray, set and frozenset the way

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* mp_pickle_loads: a stack machine over the opcodes python-wire.md marks
- * "dec", and NEWOBJ_EX (which CPython writes at protocol 4+ for objects
+/* mp_pickle_loads: a stack machine over the opcodes docs/python-wire.md
+ * section 5 lists for decoding, and NEWOBJ_EX (which CPython writes at protocol 4+ for objects
  * whose __getnewargs_ex__ returns keyword arguments; multiprocessing's own
  * data never uses it).  Nothing is imported or called: class references
  * become inert records, and only the few calls CPython uses to spell data

@@ -270,6 +270,23 @@ mp_record_setitem_take(mp_obj *o, mp_obj *key, mp_obj *value)
 /* ---- handles -------------------------------------------------------------- */
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t reg_lock_once = PTHREAD_ONCE_INIT;
+
+/* Fork children take this lock too (a pool forks workers while other threads pickle handles): held across every fork
+ * (mp__fork_guard_mutex), registered at its first use. */
+static void
+reg_lock_guard(void)
+{
+  mp__fork_guard_mutex(&reg_lock);
+}
+
+static void
+lock_registry(void)
+{
+  pthread_once(&reg_lock_once, reg_lock_guard);
+  pthread_mutex_lock(&reg_lock);
+}
+
 static const mp_handle_type **reg;
 static size_t nreg, capreg;
 
@@ -280,7 +297,7 @@ mp_handle_register(const mp_handle_type *type)
   if (!type || !type->name || !type->name[0])
     return mp_seterr(MP_EINVAL, "handle type needs a name");
   int rc = 0;
-  pthread_mutex_lock(&reg_lock);
+  lock_registry();
   for (size_t i = 0; i < nreg; i++) {
     if (strcmp(reg[i]->name, type->name) == 0) {
       if (reg[i] != type)
@@ -311,7 +328,7 @@ mp_handle_find(const char *name)
   if (!name)
     return NULL;
   const mp_handle_type *t = NULL;
-  pthread_mutex_lock(&reg_lock);
+  lock_registry();
   for (size_t i = 0; i < nreg && !t; i++)
     if (strcmp(reg[i]->name, name) == 0)
       t = reg[i];

@@ -30,6 +30,31 @@
 #define MAX_NAME 1024 /* a whole line stays below PIPE_BUF */
 
 static pthread_mutex_t t_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t t_mu_once = PTHREAD_ONCE_INIT;
+
+/* A fork child may find t_mu held by a thread it does not have (a pool
+ * forks workers while other threads register segments): it starts with the
+ * lock reset.  Not held across fork like the leaf locks: start_tracker
+ * forks with it held. */
+static void
+t_mu_reset(void *arg)
+{
+  (void)arg;
+  mp__mutex_reset(&t_mu);
+}
+
+static void
+t_mu_hook(void)
+{
+  mp__fork_hook_add(NULL, NULL, t_mu_reset, NULL);
+}
+
+static void
+lock_tracker(void)
+{
+  pthread_once(&t_mu_once, t_mu_hook);
+  pthread_mutex_lock(&t_mu);
+}
 static int t_wfd = -1;
 static pid_t t_pid;
 
@@ -187,7 +212,7 @@ static int
 give_fd(int *fd, uint64_t *word)
 {
   int rc = 0;
-  pthread_mutex_lock(&t_mu);
+  lock_tracker();
   *fd = -1;
   if (t_wfd >= 0) {
     int d = mp__dup(t_wfd);
@@ -208,7 +233,7 @@ static const mp__inherit tracker_inherit = {give_fd, take_fd};
 static void
 take_fd(int fd, uint64_t word)
 {
-  pthread_mutex_lock(&t_mu);
+  lock_tracker();
   if (t_wfd >= 0) {
     mp__close(fd); /* keep the one this process already has */
   } else {
@@ -305,7 +330,7 @@ send_line(char op, const char *type, const char *name)
   line[1] = t;
   memcpy(line + 2, name, n);
   line[n + 2] = '\n';
-  pthread_mutex_lock(&t_mu);
+  lock_tracker();
   int rc = 0;
   if (t_wfd < 0) {
     if (op == 'U') { /* nothing registered through us */
@@ -348,7 +373,7 @@ mp_resource_unregister(const char *type, const char *name)
 void
 mp_resource_tracker_stop(void)
 {
-  pthread_mutex_lock(&t_mu);
+  lock_tracker();
   mp__close(t_wfd);
   t_wfd = -1;
   t_pid = 0;
@@ -359,7 +384,7 @@ int
 mp_resource_tracker_pid(void)
 {
   mp__errdetail_clear();
-  pthread_mutex_lock(&t_mu);
+  lock_tracker();
   int p = t_wfd >= 0 ? (int)t_pid : 0;
   pthread_mutex_unlock(&t_mu);
   return p;

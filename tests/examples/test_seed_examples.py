@@ -2,7 +2,8 @@
 """The seeds' smallest examples as C programs print what CPython prints
 running the seed code, under every start method: process_hello (Process),
 queue_basic (Queue), pipe_basic (Pipe), wait_readers (connection.wait, whose
-lines come in any order: compared as sorted lists) and pool_intro (Pool.map).
+lines come in any order: compared as sorted lists), pool_intro (Pool.map) and
+pool_starmap_paths (mpire's start-method example, as Pool.starmap).
 Under the C 'threading' method, CPython runs the same code with 'fork' (and
 pool_intro with a ThreadPool)."""
 import os
@@ -91,6 +92,20 @@ if __name__ == '__main__':
     with (ThreadPool if threads else Pool)(5) as p:
         print(p.map(f, [1, 2, 3]))
 """,
+    "pool_starmap_paths": """
+from multiprocessing.pool import ThreadPool
+
+def working_job(folder, filename):
+    import os
+    return os.path.join(folder, filename)
+
+if __name__ == '__main__':
+    threads = sys.argv[1] == 'threading'
+    if not threads:
+        mp.set_start_method(sys.argv[1])
+    with (ThreadPool if threads else Pool)(2) as pool:
+        print(pool.starmap(working_job, [('folder', '0.p3'), ('folder', '1.p3')]))
+""",
 }
 UNORDERED = {"wait_readers"}
 
@@ -111,7 +126,7 @@ def main():
         with open(script, "w") as f:
             f.write(HEAD + seed)
         for method in ("fork", "spawn", "forkserver", "threading"):
-            pymethod = method if method != "threading" or name == "pool_intro" else "fork"
+            pymethod = method if method != "threading" or name.startswith("pool_") else "fork"
             want = run([sys.executable, script, pymethod])
             got = run([os.path.join(ex, name), method])
             if name in UNORDERED:

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/* A C manager client against any server (test_interop.py runs it against
+ * CPython's): helper_mgr_client ADDRESS AUTHKEY.  get_queue put/get, a
+ * dict's set/get, the #ERROR KeyError and #TRACEBACK replies, __iter__'s
+ * #PROXY and its exhaustion, get_methods with a C-encoded Token, and the
+ * counts back to 0.  Prints one line per check; exits 0 if all pass. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mproc.h>
+
+#include "manager/manager_internal.h"
+
+static int failures;
+
+static void
+check(int ok, const char *what)
+{
+  printf("%s %s%s%s\n", ok ? "ok" : "FAIL", what, ok ? "" : ": ",
+         ok ? "" : mp_errdetail());
+  failures += !ok;
+}
+
+static int
+same_repr(mp_obj *o, const char *want)
+{
+  char *r = mp_obj_repr(o);
+  int ok = r && !strcmp(r, want);
+  if (!ok)
+    fprintf(stderr, "got %s, want %s\n", r ? r : "NULL", want);
+  mp_free(r);
+  return ok;
+}
+
+int
+main(int argc, char **argv)
+{
+  if (argc != 3)
+    return 2;
+  mp_manager *m;
+  mp_manager_new(&m, &(mp_manager_opts){ .address = argv[1],
+                                          .authkey = argv[2],
+                                          .authkey_len = strlen(argv[2]) });
+  check(mp_manager_connect(m) == 0, "connect");
+  int64_t n = -1;
+  check(mp_manager_number_of_objects(m, &n) == 0 && n == 0, "no objects");
+
+  mp_proxy *q = NULL;
+  check(mp_manager_create(m, "get_queue", NULL, NULL, &q) == 0, "get_queue");
+  mp_obj *hello = mp_str_new("hello"), *got = NULL;
+  check(q && mp_proxy_queue_put(q, hello, MP_FOREVER) == 0, "put");
+  check(q && mp_proxy_queue_get(q, &got, MP_FOREVER) == 0 &&
+            mp_obj_equal(got, hello), "get");
+  mp_obj_free(got);
+  got = NULL;
+  check(q && mp_proxy_queue_get(q, &got, 0) == MP_EEMPTY, "get_nowait Empty");
+
+  mp_proxy *d = NULL;
+  check(mp_manager_dict(m, &d) == 0, "dict");
+  uint8_t big[9] = { 0, 0, 0, 0, 0, 0, 0, 0, 0x40 }; /* 2**70 */
+  mp_obj *key = mp_str_new("k");
+  mp_obj *val = MP_LIST(mp_int_new(1), mp_int_from_bytes(big, 9),
+                        mp_bytes_new("x", 1), mp_bytearray_new("y", 1),
+                        MP_SET(mp_int_new(1)), mp_float_new(1.5), mp_none());
+  check(d && mp_proxy_setitem(d, key, val) == 0, "__setitem__");
+  got = NULL;
+  check(d && mp_proxy_getitem(d, key, &got) == 0 && mp_obj_equal(got, val),
+        "__getitem__ round trip");
+  mp_obj_free(got);
+  mp_obj *missing = mp_str_new("missing");
+  int rc = d ? mp_proxy_getitem(d, missing, &got) : 0;
+  check(rc == MP_ENOTFOUND && strstr(mp_errdetail(), "KeyError('missing')"),
+        "#ERROR KeyError");
+  rc = d ? mp_proxy_call(d, "nosuch", NULL, NULL, &got) : 0;
+  check(rc == MP_EREMOTE && strstr(mp_errdetail(), "nosuch"),
+        "#TRACEBACK for an unexposed method");
+  int64_t len = 0;
+  check(d && mp_proxy_len(d, &len) == 0 && len == 1, "__len__");
+  char *r = NULL;
+  check(d && mp_proxy_repr(d, &r) == 0 && strstr(r, "'k': [1, "), "__repr__");
+  mp_free(r);
+
+  /* __iter__ -> #PROXY of an Iterator; exhaustion is StopIteration */
+  mp_obj *it = NULL;
+  check(d && mp_proxy_call(d, "__iter__", NULL, NULL, &it) == 0 &&
+            mp_proxy_from_obj(it), "__iter__ #PROXY");
+  mp_proxy *ip = mp_proxy_from_obj(it);
+  got = NULL;
+  check(ip && !strcmp(mp_proxy_typeid(ip), "Iterator") &&
+            mp_proxy_call(ip, "__next__", NULL, NULL, &got) == 0 &&
+            mp_obj_equal(got, key), "__next__");
+  mp_obj_free(got);
+  check(ip && mp_proxy_call(ip, "__next__", NULL, NULL, &got) == MP_EEOF,
+        "StopIteration");
+  mp_obj_free(it);
+
+  /* get_methods with a Token we encode */
+  mp_obj *tok = mp__mgr_token_new("dict", argv[1], mp_proxy_ident(d));
+  mp_obj *targs = MP_TUPLE(tok);
+  mp_obj *methods = NULL;
+  check(mp__mgr_call_server(argv[1], argv[2], strlen(argv[2]), "get_methods",
+                            targs, NULL, &methods) == 0 &&
+            mp_obj_len(methods, (size_t *)&len) == 0 && len >= 16,
+        "get_methods");
+  mp_obj_free(methods);
+  mp_obj_free(targs);
+
+  /* a list with Python's range spelled by us, Value */
+  mp_proxy *l = NULL;
+  mp_obj *ten = mp_list_new();
+  for (int i = 0; i < 10; i++)
+    mp_list_append_take(ten, mp_int_new(i));
+  check(mp_manager_list(m, ten, &l) == 0 && mp_proxy_list_reverse(l) == 0 &&
+            mp_proxy_getvalue(l, &got) == 0 &&
+            same_repr(got, "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]"),
+        "list reverse");
+  mp_obj_free(got);
+  mp_obj_free(ten);
+  mp_proxy *v = NULL;
+  mp_obj *seven = mp_int_new(7);
+  got = NULL;
+  check(mp_manager_value(m, "i", seven, &v) == 0 &&
+            mp_proxy_value_get(v, &got) == 0 && mp_obj_equal(got, seven),
+        "Value get");
+  mp_obj_free(got);
+  mp_obj_free(seven);
+  mp_proxy *lk = NULL;
+  check(mp_manager_lock(m, &lk) == 0 && mp_proxy_acquire(lk, 1) == 0 &&
+            mp_proxy_acquire(lk, 0) == MP_ETIMEDOUT &&
+            mp_proxy_release(lk) == 0 && mp_proxy_release(lk) == MP_ESTATE,
+        "Lock");
+
+  mp_proxy_free(q);
+  mp_proxy_free(d);
+  mp_proxy_free(l);
+  mp_proxy_free(v);
+  mp_proxy_free(lk);
+  check(mp_manager_number_of_objects(m, &n) == 0 && n == 0,
+        "number_of_objects back to 0");
+  mp_obj *all[] = { hello, key, val, missing };
+  for (int i = 0; i < 4; i++)
+    mp_obj_free(all[i]);
+  if (getenv("HELPER_SHUTDOWN"))
+    check(mp_manager_shutdown(m) == 0, "shutdown");
+  mp_manager_free(m);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,413 @@
+/* SPDX-License-Identifier: MIT */
+/* A manager server facing bad clients: malformed requests and pickles,
+ * unknown server methods and idents, wrong arity, a frame over the
+ * request limit, a client that stops mid-request, idle connections (with
+ * and without a handshake), a flood of creates past the object limit, a
+ * client blocked in a call when the server shuts down, a client killed
+ * mid-call.  Each gets an error reply or a closed connection; the server
+ * keeps serving the others. */
+#define _GNU_SOURCE
+#include "testutil.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "manager/manager_internal.h"
+#include "proc/proc_internal.h"
+
+#define KEY "hostile"
+
+static mp_manager *
+started(size_t max_objects, uint64_t max_request)
+{
+  mp_manager *m;
+  MP_ASSERT_OK(mp_manager_new(&m, &(mp_manager_opts){
+                                      .authkey = KEY,
+                                      .authkey_len = strlen(KEY),
+                                      .max_objects = max_objects,
+                                      .max_request = max_request }));
+  MP_ASSERT_OK(mp_manager_start(m));
+  return m;
+}
+
+static mp_conn *
+dial(mp_manager *m)
+{
+  mp_conn *c;
+  MP_ASSERT_OK(mp_client(&c, mp_manager_address(m),
+                         &(mp_client_opts){ .authkey = KEY,
+                                            .authkey_len = strlen(KEY) }));
+  return c;
+}
+
+/* Send `req` (taken) and expect a reply of `kind` whose text has `needle`. */
+static void
+expect(mp_conn *c, mp_obj *req, const char *kind, const char *needle)
+{
+  assert_non_null(req);
+  MP_ASSERT_OK(mp_conn_send(c, req));
+  mp_obj_free(req);
+  mp_obj *reply = NULL;
+  MP_ASSERT_OK(mp_conn_recv(c, &reply, 30));
+  const char *k = "";
+  size_t len;
+  MP_ASSERT_OK(mp_str_get(mp_seq_item(reply, 0), &k, &len));
+  assert_string_equal(k, kind);
+  char *text = mp_obj_str(mp_seq_item(reply, 1));
+  if (needle && !strstr(text, needle))
+    fail_msg("reply %s %s lacks %s", k, text, needle);
+  mp_free(text);
+  mp_obj_free(reply);
+}
+
+static void
+assert_serving(mp_manager *m)
+{
+  int64_t n = -1;
+  MP_ASSERT_OK(mp_manager_number_of_objects(m, &n));
+}
+
+static void
+test_malformed_requests(void **state)
+{
+  mp_manager *m = started(0, 0);
+  mp_conn *c = dial(m);
+  /* not a 4-tuple: the reply of a one-shot connection, then it closes */
+  expect(c, MP_TUPLE(mp_int_new(1), mp_int_new(2)), "#TRACEBACK", "4-tuple");
+  mp_obj *x = NULL;
+  MP_ASSERT_ERR(mp_conn_recv(c, &x, 30), MP_EEOF);
+  mp_conn_free(c);
+  /* bytes that are no pickle */
+  c = dial(m);
+  MP_ASSERT_OK(mp_conn_send_bytes(c, "\x80\x04garbage", 9));
+  MP_ASSERT_OK(mp_conn_recv(c, &x, 30));
+  char *r = mp_obj_repr(x);
+  assert_non_null(strstr(r, "#TRACEBACK"));
+  mp_free(r);
+  mp_obj_free(x);
+  mp_conn_free(c);
+  /* an unknown server method, CPython's text */
+  c = dial(m);
+  expect(c, mp__mgr_request(NULL, "nosuch", NULL, NULL), "#TRACEBACK",
+         "'nosuch' unrecognized");
+  mp_conn_free(c);
+  /* create with no typeid, bad arity and an unknown typeid */
+  c = dial(m);
+  expect(c, mp__mgr_request(NULL, "create", NULL, NULL), "#TRACEBACK",
+         "typeid");
+  mp_conn_free(c);
+  c = dial(m);
+  mp_obj *a = MP_TUPLE(mp_str_new("Lock"), mp_int_new(1), mp_int_new(2));
+  expect(c, mp__mgr_request(NULL, "create", a, NULL), "#ERROR", "Lock");
+  mp_obj_free(a);
+  mp_conn_free(c);
+  c = dial(m);
+  a = MP_TUPLE(mp_int_new(5));
+  expect(c, mp__mgr_request(NULL, "incref", a, NULL), "#TRACEBACK", "ident");
+  mp_obj_free(a);
+  mp_conn_free(c);
+  c = dial(m);
+  a = MP_TUPLE(mp_str_new("ffffff"));
+  expect(c, mp__mgr_request(NULL, "decref", a, NULL), "#TRACEBACK",
+         "KeyError");
+  mp_obj_free(a);
+  mp_conn_free(c);
+  /* the serve loop: an unknown ident, a server method by name, a bad
+   * pickle -- each an error reply, and the loop goes on */
+  c = dial(m);
+  a = MP_TUPLE(mp_str_new("MainProcess"));
+  expect(c, mp__mgr_request(NULL, "accept_connection", a, NULL), "#RETURN",
+         NULL);
+  mp_obj_free(a);
+  expect(c, mp__mgr_request("abc", "get", NULL, NULL), "#TRACEBACK",
+         "KeyError");
+  expect(c, mp__mgr_request("not hex!", "get", NULL, NULL), "#TRACEBACK",
+         "KeyError");
+  MP_ASSERT_OK(mp_conn_send_bytes(c, "\x80\x04\x95", 3));
+  MP_ASSERT_OK(mp_conn_recv(c, &x, 30));
+  mp_obj_free(x);
+  expect(c, mp__mgr_request(NULL, "dummy", NULL, NULL), "#TRACEBACK",
+         "KeyError");
+  mp_conn_free(c);
+  assert_serving(m);
+  mp_manager_free(m);
+}
+
+static void
+test_wrong_arity_on_objects(void **state)
+{
+  mp_manager *m = started(0, 0);
+  mp_proxy *d, *q;
+  MP_ASSERT_OK(mp_manager_dict(m, &d));
+  MP_ASSERT_OK(mp_manager_queue(m, 0, &q));
+  mp_obj *out = NULL;
+  MP_ASSERT_ERR(mp_proxy_call_take(d, "__setitem__", MP_TUPLE(mp_int_new(1)),
+                                   &out), MP_ETYPE);
+  MP_ASSERT_ERR(mp_proxy_call_take(d, "keys", MP_TUPLE(mp_int_new(1)), &out),
+                MP_ETYPE);
+  MP_ASSERT_ERR(mp_proxy_call_take(q, "put", mp_tuple_take(0), &out),
+                MP_ETYPE);
+  MP_ASSERT_ERR(mp_proxy_call_take(q, "get", MP_TUPLE(mp_bool_new(1),
+                                                      mp_float_new(-1)),
+                                   &out), MP_EINVAL);
+  MP_ASSERT_ERR(mp_proxy_call_take(q, "get", MP_TUPLE(mp_str_new("x"),
+                                                      mp_str_new("y")),
+                                   &out), MP_ETYPE);
+  mp_proxy_free(d);
+  mp_proxy_free(q);
+  assert_serving(m);
+  mp_manager_free(m);
+}
+
+static void
+test_huge_frame_and_torn_request(void **state)
+{
+  mp_manager *m = started(0, 1 << 20);
+  /* a header announcing 2 GiB: the server closes that connection */
+  mp_conn *c = dial(m);
+  int fd = mp_conn_fileno(c);
+  const uint8_t huge[] = { 0x7f, 0xff, 0xff, 0xff };
+  assert_int_equal(write(fd, huge, 4), 4);
+  mp_obj *x = NULL;
+  int rc = mp_conn_recv(c, &x, 30);
+  assert_true(rc == MP_EEOF || rc == MP_ECONNRESET);
+  mp_conn_free(c);
+  /* a request whose payload stops half-way, then the client goes */
+  c = dial(m);
+  fd = mp_conn_fileno(c);
+  const uint8_t part[] = { 0, 0, 0, 100, 0x80, 0x04 };
+  assert_int_equal(write(fd, part, sizeof part), (ssize_t)sizeof part);
+  mp_conn_free(c);
+  /* a message over the limit by a little, sent whole */
+  c = dial(m);
+  void *big = calloc(1, (1 << 20) + 10);
+  rc = mp_conn_send_bytes(c, big, (1 << 20) + 10);
+  free(big);
+  rc = mp_conn_recv(c, &x, 30);
+  assert_true(rc == MP_EEOF || rc == MP_ECONNRESET);
+  mp_conn_free(c);
+  assert_serving(m);
+  mp_manager_free(m);
+}
+
+static void
+test_idle_connections(void **state)
+{
+  mp_manager *m = started(0, 0);
+  enum { N = 100 };
+  mp_conn *idle[N];
+  for (int i = 0; i < N; i++)
+    idle[i] = dial(m); /* authenticated, never sending */
+  /* and some that never even answer the challenge */
+  mp_conn *mute[10];
+  for (int i = 0; i < 10; i++)
+    MP_ASSERT_OK(mp_client(&mute[i], mp_manager_address(m), NULL));
+  mp_proxy *d;
+  MP_ASSERT_OK(mp_manager_dict(m, &d));
+  mp_obj *k = mp_int_new(1);
+  MP_ASSERT_OK(mp_proxy_setitem(d, k, k));
+  mp_obj_free(k);
+  mp_proxy_free(d);
+  for (int i = 0; i < N; i++)
+    mp_conn_free(idle[i]);
+  for (int i = 0; i < 10; i++)
+    mp_conn_free(mute[i]);
+  assert_serving(m);
+  mp_manager_free(m); /* shutdown with those threads still around */
+}
+
+static void
+test_object_limit(void **state)
+{
+  mp_manager *m = started(5, 0);
+  mp_proxy *p[6];
+  for (int i = 0; i < 5; i++)
+    MP_ASSERT_OK(mp_manager_lock(m, &p[i]));
+  /* the server's MemoryError */
+  MP_ASSERT_ERR(mp_manager_lock(m, &p[5]), MP_ENOMEM);
+  assert_non_null(strstr(mp_errdetail(), "MemoryError"));
+  mp_proxy_free(p[0]);
+  MP_ASSERT_OK(mp_manager_lock(m, &p[0]));
+  for (int i = 0; i < 5; i++)
+    mp_proxy_free(p[i]);
+  int64_t n = -1;
+  MP_ASSERT_OK(mp_manager_number_of_objects(m, &n));
+  assert_int_equal(n, 0);
+  mp_manager_free(m);
+}
+
+typedef struct blocked {
+  mp_proxy *q, *ev;
+  int rc;
+} blocked;
+
+static void *
+block_in_get(void *arg)
+{
+  blocked *b = arg;
+  mp_obj *x = NULL;
+  mp_proxy_event_set(b->ev);
+  b->rc = mp_proxy_queue_get(b->q, &x, MP_FOREVER);
+  mp_obj_free(x);
+  return NULL;
+}
+
+/* Whether the get is already waiting in the server or arrives after the
+ * shutdown, it must end with an error, never hang. */
+static void
+test_shutdown_under_a_blocked_client(void **state)
+{
+  mp_manager *m = started(0, 0);
+  blocked b = { 0 };
+  MP_ASSERT_OK(mp_manager_queue(m, 0, &b.q));
+  MP_ASSERT_OK(mp_manager_event(m, &b.ev));
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, block_in_get, &b), 0);
+  MP_ASSERT_OK(mp_proxy_event_wait(b.ev, 60));
+  MP_ASSERT_OK(mp_manager_shutdown(m));
+  pthread_join(th, NULL);
+  assert_true(b.rc < 0);
+  mp_proxy_free(b.q); /* the server is gone: the decref just fails */
+  mp_proxy_free(b.ev);
+  mp_manager_free(m);
+}
+
+static int
+child_blocks(mp_obj *args)
+{
+  mp_proxy *q = mp_proxy_from_obj(mp_seq_item(args, 0));
+  mp_proxy *started_ev = mp_proxy_from_obj(mp_seq_item(args, 1));
+  if (mp_proxy_event_set(started_ev))
+    return 1;
+  mp_obj *x = NULL;
+  mp_proxy_queue_get(q, &x, MP_FOREVER); /* killed here */
+  return 2;
+}
+
+static void
+test_client_killed_mid_call(void **state)
+{
+  mp_manager *m = started(0, 0);
+  mp_proxy *q, *ev;
+  MP_ASSERT_OK(mp_manager_queue(m, 0, &q));
+  MP_ASSERT_OK(mp_manager_event(m, &ev));
+  mp_process *p;
+  mp_obj *args = MP_TUPLE(mp_proxy_obj(q), mp_proxy_obj(ev));
+  MP_ASSERT_OK(mp_process_new(&p, mp_test_context(state),
+                              &(mp_process_opts){ .target = child_blocks,
+                                                  .args = args }));
+  mp_obj_free(args);
+  MP_ASSERT_OK(mp_process_start(p));
+  MP_ASSERT_OK(mp_proxy_event_wait(ev, 60));
+  MP_ASSERT_OK(mp_process_kill(p));
+  MP_ASSERT_OK(mp_process_join(p, 60));
+  mp_process_free(p);
+  /* the server goes on: the queue still works for us */
+  mp_obj *one = mp_int_new(1), *got = NULL;
+  MP_ASSERT_OK(mp_proxy_queue_put(q, one, MP_FOREVER));
+  MP_ASSERT_OK(mp_proxy_queue_get(q, &got, 30));
+  mp_obj_free(got);
+  mp_obj_free(one);
+  mp_proxy_free(q);
+  mp_proxy_free(ev);
+  mp_manager_free(m);
+}
+
+/* ---- a server killed under its clients ---------------------------------- */
+
+static void
+tell_ready(mp_manager *m, void *arg)
+{
+  mp_obj *a = mp_str_new(mp_manager_address(m));
+  mp_conn_send(arg, a);
+  mp_obj_free(a);
+}
+
+static int
+serve_child(mp_obj *args)
+{
+  mp_conn *c = mp_conn_from_obj(mp_seq_item(args, 0));
+  const char *path;
+  size_t len;
+  if (!c || mp_str_get(mp_seq_item(args, 1), &path, &len))
+    return 1;
+  mp_manager *m;
+  if (mp_manager_new(&m, &(mp_manager_opts){ .address = path,
+                                             .authkey = KEY,
+                                             .authkey_len = strlen(KEY) }))
+    return 2;
+  int rc = mp_manager_serve_forever(m, tell_ready, c);
+  mp_manager_free(m);
+  return rc ? 3 : 0;
+}
+
+static void
+test_server_killed_under_clients(void **state)
+{
+  char dir[] = "/tmp/mproc-mgr-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char path[128];
+  snprintf(path, sizeof path, "%s/mgr.sock", dir);
+  mp_conn *r, *w;
+  MP_ASSERT_OK(mp_pipe(&r, &w, 0));
+  mp_process *p;
+  mp_obj *args = MP_TUPLE(mp_conn_obj(w), mp_str_new(path));
+  mp_conn_free(w);
+  MP_ASSERT_OK(mp_process_new(&p, mp_test_context(state),
+                              &(mp_process_opts){ .target = serve_child,
+                                                  .args = args }));
+  mp_obj_free(args);
+  MP_ASSERT_OK(mp_process_start(p));
+  mp_obj *addr = NULL;
+  MP_ASSERT_OK(mp_conn_recv(r, &addr, 60));
+  mp_conn_free(r);
+  mp_obj_free(addr);
+  mp_manager *m;
+  MP_ASSERT_OK(mp_manager_new(&m, &(mp_manager_opts){
+                                      .address = path, .authkey = KEY,
+                                      .authkey_len = strlen(KEY) }));
+  MP_ASSERT_OK(mp_manager_connect(m));
+  blocked b = { 0 };
+  MP_ASSERT_OK(mp_manager_queue(m, 0, &b.q));
+  MP_ASSERT_OK(mp_manager_event(m, &b.ev));
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, block_in_get, &b), 0);
+  MP_ASSERT_OK(mp_proxy_event_wait(b.ev, 60));
+  MP_ASSERT_OK(mp_process_kill(p));
+  MP_ASSERT_OK(mp_process_join(p, 60));
+  mp_process_free(p);
+  pthread_join(th, NULL);
+  assert_true(b.rc < 0); /* the blocked get ends with an error */
+  mp_obj *x = NULL;
+  assert_true(mp_proxy_queue_get(b.q, &x, 0) < 0);
+  mp_proxy *d = NULL;
+  assert_true(mp_manager_dict(m, &d) < 0);
+  mp_proxy_free(b.q);
+  mp_proxy_free(b.ev);
+  mp_manager_free(m);
+  unlink(path);
+  rmdir(dir);
+}
+
+static void
+test_teardown(void **state)
+{
+  mp__forkserver_stop();
+}
+
+static const struct CMUnitTest tests[] = {
+  cmocka_unit_test(test_malformed_requests),
+  cmocka_unit_test(test_wrong_arity_on_objects),
+  cmocka_unit_test(test_huge_frame_and_torn_request),
+  cmocka_unit_test(test_idle_connections),
+  cmocka_unit_test(test_object_limit),
+  cmocka_unit_test(test_shutdown_under_a_blocked_client),
+  MP_TEST_METHODS(test_client_killed_mid_call),
+  MP_TEST_METHODS(test_server_killed_under_clients),
+  cmocka_unit_test(test_teardown),
+};
+
+MP_TEST_MAIN(tests)
