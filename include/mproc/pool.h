@@ -167,7 +167,7 @@ typedef struct mp_map_opts {
    * items (use chunksize 1 for a limit per item); every item of a chunk
    * stopped so is MP_ETIMEDOUT. */
   double task_timeout;
-  /* A progress bar on stderr while the map runs (map, starmap, imap,
+  /* A progress bar on stderr while the map runs (map, starmap, imap, map_array,
    * imap_unordered and the async forms), in tqdm's format:
    *   45%|████▌     | 450/1000 [00:02<00:03, 180.2it/s]
    * (items done / total, elapsed < remaining, rate: s/it below one item
@@ -305,7 +305,10 @@ MP_EXTERN void mp_imap_free(mp_imap *it); /* NULL ignored */
  * 0; the failing element's code; MP_EWORKERDIED; MP_EINVAL (p or fn NULL,
  * in or out NULL with a nonzero size and n, callbacks given, a NaN or
  * negative task_timeout); MP_EOVERFLOW (n * size does not fit); MP_ENOTSUP
- * (progress; a task_timeout: a worker runs many chunks in one task);
+ * (a task_timeout: a worker runs many chunks in one task); MP_EBUSY
+ * (progress: too many bars at once).  With progress, the bar counts
+ * elements as each chunk ends; with insights, each chunk is one entry of
+ * a worker's tasks ("elements A-B" in the slowest list);
  * MP_ESTATE (the pool is closed or terminated); MP_ECLOSED (terminated
  * meanwhile); MP_ENOMEM or a system code for the segments.  n 0: 0 at once
  * (MP_ESTATE on a closed pool). */

@@ -117,19 +117,21 @@ ma_mem(const mp_obj *o, const mp_obj *off, size_t len, int write, int *ok)
 }
 
 /* The task each worker runs: args (fn, shared, ctl, in, in_off, in_size,
- * out, out_off, out_size, n, chunk, slot, retry) -- retry None (claim from
- * the counter) or a list of chunk numbers. */
+ * out, out_off, out_size, n, chunk, slot, retry, bar) -- retry None (claim
+ * from the counter) or a list of chunk numbers; bar the progress counter
+ * slot of the call's bar (0: none). */
 static int
 ma_task(mp_obj *args, mp_obj **result)
 {
   *result = NULL;
   mp_obj *const *a;
   size_t na;
-  uint64_t in_size, out_size, n, chunk, slot;
-  if (mp_seq_items(args, &a, &na) || na != 13 ||
+  uint64_t in_size, out_size, n, chunk, slot, pslot;
+  if (mp_seq_items(args, &a, &na) || na != 14 ||
       mp_uint_get(a[5], &in_size) || mp_uint_get(a[8], &out_size) ||
       mp_uint_get(a[9], &n) || mp_uint_get(a[10], &chunk) ||
-      mp_uint_get(a[11], &slot) || chunk == 0 || n == 0)
+      mp_uint_get(a[11], &slot) || mp_uint_get(a[13], &pslot) ||
+      chunk == 0 || n == 0 || pslot >= MP__PROGRESS_SLOTS)
     return mp_seterr(MP_EMALFORMED, "bad map_array task");
   mp_elem_fn fn = (mp_elem_fn)mp_func_get(a[0]);
   const mp_obj *shared = mp_obj_type(a[1]) == MP_T_NONE ? NULL : a[1];
@@ -155,6 +157,10 @@ ma_task(mp_obj *args, mp_obj **result)
   if (mp_obj_type(a[12]) != MP_T_NONE && mp_seq_items(a[12], &retry, &nretry))
     return mp_seterr(MP_EMALFORMED, "bad map_array retry list");
   const char *name = mp_process_name(mp_current_process());
+  /* progress and insights: one report per chunk, not per element */
+  mp__wctx *wx = mp__wx_cur();
+  if (wx)
+    wx->self_counted = 1;
   for (;;) {
     uint64_t c;
     if (retry) {
@@ -170,6 +176,7 @@ ma_task(mp_obj *args, mp_obj **result)
     size_t lo = (size_t)(c * chunk), hi = (size_t)(lo + chunk);
     if (hi > n)
       hi = (size_t)n;
+    int64_t t0 = wx && wx->insights ? mp__now_ns() : 0;
     for (size_t i = lo; i < hi; i++) {
       int rc = fn(in ? in + i * in_size : NULL, out ? out + i * out_size : NULL,
                   shared);
@@ -189,6 +196,12 @@ ma_task(mp_obj *args, mp_obj **result)
         mp__errdetail_clear();
     }
     __atomic_store_n(&done[c], 1, __ATOMIC_RELEASE);
+    if (wx) {
+      char label[64] = "";
+      if (wx->insights)
+        snprintf(label, sizeof label, "elements %zu-%zu", lo, hi - 1);
+      mp__wx_batch(wx, (int)pslot, hi - lo, t0, c, (int64_t)lo, label);
+    }
   }
   return 0;
 }
@@ -287,7 +300,8 @@ ma_side_obj(const ma_side *s, const void *mem, size_t len)
 static mp_obj *
 ma_args(mp_elem_fn fn, const mp_obj *shared, mp_shm *ctl, const ma_side *si,
         const void *in, size_t in_size, const ma_side *so, void *out,
-        size_t out_size, size_t n, size_t chunk, size_t slot, mp_obj *retry)
+        size_t out_size, size_t n, size_t chunk, size_t slot, mp_obj *retry,
+        int pslot)
 {
   return MP_TUPLE(MP_FUNC(fn), shared ? mp_obj_ref((mp_obj *)shared)
                                       : mp_none(),
@@ -295,7 +309,8 @@ ma_args(mp_elem_fn fn, const mp_obj *shared, mp_shm *ctl, const ma_side *si,
                   mp_uint_new(si->off), mp_uint_new(in_size),
                   ma_side_obj(so, out, n * out_size), mp_uint_new(so->off),
                   mp_uint_new(out_size), mp_uint_new(n), mp_uint_new(chunk),
-                  mp_uint_new(slot), retry ? retry : mp_none());
+                  mp_uint_new(slot), retry ? retry : mp_none(),
+                  mp_uint_new((uint64_t)pslot));
 }
 
 int
@@ -315,8 +330,6 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
       (out_size && n > SIZE_MAX / out_size))
     return mp_seterr(MP_EOVERFLOW, "n elements of that size do not fit in "
                                    "memory");
-  if (opts->progress != 0)
-    return mp_seterr(MP_ENOTSUP, "progress is not implemented yet");
   if (opts->task_timeout != 0)
     return mp_seterr(opts->task_timeout != opts->task_timeout ||
                              opts->task_timeout < 0
@@ -331,6 +344,12 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
                                 "terminated)");
   if (n == 0)
     return 0;
+  mp__bar *bar = NULL; /* the progress bar: every element counts */
+  if (opts->progress) {
+    int brc = mp__bar_new(mp__pool_x(p), n, &bar);
+    if (brc)
+      return brc;
+  }
   size_t nproc = (size_t)mp__pool_nproc(p);
   int threading = mp__pool_threading(p);
   size_t chunk = opts->chunksize;
@@ -368,7 +387,8 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
   size_t started = 0;
   for (; !rc && started < ntasks; started++) {
     mp_obj *args = ma_args(fn, shared, ctl, &si, in, in_size, &so, out,
-                           out_size, n, chunk, started, NULL);
+                           out_size, n, chunk, started, NULL,
+                           bar ? bar->slot : 0);
     rc = args ? mp_pool_apply_async(p, ma_task, args, NULL, &res[started])
               : MP_ENOMEM;
     mp_obj_free(args);
@@ -404,7 +424,8 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
       }
     mp_result *r = NULL;
     mp_obj *args = list ? ma_args(fn, shared, ctl, &si, in, in_size, &so, out,
-                                  out_size, n, chunk, ntasks, list)
+                                  out_size, n, chunk, ntasks, list,
+                                  bar ? bar->slot : 0)
                         : NULL;
     rc = args ? mp_pool_apply_async(p, ma_task, args, NULL, &r) : MP_ENOMEM;
     mp_obj_free(args);
@@ -458,5 +479,8 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
     mp_shm_free(so.seg);
   mp_shm_free(ctl);
   free(res);
+  /* the last line: 100% when every element was computed; as counted when
+   * the call failed after starting; none if nothing started */
+  mp__bar_end(bar, started ? (rc == 0 ? 1 : 0) : -1);
   return rc && why[0] ? mp_seterr(rc, "%s", why) : rc;
 }

@@ -316,6 +316,9 @@ typedef struct mp__wctx {
   mp_obj *state;
   mp_obj *shared;
   int64_t t_wait, t_job; /* insights: when the wait / the job began */
+  /* The running task counted its own items (map_array's chunks, with
+   * mp__wx_batch): the worker loop does not count it as one more. */
+  int self_counted;
 } mp__wctx;
 /* Read the extras item, pin the CPU, record the start-up: 0 or a code. */
 int mp__wx_enter(mp__wctx *wx, const mp_obj *xargs, int place);

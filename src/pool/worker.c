@@ -80,9 +80,11 @@ run_job(uint64_t id, uint64_t uid, mp_task_fn fn, int kind, mp_obj *payload,
       detail = strdup(buf);
     } else {
       int64_t t0 = wx->insights ? mp__now_ns() : 0;
+      wx->self_counted = 0;
       rc = run_one(fn, args, name, &value, &detail);
-      if (pslot || wx->insights)
+      if ((pslot || wx->insights) && !wx->self_counted)
         mp__wx_item(wx, pslot, t0, id, base + (int64_t)i, args);
+      wx->self_counted = 0;
       mp_obj_free(args);
     }
     if (rc != 0) {

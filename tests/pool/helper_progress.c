@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Runs one map with the progress bar on, for test_pool_progress.py:
  *   helper_progress METHOD KIND N CHUNKSIZE SLEEP_MS
- * KIND: map, starmap, map_async, starmap_async, imap, imap_unordered.
+ * KIND: map, starmap, map_async, starmap_async, imap, imap_unordered,
+ * map_array (an element function over int64s; the bar counts elements).
  * Checks the results, prints "ok N" on stdout; the bar goes to stderr. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,18 @@ slow_square(mp_obj *args, mp_obj **result)
   nanosleep(&ts, NULL);
   *result = mp_int_new(x * x);
   return *result ? 0 : MP_ENOMEM;
+}
+
+/* map_array's element: in x, out x * x, after SLEEP_MS (shared: an int) */
+static int
+slow_square_elem(const void *in, void *out, const mp_obj *shared)
+{
+  int64_t x = *(const int64_t *)in, ms = 0;
+  mp_int_get(shared, &ms);
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+  nanosleep(&ts, NULL);
+  *(int64_t *)out = x * x;
+  return 0;
 }
 
 /* map's items are 1-tuples: unpack them */
@@ -86,6 +99,22 @@ main(int argc, char **argv)
       if (rc == MP_EEOF)
         rc = 0;
     }
+  } else if (!strcmp(kind, "map_array")) {
+    int64_t *xs = calloc((size_t)n + 1, sizeof *xs);
+    int64_t *ys = calloc((size_t)n + 1, sizeof *ys);
+    mp_obj *sleep_ms = mp_int_new(ms);
+    for (long i = 0; xs && i < n; i++)
+      xs[i] = i;
+    rc = !xs || !ys || !sleep_ms
+             ? MP_ENOMEM
+             : mp_pool_map_array(p, slow_square_elem, xs, sizeof *xs, ys,
+                                 sizeof *ys, (size_t)n, sleep_ms, &opts);
+    out = mp_list_new();
+    for (long i = 0; !rc && i < n; i++)
+      mp_list_append_take(out, mp_int_new(ys[i]));
+    mp_obj_free(sleep_ms);
+    free(xs);
+    free(ys);
   } else {
     return die("unknown kind", MP_EINVAL);
   }

@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: MIT
-"""examples/pool_progress under every start method (stderr a pipe): the
-checksum on stdout is the one Python computes for the same sums (same
-order of additions, so the same doubles), stderr holds progress lines in
-tqdm's format ending with 100%, and stdout has the insights table: a row
-per worker whose tasks add up to N, the total row, and 5 slowest tasks."""
+"""examples/pool_progress (an array map) under every start method (stderr a
+pipe): the checksum on stdout is the one Python computes for the same sums
+(same order of additions, so the same doubles), stderr holds progress
+lines in tqdm's format ending with 100%, and stdout has the insights
+table: a row per worker whose tasks (elements) add up to N, the total row,
+and the 5 slowest chunks."""
 import os
 import re
 import subprocess
@@ -49,7 +50,7 @@ def main():
         if out[5].split()[0] != "total" or int(out[5].split()[7]) != N:
             raise SystemExit(f"{method}: bad total row: {out[5]}")
         slow = [l for l in out if re.match(r"^  \d\. \d+\.\d+ s  worker [01]"
-                                           r"  item \d+  args \(\d+,\)$", l)]
+                                           r"  item \d+  args elements \d+-\d+$", l)]
         if len(slow) != 5 or out[-6] != "slowest tasks:":
             raise SystemExit(f"{method}: bad slowest tasks: {out}")
         print(f"pool_progress {method}: ok")

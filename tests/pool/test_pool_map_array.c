@@ -293,9 +293,6 @@ test_map_array_bad_input(void **state)
                                   NULL),
                 MP_EOVERFLOW);
   MP_ASSERT_ERR(mp_pool_map_array(p, twice, x, 8, y, 8, 4, NULL,
-                                  &(mp_map_opts){.progress = 1}),
-                MP_ENOTSUP);
-  MP_ASSERT_ERR(mp_pool_map_array(p, twice, x, 8, y, 8, 4, NULL,
                                   &(mp_map_opts){.task_timeout = 1}),
                 MP_ENOTSUP);
   MP_ASSERT_ERR(mp_pool_map_array(p, twice, x, 8, y, 8, 4, NULL,

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """The pool's progress bar (mp_map_opts.progress), driven through
-tests/pool/helper_progress under every start method and every map kind:
+tests/pool/helper_progress under every start method and every map kind
+(map_array included: it counts elements as each chunk ends):
 
   - stderr a terminal (a pty): the bar is redrawn in place (\\r), the first
     drawing is the empty bar, the counts never go back, at least one
@@ -108,7 +109,7 @@ def check_pipe(err, total, who):
 def main():
     for method in ("fork", "spawn", "forkserver", "threading"):
         for kind in ("map", "starmap", "map_async", "starmap_async", "imap",
-                     "imap_unordered"):
+                     "imap_unordered", "map_array"):
             args = [helper, method, kind, "60", "1", "20"]
             who = f"{method} {kind}"
             check_tty(run_tty(args), 60, who + " (tty)")
@@ -118,6 +119,11 @@ def main():
         counts = check_tty(run_tty(args), 60, method + " chunks")
         if not any(c not in (0, 30, 60) for c in counts):
             raise SystemExit(f"{method}: counts by chunk only: {counts}")
+        # map_array counts whole chunks: chunks of 10 show multiples of 10
+        args = [helper, method, "map_array", "60", "10", "20"]
+        counts = check_tty(run_tty(args), 60, method + " map_array chunks")
+        if any(c % 10 for c in counts) or not any(0 < c < 60 for c in counts):
+            raise SystemExit(f"{method}: map_array counts not by chunk: {counts}")
         # an empty map draws nothing
         err = run_pipe([helper, method, "map", "0", "1", "0"])
         if err:
