@@ -3,7 +3,7 @@
  * with no pickling of the elements.
  *
  * The parent cuts the n elements into chunks and sends each worker ONE
- * apply task (ma_task) naming the memory: `in` and `out` as shared-memory
+ * apply task (mp__ma_task) naming the memory: `in` and `out` as shared-memory
  * segments (the caller's own SharedMemory when the array lies in one, else
  * an anonymous segment the parent copies `in` into / `out` out of: one copy
  * each way), or as plain addresses for a ThreadPool.  A control segment
@@ -119,8 +119,8 @@ ma_mem(const mp_obj *o, const mp_obj *off, size_t len, int write, int *ok)
 /* The task each worker runs: args (fn, shared, ctl, in, in_off, in_size,
  * out, out_off, out_size, n, chunk, slot, retry) -- retry None (claim from
  * the counter) or a list of chunk numbers. */
-static int
-ma_task(mp_obj *args, mp_obj **result)
+int
+mp__ma_task(mp_obj *args, mp_obj **result)
 {
   *result = NULL;
   mp_obj *const *a;
@@ -155,6 +155,7 @@ ma_task(mp_obj *args, mp_obj **result)
   if (mp_obj_type(a[12]) != MP_T_NONE && mp_seq_items(a[12], &retry, &nretry))
     return mp_seterr(MP_EMALFORMED, "bad map_array retry list");
   const char *name = mp_process_name(mp_current_process());
+  mp__wctx *wx = mp__wx_cur();
   for (;;) {
     uint64_t c;
     if (retry) {
@@ -170,6 +171,24 @@ ma_task(mp_obj *args, mp_obj **result)
     size_t lo = (size_t)(c * chunk), hi = (size_t)(lo + chunk);
     if (hi > n)
       hi = (size_t)n;
+    if (wx && wx->exec) { /* the chunk's bytes go to the executor */
+      size_t bad = 0;
+      int rc = wx->exec->run_array(wx->exec->ctx, wx->place, fn, shared,
+                                   in ? in + lo * in_size : NULL,
+                                   (size_t)in_size,
+                                   out ? out + lo * out_size : NULL,
+                                   (size_t)out_size, hi - lo, &bad);
+      if (rc != 0 && err->code == 0) {
+        snprintf(err->text, sizeof err->text, "%s",
+                 mp_errdetail()[0] ? mp_errdetail() : mp_strerror(rc));
+        err->index = (int64_t)(lo + (bad < hi - lo ? bad : 0));
+        __atomic_store_n(&err->code, rc < 0 ? rc : MP_EINVAL,
+                         __ATOMIC_RELEASE);
+      }
+      mp__errdetail_clear();
+      __atomic_store_n(&done[c], 1, __ATOMIC_RELEASE);
+      continue;
+    }
     for (size_t i = lo; i < hi; i++) {
       int rc = fn(in ? in + i * in_size : NULL, out ? out + i * out_size : NULL,
                   shared);
@@ -326,6 +345,8 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
                      "chunks in one task)");
   if (opts->callback || opts->error_callback)
     return mp_seterr(MP_EINVAL, "map_array takes no callbacks");
+  if (mp__pool_x(p)->has_exec && !mp__pool_x(p)->exec.run_array)
+    return mp_seterr(MP_ENOTSUP, "this pool's executor has no map_array");
   if (!mp__pool_running(p))
     return mp_seterr(MP_ESTATE, "the pool is not running (closed or "
                                 "terminated)");
@@ -369,7 +390,7 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
   for (; !rc && started < ntasks; started++) {
     mp_obj *args = ma_args(fn, shared, ctl, &si, in, in_size, &so, out,
                            out_size, n, chunk, started, NULL);
-    rc = args ? mp_pool_apply_async(p, ma_task, args, NULL, &res[started])
+    rc = args ? mp_pool_apply_async(p, mp__ma_task, args, NULL, &res[started])
               : MP_ENOMEM;
     mp_obj_free(args);
     if (rc)
@@ -406,7 +427,7 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
     mp_obj *args = list ? ma_args(fn, shared, ctl, &si, in, in_size, &so, out,
                                   out_size, n, chunk, ntasks, list)
                         : NULL;
-    rc = args ? mp_pool_apply_async(p, ma_task, args, NULL, &r) : MP_ENOMEM;
+    rc = args ? mp_pool_apply_async(p, mp__ma_task, args, NULL, &r) : MP_ENOMEM;
     mp_obj_free(args);
     if (!rc) {
       mp_obj *v = NULL;
