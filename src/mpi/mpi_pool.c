@@ -347,26 +347,23 @@ exec_run_array(void *ctx, int worker, mp_elem_fn fn, const mp_obj *shared,
   mp_obj *rep = NULL;
   rc = mp_pickle_loads((char *)buf + 8, len - 8, NULL, &rep);
   free(buf);
-  int64_t code;
+  int64_t code, has_out;
   uint64_t at;
   size_t k = 0;
-  if (rc || mp_obj_len(rep, &k) || k != 3 ||
+  if (rc || mp_obj_len(rep, &k) || k != 4 ||
       mp_int_get(mp_seq_item(rep, 0), &code) ||
-      mp_uint_get(mp_seq_item(rep, 1), &at)) {
+      mp_uint_get(mp_seq_item(rep, 1), &at) ||
+      mp_int_get(mp_seq_item(rep, 3), &has_out)) {
     mp_obj_free(rep);
     return mp_seterr(MP_EMALFORMED, "a bad reply from rank %d", dest);
   }
-  if (code != 0) {
-    const char *text = "";
-    size_t tl;
-    mp_str_get(mp_seq_item(rep, 2), &text, &tl);
-    *bad = (size_t)at;
-    rc = mp_seterr((int)code, "%s", text);
-    mp_obj_free(rep);
-    return rc;
-  }
+  char text[1024] = "";
+  const char *t = "";
+  size_t tl;
+  if (mp_str_get(mp_seq_item(rep, 2), &t, &tl) == 0)
+    snprintf(text, sizeof text, "%s", t);
   mp_obj_free(rep);
-  if (out_size && n) {
+  if (out_size && n && has_out) {
     if ((rc = reply_wait(c, worker, seq, 0, 0, &buf, &len)) != 0)
       return rc;
     if (len != 8 + n * out_size) {
@@ -376,6 +373,10 @@ exec_run_array(void *ctx, int worker, mp_elem_fn fn, const mp_obj *shared,
     }
     memcpy(out, (char *)buf + 8, n * out_size);
     free(buf);
+  }
+  if (code != 0) {
+    *bad = (size_t)at;
+    return mp_seterr((int)code, "%s", text);
   }
   return 0;
 }
@@ -665,12 +666,12 @@ serve_array(pending **list, uint64_t seq, const void *data, size_t len,
   }
   free(in);
   mp_obj_free(hdr);
+  /* the out bytes also when an element failed: the others are computed */
   post_obj(list, seq, MP_TUPLE(mp_int_new(rc), mp_uint_new(bad),
-                               mp_str_new(text)), tag);
-  if (out && !rc)
+                               mp_str_new(text), mp_int_new(out != NULL)),
+           tag);
+  if (out)
     post(list, out, 8 + n * out_size, tag);
-  else
-    free(out);
 }
 
 static void
