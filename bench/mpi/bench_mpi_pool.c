@@ -6,6 +6,7 @@
  * bench/mpi/bench_mpi4py.py does the map with mpi4py.futures under the
  * same mpirun.  Prints one line per case: name, seconds (best of REPEAT),
  * items per second. */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -4,6 +4,7 @@
  *   map: 333833500
  *   map_array: 999999000000.0
  *   ranks: 1 2 */
+#define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 

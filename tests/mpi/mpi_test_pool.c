@@ -6,6 +6,7 @@
  *                             build): a task is MP_EBADREF
  *   mpi_test_pool --die       a task kills its rank: mpirun aborts the job
  * Exit 0 when every check passed; each failed check prints a line. */
+#define _POSIX_C_SOURCE 200809L
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
