@@ -29,6 +29,8 @@
  * pending while the next job runs). */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <mpi.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -50,6 +52,9 @@ static int g_up;        /* MPI initialized by us, not yet finalized */
 static int g_rank, g_size = 1;
 static MPI_Comm g_comm = MPI_COMM_NULL;
 static int g_next_tag = 1; /* under mu */
+/* rank 0: g_local[r] is 1 when rank r shares rank 0's node (set at boot;
+ * cleared if that rank cannot map our segments) */
+static unsigned char *g_local;
 
 void
 mp_mpi_lock(void)
@@ -192,6 +197,10 @@ typedef struct mpi_pool_ctx {
   int nranks;   /* ranks 1..nranks */
   int tag0;     /* thread k uses tag tag0 + k */
   uint64_t *seq; /* per thread: the last job's number */
+  /* per thread: its segment for map_array chunks to ranks of this node
+   * (NULL until needed) */
+  struct seg *segs;
+  int nthreads;
 } mpi_pool_ctx;
 
 static mpi_pool_ctx *g_ctxs; /* under mu; freed at exit */
@@ -315,15 +324,180 @@ exec_run(void *ctx, int worker, mp_task_fn fn, int kind, mp_obj *payload,
   return 0;
 }
 
+
+/* ---- map_array on one node: the chunk's bytes in shared memory ------------
+ * A rank on rank 0's node gets map_array chunks through a POSIX shared
+ * memory segment of the sending thread ("/mproc-mpi-PID-TAG", in then out
+ * bytes), copied into by rank 0 and out of after the reply; the message
+ * only names it.  MPI's shared-memory transport copies each byte twice
+ * and needs MPI calls to move it, so this is several times faster.  The
+ * segments live until rank 0's exit (unlinked then). */
+typedef struct seg {
+  char name[64];
+  int fd;
+  unsigned char *p;
+  size_t size;
+} seg;
+
+static int
+seg_fit(seg *g, int tag, size_t need)
+{
+  if (g->p && g->size >= need)
+    return 0;
+  if (!g->name[0]) {
+    snprintf(g->name, sizeof g->name, "/mproc-mpi-%ld-%d", (long)getpid(),
+             tag);
+    g->fd = shm_open(g->name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (g->fd < 0) {
+      g->name[0] = 0;
+      return -errno;
+    }
+  }
+  size_t size = need < ((size_t)1 << 20) ? (size_t)1 << 20 : need;
+  size = (size + 0xfffff) & ~(size_t)0xfffff;
+  if (g->p)
+    munmap(g->p, g->size);
+  g->p = NULL;
+  if (ftruncate(g->fd, (off_t)size) != 0)
+    return -errno;
+  void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, g->fd, 0);
+  if (m == MAP_FAILED)
+    return -errno;
+  g->p = m;
+  g->size = size;
+  return 0;
+}
+
+static void
+seg_drop(seg *g)
+{
+  if (g->p)
+    munmap(g->p, g->size);
+  if (g->name[0]) {
+    close(g->fd);
+    shm_unlink(g->name);
+  }
+  memset(g, 0, sizeof *g);
+}
+
+/* The ranks' side: mappings of rank 0's segments, by name. */
+#define SEG_CACHE 64
+static seg g_mapped[SEG_CACHE];
+static unsigned g_mapped_next;
+
+static unsigned char *
+seg_map(const char *name, size_t size)
+{
+  for (int i = 0; i < SEG_CACHE; i++)
+    if (g_mapped[i].p && !strcmp(g_mapped[i].name, name)) {
+      if (g_mapped[i].size == size)
+        return g_mapped[i].p;
+      munmap(g_mapped[i].p, g_mapped[i].size);
+      g_mapped[i].p = NULL;
+    }
+  int fd = shm_open(name, O_RDWR, 0);
+  if (fd < 0)
+    return NULL;
+  void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (m == MAP_FAILED)
+    return NULL;
+  int k = -1;
+  for (int i = 0; i < SEG_CACHE && k < 0; i++)
+    if (!g_mapped[i].p)
+      k = i;
+  if (k < 0) {
+    k = (int)(g_mapped_next++ % SEG_CACHE);
+    munmap(g_mapped[k].p, g_mapped[k].size);
+  }
+  snprintf(g_mapped[k].name, sizeof g_mapped[k].name, "%s", name);
+  g_mapped[k].p = m;
+  g_mapped[k].size = size;
+  return m;
+}
+
+/* A chunk through the thread's segment: 0 or the element's code; 1: the
+ * rank cannot use the segment (send the bytes instead). */
+static int
+seg_run_array(mpi_pool_ctx *c, int worker, mp_elem_fn fn,
+              const mp_obj *shared, const void *in, size_t in_size, void *out,
+              size_t out_size, size_t n, size_t *bad)
+{
+  int dest = rank_of(c, worker), tag = c->tag0 + worker;
+  seg *g = &c->segs[worker];
+  size_t nin = n * in_size, nout = n * out_size;
+  if (nin > SIZE_MAX - nout || seg_fit(g, tag, nin + nout) != 0)
+    return 1;
+  if (nin)
+    memcpy(g->p, in, nin);
+  uint64_t seq = ++c->seq[worker];
+  mp_obj *hdr = MP_TUPLE(MP_FUNC(fn),
+                         shared ? mp_obj_ref((mp_obj *)shared) : mp_none(),
+                         mp_uint_new(in_size), mp_uint_new(out_size),
+                         mp_uint_new(n), mp_str_new(g->name),
+                         mp_uint_new(g->size));
+  if (!hdr)
+    return MP_ENOMEM;
+  void *buf = NULL;
+  size_t len = 0;
+  int rc = frame(seq, 'S', hdr, &buf, &len);
+  mp_obj_free(hdr);
+  if (rc)
+    return args_error(rc, "shared value");
+  rc = send_wait(buf, len, dest, tag);
+  free(buf);
+  if (!rc)
+    rc = reply_wait(c, worker, seq, 0, 0, &buf, &len);
+  if (rc)
+    return rc;
+  mp_obj *rep = NULL;
+  rc = mp_pickle_loads((char *)buf + 8, len - 8, NULL, &rep);
+  free(buf);
+  int64_t code, mapped;
+  uint64_t at;
+  size_t k = 0;
+  if (rc || mp_obj_len(rep, &k) || k != 4 ||
+      mp_int_get(mp_seq_item(rep, 0), &code) ||
+      mp_uint_get(mp_seq_item(rep, 1), &at) ||
+      mp_int_get(mp_seq_item(rep, 3), &mapped)) {
+    mp_obj_free(rep);
+    return mp_seterr(MP_EMALFORMED, "a bad reply from rank %d", dest);
+  }
+  if (!mapped) { /* it could not open the segment: not this way again */
+    mp_obj_free(rep);
+    __atomic_store_n(&g_local[dest], 0, __ATOMIC_RELAXED);
+    return 1;
+  }
+  if (nout)
+    memcpy(out, g->p + nin, nout);
+  if (code != 0) {
+    const char *t = "";
+    size_t tl;
+    mp_str_get(mp_seq_item(rep, 2), &t, &tl);
+    *bad = (size_t)at;
+    rc = mp_seterr((int)code, "%s", t);
+  }
+  mp_obj_free(rep);
+  return rc;
+}
+
 static int
 exec_run_array(void *ctx, int worker, mp_elem_fn fn, const mp_obj *shared,
                const void *in, size_t in_size, void *out, size_t out_size,
                size_t n, size_t *bad)
 {
   mpi_pool_ctx *c = ctx;
+  *bad = 0;
+  if (g_local && __atomic_load_n(&g_local[rank_of(c, worker)],
+                                 __ATOMIC_RELAXED) &&
+      (in_size || out_size)) {
+    int rc = seg_run_array(c, worker, fn, shared, in, in_size, out, out_size,
+                           n, bad);
+    if (rc != 1)
+      return rc;
+  }
   uint64_t seq = ++c->seq[worker];
   int dest = rank_of(c, worker), tag = c->tag0 + worker;
-  *bad = 0;
   mp_obj *hdr = MP_TUPLE(MP_FUNC(fn),
                          shared ? mp_obj_ref((mp_obj *)shared) : mp_none(),
                          mp_uint_new(in_size), mp_uint_new(out_size),
@@ -417,10 +591,14 @@ mp_mpi_pool_new(mp_pool **out, const mp_pool_opts *opts,
   int inflight = mopts->inflight ? mopts->inflight : 2;
   int nthreads = nranks * inflight;
   mpi_pool_ctx *c = calloc(1, sizeof *c);
-  if (!c || !(c->seq = calloc((size_t)nthreads, sizeof *c->seq))) {
+  if (!c || !(c->seq = calloc((size_t)nthreads, sizeof *c->seq)) ||
+      !(c->segs = calloc((size_t)nthreads, sizeof *c->segs))) {
+    if (c)
+      free(c->seq);
     free(c);
     return MP_ENOMEM;
   }
+  c->nthreads = nthreads;
   c->nranks = nranks;
   pthread_mutex_lock(&mu);
   int tag_ub = 32767, *ub = NULL, flag = 0;
@@ -550,6 +728,7 @@ serve_job(const void *data, size_t len)
   if (kind != MP_POOL_JOB_APPLY && mp_seq_items(payload, &items, &n) != 0)
     n = 0;
   mp_obj *values = mp_list_new(), *errors = NULL;
+  mp_seterr(0, "%s", ""); /* no earlier text in a task's */
   for (size_t i = 0; values && i < n; i++) {
     mp_obj *args = NULL, *res = NULL;
     char *detail = NULL;
@@ -570,12 +749,12 @@ serve_job(const void *data, size_t len)
       mp_seterr(rc, rc == MP_ETYPE ? "starmap item is not a tuple or a list"
                                    : "out of memory building the arguments");
     } else {
-      mp_seterr(0, "%s", ""); /* no earlier text in this task's */
       rc = fn(args, &res);
       mp_obj_free(args);
     }
     if (rc != 0) {
       detail = task_detail(rc);
+      mp_seterr(0, "%s", ""); /* none of this text in the next item's */
       mp_obj_free(res);
       res = NULL;
       if (!errors)
@@ -651,8 +830,8 @@ serve_array(pending **list, uint64_t seq, const void *data, size_t len,
                                : mp_seq_item(hdr, 1);
     const unsigned char *ip = in;
     unsigned char *op = out ? out + 8 : NULL;
+    mp_seterr(0, "%s", ""); /* no earlier text in an element's */
     for (uint64_t i = 0; i < n; i++) {
-      mp_seterr(0, "%s", "");
       int erc = fn(ip ? ip + i * in_size : NULL, op ? op + i * out_size : NULL,
                    shared);
       if (erc != 0 && !rc) {
@@ -662,6 +841,8 @@ serve_array(pending **list, uint64_t seq, const void *data, size_t len,
         rc = erc < 0 ? erc : MP_EINVAL;
         bad = i;
       }
+      if (erc != 0)
+        mp_seterr(0, "%s", "");
     }
   }
   free(in);
@@ -672,6 +853,61 @@ serve_array(pending **list, uint64_t seq, const void *data, size_t len,
            tag);
   if (out)
     post(list, out, 8 + n * out_size, tag);
+}
+
+
+/* A map_array chunk in rank 0's segment: header (fn, shared, in_size,
+ * out_size, n, name, size); replies (code, bad, detail, mapped). */
+static void
+serve_seg(pending **list, uint64_t seq, const void *data, size_t len, int tag)
+{
+  mp_obj *hdr = NULL;
+  char text[1024] = "";
+  uint64_t in_size = 0, out_size = 0, n = 0, bad = 0, size = 0;
+  const char *name = NULL;
+  size_t nl;
+  mp_elem_fn fn = NULL;
+  int rc = mp_pickle_loads(data, len, NULL, &hdr);
+  if (!rc && (!(fn = (mp_elem_fn)mp_func_get(mp_seq_item(hdr, 0))) ||
+              mp_uint_get(mp_seq_item(hdr, 2), &in_size) ||
+              mp_uint_get(mp_seq_item(hdr, 3), &out_size) ||
+              mp_uint_get(mp_seq_item(hdr, 4), &n) ||
+              mp_str_get(mp_seq_item(hdr, 5), &name, &nl) ||
+              mp_uint_get(mp_seq_item(hdr, 6), &size) ||
+              (in_size && n > SIZE_MAX / in_size) ||
+              (out_size && n > SIZE_MAX / out_size) ||
+              n * in_size > size || n * out_size > size - n * in_size))
+    rc = mp_seterr(MP_EMALFORMED, "a bad map_array message");
+  unsigned char *m = rc ? NULL : seg_map(name, (size_t)size);
+  if (rc)
+    snprintf(text, sizeof text, "MPIPoolWorker-%d: the task cannot be "
+             "received: %s%s%s", g_rank, mp_err_name(rc),
+             mp_errdetail()[0] ? ": " : "", mp_errdetail());
+  if (m) {
+    const mp_obj *shared = mp_obj_type(mp_seq_item(hdr, 1)) == MP_T_NONE
+                               ? NULL
+                               : mp_seq_item(hdr, 1);
+    unsigned char *ip = in_size ? m : NULL;
+    unsigned char *op = out_size ? m + n * in_size : NULL;
+    mp_seterr(0, "%s", ""); /* no earlier text in an element's */
+    for (uint64_t i = 0; i < n; i++) {
+      int erc = fn(ip ? ip + i * in_size : NULL, op ? op + i * out_size : NULL,
+                   shared);
+      if (erc != 0 && !rc) {
+        char *d = task_detail(erc);
+        snprintf(text, sizeof text, "%s", d ? d : "");
+        free(d);
+        rc = erc < 0 ? erc : MP_EINVAL;
+        bad = i;
+      }
+      if (erc != 0)
+        mp_seterr(0, "%s", "");
+    }
+  }
+  mp_obj_free(hdr);
+  post_obj(list, seq, MP_TUPLE(mp_int_new(rc), mp_uint_new(bad),
+                               mp_str_new(text), mp_int_new(m != NULL || rc)),
+           tag);
 }
 
 static void
@@ -727,6 +963,8 @@ serve(void)
           rep = MP_TUPLE(mp_int_new(MP_ENOMEM), mp_str_new("out of memory"),
                          mp_none());
         post_obj(&list, seq, rep, tag);
+      } else if (buf[8] == 'S') {
+        serve_seg(&list, seq, buf + 9, (size_t)count - 9, tag);
       } else if (buf[8] == 'A') {
         serve_array(&list, seq, buf + 9, (size_t)count - 9, tag);
       }
@@ -780,9 +1018,14 @@ mpi_fini(void)
   while (g_ctxs) {
     mpi_pool_ctx *c = g_ctxs;
     g_ctxs = c->next;
+    for (int k = 0; k < c->nthreads; k++)
+      seg_drop(&c->segs[k]);
+    free(c->segs);
     free(c->seq);
     free(c);
   }
+  free(g_local);
+  g_local = NULL;
   pthread_mutex_unlock(&mu);
 }
 
@@ -804,6 +1047,25 @@ mpi_boot(void)
   MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
   MPI_Comm_size(MPI_COMM_WORLD, &g_size);
   MPI_Comm_dup(MPI_COMM_WORLD, &g_comm);
+  /* which ranks share rank 0's node (collective: every rank takes part) */
+  MPI_Comm node;
+  if (MPI_Comm_split_type(g_comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL,
+                          &node) == MPI_SUCCESS) {
+    if (g_rank == 0 && getenv("MPROC_MPI_NO_SHM") == NULL &&
+        (g_local = calloc((size_t)g_size, 1)) != NULL) {
+      MPI_Group wg, ng;
+      MPI_Comm_group(g_comm, &wg);
+      MPI_Comm_group(node, &ng);
+      for (int r = 1; r < g_size; r++) {
+        int nr = MPI_UNDEFINED;
+        MPI_Group_translate_ranks(wg, 1, &r, ng, &nr);
+        g_local[r] = nr != MPI_UNDEFINED;
+      }
+      MPI_Group_free(&wg);
+      MPI_Group_free(&ng);
+    }
+    MPI_Comm_free(&node);
+  }
   g_up = 1;
   if (g_rank == 0) {
     if (provided < MPI_THREAD_SERIALIZED)

@@ -20,6 +20,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
 # shared memory, TCP between hosts; no InfiniBand probing in a container
 export OMPI_MCA_btl=self,vader,tcp OMPI_MCA_pml=ob1 OMPI_MCA_btl_vader_single_copy_mechanism=none
 MPIRUN=(timeout 300 mpirun --oversubscribe)
+segs_before=$(ls /dev/shm 2>/dev/null | grep "^mproc-mpi-" | sort)
 fail=0
 for n in 3 2; do
   if ! "${MPIRUN[@]}" -n $n "$T/mpi_test_pool" 2>"$T/mpi_test_pool.$n.err"; then
@@ -28,6 +29,13 @@ for n in 3 2; do
     grep "all checks passed" "$T/mpi_test_pool.$n.err"
   fi
 done
+# map_array's chunks as bytes in the messages (as between hosts), not
+# through the same-node segments
+if ! "${MPIRUN[@]}" -n 3 -x MPROC_MPI_NO_SHM=1 "$T/mpi_test_pool" 2>"$T/mpi_test_pool.noshm.err"; then
+  echo "FAIL: mpi_test_pool with MPROC_MPI_NO_SHM=1:"; cat "$T/mpi_test_pool.noshm.err"; fail=1
+else
+  grep "all checks passed" "$T/mpi_test_pool.noshm.err"
+fi
 if ! "${MPIRUN[@]}" -n 1 "$T/mpi_test_pool" --badref : -n 1 "$T/mpi_test_pool_other" 2>"$T/mpi_badref.err"; then
   echo "FAIL: another build on rank 1:"; cat "$T/mpi_badref.err"; fail=1
 else
@@ -51,5 +59,10 @@ if [ -x "$B/examples/mpi_pool" ]; then
   else
     echo "examples/mpi_pool: ok"
   fi
+fi
+# rank 0 unlinked its map_array segments at exit
+left=$(comm -13 <(echo "$segs_before") <(ls /dev/shm 2>/dev/null | grep "^mproc-mpi-" | sort))
+if [ -n "$left" ]; then
+  echo "FAIL: segments left in /dev/shm: $left"; fail=1
 fi
 exit $fail
