@@ -1,6 +1,10 @@
 # SPDX-License-Identifier: MIT
 # libmproc-mpi (include/mproc/mpi.h, src/mpi): the Pool with MPI ranks as
 # workers.  Built only when MPI is found; libmproc never depends on it.
+option(MPROC_BUILD_MPI "Build libmproc-mpi when MPI is found" ON)
+if(NOT MPROC_BUILD_MPI)
+  return()
+endif()
 find_package(MPI COMPONENTS C QUIET)
 if(NOT MPI_C_FOUND)
   message(STATUS "MPI not found: libmproc-mpi is not built (apt-get install libopenmpi-dev openmpi-bin)")
@@ -18,7 +22,9 @@ target_include_directories(mproc_mpi PUBLIC
 set_target_properties(mproc_mpi PROPERTIES OUTPUT_NAME mproc-mpi
   VERSION ${PROJECT_VERSION} SOVERSION ${MPROC_SOVERSION})
 add_library(mproc::mproc_mpi ALIAS mproc_mpi)
-install(TARGETS mproc_mpi EXPORT mprocTargets LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+# not in mprocTargets: that export would then need MPI::MPI_C in every
+# consumer of find_package(mproc); use pkg-config mproc-mpi
+install(TARGETS mproc_mpi LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 install(FILES ${PROJECT_SOURCE_DIR}/include/mproc/mpi.h DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/mproc)
 configure_file(${PROJECT_SOURCE_DIR}/cmake/mproc-mpi.pc.in ${PROJECT_BINARY_DIR}/mproc-mpi.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/mproc-mpi.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
