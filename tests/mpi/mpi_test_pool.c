@@ -94,6 +94,19 @@ nap(mp_obj *args, mp_obj **out)
 }
 
 static int
+give_handle(mp_obj *args, mp_obj **out)
+{
+  (void)args;
+  mp_queue *q = NULL;
+  int rc = mp_queue_new(&q, NULL);
+  if (rc)
+    return rc;
+  *out = mp_queue_obj(q);
+  mp_queue_free(q);
+  return 0;
+}
+
+static int
 die(mp_obj *args, mp_obj **out)
 {
   (void)args;
@@ -300,6 +313,11 @@ test_basics(mp_pool *p, int size)
         MP_ENOTSUP);
   CHECK(strstr(mp_errdetail(), "handle") != NULL);
   mp_queue_free(q);
+  /* a handle in a result: MP_ENOTSUP, and the rank goes on serving */
+  CHECK(mp_pool_apply(p, give_handle, NULL, &out) == MP_ENOTSUP);
+  CHECK(strstr(mp_errdetail(), "handle") != NULL);
+  CHECK(mp_pool_apply(p, square, MP_TUPLE(mp_int_new(4)), &out) == 0);
+  CHECK(int_of(out) == 16);
   /* progress (a bar on stderr) */
   CHECK(mp_pool_map(p, square, MP_LIST(mp_int_new(2), mp_int_new(3)),
                     &(mp_map_opts){.progress = 1}, &out) == 0);
@@ -362,6 +380,31 @@ test_array(mp_pool *p)
   free(out);
 }
 
+/* terminate: the running jobs finish on their ranks, the rest are
+ * MP_ECLOSED; a new pool works after it */
+static void
+test_terminate(void)
+{
+  mp_pool *p = NULL;
+  CHECK(mp_mpi_pool_new(&p, NULL, NULL) == 0);
+  mp_obj *items = mp_list_new(), *out = NULL;
+  for (int i = 0; i < 40; i++)
+    mp_list_append_take(items, MP_TUPLE(mp_float_new(0.05)));
+  mp_result *r = NULL;
+  CHECK(mp_pool_starmap_async(p, nap, items, &(mp_map_opts){.chunksize = 1},
+                              &r) == 0);
+  double t0 = now();
+  CHECK(mp_pool_terminate(p) == 0);
+  CHECK(now() - t0 < 1.5);
+  CHECK(mp_result_get(r, &out, MP_FOREVER) == MP_ECLOSED);
+  mp_result_free(r);
+  CHECK(mp_pool_apply(p, square, MP_TUPLE(mp_int_new(2)), &out) ==
+        MP_ESTATE);
+  CHECK(mp_pool_join(p) == 0);
+  mp_pool_free(p);
+  mp_obj_free(items);
+}
+
 static void
 test_insights(int size)
 {
@@ -417,6 +460,7 @@ main(int argc, char **argv)
     CHECK(mp_mpi_pool_new(&q, &(mp_pool_opts){.processes = size}, NULL) ==
           MP_EINVAL);
     test_insights(size);
+    test_terminate();
   }
   mp_pool_close(p);
   CHECK(mp_pool_join(p) == 0);
