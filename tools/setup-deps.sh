@@ -6,8 +6,11 @@ set -euo pipefail
 
 # debhelper and dpkg-dev: the Debian package's build (tests/packaging);
 # gnuplot-nox: the benchmark report's charts (make bench-report, tests/docs)
+# libopenmpi-dev, openmpi-bin: libmproc-mpi and its tests (tests/mpi);
+# python3-mpi4py: its benchmark's comparison (for /usr/bin/python3)
 packages=(build-essential cmake pkg-config clang libclang-rt-dev libssl-dev
-          libcmocka-dev python3 debhelper dpkg-dev gnuplot-nox)
+          libcmocka-dev python3 debhelper dpkg-dev gnuplot-nox
+          libopenmpi-dev openmpi-bin python3-mpi4py)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' \

@@ -90,6 +90,42 @@ typedef int (*mp_task_fn)(mp_obj *args, mp_obj **result);
 /* An element of an array map: reads in, writes out. */
 typedef int (*mp_elem_fn)(const void *in, void *out, const mp_obj *shared);
 
+/* ---- remote executors: how other transports plug in ----------------------
+ * A pool made with mp_pool_opts.executor runs its jobs elsewhere (another
+ * host, an MPI rank: include/mproc/mpi.h is one).  Its `processes` workers
+ * are threads of this process, as a ThreadPool's; each hands every job it
+ * takes to the executor and stores what comes back, so everything else of
+ * the Pool -- chunking, prefetch, callbacks, imap, timeouts on get,
+ * progress, insights, map_array's chunk claiming -- works unchanged.  The
+ * executor is called on worker threads, concurrently for different
+ * `worker`s (0..processes-1, a worker's place), one job at a time per
+ * worker; it must be thread-safe across workers.
+ *
+ * run: one job.  kind MP_POOL_JOB_APPLY: payload is the args tuple (one
+ * item); MP_POOL_JOB_MAP: payload a list of items, call fn((item,));
+ * MP_POOL_JOB_STARMAP: fn(item) (a tuple or list; else MP_ETYPE).
+ * `timeout` is the job's task_timeout in seconds (0: none): past it the
+ * executor gives up and returns MP_ETIMEDOUT.  Returns 0 with *values a
+ * new list of one value per item (None where an item failed) and *errors
+ * NULL or a new list of (index, code, detail) tuples, detail the item's
+ * text (by convention "WorkerName: text"); or a negative code, with its
+ * mp_seterr text, that fails every item of the job.
+ *
+ * run_array: map_array's chunk of n elements, given as bytes (in: n *
+ * in_size, NULL when in_size is 0; out: n * out_size, written by the
+ * executor).  0; or the code of the first failing element, *bad its
+ * position in the chunk and mp_seterr its text (a transport failure: the
+ * code with *bad 0).  NULL: map_array on the pool is MP_ENOTSUP. */
+enum { MP_POOL_JOB_APPLY = 1, MP_POOL_JOB_MAP = 2, MP_POOL_JOB_STARMAP = 3 };
+typedef struct mp_pool_executor {
+  int (*run)(void *ctx, int worker, mp_task_fn fn, int kind, mp_obj *payload,
+             double timeout, mp_obj **values, mp_obj **errors);
+  int (*run_array)(void *ctx, int worker, mp_elem_fn fn, const mp_obj *shared,
+                   const void *in, size_t in_size, void *out, size_t out_size,
+                   size_t n, size_t *bad);
+  void *ctx;
+} mp_pool_executor;
+
 typedef struct mp_pool_opts {
   int processes;                        /* 0: mp_cpu_count_usable() */
   mp_context *context;                  /* NULL: the default context */
@@ -134,6 +170,12 @@ typedef struct mp_pool_opts {
    * of another type: MP_EINVAL at mp_pool_new.  ThreadPool workers are
    * pinned the same way (the thread only). */
   mp_obj *cpu_ids;
+  /* Run the jobs through a remote executor (above; copied, with its ctx
+   * borrowed for the pool's life): the pool is then a ThreadPool of
+   * `processes` threads whatever `context` says, except that task_timeout
+   * is passed to the executor instead of being MP_ENOTSUP.  NULL: the
+   * pool runs its jobs itself. */
+  const mp_pool_executor *executor;
 } mp_pool_opts;
 
 /* Called on the result-handling thread (see Callbacks above).  `value` is

@@ -107,6 +107,10 @@ mp__poolx_new(mp__poolx **out, const mp_pool_opts *opts, int nproc,
   x->worker_exit = opts->worker_exit;
   x->state = mp_obj_ref(opts->worker_state);
   x->shared = mp_obj_ref(opts->shared);
+  if (opts->executor) {
+    x->exec = *opts->executor;
+    x->has_exec = 1;
+  }
   int rc = 0;
   if (opts->cpu_ids && (rc = parse_cpus(x, opts->cpu_ids, nproc)) != 0)
     goto fail;
@@ -165,7 +169,9 @@ mp__poolx_worker_args(mp__poolx *x, int k)
                   : x->shared ? mp_obj_ref(x->shared)
                               : mp_none(),
                   x->cpus ? mp_obj_ref(mp_seq_item(x->cpus, (size_t)k))
-                          : mp_none());
+                          : mp_none(),
+                  x->has_exec ? mp_uint_new((uint64_t)(uintptr_t)&x->exec)
+                              : mp_none());
 }
 
 int
@@ -271,6 +277,9 @@ mp__wx_enter(mp__wctx *wx, const mp_obj *xa, int place)
     wx->shared = (mp_obj *)(uintptr_t)addr;
   else if (!by_address && mp_obj_type(sh) != MP_T_NONE)
     wx->shared = sh;
+  uint64_t exec;
+  if (mp_uint_get(mp_seq_item(xa, 7), &exec) == 0 && exec)
+    wx->exec = (const mp_pool_executor *)(uintptr_t)exec;
   mp_obj *cpus = mp_seq_item(xa, 6);
   if (mp_obj_type(cpus) == MP_T_LIST) {
     cpu_set_t set;

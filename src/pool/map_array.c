@@ -3,7 +3,7 @@
  * with no pickling of the elements.
  *
  * The parent cuts the n elements into chunks and sends each worker ONE
- * apply task (ma_task) naming the memory: `in` and `out` as shared-memory
+ * apply task (mp__ma_task) naming the memory: `in` and `out` as shared-memory
  * segments (the caller's own SharedMemory when the array lies in one, else
  * an anonymous segment the parent copies `in` into / `out` out of: one copy
  * each way), or as plain addresses for a ThreadPool.  A control segment
@@ -116,12 +116,26 @@ ma_mem(const mp_obj *o, const mp_obj *off, size_t len, int write, int *ok)
   return (uint8_t *)mp_shm_buf(m) + at;
 }
 
+/* A chunk [lo, hi) ended (it began at t0): the progress bar and insights
+ * hear of it, once per chunk. */
+static void
+ma_report(mp__wctx *wx, uint64_t pslot, size_t lo, size_t hi, int64_t t0,
+          uint64_t c)
+{
+  if (!wx)
+    return;
+  char label[64] = "";
+  if (wx->insights)
+    snprintf(label, sizeof label, "elements %zu-%zu", lo, hi - 1);
+  mp__wx_batch(wx, (int)pslot, hi - lo, t0, c, (int64_t)lo, label);
+}
+
 /* The task each worker runs: args (fn, shared, ctl, in, in_off, in_size,
  * out, out_off, out_size, n, chunk, slot, retry, bar) -- retry None (claim
  * from the counter) or a list of chunk numbers; bar the progress counter
  * slot of the call's bar (0: none). */
-static int
-ma_task(mp_obj *args, mp_obj **result)
+int
+mp__ma_task(mp_obj *args, mp_obj **result)
 {
   *result = NULL;
   mp_obj *const *a;
@@ -177,6 +191,25 @@ ma_task(mp_obj *args, mp_obj **result)
     if (hi > n)
       hi = (size_t)n;
     int64_t t0 = wx && wx->insights ? mp__now_ns() : 0;
+    if (wx && wx->exec) { /* the chunk's bytes go to the executor */
+      size_t bad = 0;
+      int rc = wx->exec->run_array(wx->exec->ctx, wx->place, fn, shared,
+                                   in ? in + lo * in_size : NULL,
+                                   (size_t)in_size,
+                                   out ? out + lo * out_size : NULL,
+                                   (size_t)out_size, hi - lo, &bad);
+      if (rc != 0 && err->code == 0) {
+        snprintf(err->text, sizeof err->text, "%s",
+                 mp_errdetail()[0] ? mp_errdetail() : mp_strerror(rc));
+        err->index = (int64_t)(lo + (bad < hi - lo ? bad : 0));
+        __atomic_store_n(&err->code, rc < 0 ? rc : MP_EINVAL,
+                         __ATOMIC_RELEASE);
+      }
+      mp__errdetail_clear();
+      __atomic_store_n(&done[c], 1, __ATOMIC_RELEASE);
+      ma_report(wx, pslot, lo, hi, t0, c);
+      continue;
+    }
     for (size_t i = lo; i < hi; i++) {
       int rc = fn(in ? in + i * in_size : NULL, out ? out + i * out_size : NULL,
                   shared);
@@ -196,12 +229,7 @@ ma_task(mp_obj *args, mp_obj **result)
         mp__errdetail_clear();
     }
     __atomic_store_n(&done[c], 1, __ATOMIC_RELEASE);
-    if (wx) {
-      char label[64] = "";
-      if (wx->insights)
-        snprintf(label, sizeof label, "elements %zu-%zu", lo, hi - 1);
-      mp__wx_batch(wx, (int)pslot, hi - lo, t0, c, (int64_t)lo, label);
-    }
+    ma_report(wx, pslot, lo, hi, t0, c);
   }
   return 0;
 }
@@ -339,6 +367,8 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
                      "chunks in one task)");
   if (opts->callback || opts->error_callback)
     return mp_seterr(MP_EINVAL, "map_array takes no callbacks");
+  if (mp__pool_x(p)->has_exec && !mp__pool_x(p)->exec.run_array)
+    return mp_seterr(MP_ENOTSUP, "this pool's executor has no map_array");
   if (!mp__pool_running(p))
     return mp_seterr(MP_ESTATE, "the pool is not running (closed or "
                                 "terminated)");
@@ -389,7 +419,7 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
     mp_obj *args = ma_args(fn, shared, ctl, &si, in, in_size, &so, out,
                            out_size, n, chunk, started, NULL,
                            bar ? bar->slot : 0);
-    rc = args ? mp_pool_apply_async(p, ma_task, args, NULL, &res[started])
+    rc = args ? mp_pool_apply_async(p, mp__ma_task, args, NULL, &res[started])
               : MP_ENOMEM;
     mp_obj_free(args);
     if (rc)
@@ -427,7 +457,7 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
                                   out_size, n, chunk, ntasks, list,
                                   bar ? bar->slot : 0)
                         : NULL;
-    rc = args ? mp_pool_apply_async(p, ma_task, args, NULL, &r) : MP_ENOMEM;
+    rc = args ? mp_pool_apply_async(p, mp__ma_task, args, NULL, &r) : MP_ENOMEM;
     mp_obj_free(args);
     if (!rc) {
       mp_obj *v = NULL;

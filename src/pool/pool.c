@@ -544,7 +544,12 @@ dispatch(mp_pool *p, finished_list *f)
     worker *w = &p->w[best];
     /* the extras (progress slot, first position) only when used */
     mp_obj *task =
-        j->pslot || p->x->insights
+        p->x->has_exec /* the task_timeout too: the executor applies it */
+            ? MP_TUPLE(mp_uint_new(j->id), MP_FUNC(j->fn),
+                       mp_int_new(j->kind), mp_obj_ref(j->payload),
+                       mp_int_new(j->pslot), mp_uint_new(j->base),
+                       mp_int_new(j->timeout_ns))
+        : j->pslot || p->x->insights
             ? MP_TUPLE(mp_uint_new(j->id), MP_FUNC(j->fn),
                        mp_int_new(j->kind), mp_obj_ref(j->payload),
                        mp_int_new(j->pslot), mp_uint_new(j->base))
@@ -662,7 +667,9 @@ mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
   }
   /* The pool's concrete context: the default one's method, fixed now. */
   mp_context *ctx = opts->context;
-  const char *method = mp_context_method(ctx);
+  /* an executor's workers are threads (mp_pool_executor) */
+  const char *method =
+      opts->executor ? "threading" : mp_context_method(ctx);
   int rc = mp_get_context(method, &ctx);
   if (rc)
     return rc;
@@ -905,7 +912,7 @@ check_reserved(mp_pool *p, double task_timeout, int progress)
   int rc = mp__timeout_field_check(task_timeout, "task_timeout");
   if (rc)
     return rc;
-  if (task_timeout != 0 && p->threading)
+  if (task_timeout != 0 && p->threading && !p->x->has_exec)
     return mp_seterr(MP_ENOTSUP, "task_timeout needs worker processes: a "
                                  "thread cannot be stopped");
   return 0;

@@ -197,6 +197,10 @@ void mp__isrc_unref(mp__isrc *s);
 
 /* worker.c: the target of every worker process (or thread). */
 int mp__pool_worker_main(mp_obj *args);
+/* map_array.c: the task of map_array's jobs; it runs in the worker thread
+ * itself on an executor's pool (claiming chunks and handing each to the
+ * executor's run_array), never through the executor's run. */
+int mp__ma_task(mp_obj *args, mp_obj **result);
 
 /* ---- the extras: progress, insights, worker hooks -------------------------
  * (progress.c, insights.c, hooks.c; iter.c below)  Every pool has one
@@ -287,6 +291,10 @@ typedef struct mp__poolx {
   mp__isrc *iters; /* iterator-fed imaps on this pool (iter.c) */
   mp_obj *exit_results; /* a list */
   int64_t tick_last;
+  /* mp_pool_opts.executor (a copy), has_exec 0: none.  Reaches the worker
+   * threads by address in the extras item (item 7). */
+  mp_pool_executor exec;
+  int has_exec;
 } mp__poolx;
 
 /* hooks.c: the parent's side */
@@ -319,6 +327,7 @@ typedef struct mp__wctx {
   /* The running task counted its own items (map_array's chunks, with
    * mp__wx_batch): the worker loop does not count it as one more. */
   int self_counted;
+  const mp_pool_executor *exec; /* a remote executor's pool: NULL if none */
 } mp__wctx;
 /* Read the extras item, pin the CPU, record the start-up: 0 or a code. */
 int mp__wx_enter(mp__wctx *wx, const mp_obj *xargs, int place);
@@ -344,6 +353,11 @@ void mp__wx_job_done(mp__wctx *wx, int64_t t0);
 void mp__wx_exit(mp__wctx *wx, mp_queue *rq, uint64_t uid);
 void mp__wx_leave(mp__wctx *wx);
 mp__wctx *mp__wx_cur(void);
+/* exec.c: a job of an executor's pool through exec->run, as run_job's
+ * message (id, uid, values, errors). */
+mp_obj *mp__exec_job(mp__wctx *wx, uint64_t id, uint64_t uid, mp_task_fn fn,
+                     int kind, mp_obj *payload, const char *name, int pslot,
+                     int64_t base, int64_t timeout_ns);
 
 /* progress.c */
 static inline void

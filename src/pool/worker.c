@@ -204,8 +204,13 @@ mp__pool_worker_main(mp_obj *args)
     __atomic_store_n(started, mp__now_ns(), __ATOMIC_SEQ_CST);
     __atomic_store_n(slot, (int64_t)id, __ATOMIC_SEQ_CST);
     int64_t t_job = wx.insights ? mp__now_ns() : 0;
-    mp_obj *msg = run_job(id, uid, fn, (int)kind, payload, name, &wx,
-                          (int)pslot, base);
+    int64_t tmo = 0;
+    mp_int_get(mp_seq_item(task, 6), &tmo); /* absent: 0 */
+    mp_obj *msg = wx.exec && fn != mp__ma_task
+                      ? mp__exec_job(&wx, id, uid, fn, (int)kind, payload,
+                                     name, (int)pslot, base, tmo)
+                      : run_job(id, uid, fn, (int)kind, payload, name, &wx,
+                                (int)pslot, base);
     mp__wx_job_done(&wx, t_job);
     int rc = msg ? mp_queue_put(rq, msg, MP_FOREVER) : MP_ENOMEM;
     if (rc != 0) {
