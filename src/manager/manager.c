@@ -28,6 +28,7 @@ struct mp_manager {
   char **shared; /* pairs typeid, base */
   size_t nshared;
   mp_process *proc;
+  mp_conn *stop; /* the started server's stop channel (our end) */
   mp__mgr_server *serving;
   mp__finalizer *fin;
 };
@@ -202,6 +203,8 @@ server_main(mp_obj *args)
     mp__mgr_server_free(s);
     return 1;
   }
+  /* the parent stops us with a message on this connection (or its EOF) */
+  mp__mgr_server_set_stop_fd(s, mp_conn_fileno(w));
   mp__mgr_server_serve(s);
   mp__mgr_server_free(s);
   return 0;
@@ -224,7 +227,9 @@ mp_manager_start(mp_manager *m)
   m->state = ST_STARTED; /* claims it; reset on failure */
   pthread_mutex_unlock(&m->mu);
   mp_conn *r = NULL, *w = NULL;
-  int rc = mp_pipe(&r, &w, 0);
+  /* duplex: the server's "ok" comes back on it, and it stays open as the
+   * stop channel (mp_manager_shutdown sends on it) */
+  int rc = mp_pipe(&r, &w, 1);
   mp_obj *types = NULL, *shared = NULL, *args = NULL;
   if (!rc) {
     types = mp_list_new();
@@ -273,7 +278,6 @@ mp_manager_start(mp_manager *m)
       rc = mp_seterr(MP_ESTATE, "the manager server process ended before it "
                                 "listened");
   }
-  mp_conn_free(r);
   const char *kind = "", *text = "";
   size_t len;
   if (!rc && (mp_str_get(mp_seq_item(msg, 0), &kind, &len) ||
@@ -296,6 +300,7 @@ mp_manager_start(mp_manager *m)
   }
   mp_obj_free(msg);
   if (rc) {
+    mp_conn_free(r);
     if (p) {
       if (mp_process_is_alive(p) == 1)
         mp_process_kill(p);
@@ -309,6 +314,7 @@ mp_manager_start(mp_manager *m)
   }
   pthread_mutex_lock(&m->mu);
   m->proc = p;
+  m->stop = r;
   m->fin = mp__finalizer_add(MP__FINALIZE_MANAGER, manager_finalize, m);
   pthread_mutex_unlock(&m->mu);
   return 0;
@@ -377,10 +383,18 @@ stop_started(mp_manager *m)
 {
   mp_process *p = m->proc;
   m->proc = NULL;
-  if (!p)
+  mp_conn *stop = m->stop;
+  m->stop = NULL;
+  if (!p) {
+    mp_conn_free(stop);
     return mp_seterr(MP_ESTATE, "no server to stop");
-  mp__mgr_call_server(m->address, m->key, m->keylen, "shutdown", NULL, NULL,
-                      NULL);
+  }
+  /* A message on the stop channel ends the serve loop: no connection,
+   * handshake or server thread as a shutdown call needs.  It fails only
+   * if the server has already gone (a client's shutdown). */
+  if (stop)
+    mp_conn_send_bytes(stop, "stop", 4);
+  mp_conn_free(stop);
   const char *method = mp_context_method(mp_process_context(p));
   int threading = method && !strcmp(method, "threading");
   if (mp_process_join(p, threading ? 30.0 : 1.0) == MP_ETIMEDOUT &&
@@ -451,6 +465,7 @@ mp_manager_free(mp_manager *m)
       mp_manager_shutdown(m);
   } else if (m->proc) {
     mp_process_free(m->proc); /* a fork child's copy: not its server */
+    mp_conn_free(m->stop);
   }
   for (size_t i = 0; i < m->nshared * 2; i++)
     free(m->shared[i]);

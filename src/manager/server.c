@@ -63,6 +63,7 @@ struct mp__mgr_server {
   mp__mgr_limits lim;
   atomic_int stopping;
   int wake[2];
+  int stop_fd; /* the starting parent's stop channel, or -1 */
 };
 
 static _Thread_local mp__mgr_server *tls_server;
@@ -755,6 +756,7 @@ mp__mgr_server_new(mp__mgr_server **out, const char *address,
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->idle, NULL);
   s->wake[0] = s->wake[1] = -1;
+  s->stop_fd = -1;
   s->lim.max_objects = limits && limits->max_objects ? limits->max_objects
                                                      : 1000000;
   s->lim.max_connections =
@@ -811,6 +813,12 @@ mp__mgr_server_new(mp__mgr_server **out, const char *address,
 }
 
 void
+mp__mgr_server_set_stop_fd(mp__mgr_server *s, int fd)
+{
+  s->stop_fd = fd;
+}
+
+void
 mp__mgr_server_stop(mp__mgr_server *s)
 {
   atomic_store(&s->stopping, 1);
@@ -846,10 +854,14 @@ mp__mgr_server_serve(mp__mgr_server *s)
 {
   mp__mgr_server *prev = tls_server;
   while (!atomic_load(&s->stopping)) {
-    mp_waitable w[2] = { MP_WAITABLE_LISTENER(s->listener),
-                         MP_WAITABLE_FD(s->wake[0]) };
-    int rc = mp_wait(w, 2, MP_FOREVER);
-    if (rc < 0 || w[1].ready || atomic_load(&s->stopping))
+    /* the stop channel: readable when the parent asks the server to stop
+     * (or, the last holder of its end gone, at EOF) */
+    mp_waitable w[3] = { MP_WAITABLE_LISTENER(s->listener),
+                         MP_WAITABLE_FD(s->wake[0]),
+                         MP_WAITABLE_FD(s->stop_fd) };
+    int rc = mp_wait(w, s->stop_fd >= 0 ? 3 : 2, MP_FOREVER);
+    if (rc < 0 || w[1].ready || (s->stop_fd >= 0 && w[2].ready) ||
+        atomic_load(&s->stopping))
       break;
     mp_conn *c = NULL;
     rc = mp_listener_accept(s->listener, &c, 0);

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -762,6 +763,38 @@ test_serve_forever(void **state)
   mp_manager_free(s.m);
 }
 
+/* mp_manager_shutdown stops a started server through its stop channel, not
+ * a connection: with its one connection slot taken it still stops cleanly
+ * (its socket file removed, where a terminated server leaves it), and the
+ * held connection sees the server gone. */
+static void
+test_shutdown_when_full(void **state)
+{
+  mp_manager *m;
+  MP_ASSERT_OK(mp_manager_new(&m, &(mp_manager_opts){
+                                      .ctx = mp_test_context(state),
+                                      .authkey = "secret",
+                                      .authkey_len = 6,
+                                      .max_connections = 1 }));
+  MP_ASSERT_OK(mp_manager_start(m));
+  char *path = strdup(mp_manager_address(m));
+  assert_non_null(path);
+  assert_int_equal(access(path, F_OK), 0);
+  /* the server counts a connection before it runs the handshake: once
+   * this one is authenticated it holds the only slot */
+  mp_conn *c;
+  MP_ASSERT_OK(mp_client(&c, path, &(mp_client_opts){ .authkey = "secret",
+                                                      .authkey_len = 6 }));
+  MP_ASSERT_OK(mp_manager_shutdown(m));
+  assert_int_equal(access(path, F_OK), -1);
+  assert_int_equal(errno, ENOENT);
+  mp_obj *o = NULL;
+  assert_true(mp_conn_recv(c, &o, MP_FOREVER) < 0);
+  mp_conn_free(c);
+  mp_manager_free(m);
+  free(path);
+}
+
 static void
 test_teardown(void **state)
 {
@@ -778,6 +811,7 @@ static const struct CMUnitTest tests[] = {
   cmocka_unit_test(test_waits_across_clients),
   cmocka_unit_test(test_threads_connections_reclaimed),
   cmocka_unit_test(test_serve_forever),
+  MP_TEST_METHODS_THREADING(test_shutdown_when_full),
   cmocka_unit_test(test_teardown),
 };
 
