@@ -3,10 +3,14 @@
  * get_server().serve_forever(), shutdown and lifetime (Python's "Cleanup":
  * a started server is shut down when its manager is freed or the program
  * exits, and, a daemon child, dies with its parent). */
+#include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/hmac.h"
 #include "manager/manager_internal.h"
 #include "platform/platform.h"
 
@@ -134,6 +138,68 @@ mp_manager_address(const mp_manager *m)
   return m ? m->address : NULL;
 }
 
+/* ---- the default address ------------------------------------------------------ */
+
+/* A started server's default address is a socket in one directory per
+ * process, made on first use and removed at exit (as CPython's
+ * util.get_temp_dir()), not a directory per server: mkdir and rmdir on the
+ * temporary file system were a fifth of a start's and shutdown's time. */
+static pthread_mutex_t tmp_mu = PTHREAD_MUTEX_INITIALIZER;
+static char tmp_dir[200];
+static uint32_t tmp_pid;
+
+static void
+tmp_dir_remove(void *arg)
+{
+  (void)arg;
+  pthread_mutex_lock(&tmp_mu);
+  if (tmp_pid == mp__getpid() && tmp_dir[0])
+    rmdir(tmp_dir); /* fails, and stays, if a killed server left its socket */
+  tmp_dir[0] = 0;
+  tmp_pid = 0;
+  pthread_mutex_unlock(&tmp_mu);
+}
+
+static int
+default_address(char **out)
+{
+  pthread_mutex_lock(&tmp_mu);
+  int rc = 0;
+  if (tmp_pid != mp__getpid() || !tmp_dir[0]) { /* a fork child makes its own */
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base)
+      base = "/tmp";
+    int made = 0;
+    if ((size_t)snprintf(tmp_dir, sizeof tmp_dir, "%s/mproc-mgr-XXXXXX",
+                         base) >= sizeof tmp_dir)
+      rc = mp_seterr(MP_EINVAL, "TMPDIR too long");
+    else if (!(made = mkdtemp(tmp_dir) != NULL))
+      rc = mp_seterr(mp__errno(), "mkdtemp in %s failed", base);
+    else if (!mp__finalizer_add(MP__FINALIZE_CHILDREN - 1, tmp_dir_remove,
+                                NULL))
+      rc = MP_ENOMEM;
+    if (rc) {
+      if (made)
+        rmdir(tmp_dir);
+      tmp_dir[0] = 0;
+    } else {
+      tmp_pid = mp__getpid();
+    }
+  }
+  uint8_t rnd[8] = { 0 };
+  char path[256];
+  if (!rc) {
+    mp__random_bytes(rnd, sizeof rnd);
+    snprintf(path, sizeof path,
+             "%s/listener-%02x%02x%02x%02x%02x%02x%02x%02x", tmp_dir, rnd[0],
+             rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    if (!(*out = strdup(path)))
+      rc = MP_ENOMEM;
+  }
+  pthread_mutex_unlock(&tmp_mu);
+  return rc;
+}
+
 /* ---- the server process ----------------------------------------------------- */
 
 static int
@@ -231,6 +297,9 @@ mp_manager_start(mp_manager *m)
    * stop channel (mp_manager_shutdown sends on it) */
   int rc = mp_pipe(&r, &w, 1);
   mp_obj *types = NULL, *shared = NULL, *args = NULL;
+  char *addr = NULL;
+  if (!rc && !m->address)
+    rc = default_address(&addr);
   if (!rc) {
     types = mp_list_new();
     shared = mp_list_new();
@@ -249,7 +318,7 @@ mp_manager_start(mp_manager *m)
         shared = NULL;
       }
     args = MP_TUPLE(mp_conn_obj(w),
-                    m->address ? mp_str_new(m->address) : mp_none(),
+                    mp_str_new(m->address ? m->address : addr),
                     mp_bytes_new(m->key, m->keylen), types, shared,
                     m->initializer ? MP_FUNC(m->initializer) : mp_none(),
                     m->initargs ? mp_obj_ref(m->initargs) : mp_tuple_take(0),
@@ -258,6 +327,7 @@ mp_manager_start(mp_manager *m)
                     mp_int_new((int64_t)m->lim.max_request));
     rc = args ? 0 : MP_ENOMEM;
   }
+  free(addr);
   mp_conn_free(w);
   mp_process *p = NULL;
   if (!rc)

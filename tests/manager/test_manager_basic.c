@@ -795,6 +795,30 @@ test_shutdown_when_full(void **state)
   free(path);
 }
 
+/* Started servers' default addresses are sockets in one directory of this
+ * process (CPython's get_temp_dir()), each removed when its server stops. */
+static void
+test_default_address(void **state)
+{
+  mp_manager *m1 = started(state), *m2 = started(state);
+  char *a1 = strdup(mp_manager_address(m1)), *a2 = strdup(mp_manager_address(m2));
+  assert_non_null(a1);
+  assert_non_null(a2);
+  assert_string_not_equal(a1, a2);
+  char *s1 = strrchr(a1, '/'), *s2 = strrchr(a2, '/');
+  assert_non_null(s1);
+  assert_non_null(s2);
+  assert_int_equal(s1 - a1, s2 - a2);
+  assert_memory_equal(a1, a2, (size_t)(s1 - a1));
+  mp_manager_free(m1);
+  assert_int_equal(access(a1, F_OK), -1);
+  assert_int_equal(access(a2, F_OK), 0);
+  mp_manager_free(m2);
+  assert_int_equal(access(a2, F_OK), -1);
+  free(a1);
+  free(a2);
+}
+
 static void
 test_teardown(void **state)
 {
@@ -812,6 +836,7 @@ static const struct CMUnitTest tests[] = {
   cmocka_unit_test(test_threads_connections_reclaimed),
   cmocka_unit_test(test_serve_forever),
   MP_TEST_METHODS_THREADING(test_shutdown_when_full),
+  MP_TEST_METHODS_THREADING(test_default_address),
   cmocka_unit_test(test_teardown),
 };
 
