@@ -269,8 +269,16 @@ server_main(mp_obj *args)
     mp__mgr_server_free(s);
     return 1;
   }
-  /* the parent stops us with a message on this connection (or its EOF) */
-  mp__mgr_server_set_stop_fd(s, mp_conn_fileno(w));
+  /* the parent stops us with a message on this connection; and, as the
+   * server is not a daemon (so it may start children: a Pool), it stops
+   * when its parent dies (the parent's sentinel) */
+  mp__mgr_server_watch_fd(s, mp_conn_fileno(w));
+  mp_process *parent = mp_parent_process();
+  int psent = method && strcmp(method, "threading") && parent
+                  ? mp_process_sentinel(parent)
+                  : -1;
+  if (psent >= 0)
+    mp__mgr_server_watch_fd(s, psent);
   mp__mgr_server_serve(s);
   mp__mgr_server_free(s);
   return 0;
@@ -335,7 +343,7 @@ mp_manager_start(mp_manager *m)
                         &(mp_process_opts){ .target = server_main,
                                             .args = args,
                                             .name = "SyncManager-1",
-                                            .daemon = MP_DAEMON_YES,
+                                            .daemon = MP_DAEMON_NO,
                                             .authkey = m->key,
                                             .authkey_len = m->keylen });
   mp_obj_free(args);

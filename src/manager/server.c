@@ -63,7 +63,7 @@ struct mp__mgr_server {
   mp__mgr_limits lim;
   atomic_int stopping;
   int wake[2];
-  int stop_fd; /* the starting parent's stop channel, or -1 */
+  int stop_fd[2]; /* descriptors that stop the serve loop, or -1 */
 };
 
 static _Thread_local mp__mgr_server *tls_server;
@@ -756,7 +756,7 @@ mp__mgr_server_new(mp__mgr_server **out, const char *address,
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->idle, NULL);
   s->wake[0] = s->wake[1] = -1;
-  s->stop_fd = -1;
+  s->stop_fd[0] = s->stop_fd[1] = -1;
   s->lim.max_objects = limits && limits->max_objects ? limits->max_objects
                                                      : 1000000;
   s->lim.max_connections =
@@ -812,10 +812,15 @@ mp__mgr_server_new(mp__mgr_server **out, const char *address,
   return 0;
 }
 
-void
-mp__mgr_server_set_stop_fd(mp__mgr_server *s, int fd)
+int
+mp__mgr_server_watch_fd(mp__mgr_server *s, int fd)
 {
-  s->stop_fd = fd;
+  for (int i = 0; i < 2; i++)
+    if (s->stop_fd[i] < 0) {
+      s->stop_fd[i] = fd;
+      return 0;
+    }
+  return mp_seterr(MP_ELIMIT, "the server watches two descriptors at most");
 }
 
 void
@@ -854,14 +859,19 @@ mp__mgr_server_serve(mp__mgr_server *s)
 {
   mp__mgr_server *prev = tls_server;
   while (!atomic_load(&s->stopping)) {
-    /* the stop channel: readable when the parent asks the server to stop
-     * (or, the last holder of its end gone, at EOF) */
-    mp_waitable w[3] = { MP_WAITABLE_LISTENER(s->listener),
-                         MP_WAITABLE_FD(s->wake[0]),
-                         MP_WAITABLE_FD(s->stop_fd) };
-    int rc = mp_wait(w, s->stop_fd >= 0 ? 3 : 2, MP_FOREVER);
-    if (rc < 0 || w[1].ready || (s->stop_fd >= 0 && w[2].ready) ||
-        atomic_load(&s->stopping))
+    /* watched descriptors: the stop channel (readable when the parent
+     * asks the server to stop) and the parent's sentinel (it died) */
+    mp_waitable w[4] = { MP_WAITABLE_LISTENER(s->listener),
+                         MP_WAITABLE_FD(s->wake[0]) };
+    size_t nw = 2;
+    for (int i = 0; i < 2; i++)
+      if (s->stop_fd[i] >= 0)
+        w[nw++] = MP_WAITABLE_FD(s->stop_fd[i]);
+    int rc = mp_wait(w, nw, MP_FOREVER);
+    int watched = 0;
+    for (size_t i = 2; i < nw; i++)
+      watched |= w[i].ready;
+    if (rc < 0 || w[1].ready || watched || atomic_load(&s->stopping))
       break;
     mp_conn *c = NULL;
     rc = mp_listener_accept(s->listener, &c, 0);

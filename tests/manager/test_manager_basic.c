@@ -819,6 +819,78 @@ test_default_address(void **state)
   free(a2);
 }
 
+/* The server is not a daemon, so a registered type may start processes in
+ * it (what a Pool typeid needs): "Starter".run() starts a child with the
+ * server's own start method, joins it and returns its exit code. */
+static int
+starter_child(mp_obj *args)
+{
+  (void)args;
+  return 7;
+}
+
+static int
+starter_create(mp_obj *args, mp_obj *kwds, void **out)
+{
+  (void)args;
+  (void)kwds;
+  static int token;
+  *out = &token;
+  return 0;
+}
+
+static int
+starter_run(void *p, mp_obj *args, mp_obj *kwds, mp_obj **res)
+{
+  (void)p;
+  (void)args;
+  (void)kwds;
+  mp_process *c;
+  int rc = mp_process_new(&c, NULL, &(mp_process_opts){ .target = starter_child });
+  if (!rc && !(rc = mp_process_start(c)) && !(rc = mp_process_join(c, 60.0))) {
+    int code = 0;
+    rc = mp_process_exitcode(c, &code);
+    if (!rc)
+      *res = mp_int_new(code);
+  }
+  mp_process_free(c);
+  return rc;
+}
+
+static const mp_manager_method starter_methods[] = {
+  { "run", starter_run, NULL },
+};
+
+static const mp_manager_type starter_type = {
+  .typeid = "Starter",
+  .create = starter_create,
+  .methods = starter_methods,
+  .nmethods = 1,
+};
+
+static void
+test_server_children(void **state)
+{
+  mp_manager *m;
+  MP_ASSERT_OK(mp_manager_new(&m, &(mp_manager_opts){
+                                      .ctx = mp_test_context(state),
+                                      .authkey = "secret",
+                                      .authkey_len = 6 }));
+  MP_ASSERT_OK(mp_manager_register(m, &starter_type));
+  MP_ASSERT_OK(mp_manager_start(m));
+  mp_proxy *st;
+  MP_ASSERT_OK(mp_manager_create(m, "Starter", NULL, NULL, &st));
+  mp_obj *code = NULL;
+  MP_ASSERT_OK(mp_proxy_call(st, "run", NULL, NULL, &code));
+  int64_t v = -1;
+  MP_ASSERT_OK(mp_int_get(code, &v));
+  assert_int_equal(v, 7);
+  mp_obj_free(code);
+  mp_proxy_free(st);
+  assert_objects(m, 0);
+  mp_manager_free(m);
+}
+
 static void
 test_teardown(void **state)
 {
@@ -837,6 +909,7 @@ static const struct CMUnitTest tests[] = {
   cmocka_unit_test(test_serve_forever),
   MP_TEST_METHODS_THREADING(test_shutdown_when_full),
   MP_TEST_METHODS_THREADING(test_default_address),
+  MP_TEST_METHODS(test_server_children),
   cmocka_unit_test(test_teardown),
 };
 
