@@ -3,7 +3,7 @@
 """Managers and program exit (the seeds' "Cleanup"), every start method:
 a program that exits without freeing its started manager has shut the
 server down by the time it is gone (its address refuses connections);
-one that is SIGKILLed takes the server (a daemon child) with it.  The
+one that is SIGKILLed takes the server with it (it watches its parent).  The
 default address's socket file and its per-process directory are removed
 at a normal exit.  Driven
 through tests/helper_mgr_exit."""
