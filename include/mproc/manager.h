@@ -20,7 +20,13 @@
  *
  * The server.  mp_manager_start runs it in a child process of the
  * manager's context (any start method; "threading" runs it in a thread)
- * and returns once it listens; the child dies with its parent (a daemon).
+ * and returns once it listens.  The child is not a daemon (as CPython's,
+ * so its objects may start processes of their own); it stops when its
+ * parent dies, SIGKILLed included (it watches the parent's sentinel), and
+ * is stopped by mp_manager_shutdown/free or at exit through a stop channel
+ * (the start pipe, kept open: no connection or handshake).  Its default
+ * address is a socket in one directory per process, removed at exit (as
+ * CPython's get_temp_dir()).
  * mp_manager_serve_forever runs it in the calling thread until a client
  * sends shutdown (Python's get_server().serve_forever()).  One thread per
  * connection, as CPython.  A server method or object call that fails gets
@@ -78,7 +84,10 @@
  * Limits: CPython proxies stored in a C server's containers (a Python
  * client's l.append(d)) are kept as inert values that do not hold their
  * referent; C proxies reach CPython peers as mproc.handle values, which
- * CPython cannot load.  Pool/AsyncResult typeids are not served.
+ * CPython cannot load (both need a pickle-layer hook: a handle type that
+ * pickles as, and is rebuilt from, a named global's REDUCE --
+ * multiprocessing.managers.RebuildProxy).  Pool/AsyncResult typeids are
+ * not served yet (the server may now have children; the typeid is left).
  *
  * Threads: every function may be called from several threads. */
 #ifndef MPROC_MANAGER_H

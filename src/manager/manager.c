@@ -3,10 +3,14 @@
  * get_server().serve_forever(), shutdown and lifetime (Python's "Cleanup":
  * a started server is shut down when its manager is freed or the program
  * exits, and, a daemon child, dies with its parent). */
+#include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "core/hmac.h"
 #include "manager/manager_internal.h"
 #include "platform/platform.h"
 
@@ -28,6 +32,7 @@ struct mp_manager {
   char **shared; /* pairs typeid, base */
   size_t nshared;
   mp_process *proc;
+  mp_conn *stop; /* the started server's stop channel (our end) */
   mp__mgr_server *serving;
   mp__finalizer *fin;
 };
@@ -133,6 +138,68 @@ mp_manager_address(const mp_manager *m)
   return m ? m->address : NULL;
 }
 
+/* ---- the default address ------------------------------------------------------ */
+
+/* A started server's default address is a socket in one directory per
+ * process, made on first use and removed at exit (as CPython's
+ * util.get_temp_dir()), not a directory per server: mkdir and rmdir on the
+ * temporary file system were a fifth of a start's and shutdown's time. */
+static pthread_mutex_t tmp_mu = PTHREAD_MUTEX_INITIALIZER;
+static char tmp_dir[200];
+static uint32_t tmp_pid;
+
+static void
+tmp_dir_remove(void *arg)
+{
+  (void)arg;
+  pthread_mutex_lock(&tmp_mu);
+  if (tmp_pid == mp__getpid() && tmp_dir[0])
+    rmdir(tmp_dir); /* fails, and stays, if a killed server left its socket */
+  tmp_dir[0] = 0;
+  tmp_pid = 0;
+  pthread_mutex_unlock(&tmp_mu);
+}
+
+static int
+default_address(char **out)
+{
+  pthread_mutex_lock(&tmp_mu);
+  int rc = 0;
+  if (tmp_pid != mp__getpid() || !tmp_dir[0]) { /* a fork child makes its own */
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base)
+      base = "/tmp";
+    int made = 0;
+    if ((size_t)snprintf(tmp_dir, sizeof tmp_dir, "%s/mproc-mgr-XXXXXX",
+                         base) >= sizeof tmp_dir)
+      rc = mp_seterr(MP_EINVAL, "TMPDIR too long");
+    else if (!(made = mkdtemp(tmp_dir) != NULL))
+      rc = mp_seterr(mp__errno(), "mkdtemp in %s failed", base);
+    else if (!mp__finalizer_add(MP__FINALIZE_CHILDREN - 1, tmp_dir_remove,
+                                NULL))
+      rc = MP_ENOMEM;
+    if (rc) {
+      if (made)
+        rmdir(tmp_dir);
+      tmp_dir[0] = 0;
+    } else {
+      tmp_pid = mp__getpid();
+    }
+  }
+  uint8_t rnd[8] = { 0 };
+  char path[256];
+  if (!rc) {
+    mp__random_bytes(rnd, sizeof rnd);
+    snprintf(path, sizeof path,
+             "%s/listener-%02x%02x%02x%02x%02x%02x%02x%02x", tmp_dir, rnd[0],
+             rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+    if (!(*out = strdup(path)))
+      rc = MP_ENOMEM;
+  }
+  pthread_mutex_unlock(&tmp_mu);
+  return rc;
+}
+
 /* ---- the server process ----------------------------------------------------- */
 
 static int
@@ -202,6 +269,16 @@ server_main(mp_obj *args)
     mp__mgr_server_free(s);
     return 1;
   }
+  /* the parent stops us with a message on this connection; and, as the
+   * server is not a daemon (so it may start children: a Pool), it stops
+   * when its parent dies (the parent's sentinel) */
+  mp__mgr_server_watch_fd(s, mp_conn_fileno(w));
+  mp_process *parent = mp_parent_process();
+  int psent = method && strcmp(method, "threading") && parent
+                  ? mp_process_sentinel(parent)
+                  : -1;
+  if (psent >= 0)
+    mp__mgr_server_watch_fd(s, psent);
   mp__mgr_server_serve(s);
   mp__mgr_server_free(s);
   return 0;
@@ -224,8 +301,13 @@ mp_manager_start(mp_manager *m)
   m->state = ST_STARTED; /* claims it; reset on failure */
   pthread_mutex_unlock(&m->mu);
   mp_conn *r = NULL, *w = NULL;
-  int rc = mp_pipe(&r, &w, 0);
+  /* duplex: the server's "ok" comes back on it, and it stays open as the
+   * stop channel (mp_manager_shutdown sends on it) */
+  int rc = mp_pipe(&r, &w, 1);
   mp_obj *types = NULL, *shared = NULL, *args = NULL;
+  char *addr = NULL;
+  if (!rc && !m->address)
+    rc = default_address(&addr);
   if (!rc) {
     types = mp_list_new();
     shared = mp_list_new();
@@ -244,7 +326,7 @@ mp_manager_start(mp_manager *m)
         shared = NULL;
       }
     args = MP_TUPLE(mp_conn_obj(w),
-                    m->address ? mp_str_new(m->address) : mp_none(),
+                    mp_str_new(m->address ? m->address : addr),
                     mp_bytes_new(m->key, m->keylen), types, shared,
                     m->initializer ? MP_FUNC(m->initializer) : mp_none(),
                     m->initargs ? mp_obj_ref(m->initargs) : mp_tuple_take(0),
@@ -253,6 +335,7 @@ mp_manager_start(mp_manager *m)
                     mp_int_new((int64_t)m->lim.max_request));
     rc = args ? 0 : MP_ENOMEM;
   }
+  free(addr);
   mp_conn_free(w);
   mp_process *p = NULL;
   if (!rc)
@@ -260,7 +343,7 @@ mp_manager_start(mp_manager *m)
                         &(mp_process_opts){ .target = server_main,
                                             .args = args,
                                             .name = "SyncManager-1",
-                                            .daemon = MP_DAEMON_YES,
+                                            .daemon = MP_DAEMON_NO,
                                             .authkey = m->key,
                                             .authkey_len = m->keylen });
   mp_obj_free(args);
@@ -273,7 +356,6 @@ mp_manager_start(mp_manager *m)
       rc = mp_seterr(MP_ESTATE, "the manager server process ended before it "
                                 "listened");
   }
-  mp_conn_free(r);
   const char *kind = "", *text = "";
   size_t len;
   if (!rc && (mp_str_get(mp_seq_item(msg, 0), &kind, &len) ||
@@ -296,6 +378,7 @@ mp_manager_start(mp_manager *m)
   }
   mp_obj_free(msg);
   if (rc) {
+    mp_conn_free(r);
     if (p) {
       if (mp_process_is_alive(p) == 1)
         mp_process_kill(p);
@@ -309,6 +392,7 @@ mp_manager_start(mp_manager *m)
   }
   pthread_mutex_lock(&m->mu);
   m->proc = p;
+  m->stop = r;
   m->fin = mp__finalizer_add(MP__FINALIZE_MANAGER, manager_finalize, m);
   pthread_mutex_unlock(&m->mu);
   return 0;
@@ -377,10 +461,18 @@ stop_started(mp_manager *m)
 {
   mp_process *p = m->proc;
   m->proc = NULL;
-  if (!p)
+  mp_conn *stop = m->stop;
+  m->stop = NULL;
+  if (!p) {
+    mp_conn_free(stop);
     return mp_seterr(MP_ESTATE, "no server to stop");
-  mp__mgr_call_server(m->address, m->key, m->keylen, "shutdown", NULL, NULL,
-                      NULL);
+  }
+  /* A message on the stop channel ends the serve loop: no connection,
+   * handshake or server thread as a shutdown call needs.  It fails only
+   * if the server has already gone (a client's shutdown). */
+  if (stop)
+    mp_conn_send_bytes(stop, "stop", 4);
+  mp_conn_free(stop);
   const char *method = mp_context_method(mp_process_context(p));
   int threading = method && !strcmp(method, "threading");
   if (mp_process_join(p, threading ? 30.0 : 1.0) == MP_ETIMEDOUT &&
@@ -451,6 +543,7 @@ mp_manager_free(mp_manager *m)
       mp_manager_shutdown(m);
   } else if (m->proc) {
     mp_process_free(m->proc); /* a fork child's copy: not its server */
+    mp_conn_free(m->stop);
   }
   for (size_t i = 0; i < m->nshared * 2; i++)
     free(m->shared[i]);

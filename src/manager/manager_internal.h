@@ -92,6 +92,11 @@ const char *mp__mgr_server_address(const mp__mgr_server *s);
 const void *mp__mgr_server_key(const mp__mgr_server *s, size_t *len);
 /* Serve until shutdown (a client's, or mp__mgr_server_stop). */
 int mp__mgr_server_serve(mp__mgr_server *s);
+/* Watch a descriptor (two at most; MP_ELIMIT) whose readability stops the
+ * serve loop: the stop channel of a server started by mp_manager_start, so
+ * that its parent stops it without a connection, handshake and shutdown
+ * call, and the parent's sentinel, so that it stops when its parent dies. */
+int mp__mgr_server_watch_fd(mp__mgr_server *s, int fd);
 /* Ask a serving server to stop (any thread, async-signal-unsafe). */
 void mp__mgr_server_stop(mp__mgr_server *s);
 void mp__mgr_server_free(mp__mgr_server *s);

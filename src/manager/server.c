@@ -63,6 +63,7 @@ struct mp__mgr_server {
   mp__mgr_limits lim;
   atomic_int stopping;
   int wake[2];
+  int stop_fd[2]; /* descriptors that stop the serve loop, or -1 */
 };
 
 static _Thread_local mp__mgr_server *tls_server;
@@ -755,6 +756,7 @@ mp__mgr_server_new(mp__mgr_server **out, const char *address,
   pthread_mutex_init(&s->mu, NULL);
   pthread_cond_init(&s->idle, NULL);
   s->wake[0] = s->wake[1] = -1;
+  s->stop_fd[0] = s->stop_fd[1] = -1;
   s->lim.max_objects = limits && limits->max_objects ? limits->max_objects
                                                      : 1000000;
   s->lim.max_connections =
@@ -810,6 +812,17 @@ mp__mgr_server_new(mp__mgr_server **out, const char *address,
   return 0;
 }
 
+int
+mp__mgr_server_watch_fd(mp__mgr_server *s, int fd)
+{
+  for (int i = 0; i < 2; i++)
+    if (s->stop_fd[i] < 0) {
+      s->stop_fd[i] = fd;
+      return 0;
+    }
+  return mp_seterr(MP_ELIMIT, "the server watches two descriptors at most");
+}
+
 void
 mp__mgr_server_stop(mp__mgr_server *s)
 {
@@ -846,10 +859,19 @@ mp__mgr_server_serve(mp__mgr_server *s)
 {
   mp__mgr_server *prev = tls_server;
   while (!atomic_load(&s->stopping)) {
-    mp_waitable w[2] = { MP_WAITABLE_LISTENER(s->listener),
+    /* watched descriptors: the stop channel (readable when the parent
+     * asks the server to stop) and the parent's sentinel (it died) */
+    mp_waitable w[4] = { MP_WAITABLE_LISTENER(s->listener),
                          MP_WAITABLE_FD(s->wake[0]) };
-    int rc = mp_wait(w, 2, MP_FOREVER);
-    if (rc < 0 || w[1].ready || atomic_load(&s->stopping))
+    size_t nw = 2;
+    for (int i = 0; i < 2; i++)
+      if (s->stop_fd[i] >= 0)
+        w[nw++] = MP_WAITABLE_FD(s->stop_fd[i]);
+    int rc = mp_wait(w, nw, MP_FOREVER);
+    int watched = 0;
+    for (size_t i = 2; i < nw; i++)
+      watched |= w[i].ready;
+    if (rc < 0 || w[1].ready || watched || atomic_load(&s->stopping))
       break;
     mp_conn *c = NULL;
     rc = mp_listener_accept(s->listener, &c, 0);

@@ -4,7 +4,7 @@
  * start method, holds a proxy, prints "ADDRESS PID" (the server's address
  * and the pid of its process), then returns from main without freeing
  * anything (exit: the at-exit shutdown must stop the server) or SIGKILLs
- * itself (kill: the server, a daemon child, must die with it). */
+ * itself (kill: the server must stop when its parent dies). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>

@@ -3,7 +3,9 @@
 """Managers and program exit (the seeds' "Cleanup"), every start method:
 a program that exits without freeing its started manager has shut the
 server down by the time it is gone (its address refuses connections);
-one that is SIGKILLed takes the server (a daemon child) with it.  Driven
+one that is SIGKILLed takes the server with it (it watches its parent).  The
+default address's socket file and its per-process directory are removed
+at a normal exit.  Driven
 through tests/helper_mgr_exit."""
 import os
 import subprocess
@@ -61,6 +63,9 @@ for method in ("fork", "spawn", "forkserver", "threading"):
             check(p.returncode == 0, "%s: the program exits normally (%d)"
                   % (method, p.returncode))
             check(refused(addr), "%s: its server was shut down by then" % method)
+            check(not os.path.exists(addr) and
+                  not os.path.exists(os.path.dirname(addr)),
+                  "%s: its socket file and directory are removed" % method)
             if pid:
                 check(gone(pid, time.monotonic() + 5), "%s: and its process is gone"
                       % method)
