@@ -3,6 +3,7 @@
  * vectors, checked against CPython's hmac), libcrypto mapped only from the
  * first HMAC on, constant-time comparison and random bytes. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,33 @@ test_libcrypto_loaded_on_first_hmac(void **state)
   assert_int_equal(mp_test_wait_child(pid, 60.0), 0);
 }
 
+/* The first HMAC of this process, from several threads at once: one load,
+ * every MAC right (run under TSan too). */
+static void *
+mac_thread(void *arg)
+{
+  (void)arg;
+  int ok = 1;
+  for (int i = 0; i < 50; i++)
+    ok &= mac_is("md5", "Jefe", jefe_msg, "750c783e6ab0b503eaa86e310a5db738");
+  return ok ? arg : NULL;
+}
+
+static void
+test_first_use_from_threads(void **state)
+{
+  (void)state;
+  pthread_t th[4];
+  int tag;
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, mac_thread, &tag), 0);
+  for (int i = 0; i < 4; i++) {
+    void *r = NULL;
+    assert_int_equal(pthread_join(th[i], &r), 0);
+    assert_ptr_equal(r, &tag);
+  }
+}
+
 static void
 test_every_digest(void **state)
 {
@@ -128,6 +156,7 @@ test_random_bytes(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_libcrypto_loaded_on_first_hmac),
+    cmocka_unit_test(test_first_use_from_threads),
     cmocka_unit_test(test_every_digest),
     cmocka_unit_test(test_ct_equal),
     cmocka_unit_test(test_random_bytes),
