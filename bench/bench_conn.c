@@ -13,7 +13,11 @@
  * and plain AF_UNIX connect/accept without a handshake.  CPython: Pipe() and
  * Listener/Client doing the same (bench_conn.py, run with python3).
  *
- * Usage: bench_conn [--quick] */
+ * Usage: bench_conn [--quick]
+ *        bench_conn --loop exact|readahead|floor N
+ *            N ping-pong round trips and nothing else, pinned to CPU 0: for
+ *            counting system calls and context switches (strace -f -c, perf
+ *            stat -e context-switches), which load does not change. */
 #define _GNU_SOURCE
 #include <sched.h>
 #include <stdio.h>
@@ -368,6 +372,14 @@ row_latency(const char *name, double ours, double raw, double py)
 int
 main(int argc, char **argv)
 {
+  if (argc > 3 && !strcmp(argv[1], "--loop")) {
+    int n = atoi(argv[3]);
+    pin(1);
+    g_readahead = !strcmp(argv[2], "readahead");
+    double t = !strcmp(argv[2], "floor") ? raw_pingpong(n) : mp_pingpong(n);
+    printf("%.2f us\n", t * 1e6);
+    return 0;
+  }
   quick = argc > 1 && !strcmp(argv[1], "--quick");
   const char *src = getenv("MPROC_SOURCE_DIR");
   if (src)

@@ -20,7 +20,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
 
 #include "conn/conn_internal.h"
 #include "conn/handshake.h"
@@ -429,7 +428,7 @@ mp_listener_free(mp_listener *l)
   free(l->address);
   free(l->last);
   if (l->key) {
-    OPENSSL_cleanse(l->key, l->keylen);
+    explicit_bzero(l->key, l->keylen);
     free(l->key);
   }
   free(l->pend);

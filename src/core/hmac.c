@@ -1,16 +1,32 @@
 /* SPDX-License-Identifier: MIT */
-/* HMAC, constant-time comparison and random bytes, via OpenSSL libcrypto. */
+/* HMAC via OpenSSL's libcrypto, loaded on first use; constant-time
+ * comparison and random bytes without it.
+ *
+ * libcrypto is not linked: a process that never authenticates (the
+ * forkserver, most children) never maps it, and every fork of such a
+ * process copies a smaller address space.  The first HMAC dlopens it
+ * (the soname of the OpenSSL whose headers we were built with) and looks
+ * up the two entry points used here; their types come from those headers. */
+#include <dlfcn.h>
 #include <limits.h>
+#include <pthread.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/rand.h>
+#include <openssl/opensslv.h>
 
 #include "core/hmac.h"
 #include "core/internal.h"
 #include "platform/platform.h"
+
+#define MP__STR_(x) #x
+#define MP__STR(x) MP__STR_(x)
+#if defined(OPENSSL_VERSION_MAJOR) && OPENSSL_VERSION_MAJOR >= 3
+#define MP__LIBCRYPTO "libcrypto.so." MP__STR(OPENSSL_VERSION_MAJOR)
+#else
+#define MP__LIBCRYPTO "libcrypto.so.1.1"
+#endif
 
 /* CPython's names (multiprocessing.connection._ALLOWED_DIGESTS) and
  * OpenSSL's for the same digest. */
@@ -25,24 +41,49 @@ static const struct {
   { "sha3_384", "SHA3-384" },
 };
 
+static struct {
+  __typeof__(&EVP_get_digestbyname) get_digestbyname;
+  __typeof__(&HMAC) hmac;
+} crypto;
+static pthread_once_t crypto_once = PTHREAD_ONCE_INIT;
+
+static void
+crypto_load(void)
+{
+  /* Never closed: libcrypto registers its own exit handler. */
+  void *lib = dlopen(MP__LIBCRYPTO, RTLD_NOW | RTLD_LOCAL);
+  if (!lib)
+    return;
+  __typeof__(crypto) c;
+  *(void **)&c.get_digestbyname = dlsym(lib, "EVP_get_digestbyname");
+  *(void **)&c.hmac = dlsym(lib, "HMAC");
+  if (c.get_digestbyname && c.hmac)
+    crypto = c;
+}
+
 int
 mp__hmac(const char *digest, size_t dlen, const void *key, size_t keylen,
          const void *msg, size_t msglen, uint8_t *out, size_t *outlen)
 {
-  const EVP_MD *md = NULL;
+  const char *name = NULL;
   for (size_t i = 0; i < MP__ARRAY_LEN(digests); i++)
-    if (strlen(digests[i].py) == dlen && !memcmp(digests[i].py, digest, dlen)) {
-      md = EVP_get_digestbyname(digests[i].ossl);
-      break;
-    }
-  if (!md)
+    if (strlen(digests[i].py) == dlen && !memcmp(digests[i].py, digest, dlen))
+      name = digests[i].ossl;
+  if (!name)
     return MP_ENOTSUP;
   if (keylen > INT32_MAX)
     return MP_EINVAL;
+  pthread_once(&crypto_once, crypto_load);
+  if (!crypto.hmac)
+    return mp_seterr(MP_ENOTSUP, "cannot load %s for HMAC", MP__LIBCRYPTO);
+  const EVP_MD *md = crypto.get_digestbyname(name);
+  if (!md)
+    return MP_ENOTSUP;
   /* HMAC() wants a non-NULL key even when it is empty. */
   static const uint8_t empty[1];
   unsigned int n = 0;
-  if (!HMAC(md, keylen ? key : empty, (int)keylen, msg, msglen, out, &n))
+  if (!crypto.hmac(md, keylen ? key : empty, (int)keylen, msg, msglen, out,
+                   &n))
     return MP_ENOTSUP;
   *outlen = n;
   return 0;
@@ -51,14 +92,18 @@ mp__hmac(const char *digest, size_t dlen, const void *key, size_t keylen,
 int
 mp__ct_equal(const void *a, const void *b, size_t n)
 {
-  return CRYPTO_memcmp(a, b, n) == 0;
+  /* Every byte is looked at; the volatile keeps the compiler from
+   * stopping at the first difference. */
+  const volatile uint8_t *x = a, *y = b;
+  uint8_t acc = 0;
+  for (size_t i = 0; i < n; i++)
+    acc |= (uint8_t)(x[i] ^ y[i]);
+  return acc == 0;
 }
 
 int
 mp__random_bytes(void *buf, size_t n)
 {
-  if (n <= INT_MAX && RAND_bytes(buf, (int)n) == 1)
-    return 0;
-  /* The kernel's CSPRNG is as good a source when libcrypto's fails. */
+  /* The kernel's CSPRNG (getrandom), which is what libcrypto seeds from. */
   return mp__plat_random(buf, n) ? MP_ENOTSUP : 0;
 }

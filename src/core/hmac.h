@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* HMAC, constant-time comparison and random bytes (OpenSSL libcrypto), for
- * the authentication handshake of connections and managers. */
+/* HMAC (OpenSSL's libcrypto, loaded on first use), constant-time comparison
+ * and random bytes, for the authentication handshake of connections and
+ * managers. */
 #ifndef MPROC_CORE_HMAC_H
 #define MPROC_CORE_HMAC_H
 
@@ -13,7 +14,8 @@
 /* HMAC-<digest>(key, msg) into out (MP__HMAC_MAX bytes); *outlen is the MAC
  * length.  `digest` is a CPython name: "md5", "sha256", "sha384",
  * "sha3_256", "sha3_384" (of length `dlen`).  Returns 0, MP_ENOTSUP for
- * another name or a digest the crypto library refuses (FIPS md5). */
+ * another name, a digest the crypto library refuses (FIPS md5) or a
+ * libcrypto that cannot be loaded. */
 int mp__hmac(const char *digest, size_t dlen, const void *key, size_t keylen,
              const void *msg, size_t msglen, uint8_t *out, size_t *outlen);
 
@@ -21,8 +23,8 @@ int mp__hmac(const char *digest, size_t dlen, const void *key, size_t keylen,
  * differ. */
 int mp__ct_equal(const void *a, const void *b, size_t n);
 
-/* n cryptographically secure random bytes (libcrypto, else the kernel's
- * CSPRNG).  0 or MP_ENOTSUP.  The one entry for secrets: authkeys and
+/* n cryptographically secure random bytes (the kernel's CSPRNG:
+ * getrandom, else /dev/urandom).  0 or MP_ENOTSUP.  The one entry for secrets: authkeys and
  * handshake nonces. */
 int mp__random_bytes(void *buf, size_t n);
 

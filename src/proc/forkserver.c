@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -622,7 +623,13 @@ mp__forkserver_main(int ctl, int client_pidfd, char **preload, size_t npreload)
   (void)w;
   void *pk;
   size_t pklen;
-  mp_obj *empty = mp_tuple_take(0), *back = NULL;
+  /* A function of the program crosses too (its entry point): the
+   * program's symbol table is read here once -- a child's target is checked
+   * against it, and each child would open, map and parse the executable
+   * again -- and the reference's decoding is bound. */
+  uintptr_t entry = (uintptr_t)getauxval(AT_ENTRY);
+  mp_obj *fn = entry ? mp_func_new((mp_fn)entry) : NULL;
+  mp_obj *empty = fn ? mp_tuple_take(1, fn) : mp_tuple_take(0), *back = NULL;
   if (empty && mp_pickle_dumps(empty, NULL, &pk, &pklen) == 0) {
     if (mp_pickle_loads_fds(pk, pklen, NULL, NULL, 0, &back) == 0)
       mp_obj_free(back);

@@ -4,7 +4,9 @@
  * past what one packet carries) under every method; a spare or a server
  * that died before a start; a server that cannot fork (the error is the
  * start's, and the next start after fork works again succeeds); many
- * children started at once from several threads, all running together. */
+ * children started at once from several threads, all running together;
+ * neither the server nor a child of a program that never authenticated maps
+ * libcrypto (it is loaded on the first HMAC). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +77,46 @@ expect_code(mp_process *p, int want)
   MP_ASSERT_OK(mp_process_exitcode(p, &code));
   assert_int_equal(code, want);
   mp_process_free(p);
+}
+
+/* 1 if the maps of process `pid` (0: this one) name libcrypto. */
+static int
+maps_crypto(pid_t pid)
+{
+  char path[64];
+  snprintf(path, sizeof path, pid ? "/proc/%d/maps" : "/proc/self/maps",
+           (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return -1;
+  char line[4096];
+  int found = 0;
+  while (fgets(line, sizeof line, f))
+    found |= strstr(line, "/libcrypto.so") != NULL;
+  fclose(f);
+  return found;
+}
+
+static int
+t_crypto_mapped(mp_obj *args)
+{
+  (void)args;
+  return maps_crypto(0) == 0 ? 0 : 7;
+}
+
+/* Nothing here authenticates: no process maps libcrypto (every fork of
+ * the server copies a smaller address space). */
+static void
+test_no_libcrypto_without_auth(void **state)
+{
+  mp_context *ctx = mp_test_context(state);
+  assert_int_equal(maps_crypto(0), 0);
+  expect_code(start(ctx, t_crypto_mapped, mp_tuple_take(0)), 0);
+  if (!strcmp(mp_test_method(state), "forkserver")) {
+    pid_t fs = mp__forkserver_pid();
+    assert_true(fs > 0);
+    assert_int_equal(maps_crypto(fs), 0);
+  }
 }
 
 /* Instructions around the size one packet carries and far past it. */
@@ -431,6 +473,7 @@ test_zz_stop_forkserver(void **state)
 }
 
 static const struct CMUnitTest tests[] = {
+    MP_TEST_METHODS(test_no_libcrypto_without_auth),
     MP_TEST_METHODS(test_instructions_of_every_size),
     cmocka_unit_test(test_spare_killed),
     cmocka_unit_test(test_server_killed_between_starts),
