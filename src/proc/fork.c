@@ -99,8 +99,12 @@ fork_start(mp_process *p)
    * returns there. */
   pid_t pid = fork();
   if (pid == 0) {
-    /* The inherited self-pidfd refers to the parent: it becomes the
-     * parent's sentinel here. */
+    /* mp_process_start holds p->lock across the fork: this thread, the
+     * child's only one, took it, so it releases it (re-initialising a held
+     * mutex is what lock checkers, TSan's too, call a double lock).  The
+     * inherited self-pidfd refers to the parent: it becomes the parent's
+     * sentinel here. */
+    pthread_mutex_unlock(&p->lock);
     mp__proc_child_main(p, ppid, cur->name, parent_sentinel,
                         main_thread ? MP__PDEATH_SIGNAL : MP__PDEATH_WATCH,
                         ppid);

@@ -868,26 +868,9 @@ static const mp_manager_type starter_type = {
   .nmethods = 1,
 };
 
-#if defined(__SANITIZE_THREAD__)
-#define TSAN_BUILD 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TSAN_BUILD 1
-#endif
-#endif
-
 static void
 test_server_children(void **state)
 {
-#ifdef TSAN_BUILD
-  /* ThreadSanitizer misreads a fork child's own process lock (held by the
-   * parent across fork, re-initialised in the child: TSan's model keeps
-   * the parent's owner) as a double lock when a thread other than the
-   * child's main thread starts a process.  A proc-layer matter (fork
-   * children starting processes from threads), not the manager's. */
-  if (!strcmp(mp_test_method(state), "fork"))
-    skip();
-#endif
   mp_manager *m;
   MP_ASSERT_OK(mp_manager_new(&m, &(mp_manager_opts){
                                       .ctx = mp_test_context(state),
