@@ -37,7 +37,7 @@ row() {
 # print the errors and the log's tail.
 build() {
   local stage=$1 dir=$2; shift 2
-  local log="$dir.build.log" t0=$SECONDS
+  local log="$dir/build.log" t0=$SECONDS
   mkdir -p "$dir"
   if { cmake -S . -B "$dir" "$@" && cmake --build "$dir" -j"$JOBS"; } 2>&1 | out "$log"; then
     rows+=("$(printf '%-34s %7s %7s %9s  %s' "$stage: build" ok "" "$(elapsed "$t0")" "$log")")
