@@ -463,43 +463,27 @@ job_kill(long n)
       repl_best > 0 ? repl_best * 1e3 : repl_best, "ms", "CPython: never");
 }
 
-static int
-want(int argc, char **argv, const char *job)
-{
-  int first = argc > 1 && strcmp(argv[1], "quick") == 0 ? 2 : 1;
-  if (argc <= first)
-    return 1;
-  for (int i = first; i < argc; i++)
-    if (strcmp(argv[i], job) == 0)
-      return 1;
-  return 0;
-}
-
 int
 main(int argc, char **argv)
 {
-  if (argc > 1 && strcmp(argv[1], "quick") == 0)
-    scale = 0.1;
-  const char *env = getenv("MPROC_BENCH_SCALE");
-  if (env && atof(env) > 0)
-    scale = atof(env);
+  scale = bench_scale(argc, argv, scale);
   bench_script(pyscript, sizeof pyscript, __FILE__, "bench_pool.py");
   header();
   /* pool starts and kills first, while this process is as small as
    * CPython's (a fork costs with the memory the later jobs leave mapped) */
-  if (want(argc, argv, "start"))
+  if (bench_want(argc, argv, "start"))
     job_start(N(50) < 3 ? 3 : N(50));
-  if (want(argc, argv, "kill"))
+  if (bench_want(argc, argv, "kill"))
     job_kill(N(50) < 3 ? 3 : N(50));
-  if (want(argc, argv, "map"))
+  if (bench_want(argc, argv, "map"))
     job_map(N(1000000));
-  if (want(argc, argv, "array"))
+  if (bench_want(argc, argv, "array"))
     job_array(N(10000000), 0);
-  if (want(argc, argv, "compute"))
+  if (bench_want(argc, argv, "compute"))
     job_array(N(500000), 1);
-  if (want(argc, argv, "apply"))
+  if (bench_want(argc, argv, "apply"))
     job_apply(N(5000));
-  if (want(argc, argv, "imapu"))
+  if (bench_want(argc, argv, "imapu"))
     job_imapu(N(100000));
   return failed;
 }

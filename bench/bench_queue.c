@@ -891,27 +891,10 @@ job_pingpong(long n)
   pin(0);
 }
 
-/* the jobs named on the command line (after "quick"), or all */
-static int
-want(int argc, char **argv, const char *job)
-{
-  int first = argc > 1 && strcmp(argv[1], "quick") == 0 ? 2 : 1;
-  if (argc <= first)
-    return 1;
-  for (int i = first; i < argc; i++)
-    if (strcmp(argv[i], job) == 0)
-      return 1;
-  return 0;
-}
-
 int
 main(int argc, char **argv)
 {
-  if (argc > 1 && strcmp(argv[1], "quick") == 0)
-    scale = 0.1;
-  const char *env = getenv("MPROC_BENCH_SCALE");
-  if (env && atof(env) > 0)
-    scale = atof(env);
+  scale = bench_scale(argc, argv, scale);
   bench_script(pyscript, sizeof pyscript, __FILE__, "bench_queue.py");
   if (sched_getaffinity(0, sizeof all_cpus, &all_cpus) == 0)
     for (pin_cpu = 0;
@@ -924,17 +907,17 @@ main(int argc, char **argv)
   }
 
   header();
-  if (want(argc, argv, "64"))
+  if (bench_want(argc, argv, "64"))
     job_64(N(1000000), 1);
-  if (want(argc, argv, "batch"))
+  if (bench_want(argc, argv, "batch"))
     job_64(N(2000000), 64);
-  if (want(argc, argv, "2x2"))
+  if (bench_want(argc, argv, "2x2"))
     job_64x2(N(500000));
-  if (want(argc, argv, "tuple"))
+  if (bench_want(argc, argv, "tuple"))
     job_tuple(N(200000));
-  if (want(argc, argv, "mib"))
+  if (bench_want(argc, argv, "mib"))
     job_mib(N(500));
-  if (want(argc, argv, "rtt"))
+  if (bench_want(argc, argv, "rtt"))
     job_pingpong(N(10000));
   return failed;
 }

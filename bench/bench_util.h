@@ -80,4 +80,30 @@ bench_python(const char *script, const char *args, int pin_cpu)
   return v;
 }
 
+/* The jobs named on the command line (after "quick"), or all when none
+ * is: 1 if `job` is to run. */
+static BENCH_UNUSED int
+bench_want(int argc, char **argv, const char *job)
+{
+  int first = argc > 1 && strcmp(argv[1], "quick") == 0 ? 2 : 1;
+  if (argc <= first)
+    return 1;
+  for (int i = first; i < argc; i++)
+    if (strcmp(argv[i], job) == 0)
+      return 1;
+  return 0;
+}
+
+/* The run's scale: 0.1 for "quick", MPROC_BENCH_SCALE when set, else
+ * `deflt`. */
+static BENCH_UNUSED double
+bench_scale(int argc, char **argv, double deflt)
+{
+  double scale = argc > 1 && strcmp(argv[1], "quick") == 0 ? 0.1 : deflt;
+  const char *env = getenv("MPROC_BENCH_SCALE");
+  if (env && atof(env) > 0)
+    scale = atof(env);
+  return scale;
+}
+
 #endif
