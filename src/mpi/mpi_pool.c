@@ -775,6 +775,32 @@ serve_job(const void *data, size_t len)
   return MP_TUPLE(mp_int_new(0), values, errors ? errors : mp_none());
 }
 
+/* fn over n elements of in (in_size each) into out: 0, or the first
+ * failing element's code (a positive return: MP_EINVAL), its index in *bad
+ * and its text in text; the other elements are computed all the same. */
+static int
+run_elements(mp_elem_fn fn, const mp_obj *shared, const unsigned char *ip,
+             uint64_t in_size, unsigned char *op, uint64_t out_size,
+             uint64_t n, uint64_t *bad, char *text, size_t cap)
+{
+  int rc = 0;
+  mp_seterr(0, "%s", ""); /* no earlier text in an element's */
+  for (uint64_t i = 0; i < n; i++) {
+    int erc = fn(ip ? ip + i * in_size : NULL, op ? op + i * out_size : NULL,
+                 shared);
+    if (erc != 0 && !rc) {
+      char *d = task_detail(erc);
+      snprintf(text, cap, "%s", d ? d : "");
+      free(d);
+      rc = erc < 0 ? erc : MP_EINVAL;
+      *bad = i;
+    }
+    if (erc != 0)
+      mp_seterr(0, "%s", "");
+  }
+  return rc;
+}
+
 /* An array job: header (fn, shared, in_size, out_size, n), then the in
  * bytes; replies (code, bad, detail) and, on success, the out bytes. */
 static void
@@ -830,20 +856,8 @@ serve_array(pending **list, uint64_t seq, const void *data, size_t len,
                                : mp_seq_item(hdr, 1);
     const unsigned char *ip = in;
     unsigned char *op = out ? out + 8 : NULL;
-    mp_seterr(0, "%s", ""); /* no earlier text in an element's */
-    for (uint64_t i = 0; i < n; i++) {
-      int erc = fn(ip ? ip + i * in_size : NULL, op ? op + i * out_size : NULL,
-                   shared);
-      if (erc != 0 && !rc) {
-        char *d = task_detail(erc);
-        snprintf(text, sizeof text, "%s", d ? d : "");
-        free(d);
-        rc = erc < 0 ? erc : MP_EINVAL;
-        bad = i;
-      }
-      if (erc != 0)
-        mp_seterr(0, "%s", "");
-    }
+    rc = run_elements(fn, shared, ip, in_size, op, out_size, n, &bad, text,
+                      sizeof text);
   }
   free(in);
   mp_obj_free(hdr);
@@ -889,20 +903,8 @@ serve_seg(pending **list, uint64_t seq, const void *data, size_t len, int tag)
                                : mp_seq_item(hdr, 1);
     unsigned char *ip = in_size ? m : NULL;
     unsigned char *op = out_size ? m + n * in_size : NULL;
-    mp_seterr(0, "%s", ""); /* no earlier text in an element's */
-    for (uint64_t i = 0; i < n; i++) {
-      int erc = fn(ip ? ip + i * in_size : NULL, op ? op + i * out_size : NULL,
-                   shared);
-      if (erc != 0 && !rc) {
-        char *d = task_detail(erc);
-        snprintf(text, sizeof text, "%s", d ? d : "");
-        free(d);
-        rc = erc < 0 ? erc : MP_EINVAL;
-        bad = i;
-      }
-      if (erc != 0)
-        mp_seterr(0, "%s", "");
-    }
+    rc = run_elements(fn, shared, ip, in_size, op, out_size, n, &bad, text,
+                      sizeof text);
   }
   mp_obj_free(hdr);
   post_obj(list, seq, MP_TUPLE(mp_int_new(rc), mp_uint_new(bad),
