@@ -291,6 +291,9 @@ int mp__q_known(mp_queue *q, uint64_t end);
  * dead and before the record is turned into padding -- where a writer's
  * commit and exit can slip in. */
 extern void (*mp__q_pad_hook_for_tests)(struct mp__qrec *rec);
+/* Tests only: k > 0 makes the next journal of at least k stores apply the
+ * first k - 1 and _exit(0), as a process killed inside it. */
+extern int mp__q_die_in_journal_for_tests;
 
 /* For tests and the fuzzer: the mapping and the bytes of it in use; the
  * segments on the free lists and the memory in use. */

@@ -157,6 +157,8 @@ j_terminate(struct mp__qjournal *j, uint64_t pos, uint64_t seg_end)
     j_add(j, ROFF(pos, w), 0);
 }
 
+int mp__q_die_in_journal_for_tests;
+
 /* Arm, apply in order (the last store, the publication, with release),
  * disarm. */
 static void
@@ -173,9 +175,14 @@ j_apply(mp_queue *q, struct mp__qjournal *j)
 #endif
   /* each store a release (plain stores on x86): a consumer that reads a
    * segment's end or link sees the record headers stored before it */
+  if (MP__UNLIKELY(mp__q_die_in_journal_for_tests > 0)
+      && n >= (uint64_t)mp__q_die_in_journal_for_tests)
+    n = (uint64_t)mp__q_die_in_journal_for_tests - 1; /* then _exit below */
   for (uint64_t i = 0; i < n; i++)
     atomic_store_explicit(qword(q, j->e[i].off), j->e[i].val,
                           memory_order_release);
+  if (MP__UNLIKELY(n < j->n))
+    _exit(0); /* killed with the journal half applied (tests only) */
   atomic_store_explicit(&j->armed, 0, memory_order_release);
 }
 
@@ -516,9 +523,12 @@ mp__q_claim(mp_queue *q, uint32_t len, unsigned flags, mp__qclaim *c)
     j_add(j, ROFF(rec, aux), my_aux());
     j_add(j, ROFF(rec, w), w);
     j_terminate(j, rec + reclen, nseg + nsz);
+    /* the link before the seal: a consumer that reads the seal next reads
+     * the link, even while this journal is half applied (we are preempted
+     * or killed between the two stores) */
     j_add(j, SOFF(ts, nrec), ld(&h->tail_nrec));
-    j_add(j, SOFF(ts, sealed), t);
     j_add(j, SOFF(ts, next), nseg);
+    j_add(j, SOFF(ts, sealed), t);
     j_add(j, HOFF(tail_nrec), 1);
     j_add(j, HOFF(tail_seg), nseg);
   }

@@ -6,6 +6,7 @@
  * rounds of put-and-exit under load). */
 #include "testutil.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -89,9 +90,118 @@ test_writer_committing_at_the_verdict_keeps_its_item(void **state)
   mp_queue_free(q);
 }
 
+/* A producer killed after any prefix of its journals' stores -- a claim in
+ * the same segment, a claim that opens a segment, a recycling -- leaves a
+ * queue a consumer reads as empty (never as corrupt), and the next producer
+ * completes it: its item arrives and the dead one's never-committed item
+ * does not.  Each cut is taken in a real child that exits there. */
+static void
+test_producer_killed_inside_a_journal(void **state)
+{
+  static const size_t sizes[] = {100, 1u << 20}; /* same segment, new one */
+  char *item = calloc(1, 1u << 20), *got = malloc(1u << 20);
+  assert_non_null(item);
+  assert_non_null(got);
+  for (size_t si = 0; si < 2; si++) {
+    size_t len = sizes[si];
+    mp_queue *q;
+    MP_ASSERT_OK(mp_queue_new(&q, NULL));
+    int cuts = 0;
+    for (int k = 1; k <= 40; k++) {
+      /* the consumer waits at the end of what was put so far */
+      memset(item, 'a', len);
+      MP_ASSERT_OK(mp_queue_put_bytes(q, item, len, 0));
+      size_t n;
+      MP_ASSERT_OK(mp_queue_get_bytes_into(q, got, len, &n, 0));
+      pid_t pid = fork();
+      assert_true(pid >= 0);
+      if (pid == 0) {
+        mp__q_die_in_journal_for_tests = k;
+        memset(item, 'b', len);
+        _exit(mp_queue_put_bytes(q, item, len, 0) == 0 ? 3 : 4);
+      }
+      int code = mp_test_wait_child(pid, 30);
+      assert_true(code == 0 || code == 3);
+      cuts += code == 0;
+      /* nothing committed to read, whatever the cut: empty, not corrupt */
+      if (code == 0) {
+        MP_ASSERT_ERR(mp_queue_get_bytes_into(q, got, len, &n, 0), MP_EEMPTY);
+        MP_ASSERT_ERR(mp_queue_get_bytes_into(q, got, len, &n, 0.05),
+                      MP_EEMPTY);
+      }
+      memset(item, 'c', len);
+      MP_ASSERT_OK(mp_queue_put_bytes(q, item, len, 0));
+      if (code == 3) { /* the child's put completed: its item first */
+        MP_ASSERT_OK(mp_queue_get_bytes_into(q, got, len, &n, 5));
+        assert_int_equal(n, len);
+        assert_int_equal(got[0], 'b');
+      }
+      MP_ASSERT_OK(mp_queue_get_bytes_into(q, got, len, &n, 5));
+      assert_int_equal(n, len);
+      assert_int_equal(got[0], 'c');
+      assert_int_equal(got[len - 1], 'c');
+      assert_int_equal(mp_queue_qsize(q), 0);
+    }
+    /* every store of the claim journals was a cut point */
+    assert_true(cuts >= 6);
+    mp_queue_free(q);
+  }
+  free(item);
+  free(got);
+}
+
+/* A consumer killed after any prefix of its take journal: the next
+ * consumer finishes the take (the item is the dead one's, lost) or finds
+ * it untaken; the items behind it arrive, and the counts agree. */
+static void
+test_consumer_killed_inside_a_journal(void **state)
+{
+  static const size_t sizes[] = {100, 1u << 20};
+  char *item = calloc(1, 1u << 20), *got = malloc(1u << 20);
+  assert_non_null(item);
+  assert_non_null(got);
+  for (size_t si = 0; si < 2; si++) {
+    size_t len = sizes[si], n;
+    mp_queue *q;
+    MP_ASSERT_OK(mp_queue_new(&q, NULL));
+    int cuts = 0;
+    for (int k = 1; k <= 20; k++) {
+      memset(item, 'a', len);
+      MP_ASSERT_OK(mp_queue_put_bytes(q, item, len, 0));
+      memset(item, 'b', len);
+      MP_ASSERT_OK(mp_queue_put_bytes(q, item, len, 0));
+      pid_t pid = fork();
+      assert_true(pid >= 0);
+      if (pid == 0) {
+        mp__q_die_in_journal_for_tests = k;
+        _exit(mp_queue_get_bytes_into(q, got, len, &n, 0) == 0 ? 3 : 4);
+      }
+      int code = mp_test_wait_child(pid, 30);
+      assert_true(code == 0 || code == 3);
+      cuts += code == 0;
+      MP_ASSERT_OK(mp_queue_get_bytes_into(q, got, len, &n, 5));
+      assert_int_equal(n, len);
+      if (got[0] == 'a') { /* the cut came before the take was published */
+        assert_int_equal(code, 0);
+        MP_ASSERT_OK(mp_queue_get_bytes_into(q, got, len, &n, 5));
+      }
+      assert_int_equal(got[0], 'b');
+      assert_int_equal(got[len - 1], 'b');
+      MP_ASSERT_ERR(mp_queue_get_bytes_into(q, got, len, &n, 0), MP_EEMPTY);
+      assert_int_equal(mp_queue_qsize(q), 0);
+    }
+    assert_true(cuts >= 3);
+    mp_queue_free(q);
+  }
+  free(item);
+  free(got);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_dead_writer_is_skipped),
     cmocka_unit_test(test_writer_committing_at_the_verdict_keeps_its_item),
+    cmocka_unit_test(test_producer_killed_inside_a_journal),
+    cmocka_unit_test(test_consumer_killed_inside_a_journal),
 };
 
 MP_TEST_MAIN(tests)
