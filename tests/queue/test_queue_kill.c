@@ -355,8 +355,9 @@ check_ctl(world *w, const char *when)
 
 /* Kill p (it must still be running: exit code -SIGKILL). */
 static void
-kill_it(world *w, mp_process *p, const char *what)
+kill_it(world *w, mp_process **pp, const char *what)
 {
+  mp_process *p = *pp;
   MP_ASSERT_OK(mp_process_kill(p));
   MP_ASSERT_OK(mp_process_join(p, 30));
   int code = 0;
@@ -365,11 +366,13 @@ kill_it(world *w, mp_process *p, const char *what)
   if (code != -SIGKILL)
     fail_msg("%s exited with %d before it was killed", what, code);
   mp_process_free(p);
+  *pp = NULL;
 }
 
 static void
-end_ok(world *w, mp_process *p, const char *what)
+end_ok(world *w, mp_process **pp, const char *what)
 {
+  mp_process *p = *pp;
   int rc = mp_process_join(p, 60);
   if (rc != 0) {
     if (getenv("QKILL_HANG_PAUSE")) { /* leave it for a debugger */
@@ -388,6 +391,7 @@ end_ok(world *w, mp_process *p, const char *what)
   if (code != 0)
     fail_msg("%s exited with %d", what, code);
   mp_process_free(p);
+  *pp = NULL;
 }
 
 static void
@@ -427,10 +431,38 @@ rounds_for(const char *method, int fork_rounds)
   return fork_rounds / 4; /* spawn: a fresh program each time */
 }
 
+/* The world of the test running now: if a check fails, its processes are
+ * still running (producers idle until told to stop), and the exit would
+ * join them for ever as it joins every non-daemon child.  Killed first. */
+static world *live_world;
+
+static void
+kill_live_world(void *unused)
+{
+  (void)unused;
+  world *w = live_world;
+  if (!w)
+    return;
+  for (int i = 0; i < NPROD + NCONS; i++) {
+    mp_process *p = i < NPROD ? w->prod[i] : w->cons[i - NPROD];
+    if (p) {
+      mp_process_kill(p);
+      mp_process_join(p, 10);
+    }
+  }
+  live_world = NULL;
+}
+
 static void
 world_new(world *w, void **state, int joinable, int batches, size_t maxsize)
 {
+  static int exit_hook;
+  if (!exit_hook++) /* before the exit joins the children */
+    assert_non_null(
+        mp__finalizer_add(MP__FINALIZE_CHILDREN + 1, kill_live_world, NULL));
+  kill_live_world(NULL); /* the processes of a test that failed */
   memset(w, 0, sizeof *w);
+  live_world = w;
   srand((unsigned)time(NULL) ^ (unsigned)getpid());
   w->ctx = mp_test_context(state);
   w->joinable = joinable;
@@ -455,11 +487,12 @@ world_end(world *w, int consumer_kills, int exact)
   int64_t *c = slots(w->ctl), *a = slots(w->acks);
   __atomic_store_n(&c[C_STOP], 1, __ATOMIC_RELEASE);
   for (int i = 0; i < NPROD; i++)
-    end_ok(w, w->prod[i], "producer");
+    end_ok(w, &w->prod[i], "producer");
   for (int i = 0; i < NCONS; i++)
     MP_ASSERT_OK(mp_queue_put_bytes(w->q, "STOP", 4, 10));
   for (int i = 0; i < NCONS; i++)
-    end_ok(w, w->cons[i], "consumer");
+    end_ok(w, &w->cons[i], "consumer");
+  live_world = NULL;
   check_ctl(w, "end");
   assert_int_equal(mp_queue_qsize(w->q), 0);
   void *p;
@@ -532,7 +565,7 @@ world_end(world *w, int consumer_kills, int exact)
 static void
 kill_producers(void **state, int joinable)
 {
-  world w;
+  static world w; /* static: still there for kill_live_world after a failed check */
   world_new(&w, state, joinable, 1, joinable ? 0 : 2000);
   for (int i = 0; i < NCONS; i++)
     w.cons[i] = start(&w, 0, 0);
@@ -546,7 +579,7 @@ kill_producers(void **state, int joinable)
     /* wait until the victim is putting, then kill it anywhere */
     wait_progress(&w, w.prod_id[k], 0);
     random_pause(3000);
-    kill_it(&w, w.prod[k], "producer");
+    kill_it(&w, &w.prod[k], "producer");
     w.prod_id[k] = w.nids;
     w.prod[k] = start(&w, 1, w.nids++);
   }
@@ -568,7 +601,7 @@ test_kill_producers_joinable(void **state)
 static void
 kill_consumers(void **state, int joinable)
 {
-  world w;
+  static world w; /* static: still there for kill_live_world after a failed check */
   world_new(&w, state, joinable, 0, 500);
   for (int i = 0; i < NCONS; i++)
     w.cons[i] = start(&w, 0, 0);
@@ -581,14 +614,14 @@ kill_consumers(void **state, int joinable)
     int k = rand() % NCONS;
     wait_progress(&w, -1, slots(w.ctl)[C_GOT]);
     random_pause(3000);
-    kill_it(&w, w.cons[k], "consumer");
+    kill_it(&w, &w.cons[k], "consumer");
     kills++;
     w.cons[k] = start(&w, 0, 0);
     /* producers that finished their sequence make room for new ones */
     for (int i = 0; i < NPROD && w.nids < MAXIDS; i++)
       if (__atomic_load_n(&slots(w.acks)[w.prod_id[i]], __ATOMIC_ACQUIRE)
           == MAXSEQ - 1) {
-        kill_it(&w, w.prod[i], "idle producer");
+        kill_it(&w, &w.prod[i], "idle producer");
         w.prod_id[i] = w.nids;
         w.prod[i] = start(&w, 1, w.nids++);
       }
