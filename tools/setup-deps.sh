@@ -8,7 +8,12 @@ set -euo pipefail
 # gnuplot-nox: the benchmark report's charts (make bench-report, tests/docs)
 # libopenmpi-dev, openmpi-bin: libmproc-mpi and its tests (tests/mpi);
 # python3-mpi4py: its benchmark's comparison (for /usr/bin/python3)
+# clang-19, libclang-rt-19-dev: the AddressSanitizer stage's compiler; its
+# runtime locks its allocator across fork(2), which gcc 12's does not (a
+# pool forking a worker from one thread while another allocates hung its
+# child about once in fifteen runs)
 packages=(build-essential cmake pkg-config clang libclang-rt-dev libssl-dev
+          clang-19 libclang-rt-19-dev
           libcmocka-dev python3 debhelper dpkg-dev gnuplot-nox
           libopenmpi-dev openmpi-bin python3-mpi4py)
 missing=()
