@@ -11,7 +11,16 @@
  * from several processes do not interleave:
  *     [LEVEL/ProcessName] message
  * e.g. "[WARNING/MainProcess] doomed".  ProcessName is the current process's
- * name (mp_process_name of mp_current_process()). */
+ * name (mp_process_name of mp_current_process()).
+ *
+ * At MP_LOG_INFO mproc writes the lines CPython's multiprocessing writes at
+ * INFO over a process's life: "child process calling self.run()", "process
+ * shutting down", "process exiting with exitcode N", "calling terminate()
+ * for daemon NAME", "calling join() for process NAME", and for managers
+ * "created temp directory DIR", "manager serving at 'ADDRESS'" and "sending
+ * shutdown message to manager".  Below it, at MP_LOG_DEBUG and
+ * MP_LOG_SUBDEBUG, what mproc itself does (processes started, the
+ * forkserver, listeners). */
 #ifndef MPROC_LOG_H
 #define MPROC_LOG_H
 

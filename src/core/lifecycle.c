@@ -26,6 +26,7 @@
  * directly: a lock the forking thread did not hold may be held by a thread
  * that does not exist in the child, and only the hooks can know. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -264,6 +265,11 @@ mp__finalizer_cancel(mp__finalizer *f)
 void
 mp__lifecycle_shutdown(void)
 {
+  /* Python's util._exit_function says so first, once per process */
+  static _Atomic pid_t said;
+  pid_t me = getpid();
+  if (atomic_exchange(&said, me) != me)
+    mp_log_info("process shutting down");
   /* One at a time from the head, unlocked while it runs: a finalizer may
    * register or cancel others (a pool's finalizer cancels its queues'). */
   for (;;) {

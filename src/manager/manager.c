@@ -184,6 +184,7 @@ default_address(char **out)
       tmp_dir[0] = 0;
     } else {
       tmp_pid = mp__getpid();
+      mp_log_info("created temp directory %s", tmp_dir);
     }
   }
   uint8_t rnd[8] = { 0 };
@@ -263,6 +264,8 @@ server_main(mp_obj *args)
                               mp_str_new(mp__mgr_server_address(s)));
   free(tv);
   free(sv);
+  if (!rc)
+    mp__mgr_server_log_serving(s);
   int sent = msg ? mp_conn_send(w, msg) : MP_ENOMEM;
   mp_obj_free(msg);
   if (rc || sent) {
@@ -442,6 +445,7 @@ mp_manager_serve_forever(mp_manager *m, void (*ready)(mp_manager *, void *),
     }
     m->serving = s;
     pthread_mutex_unlock(&m->mu);
+    mp__mgr_server_log_serving(s);
     if (ready)
       ready(m, arg);
     mp__mgr_server_serve(s);
@@ -470,15 +474,22 @@ stop_started(mp_manager *m)
   /* A message on the stop channel ends the serve loop: no connection,
    * handshake or server thread as a shutdown call needs.  It fails only
    * if the server has already gone (a client's shutdown). */
-  if (stop)
+  /* the INFO lines are CPython's BaseManager._finalize_manager's */
+  if (stop) {
+    if (mp_process_is_alive(p) == 1)
+      mp_log_info("sending shutdown message to manager");
     mp_conn_send_bytes(stop, "stop", 4);
+  }
   mp_conn_free(stop);
   const char *method = mp_context_method(mp_process_context(p));
   int threading = method && !strcmp(method, "threading");
   if (mp_process_join(p, threading ? 30.0 : 1.0) == MP_ETIMEDOUT &&
       !threading) {
+    mp_log_info("manager still alive");
+    mp_log_info("trying to `terminate()` manager process");
     mp_process_terminate(p);
     if (mp_process_join(p, 1.0) == MP_ETIMEDOUT) {
+      mp_log_info("manager still alive after terminate");
       mp_process_kill(p);
       mp_process_join(p, MP_FOREVER);
     }

@@ -89,6 +89,10 @@ int mp__mgr_server_new(mp__mgr_server **out, const char *address,
                        char *const *shared, size_t nshared,
                        const mp__mgr_limits *limits);
 const char *mp__mgr_server_address(const mp__mgr_server *s);
+/* CPython's INFO line "manager serving at <address repr>"; logged before
+ * the address is reported to whoever waits for it, so that it comes before
+ * anything that waiter logs next. */
+void mp__mgr_server_log_serving(const mp__mgr_server *s);
 const void *mp__mgr_server_key(const mp__mgr_server *s, size_t *len);
 /* Serve until shutdown (a client's, or mp__mgr_server_stop). */
 int mp__mgr_server_serve(mp__mgr_server *s);

@@ -90,6 +90,18 @@ mp__mgr_server_address(const mp__mgr_server *s)
   return s->address;
 }
 
+void
+mp__mgr_server_log_serving(const mp__mgr_server *s)
+{
+  if (!mp_log_enabled(MP_LOG_INFO))
+    return;
+  mp_obj *a = mp__mgr_address_obj(s->address); /* CPython prints its repr */
+  char *repr = a ? mp_obj_repr(a) : NULL;
+  mp_log_info("manager serving at %s", repr ? repr : s->address);
+  mp_free(repr);
+  mp_obj_free(a);
+}
+
 const void *
 mp__mgr_server_key(const mp__mgr_server *s, size_t *len)
 {

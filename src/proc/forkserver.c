@@ -174,7 +174,7 @@ ensure_running_locked(void)
   if (!fs_stop_registered &&
       mp__finalizer_add(MP__FINALIZE_LAST, stop_at_exit, NULL))
     fs_stop_registered = 1;
-  mp_log_info("forkserver started (pid %d)", (int)pid);
+  mp_log_debug("forkserver started (pid %d)", (int)pid);
   return 0;
 }
 

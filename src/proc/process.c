@@ -291,7 +291,7 @@ mp_process_start(mp_process *p)
     return rc;
   }
   mp__proc_children_started();
-  mp_log_info("started %s %s", ops->name, p->name);
+  mp_log_debug("started %s %s", ops->name, p->name);
   return 0;
 }
 
@@ -742,7 +742,6 @@ mp__proc_child_main(mp_process *self, pid_t parent_pid,
   int code = 0;
   if (self->target)
     code = self->target(self->args);
-  mp_log_info("process exiting with exitcode %d", code);
   mp__proc_ops(self)->child_exit(self, code);
 }
 
@@ -753,6 +752,7 @@ mp__proc_child_exit(mp_process *self, int code)
    * children (joined; daemons terminated), then the rest (the forkserver,
    * the tracker link ...). */
   mp__lifecycle_shutdown();
+  mp_log_info("process exiting with exitcode %d", code); /* as CPython's */
   if (__fpending(stdout))
     fflush(stdout);
   if (__fpending(stderr))
