@@ -14,7 +14,8 @@ trap 'rm -rf "$tmp"' EXIT
 awk '/^```c$/{on=1; next} /^```$/{on=0} on' "$S/README.md" >"$tmp/readme.c"
 san=()
 if [ -n "${MPROC_SANITIZE:-}" ]; then san=(-fsanitize="$MPROC_SANITIZE"); fi
-cc "${san[@]}" -Wall -Wextra -Werror -I"$S/include" -I"$B/include" "$tmp/readme.c" -o "$tmp/readme" \
+CC=${MPROC_CC:-cc} # the build's compiler: a sanitizer runtime is the compiler's own
+"$CC" "${san[@]}" -Wall -Wextra -Werror -I"$S/include" -I"$B/include" "$tmp/readme.c" -o "$tmp/readme" \
    -L"$B" -lmproc -Wl,-rpath,"$B"
 got=$("$tmp/readme")
 want="[1, 4, 9, 16]"

@@ -11,6 +11,7 @@ cmake --install "$B" --prefix "$tmp/prefix" >/dev/null
 libdir=$(dirname "$(find "$tmp/prefix" -name mproc.pc | head -1)")/..
 san=()
 if [ -n "${MPROC_SANITIZE:-}" ]; then san=(-fsanitize="$MPROC_SANITIZE"); fi
+CC=${MPROC_CC:-cc} # the build's compiler: a sanitizer runtime is the compiler's own
 
 cat >"$tmp/use.c" <<'C'
 #include <mproc.h>
@@ -31,11 +32,11 @@ ls "$libdir"/libmproc.so.* >/dev/null
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
 pkg-config --exists mproc
 # shellcheck disable=SC2046
-cc "${san[@]}" "$tmp/use.c" -o "$tmp/use_pc" $(pkg-config --cflags --libs mproc) \
+"$CC" "${san[@]}" "$tmp/use.c" -o "$tmp/use_pc" $(pkg-config --cflags --libs mproc) \
    -Wl,-rpath,"$libdir"
 [ "$("$tmp/use_pc")" = ok ]
 # shellcheck disable=SC2046
-cc "${san[@]}" "$tmp/use.c" -o "$tmp/use_static" \
+"$CC" "${san[@]}" "$tmp/use.c" -o "$tmp/use_static" \
    $(pkg-config --cflags mproc) "$libdir/libmproc.a" $(pkg-config --libs --static mproc | sed 's/-lmproc//')
 [ "$("$tmp/use_static")" = ok ]
 if ldd "$tmp/use_static" | grep -q libmproc; then echo "static build linked libmproc.so" >&2; exit 1; fi
@@ -50,7 +51,7 @@ add_executable(use use.c)
 target_link_libraries(use PRIVATE mproc::mproc)
 CM
 cmake -S "$tmp/cm" -B "$tmp/cm/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" -DMPROC_WANT="$version" \
-      -DCMAKE_C_FLAGS="${san[*]}" >/dev/null
+      -DCMAKE_C_COMPILER="$CC" -DCMAKE_C_FLAGS="${san[*]}" >/dev/null
 cmake --build "$tmp/cm/build" >/dev/null
 [ "$("$tmp/cm/build/use")" = ok ]
 
