@@ -207,12 +207,6 @@ time_memcpy(size_t n)
   return best;
 }
 
-static double
-mbs(size_t n, double t)
-{
-  return (double)n / t / 1e6;
-}
-
 int
 main(void)
 {
@@ -227,9 +221,12 @@ main(void)
   int have_py = run_cpython(jobs, njobs) == 0;
   printf("pickle codec, protocol 4, best of %d (mproc %s, CPython %s)\n\n",
          runs, MPROC_VERSION_STRING, py_version);
-  printf("%-30s %-18s %9s %9s %9s %9s %8s %10s %8s\n", "job", "op",
-         "mproc ms", "MB/s", "CPython", "MB/s", "speedup", "memcpy ms",
-         "of floor");
+  /* a markdown table of the report's wide shape (tools/bench_report.py):
+   * times, then ratios (a cell ending in x) */
+  printf("| %-54s | %10s | %10s | %10s | %9s | %9s |\n", "job", "mproc",
+         "CPython", "memcpy", "speedup", "of floor");
+  printf("|--------------------------------------------------------|------------|------------|"
+         "------------|-----------|-----------|\n");
   for (int i = 0; i < njobs; i++) {
     job *j = &jobs[i];
     size_t size = 0;
@@ -241,24 +238,29 @@ main(void)
     double l_py = have_py && j->py_pickle ? time_loads(j->py_pickle, j->py_len)
                                           : -1;
     double floor = time_memcpy(size);
-    printf("%-30s %-18s %9.2f %9.0f %9.2f %9.0f %7.2fx %10.3f %7.0f%%\n",
-           j->what, "dumps", d * 1e3, mbs(size, d),
-           have_py ? j->py_dumps * 1e3 : 0, have_py ? mbs(j->py_size, j->py_dumps) : 0,
-           have_py ? j->py_dumps / d : 0, floor * 1e3, 100 * floor / d);
-    if (l_py >= 0)
-      printf("%-30s %-18s %9.2f %9.0f %9.2f %9.0f %7.2fx %10.3f %7.0f%%\n",
-             "", "loads (CPython's)", l_py * 1e3, mbs(j->py_len, l_py),
-             j->py_loads * 1e3, mbs(j->py_size, j->py_loads),
-             j->py_loads / l_py, time_memcpy(j->py_len) * 1e3,
-             100 * time_memcpy(j->py_len) / l_py);
-    printf("%-30s %-18s %9.2f %9.0f %9s %9s %8s %10.3f %7.0f%%\n", "",
-           "loads (own)", l_own * 1e3, mbs(ownlen, l_own), "", "", "",
-           floor * 1e3, 100 * floor / l_own);
+    char name[64], py[24] = "-", sp[16] = "-";
+    snprintf(name, sizeof name, "%s: dumps", j->what);
+    if (have_py) {
+      snprintf(py, sizeof py, "%.2f ms", j->py_dumps * 1e3);
+      snprintf(sp, sizeof sp, "%.2fx", j->py_dumps / d);
+    }
+    printf("| %-54s | %7.2f ms | %10s | %7.3f ms | %9s | %8.2fx |\n", name,
+           d * 1e3, py, floor * 1e3, sp, floor / d);
+    if (l_py >= 0) {
+      double f2 = time_memcpy(j->py_len);
+      snprintf(name, sizeof name, "%s: loads (CPython's pickle)", j->what);
+      printf("| %-54s | %7.2f ms | %7.2f ms | %7.3f ms | %8.2fx | %8.2fx |\n",
+             name, l_py * 1e3, j->py_loads * 1e3, f2 * 1e3, j->py_loads / l_py,
+             f2 / l_py);
+    }
+    snprintf(name, sizeof name, "%s: loads (own pickle)", j->what);
+    printf("| %-54s | %7.2f ms | %10s | %7.3f ms | %9s | %8.2fx |\n", name,
+           l_own * 1e3, "-", floor * 1e3, "-", floor / l_own);
     mp_free(own);
     free(j->py_pickle);
     mp_obj_free(j->v);
   }
   printf("\nspeedup = CPython time / mproc time; of floor = memcpy time / "
-         "mproc time (100%% = memcpy bandwidth).\n");
+         "mproc time (1.00x = memcpy bandwidth).\n");
   return 0;
 }

@@ -227,9 +227,12 @@ main(int argc, char **argv)
   printf("\n");
   for (int pinned = 1; pinned >= 0; pinned--) {
     pin(pinned, &all);
-    printf("\n%s\n", pinned ? "pinned to CPU 0 (taskset -c 0)" : "unpinned");
-    printf("%-11s %10s %10s %10s %12s %14s\n", "method", "mproc", "CPython",
-           "floor", "mproc/floor", "CPython/mproc");
+    printf("\n%s\n\n", pinned ? "pinned to CPU 0 (taskset -c 0)" : "unpinned");
+    /* a markdown table of the report's wide shape (tools/bench_report.py) */
+    printf("| %-29s | %11s | %11s | %11s | %11s | %13s |\n", "job", "mproc",
+           "CPython", "raw floor", "mproc/floor", "CPython/mproc");
+    printf("|-------------------------------|-------------|-------------|"
+           "-------------|-------------|---------------|\n");
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
       if (only && strcmp(only, rows[i].method))
         continue;
@@ -245,13 +248,15 @@ main(int argc, char **argv)
           fl = flk;
       }
       double py = python ? cpython(rows[i].method, np) : 0;
-      char pys[16] = "-", ratio[16] = "-";
+      char pys[24] = "-", ratio[16] = "-", jobname[40];
       if (py > 0) {
-        snprintf(pys, sizeof pys, "%.1f", py);
+        snprintf(pys, sizeof pys, "%.1f us", py);
         snprintf(ratio, sizeof ratio, "%.1fx", py / o);
       }
-      printf("%-11s %10.1f %10s %10.1f %11.2fx %14s\n", rows[i].method, o,
-             pys, fl, o / fl, ratio);
+      snprintf(jobname, sizeof jobname, "%s start+join%s", rows[i].method,
+               pinned ? ", pinned" : "");
+      printf("| %-29s | %8.1f us | %11s | %8.1f us | %10.2fx | %13s |\n",
+             jobname, o, pys, fl, o / fl, ratio);
       fflush(stdout);
     }
   }

@@ -23,7 +23,9 @@ def main():
     n = 100000
     with MPIPoolExecutor() as ex:
         workers = MPI.COMM_WORLD.Get_size() - 1
-        print("bench_mpi4py: %d workers" % workers)
+        # rows of bench_mpi_pool's table (tools/run-bench.sh prints them
+        # right after it)
+        sys.stderr.write("bench_mpi4py: %d workers\n" % workers)
         for cs, reps in ((math.ceil(n / (4 * workers)), 3), (1, 1)):
             best = 1e9
             for _ in range(reps):
@@ -31,8 +33,9 @@ def main():
                 out = list(ex.map(ident, range(n), chunksize=cs))
                 best = min(best, time.perf_counter() - t0)
                 assert out[-1] == n - 1
-            print("mpi4py map 100000 items chunksize %-5d %8.4f s  %12.0f items/s"
-                  % (cs, best, n / best))
+            impl = "CPython mpi4py.futures, chunksize %d" % cs
+            print("| %-22s | %-42s | %12.0f | %-10s |"
+                  % ("map 100000 ints", impl, n / best, "items/s"))
             sys.stdout.flush()
 
 

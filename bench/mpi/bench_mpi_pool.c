@@ -4,8 +4,9 @@
  *   map_array doubling 10,000,000 doubles
  * The local pool has N - 1 fork workers, as the MPI pool has N - 1 ranks.
  * bench/mpi/bench_mpi4py.py does the map with mpi4py.futures under the
- * same mpirun.  Prints one line per case: name, seconds (best of REPEAT),
- * items per second. */
+ * same mpirun.  Prints a markdown table (the report's long shape, see
+ * tools/bench_report.py): one row per case, items per second of the best of
+ * REPEAT runs; tools/run-bench.sh appends bench_mpi4py.py's rows to it. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ twice(const void *in, void *out, const mp_obj *shared)
 static void
 run(const char *label, mp_pool *p)
 {
+  char impl[64];
   size_t nitems = 100000, n = 10000000;
   mp_obj *items = mp_list_new();
   for (size_t i = 0; i < nitems; i++)
@@ -58,8 +60,9 @@ run(const char *label, mp_pool *p)
     best = t < best ? t : best;
     mp_obj_free(out);
   }
-  printf("%-6s map 100000 items      %8.4f s  %12.0f items/s\n", label, best,
-         (double)nitems / best);
+  snprintf(impl, sizeof impl, "mproc %s", label);
+  printf("| %-22s | %-42s | %12.0f | %-10s |\n", "map 100000 ints", impl,
+         (double)nitems / best, "items/s");
   mp_obj_free(items);
   double *in = malloc(n * sizeof *in), *res = malloc(n * sizeof *res);
   for (size_t i = 0; i < n; i++)
@@ -76,8 +79,9 @@ run(const char *label, mp_pool *p)
   }
   if (res[n - 1] != 2.0 * (double)(n - 1))
     fprintf(stderr, "%s map_array: wrong result\n", label);
-  printf("%-6s map_array 10M doubles %8.4f s  %12.0f elements/s\n", label,
-         best, (double)n / best);
+  printf("| %-22s | %-42s | %12.0f | %-10s |\n", "map_array 10M doubles",
+         impl, (double)n / best, "elements/s");
+  fflush(stdout);
   free(in);
   free(res);
 }
@@ -91,8 +95,15 @@ main(void)
     fprintf(stderr, "bench_mpi_pool: %s\n", mp_errdetail());
     return 1;
   }
-  printf("bench_mpi_pool: %d ranks (%d workers)\n", size, size - 1);
-  run("mpi", p);
+  printf("bench_mpi_pool: %d ranks (%d workers), best of %d\n\n", size,
+         size - 1, REPEAT);
+  printf("| %-22s | %-42s | %12s | %-10s |\n", "job", "implementation",
+         "result", "unit");
+  printf("|------------------------|--------------------------------------------"
+         "|--------------|------------|\n");
+  char label[64];
+  snprintf(label, sizeof label, "MPI pool, %d ranks", size - 1);
+  run(label, p);
   mp_pool_close(p);
   mp_pool_join(p);
   mp_pool_free(p);
@@ -103,7 +114,8 @@ main(void)
     fprintf(stderr, "bench_mpi_pool: local pool: %s\n", mp_errdetail());
     return 1;
   }
-  run("local", p);
+  snprintf(label, sizeof label, "local pool, %d fork workers", size - 1);
+  run(label, p);
   mp_pool_close(p);
   mp_pool_join(p);
   mp_pool_free(p);
