@@ -13,8 +13,8 @@ scale when the values span more than 20x), with the rows of the benchmark's
 table beneath it.  The page names the machine, the date and the commit.
 
 The benchmarks print markdown tables of two shapes, both read here:
-  long:  | job | implementation | result | unit | ratio   (queue, sync, shm, pool, manager, mpi_pool)
-  wide:  | job | mproc | raw floor | CPython | /raw | Py/us |     (conn, process, pickle)
+  long:  | job | implementation | result | unit | ratio   (queue, sync, shm, pool, mpi_pool)
+  wide:  | job | mproc | raw floor | CPython | /raw | Py/us |     (conn, process, pickle, manager)
         where a cell is "41.34 us" and a cell ending in "x" is a ratio.
 """
 import datetime
