@@ -115,7 +115,13 @@ typedef int (*mp_elem_fn)(const void *in, void *out, const mp_obj *shared);
  * in_size, NULL when in_size is 0; out: n * out_size, written by the
  * executor).  0; or the code of the first failing element, *bad its
  * position in the chunk and mp_seterr its text (a transport failure: the
- * code with *bad 0).  NULL: map_array on the pool is MP_ENOTSUP. */
+ * code with *bad 0).  NULL: map_array on the pool is MP_ENOTSUP.
+ *
+ * terminate: called once by mp_pool_terminate (and by mp_pool_free of a
+ * pool not joined) before the pool waits for its worker threads: the run
+ * and run_array calls in flight must return soon (MP_ECLOSED), abandoning
+ * their jobs, whose results the pool drops.  NULL: terminate waits for the
+ * jobs in flight to end. */
 enum { MP_POOL_JOB_APPLY = 1, MP_POOL_JOB_MAP = 2, MP_POOL_JOB_STARMAP = 3 };
 typedef struct mp_pool_executor {
   int (*run)(void *ctx, int worker, mp_task_fn fn, int kind, mp_obj *payload,
@@ -124,6 +130,7 @@ typedef struct mp_pool_executor {
                    const void *in, size_t in_size, void *out, size_t out_size,
                    size_t n, size_t *bad);
   void *ctx;
+  void (*terminate)(void *ctx);
 } mp_pool_executor;
 
 typedef struct mp_pool_opts {

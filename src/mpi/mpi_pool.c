@@ -33,6 +33,7 @@
 #include <sys/mman.h>
 #include <mpi.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@
 
 #include "mproc/mpi.h"
 #include "mproc/pickle.h"
+#include "mproc/shm.h"
 
 #define BACKOFF_MAX_NS 500000 /* an idle poller sleeps at most 0.5 ms */
 #define TAG_CTL 0
@@ -108,11 +110,29 @@ now_ns(void)
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* The buffers of sends given up on (a terminated pool): MPI may read them
+ * until the send completes, so they are freed after MPI_Finalize (under
+ * mu). */
+typedef struct grave {
+  struct grave *next;
+  void *buf;
+} grave;
+static grave *g_graves;
+
+static const char terminated_text[] =
+    "the pool was terminated (the rank goes on running the job it has, "
+    "whose result is dropped: MPI cannot stop a rank)";
+
 /* A complete send from rank 0: Isend, then Test under the lock with a
- * backoff between tries (other threads use MPI meanwhile). */
+ * backoff between tries (other threads use MPI meanwhile).  `stop` (may be
+ * NULL) set gives up with MP_ECLOSED -- if `owned`, which makes *bufp
+ * MPI's until the send completes (NULL here: not to be freed); a buffer
+ * not owned (the caller's) is waited for. */
 static int
-send_wait(const void *buf, size_t len, int dest, int tag)
+send_wait(void **bufp, size_t len, int dest, int tag, int owned,
+          const _Atomic int *stop)
 {
+  const void *buf = *bufp;
   if (len > INT32_MAX)
     return mp_seterr(MP_EMSGSIZE, "a message of %zu bytes: MPI counts are "
                      "ints (use a smaller chunksize)", len);
@@ -132,6 +152,19 @@ send_wait(const void *buf, size_t len, int dest, int tag)
     pthread_mutex_lock(&mu);
     up = g_up;
     rc = up ? MPI_Test(&req, &done, MPI_STATUS_IGNORE) : MPI_SUCCESS;
+    if (up && rc == MPI_SUCCESS && !done && owned && stop &&
+        atomic_load(stop)) {
+      grave *gr = malloc(sizeof *gr);
+      if (gr) { /* MPI completes the send on its own; the buffer waits */
+        MPI_Request_free(&req);
+        gr->buf = *bufp;
+        gr->next = g_graves;
+        g_graves = gr;
+        *bufp = NULL;
+        pthread_mutex_unlock(&mu);
+        return mp_seterr(MP_ECLOSED, "%s", terminated_text);
+      }
+    }
     pthread_mutex_unlock(&mu);
     if (!up)
       return mp_seterr(MP_ECLOSED, "MPI is finalized (the program is "
@@ -145,9 +178,11 @@ send_wait(const void *buf, size_t len, int dest, int tag)
 }
 
 /* Rank 0: receive the next message from `src` on `tag` (malloc'd), waiting
- * until deadline_ns (0: none).  0, MP_ETIMEDOUT, MP_ECLOSED. */
+ * until deadline_ns (0: none) or `stop` is set.  0, MP_ETIMEDOUT,
+ * MP_ECLOSED. */
 static int
-recv_wait(int src, int tag, int64_t deadline_ns, void **out, size_t *len)
+recv_wait(int src, int tag, int64_t deadline_ns, const _Atomic int *stop,
+          void **out, size_t *len)
 {
   backoff b = {0};
   for (;;) {
@@ -186,6 +221,8 @@ recv_wait(int src, int tag, int64_t deadline_ns, void **out, size_t *len)
       return mp_seterr(MP_EREMOTE, "MPI_Improbe failed (%d)", rc);
     if (deadline_ns && now_ns() >= deadline_ns)
       return MP_ETIMEDOUT;
+    if (stop && atomic_load(stop))
+      return mp_seterr(MP_ECLOSED, "%s", terminated_text);
     backoff_wait(&b);
   }
 }
@@ -201,6 +238,7 @@ typedef struct mpi_pool_ctx {
    * (NULL until needed) */
   struct seg *segs;
   int nthreads;
+  _Atomic int terminated; /* mp_pool_terminate: waits give up */
 } mpi_pool_ctx;
 
 static mpi_pool_ctx *g_ctxs; /* under mu; freed at exit */
@@ -254,7 +292,8 @@ reply_wait(mpi_pool_ctx *c, int worker, uint64_t seq, int64_t deadline,
 {
   int src = rank_of(c, worker);
   for (;;) {
-    int rc = recv_wait(src, c->tag0 + worker, deadline, buf, len);
+    int rc = recv_wait(src, c->tag0 + worker, deadline, &c->terminated, buf,
+                       len);
     if (rc == MP_ETIMEDOUT)
       return mp_seterr(rc, "the task ran longer than its task_timeout of "
                        "%.3f s on MPIPoolWorker-%d (rank %d), which goes on "
@@ -290,7 +329,7 @@ exec_run(void *ctx, int worker, mp_task_fn fn, int kind, mp_obj *payload,
   if (rc)
     return args_error(rc, kind == MP_POOL_JOB_APPLY ? "arguments" : "items");
   int64_t deadline = timeout > 0 ? now_ns() + (int64_t)(timeout * 1e9) : 0;
-  rc = send_wait(buf, len, dest, tag);
+  rc = send_wait(&buf, len, dest, tag, 1, &c->terminated);
   free(buf);
   if (rc)
     return rc;
@@ -331,7 +370,9 @@ exec_run(void *ctx, int worker, mp_task_fn fn, int kind, mp_obj *payload,
  * bytes), copied into by rank 0 and out of after the reply; the message
  * only names it.  MPI's shared-memory transport copies each byte twice
  * and needs MPI calls to move it, so this is several times faster.  The
- * segments live until rank 0's exit (unlinked then). */
+ * segments live until rank 0's exit (unlinked then); the resource tracker
+ * knows them, so that a rank 0 killed before unlinking leaves none in
+ * /dev/shm. */
 typedef struct seg {
   char name[64];
   int fd;
@@ -351,6 +392,13 @@ seg_fit(seg *g, int tag, size_t need)
     if (g->fd < 0) {
       g->name[0] = 0;
       return -errno;
+    }
+    int rc = mp_resource_register("shm", g->name);
+    if (rc) {
+      close(g->fd);
+      shm_unlink(g->name);
+      g->name[0] = 0;
+      return rc;
     }
   }
   size_t size = need < ((size_t)1 << 20) ? (size_t)1 << 20 : need;
@@ -376,6 +424,7 @@ seg_drop(seg *g)
   if (g->name[0]) {
     close(g->fd);
     shm_unlink(g->name);
+    mp_resource_unregister("shm", g->name);
   }
   memset(g, 0, sizeof *g);
 }
@@ -444,7 +493,7 @@ seg_run_array(mpi_pool_ctx *c, int worker, mp_elem_fn fn,
   mp_obj_free(hdr);
   if (rc)
     return args_error(rc, "shared value");
-  rc = send_wait(buf, len, dest, tag);
+  rc = send_wait(&buf, len, dest, tag, 1, &c->terminated);
   free(buf);
   if (!rc)
     rc = reply_wait(c, worker, seq, 0, 0, &buf, &len);
@@ -510,10 +559,10 @@ exec_run_array(void *ctx, int worker, mp_elem_fn fn, const mp_obj *shared,
   mp_obj_free(hdr);
   if (rc)
     return args_error(rc, "shared value");
-  rc = send_wait(buf, len, dest, tag);
+  rc = send_wait(&buf, len, dest, tag, 1, &c->terminated);
   free(buf);
   if (!rc && in_size && n)
-    rc = send_wait(in, n * in_size, dest, tag);
+    rc = send_wait((void **)&in, n * in_size, dest, tag, 0, &c->terminated);
   if (rc)
     return rc;
   if ((rc = reply_wait(c, worker, seq, 0, 0, &buf, &len)) != 0)
@@ -553,6 +602,16 @@ exec_run_array(void *ctx, int worker, mp_elem_fn fn, const mp_obj *shared,
     return mp_seterr((int)code, "%s", text);
   }
   return 0;
+}
+
+/* mp_pool_terminate: the worker threads stop waiting for their ranks.  A
+ * rank finishes the job it has (MPI cannot interrupt it) and its reply is
+ * drained at exit. */
+static void
+exec_terminate(void *ctx)
+{
+  mpi_pool_ctx *c = ctx;
+  atomic_store(&c->terminated, 1);
 }
 
 int
@@ -613,7 +672,7 @@ mp_mpi_pool_new(mp_pool **out, const mp_pool_opts *opts,
   g_ctxs = c;
   pthread_mutex_unlock(&mu);
   mp_pool_executor ex = {.run = exec_run, .run_array = exec_run_array,
-                         .ctx = c};
+                         .terminate = exec_terminate, .ctx = c};
   mp_pool_opts po = {.processes = nthreads, .insights = opts->insights,
                      .executor = &ex};
   return mp_pool_new(out, &po);
@@ -1028,6 +1087,12 @@ mpi_fini(void)
   }
   free(g_local);
   g_local = NULL;
+  while (g_graves) {
+    grave *gr = g_graves;
+    g_graves = gr->next;
+    free(gr->buf);
+    free(gr);
+  }
   pthread_mutex_unlock(&mu);
 }
 

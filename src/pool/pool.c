@@ -729,6 +729,8 @@ shutdown_pool(mp_pool *p, int terminate)
   p->watch = NULL;
   if (terminate && p->slotp) {
     __atomic_store_n(&p->slotp[2 * p->nproc], 1, __ATOMIC_SEQ_CST);
+    if (p->x->has_exec && p->x->exec.terminate) /* jobs in flight give up */
+      p->x->exec.terminate(p->x->exec.ctx);
     for (int k = 0; k < p->nproc; k++) {
       worker *w = &p->w[k];
       if (!w->proc)

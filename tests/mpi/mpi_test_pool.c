@@ -405,6 +405,34 @@ test_terminate(void)
   mp_obj_free(items);
 }
 
+/* Every rank busy with a task far longer than terminate may take: terminate
+ * returns without waiting for them (the ranks finish their tasks, and the
+ * replies are drained at exit). */
+static void
+test_terminate_busy_ranks(int size)
+{
+  mp_pool *p = NULL;
+  CHECK(mp_mpi_pool_new(&p, NULL, NULL) == 0);
+  int n = 2 * (size - 1); /* every thread of the pool has one in flight */
+  mp_result *r[64];
+  mp_obj *args = MP_TUPLE(mp_float_new(4.0));
+  for (int i = 0; i < n && i < 64; i++)
+    CHECK(mp_pool_apply_async(p, nap, args, NULL, &r[i]) == 0);
+  mp_obj_free(args);
+  struct timespec ts = {0, 300 * 1000 * 1000};
+  nanosleep(&ts, NULL); /* the first jobs are running on the ranks */
+  double t0 = now();
+  CHECK(mp_pool_terminate(p) == 0);
+  double took = now() - t0;
+  CHECK(took < 2.0); /* not the 3.7 s the tasks still need */
+  for (int i = 0; i < n && i < 64; i++) {
+    mp_obj *out = NULL;
+    CHECK(mp_result_get(r[i], &out, 0) == MP_ECLOSED);
+    mp_result_free(r[i]);
+  }
+  mp_pool_free(p);
+}
+
 static void
 test_insights(int size)
 {
@@ -445,6 +473,14 @@ main(int argc, char **argv)
           MP_EBADREF);
     CHECK(strstr(mp_errdetail(), "build") != NULL);
     fprintf(stderr, "badref: %s\n", mp_errdetail());
+  } else if (argc > 1 && !strcmp(argv[1], "--kill0")) {
+    /* rank 0 killed holding its map_array segments: the resource tracker
+     * unlinks them (test_mpi.sh looks at /dev/shm afterwards) */
+    static double in[100000], res[100000];
+    CHECK(mp_pool_map_array(p, twice, in, 8, res, 8, 100000, NULL, NULL) ==
+          0);
+    fprintf(stderr, "kill0: mapped, now SIGKILL\n");
+    raise(SIGKILL);
   } else if (argc > 1 && !strcmp(argv[1], "--die")) {
     mp_obj *out = NULL;
     mp_pool_apply(p, die, NULL, &out);
@@ -461,6 +497,7 @@ main(int argc, char **argv)
           MP_EINVAL);
     test_insights(size);
     test_terminate();
+    test_terminate_busy_ranks(size);
   }
   mp_pool_close(p);
   CHECK(mp_pool_join(p) == 0);

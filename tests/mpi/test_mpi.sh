@@ -61,6 +61,15 @@ if [ -x "$B/examples/mpi_pool" ]; then
     echo "examples/mpi_pool: ok"
   fi
 fi
+# rank 0 SIGKILLed after a map_array: its segments do not stay behind
+"${MPIRUN[@]}" -n 3 "$T/mpi_test_pool" --kill0 >"$T/mpi_kill0.out" 2>&1
+grep -q "kill0: mapped" "$T/mpi_kill0.out" || { echo "FAIL: --kill0 did not map:"; cat "$T/mpi_kill0.out"; fail=1; }
+for i in $(seq 1 50); do # the tracker unlinks once every holder closed its pipe
+  left=$(comm -13 <(echo "$segs_before") <(ls /dev/shm 2>/dev/null | grep "^mproc-mpi-" | sort))
+  [ -z "$left" ] && break
+  sleep 0.1
+done
+[ -z "$left" ] && echo "a killed rank 0 leaves no segment behind"
 # rank 0 unlinked its map_array segments at exit
 left=$(comm -13 <(echo "$segs_before") <(ls /dev/shm 2>/dev/null | grep "^mproc-mpi-" | sort))
 if [ -n "$left" ]; then

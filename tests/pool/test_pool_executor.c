@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/internal.h"
+
 typedef struct loop_ctx {
   int jobs, arrays;          /* atomic */
   int64_t last_timeout_ms;
@@ -261,10 +263,77 @@ test_array(void **state)
   mp_pool_free(p);
 }
 
+/* An executor whose job never ends by itself (a remote worker stuck in a
+ * task): mp_pool_terminate calls its terminate hook, the job gives up, and
+ * terminate returns -- without the hook it would wait for ever (the job
+ * here gives up after 60 s and says so). */
+typedef struct stuck_ctx {
+  int entered, released, terminates; /* atomic */
+} stuck_ctx;
+
+static int
+stuck_run(void *vc, int worker, mp_task_fn fn, int kind, mp_obj *payload,
+          double timeout, mp_obj **values, mp_obj **errors)
+{
+  (void)worker, (void)fn, (void)kind, (void)payload, (void)timeout;
+  (void)values, (void)errors;
+  stuck_ctx *c = vc;
+  __atomic_add_fetch(&c->entered, 1, __ATOMIC_SEQ_CST);
+  int64_t t0 = mp__now_ns();
+  while (!__atomic_load_n(&c->released, __ATOMIC_SEQ_CST)) {
+    if (mp__now_ns() - t0 > 60 * 1000000000LL)
+      return mp_seterr(MP_ETIMEDOUT, "never released");
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  return mp_seterr(MP_ECLOSED, "Stuck: terminated");
+}
+
+static void
+stuck_terminate(void *vc)
+{
+  stuck_ctx *c = vc;
+  __atomic_add_fetch(&c->terminates, 1, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&c->released, 1, __ATOMIC_SEQ_CST);
+}
+
+static void
+test_terminate_abandons_jobs_in_flight(void **state)
+{
+  (void)state;
+  stuck_ctx c = {0};
+  mp_pool_executor ex = {.run = stuck_run, .terminate = stuck_terminate,
+                         .ctx = &c};
+  mp_pool *p = NULL;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){.processes = 2,
+                                               .executor = &ex}));
+  mp_result *r[2];
+  for (int i = 0; i < 2; i++) {
+    mp_obj *args = MP_TUPLE(mp_int_new(i));
+    MP_ASSERT_OK(mp_pool_apply_async(p, square, args, NULL, &r[i]));
+    mp_obj_free(args);
+  }
+  while (__atomic_load_n(&c.entered, __ATOMIC_SEQ_CST) < 2) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  MP_ASSERT_OK(mp_pool_terminate(p));
+  assert_int_equal(__atomic_load_n(&c.terminates, __ATOMIC_SEQ_CST), 1);
+  for (int i = 0; i < 2; i++) {
+    mp_obj *v = NULL;
+    int rc = mp_result_get(r[i], &v, 0);
+    assert_true(rc < 0);
+    mp_result_free(r[i]);
+  }
+  mp_pool_free(p);
+  assert_int_equal(__atomic_load_n(&c.terminates, __ATOMIC_SEQ_CST), 1);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_calls),
     cmocka_unit_test(test_failures),
     cmocka_unit_test(test_array),
+    cmocka_unit_test(test_terminate_abandons_jobs_in_flight),
 };
 
 MP_TEST_MAIN(tests)
