@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <mpi.h>
+
 #include "mproc/mpi.h"
 #include "mproc/queue.h"
 
@@ -433,6 +435,38 @@ test_terminate_busy_ranks(int size)
   mp_pool_free(p);
 }
 
+/* The program's own MPI calls on rank 0 under mp_mpi_lock while the pool's
+ * threads use MPI (MPI_THREAD_SERIALIZED): a map runs meanwhile. */
+static void
+test_own_mpi_calls(int size)
+{
+  mp_pool *p = NULL;
+  CHECK(mp_mpi_pool_new(&p, NULL, NULL) == 0);
+  mp_obj *items = range_list(14, 20014), *out = NULL; /* square fails 13 */
+  mp_result *r = NULL;
+  CHECK(mp_pool_map_async(p, square, items, NULL, &r) == 0);
+  for (int i = 0; i < 1000; i++) {
+    int n = 0, rank = -1;
+    mp_mpi_lock();
+    MPI_Comm_size(MPI_COMM_WORLD, &n);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    mp_mpi_unlock();
+    if (n != size || rank != 0) {
+      CHECK(n == size && rank == 0);
+      break;
+    }
+  }
+  CHECK(mp_result_get(r, &out, 60) == 0);
+  size_t len = 0;
+  CHECK(mp_obj_len(out, &len) == 0 && len == 20000);
+  mp_obj_free(out);
+  mp_result_free(r);
+  mp_obj_free(items);
+  mp_pool_close(p);
+  CHECK(mp_pool_join(p) == 0);
+  mp_pool_free(p);
+}
+
 static void
 test_insights(int size)
 {
@@ -496,6 +530,7 @@ main(int argc, char **argv)
     CHECK(mp_mpi_pool_new(&q, &(mp_pool_opts){.processes = size}, NULL) ==
           MP_EINVAL);
     test_insights(size);
+    test_own_mpi_calls(size);
     test_terminate();
     test_terminate_busy_ranks(size);
   }
