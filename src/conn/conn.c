@@ -63,8 +63,8 @@ mp__conn_wrap(mp_conn **out, int fd, int readable, int writable)
   c->is_unix = is_unix_socket(fd, &sock) > 0;
   c->is_socket = sock;
   c->send_timeout = MP_FOREVER;
-  pthread_mutex_init(&c->send_mu, NULL);
-  pthread_mutex_init(&c->recv_mu, NULL);
+  mp__pmutex_init(&c->send_mu);
+  mp__pmutex_init(&c->recv_mu);
   if (!c->is_socket && c->writable)
     mp__ignore_sigpipe(); /* pipes have no MSG_NOSIGNAL */
   *out = c;
@@ -159,8 +159,8 @@ mp_conn_free(mp_conn *c)
   }
   free(c->rbuf);
   mp__buf_release(&c->partial);
-  pthread_mutex_destroy(&c->send_mu);
-  pthread_mutex_destroy(&c->recv_mu);
+  mp__pmutex_destroy(&c->send_mu);
+  mp__pmutex_destroy(&c->recv_mu);
   free(c);
 }
 
@@ -255,9 +255,9 @@ mp_conn_set_send_timeout(mp_conn *c, double timeout)
   int rc = mp__timeout_check(timeout);
   if (rc)
     return rc;
-  pthread_mutex_lock(&c->send_mu);
+  mp__pmutex_lock(&c->send_mu);
   c->send_timeout = timeout;
-  pthread_mutex_unlock(&c->send_mu);
+  mp__pmutex_unlock(&c->send_mu);
   return 0;
 }
 
@@ -363,7 +363,7 @@ mp__conn_send_msg(mp_conn *c, const void *buf, size_t len, const int *fds,
     mp__conn_leave(c);
     return rc;
   }
-  pthread_mutex_lock(&c->send_mu);
+  mp__pmutex_lock(&c->send_mu);
   if (atomic_load(&c->send_broken)) {
     rc = mp_seterr(MP_ESTATE,
                    "connection is not writable: an earlier send timed out "
@@ -391,7 +391,7 @@ mp__conn_send_msg(mp_conn *c, const void *buf, size_t len, const int *fds,
     if (rc && sent > 0)
       atomic_store(&c->send_broken, 1);
   }
-  pthread_mutex_unlock(&c->send_mu);
+  mp__pmutex_unlock(&c->send_mu);
   mp__conn_leave(c);
   return rc;
 }

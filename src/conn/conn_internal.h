@@ -30,8 +30,9 @@ struct mp_conn {
   atomic_int recv_broken;   /* an oversized message made it unreadable */
   double send_timeout;
 
-  pthread_mutex_t send_mu;
-  pthread_mutex_t recv_mu;
+  /* a fork child finds them unlocked (core/internal.h) */
+  mp__pmutex send_mu;
+  mp__pmutex recv_mu;
   /* --- guarded by recv_mu --- */
   atomic_uint_least64_t max_recv;
   /* The message being received, kept across timeouts.  Reads never go past

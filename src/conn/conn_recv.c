@@ -348,15 +348,15 @@ begin_recv(mp_conn *c, double timeout, mp__deadline *dl)
     mp__conn_leave(c);
     return mp_seterr(MP_ESTATE, "connection is write-only");
   }
-  pthread_mutex_lock(&c->recv_mu);
+  mp__pmutex_lock(&c->recv_mu);
   if (atomic_load(&c->recv_broken)) {
-    pthread_mutex_unlock(&c->recv_mu);
+    mp__pmutex_unlock(&c->recv_mu);
     mp__conn_leave(c);
     return mp_seterr(MP_ESTATE, "connection is no longer readable (an "
                                 "earlier message was too long or malformed)");
   }
   if (c->eof && !c->have_len && c->hdr_have == 0) {
-    pthread_mutex_unlock(&c->recv_mu);
+    mp__pmutex_unlock(&c->recv_mu);
     mp__conn_leave(c);
     return mp_seterr(MP_EEOF, "end of file");
   }
@@ -366,7 +366,7 @@ begin_recv(mp_conn *c, double timeout, mp__deadline *dl)
 static void
 end_recv(mp_conn *c)
 {
-  pthread_mutex_unlock(&c->recv_mu);
+  mp__pmutex_unlock(&c->recv_mu);
   mp__conn_leave(c);
 }
 
@@ -498,14 +498,14 @@ mp_conn_set_readahead(mp_conn *c, int on)
   int rc = mp__conn_enter(c);
   if (rc)
     return rc;
-  pthread_mutex_lock(&c->recv_mu);
+  mp__pmutex_lock(&c->recv_mu);
   if (!on && c->rlen > c->rpos)
     rc = mp_seterr(MP_EBUSY, "bytes read ahead are still buffered");
   else if (c->hdr_have || c->have_len)
     rc = mp_seterr(MP_EBUSY, "a message is half received");
   else
     c->readahead = !!on;
-  pthread_mutex_unlock(&c->recv_mu);
+  mp__pmutex_unlock(&c->recv_mu);
   mp__conn_leave(c);
   return rc;
 }

@@ -555,16 +555,16 @@ conn_handshake(mp_conn *c, int role, const void *key, size_t keylen,
     return mp_seterr(MP_ESTATE, "the handshake needs a duplex socket");
   }
   /* The one place both locks are held: send_mu first, then recv_mu. */
-  pthread_mutex_lock(&c->send_mu);
-  pthread_mutex_lock(&c->recv_mu);
+  mp__pmutex_lock(&c->send_mu);
+  mp__pmutex_lock(&c->recv_mu);
   mp__deadline dl;
   if (c->hdr_have || c->have_len)
     rc = mp_seterr(MP_ESTATE, "a message is half received");
   else if ((rc = mp__deadline_set(timeout, &dl)) == 0)
     rc = mp__hs_drive(atomic_load(&c->fd), role, key ? key : "", keylen, 0,
                       dl);
-  pthread_mutex_unlock(&c->recv_mu);
-  pthread_mutex_unlock(&c->send_mu);
+  mp__pmutex_unlock(&c->recv_mu);
+  mp__pmutex_unlock(&c->send_mu);
   mp__conn_leave(c);
   return rc;
 }

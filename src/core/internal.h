@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -114,6 +115,21 @@ void mp__fork_hook_remove(mp__fork_hook *h);
  * state it guards half-changed.  Only for leaf locks, never held by a
  * thread that forks (that thread would wait on itself). */
 mp__fork_hook *mp__fork_guard_mutex(pthread_mutex_t *m);
+/* A process-private mutex of one object (a Connection's send or receive
+ * lock, a proxy's...) that a fork child finds unlocked: a thread of the
+ * parent may have held it at the fork, and that thread does not exist in
+ * the child, which would wait on it for ever.  The first lock in a new
+ * process re-initialises it (one compare of the cached pid per lock).
+ * What it guards is as the fork left it: objects whose every change is
+ * made between system calls (a receive blocked in recv) stay consistent. */
+typedef struct mp__pmutex {
+  pthread_mutex_t m;
+  _Atomic uint32_t pid; /* the process whose threads use m */
+} mp__pmutex;
+void mp__pmutex_init(mp__pmutex *pm);
+void mp__pmutex_destroy(mp__pmutex *pm);
+void mp__pmutex_lock(mp__pmutex *pm);
+void mp__pmutex_unlock(mp__pmutex *pm);
 /* Install the fork handlers now (idempotent; mp__fork_hook_add does it):
  * for state reset in every fork child without a hook of its own, the
  * platform's pid cache. */

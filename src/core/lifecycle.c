@@ -159,6 +159,55 @@ mp__fork_hook_remove(mp__fork_hook *h)
   free(h);
 }
 
+/* ---- per-object mutexes across fork ------------------------------------------ */
+
+static pthread_mutex_t g_pmutex_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t g_pmutex_once = PTHREAD_ONCE_INIT;
+
+static void
+pmutex_setup(void)
+{
+  mp__lifecycle_fork_init(); /* the pid cache follows forks */
+  mp__fork_guard_mutex(&g_pmutex_mu);
+}
+
+void
+mp__pmutex_init(mp__pmutex *pm)
+{
+  pthread_once(&g_pmutex_once, pmutex_setup);
+  pthread_mutex_init(&pm->m, NULL);
+  atomic_store_explicit(&pm->pid, mp__getpid(), memory_order_release);
+}
+
+void
+mp__pmutex_destroy(mp__pmutex *pm)
+{
+  pthread_mutex_destroy(&pm->m);
+}
+
+void
+mp__pmutex_lock(mp__pmutex *pm)
+{
+  uint32_t me = mp__getpid();
+  if (MP__UNLIKELY(atomic_load_explicit(&pm->pid, memory_order_acquire) !=
+                   me)) {
+    /* the first use in this fork child: whoever held it is not here */
+    pthread_mutex_lock(&g_pmutex_mu);
+    if (atomic_load_explicit(&pm->pid, memory_order_relaxed) != me) {
+      pthread_mutex_init(&pm->m, NULL);
+      atomic_store_explicit(&pm->pid, me, memory_order_release);
+    }
+    pthread_mutex_unlock(&g_pmutex_mu);
+  }
+  pthread_mutex_lock(&pm->m);
+}
+
+void
+mp__pmutex_unlock(mp__pmutex *pm)
+{
+  pthread_mutex_unlock(&pm->m);
+}
+
 /* ---- finalizers ------------------------------------------------------------ */
 
 struct mp__finalizer {

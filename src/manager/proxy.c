@@ -30,7 +30,7 @@ typedef struct mgr_link {
   char *address;
   uint8_t *key;
   size_t keylen;
-  pthread_mutex_t mu;
+  mp__pmutex mu; /* a fork child finds it unlocked */
   lconn *conns;
   struct mgr_link *next;
 } mgr_link;
@@ -45,12 +45,28 @@ struct mp_proxy {
 };
 
 static pthread_mutex_t links_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t links_once = PTHREAD_ONCE_INIT;
 static mgr_link *links;
+
+/* links_mu is a leaf lock a fork child may take (its proxies' first
+ * calls): held across every fork, so no child inherits it locked */
+static void
+links_setup(void)
+{
+  mp__fork_guard_mutex(&links_mu);
+}
+
+static void
+links_lock(void)
+{
+  pthread_once(&links_once, links_setup);
+  pthread_mutex_lock(&links_mu);
+}
 
 static mgr_link *
 link_get(const char *address, const void *key, size_t keylen)
 {
-  pthread_mutex_lock(&links_mu);
+  links_lock();
   mgr_link *l;
   for (l = links; l; l = l->next)
     if (!strcmp(l->address, address) && l->keylen == keylen &&
@@ -74,7 +90,7 @@ link_get(const char *address, const void *key, size_t keylen)
       memcpy(l->key, key, keylen);
       l->keylen = keylen;
       l->refs = 1;
-      pthread_mutex_init(&l->mu, NULL);
+      mp__pmutex_init(&l->mu);
       l->next = links;
       links = l;
     }
@@ -88,7 +104,7 @@ link_put(mgr_link *l)
 {
   if (!l)
     return;
-  pthread_mutex_lock(&links_mu);
+  links_lock();
   if (--l->refs > 0) {
     pthread_mutex_unlock(&links_mu);
     return;
@@ -104,7 +120,7 @@ link_put(mgr_link *l)
     mp_conn_free(x->c);
     free(x);
   }
-  pthread_mutex_destroy(&l->mu);
+  mp__pmutex_destroy(&l->mu);
   memset(l->key, 0, l->keylen);
   free(l->key);
   free(l->address);
@@ -135,12 +151,12 @@ link_conn(mgr_link *l, mp_conn **out)
 {
   uint32_t pid = mp__getpid(), tid = mp__gettid();
   lconn *stale = NULL;
-  pthread_mutex_lock(&l->mu);
+  mp__pmutex_lock(&l->mu);
   for (lconn **pp = &l->conns; *pp;) {
     lconn *x = *pp;
     if (x->pid == pid && x->tid == tid) {
       *out = x->c;
-      pthread_mutex_unlock(&l->mu);
+      mp__pmutex_unlock(&l->mu);
       for (lconn *s = stale, *ns; s; s = ns) {
         ns = s->next;
         mp_conn_free(s->c);
@@ -168,7 +184,7 @@ link_conn(mgr_link *l, mp_conn **out)
     }
     pp = &x->next;
   }
-  pthread_mutex_unlock(&l->mu);
+  mp__pmutex_unlock(&l->mu);
   for (lconn *s = stale, *ns; s; s = ns) {
     ns = s->next;
     mp_conn_free(s->c);
@@ -206,10 +222,10 @@ link_conn(mgr_link *l, mp_conn **out)
   x->pid = pid;
   x->tid = tid;
   x->c = c;
-  pthread_mutex_lock(&l->mu);
+  mp__pmutex_lock(&l->mu);
   x->next = l->conns;
   l->conns = x;
-  pthread_mutex_unlock(&l->mu);
+  mp__pmutex_unlock(&l->mu);
   *out = c;
   return 0;
 }
@@ -219,14 +235,14 @@ static void
 link_drop(mgr_link *l, mp_conn *c)
 {
   lconn *found = NULL;
-  pthread_mutex_lock(&l->mu);
+  mp__pmutex_lock(&l->mu);
   for (lconn **pp = &l->conns; *pp; pp = &(*pp)->next)
     if ((*pp)->c == c) {
       found = *pp;
       *pp = found->next;
       break;
     }
-  pthread_mutex_unlock(&l->mu);
+  mp__pmutex_unlock(&l->mu);
   if (found) {
     mp_conn_free(found->c);
     free(found);
@@ -457,7 +473,7 @@ mp_proxy_call(mp_proxy *p, const char *method, mp_obj *args, mp_obj *kwds,
     mp_proxy *np = NULL;
     rc = mp__mgr_token_parts(tok, &typeid, &ident);
     if (!rc) {
-      pthread_mutex_lock(&links_mu);
+      links_lock();
       p->link->refs++;
       pthread_mutex_unlock(&links_mu);
       rc = proxy_alloc(&np, p->link, typeid, ident, mp_seq_item(v, 0));
@@ -645,7 +661,7 @@ proxy_rebuild(const mp_obj *state, int *fds, size_t nfds, void **out)
   if (!key) {
     /* the key of a manager this process already talks to at that
      * address, else the process's authkey (Python's default) */
-    pthread_mutex_lock(&links_mu);
+    links_lock();
     for (mgr_link *l = links; l; l = l->next)
       if (!strcmp(l->address, address)) {
         l->refs++;

@@ -15,6 +15,9 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <pthread.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -103,11 +106,71 @@ test_fork_while_threads_hold_locks(void **state)
              FORKS);
 }
 
+/* A Connection a parent thread is receiving on (holding its receive lock,
+ * blocked in recv) when the program forks: the child's copy of the object
+ * must be usable -- its own receive takes the lock and gets a message.
+ * Before the per-object locks were made fork-aware the child waited on a
+ * lock held by a thread it does not have, for ever (past any timeout). */
+static mp_conn *blocked_end;
+
+static void *
+blocked_receiver(void *arg)
+{
+  (void)arg;
+  mp_obj *o = NULL;
+  int rc = mp_conn_recv(blocked_end, &o, 30.0);
+  mp_obj_free(o);
+  return (void *)(intptr_t)rc;
+}
+
+static void
+test_fork_while_a_thread_receives(void **state)
+{
+  (void)state;
+  mp_conn *a, *b;
+  MP_ASSERT_OK(mp_pipe(&a, &b, 1));
+  blocked_end = a;
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, blocked_receiver, NULL), 0);
+  /* wait until the thread is inside the receive (it holds the lock) */
+  for (int i = 0; i < 100; i++) {
+    struct timespec ts = {0, 2000000};
+    nanosleep(&ts, NULL);
+  }
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    mp_obj *o = NULL;
+    int rc = mp_conn_recv(a, &o, 10.0);
+    int64_t v = -1;
+    if (!rc)
+      mp_int_get(o, &v);
+    mp_obj_free(o);
+    _exit(rc == 0 && (v == 1 || v == 2) ? 0 : 3);
+  }
+  /* one message for the thread, one for the child */
+  mp_obj *one = mp_int_new(1), *two = mp_int_new(2);
+  MP_ASSERT_OK(mp_conn_send(b, one));
+  MP_ASSERT_OK(mp_conn_send(b, two));
+  mp_obj_free(one);
+  mp_obj_free(two);
+  int code = mp_test_wait_child(pid, 20);
+  void *trc;
+  pthread_join(t, &trc);
+  assert_int_equal((intptr_t)trc, 0);
+  if (code != 0)
+    fail_msg("the fork child's receive on an inherited Connection: exit %d "
+             "(a hang is a kill after 20 s)", code);
+  mp_conn_free(a);
+  mp_conn_free(b);
+}
+
 int
 main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fork_while_threads_hold_locks),
+      cmocka_unit_test(test_fork_while_a_thread_receives),
   };
   return mp_test_run("fork_locks", tests, sizeof tests / sizeof tests[0]);
 }
