@@ -56,7 +56,7 @@ struct mp_listener {
   int max_pending;
   int refuse_md5;
   uint64_t max_recv;
-  pthread_mutex_t mu;
+  mp__pmutex mu; /* a fork child finds it unlocked */
   pending *pend;
   int npend;
 };
@@ -109,7 +109,7 @@ mp_listener_new(mp_listener **out, const char *address,
   if (!l)
     return MP_ENOMEM;
   l->fd = -1;
-  pthread_mutex_init(&l->mu, NULL);
+  mp__pmutex_init(&l->mu);
   int rc = 0;
   const char *path_for_default = NULL;
   if (!address || !*address) {
@@ -230,7 +230,7 @@ mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
     return mp_seterr(MP_EINVAL, "mp_listener_accept: NULL argument");
   if (mp__timeout_check(timeout))
     return MP_EINVAL;
-  pthread_mutex_lock(&l->mu);
+  mp__pmutex_lock(&l->mu);
   int rc;
   if (l->fd < 0) {
     rc = mp_seterr(MP_ECLOSED, "listener is closed");
@@ -336,16 +336,16 @@ mp_listener_accept(mp_listener *l, mp_conn **out, double timeout)
     }
   }
 out:
-  pthread_mutex_unlock(&l->mu);
+  mp__pmutex_unlock(&l->mu);
   return rc;
 }
 
 size_t
 mp__listener_npoll(mp_listener *l)
 {
-  pthread_mutex_lock(&l->mu);
+  mp__pmutex_lock(&l->mu);
   size_t n = 1 + (size_t)l->npend;
-  pthread_mutex_unlock(&l->mu);
+  mp__pmutex_unlock(&l->mu);
   return n;
 }
 
@@ -353,12 +353,12 @@ size_t
 mp__listener_pollfds(mp_listener *l, int *fds, size_t max)
 {
   size_t n = 0;
-  pthread_mutex_lock(&l->mu);
+  mp__pmutex_lock(&l->mu);
   if (l->fd >= 0 && n < max)
     fds[n++] = l->fd;
   for (int i = 0; i < l->npend && n < max; i++)
     fds[n++] = l->pend[i].fd;
-  pthread_mutex_unlock(&l->mu);
+  mp__pmutex_unlock(&l->mu);
   return n;
 }
 
@@ -389,9 +389,9 @@ mp_listener_close(mp_listener *l)
   mp__errdetail_clear();
   if (!l)
     return MP_EINVAL;
-  pthread_mutex_lock(&l->mu);
+  mp__pmutex_lock(&l->mu);
   if (l->fd < 0) {
-    pthread_mutex_unlock(&l->mu);
+    mp__pmutex_unlock(&l->mu);
     return MP_ECLOSED;
   }
   mp__close(l->fd);
@@ -408,7 +408,7 @@ mp_listener_close(mp_listener *l)
     free(l->tmpdir);
     l->tmpdir = NULL;
   }
-  pthread_mutex_unlock(&l->mu);
+  mp__pmutex_unlock(&l->mu);
   return 0;
 }
 
@@ -432,7 +432,7 @@ mp_listener_free(mp_listener *l)
     free(l->key);
   }
   free(l->pend);
-  pthread_mutex_destroy(&l->mu);
+  mp__pmutex_destroy(&l->mu);
   free(l);
 }
 

@@ -18,7 +18,7 @@
 
 struct mp_shm {
   _Atomic int refs;
-  pthread_mutex_t mu;
+  mp__pmutex mu; /* a fork child finds it unlocked */
   char name[MAX_SHM_NAME + 1];
   int fd;
   void *buf;
@@ -184,7 +184,7 @@ mp__shm_wrap(const char *name, int fd, size_t size, int *err)
     return NULL;
   }
   atomic_init(&m->refs, 1);
-  pthread_mutex_init(&m->mu, NULL);
+  mp__pmutex_init(&m->mu);
   snprintf(m->name, sizeof m->name, "%s", name);
   m->fd = fd;
   m->buf = p;
@@ -279,7 +279,7 @@ mp_shm_close(mp_shm *m)
   mp__errdetail_clear();
   if (!m)
     return MP_EINVAL;
-  pthread_mutex_lock(&m->mu);
+  mp__pmutex_lock(&m->mu);
   if (m->buf) {
     reg_remove(m);
     munmap(m->buf, m->size ? m->size : 1);
@@ -287,7 +287,7 @@ mp_shm_close(mp_shm *m)
   }
   mp__close(m->fd);
   m->fd = -1;
-  pthread_mutex_unlock(&m->mu);
+  mp__pmutex_unlock(&m->mu);
   return 0;
 }
 
@@ -300,10 +300,10 @@ mp_shm_unlink(mp_shm *m)
   char path[MAX_SHM_NAME + 2];
   snprintf(path, sizeof path, "/%s", m->name);
   int rc = shm_unlink(path) < 0 ? mp__errno() : 0;
-  pthread_mutex_lock(&m->mu);
+  mp__pmutex_lock(&m->mu);
   int tracked = m->tracked;
   m->tracked = 0;
-  pthread_mutex_unlock(&m->mu);
+  mp__pmutex_unlock(&m->mu);
   /* Python unregisters on every unlink (a segment created elsewhere was
    * registered by its creator, which would otherwise remove it later) */
   if (rc == 0 || tracked)
@@ -317,7 +317,7 @@ mp_shm_free(mp_shm *m)
   if (!m || atomic_fetch_sub(&m->refs, 1) != 1)
     return;
   mp_shm_close(m);
-  pthread_mutex_destroy(&m->mu);
+  mp__pmutex_destroy(&m->mu);
   free(m);
 }
 
