@@ -165,12 +165,61 @@ test_fork_while_a_thread_receives(void **state)
   mp_conn_free(b);
 }
 
+/* The same for a Listener a parent thread is accepting on: a prefork
+ * server's child accepts on the inherited listener. */
+static mp_listener *blocked_listener;
+
+static void *
+blocked_acceptor(void *arg)
+{
+  (void)arg;
+  mp_conn *c = NULL;
+  int rc = mp_listener_accept(blocked_listener, &c, 30.0);
+  mp_conn_free(c);
+  return (void *)(intptr_t)rc;
+}
+
+static void
+test_fork_while_a_thread_accepts(void **state)
+{
+  (void)state;
+  mp_listener *l;
+  MP_ASSERT_OK(mp_listener_new(&l, "localhost:0", NULL));
+  blocked_listener = l;
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, blocked_acceptor, NULL), 0);
+  struct timespec ts = {0, 200000000};
+  nanosleep(&ts, NULL); /* the thread is inside accept */
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    mp_conn *c = NULL;
+    int rc = mp_listener_accept(l, &c, 10.0);
+    mp_conn_free(c);
+    _exit(rc == 0 ? 0 : 3);
+  }
+  mp_conn *c1, *c2;
+  MP_ASSERT_OK(mp_client(&c1, mp_listener_address(l), NULL));
+  MP_ASSERT_OK(mp_client(&c2, mp_listener_address(l), NULL));
+  int code = mp_test_wait_child(pid, 20);
+  void *trc;
+  pthread_join(t, &trc);
+  assert_int_equal((intptr_t)trc, 0);
+  if (code != 0)
+    fail_msg("the fork child's accept on an inherited Listener: exit %d "
+             "(a hang is a kill after 20 s)", code);
+  mp_conn_free(c1);
+  mp_conn_free(c2);
+  mp_listener_free(l);
+}
+
 int
 main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_fork_while_threads_hold_locks),
       cmocka_unit_test(test_fork_while_a_thread_receives),
+      cmocka_unit_test(test_fork_while_a_thread_accepts),
   };
   return mp_test_run("fork_locks", tests, sizeof tests / sizeof tests[0]);
 }
