@@ -465,6 +465,39 @@ seg_map(const char *name, size_t size)
   return m;
 }
 
+/* An array chunk's reply: (code, index of the failing element, its text,
+ * flag) -- the flag says the rank mapped the segment ('S' jobs) or that
+ * the out bytes follow ('A' jobs).  0, or the wait's or MP_EMALFORMED. */
+static int
+array_reply(mpi_pool_ctx *c, int worker, uint64_t seq, int64_t *code,
+            uint64_t *at, char *text, size_t cap, int64_t *flag)
+{
+  void *buf = NULL;
+  size_t len = 0;
+  int rc = reply_wait(c, worker, seq, 0, 0, &buf, &len);
+  if (rc)
+    return rc;
+  mp_obj *rep = NULL;
+  rc = mp_pickle_loads((char *)buf + 8, len - 8, NULL, &rep);
+  free(buf);
+  size_t k = 0;
+  const char *t = "";
+  size_t tl;
+  if (rc || mp_obj_len(rep, &k) || k != 4 ||
+      mp_int_get(mp_seq_item(rep, 0), code) ||
+      mp_uint_get(mp_seq_item(rep, 1), at) ||
+      mp_int_get(mp_seq_item(rep, 3), flag)) {
+    mp_obj_free(rep);
+    return mp_seterr(MP_EMALFORMED, "a bad reply from rank %d",
+                     rank_of(c, worker));
+  }
+  if (mp_str_get(mp_seq_item(rep, 2), &t, &tl) != 0)
+    t = "";
+  snprintf(text, cap, "%s", t);
+  mp_obj_free(rep);
+  return 0;
+}
+
 /* A chunk through the thread's segment: 0 or the element's code; 1: the
  * rank cannot use the segment (send the bytes instead). */
 static int
@@ -495,39 +528,24 @@ seg_run_array(mpi_pool_ctx *c, int worker, mp_elem_fn fn,
     return args_error(rc, "shared value");
   rc = send_wait(&buf, len, dest, tag, 1, &c->terminated);
   free(buf);
-  if (!rc)
-    rc = reply_wait(c, worker, seq, 0, 0, &buf, &len);
-  if (rc)
-    return rc;
-  mp_obj *rep = NULL;
-  rc = mp_pickle_loads((char *)buf + 8, len - 8, NULL, &rep);
-  free(buf);
   int64_t code, mapped;
   uint64_t at;
-  size_t k = 0;
-  if (rc || mp_obj_len(rep, &k) || k != 4 ||
-      mp_int_get(mp_seq_item(rep, 0), &code) ||
-      mp_uint_get(mp_seq_item(rep, 1), &at) ||
-      mp_int_get(mp_seq_item(rep, 3), &mapped)) {
-    mp_obj_free(rep);
-    return mp_seterr(MP_EMALFORMED, "a bad reply from rank %d", dest);
-  }
+  char text[1024];
+  if (!rc)
+    rc = array_reply(c, worker, seq, &code, &at, text, sizeof text, &mapped);
+  if (rc)
+    return rc;
   if (!mapped) { /* it could not open the segment: not this way again */
-    mp_obj_free(rep);
     __atomic_store_n(&g_local[dest], 0, __ATOMIC_RELAXED);
     return 1;
   }
   if (nout)
     memcpy(out, g->p + nin, nout);
   if (code != 0) {
-    const char *t = "";
-    size_t tl;
-    mp_str_get(mp_seq_item(rep, 2), &t, &tl);
     *bad = (size_t)at;
-    rc = mp_seterr((int)code, "%s", t);
+    return mp_seterr((int)code, "%s", text);
   }
-  mp_obj_free(rep);
-  return rc;
+  return 0;
 }
 
 static int
@@ -563,29 +581,13 @@ exec_run_array(void *ctx, int worker, mp_elem_fn fn, const mp_obj *shared,
   free(buf);
   if (!rc && in_size && n)
     rc = send_wait((void **)&in, n * in_size, dest, tag, 0, &c->terminated);
-  if (rc)
-    return rc;
-  if ((rc = reply_wait(c, worker, seq, 0, 0, &buf, &len)) != 0)
-    return rc;
-  mp_obj *rep = NULL;
-  rc = mp_pickle_loads((char *)buf + 8, len - 8, NULL, &rep);
-  free(buf);
   int64_t code, has_out;
   uint64_t at;
-  size_t k = 0;
-  if (rc || mp_obj_len(rep, &k) || k != 4 ||
-      mp_int_get(mp_seq_item(rep, 0), &code) ||
-      mp_uint_get(mp_seq_item(rep, 1), &at) ||
-      mp_int_get(mp_seq_item(rep, 3), &has_out)) {
-    mp_obj_free(rep);
-    return mp_seterr(MP_EMALFORMED, "a bad reply from rank %d", dest);
-  }
-  char text[1024] = "";
-  const char *t = "";
-  size_t tl;
-  if (mp_str_get(mp_seq_item(rep, 2), &t, &tl) == 0)
-    snprintf(text, sizeof text, "%s", t);
-  mp_obj_free(rep);
+  char text[1024];
+  if (!rc)
+    rc = array_reply(c, worker, seq, &code, &at, text, sizeof text, &has_out);
+  if (rc)
+    return rc;
   if (out_size && n && has_out) {
     if ((rc = reply_wait(c, worker, seq, 0, 0, &buf, &len)) != 0)
       return rc;
