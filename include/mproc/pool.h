@@ -123,6 +123,15 @@ typedef int (*mp_elem_fn)(const void *in, void *out, const mp_obj *shared);
  * their jobs, whose results the pool drops.  NULL: terminate waits for the
  * jobs in flight to end. */
 enum { MP_POOL_JOB_APPLY = 1, MP_POOL_JOB_MAP = 2, MP_POOL_JOB_STARMAP = 3 };
+/* For an executor's far side: the args tuple of item `i` of a job of
+ * `kind`, as a local pool's worker builds it -- the payload itself for
+ * MP_POOL_JOB_APPLY (i 0), (item,) for MP_POOL_JOB_MAP, the item as a
+ * tuple for MP_POOL_JOB_STARMAP.  0 and *args (a new reference), or
+ * MP_ETYPE (a starmap item that is not a tuple or a list), MP_EINDEX (i
+ * past the job's items), MP_EINVAL (NULL, or an unknown kind, or a map
+ * payload that is not a list or tuple), MP_ENOMEM. */
+MP_EXTERN int mp_pool_job_args(int kind, mp_obj *payload, size_t i,
+                               mp_obj **args);
 typedef struct mp_pool_executor {
   int (*run)(void *ctx, int worker, mp_task_fn fn, int kind, mp_obj *payload,
              double timeout, mp_obj **values, mp_obj **errors);

@@ -793,23 +793,8 @@ serve_job(const void *data, size_t len)
   for (size_t i = 0; values && i < n; i++) {
     mp_obj *args = NULL, *res = NULL;
     char *detail = NULL;
-    if (kind == MP_POOL_JOB_APPLY)
-      args = mp_obj_ref(payload);
-    else if (kind == MP_POOL_JOB_MAP)
-      args = mp_tuple_from(1, &items[i]);
-    else if (mp_obj_type(items[i]) == MP_T_TUPLE)
-      args = mp_obj_ref(items[i]);
-    else if (mp_obj_type(items[i]) == MP_T_LIST) {
-      mp_obj *const *sub;
-      size_t m;
-      mp_seq_items(items[i], &sub, &m);
-      args = mp_tuple_from(m, sub);
-    }
-    if (!args) {
-      rc = kind == MP_POOL_JOB_STARMAP ? MP_ETYPE : MP_ENOMEM;
-      mp_seterr(rc, rc == MP_ETYPE ? "starmap item is not a tuple or a list"
-                                   : "out of memory building the arguments");
-    } else {
+    rc = mp_pool_job_args(kind, payload, i, &args);
+    if (!rc) {
       rc = fn(args, &res);
       mp_obj_free(args);
     }

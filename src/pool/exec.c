@@ -8,6 +8,42 @@
 
 #include "pool/pool_internal.h"
 
+MP_EXTERN int
+mp_pool_job_args(int kind, mp_obj *payload, size_t i, mp_obj **args)
+{
+  if (!args || !payload)
+    return mp_seterr(MP_EINVAL, "mp_pool_job_args: NULL argument");
+  *args = NULL;
+  if (kind == MP_POOL_JOB_APPLY) {
+    if (i != 0)
+      return mp_seterr(MP_EINDEX, "an apply job has one item");
+    *args = mp_obj_ref(payload);
+    return 0;
+  }
+  mp_obj *const *items;
+  size_t n;
+  if ((kind != MP_POOL_JOB_MAP && kind != MP_POOL_JOB_STARMAP) ||
+      mp_seq_items(payload, &items, &n) != 0)
+    return mp_seterr(MP_EINVAL, "mp_pool_job_args: kind %d with a payload "
+                     "that is not a list of items", kind);
+  if (i >= n)
+    return mp_seterr(MP_EINDEX, "item %zu of a job of %zu", i, n);
+  if (kind == MP_POOL_JOB_MAP)
+    *args = mp_tuple_from(1, &items[i]);
+  else if (mp_obj_type(items[i]) == MP_T_TUPLE)
+    *args = mp_obj_ref(items[i]);
+  else if (mp_obj_type(items[i]) == MP_T_LIST) {
+    mp_obj *const *sub;
+    size_t m;
+    mp_seq_items(items[i], &sub, &m);
+    *args = mp_tuple_from(m, sub);
+  } else {
+    return mp_seterr(MP_ETYPE, "starmap item is not a tuple or a list");
+  }
+  return *args ? 0 : mp_seterr(MP_ENOMEM, "out of memory building the "
+                                          "arguments");
+}
+
 /* values: a list of n, None where failed; errors: every item failed with
  * `code` and `text` (a job-level failure of the executor). */
 static mp_obj *

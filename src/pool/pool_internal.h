@@ -68,7 +68,8 @@ enum {
 };
 
 /* What a job's payload is. */
-enum { MP__TASK_APPLY = 1, MP__TASK_MAP = 2, MP__TASK_STAR = 3 };
+enum { MP__TASK_APPLY = MP_POOL_JOB_APPLY, MP__TASK_MAP = MP_POOL_JOB_MAP,
+       MP__TASK_STAR = MP_POOL_JOB_STARMAP }; /* as pool.h names them */
 /* What a result collects. */
 enum { MP__RES_APPLY = 1, MP__RES_MAP, MP__RES_IMAP, MP__RES_IMAP_UNORDERED };
 

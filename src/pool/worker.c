@@ -56,27 +56,12 @@ run_job(uint64_t id, uint64_t uid, mp_task_fn fn, int kind, mp_obj *payload,
     n = 0;
   for (size_t i = 0; i < n; i++) {
     mp_obj *args = NULL;
-    int rc;
-    if (kind == MP__TASK_APPLY)
-      args = mp_obj_ref(payload);
-    else if (kind == MP__TASK_MAP)
-      args = mp_tuple_from(1, &items[i]);
-    else if (mp_obj_type(items[i]) == MP_T_TUPLE)
-      args = mp_obj_ref(items[i]);
-    else if (mp_obj_type(items[i]) == MP_T_LIST) {
-      mp_obj *const *sub;
-      size_t m;
-      mp_seq_items(items[i], &sub, &m);
-      args = mp_tuple_from(m, sub);
-    }
+    int rc = mp_pool_job_args(kind, payload, i, &args);
     mp_obj *value = NULL;
     char *detail = NULL;
-    if (!args) {
-      rc = kind == MP__TASK_STAR && items[i] ? MP_ETYPE : MP_ENOMEM;
+    if (rc) {
       char buf[256];
-      snprintf(buf, sizeof buf, "%s: %s", name,
-               rc == MP_ETYPE ? "starmap item is not a tuple or a list"
-                              : "out of memory building the arguments");
+      snprintf(buf, sizeof buf, "%s: %s", name, mp_errdetail());
       detail = strdup(buf);
     } else {
       int64_t t0 = wx->insights ? mp__now_ns() : 0;

@@ -41,12 +41,12 @@ run(void *vc, int worker, mp_task_fn fn, int kind, mp_obj *payload,
   *values = mp_list_new();
   *errors = NULL;
   for (size_t i = 0; i < n; i++) {
-    mp_obj *args = kind == MP_POOL_JOB_APPLY ? mp_obj_ref(payload)
-                   : kind == MP_POOL_JOB_MAP ? mp_tuple_from(1, &items[i])
-                                             : mp_obj_ref(items[i]);
-    mp_obj *res = NULL;
-    int rc = fn(args, &res);
-    mp_obj_free(args);
+    mp_obj *args = NULL, *res = NULL;
+    int rc = mp_pool_job_args(kind, payload, i, &args);
+    if (!rc) {
+      rc = fn(args, &res);
+      mp_obj_free(args);
+    }
     if (rc) {
       char text[300];
       snprintf(text, sizeof text, "Loopback-%d: %s", worker, mp_errdetail());
@@ -329,11 +329,58 @@ test_terminate_abandons_jobs_in_flight(void **state)
   assert_int_equal(__atomic_load_n(&c.terminates, __ATOMIC_SEQ_CST), 1);
 }
 
+/* The args an executor builds for each item, and each code it returns. */
+static void
+test_job_args(void **state)
+{
+  (void)state;
+  mp_obj *args = NULL, *one = MP_TUPLE(mp_int_new(5));
+  MP_ASSERT_OK(mp_pool_job_args(MP_POOL_JOB_APPLY, one, 0, &args));
+  assert_ptr_equal(args, one); /* the payload itself */
+  mp_obj_free(args);
+  MP_ASSERT_ERR(mp_pool_job_args(MP_POOL_JOB_APPLY, one, 1, &args),
+                MP_EINDEX);
+  mp_obj *items = mp_list_new();
+  mp_list_append_take(items, mp_int_new(3));
+  mp_list_append_take(items, MP_TUPLE(mp_int_new(1), mp_int_new(2)));
+  mp_obj *l = mp_list_new();
+  mp_list_append_take(l, mp_int_new(8));
+  mp_list_append_take(items, l);
+  MP_ASSERT_OK(mp_pool_job_args(MP_POOL_JOB_MAP, items, 0, &args));
+  char *r = mp_obj_repr(args);
+  assert_string_equal(r, "(3,)");
+  mp_free(r);
+  mp_obj_free(args);
+  MP_ASSERT_OK(mp_pool_job_args(MP_POOL_JOB_STARMAP, items, 1, &args));
+  r = mp_obj_repr(args);
+  assert_string_equal(r, "(1, 2)");
+  mp_free(r);
+  mp_obj_free(args);
+  MP_ASSERT_OK(mp_pool_job_args(MP_POOL_JOB_STARMAP, items, 2, &args));
+  r = mp_obj_repr(args);
+  assert_string_equal(r, "(8,)"); /* a list item becomes a tuple */
+  mp_free(r);
+  mp_obj_free(args);
+  MP_ASSERT_ERR(mp_pool_job_args(MP_POOL_JOB_STARMAP, items, 0, &args),
+                MP_ETYPE);
+  assert_null(args);
+  MP_ASSERT_ERR(mp_pool_job_args(MP_POOL_JOB_MAP, items, 3, &args),
+                MP_EINDEX);
+  MP_ASSERT_ERR(mp_pool_job_args(7, items, 0, &args), MP_EINVAL);
+  mp_obj *num = mp_int_new(1);
+  MP_ASSERT_ERR(mp_pool_job_args(MP_POOL_JOB_MAP, num, 0, &args), MP_EINVAL);
+  MP_ASSERT_ERR(mp_pool_job_args(MP_POOL_JOB_MAP, items, 0, NULL), MP_EINVAL);
+  mp_obj_free(num);
+  mp_obj_free(items);
+  mp_obj_free(one);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_calls),
     cmocka_unit_test(test_failures),
     cmocka_unit_test(test_array),
     cmocka_unit_test(test_terminate_abandons_jobs_in_flight),
+    cmocka_unit_test(test_job_args),
 };
 
 MP_TEST_MAIN(tests)
