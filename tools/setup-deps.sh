@@ -22,11 +22,15 @@ for p in "${packages[@]}"; do
     || missing+=("$p")
 done
 # python3 may come from elsewhere (pyenv); a working one is enough.
+# (Drop the exact element: a pattern substitution would also cut the
+# prefix out of python3-mpi4py and hand apt-get "-mpi4py".)
 if command -v python3 >/dev/null 2>&1; then
-  missing=("${missing[@]/python3}")
+  kept=()
+  for p in "${missing[@]}"; do [ "$p" = python3 ] || kept+=("$p"); done
+  missing=("${kept[@]}")
 fi
-missing=($(printf '%s\n' "${missing[@]}" | sed '/^$/d'))
 [ "${#missing[@]}" -eq 0 ] && exit 0
+
 
 echo "mproc: installing build dependencies: ${missing[*]}"
 SUDO=
