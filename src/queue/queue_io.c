@@ -65,21 +65,28 @@ sleep_on(_Atomic uint32_t *word, uint32_t val, mp__deadline dl, int64_t slice)
   int64_t now = mp__now_ns();
   if (dl <= now)
     return MP_ETIMEDOUT;
-  mp__deadline until = dl - now > slice ? now + slice : dl;
-  if (mp__futex_wait((uint32_t *)word, val, until) == MP_ETIMEDOUT
-      && until == dl)
+  int64_t wait = dl - now > slice ? slice : dl - now;
+  if (mp__futex_wait_rel((uint32_t *)word, val, wait) == MP_ETIMEDOUT
+      && wait == dl - now)
     return MP_ETIMEDOUT;
   return 0;
 }
 
 /* Spinning before sleeping pays only when the process that will wake us
- * can run meanwhile: on more than one usable CPU. */
+ * can run meanwhile: on more than one usable CPU.  The affinity is looked
+ * at again every AFFINITY_RECHECK waits, as a program may pin itself (or
+ * be pinned with taskset) after its first wait: a spin on one CPU only
+ * delays the peer, and no spin on two leaves every wake-up to the
+ * scheduler (a cross-CPU wake costs tens of microseconds on a VM). */
+#define AFFINITY_RECHECK 256
 static int
 spin_useful(void)
 {
   static _Atomic int cpus;
+  static _Atomic unsigned calls;
   int n = atomic_load_explicit(&cpus, memory_order_relaxed);
-  if (!n) {
+  if (!n || atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed)
+                    % AFFINITY_RECHECK == 0) {
     n = mp__plat_cpu_usable();
     if (n < 1)
       n = 1;
@@ -104,7 +111,7 @@ spin_until(int (*ready)(mp_queue *, void *), mp_queue *q, void *arg,
    * keeps catching items without sleeping. */
   int fails = atomic_load_explicit(&q->spin_fails, memory_order_relaxed);
   spin_ns >>= fails;
-  int64_t start = mp__now_ns(), until = start + spin_ns;
+  int64_t until = mp__now_ns() + spin_ns;
   if (dl < until)
     until = dl;
   for (unsigned i = 1;; i++) {
@@ -597,7 +604,7 @@ item_ready(mp_queue *q, void *arg)
  * item's size, which stays), MP_ECLOSED, MP_EMALFORMED, MP_EINVAL. */
 static int
 take_some(mp_queue *q, qgot *got, size_t max, size_t budget, double timeout,
-          int want_fds)
+          int want_fds, int empty_seen)
 {
   struct mp__qhdr *h = q->h;
   if (mp__timeout_check(timeout))
@@ -607,50 +614,59 @@ take_some(mp_queue *q, qgot *got, size_t max, size_t budget, double timeout,
   int64_t slice = SLICE_MIN;
   int full_check = 0;
   for (;;) {
-    int rc = check_closed(q);
-    if (rc)
-      return rc;
-    if ((rc = lock_side(q, 0, &l)) != 0)
-      return rc == MP_ETIMEDOUT
-                 ? mp_seterr(MP_EEMPTY, "queue: the get side stayed locked")
-                 : rc;
-    size_t k = 0, used = 0;
     uint64_t ww = 0;
     struct mp__qrec *wrec = NULL;
-    while (k < max) {
-      size_t room = budget == SIZE_MAX ? SIZE_MAX : budget - used;
-      mp__qtake tk[MP__Q_RUN];
-      rc = mp__q_take(q, room, max - k, full_check, tk, &ww, &wrec);
-      if (rc <= 0) {
-        if (rc == MP_EMSGSIZE)
-          got[k].t = tk[0];
-        break;
-      }
-      for (int i = 0; i < rc - 1; i++, k++) { /* none holds descriptors */
-        got[k].t = tk[i];
+    int rc;
+    if (empty_seen) {
+      /* the caller has just looked, under the lock: straight to waiting */
+      empty_seen = 0;
+      rc = check_closed(q);
+      if (rc)
+        return rc;
+    } else {
+      rc = check_closed(q);
+      if (rc)
+        return rc;
+      if ((rc = lock_side(q, 0, &l)) != 0)
+        return rc == MP_ETIMEDOUT
+                   ? mp_seterr(MP_EEMPTY, "queue: the get side stayed locked")
+                   : rc;
+      size_t k = 0, used = 0;
+      while (k < max) {
+        size_t room = budget == SIZE_MAX ? SIZE_MAX : budget - used;
+        mp__qtake tk[MP__Q_RUN];
+        rc = mp__q_take(q, room, max - k, full_check, tk, &ww, &wrec);
+        if (rc <= 0) {
+          if (rc == MP_EMSGSIZE)
+            got[k].t = tk[0];
+          break;
+        }
+        for (int i = 0; i < rc - 1; i++, k++) { /* none holds descriptors */
+          got[k].t = tk[i];
+          got[k].fds = NULL;
+          got[k].nfds = 0;
+          if (budget != SIZE_MAX)
+            used += tk[i].len;
+        }
+        got[k].t = tk[rc - 1];
+        rc = 1;
         got[k].fds = NULL;
         got[k].nfds = 0;
+        if ((got[k].t.flags & MP__QR_FDS)
+            && (rc = take_fds(q, &got[k], want_fds)) != 0)
+          break; /* the item is unusable: consumed, reported */
         if (budget != SIZE_MAX)
-          used += tk[i].len;
+          used += got[k].t.len;
+        k++;
       }
-      got[k].t = tk[rc - 1];
-      rc = 1;
-      got[k].fds = NULL;
-      got[k].nfds = 0;
-      if ((got[k].t.flags & MP__QR_FDS)
-          && (rc = take_fds(q, &got[k], want_fds)) != 0)
-        break; /* the item is unusable: consumed, reported */
-      if (budget != SIZE_MAX)
-        used += got[k].t.len;
-      k++;
+      if (k || rc == 0)
+        after_take(q, k);
+      mp__q_get_unlock(q);
+      if (k)
+        return (int)k;
+      if (rc < 0)
+        return rc; /* MP_EMSGSIZE (got[0].t.len set), MP_EMALFORMED */
     }
-    if (k || rc == 0)
-      after_take(q, k);
-    mp__q_get_unlock(q);
-    if (k)
-      return (int)k;
-    if (rc < 0)
-      return rc; /* MP_EMSGSIZE (got[0].t.len set), MP_EMALFORMED */
     /* Nothing to take: wait for a commit (or, on a stalled writer, for a
      * slice, and then ask whether it is alive). */
     mp__deadline dl = deadline_of(&l);
@@ -706,7 +722,7 @@ mp_queue_get_bytes(mp_queue *q, void **out, size_t *len, double timeout)
   *out = NULL;
   *len = 0;
   qgot g;
-  int rc = take_some(q, &g, 1, SIZE_MAX, timeout, 0);
+  int rc = take_some(q, &g, 1, SIZE_MAX, timeout, 0, 0);
   if (rc < 0)
     return rc;
   void *buf = malloc(g.t.len ? g.t.len : 1);
@@ -729,6 +745,7 @@ mp_queue_get_bytes_into(mp_queue *q, void *buf, size_t size, size_t *len,
     return mp_seterr(MP_EINVAL, "NULL argument");
   *len = 0;
   qgot g;
+  int empty_seen = 0;
   /* The common case in one pass: the get lock free at once and a plain
    * READY record first; anything else (empty, a writer still copying,
    * descriptors, too large) takes the general path, which looks again. */
@@ -761,11 +778,17 @@ mp_queue_get_bytes_into(mp_queue *q, void *buf, size_t size, size_t *len,
       *len = g.t.len;
       return 0;
     }
+    /* nothing at all (no writer still copying either): what the general
+     * path would do after its own look, then it goes straight to waiting */
+    if (r == 0 && ww == 0) {
+      after_take(q, 0);
+      empty_seen = 1;
+    }
     mp__q_get_unlock(q);
     if (r < 0 && r != MP_EMSGSIZE)
       return r;
   }
-  int rc = take_some(q, &g, 1, size, timeout, 0);
+  int rc = take_some(q, &g, 1, size, timeout, 0, empty_seen);
   if (rc == MP_EMSGSIZE) {
     *len = g.t.len;
     return mp_seterr(MP_EMSGSIZE, "queue item of %u bytes does not fit a "
@@ -794,7 +817,7 @@ mp_queue_get_many_bytes(mp_queue *q, void *buf, size_t size,
   size_t total = 0, used = 0;
   while (total < max_items && total < INT32_MAX) {
     size_t want = max_items - total < BATCH ? max_items - total : BATCH;
-    int rc = take_some(q, g, want, size - used, total ? 0 : timeout, 0);
+    int rc = take_some(q, g, want, size - used, total ? 0 : timeout, 0, 0);
     if (rc < 0) {
       if (total)
         break;
@@ -848,7 +871,7 @@ mp_queue_get(mp_queue *q, mp_obj **out, double timeout)
     return mp_seterr(MP_EINVAL, "NULL argument");
   *out = NULL;
   qgot g;
-  int rc = take_some(q, &g, 1, SIZE_MAX, timeout, 1);
+  int rc = take_some(q, &g, 1, SIZE_MAX, timeout, 1, 0);
   if (rc < 0)
     return rc;
   return load_got(q, &g, out);
@@ -864,7 +887,7 @@ mp_queue_get_many(mp_queue *q, mp_obj **out, size_t max_items, double timeout)
     return 0;
   qgot g[BATCH];
   size_t want = max_items < BATCH ? max_items : BATCH;
-  int rc = take_some(q, g, want, SIZE_MAX, timeout, 1);
+  int rc = take_some(q, g, want, SIZE_MAX, timeout, 1, 0);
   if (rc < 0)
     return rc;
   int n = 0, err = 0;
