@@ -50,8 +50,10 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
  * so this costs no __tls_get_addr call per allocation when the library is
  * loaded at startup, and the library can still be dlopen'ed late (an
  * initial-exec model would make it refuse to load there). */
-static _Thread_local blk *tfree[2];
-static _Thread_local int registered;
+static _Thread_local struct {
+  blk *free[2];
+  int registered;
+} tl; /* one variable: one TLS address computation per call, not two */
 
 /* a thread's free blocks go to the shared spare lists when it exits */
 static void
@@ -60,9 +62,9 @@ thread_exit(void *arg)
   (void)arg;
   pthread_mutex_lock(&lock);
   for (int c = 0; c < 2; c++) {
-    while (tfree[c]) {
-      blk *b = tfree[c];
-      tfree[c] = b->next;
+    while (tl.free[c]) {
+      blk *b = tl.free[c];
+      tl.free[c] = b->next;
       b->next = pools[c].spare;
       pools[c].spare = b;
     }
@@ -81,10 +83,10 @@ init(void)
 static int
 refill(int c)
 {
-  if (!registered) {
+  if (!tl.registered) {
     pthread_once(&once, init);
     pthread_setspecific(key, (void *)1);
-    registered = 1;
+    tl.registered = 1;
   }
   pool *p = &pools[c];
   pthread_mutex_lock(&lock);
@@ -95,7 +97,7 @@ refill(int c)
       b = b->next;
     p->spare = b->next;
     b->next = NULL;
-    tfree[c] = head;
+    tl.free[c] = head;
     pthread_mutex_unlock(&lock);
     return 0;
   }
@@ -119,7 +121,7 @@ refill(int c)
     b->next = head;
     head = b;
   }
-  tfree[c] = head;
+  tl.free[c] = head;
   return 0;
 }
 
@@ -129,9 +131,9 @@ mp__obj_alloc(size_t size, mp_type t)
   mp_obj *o = NULL;
   int c = NO_POOL ? -1 : size <= 32 ? 0 : size <= 64 ? 1 : -1;
   uint8_t flags = 0;
-  if (c >= 0 && (tfree[c] || refill(c) == 0)) {
-    blk *b = tfree[c];
-    tfree[c] = b->next;
+  if (c >= 0 && (tl.free[c] || refill(c) == 0)) {
+    blk *b = tl.free[c];
+    tl.free[c] = b->next;
     o = (mp_obj *)b;
     flags = MP__F_POOLED | (c ? MP__F_POOL64 : 0);
   } else {
@@ -154,13 +156,13 @@ mp__obj_dealloc(mp_obj *o)
   if (o->flags & MP__F_POOLED) {
     int c = (o->flags & MP__F_POOL64) ? 1 : 0;
     blk *b = (blk *)o;
-    b->next = tfree[c];
-    tfree[c] = b;
-    if (!registered) {
+    b->next = tl.free[c];
+    tl.free[c] = b;
+    if (!tl.registered) {
       /* a thread that frees but never allocated: still give back at exit */
       pthread_once(&once, init);
       pthread_setspecific(key, (void *)1);
-      registered = 1;
+      tl.registered = 1;
     }
   } else {
     free(o);

@@ -4,6 +4,7 @@
  * batches of 1000 items, no FRAME, a memo only for shared object records.
  * Protocols 2 and 3 write bytes, bytearray, set and frozenset the way
  * CPython does at those protocols. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,10 +20,17 @@ typedef struct dumper {
   int with_fds;
   int *fds;
   size_t nfds, capfds;
-  const mp_obj **path;
+  const mp_obj **path; /* the containers above the one being saved */
+  size_t pathcap;
   mp__ptrmap memo; /* object record -> memo index, for records held more
                     * than once */
   uint32_t memo_next; /* memo entries written */
+  /* Most pickles are small and shallow: they are written here and in
+   * path_local, and only one malloc of the exact size is left at the end
+   * (a queue put or a manager call pays for no 4 KiB buffer and no
+   * max-depth path array per value). */
+  const mp_obj *path_local[64];
+  uint8_t local[512];
 } dumper;
 
 static int save(dumper *d, const mp_obj *o, int depth);
@@ -35,8 +43,36 @@ room(dumper *d, size_t n)
   if (n > d->max_size || d->b.len > d->max_size - n)
     return mp_seterr(MP_ELIMIT, "pickle larger than max_size (%zu bytes)",
                      d->max_size);
+  if (d->b.data == d->local) { /* leave the local buffer for the heap */
+    size_t cap = sizeof d->local * 8;
+    while (cap - d->b.len < n)
+      cap *= 2;
+    uint8_t *p = malloc(cap);
+    if (!p)
+      return mp_seterr(MP_ENOMEM, "out of memory");
+    memcpy(p, d->local, d->b.len);
+    d->b.data = p;
+    d->b.cap = cap;
+    return 0;
+  }
   if (mp__buf_reserve(&d->b, n < 4096 ? 4096 : n))
     return mp_seterr(MP_ENOMEM, "out of memory");
+  return 0;
+}
+
+/* Make room for path[depth]: the local array, then the heap. */
+static int
+grow_path(dumper *d, size_t depth)
+{
+  size_t cap = (size_t)d->max_depth + 2;
+  if (depth < d->pathcap)
+    return 0;
+  const mp_obj **p = malloc(cap * sizeof *p);
+  if (!p)
+    return mp_seterr(MP_ENOMEM, "out of memory");
+  memcpy(p, d->path, d->pathcap * sizeof *p);
+  d->path = p;
+  d->pathcap = cap;
   return 0;
 }
 
@@ -618,6 +654,9 @@ save(dumper *d, const mp_obj *o, int depth)
   default:
     break;
   }
+  if (MP__UNLIKELY((size_t)depth >= d->pathcap) &&
+      (rc = grow_path(d, (size_t)depth)))
+    return rc;
   d->path[depth] = o;
   if (depth >= d->max_depth)
     return mp__depth_error(d->path, depth + 1, d->max_depth);
@@ -660,7 +699,7 @@ dump(const mp_obj *o, const mp_pickle_opts *opts, void **out, size_t *len,
   if (!o || !out || !len)
     return mp_seterr(MP_EINVAL, "NULL argument");
   dumper d;
-  memset(&d, 0, sizeof d);
+  memset(&d, 0, offsetof(dumper, path_local));
   d.proto = opts && opts->protocol ? opts->protocol : 4;
   d.auto_proto = !(opts && opts->protocol);
   if (d.proto < 2 || d.proto > 5)
@@ -673,9 +712,10 @@ dump(const mp_obj *o, const mp_pickle_opts *opts, void **out, size_t *len,
   d.max_size = opts && opts->max_size ? opts->max_size
                                       : MP_PICKLE_DEFAULT_MAX_SIZE;
   d.with_fds = fds != NULL;
-  d.path = malloc(((size_t)d.max_depth + 2) * sizeof *d.path);
-  if (!d.path)
-    return mp_seterr(MP_ENOMEM, "out of memory");
+  d.path = d.path_local;
+  d.pathcap = sizeof d.path_local / sizeof d.path_local[0];
+  d.b.data = d.local;
+  d.b.cap = sizeof d.local;
   int rc = room(&d, 3);
   if (!rc) {
     put1(&d, OP_PROTO);
@@ -684,12 +724,22 @@ dump(const mp_obj *o, const mp_pickle_opts *opts, void **out, size_t *len,
   }
   if (!rc)
     rc = op(&d, OP_STOP);
-  free(d.path);
+  if (d.path != d.path_local)
+    free(d.path);
   mp__ptrmap_release(&d.memo);
+  if (!rc && d.b.data == d.local) {
+    uint8_t *p = malloc(d.b.len);
+    if (p)
+      memcpy(p, d.local, d.b.len);
+    else
+      rc = MP_ENOMEM;
+    d.b.data = p;
+  }
   if (rc) {
     if (rc == MP_ENOMEM)
       mp_seterr(MP_ENOMEM, "out of memory");
-    mp__buf_release(&d.b);
+    if (d.b.data != d.local)
+      mp__buf_release(&d.b);
     free(d.fds);
     return rc;
   }

@@ -15,6 +15,7 @@
  * refused (MP_ECYCLE) at the moment it would be made (see would_cycle).
  * Nesting is bounded by max_depth however the value was linked (see
  * check_heights). */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,7 +41,23 @@ typedef struct loader {
   int with_fds;
   int *fds;
   size_t nfds;
+  /* the first 64 stack slots and 16 marks: a small pickle mallocs nothing
+   * but its values */
+  mp_obj *stack_local[64];
+  size_t marks_local[16];
 } loader;
+
+/* realloc for the stack and marks, which start in the loader itself */
+static void *
+grow_array(void *p, const void *local, size_t old, size_t ncap, size_t size)
+{
+  if (p != local)
+    return realloc(p, ncap * size);
+  void *n = malloc(ncap * size);
+  if (n)
+    memcpy(n, p, old * size);
+  return n;
+}
 
 static int
 bad(loader *l, const char *what)
@@ -91,7 +108,7 @@ push(loader *l, mp_obj *o)
     return MP_ENOMEM; /* the constructor set the detail */
   if (MP__UNLIKELY(l->sp == l->scap)) {
     size_t ncap = l->scap ? l->scap * 2 : 64;
-    mp_obj **n = realloc(l->stack, ncap * sizeof *n);
+    mp_obj **n = grow_array(l->stack, l->stack_local, l->scap, ncap, sizeof *n);
     if (!n) {
       mp_obj_free(o);
       return nomem();
@@ -894,7 +911,8 @@ run(loader *l, mp_obj **out)
     case OP_MARK:
       if (l->nmarks == l->mcap) {
         size_t ncap = l->mcap ? l->mcap * 2 : 16;
-        size_t *n = realloc(l->marks, ncap * sizeof *n);
+        size_t *n = grow_array(l->marks, l->marks_local, l->mcap, ncap,
+                               sizeof *n);
         if (!n)
           return nomem();
         l->marks = n;
@@ -1091,7 +1109,7 @@ load(const void *data, size_t len, const mp_pickle_opts *opts, int with_fds,
      int *fds, size_t nfds, mp_obj **out)
 {
   loader l;
-  memset(&l, 0, sizeof l);
+  memset(&l, 0, offsetof(loader, stack_local));
   l.start = l.p = data;
   l.end = l.start + len;
   l.max_depth = opts && opts->max_depth > 0 ? opts->max_depth
@@ -1107,10 +1125,11 @@ load(const void *data, size_t len, const mp_pickle_opts *opts, int with_fds,
   int rc = 0;
   mp_obj *result = NULL;
   /* the stack exists from the start (stack + 0 is then never NULL + 0) */
-  l.scap = 64;
-  if (!(l.stack = malloc(l.scap * sizeof *l.stack)))
-    rc = nomem();
-  else if (len > max_size)
+  l.stack = l.stack_local;
+  l.scap = sizeof l.stack_local / sizeof l.stack_local[0];
+  l.marks = l.marks_local;
+  l.mcap = sizeof l.marks_local / sizeof l.marks_local[0];
+  if (len > max_size)
     rc = mp_seterr(MP_ELIMIT, "pickle of %zu bytes is over max_size (%zu)",
                    len, max_size);
   else
@@ -1119,8 +1138,10 @@ load(const void *data, size_t len, const mp_pickle_opts *opts, int with_fds,
     mp_obj_free(l.stack[--l.sp]);
   for (size_t i = 0; i < l.memo_cap; i++)
     mp_obj_free(l.memo[i]);
-  free(l.stack);
-  free(l.marks);
+  if (l.stack != l.stack_local)
+    free(l.stack);
+  if (l.marks != l.marks_local)
+    free(l.marks);
   free(l.memo);
   /* the received fds: each handle took a copy of what it uses */
   for (size_t i = 0; i < nfds; i++)

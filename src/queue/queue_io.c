@@ -849,7 +849,11 @@ mp_queue_get_many_bytes(mp_queue *q, void *buf, size_t size,
 static int
 load_got(mp_queue *q, qgot *g, mp_obj **out)
 {
-  void *copy = malloc(g->t.len ? g->t.len : 1);
+  /* The pickle is copied out of shared memory before it is decoded (another
+   * process may reuse the record once it is finished); a small one on the
+   * stack. */
+  uint8_t local[1024];
+  void *copy = g->t.len <= sizeof local ? local : malloc(g->t.len);
   if (copy && g->t.len)
     memcpy(copy, g->t.payload, g->t.len);
   mp__q_finish(q, &g->t);
@@ -859,7 +863,8 @@ load_got(mp_queue *q, qgot *g, mp_obj **out)
   }
   int rc = mp_pickle_loads_fds(copy, g->t.len, NULL, g->fds, g->nfds, out);
   free(g->fds); /* the fds themselves are the loader's now */
-  free(copy);
+  if (copy != local)
+    free(copy);
   return rc;
 }
 

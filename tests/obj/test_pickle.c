@@ -363,11 +363,76 @@ run_threads(mp_obj *v)
   }
 }
 
+/* dumps keeps the first 64 levels of its path and its first 512 bytes in
+ * the dumper, loads its first 64 stack slots and 16 marks in the loader:
+ * values past each of those sizes round-trip, and the depth and cycle
+ * checks still see the whole path. */
+static void
+test_past_the_local_buffers(void **state)
+{
+  (void)state;
+  /* 300 nested 4-tuples: 300 marks, a path 300 deep, ~6 KiB of pickle */
+  mp_obj *deep = mp_none();
+  for (int i = 0; i < 300; i++)
+    deep = MP_TUPLE(mp_int_new(i), mp_str_new("abcdefgh"), mp_float_new(0.5),
+                    deep);
+  void *p;
+  size_t n;
+  MP_ASSERT_OK(mp_pickle_dumps(deep, NULL, &p, &n));
+  assert_true(n > 512);
+  mp_obj *back;
+  MP_ASSERT_OK(mp_pickle_loads(p, n, NULL, &back));
+  assert_true(mp_obj_equal(deep, back));
+  mp_obj_free(back);
+  MP_ASSERT_ERR(mp_pickle_loads(p, n, &(mp_pickle_opts){.max_depth = 299},
+                                &back),
+                MP_ELIMIT);
+  mp_free(p);
+  MP_ASSERT_ERR(mp_pickle_dumps(deep, &(mp_pickle_opts){.max_depth = 299}, &p,
+                                &n),
+                MP_ELIMIT);
+  mp_obj_free(deep);
+
+  /* a list 100 deep whose innermost list holds the outermost: a cycle, found
+   * past the first 64 levels of the path */
+  mp_obj *outer = mp_list_new(), *inner = outer;
+  for (int i = 0; i < 100; i++) {
+    mp_obj *next = mp_list_new();
+    MP_ASSERT_OK(mp_list_append(inner, next));
+    mp_obj_free(next); /* the list holds it */
+    inner = next;
+  }
+  MP_ASSERT_OK(mp_list_append(inner, outer));
+  MP_ASSERT_ERR(mp_pickle_dumps(outer, NULL, &p, &n), MP_ECYCLE);
+  mp_obj *popped;
+  MP_ASSERT_OK(mp_list_pop(inner, -1, &popped)); /* break the cycle */
+  mp_obj_free(popped);
+  mp_obj_free(outer);
+
+  /* one flat tuple of 1000 items: the stack grows past 64 slots */
+  mp_obj *flat = mp_list_new();
+  for (int i = 0; i < 1000; i++)
+    MP_ASSERT_OK(mp_list_append_take(flat, mp_int_new(i * 1000003)));
+  mp_obj *const *items;
+  size_t count;
+  MP_ASSERT_OK(mp_seq_items(flat, &items, &count));
+  mp_obj *t = mp_tuple_from(count, items);
+  assert_non_null(t);
+  MP_ASSERT_OK(mp_pickle_dumps(t, NULL, &p, &n));
+  MP_ASSERT_OK(mp_pickle_loads(p, n, NULL, &back));
+  assert_true(mp_obj_equal(t, back));
+  mp_obj_free(back);
+  mp_free(p);
+  mp_obj_free(t);
+  mp_obj_free(flat);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_encodings),
     cmocka_unit_test(test_cpython_pickles),
     cmocka_unit_test(test_truncated_everywhere),
     cmocka_unit_test(test_hostile),
+    cmocka_unit_test(test_past_the_local_buffers),
     cmocka_unit_test(test_threads_share_values),
 };
 
