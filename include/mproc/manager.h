@@ -81,13 +81,23 @@
  * once the thread has ended (when another thread opens one) and when the
  * last proxy of that manager in the process goes.
  *
- * Limits: CPython proxies stored in a C server's containers (a Python
- * client's l.append(d)) are kept as inert values that do not hold their
- * referent; C proxies reach CPython peers as mproc.handle values, which
- * CPython cannot load (both need a pickle-layer hook: a handle type that
- * pickles as, and is rebuilt from, a named global's REDUCE --
- * multiprocessing.managers.RebuildProxy).  Pool/AsyncResult typeids are
- * not served yet (the server may now have children; the typeid is left).
+ * Nested proxies: on a manager connection a proxy travels as CPython's
+ * RebuildProxy(ProxyClass, Token, 'pickle', kwds), in both directions, so
+ * a proxy stored in a managed container (l.append(d), a Python client's
+ * m.list([m.dict()])) keeps its referent alive in a C server and comes
+ * back as a proxy of the same object, to C and CPython clients alike, over
+ * AF_UNIX and TCP; a C client's proxies stored in a CPython server's
+ * containers work the same way.  A server keeps a reference for each
+ * proxy a reply carries until the client has made its own, so l.pop() of
+ * a container's last reference hands over a live object (CPython's server
+ * frees it first).  A C server leaves a proxy of another manager inert.
+ * A CPython client rebuilds such proxies with its process's authkey
+ * (CPython's rule): against a remote manager it must set
+ * current_process().authkey to the manager's key.  docs/python-wire.md
+ * section 4 has the details.
+ *
+ * Limits: Pool/AsyncResult typeids are not served yet (the server may now
+ * have children; the typeid is left).
  *
  * Threads: every function may be called from several threads. */
 #ifndef MPROC_MANAGER_H

@@ -116,6 +116,10 @@ mp__mgr_server *mp__mgr_server_current(void);
  * incref an ident of `s` (MP_ENOTFOUND if unknown) and decref it. */
 int mp__mgr_server_incref(mp__mgr_server *s, const char *ident);
 void mp__mgr_server_decref(mp__mgr_server *s, const char *ident);
+/* A reference for a proxy of `ident` that the reply being pickled on this
+ * server thread carries, held until the client increfs it (or sends its
+ * next request, or goes); 0 and nothing held outside a reply. */
+int mp__mgr_server_hold(mp__mgr_server *s, const char *ident);
 /* The object of a local proxy, pinned (NULL if gone or of another type);
  * release with mp__mgr_server_unpin. */
 void *mp__mgr_server_pin(mp__mgr_server *s, const char *ident,

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "manager/manager_internal.h"
+#include "obj/obj_internal.h"
 #include "platform/platform.h"
 
 typedef struct lconn {
@@ -263,10 +264,12 @@ mp__mgr_call_server(const char *address, const void *key, size_t keylen,
     return rc;
   mp_obj *req = mp__mgr_request(NULL, method, args, kwds);
   mp_obj *reply = NULL, *v = NULL;
+  mp__proxy_wire_on++; /* proxies in the args and reply: RebuildProxy */
   rc = req ? mp_conn_send(c, req) : MP_ENOMEM;
   mp_obj_free(req);
   if (!rc)
     rc = mp_conn_recv(c, &reply, MP_FOREVER);
+  mp__proxy_wire_on--;
   mp_conn_free(c);
   if (!rc) {
     rc = mp__mgr_reply_read(reply, &v);
@@ -450,13 +453,17 @@ mp_proxy_call(mp_proxy *p, const char *method, mp_obj *args, mp_obj *kwds,
   mp_obj *reply = NULL, *v = NULL;
   if (!req)
     return MP_ENOMEM;
+  mp__proxy_wire_on++; /* proxies in the args and reply: RebuildProxy */
   rc = mp_conn_send(c, req);
   mp_obj_free(req);
   if (rc == MP_ECYCLE || rc == MP_ELIMIT || rc == MP_ENOTSUP ||
-      rc == MP_ETYPE)
+      rc == MP_ETYPE) {
+    mp__proxy_wire_on--;
     return rc; /* nothing was sent: the connection is fine */
+  }
   if (!rc)
     rc = mp_conn_recv(c, &reply, MP_FOREVER);
+  mp__proxy_wire_on--;
   if (rc && rc != MP_EMALFORMED && rc != MP_ECYCLE && rc != MP_ENOTFOUND &&
       rc != MP_EBADREF) {
     link_drop(p->link, c); /* a broken connection: the next call redials */
@@ -620,6 +627,68 @@ proxy_reduce(void *ptr, mp_obj **state, int (*add_fd)(void *, int),
   return *state ? 0 : MP_ENOMEM;
 }
 
+/* A proxy of an object of the manager at `address` (not served by this
+ * process).  With no key: the key of a manager this process already talks
+ * to at that address, else the process's authkey (Python's default).
+ * `given`: the sender made the reference this proxy owns. */
+static int
+remote_proxy(mp_proxy **out, const char *address, const void *key,
+             size_t keylen, const char *typeid, const char *ident,
+             mp_obj *exposed, int given)
+{
+  if (!key) {
+    links_lock();
+    for (mgr_link *l = links; l; l = l->next)
+      if (!strcmp(l->address, address)) {
+        l->refs++;
+        pthread_mutex_unlock(&links_mu);
+        int rc = proxy_alloc(out, l, typeid, ident, exposed);
+        if (rc)
+          return rc;
+        mp_proxy *p = *out;
+        if (!given && (rc = ident_call(l, "incref", ident))) {
+          mp_proxy_free(p);
+          return rc;
+        }
+        own(p);
+        return 0;
+      }
+    pthread_mutex_unlock(&links_mu);
+    const uint8_t *k;
+    int rc = mp_process_authkey(mp_current_process(), &k, &keylen);
+    if (rc)
+      return rc;
+    key = k;
+  }
+  return mp__mgr_proxy_new(out, address, key, keylen, typeid, ident, exposed,
+                           !given);
+}
+
+/* A proxy of `ident`, an object of `srv` (this thread serves it), stored
+ * in one of its values: it holds a reference in the server itself (nested
+ * proxies).  `given`: the sender made that reference. */
+static int
+local_proxy(mp_proxy **out, mp__mgr_server *srv, const char *typeid,
+            const char *ident, mp_obj *exposed, int given)
+{
+  int rc = given ? 0 : mp__mgr_server_incref(srv, ident);
+  if (rc)
+    return rc;
+  size_t skl;
+  const void *sk = mp__mgr_server_key(srv, &skl);
+  mgr_link *l = link_get(mp__mgr_server_address(srv), sk, skl);
+  mp_proxy *p;
+  if (!l || (rc = proxy_alloc(&p, l, typeid, ident, exposed))) {
+    if (!l)
+      rc = MP_ENOMEM;
+    mp__mgr_server_decref(srv, ident);
+    return rc;
+  }
+  p->local = srv;
+  *out = p;
+  return 0;
+}
+
 static int
 proxy_rebuild(const mp_obj *state, int *fds, size_t nfds, void **out)
 {
@@ -638,54 +707,10 @@ proxy_rebuild(const mp_obj *state, int *fds, size_t nfds, void **out)
     return mp_seterr(MP_EMALFORMED, "bad mproc.Proxy state");
   int given = mp_obj_truthy(it[5]);
   mp__mgr_server *srv = mp__mgr_server_current();
-  if (srv && !strcmp(address, mp__mgr_server_address(srv))) {
-    /* a proxy of this server's own object, stored in one of its values:
-     * it holds a reference in the server itself (nested proxies) */
-    int rc = given ? 0 : mp__mgr_server_incref(srv, ident);
-    if (rc)
-      return rc;
-    size_t skl;
-    const void *sk = mp__mgr_server_key(srv, &skl);
-    mgr_link *l = link_get(address, sk, skl);
-    mp_proxy *p;
-    if (!l || (rc = proxy_alloc(&p, l, typeid, ident, it[3]))) {
-      if (!l)
-        rc = MP_ENOMEM;
-      mp__mgr_server_decref(srv, ident);
-      return rc;
-    }
-    p->local = srv;
-    *out = p;
-    return 0;
-  }
-  if (!key) {
-    /* the key of a manager this process already talks to at that
-     * address, else the process's authkey (Python's default) */
-    links_lock();
-    for (mgr_link *l = links; l; l = l->next)
-      if (!strcmp(l->address, address)) {
-        l->refs++;
-        pthread_mutex_unlock(&links_mu);
-        int rc = proxy_alloc((mp_proxy **)out, l, typeid, ident, it[3]);
-        if (rc)
-          return rc;
-        mp_proxy *p = *out;
-        if (!given && (rc = ident_call(l, "incref", ident))) {
-          mp_proxy_free(p);
-          return rc;
-        }
-        own(p);
-        return 0;
-      }
-    pthread_mutex_unlock(&links_mu);
-    const uint8_t *k;
-    int rc = mp_process_authkey(mp_current_process(), &k, &keylen);
-    if (rc)
-      return rc;
-    key = k;
-  }
-  return mp__mgr_proxy_new((mp_proxy **)out, address, key, keylen, typeid,
-                           ident, it[3], !given);
+  if (srv && !strcmp(address, mp__mgr_server_address(srv)))
+    return local_proxy((mp_proxy **)out, srv, typeid, ident, it[3], given);
+  return remote_proxy((mp_proxy **)out, address, key, keylen, typeid, ident,
+                      it[3], given);
 }
 
 static const mp_handle_type proxy_type = {
@@ -695,10 +720,149 @@ static const mp_handle_type proxy_type = {
   .rebuild = proxy_rebuild,
 };
 
+
+/* ---- proxies on a manager's wire ------------------------------------------
+ * In a manager's requests and replies a proxy travels as CPython writes one
+ * (docs/python-wire.md section 4, "Proxies inside values"):
+ * RebuildProxy(ProxyClass, Token, 'pickle', kwds), so that a CPython peer
+ * in either role stores and returns our proxies, and we theirs; it needs
+ * no descriptor, so it works over TCP too.  A server sending one of its own objects holds a
+ * reference until the client has made its own (mp__mgr_server_hold). */
+
+#define MM "multiprocessing.managers"
+
+/* The class CPython's SyncManager registers for a typeid; AutoProxy (with
+ * the exposed names in kwds) for any other, as for a typeid registered
+ * without a proxytype. */
+static const char *
+proxy_class(const char *typeid)
+{
+  static const char *const classes[][2] = {
+      {"dict", "DictProxy"},          {"list", "ListProxy"},
+      {"Namespace", "NamespaceProxy"}, {"Lock", "AcquirerProxy"},
+      {"RLock", "AcquirerProxy"},     {"Semaphore", "AcquirerProxy"},
+      {"BoundedSemaphore", "AcquirerProxy"},
+      {"Condition", "ConditionProxy"}, {"Event", "EventProxy"},
+      {"Barrier", "BarrierProxy"},    {"Value", "ValueProxy"},
+      {"Array", "ArrayProxy"},        {"Iterator", "IteratorProxy"},
+      {"Pool", "PoolProxy"}};
+  for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++)
+    if (!strcmp(typeid, classes[i][0]))
+      return classes[i][1];
+  return "AutoProxy";
+}
+
+static int
+wire_write(void *ptr, mp_obj **value)
+{
+  mp_proxy *p = ptr;
+  const char *cls = proxy_class(p->typeid);
+  mp_obj *kwds = mp_dict_new();
+  if (kwds && !strcmp(cls, "AutoProxy") &&
+      mp_dict_set_take(kwds, mp_str_new("exposed"), mp_obj_ref(p->exposed))) {
+    mp_obj_free(kwds);
+    kwds = NULL;
+  }
+  if (!kwds)
+    return MP_ENOMEM;
+  int rc = p->local ? mp__mgr_server_hold(p->local, p->ident) : 0;
+  if (rc) {
+    mp_obj_free(kwds);
+    return rc;
+  }
+  /* (a hold left by a failure here goes with the connection's next
+   * request) */
+  *value = mp_record_take(
+      MP_RECORD_REDUCE, mp_global_new(MM, "RebuildProxy"),
+      MP_TUPLE(mp_global_new(MM, cls),
+               mp__mgr_token_new(p->typeid, p->link->address, p->ident),
+               mp_str_new("pickle"), kwds));
+  return *value ? 0 : MP_ENOMEM;
+}
+
+/* Our spelling of a Python address: a path, "@name" (abstract), or
+ * "host:port" ("[host]:port" for an IPv6 host).  MP_EINVAL for others. */
+static int
+address_string(const mp_obj *a, char *buf, size_t cap)
+{
+  const char *s;
+  const void *b;
+  size_t n;
+  if (mp_str_get(a, &s, &n) == 0)
+    return (size_t)snprintf(buf, cap, "%s", s) < cap ? 0 : MP_EINVAL;
+  if (mp_bytes_get(a, &b, &n) == 0 && n > 1 && ((const char *)b)[0] == 0 &&
+      !memchr((const char *)b + 1, 0, n - 1))
+    return (size_t)snprintf(buf, cap, "@%.*s", (int)(n - 1),
+                            (const char *)b + 1) < cap ? 0 : MP_EINVAL;
+  mp_obj *const *it;
+  int64_t port;
+  if (mp_obj_type(a) == MP_T_TUPLE && !mp_seq_items(a, &it, &n) && n == 2 &&
+      !mp_str_get(it[0], &s, &n) && !mp_int_get(it[1], &port) && port >= 0 &&
+      port <= 65535) {
+    const char *fmt = strchr(s, ':') ? "[%s]:%lld" : "%s:%lld";
+    return (size_t)snprintf(buf, cap, fmt, s, (long long)port) < cap
+               ? 0 : MP_EINVAL;
+  }
+  return MP_EINVAL;
+}
+
+static int
+wire_read(const mp_obj *args, mp_obj **out)
+{
+  *out = NULL;
+  mp_obj *const *it;
+  size_t n;
+  const char *typeid, *ident;
+  mp_obj *state = NULL;
+  /* anything but (class, Token, serializer, kwds) stays an inert call */
+  if (mp_seq_items(args, &it, &n) || n != 4 ||
+      mp__mgr_token_parts(it[1], &typeid, &ident) ||
+      mp_record_get(it[1], NULL, NULL, &state, NULL, NULL))
+    return 0;
+  mp_obj *address = mp_seq_item(state, 1);
+  mp_obj *exposed = mp_obj_type(it[3]) == MP_T_DICT
+                        ? mp_dict_get_str(it[3], "exposed") : NULL;
+  if (exposed && mp_obj_type(exposed) != MP_T_TUPLE &&
+      mp_obj_type(exposed) != MP_T_LIST)
+    exposed = NULL;
+  mp_proxy *p = NULL;
+  int rc;
+  mp__mgr_server *srv = mp__mgr_server_current();
+  if (srv) {
+    /* A server takes only proxies of its own objects; another manager's
+     * stays inert (a client's bytes never make the server dial out). */
+    mp_obj *mine = mp__mgr_address_obj(mp__mgr_server_address(srv));
+    int same = mine && mp_obj_equal(mine, address);
+    mp_obj_free(mine);
+    if (!same)
+      return 0;
+    rc = local_proxy(&p, srv, typeid, ident, exposed, 0);
+  } else {
+    char a[512];
+    if (address_string(address, a, sizeof a))
+      return mp_seterr(MP_EMALFORMED, "a proxy's Token has an address "
+                                      "that is neither a path nor "
+                                      "(host, port)");
+    rc = remote_proxy(&p, a, NULL, 0, typeid, ident, exposed, 0);
+  }
+  if (rc)
+    return rc;
+  *out = mp_proxy_obj(p);
+  mp_proxy_free(p);
+  return *out ? 0 : MP_ENOMEM;
+}
+
+static const mp__proxy_wire proxy_wire = {
+  .type = &proxy_type,
+  .write = wire_write,
+  .read = wire_read,
+};
+
 __attribute__((constructor)) static void
 proxy_type_init(void)
 {
   mp_handle_register(&proxy_type);
+  mp__pickle_set_proxy_wire(&proxy_wire);
 }
 
 MP_EXTERN mp_obj *

@@ -19,6 +19,7 @@
 
 #include "conn/conn_internal.h"
 #include "manager/manager_internal.h"
+#include "obj/obj_internal.h"
 
 typedef struct mgr_typeinfo {
   char *typeid;
@@ -38,6 +39,17 @@ typedef struct mgr_entry {
   struct mgr_entry *next;
 } mgr_entry;
 
+/* A reference the server took for a proxy of one of its objects that a
+ * reply carries (a dict stored in a list, l[0]): it keeps the object alive
+ * until the client that got it has made its own reference.  The client's
+ * incref of that ident takes the hold over; otherwise the connection's
+ * next request, or its end, drops it. */
+typedef struct mgr_hold {
+  char ident[20];
+  const void *owner; /* the connection whose reply carried it */
+  struct mgr_hold *next;
+} mgr_hold;
+
 typedef struct mgr_cnx {
   mp_conn *conn;
   mp__mgr_server *srv;
@@ -55,6 +67,7 @@ struct mp__mgr_server {
   uint64_t next_id;
   mgr_cnx *cnxs;
   mgr_cnx *ended; /* threads that ended, to join */
+  mgr_hold *holds;
   int ncnx;
   mp_listener *listener;
   char *address;
@@ -68,6 +81,8 @@ struct mp__mgr_server {
 
 static _Thread_local mp__mgr_server *tls_server;
 static _Thread_local int tls_peer_fd = -1;
+/* the connection whose reply is being pickled (holds are taken for it) */
+static _Thread_local const void *tls_reply_to;
 
 int
 mp__mgr_peer_gone(void)
@@ -307,6 +322,79 @@ mp__mgr_server_incref(mp__mgr_server *s, const char *ident)
   return e ? 0 : mp_seterr(MP_ENOTFOUND, "no object with ident '%s'", ident);
 }
 
+int
+mp__mgr_server_hold(mp__mgr_server *s, const char *ident)
+{
+  if (s != tls_server || !tls_reply_to)
+    return 0; /* not a reply: the receiver makes its own reference */
+  mgr_hold *h = calloc(1, sizeof *h);
+  if (!h)
+    return MP_ENOMEM;
+  snprintf(h->ident, sizeof h->ident, "%s", ident);
+  h->owner = tls_reply_to;
+  pthread_mutex_lock(&s->mu);
+  mgr_entry *e = lookup(s, ident);
+  if (e) {
+    e->refcount++;
+    h->next = s->holds;
+    s->holds = h;
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (!e)
+    free(h);
+  return e ? 0 : mp_seterr(MP_ENOTFOUND, "no object with ident '%s'", ident);
+}
+
+/* A client's incref request: it takes over a hold on the ident if there
+ * is one, else adds a reference. */
+static int
+incref_request(mp__mgr_server *s, const char *ident)
+{
+  mgr_hold *taken = NULL;
+  pthread_mutex_lock(&s->mu);
+  mgr_entry *e = lookup(s, ident);
+  if (e) {
+    for (mgr_hold **pp = &s->holds; *pp; pp = &(*pp)->next)
+      if (!strcmp((*pp)->ident, ident)) {
+        taken = *pp;
+        *pp = taken->next;
+        break;
+      }
+    if (!taken)
+      e->refcount++;
+  }
+  pthread_mutex_unlock(&s->mu);
+  free(taken);
+  return e ? 0 : mp_seterr(MP_ENOTFOUND, "no object with ident '%s'", ident);
+}
+
+static int decref(mp__mgr_server *s, const char *ident);
+
+/* Drop the holds the replies on connection `owner` took. */
+static void
+release_holds(mp__mgr_server *s, const void *owner)
+{
+  mgr_hold *mine = NULL;
+  pthread_mutex_lock(&s->mu);
+  for (mgr_hold **pp = &s->holds; *pp;) {
+    mgr_hold *h = *pp;
+    if (h->owner == owner) {
+      *pp = h->next;
+      h->next = mine;
+      mine = h;
+    } else {
+      pp = &h->next;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  while (mine) {
+    mgr_hold *n = mine->next;
+    decref(s, mine->ident);
+    free(mine);
+    mine = n;
+  }
+}
+
 static int
 decref(mp__mgr_server *s, const char *ident)
 {
@@ -447,7 +535,7 @@ server_method(mp__mgr_server *s, const char *method, mp_obj *args,
     if (n != 1 || mp_str_get(a[0], &str, &len))
       return mp__mgr_traceback("TypeError", "%s() takes one ident (str)",
                                method);
-    int rc = method[0] == 'i' ? mp__mgr_server_incref(s, str) : decref(s, str);
+    int rc = method[0] == 'i' ? incref_request(s, str) : decref(s, str);
     if (rc)
       return mp__mgr_traceback("KeyError", "'%.100s'", str);
     return mp__mgr_reply_take("#RETURN", NULL);
@@ -602,7 +690,9 @@ send_reply(mp_conn *c, mp_obj *reply)
   void *data = NULL;
   size_t len = 0, nfds = 0;
   int *fds = NULL;
+  tls_reply_to = c;
   int rc = mp_pickle_dumps_fds(reply, NULL, &data, &len, &fds, &nfds);
+  tls_reply_to = NULL;
   if (!rc) {
     if (!nfds) {
       mp_obj_free(reply);
@@ -657,6 +747,7 @@ serve_connection(mp__mgr_server *s, mp_conn *c)
     int act;
     mp_obj *reply = dispatch(s, req, serving, &act);
     mp_obj_free(req);
+    release_holds(s, c); /* the client has made its references by now */
     rc = send_reply(c, reply);
     if (rc)
       return;
@@ -677,7 +768,9 @@ cnx_thread(void *arg)
   mgr_cnx *x = arg;
   mp__mgr_server *s = x->srv;
   tls_server = s;
+  mp__proxy_wire_on = 1; /* proxies travel as CPython's RebuildProxy */
   serve_connection(s, x->conn);
+  release_holds(s, x->conn);
   tls_server = NULL;
   tls_peer_fd = -1;
   pthread_mutex_lock(&s->mu);
@@ -981,6 +1074,7 @@ mp__mgr_server_dispatch_bytes(mp__mgr_server *s, const void *data, size_t len,
   mp_obj *r;
   int act;
   tls_server = s;
+  mp__proxy_wire_on++;
   int rc = mp_pickle_loads(data, len, NULL, &req);
   if (rc) {
     r = mp__mgr_traceback("pickle.UnpicklingError", "%s", mp_errdetail());
@@ -992,10 +1086,10 @@ mp__mgr_server_dispatch_bytes(mp__mgr_server *s, const void *data, size_t len,
     r = dispatch(s, req, serving, &act);
   }
   mp_obj_free(req);
+  if (r)
+    rc = mp_pickle_dumps(r, NULL, reply, rlen);
+  mp__proxy_wire_on--;
   tls_server = NULL;
-  if (!r)
-    return MP_ENOMEM;
-  rc = mp_pickle_dumps(r, NULL, reply, rlen);
   mp_obj_free(r);
-  return rc;
+  return r ? rc : MP_ENOMEM;
 }

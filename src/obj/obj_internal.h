@@ -295,6 +295,25 @@ int mp__func_ref(const mp_obj *o, mp__buf *b);
  * detail set. */
 mp_obj *mp__func_from_ref(const void *data, size_t len, int *rc);
 
+/* ---- CPython proxies on a manager's wire (pickle_dump.c, pickle_load.c) ----
+ * CPython pickles a manager proxy as RebuildProxy(ProxyClass, Token,
+ * serializer, kwds) and rebuilds it wherever it is loaded.  The manager
+ * layer installs these hooks; they act only on a thread that has turned
+ * mp__proxy_wire_on up (around a manager request or reply), so that other
+ * channels keep the mproc.handle form (which carries descriptors and an
+ * authkey) and a loads of untrusted bytes elsewhere never dials out.
+ *   write: the plain value to pickle in place of a handle of `type`;
+ *   read:  given a RebuildProxy call's arguments, the value to load in its
+ *          place (*out NULL: leave the call inert); 0 or a code. */
+typedef struct mp__proxy_wire {
+  const mp_handle_type *type;
+  int (*write)(void *ptr, mp_obj **value);
+  int (*read)(const mp_obj *args, mp_obj **out);
+} mp__proxy_wire;
+void mp__pickle_set_proxy_wire(const mp__proxy_wire *w);
+extern const mp__proxy_wire *mp__proxy_wire_hooks;
+extern _Thread_local int mp__proxy_wire_on;
+
 /* Releases every reference held by a value of type t and frees it. */
 void mp__obj_destroy(mp_obj *o);
 

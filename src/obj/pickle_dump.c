@@ -35,6 +35,15 @@ typedef struct dumper {
 
 static int save(dumper *d, const mp_obj *o, int depth);
 
+const mp__proxy_wire *mp__proxy_wire_hooks;
+_Thread_local int mp__proxy_wire_on;
+
+void
+mp__pickle_set_proxy_wire(const mp__proxy_wire *w)
+{
+  mp__proxy_wire_hooks = w;
+}
+
 static inline int
 room(dumper *d, size_t n)
 {
@@ -647,8 +656,18 @@ save(dumper *d, const mp_obj *o, int depth)
   case MP_T_BYTEARRAY:
     return save_bytearray(d, MP__AS(const mp__bytearray, o)->d,
                           MP__AS(const mp__bytearray, o)->len);
-  case MP_T_HANDLE:
-    return save_handle(d, MP__AS(const mp__handle, o), depth);
+  case MP_T_HANDLE: {
+    const mp__handle *h = MP__AS(const mp__handle, o);
+    if (mp__proxy_wire_on && mp__proxy_wire_hooks &&
+        h->type == mp__proxy_wire_hooks->type) {
+      mp_obj *v = NULL;
+      if ((rc = mp__proxy_wire_hooks->write(h->ptr, &v)) == 0)
+        rc = save(d, v, depth);
+      mp_obj_free(v);
+      return rc;
+    }
+    return save_handle(d, h, depth);
+  }
   case MP_T_FUNC:
     return save_func(d, o);
   default:

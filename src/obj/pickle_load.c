@@ -683,6 +683,10 @@ do_reduce(loader *l, int newobj)
                                      mp__newref(a->items[2]));
         rc = r ? depth_ok(l, r) : nomem();
       }
+    } else if (mp__proxy_wire_on && mp__proxy_wire_hooks &&
+               is_global(callable, "multiprocessing.managers",
+                         "RebuildProxy")) {
+      rc = mp__proxy_wire_hooks->read(args, &r);
     } else if (l->with_fds && is_global(callable, "mproc", "handle")) {
       rc = rebuild_handle(l, a, &r);
     } else if (is_global(callable, "mproc", "func")) {

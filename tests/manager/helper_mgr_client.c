@@ -2,8 +2,8 @@
 /* A C manager client against any server (test_interop.py runs it against
  * CPython's): helper_mgr_client ADDRESS AUTHKEY.  get_queue put/get, a
  * dict's set/get, the #ERROR KeyError and #TRACEBACK replies, __iter__'s
- * #PROXY and its exhaustion, get_methods with a C-encoded Token, and the
- * counts back to 0.  Prints one line per check; exits 0 if all pass. */
+ * #PROXY and its exhaustion, get_methods with a C-encoded Token, nested
+ * proxies (a dict's proxy in a list, and back), and the counts back to 0.  Prints one line per check; exits 0 if all pass. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -138,6 +138,35 @@ main(int argc, char **argv)
   mp_proxy_free(lk);
   check(mp_manager_number_of_objects(m, &n) == 0 && n == 0,
         "number_of_objects back to 0");
+  /* nested proxies: ours travels as CPython's RebuildProxy (the server
+   * stores it as its own proxy), and the one it sends back is an mp_proxy
+   * of the same dict */
+  mp_proxy *nl = NULL, *nd = NULL;
+  mp_obj *one = mp_int_new(1);
+  check(mp_manager_list(m, NULL, &nl) == 0 && mp_manager_dict(m, &nd) == 0 &&
+            mp_proxy_setitem(nd, key, one) == 0,
+        "nested: a list and a dict");
+  mp_obj *ndo = nd ? mp_proxy_obj(nd) : NULL;
+  check(nl && ndo && mp_proxy_list_append(nl, ndo) == 0,
+        "nested: append the dict's proxy to the list");
+  mp_obj_free(ndo);
+  mp_proxy_free(nd);
+  got = NULL;
+  mp_proxy *gp = NULL;
+  check(nl && mp_proxy_list_getitem(nl, 0, &got) == 0 &&
+            (gp = mp_proxy_from_obj(got)) &&
+            !strcmp(mp_proxy_typeid(gp), "dict"),
+        "nested: l[0] is a dict proxy");
+  mp_obj *v1 = NULL;
+  check(gp && mp_proxy_getitem(gp, key, &v1) == 0 && mp_obj_equal(v1, one),
+        "nested: it reads the dict");
+  mp_obj_free(v1);
+  mp_obj_free(got);
+  mp_obj_free(one);
+  mp_proxy_free(nl);
+  check(mp_manager_number_of_objects(m, &n) == 0 && n == 0,
+        "nested: number_of_objects back to 0");
+
   mp_obj *all[] = { hello, key, val, missing };
   for (int i = 0; i < 4; i++)
     mp_obj_free(all[i]);

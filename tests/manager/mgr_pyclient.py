@@ -61,6 +61,31 @@ c = m.Condition(); c.acquire(); check(c.wait(0.05) is False, 'Condition wait tim
 lk2 = m.Lock(); c2 = m.Condition(lk2); c2.acquire(); check(not lk2.acquire(False), 'Condition(lock) shares the Lock'); c2.release(); check(lk2.acquire(False), 'Condition(lock) released it'); lk2.release()
 b = m.Barrier(1); check(b.parties == 1 and b.n_waiting == 0 and not b.broken and b.wait() == 0, 'Barrier')
 b.abort(); check(b.broken, 'Barrier abort')
+# nested proxies: CPython pickles a proxy as RebuildProxy(...); the C server
+# keeps the referent alive while a container holds it and sends it back as
+# a proxy (of the same object), over TCP
+# (CPython rebuilds such a proxy with the process's authkey, as it would
+# against its own server: a client of a remote manager sets it)
+import multiprocessing
+multiprocessing.current_process().authkey = b'k'
+base = m._number_of_objects()
+nd = m.dict(); nd['a'] = 1
+nl = m.list(); nl.append(nd)
+del nd; gc.collect()
+x = nl[0]
+check(type(x).__name__ == 'DictProxy' and x['a'] == 1, 'a dict proxy stored in a list comes back as a DictProxy')
+x['b'] = 2; del x; gc.collect()
+check(nl[0]['b'] == 2 and nl[0]._token.id == nl[0]._token.id, 'the same dict, held only by the list')
+check(m._number_of_objects() == base + 2, 'a reply\'s proxy leaves no reference behind: %d' % m._number_of_objects())
+nl.pop(); gc.collect()
+check(m._number_of_objects() == base + 1, 'popping the item frees the dict: %d' % m._number_of_objects())
+nested = m.list([m.dict({'i': i}) for i in range(3)]); gc.collect()
+check([p['i'] for p in nested[:]] == [0, 1, 2], 'create with proxies in its args')
+q2 = m.Queue(); lst = m.list([q2]); lst[0].put('via nested'); check(q2.get() == 'via nested', 'an AutoProxy (Queue) nested and back')
+outer = m.dict({'inner': m.list([1, 2])}); gc.collect()
+outer['inner'].append(3); check(outer['inner'][:] == [1, 2, 3], 'dict of list, through __getitem__')
+del nl, nested, q2, lst, outer; gc.collect()
+check(m._number_of_objects() == base, 'nested proxies all freed: %d' % m._number_of_objects())
 check(m._number_of_objects() > 0, 'objects exist')
 del q, d, l, ns, v, a, mq, jq, lk, rl, sem, bs, ev, c, b, lk2, c2
 gc.collect()

@@ -390,10 +390,12 @@ test_proxy_through_queue(void **state)
 
 /* ---- nested proxies ------------------------------------------------------ */
 
+/* A proxy stored in a managed container keeps its referent; it comes back
+ * as a proxy of the same object; a reply that carries the only remaining
+ * reference (l.pop()) still hands over a live object. */
 static void
-test_nested_proxies(void **state)
+nested_proxies(mp_manager *m)
 {
-  mp_manager *m = started(state);
   mp_proxy *outer, *inner;
   MP_ASSERT_OK(mp_manager_list(m, NULL, &outer));
   MP_ASSERT_OK(mp_manager_dict(m, &inner));
@@ -418,10 +420,50 @@ test_nested_proxies(void **state)
   /* removing the item releases the dict */
   MP_ASSERT_OK(mp_proxy_call_take(outer, "pop", mp_tuple_take(0), NULL));
   assert_objects(m, 1);
+  /* pop() returning the list's only reference to a dict: the server holds
+   * it until this client has its own */
+  MP_ASSERT_OK(mp_manager_dict(m, &inner));
+  MP_ASSERT_OK(mp_proxy_setitem(inner, k, v));
+  h = mp_proxy_obj(inner);
+  MP_ASSERT_OK(mp_proxy_list_append(outer, h));
+  mp_obj_free(h);
+  mp_proxy_free(inner);
+  MP_ASSERT_OK(mp_proxy_call_take(outer, "pop", mp_tuple_take(0), &got));
+  again = mp_proxy_from_obj(got);
+  assert_non_null(again);
+  MP_ASSERT_OK(mp_proxy_getitem(again, k, &val));
+  assert_true(mp_obj_equal(val, v));
+  mp_obj_free(val);
+  assert_objects(m, 2);
+  mp_obj_free(got);
+  assert_objects(m, 1);
   mp_proxy_free(outer);
   assert_objects(m, 0);
   mp_obj_free(k);
   mp_obj_free(v);
+}
+
+static void
+test_nested_proxies(void **state)
+{
+  mp_manager *m = started(state);
+  nested_proxies(m);
+  mp_manager_free(m);
+}
+
+/* Over TCP, where no descriptor can travel: proxies are plain values
+ * (CPython's RebuildProxy) there too. */
+static void
+test_nested_proxies_tcp(void **state)
+{
+  mp_manager *m;
+  MP_ASSERT_OK(mp_manager_new(&m, &(mp_manager_opts){
+                                      .ctx = mp_test_context(state),
+                                      .address = "127.0.0.1:0",
+                                      .authkey = "secret",
+                                      .authkey_len = 6 }));
+  MP_ASSERT_OK(mp_manager_start(m));
+  nested_proxies(m);
   mp_manager_free(m);
 }
 
@@ -902,6 +944,7 @@ static const struct CMUnitTest tests[] = {
   MP_TEST_METHODS_THREADING(test_proxies_in_children),
   MP_TEST_METHODS_THREADING(test_proxy_through_connection),
   MP_TEST_METHODS(test_nested_proxies),
+  MP_TEST_METHODS(test_nested_proxies_tcp),
   cmocka_unit_test(test_proxy_through_queue),
   MP_TEST_METHODS(test_registered_type),
   cmocka_unit_test(test_waits_across_clients),

@@ -136,6 +136,60 @@ test_malformed_requests(void **state)
   mp_manager_free(m);
 }
 
+/* RebuildProxy calls a client sends (CPython's pickled proxies): one naming
+ * another manager is kept inert -- the server never dials out on a
+ * client's word (a connect to a black-holed address would hang this test)
+ * --, one naming an ident the server does not hold is an UnpicklingError
+ * reply, and a call of the wrong shape stays inert; the loop goes on. */
+static mp_obj *
+rebuild_proxy(const char *address, const char *ident, int nargs)
+{
+  mp_obj *tok = mp__mgr_token_new("dict", address, ident);
+  mp_obj *args = nargs == 4
+                     ? MP_TUPLE(mp_global_new("multiprocessing.managers",
+                                              "DictProxy"),
+                                tok, mp_str_new("pickle"), mp_dict_new())
+                     : MP_TUPLE(mp_global_new("multiprocessing.managers",
+                                              "DictProxy"),
+                                tok, mp_str_new("pickle"));
+  return mp_record_take(MP_RECORD_REDUCE,
+                        mp_global_new("multiprocessing.managers",
+                                      "RebuildProxy"),
+                        args);
+}
+
+static void
+test_foreign_proxies(void **state)
+{
+  (void)state;
+  mp_manager *m = started(0, 0);
+  mp_proxy *l;
+  MP_ASSERT_OK(mp_manager_list(m, NULL, &l));
+  mp_conn *c = dial(m);
+  mp_obj *a = MP_TUPLE(mp_str_new("MainProcess"));
+  expect(c, mp__mgr_request(NULL, "accept_connection", a, NULL), "#RETURN",
+         NULL);
+  mp_obj_free(a);
+  const char *ident = mp_proxy_ident(l);
+  a = MP_TUPLE(rebuild_proxy("10.255.255.1:9", "ab", 4));
+  expect(c, mp__mgr_request(ident, "append", a, NULL), "#RETURN", NULL);
+  mp_obj_free(a);
+  a = MP_TUPLE(rebuild_proxy(mp_manager_address(m), "ffff", 4));
+  expect(c, mp__mgr_request(ident, "append", a, NULL), "#TRACEBACK",
+         "UnpicklingError");
+  mp_obj_free(a);
+  a = MP_TUPLE(rebuild_proxy(mp_manager_address(m), "ffff", 3));
+  expect(c, mp__mgr_request(ident, "append", a, NULL), "#RETURN", NULL);
+  mp_obj_free(a);
+  mp_conn_free(c);
+  int64_t n = -1;
+  MP_ASSERT_OK(mp_proxy_len(l, &n));
+  assert_int_equal(n, 2); /* the two inert calls */
+  mp_proxy_free(l);
+  assert_serving(m);
+  mp_manager_free(m);
+}
+
 static void
 test_wrong_arity_on_objects(void **state)
 {
@@ -400,6 +454,7 @@ test_teardown(void **state)
 
 static const struct CMUnitTest tests[] = {
   cmocka_unit_test(test_malformed_requests),
+  cmocka_unit_test(test_foreign_proxies),
   cmocka_unit_test(test_wrong_arity_on_objects),
   cmocka_unit_test(test_huge_frame_and_torn_request),
   cmocka_unit_test(test_idle_connections),
