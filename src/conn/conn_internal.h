@@ -56,6 +56,7 @@ struct mp_conn {
    * that carried descriptors, and attaches them to a message's first byte,
    * so they belong to the message containing that last byte. */
   int readahead;
+  atomic_int_least64_t wait_est; /* replies' usual wait, ns (EWMA) */
   uint8_t *rbuf;
   size_t rpos, rlen;
   atomic_int buffered; /* rlen > rpos, for poll/wait without the lock */
@@ -95,6 +96,17 @@ int mp__conn_pending(mp_conn *c);
 /* 1 if read-ahead holds bytes of the stream (the object cannot be sent
  * away without losing them). */
 int mp__conn_has_buffered(mp_conn *c);
+/* Poll (no sleep) for the next message to start arriving, for a caller
+ * that expects a reply within microseconds (a manager call): a receive
+ * that finds it there costs no sleep, and its sender no cross-CPU wake-up.
+ * The poll lasts about twice the replies' usual wait (mp__conn_note_wait)
+ * and at most `max_ns`; not at all when they usually take longer, or on
+ * one usable CPU.  1 when there is something to receive (or an error to
+ * report), else 0. */
+int mp__conn_spin_readable(mp_conn *c, int64_t max_ns);
+/* How long the caller waited for this reply (from its request's send):
+ * feeds the estimate above. */
+void mp__conn_note_wait(mp_conn *c, int64_t ns);
 
 /* Close the descriptors that came with the message being received. */
 void mp__conn_drop_fds(mp_conn *c);

@@ -12,6 +12,7 @@
 
 #include "conn/conn_internal.h"
 #include "core/fd.h"
+#include "platform/platform.h"
 
 /* ---- receiving ----------------------------------------------------------- */
 
@@ -514,4 +515,34 @@ int
 mp__conn_has_buffered(mp_conn *c)
 {
   return atomic_load(&c->buffered);
+}
+
+int
+mp__conn_spin_readable(mp_conn *c, int64_t max_ns)
+{
+  if (mp__conn_has_buffered(c))
+    return 1;
+  int fd = atomic_load(&c->fd);
+  int64_t est = atomic_load_explicit(&c->wait_est, memory_order_relaxed);
+  if (fd < 0 || est > max_ns || !mp__plat_spin_useful())
+    return 0;
+  int64_t spin = 2 * est + 5000; /* 0 before any reply: max_ns */
+  if (!est || spin > max_ns)
+    spin = max_ns;
+  int64_t until = mp__now_ns() + spin;
+  struct pollfd p = {.fd = fd, .events = POLLIN};
+  do {
+    if (poll(&p, 1, 0) != 0)
+      return 1;
+    MP__CPU_RELAX();
+  } while (mp__now_ns() < until);
+  return 0;
+}
+
+void
+mp__conn_note_wait(mp_conn *c, int64_t ns)
+{
+  int64_t est = atomic_load_explicit(&c->wait_est, memory_order_relaxed);
+  est = est ? est + (ns - est) / 4 : ns;
+  atomic_store_explicit(&c->wait_est, est > 0 ? est : 1, memory_order_relaxed);
 }

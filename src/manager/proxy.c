@@ -16,9 +16,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conn/conn_internal.h"
 #include "manager/manager_internal.h"
 #include "obj/obj_internal.h"
 #include "platform/platform.h"
+
+#define REPLY_SPIN_NS 25000 /* poll for a call's reply at most this long */
 
 typedef struct lconn {
   uint32_t pid, tid;
@@ -454,6 +457,7 @@ mp_proxy_call(mp_proxy *p, const char *method, mp_obj *args, mp_obj *kwds,
   if (!req)
     return MP_ENOMEM;
   mp__proxy_wire_on++; /* proxies in the args and reply: RebuildProxy */
+  int64_t sent_at = mp__now_ns();
   rc = mp_conn_send(c, req);
   mp_obj_free(req);
   if (rc == MP_ECYCLE || rc == MP_ELIMIT || rc == MP_ENOTSUP ||
@@ -461,8 +465,13 @@ mp_proxy_call(mp_proxy *p, const char *method, mp_obj *args, mp_obj *kwds,
     mp__proxy_wire_on--;
     return rc; /* nothing was sent: the connection is fine */
   }
-  if (!rc)
+  if (!rc) {
+    /* most replies come within microseconds: poll a little before the
+     * receive sleeps */
+    mp__conn_spin_readable(c, REPLY_SPIN_NS);
     rc = mp_conn_recv(c, &reply, MP_FOREVER);
+    mp__conn_note_wait(c, mp__now_ns() - sent_at);
+  }
   mp__proxy_wire_on--;
   if (rc && rc != MP_EMALFORMED && rc != MP_ECYCLE && rc != MP_ENOTFOUND &&
       rc != MP_EBADREF) {

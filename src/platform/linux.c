@@ -321,6 +321,22 @@ cgroup_quota_cpus(void)
 }
 
 int
+mp__plat_spin_useful(void)
+{
+  static _Atomic int cpus;
+  static _Atomic unsigned calls;
+  int n = atomic_load_explicit(&cpus, memory_order_relaxed);
+  if (!n || atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed) % 256
+                == 0) {
+    n = mp__plat_cpu_usable();
+    if (n < 1)
+      n = 1;
+    atomic_store_explicit(&cpus, n, memory_order_relaxed);
+  }
+  return n > 1;
+}
+
+int
 mp__plat_cpu_usable(void)
 {
   int n = 0;

@@ -67,6 +67,22 @@ int mp__plat_run_after_ctors(mp__plat_init_fn self, mp__plat_init_fn fn);
  * quota rounded up).  > 0 or -ENOSYS. */
 int mp__plat_cpu_count(void);
 int mp__plat_cpu_usable(void);
+/* Whether polling for a peer before sleeping can pay: only when the peer
+ * can run meanwhile, on more than one usable CPU.  The affinity is looked
+ * at again every 256 calls, as a program may pin itself (or be pinned
+ * with taskset) after its first wait: a spin on one CPU only delays the
+ * peer, and no spin on two leaves every wake-up to the scheduler (a
+ * cross-CPU wake costs tens of microseconds on a VM). */
+int mp__plat_spin_useful(void);
+
+/* A pause between polls of something another CPU is about to change. */
+#if defined(__x86_64__) || defined(__i386__)
+#define MP__CPU_RELAX() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define MP__CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define MP__CPU_RELAX() ((void)0)
+#endif
 /* Fill in the page tables of [addr, addr + len) of a mapping now, for
  * reading or writing (one call instead of a fault per page); a hint: does
  * nothing where the kernel cannot (before Linux 5.14). */

@@ -70,14 +70,7 @@ mp__q_fence(void)
 #endif
 }
 
-/* A pause between polls of a word another CPU is about to write. */
-#if defined(__x86_64__) || defined(__i386__)
-#define MP__Q_CPU_RELAX() __builtin_ia32_pause()
-#elif defined(__aarch64__)
-#define MP__Q_CPU_RELAX() __asm__ __volatile__("yield")
-#else
-#define MP__Q_CPU_RELAX() ((void)0)
-#endif
+/* MP__CPU_RELAX: platform/platform.h */
 #define MP__Q_PAGE_UP(x)                                                     \
   (((uint64_t)(x) + MP__Q_PAGE - 1) & ~(uint64_t)(MP__Q_PAGE - 1))
 

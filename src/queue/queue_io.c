@@ -76,29 +76,6 @@ sleep_on(_Atomic uint32_t *word, uint32_t val, mp__deadline dl, int64_t slice)
   return 0;
 }
 
-/* Spinning before sleeping pays only when the process that will wake us
- * can run meanwhile: on more than one usable CPU.  The affinity is looked
- * at again every AFFINITY_RECHECK waits, as a program may pin itself (or
- * be pinned with taskset) after its first wait: a spin on one CPU only
- * delays the peer, and no spin on two leaves every wake-up to the
- * scheduler (a cross-CPU wake costs tens of microseconds on a VM). */
-#define AFFINITY_RECHECK 256
-static int
-spin_useful(void)
-{
-  static _Atomic int cpus;
-  static _Atomic unsigned calls;
-  int n = atomic_load_explicit(&cpus, memory_order_relaxed);
-  if (!n || atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed)
-                    % AFFINITY_RECHECK == 0) {
-    n = mp__plat_cpu_usable();
-    if (n < 1)
-      n = 1;
-    atomic_store_explicit(&cpus, n, memory_order_relaxed);
-  }
-  return n > 1;
-}
-
 /* Poll `ready` for up to SPIN_NS, without a system call: a consumer that
  * caught up with its producer usually sees the next item within
  * microseconds, and sleeping would cost a futex wait, a wake and two
@@ -107,7 +84,7 @@ static int
 spin_until(int (*ready)(mp_queue *, void *), mp_queue *q, void *arg,
            mp__deadline dl, int64_t spin_ns)
 {
-  if (!spin_useful())
+  if (!mp__plat_spin_useful())
     return 0;
   /* Adaptive: every poll in a row that ended without the item halves the
    * next one (down to 1/64), so an idle consumer -- a pool worker waiting
@@ -124,7 +101,7 @@ spin_until(int (*ready)(mp_queue *, void *), mp_queue *q, void *arg,
         atomic_store_explicit(&q->spin_fails, 0, memory_order_relaxed);
       return 1;
     }
-    MP__Q_CPU_RELAX();
+    MP__CPU_RELAX();
     if (i % 64 == 0 && mp__now_ns() >= until) {
       if (fails < 6)
         atomic_store_explicit(&q->spin_fails, fails + 1,

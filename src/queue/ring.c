@@ -246,7 +246,7 @@ side_try(mp_queue *q, struct mp__slock *l, struct mp__qjournal *j)
       atomic_store_explicit(&l->oinfo, my_aux(), memory_order_relaxed);
       return side_held(q, l, j);
     }
-    MP__Q_CPU_RELAX();
+    MP__CPU_RELAX();
   }
   return 1;
 }
