@@ -96,8 +96,8 @@
  * current_process().authkey to the manager's key.  docs/python-wire.md
  * section 4 has the details.
  *
- * Limits: Pool/AsyncResult typeids are not served yet (the server may now
- * have children; the typeid is left).
+ * Pool: SyncManager's Pool and AsyncResult typeids are served, running C
+ * functions only (see mp_manager_pool).
  *
  * Threads: every function may be called from several threads. */
 #ifndef MPROC_MANAGER_H
@@ -273,6 +273,16 @@ MP_EXTERN int mp_manager_lock(mp_manager *m, mp_proxy **out);
 MP_EXTERN int mp_manager_rlock(mp_manager *m, mp_proxy **out);
 MP_EXTERN int mp_manager_event(mp_manager *m, mp_proxy **out);
 MP_EXTERN int mp_manager_semaphore(mp_manager *m, int value, mp_proxy **out);
+/* SyncManager.Pool(processes): a pool of worker processes in the server
+ * (processes 0: its usable CPUs).  Its methods are CPython's PoolProxy
+ * names, called with mp_proxy_call: apply, map, starmap (the value),
+ * apply_async, map_async, starmap_async (an AsyncResult proxy: get,
+ * wait, ready, successful), imap, imap_unordered (an Iterator proxy),
+ * close, terminate, join.  func is a function value (MP_FUNC of an
+ * mp_task_fn; a CPython client's Python function is a TypeError: the
+ * server runs C), callbacks must be None, and any iterable value works as
+ * the items.  The pool's last reference terminates it. */
+MP_EXTERN int mp_manager_pool(mp_manager *m, int processes, mp_proxy **out);
 
 /* ---- proxies -------------------------------------------------------------- */
 

@@ -711,6 +711,16 @@ mp_manager_queue(mp_manager *m, int maxsize, mp_proxy **out)
 }
 
 MP_EXTERN int
+mp_manager_pool(mp_manager *m, int processes, mp_proxy **out)
+{
+  if (processes < 0)
+    return mp_seterr(MP_EINVAL, "processes must be 0 (the CPUs) or more");
+  return processes ? create_args(m, "Pool", MP_TUPLE(mp_int_new(processes)),
+                                 out)
+                   : mp_manager_create(m, "Pool", NULL, NULL, out);
+}
+
+MP_EXTERN int
 mp_manager_lock(mp_manager *m, mp_proxy **out)
 {
   return mp_manager_create(m, "Lock", NULL, NULL, out);

@@ -50,7 +50,7 @@ mp_obj *mp__mgr_exposed(const mp_manager_type *t);
  * MP_ETYPE otherwise. */
 int mp__mgr_iter_list(const mp_obj *o, mp_obj **out);
 
-/* ---- types_data.c / types_sync.c: the SyncManager types ---------------- */
+/* ---- types_data.c, types_sync.c, types_pool.c: the SyncManager types --- */
 extern const mp_manager_type mp__mgr_dict_type, mp__mgr_list_type,
     mp__mgr_iterator_type, mp__mgr_namespace_type, mp__mgr_value_type,
     mp__mgr_array_type;
@@ -58,6 +58,8 @@ extern const mp_manager_type mp__mgr_lock_type, mp__mgr_rlock_type,
     mp__mgr_semaphore_type, mp__mgr_bsemaphore_type, mp__mgr_condition_type,
     mp__mgr_event_type, mp__mgr_barrier_type, mp__mgr_queue_type,
     mp__mgr_jqueue_type;
+/* types_pool.c: Pool and AsyncResult */
+extern const mp_manager_type mp__mgr_pool_type, mp__mgr_async_result_type;
 /* Every built-in type, NULL-terminated. */
 extern const mp_manager_type *const mp__mgr_builtin_types[];
 /* Another reference to a built-in object (for shared typeids); NULL if the

@@ -1096,7 +1096,11 @@ iter_create(mp_obj *args, mp_obj *kwds, void **out)
 {
   mp_obj *src, *l;
   int rc = mp__mgr_parse(args, "O:Iterator", &src);
-  if (rc || (rc = mp__mgr_iter_list(src, &l)))
+  if (rc)
+    return rc;
+  if (mp_handle_get(src, &mp__mgr_imap_handle))
+    l = mp_obj_ref(src); /* Pool.imap: drawn from as the client asks */
+  else if ((rc = mp__mgr_iter_list(src, &l)))
     return rc;
   mgr_data *d = data_new(l);
   if (!d)
@@ -1112,6 +1116,18 @@ iter_next(void *p, mp_obj *args, mp_obj *kwds, mp_obj **res)
   mp_obj *const *items;
   size_t n;
   int rc = 0;
+  mp_imap *it = mp_handle_get(d->v, &mp__mgr_imap_handle);
+  if (it) {
+    /* the pool's own iterator (its own lock), waiting for the next result
+     * (the type is concurrent: this blocks only this client) */
+    LOCK(d);
+    int done = d->pos == SIZE_MAX;
+    UNLOCK(d);
+    rc = done ? MP_EEOF : mp_imap_next(it, res, MP_FOREVER);
+    if (rc == MP_EEOF)
+      *res = mp_tuple_take(0);
+    return rc;
+  }
   LOCK(d);
   mp_seq_items(d->v, &items, &n);
   if (d->pos < n)

@@ -22,6 +22,10 @@ typedef struct mgr_data {
   char typecode[8];  /* Value, Array */
 } mgr_data;
 
+/* types_pool.c: the handle value of an mp_imap that Pool.imap gives to
+ * the Iterator type (types_data.c), which then draws from it. */
+extern const mp_handle_type mp__mgr_imap_handle;
+
 /* MP_ETYPE unless kwds is empty. */
 int mp__mgr_nokw(mp_obj *kwds, const char *fn);
 /* mp_args_parse, with a wrong count as MP_ETYPE (Python's TypeError). */

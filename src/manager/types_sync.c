@@ -1137,6 +1137,7 @@ const mp_manager_type *const mp__mgr_builtin_types[] = {
   &mp__mgr_lock_type,      &mp__mgr_rlock_type,     &mp__mgr_semaphore_type,
   &mp__mgr_bsemaphore_type, &mp__mgr_condition_type, &mp__mgr_event_type,
   &mp__mgr_barrier_type,   &mp__mgr_queue_type,     &mp__mgr_jqueue_type,
+  &mp__mgr_pool_type,      &mp__mgr_async_result_type,
   NULL,
 };
 

@@ -86,6 +86,17 @@ outer = m.dict({'inner': m.list([1, 2])}); gc.collect()
 outer['inner'].append(3); check(outer['inner'][:] == [1, 2, 3], 'dict of list, through __getitem__')
 del nl, nested, q2, lst, outer; gc.collect()
 check(m._number_of_objects() == base, 'nested proxies all freed: %d' % m._number_of_objects())
+# Pool: CPython's PoolProxy against the C server's pool, which runs C
+# functions only -- a Python function is a TypeError, the rest works
+pl = m.Pool(2)
+try: pl.map(abs, [1, -2]); raise SystemExit('no TypeError')
+except TypeError as e: check('function value' in str(e), 'Pool.map of a Python function: TypeError')
+try: pl.apply_async(abs, (1,)); raise SystemExit('no TypeError')
+except TypeError: check(True, 'Pool.apply_async of a Python function: TypeError')
+pl.close(); pl.join(); check(True, 'Pool close/join')
+with m.Pool(1) as pl2: pass
+del pl, pl2; gc.collect()
+check(m._number_of_objects() == base, 'Pools freed: %d' % m._number_of_objects())
 check(m._number_of_objects() > 0, 'objects exist')
 del q, d, l, ns, v, a, mq, jq, lk, rl, sem, bs, ev, c, b, lk2, c2
 gc.collect()
