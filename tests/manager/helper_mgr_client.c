@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /* A C manager client against any server (test_interop.py runs it against
- * CPython's): helper_mgr_client ADDRESS AUTHKEY.  get_queue put/get, a
- * dict's set/get, the #ERROR KeyError and #TRACEBACK replies, __iter__'s
- * #PROXY and its exhaustion, get_methods with a C-encoded Token, nested
- * proxies (a dict's proxy in a list, and back), and the counts back to 0.  Prints one line per check; exits 0 if all pass. */
+ * CPython's and against ours): helper_mgr_client ADDRESS AUTHKEY.
+ * get_queue put/get, a dict's set/get, the #ERROR KeyError and #TRACEBACK
+ * replies, __iter__'s #PROXY and its exhaustion, get_methods with a
+ * C-encoded Token, nested proxies (a dict's proxy in a list, and back),
+ * every SyncManager type's exposed methods with the answers CPython's
+ * server gives, and the counts back to 0.  Prints one line per check;
+ * exits 0 if all pass. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +34,171 @@ same_repr(mp_obj *o, const char *want)
     fprintf(stderr, "got %s, want %s\n", r ? r : "NULL", want);
   mp_free(r);
   return ok;
+}
+
+/* p.method(*args) (args taken): its repr must be `want`, or the call must
+ * fail with `code` (want NULL: any value) */
+static void
+call(mp_proxy *p, const char *method, mp_obj *args, const char *want,
+     int code, const char *what)
+{
+  mp_obj *v = NULL;
+  int rc = p ? mp_proxy_call(p, method, args, NULL, &v) : MP_EINVAL;
+  mp_obj_free(args);
+  char *r = rc == 0 && v ? mp_obj_repr(v) : NULL;
+  int ok = code ? rc == code
+                : rc == 0 && (!want || (r ? !strcmp(r, want)
+                                          : !strcmp(want, "None")));
+  if (!ok)
+    fprintf(stderr, "%s: %s -> %s, %s (want %s %s)\n", what, method,
+            mp_err_name(rc), r ? r : "None", code ? mp_err_name(code) : "",
+            want ? want : "");
+  char line[160];
+  snprintf(line, sizeof line, "%s: %s", what, method);
+  check(ok, line);
+  mp_free(r);
+  mp_obj_free(v);
+}
+
+#define I(v) mp_int_new(v)
+#define S(v) mp_str_new(v)
+#define NOARGS mp_tuple_take(0)
+
+/* Every SyncManager type's exposed methods against the server (CPython's,
+ * as test_interop.py runs it), with the values CPython's server returns. */
+static void
+every_type(mp_manager *m)
+{
+  mp_proxy *p = NULL;
+  /* dict */
+  check(mp_manager_dict(m, &p) == 0, "dict");
+  call(p, "__setitem__", MP_TUPLE(S("a"), I(1)), "None", 0, "dict");
+  call(p, "update", MP_TUPLE(MP_LIST(MP_TUPLE(S("b"), I(2)))), "None", 0,
+       "dict");
+  call(p, "__contains__", MP_TUPLE(S("a")), "True", 0, "dict");
+  call(p, "__len__", NOARGS, "2", 0, "dict");
+  call(p, "get", MP_TUPLE(S("z"), I(9)), "9", 0, "dict");
+  call(p, "keys", NOARGS, NULL, 0, "dict");
+  call(p, "values", NOARGS, NULL, 0, "dict");
+  call(p, "items", NOARGS, NULL, 0, "dict");
+  call(p, "copy", NOARGS, "{'a': 1, 'b': 2}", 0, "dict");
+  call(p, "setdefault", MP_TUPLE(S("c"), I(3)), "3", 0, "dict");
+  call(p, "pop", MP_TUPLE(S("c")), "3", 0, "dict");
+  call(p, "pop", MP_TUPLE(S("c")), NULL, MP_ENOTFOUND, "dict");
+  call(p, "popitem", NOARGS, "('b', 2)", 0, "dict");
+  call(p, "__delitem__", MP_TUPLE(S("a")), "None", 0, "dict");
+  call(p, "__delitem__", MP_TUPLE(S("a")), NULL, MP_ENOTFOUND, "dict");
+  call(p, "__setitem__", MP_TUPLE(S("x"), I(1)), "None", 0, "dict");
+  call(p, "clear", NOARGS, "None", 0, "dict");
+  call(p, "__len__", NOARGS, "0", 0, "dict");
+  mp_proxy_free(p);
+  /* list */
+  p = NULL;
+  mp_obj *init = MP_LIST(I(3), I(1), I(2));
+  check(mp_manager_list(m, init, &p) == 0, "list");
+  mp_obj_free(init);
+  call(p, "append", MP_TUPLE(I(5)), "None", 0, "list");
+  call(p, "extend", MP_TUPLE(MP_LIST(I(4))), "None", 0, "list");
+  call(p, "insert", MP_TUPLE(I(0), I(0)), "None", 0, "list");
+  call(p, "__getitem__", MP_TUPLE(I(-1)), "4", 0, "list");
+  call(p, "__setitem__", MP_TUPLE(I(0), I(9)), "None", 0, "list");
+  call(p, "__contains__", MP_TUPLE(I(9)), "True", 0, "list");
+  call(p, "count", MP_TUPLE(I(9)), "1", 0, "list");
+  call(p, "index", MP_TUPLE(I(1)), "2", 0, "list");
+  call(p, "index", MP_TUPLE(I(77)), NULL, MP_EINVAL, "list");
+  call(p, "remove", MP_TUPLE(I(9)), "None", 0, "list");
+  call(p, "sort", NOARGS, "None", 0, "list");
+  call(p, "reverse", NOARGS, "None", 0, "list");
+  call(p, "pop", NOARGS, "1", 0, "list");
+  call(p, "__delitem__", MP_TUPLE(I(0)), "None", 0, "list");
+  call(p, "__len__", NOARGS, "3", 0, "list");
+  call(p, "__add__", MP_TUPLE(MP_LIST(I(7))), "[4, 3, 2, 7]", 0, "list");
+  call(p, "__mul__", MP_TUPLE(I(2)), "[4, 3, 2, 4, 3, 2]", 0, "list");
+  call(p, "__rmul__", MP_TUPLE(I(1)), "[4, 3, 2]", 0, "list");
+  call(p, "__imul__", MP_TUPLE(I(2)), NULL, 0, "list");
+  call(p, "__len__", NOARGS, "6", 0, "list");
+  call(p, "__getitem__", MP_TUPLE(I(99)), NULL, MP_EINDEX, "list");
+  mp_proxy_free(p);
+  /* Namespace */
+  p = NULL;
+  check(mp_manager_namespace(m, &p) == 0, "Namespace");
+  call(p, "__setattr__", MP_TUPLE(S("x"), I(10)), "None", 0, "Namespace");
+  call(p, "__getattribute__", MP_TUPLE(S("x")), "10", 0, "Namespace");
+  call(p, "__delattr__", MP_TUPLE(S("x")), "None", 0, "Namespace");
+  call(p, "__getattribute__", MP_TUPLE(S("x")), NULL, MP_ENOTFOUND,
+       "Namespace");
+  mp_proxy_free(p);
+  /* Value, Array */
+  p = NULL;
+  check(mp_manager_value(m, "i", I(7), &p) == 0, "Value");
+  call(p, "set", MP_TUPLE(I(8)), "None", 0, "Value");
+  call(p, "get", NOARGS, "8", 0, "Value");
+  mp_proxy_free(p);
+  p = NULL;
+  check(mp_manager_create(m, "Array", MP_TUPLE(S("i"), MP_LIST(I(1), I(2))),
+                          NULL, &p) == 0, "Array");
+  call(p, "__setitem__", MP_TUPLE(I(0), I(5)), "None", 0, "Array");
+  call(p, "__getitem__", MP_TUPLE(I(0)), "5", 0, "Array");
+  call(p, "__len__", NOARGS, "2", 0, "Array");
+  mp_proxy_free(p);
+  /* the locks */
+  const char *locks[] = {"Lock", "RLock", "Semaphore", "BoundedSemaphore"};
+  for (int i = 0; i < 4; i++) {
+    p = NULL;
+    check(mp_manager_create(m, locks[i], NULL, NULL, &p) == 0, locks[i]);
+    call(p, "acquire", NOARGS, "True", 0, locks[i]);
+    call(p, "release", NOARGS, "None", 0, locks[i]);
+    call(p, "acquire", MP_TUPLE(mp_bool_new(0)), "True", 0, locks[i]);
+    call(p, "release", NOARGS, "None", 0, locks[i]);
+    mp_proxy_free(p);
+  }
+  p = NULL;
+  check(mp_manager_create(m, "BoundedSemaphore", NULL, NULL, &p) == 0,
+        "BoundedSemaphore");
+  call(p, "release", NOARGS, NULL, MP_EINVAL, "BoundedSemaphore");
+  mp_proxy_free(p);
+  /* Condition, Event, Barrier */
+  p = NULL;
+  check(mp_manager_create(m, "Condition", NULL, NULL, &p) == 0, "Condition");
+  call(p, "acquire", NOARGS, "True", 0, "Condition");
+  call(p, "wait", MP_TUPLE(mp_float_new(0.01)), "False", 0, "Condition");
+  call(p, "notify", NOARGS, "None", 0, "Condition");
+  call(p, "notify_all", NOARGS, "None", 0, "Condition");
+  call(p, "release", NOARGS, "None", 0, "Condition");
+  mp_proxy_free(p);
+  p = NULL;
+  check(mp_manager_event(m, &p) == 0, "Event");
+  call(p, "is_set", NOARGS, "False", 0, "Event");
+  call(p, "wait", MP_TUPLE(mp_float_new(0.01)), "False", 0, "Event");
+  call(p, "set", NOARGS, "None", 0, "Event");
+  call(p, "wait", NOARGS, "True", 0, "Event");
+  call(p, "clear", NOARGS, "None", 0, "Event");
+  mp_proxy_free(p);
+  p = NULL;
+  check(mp_manager_create(m, "Barrier", MP_TUPLE(I(1)), NULL, &p) == 0,
+        "Barrier");
+  call(p, "__getattribute__", MP_TUPLE(S("parties")), "1", 0, "Barrier");
+  call(p, "wait", NOARGS, "0", 0, "Barrier");
+  call(p, "reset", NOARGS, "None", 0, "Barrier");
+  call(p, "abort", NOARGS, "None", 0, "Barrier");
+  call(p, "__getattribute__", MP_TUPLE(S("broken")), "True", 0, "Barrier");
+  mp_proxy_free(p);
+  /* Queue, JoinableQueue */
+  p = NULL;
+  check(mp_manager_create(m, "JoinableQueue", NULL, NULL, &p) == 0,
+        "JoinableQueue");
+  call(p, "put", MP_TUPLE(I(1)), "None", 0, "JoinableQueue");
+  call(p, "put_nowait", MP_TUPLE(I(2)), "None", 0, "JoinableQueue");
+  call(p, "qsize", NOARGS, "2", 0, "JoinableQueue");
+  call(p, "full", NOARGS, "False", 0, "JoinableQueue");
+  call(p, "get", NOARGS, "1", 0, "JoinableQueue");
+  call(p, "get_nowait", NOARGS, "2", 0, "JoinableQueue");
+  call(p, "empty", NOARGS, "True", 0, "JoinableQueue");
+  call(p, "get_nowait", NOARGS, NULL, MP_EEMPTY, "JoinableQueue");
+  call(p, "task_done", NOARGS, "None", 0, "JoinableQueue");
+  call(p, "task_done", NOARGS, "None", 0, "JoinableQueue");
+  call(p, "join", NOARGS, "None", 0, "JoinableQueue");
+  mp_proxy_free(p);
 }
 
 int
@@ -166,6 +334,10 @@ main(int argc, char **argv)
   mp_proxy_free(nl);
   check(mp_manager_number_of_objects(m, &n) == 0 && n == 0,
         "nested: number_of_objects back to 0");
+
+  every_type(m);
+  check(mp_manager_number_of_objects(m, &n) == 0 && n == 0,
+        "every type: number_of_objects back to 0");
 
   mp_obj *all[] = { hello, key, val, missing };
   for (int i = 0; i < 4; i++)

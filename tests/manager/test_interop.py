@@ -10,8 +10,10 @@
   BaseManager registering get_queue, a wrong key, shutdown by dispatch;
 - a C client (tests/helper_mgr_client) of a CPython server (a SyncManager
   subclass registering get_queue): create, calls, #ERROR KeyError,
-  #TRACEBACK, #PROXY Iterator, get_methods with a C-encoded Token,
-  decref to 0, shutdown;
+  #TRACEBACK, #PROXY Iterator, get_methods with a C-encoded Token, nested
+  proxies, every SyncManager type's exposed methods with CPython's
+  answers, decref to 0, shutdown -- and the same client against the C
+  server;
 - a C server with a registered C type and a CPython client: the type's
   codes arrive as ValueError / IndexError / KeyError(key) / TypeError /
   RemoteError, its method_to_typeid result as an Iterator proxy;
@@ -166,6 +168,17 @@ def t_py_server_c_client(ver, py):
         stop(srv, "%s server stops on the C client's shutdown" % ver)
 
 
+def t_c_server_c_client():
+    # the same checks a C client runs against CPython's servers, against
+    # ours: both servers give the same answers
+    srv, addr = start([os.path.join(EX, "manager_server"), "127.0.0.1:0", "k"])
+    env = dict(os.environ, HELPER_SHUTDOWN="1")
+    try:
+        run([HELPER, addr, "k"], "C client -> C server", env=env)
+    finally:
+        stop(srv, "C server stops on the C client's shutdown")
+
+
 def t_queue_trio(ver, py):
     # C server, a Python client puts, the C client gets
     srv, addr = start([os.path.join(EX, "queue_manager_server"),
@@ -241,6 +254,7 @@ def main():
         t_py_server_c_client(ver, py)
         t_registered_type_py_client(ver, py)
         t_queue_trio(ver, py)
+    t_c_server_c_client()
     t_dict_list_example(found.get("3.11", sys.executable))
     t_custom_example(found.get("3.11", sys.executable))
     if failures:
