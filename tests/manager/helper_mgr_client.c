@@ -335,6 +335,13 @@ main(int argc, char **argv)
   check(mp_manager_number_of_objects(m, &n) == 0 && n == 0,
         "nested: number_of_objects back to 0");
 
+  char *info = NULL;
+  mp_proxy *held = NULL;
+  check(mp_manager_dict(m, &held) == 0 && mp_manager_debug_info(m, &info) == 0 &&
+            strstr(info, "refcount=") != NULL,
+        "debug_info");
+  mp_free(info);
+  mp_proxy_free(held);
   every_type(m);
   check(mp_manager_number_of_objects(m, &n) == 0 && n == 0,
         "every type: number_of_objects back to 0");

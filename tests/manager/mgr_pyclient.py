@@ -98,6 +98,7 @@ with m.Pool(1) as pl2: pass
 del pl, pl2; gc.collect()
 check(m._number_of_objects() == base, 'Pools freed: %d' % m._number_of_objects())
 check(m._number_of_objects() > 0, 'objects exist')
+check(isinstance(m._debug_info(), str) and 'refcount=' in m._debug_info(), 'debug_info %r' % m._debug_info()[:60])
 del q, d, l, ns, v, a, mq, jq, lk, rl, sem, bs, ev, c, b, lk2, c2
 gc.collect()
 check(m._number_of_objects() == 0, 'number_of_objects back to 0')
