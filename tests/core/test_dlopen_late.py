@@ -13,6 +13,13 @@ import sys
 
 BUILD = os.environ.get("MPROC_BUILD_DIR", "build")
 lib = os.path.join(BUILD, "libmproc.so")
+syms = subprocess.run(["readelf", "--dyn-syms", "-W", lib],
+                      capture_output=True, text=True).stdout
+if any(s in syms for s in ("__asan_", "__tsan_", "__msan_")):
+    # a sanitizer build needs its runtime in the executable, which python3
+    # is not: the property is checked in the normal build
+    print("skipped: a sanitizer build cannot be loaded into python3")
+    sys.exit(77)
 m = ctypes.CDLL(lib)
 m.mp_int_new.restype = ctypes.c_void_p
 m.mp_int_new.argtypes = [ctypes.c_int64]

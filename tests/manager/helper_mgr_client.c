@@ -135,8 +135,9 @@ every_type(mp_manager *m)
   call(p, "get", NOARGS, "8", 0, "Value");
   mp_proxy_free(p);
   p = NULL;
-  check(mp_manager_create(m, "Array", MP_TUPLE(S("i"), MP_LIST(I(1), I(2))),
-                          NULL, &p) == 0, "Array");
+  mp_obj *cargs = MP_TUPLE(S("i"), MP_LIST(I(1), I(2)));
+  check(mp_manager_create(m, "Array", cargs, NULL, &p) == 0, "Array");
+  mp_obj_free(cargs); /* create borrows its args */
   call(p, "__setitem__", MP_TUPLE(I(0), I(5)), "None", 0, "Array");
   call(p, "__getitem__", MP_TUPLE(I(0)), "5", 0, "Array");
   call(p, "__len__", NOARGS, "2", 0, "Array");
@@ -175,8 +176,9 @@ every_type(mp_manager *m)
   call(p, "clear", NOARGS, "None", 0, "Event");
   mp_proxy_free(p);
   p = NULL;
-  check(mp_manager_create(m, "Barrier", MP_TUPLE(I(1)), NULL, &p) == 0,
-        "Barrier");
+  cargs = MP_TUPLE(I(1));
+  check(mp_manager_create(m, "Barrier", cargs, NULL, &p) == 0, "Barrier");
+  mp_obj_free(cargs);
   call(p, "__getattribute__", MP_TUPLE(S("parties")), "1", 0, "Barrier");
   call(p, "wait", NOARGS, "0", 0, "Barrier");
   call(p, "reset", NOARGS, "None", 0, "Barrier");
