@@ -51,7 +51,9 @@
  * server stops, as with CPython: the protocol cannot tell a gone client's
  * references from a live process's (a Python process sends each decref on
  * a new connection).  opts.max_objects bounds what such clients can pile
- * up.
+ * up.  The references a server holds for the proxies its replies carry
+ * (see "Nested proxies" below) are the exception: they end with the
+ * connection, however the client ends.
  *
  * Proxies.  mp_proxy_call is Python's _callmethod(name, args, kwds): the
  * value, or an error code with the remote text in mp_errdetail()

@@ -370,6 +370,91 @@ test_client_killed_mid_call(void **state)
   mp_manager_free(m);
 }
 
+/* A client SIGKILLed after a reply handed it a proxy and before its incref:
+ * the reference the server holds for it goes with the connection, so the
+ * object is freed (a hold that outlived its client would leak it). */
+static int
+child_takes_no_ref(mp_obj *args)
+{
+  const char *address, *ident;
+  size_t len;
+  mp_proxy *ev = mp_proxy_from_obj(mp_seq_item(args, 2));
+  if (mp_str_get(mp_seq_item(args, 0), &address, &len) ||
+      mp_str_get(mp_seq_item(args, 1), &ident, &len) || !ev)
+    return 1;
+  mp_conn *c;
+  if (mp_client(&c, address, &(mp_client_opts){ .authkey = KEY,
+                                                .authkey_len = strlen(KEY) }))
+    return 2;
+  mp_obj *a = MP_TUPLE(mp_str_new("Killed"));
+  mp_obj *req = mp__mgr_request(NULL, "accept_connection", a, NULL);
+  mp_obj_free(a);
+  mp_obj *reply = NULL;
+  if (mp_conn_send(c, req) || mp_conn_recv(c, &reply, 30))
+    return 3;
+  mp_obj_free(req);
+  mp_obj_free(reply);
+  /* pop() the list's only item: the reply carries the dict's proxy; read
+   * as bytes, it is never rebuilt, so this client never increfs it */
+  req = mp__mgr_request(ident, "pop", NULL, NULL);
+  void *bytes;
+  if (mp_conn_send(c, req) || mp_conn_recv_bytes(c, &bytes, &len, 0, 30))
+    return 4;
+  mp_obj_free(req);
+  mp_free(bytes);
+  if (mp_proxy_event_set(ev))
+    return 5;
+  for (;;)
+    pause(); /* killed here, the connection open */
+}
+
+static void
+test_client_killed_holding_a_reply_proxy(void **state)
+{
+  mp_manager *m = started(0, 0);
+  mp_proxy *l, *d, *ev;
+  MP_ASSERT_OK(mp_manager_list(m, NULL, &l));
+  MP_ASSERT_OK(mp_manager_dict(m, &d));
+  MP_ASSERT_OK(mp_manager_event(m, &ev));
+  mp_obj *h = mp_proxy_obj(d);
+  MP_ASSERT_OK(mp_proxy_list_append(l, h));
+  mp_obj_free(h);
+  mp_proxy_free(d); /* the list holds the dict now */
+  int64_t n = -1;
+  MP_ASSERT_OK(mp_manager_number_of_objects(m, &n));
+  assert_int_equal(n, 3);
+  mp_process *p;
+  mp_obj *args = MP_TUPLE(mp_str_new(mp_manager_address(m)),
+                          mp_str_new(mp_proxy_ident(l)), mp_proxy_obj(ev));
+  MP_ASSERT_OK(mp_process_new(&p, mp_test_context(state),
+                              &(mp_process_opts){ .target = child_takes_no_ref,
+                                                  .args = args }));
+  mp_obj_free(args);
+  MP_ASSERT_OK(mp_process_start(p));
+  MP_ASSERT_OK(mp_proxy_event_wait(ev, 60));
+  /* popped from the list, the dict lives on the server's hold */
+  MP_ASSERT_OK(mp_manager_number_of_objects(m, &n));
+  assert_int_equal(n, 3);
+  MP_ASSERT_OK(mp_process_kill(p));
+  MP_ASSERT_OK(mp_process_join(p, 60));
+  mp_process_free(p);
+  /* the server sees the connection end (asynchronously) and drops it */
+  for (int i = 0; i < 1000; i++) {
+    MP_ASSERT_OK(mp_manager_number_of_objects(m, &n));
+    if (n == 2)
+      break;
+    usleep(10000);
+  }
+  assert_int_equal(n, 2);
+  mp_proxy_free(l);
+  mp_proxy_free(ev);
+  /* the event's reference the child took (its proxy, rebuilt there) died
+   * with it undecref'd: that one stays, as documented in manager.h */
+  MP_ASSERT_OK(mp_manager_number_of_objects(m, &n));
+  assert_int_equal(n, 1);
+  mp_manager_free(m);
+}
+
 /* ---- a server killed under its clients ---------------------------------- */
 
 static void
@@ -461,6 +546,7 @@ static const struct CMUnitTest tests[] = {
   cmocka_unit_test(test_object_limit),
   cmocka_unit_test(test_shutdown_under_a_blocked_client),
   MP_TEST_METHODS(test_client_killed_mid_call),
+  MP_TEST_METHODS(test_client_killed_holding_a_reply_proxy),
   MP_TEST_METHODS(test_server_killed_under_clients),
   cmocka_unit_test(test_teardown),
 };
