@@ -43,6 +43,10 @@ mp_obj *mp__mgr_token_new(const char *typeid, const char *address,
 int mp__mgr_token_parts(const mp_obj *tok, const char **typeid,
                         const char **ident);
 mp_obj *mp__mgr_address_obj(const char *address);
+/* The inverse: our spelling of a Python address object -- a path, "@name"
+ * (abstract), or "host:port" ("[host]:port" for an IPv6 host) -- into buf.
+ * MP_EINVAL for any other value or one that does not fit. */
+int mp__mgr_address_str(const mp_obj *a, char *buf, size_t cap);
 /* A tuple of the names of a method table (the exposed list). */
 mp_obj *mp__mgr_exposed(const mp_manager_type *t);
 /* Items of an iterable value a Python client may send (list, tuple, set,

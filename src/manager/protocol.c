@@ -216,6 +216,30 @@ mp__mgr_address_obj(const char *address)
                   mp_int_new(strtol(colon + 1, NULL, 10)));
 }
 
+int
+mp__mgr_address_str(const mp_obj *a, char *buf, size_t cap)
+{
+  const char *s;
+  const void *b;
+  size_t n;
+  if (mp_str_get(a, &s, &n) == 0)
+    return (size_t)snprintf(buf, cap, "%s", s) < cap ? 0 : MP_EINVAL;
+  if (mp_bytes_get(a, &b, &n) == 0 && n > 1 && ((const char *)b)[0] == 0 &&
+      !memchr((const char *)b + 1, 0, n - 1))
+    return (size_t)snprintf(buf, cap, "@%.*s", (int)(n - 1),
+                            (const char *)b + 1) < cap ? 0 : MP_EINVAL;
+  mp_obj *const *it;
+  int64_t port;
+  if (mp_obj_type(a) == MP_T_TUPLE && !mp_seq_items(a, &it, &n) && n == 2 &&
+      !mp_str_get(it[0], &s, &n) && !mp_int_get(it[1], &port) && port >= 0 &&
+      port <= 65535) {
+    const char *fmt = strchr(s, ':') ? "[%s]:%lld" : "%s:%lld";
+    return (size_t)snprintf(buf, cap, fmt, s, (long long)port) < cap
+               ? 0 : MP_EINVAL;
+  }
+  return MP_EINVAL;
+}
+
 mp_obj *
 mp__mgr_token_new(const char *typeid, const char *address, const char *ident)
 {

@@ -789,32 +789,6 @@ wire_write(void *ptr, mp_obj **value)
   return *value ? 0 : MP_ENOMEM;
 }
 
-/* Our spelling of a Python address: a path, "@name" (abstract), or
- * "host:port" ("[host]:port" for an IPv6 host).  MP_EINVAL for others. */
-static int
-address_string(const mp_obj *a, char *buf, size_t cap)
-{
-  const char *s;
-  const void *b;
-  size_t n;
-  if (mp_str_get(a, &s, &n) == 0)
-    return (size_t)snprintf(buf, cap, "%s", s) < cap ? 0 : MP_EINVAL;
-  if (mp_bytes_get(a, &b, &n) == 0 && n > 1 && ((const char *)b)[0] == 0 &&
-      !memchr((const char *)b + 1, 0, n - 1))
-    return (size_t)snprintf(buf, cap, "@%.*s", (int)(n - 1),
-                            (const char *)b + 1) < cap ? 0 : MP_EINVAL;
-  mp_obj *const *it;
-  int64_t port;
-  if (mp_obj_type(a) == MP_T_TUPLE && !mp_seq_items(a, &it, &n) && n == 2 &&
-      !mp_str_get(it[0], &s, &n) && !mp_int_get(it[1], &port) && port >= 0 &&
-      port <= 65535) {
-    const char *fmt = strchr(s, ':') ? "[%s]:%lld" : "%s:%lld";
-    return (size_t)snprintf(buf, cap, fmt, s, (long long)port) < cap
-               ? 0 : MP_EINVAL;
-  }
-  return MP_EINVAL;
-}
-
 static int
 wire_read(const mp_obj *args, mp_obj **out)
 {
@@ -848,7 +822,7 @@ wire_read(const mp_obj *args, mp_obj **out)
     rc = local_proxy(&p, srv, typeid, ident, exposed, 0);
   } else {
     char a[512];
-    if (address_string(address, a, sizeof a))
+    if (mp__mgr_address_str(address, a, sizeof a))
       return mp_seterr(MP_EMALFORMED, "a proxy's Token has an address "
                                       "that is neither a path nor "
                                       "(host, port)");

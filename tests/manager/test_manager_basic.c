@@ -39,15 +39,6 @@ assert_objects(mp_manager *m, int64_t want)
 }
 
 static void
-assert_repr(mp_obj *o, const char *want)
-{
-  char *r = mp_obj_repr(o);
-  assert_non_null(r);
-  assert_string_equal(r, want);
-  mp_free(r);
-}
-
-static void
 test_types(void **state)
 {
   mp_manager *m = started(state);
@@ -75,14 +66,14 @@ test_types(void **state)
   assert_non_null(strstr(mp_errdetail(), "KeyError('missing')"));
   MP_ASSERT_ERR(mp_proxy_delitem(d, missing), MP_ENOTFOUND);
   MP_ASSERT_OK(mp_proxy_getvalue(d, &got));
-  assert_repr(got, "{1: '1', '2': 2, 0.25: None}");
+  mp_test_assert_repr(got, "{1: '1', '2': 2, 0.25: None}");
   mp_obj_free(got);
   char *r = NULL;
   MP_ASSERT_OK(mp_proxy_repr(d, &r));
   assert_string_equal(r, "{1: '1', '2': 2, 0.25: None}");
   mp_free(r);
   MP_ASSERT_OK(mp_proxy_dict_items(d, &got));
-  assert_repr(got, "[(1, '1'), ('2', 2), (0.25, None)]");
+  mp_test_assert_repr(got, "[(1, '1'), ('2', 2), (0.25, None)]");
   mp_obj_free(got);
   /* an unexposed method: #TRACEBACK */
   MP_ASSERT_ERR(mp_proxy_call(d, "nosuch", NULL, NULL, &got), MP_EREMOTE);
@@ -126,7 +117,7 @@ test_types(void **state)
   MP_ASSERT_OK(mp_proxy_list_extend(l, more));
   mp_obj_free(more);
   MP_ASSERT_OK(mp_proxy_getvalue(l, &got));
-  assert_repr(got, "['1', 2, 1, 2, 7, 8]");
+  mp_test_assert_repr(got, "['1', 2, 1, 2, 7, 8]");
   mp_obj_free(got);
   MP_ASSERT_ERR(mp_proxy_call_take(l, "remove", MP_TUPLE(mp_int_new(99)),
                                    NULL), MP_EINVAL);
@@ -285,10 +276,10 @@ test_proxies_in_children(void **state)
   mp_obj_free(got);
   mp_obj_free(key);
   MP_ASSERT_OK(mp_proxy_getvalue(d, &got));
-  assert_repr(got, "{1: '1', '2': 2, 0.25: None}");
+  mp_test_assert_repr(got, "{1: '1', '2': 2, 0.25: None}");
   mp_obj_free(got);
   MP_ASSERT_OK(mp_proxy_getvalue(l, &got));
-  assert_repr(got, "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]");
+  mp_test_assert_repr(got, "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]");
   mp_obj_free(got);
   mp_proxy_free(d);
   mp_proxy_free(l);
@@ -343,7 +334,7 @@ test_proxy_through_connection(void **state)
   mp_obj_free(msg);
   mp_obj *got = NULL;
   MP_ASSERT_OK(mp_proxy_queue_get(q, &got, 60));
-  assert_repr(got, "'from the child'");
+  mp_test_assert_repr(got, "'from the child'");
   mp_obj_free(got);
   MP_ASSERT_OK(mp_conn_recv(a, &got, 60));
   mp_obj_free(got);
@@ -557,7 +548,7 @@ test_registered_type(void **state)
   mp_obj_free(a);
   mp_obj *got = NULL;
   MP_ASSERT_OK(mp_proxy_call_take(c, "add", MP_TUPLE(mp_int_new(2)), &got));
-  assert_repr(got, "5");
+  mp_test_assert_repr(got, "5");
   mp_obj_free(got);
   MP_ASSERT_ERR(mp_proxy_call_take(c, "add", MP_TUPLE(mp_int_new(-1)), &got),
                 MP_EINVAL);
@@ -568,7 +559,7 @@ test_registered_type(void **state)
   mp_obj *sq = mp_list_new(), *x;
   while (mp_proxy_call(it, "__next__", NULL, NULL, &x) == 0)
     mp_list_append_take(sq, x);
-  assert_repr(sq, "[0, 1, 4, 9, 16]");
+  mp_test_assert_repr(sq, "[0, 1, 4, 9, 16]");
   mp_obj_free(sq);
   mp_obj_free(got);
   mp_proxy_free(c);
@@ -652,7 +643,7 @@ test_waits_across_clients(void **state)
   mp_obj *v = NULL;
   MP_ASSERT_OK(mp_proxy_call_take(barrier, "__getattribute__",
                                   MP_TUPLE(mp_str_new("n_waiting")), &v));
-  assert_repr(v, "0");
+  mp_test_assert_repr(v, "0");
   mp_obj_free(v);
   /* a timed-out wait breaks it */
   MP_ASSERT_ERR(mp_proxy_call_take(barrier, "wait", MP_TUPLE(mp_float_new(0.01)),

@@ -11,18 +11,8 @@
 #include <unistd.h>
 
 #include "proc/proc_internal.h"
+#include "../pool/tasks.h" /* square */
 #include "testutil.h"
-
-static int
-square(mp_obj *args, mp_obj **result)
-{
-  int64_t v;
-  int rc = mp_int_get(mp_seq_item(args, 0), &v);
-  if (rc)
-    return rc;
-  *result = mp_int_new(v * v);
-  return 0;
-}
 
 static int
 add(mp_obj *args, mp_obj **result)
@@ -52,15 +42,6 @@ slow(mp_obj *args, mp_obj **result)
   return 0;
 }
 
-static void
-assert_repr(mp_obj *o, const char *want)
-{
-  char *r = mp_obj_repr(o);
-  assert_non_null(r);
-  assert_string_equal(r, want);
-  mp_free(r);
-}
-
 static mp_obj *
 ints(int n)
 {
@@ -77,7 +58,7 @@ call_is(mp_proxy *p, const char *method, mp_obj *args, mp_obj *kwds,
 {
   mp_obj *v = NULL;
   MP_ASSERT_OK(mp_proxy_call(p, method, args, kwds, &v));
-  assert_repr(v, want);
+  mp_test_assert_repr(v, want);
   mp_obj_free(v);
   mp_obj_free(args);
   mp_obj_free(kwds);

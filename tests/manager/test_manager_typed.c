@@ -10,15 +10,6 @@
 #include "testutil.h"
 
 static void
-assert_repr(mp_obj *o, const char *want)
-{
-  char *r = mp_obj_repr(o);
-  assert_non_null(r);
-  assert_string_equal(r, want);
-  mp_free(r);
-}
-
-static void
 test_typed_calls(void **state)
 {
   mp_manager *m;
@@ -36,20 +27,20 @@ test_typed_calls(void **state)
   MP_ASSERT_OK(mp_proxy_setitem(d, b, two));
   mp_obj *v;
   MP_ASSERT_OK(mp_proxy_dict_get(d, b, dflt, &v));
-  assert_repr(v, "2");
+  mp_test_assert_repr(v, "2");
   mp_obj_free(v);
   MP_ASSERT_OK(mp_proxy_dict_get(d, z, dflt, &v));
-  assert_repr(v, "-1");
+  mp_test_assert_repr(v, "-1");
   mp_obj_free(v);
   v = (mp_obj *)1;
   MP_ASSERT_OK(mp_proxy_dict_get(d, z, NULL, &v));
   assert_true(v == NULL || mp_obj_type(v) == MP_T_NONE);
   mp_obj_free(v);
   MP_ASSERT_OK(mp_proxy_dict_keys(d, &v));
-  assert_repr(v, "['a', 'b']");
+  mp_test_assert_repr(v, "['a', 'b']");
   mp_obj_free(v);
   MP_ASSERT_OK(mp_proxy_dict_values(d, &v));
-  assert_repr(v, "[1, 2]");
+  mp_test_assert_repr(v, "[1, 2]");
   mp_obj_free(v);
 
   /* a second reference keeps the object on the server */
@@ -57,7 +48,7 @@ test_typed_calls(void **state)
   assert_ptr_equal(d2, d);
   mp_proxy_free(d);
   MP_ASSERT_OK(mp_proxy_dict_keys(d2, &v));
-  assert_repr(v, "['a', 'b']");
+  mp_test_assert_repr(v, "['a', 'b']");
   mp_obj_free(v);
   mp_proxy_free(d2);
   assert_null(mp_proxy_ref(NULL));

@@ -92,6 +92,19 @@ mp_test_pipe(mp_conn **r, mp_conn **w, int duplex)
   MP_ASSERT_OK(mp_pipe(r, w, duplex));
 }
 
+void
+mp_test_assert_repr(const mp_obj *o, const char *want)
+{
+  char *r = mp_obj_repr(o);
+  assert_non_null(r);
+  if (strcmp(r, want)) {
+    print_error("repr %s, want %s\n", r, want);
+    mp_free(r);
+    fail();
+  }
+  mp_free(r);
+}
+
 const char *
 mp_test_build_dir(void)
 {

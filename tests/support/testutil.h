@@ -100,4 +100,7 @@ void mp_test_kill_holder(mp_lock *l);
 /* A connected pair: a Pipe (duplex or not), asserted to succeed. */
 void mp_test_pipe(mp_conn **r, mp_conn **w, int duplex);
 
+/* Assert that repr(o) is exactly `want`. */
+void mp_test_assert_repr(const mp_obj *o, const char *want);
+
 #endif
