@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "manager/manager_internal.h"
@@ -455,6 +456,100 @@ test_client_killed_holding_a_reply_proxy(void **state)
   mp_manager_free(m);
 }
 
+/* Clients SIGKILLed at random instants (a bounded loop) while they store
+ * dict proxies in a shared list, take them out again and use them: the
+ * server goes on, and every proxy the list holds afterwards names a live
+ * dict -- whatever instant a kill landed in (mid-request, between a reply
+ * and its incref, mid-decref), no reference was dropped twice or too
+ * early.  (References a killed client made itself stay: documented.) */
+static int
+child_churns(mp_obj *args)
+{
+  const char *address;
+  size_t len;
+  mp_proxy *l = mp_proxy_from_obj(mp_seq_item(args, 1));
+  if (mp_str_get(mp_seq_item(args, 0), &address, &len) || !l)
+    return 1;
+  mp_manager *m;
+  if (mp_manager_new(&m, &(mp_manager_opts){ .address = address,
+                                             .authkey = KEY,
+                                             .authkey_len = strlen(KEY) }) ||
+      mp_manager_connect(m))
+    return 2;
+  mp_obj *k = mp_str_new("k");
+  for (int64_t i = 0;; i++) {
+    mp_proxy *d;
+    mp_obj *v = mp_int_new(i), *h, *got = NULL;
+    if (mp_manager_dict(m, &d) || mp_proxy_setitem(d, k, v))
+      return 3;
+    h = mp_proxy_obj(d);
+    if (mp_proxy_list_append(l, h))
+      return 4;
+    mp_obj_free(h);
+    mp_proxy_free(d);
+    int64_t n = 0;
+    if (mp_proxy_len(l, &n))
+      return 5;
+    if (n > 4) {
+      if (mp_proxy_call_take(l, "pop", MP_TUPLE(mp_int_new(0)), &got) ||
+          !mp_proxy_from_obj(got))
+        return 6;
+      mp_obj *x = NULL;
+      if (mp_proxy_getitem(mp_proxy_from_obj(got), k, &x))
+        return 7;
+      mp_obj_free(x);
+      mp_obj_free(got);
+    }
+    mp_obj_free(v);
+  }
+}
+
+static void
+test_clients_killed_while_nesting(void **state)
+{
+  mp_manager *m = started(0, 0);
+  mp_proxy *l;
+  MP_ASSERT_OK(mp_manager_list(m, NULL, &l));
+  long seed = (long)time(NULL) ^ getpid();
+  srand48(seed);
+  print_message("seed %ld\n", seed);
+  for (int round = 0; round < 20; round++) {
+    mp_process *p;
+    mp_obj *args = MP_TUPLE(mp_str_new(mp_manager_address(m)),
+                            mp_proxy_obj(l));
+    MP_ASSERT_OK(mp_process_new(&p, mp_test_context(state),
+                                &(mp_process_opts){ .target = child_churns,
+                                                    .args = args }));
+    mp_obj_free(args);
+    MP_ASSERT_OK(mp_process_start(p));
+    usleep((useconds_t)(5000 + lrand48() % 30000));
+    MP_ASSERT_OK(mp_process_kill(p));
+    MP_ASSERT_OK(mp_process_join(p, 60));
+    /* it ran until killed: any exit code of its own is a failed call */
+    int code = 0;
+    MP_ASSERT_OK(mp_process_exitcode(p, &code));
+    assert_int_equal(code, -SIGKILL);
+    mp_process_free(p);
+  }
+  /* every dict the list still holds is alive and readable */
+  int64_t n = -1;
+  MP_ASSERT_OK(mp_proxy_len(l, &n));
+  assert_true(n > 0); /* the children got as far as storing proxies */
+  mp_obj *k = mp_str_new("k");
+  for (int64_t i = 0; i < n; i++) {
+    mp_obj *got = NULL, *x = NULL;
+    MP_ASSERT_OK(mp_proxy_list_getitem(l, i, &got));
+    assert_non_null(mp_proxy_from_obj(got));
+    MP_ASSERT_OK(mp_proxy_getitem(mp_proxy_from_obj(got), k, &x));
+    mp_obj_free(x);
+    mp_obj_free(got);
+  }
+  mp_obj_free(k);
+  mp_proxy_free(l);
+  assert_serving(m);
+  mp_manager_free(m);
+}
+
 /* ---- a server killed under its clients ---------------------------------- */
 
 static void
@@ -547,6 +642,7 @@ static const struct CMUnitTest tests[] = {
   cmocka_unit_test(test_shutdown_under_a_blocked_client),
   MP_TEST_METHODS(test_client_killed_mid_call),
   MP_TEST_METHODS(test_client_killed_holding_a_reply_proxy),
+  MP_TEST_METHODS(test_clients_killed_while_nesting),
   MP_TEST_METHODS(test_server_killed_under_clients),
   cmocka_unit_test(test_teardown),
 };
