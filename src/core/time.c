@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "core/internal.h"
+#include "platform/platform.h"
 
 int64_t
 mp__now_ns(void)
@@ -12,7 +13,7 @@ mp__now_ns(void)
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int
+MP__HOT int
 mp__deadline_set(double timeout, mp__deadline *d)
 {
   if (MP__LIKELY(timeout > 0)) {

@@ -18,6 +18,31 @@
 
 #include "core/fd.h"
 
+/* futex(2) without libc's syscall(): a wait or a wake is what a process
+ * does right after it is switched in, and libc's wrapper (reached through
+ * the PLT) is two more pages of code to fault into a cold TLB.  Returns
+ * the result, or -errno. */
+static inline long
+futex_call(uint32_t *addr, int op, uint32_t val, const struct timespec *tp,
+           uint32_t val3)
+{
+#if defined(__x86_64__)
+  register long r10 __asm__("r10") = (long)tp;
+  register long r8 __asm__("r8") = 0;
+  register long r9 __asm__("r9") = (long)val3;
+  long ret;
+  __asm__ __volatile__("syscall"
+                       : "=a"(ret)
+                       : "a"((long)SYS_futex), "D"(addr), "S"((long)op),
+                         "d"((long)val), "r"(r10), "r"(r8), "r"(r9)
+                       : "rcx", "r11", "memory");
+  return ret;
+#else
+  long r = syscall(SYS_futex, addr, op, val, tp, NULL, val3);
+  return r == -1 ? -errno : r;
+#endif
+}
+
 int
 mp__futex_wait(uint32_t *addr, uint32_t val, mp__deadline deadline)
 {
@@ -31,27 +56,27 @@ mp__futex_wait(uint32_t *addr, uint32_t val, mp__deadline deadline)
   }
   /* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time, so a restart
    * after EINTR needs no recomputation. */
-  long r = syscall(SYS_futex, addr, FUTEX_WAIT_BITSET, val, tp, NULL,
-                   FUTEX_BITSET_MATCH_ANY);
-  if (r == -1 && errno == ETIMEDOUT)
+  long r = futex_call(addr, FUTEX_WAIT_BITSET, val, tp,
+                      FUTEX_BITSET_MATCH_ANY);
+  if (r == -ETIMEDOUT)
     return MP_ETIMEDOUT;
   return 0; /* woken, EAGAIN (value changed) or EINTR: caller re-checks */
 }
 
-int
+MP__HOT int
 mp__futex_wait_rel(uint32_t *addr, uint32_t val, int64_t ns)
 {
   struct timespec rel = {ns / 1000000000, ns % 1000000000};
-  long r = syscall(SYS_futex, addr, FUTEX_WAIT, val, &rel, NULL, 0);
-  if (r == -1 && errno == ETIMEDOUT)
+  long r = futex_call(addr, FUTEX_WAIT, val, &rel, 0);
+  if (r == -ETIMEDOUT)
     return MP_ETIMEDOUT;
   return 0;
 }
 
-int
+MP__HOT int
 mp__futex_wake(uint32_t *addr, int n)
 {
-  long r = syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
+  long r = futex_call(addr, FUTEX_WAKE, (uint32_t)n, NULL, 0);
   return r < 0 ? 0 : (int)r;
 }
 

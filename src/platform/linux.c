@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "platform/platform.h"
@@ -320,15 +321,52 @@ cgroup_quota_cpus(void)
   return best;
 }
 
-int
+/* CPUs in this thread's affinity mask; 0 if unknown. */
+static int
+affinity_cpus(void)
+{
+  int n = 0;
+  for (int size = 1024; size <= 1 << 20; size *= 2) {
+    cpu_set_t *set = CPU_ALLOC(size);
+    if (!set)
+      break;
+    size_t bytes = CPU_ALLOC_SIZE(size);
+    int rc = sched_getaffinity(0, bytes, set);
+    if (rc == 0)
+      n = CPU_COUNT_S(bytes, set);
+    CPU_FREE(set);
+    if (rc == 0 || errno != EINVAL)
+      break;
+  }
+  return n;
+}
+
+MP__HOT int
 mp__plat_spin_useful(void)
 {
-  static _Atomic int cpus;
+  static _Atomic int cpus, quota;
   static _Atomic unsigned calls;
+  static _Atomic int64_t quota_at; /* coarse ms + 1; 0: never read */
   int n = atomic_load_explicit(&cpus, memory_order_relaxed);
   if (!n || atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed) % 256
                 == 0) {
-    n = mp__plat_cpu_usable();
+    /* The affinity is one system call; the cgroup quota is files to open
+     * and read (tens of microseconds), so it is read at most once a
+     * second. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1;
+    int64_t at = atomic_load_explicit(&quota_at, memory_order_relaxed);
+    if (!at || now - at >= 1000) {
+      atomic_store_explicit(&quota, cgroup_quota_cpus(), memory_order_relaxed);
+      atomic_store_explicit(&quota_at, now, memory_order_relaxed);
+    }
+    int q = atomic_load_explicit(&quota, memory_order_relaxed);
+    n = affinity_cpus();
+    if (n <= 0)
+      n = mp__plat_cpu_count();
+    if (q > 0 && q < n)
+      n = q;
     if (n < 1)
       n = 1;
     atomic_store_explicit(&cpus, n, memory_order_relaxed);
@@ -339,22 +377,7 @@ mp__plat_spin_useful(void)
 int
 mp__plat_cpu_usable(void)
 {
-  int n = 0;
-  cpu_set_t *set = NULL;
-  for (int size = 1024; size <= 1 << 20; size *= 2) {
-    set = CPU_ALLOC(size);
-    if (!set)
-      break;
-    size_t bytes = CPU_ALLOC_SIZE(size);
-    if (sched_getaffinity(0, bytes, set) == 0) {
-      n = CPU_COUNT_S(bytes, set);
-      CPU_FREE(set);
-      break;
-    }
-    CPU_FREE(set);
-    if (errno != EINVAL)
-      break;
-  }
+  int n = affinity_cpus();
   if (n <= 0)
     n = mp__plat_cpu_count();
   if (n <= 0)

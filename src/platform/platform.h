@@ -72,7 +72,10 @@ int mp__plat_cpu_usable(void);
  * at again every 256 calls, as a program may pin itself (or be pinned
  * with taskset) after its first wait: a spin on one CPU only delays the
  * peer, and no spin on two leaves every wake-up to the scheduler (a
- * cross-CPU wake costs tens of microseconds on a VM). */
+ * cross-CPU wake costs tens of microseconds on a VM).  The cgroup quota,
+ * which takes files to read, is looked at again at most once a second.
+ * The answer is kept across fork: a process that makes a queue or a pool
+ * asks once, so that its children start with it. */
 int mp__plat_spin_useful(void);
 
 /* A pause between polls of something another CPU is about to change. */
@@ -82,6 +85,18 @@ int mp__plat_spin_useful(void);
 #define MP__CPU_RELAX() __asm__ __volatile__("yield")
 #else
 #define MP__CPU_RELAX() ((void)0)
+#endif
+
+/* On a function of a path taken again and again between two context
+ * switches (a queue's put and get, the futex calls under them): the
+ * compiler puts these together in .text.hot, so that such a trip runs in
+ * a few pages of code.  After a switch a process starts with a cold TLB
+ * (always, on a CPU or VM without PCID), and each page of code it touches
+ * costs a page walk -- on a VM, a nested one. */
+#if defined(__GNUC__)
+#define MP__HOT __attribute__((hot))
+#else
+#define MP__HOT
 #endif
 /* Fill in the page tables of [addr, addr + len) of a mapping now, for
  * reading or writing (one call instead of a fault per page); a hint: does

@@ -107,6 +107,7 @@ mp_queue_new(mp_queue **out, const mp_queue_opts *opts)
   mp_queue *q = queue_alloc();
   if (!q)
     return MP_ENOMEM;
+  (void)mp__plat_spin_useful(); /* asked here, so fork children know */
   q->maxsize = o.maxsize;
   q->joinable = o.joinable != 0;
   q->max_message = max_message;

@@ -44,6 +44,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/internal.h"
 #include "mproc/queue.h"
@@ -71,6 +72,32 @@ mp__q_fence(void)
 }
 
 /* MP__CPU_RELAX: platform/platform.h */
+
+/* memcpy for an item's bytes: inline up to 32 bytes (two overlapping
+ * fixed-size copies), libc's beyond.  A small item's put or get then
+ * stays in the queue's own pages of code (see MP__HOT). */
+static inline void
+mp__q_copy(void *dst, const void *src, size_t n)
+{
+  unsigned char *d = dst;
+  const unsigned char *s = src;
+  if (n > 32) {
+    memcpy(d, s, n);
+  } else if (n >= 16) {
+    memcpy(d, s, 16);
+    memcpy(d + n - 16, s + n - 16, 16);
+  } else if (n >= 8) {
+    memcpy(d, s, 8);
+    memcpy(d + n - 8, s + n - 8, 8);
+  } else if (n >= 4) {
+    memcpy(d, s, 4);
+    memcpy(d + n - 4, s + n - 4, 4);
+  } else if (n) {
+    d[0] = s[0];
+    d[n / 2] = s[n / 2];
+    d[n - 1] = s[n - 1];
+  }
+}
 #define MP__Q_PAGE_UP(x)                                                     \
   (((uint64_t)(x) + MP__Q_PAGE - 1) & ~(uint64_t)(MP__Q_PAGE - 1))
 

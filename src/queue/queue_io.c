@@ -59,7 +59,7 @@ lock_side(mp_queue *q, int put, lazy_dl *l)
 /* Sleep on `word` while it holds `val`, at most `slice` ns and not past
  * the deadline: 0 (woken, or the slice ended), MP_ETIMEDOUT (the deadline
  * passed). */
-static int
+MP__HOT static int
 sleep_on(_Atomic uint32_t *word, uint32_t val, mp__deadline dl, int64_t slice)
 {
   if (dl == MP__NO_DEADLINE) { /* no clock to read: only the slice ends it */
@@ -80,7 +80,7 @@ sleep_on(_Atomic uint32_t *word, uint32_t val, mp__deadline dl, int64_t slice)
  * caught up with its producer usually sees the next item within
  * microseconds, and sleeping would cost a futex wait, a wake and two
  * context switches per item. */
-static int
+MP__HOT static int
 spin_until(int (*ready)(mp_queue *, void *), mp_queue *q, void *arg,
            mp__deadline dl, int64_t spin_ns)
 {
@@ -355,7 +355,7 @@ put_src(mp_queue *q, const qsrc *items, size_t n, double timeout)
       const qsrc *it = &items[done + i];
       size_t skip = it->nfds ? sizeof(struct mp__qfds_prefix) : 0;
       if (it->len)
-        memcpy(cl[i].payload + skip, it->data, it->len);
+        mp__q_copy(cl[i].payload + skip, it->data, it->len);
       int c = mp__q_commit_quiet(&cl[i]);
       if (c && ok == k) {
         ok = i;
@@ -384,7 +384,7 @@ put_src(mp_queue *q, const qsrc *items, size_t n, double timeout)
   return done ? (int)done : rc;
 }
 
-int
+MP__HOT int
 mp_queue_put_bytes(mp_queue *q, const void *buf, size_t len, double timeout)
 {
   mp__errdetail_clear();
@@ -402,7 +402,7 @@ mp_queue_put_bytes(mp_queue *q, const void *buf, size_t len, double timeout)
       if (rc)
         return rc;
       if (len)
-        memcpy(c.payload, buf, len);
+        mp__q_copy(c.payload, buf, len);
       return mp__q_commit(q, &c);
     }
     mp__q_put_unlock(q);
@@ -540,7 +540,7 @@ take_fds(mp_queue *q, qgot *g, int want_fds)
 
 /* After taking: room for a bounded queue's producers; another consumer
  * woken if items remain (a wake-up one consumer did not use is passed on). */
-static void
+MP__HOT static void
 after_take(mp_queue *q, size_t k)
 {
   struct mp__qhdr *h = q->h;
@@ -583,7 +583,7 @@ item_ready(mp_queue *q, void *arg)
  * must fit the budget left (`budget` bytes in all; SIZE_MAX: no budget).
  * Returns k >= 1, or MP_EEMPTY, MP_EMSGSIZE (got[0].t.len: the first
  * item's size, which stays), MP_ECLOSED, MP_EMALFORMED, MP_EINVAL. */
-static int
+MP__HOT static int
 take_some(mp_queue *q, qgot *got, size_t max, size_t budget, double timeout,
           int want_fds, int empty_seen)
 {
@@ -708,7 +708,7 @@ mp_queue_get_bytes(mp_queue *q, void **out, size_t *len, double timeout)
     return rc;
   void *buf = malloc(g.t.len ? g.t.len : 1);
   if (buf && g.t.len)
-    memcpy(buf, g.t.payload, g.t.len);
+    mp__q_copy(buf, g.t.payload, g.t.len);
   mp__q_finish(q, &g.t);
   if (!buf)
     return MP_ENOMEM; /* the item is lost: it was taken */
@@ -717,7 +717,7 @@ mp_queue_get_bytes(mp_queue *q, void **out, size_t *len, double timeout)
   return 0;
 }
 
-int
+MP__HOT int
 mp_queue_get_bytes_into(mp_queue *q, void *buf, size_t size, size_t *len,
                         double timeout)
 {
@@ -740,7 +740,7 @@ mp_queue_get_bytes_into(mp_queue *q, void *buf, size_t size, size_t *len,
       after_take(q, 1);
       mp__q_get_unlock(q);
       if (g.t.len)
-        memcpy(buf, g.t.payload, g.t.len);
+        mp__q_copy(buf, g.t.payload, g.t.len);
       mp__q_finish(q, &g.t);
       *len = g.t.len;
       return 0;
@@ -754,7 +754,7 @@ mp_queue_get_bytes_into(mp_queue *q, void *buf, size_t size, size_t *len,
       if (rc)
         return rc;
       if (g.t.len)
-        memcpy(buf, g.t.payload, g.t.len);
+        mp__q_copy(buf, g.t.payload, g.t.len);
       mp__q_finish(q, &g.t);
       *len = g.t.len;
       return 0;
@@ -779,7 +779,7 @@ mp_queue_get_bytes_into(mp_queue *q, void *buf, size_t size, size_t *len,
   if (rc < 0)
     return rc;
   if (g.t.len)
-    memcpy(buf, g.t.payload, g.t.len);
+    mp__q_copy(buf, g.t.payload, g.t.len);
   mp__q_finish(q, &g.t);
   *len = g.t.len;
   return 0;
@@ -812,7 +812,7 @@ mp_queue_get_many_bytes(mp_queue *q, void *buf, size_t size,
     for (int i = 0; i < rc; i++) {
       uint8_t *dst = (uint8_t *)buf + used;
       if (g[i].t.len)
-        memcpy(dst, g[i].t.payload, g[i].t.len);
+        mp__q_copy(dst, g[i].t.payload, g[i].t.len);
       fin[i] = g[i].t;
       items[total].data = dst;
       items[total].len = g[i].t.len;

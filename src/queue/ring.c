@@ -40,7 +40,7 @@ st(_Atomic uint64_t *p, uint64_t v)
 /* pid << 40 | start time of this process, recomputed after fork. */
 static _Atomic uint64_t g_aux;
 
-static uint64_t
+MP__HOT static uint64_t
 my_aux(void)
 {
   uint32_t pid = mp__getpid();
@@ -96,7 +96,7 @@ mp__q_known(mp_queue *q, uint64_t end)
 
 /* The segment at file offset `off`, checked: NULL (detail set) unless it
  * is page aligned, lies inside the file and carries the segment tag. */
-static struct mp__qseg *
+MP__HOT static struct mp__qseg *
 seg_get(mp_queue *q, uint64_t off, uint64_t *size)
 {
   /* A segment's size never changes once made (segments are never split or
@@ -161,7 +161,7 @@ int mp__q_die_in_journal_for_tests;
 
 /* Arm, apply in order (the last store, the publication, with release),
  * disarm. */
-static void
+MP__HOT static void
 j_apply(mp_queue *q, struct mp__qjournal *j)
 {
   uint64_t n = j->n;
@@ -233,7 +233,7 @@ side_held(mp_queue *q, struct mp__slock *l, struct mp__qjournal *j)
   return 0;
 }
 
-static int
+MP__HOT static int
 side_try(mp_queue *q, struct mp__slock *l, struct mp__qjournal *j)
 {
   for (int i = 0; i < SPINS; i++) {
@@ -259,7 +259,7 @@ side_lock(mp_queue *q, struct mp__slock *l, struct mp__qjournal *j,
   return rc == MP_ETIMEDOUT ? rc : side_held(q, l, j);
 }
 
-int
+MP__HOT int
 mp__q_try_lock(mp_queue *q, int put)
 {
   struct mp__qhdr *h = q->h;
@@ -273,7 +273,7 @@ mp__q_put_lock(mp_queue *q, mp__deadline dl)
   return side_lock(q, &q->h->put_lock, &q->h->pj, dl);
 }
 
-void
+MP__HOT void
 mp__q_put_unlock(mp_queue *q)
 {
   mp__slock_release(&q->h->put_lock);
@@ -285,7 +285,7 @@ mp__q_get_lock(mp_queue *q, mp__deadline dl)
   return side_lock(q, &q->h->get_lock, &q->h->gj, dl);
 }
 
-void
+MP__HOT void
 mp__q_get_unlock(mp_queue *q)
 {
   mp__slock_release(&q->h->get_lock);
@@ -488,7 +488,7 @@ seg_alloc(mp_queue *q, uint64_t want, struct mp__qjournal *j, uint64_t *out,
 
 /* ---- producers --------------------------------------------------------------- */
 
-int
+MP__HOT int
 mp__q_claim(mp_queue *q, uint32_t len, unsigned flags, mp__qclaim *c)
 {
   struct mp__qhdr *h = q->h;
@@ -603,7 +603,7 @@ mp__q_commit_quiet(const mp__qclaim *c)
  * looks at the head record; we published (seq_cst) and then look for
  * waiters.  Once after a batch: a consumer that looked after the first
  * commit saw an item and did not sleep. */
-void
+MP__HOT void
 mp__q_wake_consumer(mp_queue *q)
 {
   if (atomic_load_explicit(&q->h->get_waiters, memory_order_seq_cst)
@@ -614,7 +614,7 @@ mp__q_wake_consumer(mp_queue *q)
   }
 }
 
-int
+MP__HOT int
 mp__q_commit(mp_queue *q, const mp__qclaim *c)
 {
   int rc = mp__q_commit_quiet(c);
@@ -637,7 +637,7 @@ wake_joiners(mp_queue *q)
   }
 }
 
-int
+MP__HOT int
 mp__q_take(mp_queue *q, size_t maxlen, size_t max_n, int check_dead,
            mp__qtake *t, uint64_t *wait_w, struct mp__qrec **wait_rec)
 {
@@ -819,7 +819,7 @@ count_finished(mp_queue *q, uint64_t seg, uint32_t gen, uint64_t n)
     ;
 }
 
-void
+MP__HOT void
 mp__q_finish_many(mp_queue *q, const mp__qtake *t, size_t n)
 {
   size_t run = 0;
@@ -840,7 +840,7 @@ mp__q_finish_many(mp_queue *q, const mp__qtake *t, size_t n)
   }
 }
 
-void
+MP__HOT void
 mp__q_finish(mp_queue *q, const mp__qtake *t)
 {
   mp__q_finish_many(q, t, 1);

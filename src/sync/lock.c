@@ -165,7 +165,7 @@ acquire_contended(struct mp__slock *l, uint32_t me, mp__deadline deadline)
   }
 }
 
-int
+MP__HOT int
 mp__slock_acquire(struct mp__slock *l, mp__deadline deadline)
 {
   uint32_t me = mp__getpid();
@@ -191,7 +191,7 @@ release(struct mp__slock *l)
   return 0;
 }
 
-int
+MP__HOT int
 mp__slock_release(struct mp__slock *l)
 {
   return release(l);

@@ -49,6 +49,48 @@ test_put_get_bytes_fifo(void **state)
   mp_queue_free(q);
 }
 
+/* Every length from 0 to 80 bytes, through put_bytes, get_bytes_into,
+ * get_bytes and the batches: small items are copied inline in pieces that
+ * overlap (up to 32 bytes), so each length is its own case.  The bytes
+ * around the copy stay untouched. */
+static void
+test_every_small_length(void **state)
+{
+  (void)state;
+  mp_queue *q;
+  MP_ASSERT_OK(mp_queue_new(&q, NULL));
+  unsigned char src[80], dst[96];
+  for (size_t len = 0; len <= sizeof src; len++) {
+    for (size_t i = 0; i < len; i++)
+      src[i] = (unsigned char)(len * 7 + i * 13 + 1);
+    MP_ASSERT_OK(mp_queue_put_bytes(q, src, len, 0));
+    memset(dst, 0xee, sizeof dst);
+    size_t n = 999;
+    MP_ASSERT_OK(mp_queue_get_bytes_into(q, dst + 8, len, &n, 0));
+    assert_int_equal(n, len);
+    assert_memory_equal(dst + 8, src, len);
+    for (size_t i = 0; i < 8; i++)
+      assert_int_equal(dst[i], 0xee);
+    for (size_t i = 8 + len; i < sizeof dst; i++)
+      assert_int_equal(dst[i], 0xee);
+    /* and in a batch of two, the second of each length */
+    mp_queue_buf in[2] = {{src, len}, {src, len}};
+    assert_int_equal(mp_queue_put_many_bytes(q, in, 2, 0), 2);
+    unsigned char buf[2 * sizeof src + 16];
+    memset(buf, 0xee, sizeof buf);
+    mp_queue_buf out[2];
+    assert_int_equal(mp_queue_get_many_bytes(q, buf, 2 * len, out, 2, 0), 2);
+    for (int k = 0; k < 2; k++) {
+      assert_int_equal(out[k].len, len);
+      assert_memory_equal(out[k].data, src, len);
+    }
+    for (size_t i = 2 * len; i < sizeof buf; i++)
+      assert_int_equal(buf[i], 0xee);
+  }
+  assert_int_equal(mp_queue_qsize(q), 0);
+  mp_queue_free(q);
+}
+
 /* get_bytes_into on an empty queue: its one-pass path hands the empty
  * look to the waiting path, which must still time out, or see a put. */
 static void
@@ -400,6 +442,7 @@ test_handles_and_functions_in_items(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_put_get_bytes_fifo),
     cmocka_unit_test(test_get_bytes_into_empty),
+    cmocka_unit_test(test_every_small_length),
     cmocka_unit_test(test_put_get_objects_both_ways),
     cmocka_unit_test(test_bounded_queue),
     cmocka_unit_test(test_errors),
