@@ -124,7 +124,7 @@ mp__memfd_size_fixed(int fd, uint64_t *size)
 }
 
 __thread uint32_t mp__tl_tid;
-uint32_t mp__g_pid;
+MP__HOT_DATA uint32_t mp__g_pid;
 static _Atomic uint64_t g_start;
 
 void

@@ -344,8 +344,8 @@ affinity_cpus(void)
 MP__HOT int
 mp__plat_spin_useful(void)
 {
-  static _Atomic int cpus, quota;
-  static _Atomic unsigned calls;
+  static _Atomic int cpus MP__HOT_DATA, quota;
+  static _Atomic unsigned calls MP__HOT_DATA;
   static _Atomic int64_t quota_at; /* coarse ms + 1; 0: never read */
   int n = atomic_load_explicit(&cpus, memory_order_relaxed);
   if (!n || atomic_fetch_add_explicit(&calls, 1, memory_order_relaxed) % 256

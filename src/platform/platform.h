@@ -98,6 +98,14 @@ int mp__plat_spin_useful(void);
 #else
 #define MP__HOT
 #endif
+/* The same for the few variables such a path reads or writes (the cached
+ * pid, the owner words of this process): one section of their own, which
+ * the linker makes one, so they share a page. */
+#if defined(__GNUC__) && defined(__ELF__)
+#define MP__HOT_DATA __attribute__((section("mp_hot_data")))
+#else
+#define MP__HOT_DATA
+#endif
 /* Fill in the page tables of [addr, addr + len) of a mapping now, for
  * reading or writing (one call instead of a fault per page); a hint: does
  * nothing where the kernel cannot (before Linux 5.14). */

@@ -38,7 +38,7 @@ st(_Atomic uint64_t *p, uint64_t v)
 }
 
 /* pid << 40 | start time of this process, recomputed after fork. */
-static _Atomic uint64_t g_aux;
+static _Atomic uint64_t g_aux MP__HOT_DATA;
 
 MP__HOT static uint64_t
 my_aux(void)
@@ -622,7 +622,7 @@ mp__q_commit(mp_queue *q, const mp__qclaim *c)
   return rc;
 }
 
-void (*mp__q_pad_hook_for_tests)(struct mp__qrec *rec);
+MP__HOT_DATA void (*mp__q_pad_hook_for_tests)(struct mp__qrec *rec);
 
 /* ---- consumers --------------------------------------------------------------- */
 

@@ -15,7 +15,7 @@
 
 /* pid << 40 | start time, cached per process (recomputed when the pid
  * changes, i.e. after fork). */
-static _Atomic uint64_t g_oinfo;
+static _Atomic uint64_t g_oinfo MP__HOT_DATA;
 
 static inline uint64_t
 my_oinfo(uint32_t pid)
