@@ -157,7 +157,7 @@ j_terminate(struct mp__qjournal *j, uint64_t pos, uint64_t seg_end)
     j_add(j, ROFF(pos, w), 0);
 }
 
-int mp__q_die_in_journal_for_tests;
+MP__HOT_DATA int mp__q_die_in_journal_for_tests;
 
 /* Arm, apply in order (the last store, the publication, with release),
  * disarm. */
