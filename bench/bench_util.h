@@ -46,6 +46,14 @@ futex_wait(_Atomic uint32_t *w, uint32_t v)
   syscall(SYS_futex, w, FUTEX_WAIT, v, NULL, NULL, 0);
 }
 
+/* The same wait with a relative timeout (the kernel arms a timer). */
+static BENCH_UNUSED void
+futex_wait_for(_Atomic uint32_t *w, uint32_t v, long ns)
+{
+  struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
+  syscall(SYS_futex, w, FUTEX_WAIT, v, &ts, NULL, 0);
+}
+
 static BENCH_UNUSED void
 futex_wake(_Atomic uint32_t *w, int n)
 {

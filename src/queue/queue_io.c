@@ -569,7 +569,7 @@ struct spin_arg {
 };
 
 /* Something to look at: the stalled record changed, or the tail moved. */
-static int
+MP__HOT static int
 item_ready(mp_queue *q, void *arg)
 {
   struct spin_arg *a = arg;
@@ -615,7 +615,12 @@ take_some(mp_queue *q, qgot *got, size_t max, size_t budget, double timeout,
       size_t k = 0, used = 0;
       while (k < max) {
         size_t room = budget == SIZE_MAX ? SIZE_MAX : budget - used;
-        mp__qtake tk[MP__Q_RUN];
+        /* Sized to the call (one record for a get): a run's 1.5 KiB on
+         * the stack of every get would push the frames of the wait below
+         * it onto another page, which a trip after a context switch then
+         * has to walk to. */
+        size_t run = max - k < MP__Q_RUN ? max - k : MP__Q_RUN;
+        mp__qtake tk[run];
         rc = mp__q_take(q, room, max - k, full_check, tk, &ww, &wrec);
         if (rc <= 0) {
           if (rc == MP_EMSGSIZE)
