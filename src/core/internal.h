@@ -214,10 +214,11 @@ mp__get_blob(const uint8_t **p, const uint8_t *end, const uint8_t **data,
  * (exec: executable) segments and, for code (exec), an offset where no
  * function starts, judged by the object's symbol tables and unwind table
  * (mp__plat_func_info; an object that has neither is judged by its
- * segments alone).  It loads (dlopen) an object that is not loaded yet only
- * on a thread that mp__funcref_trust() marked: loading runs the object's
- * constructors, which only a trusted sender (the parent of a child being
- * booted) may cause. */
+ * segments alone) -- except on a thread that mp__funcref_trust() marked,
+ * whose sender's addresses are its own function pointers.  It loads
+ * (dlopen) an object that is not loaded yet only on such a thread: loading
+ * runs the object's constructors, which only a trusted sender (the parent
+ * of a child being booted) may cause. */
 int mp__funcref_encode(const void *addr, int exec, mp__buf *b);
 /* Decode one reference at *p (advancing it); on failure writes the reason
  * into err and returns MP_EBADREF (or MP_EMALFORMED). */
