@@ -179,9 +179,19 @@ mp__pool_worker_main(mp_obj *args)
       mp__wx_leave(&wx);
       return MP__WEXIT_BADARGS;
     }
-    int64_t pslot = 0, base = 0;
-    mp_int_get(mp_seq_item(task, 4), &pslot); /* absent: 0 */
-    mp_int_get(mp_seq_item(task, 5), &base);
+    /* Fields 4 to 6 may be absent (0).  Looked at by count, not through
+     * mp_seq_item: an index out of range formats an error detail, three
+     * times a task. */
+    mp_obj *const *tf;
+    size_t ntf = 0;
+    mp_seq_items(task, &tf, &ntf);
+    int64_t pslot = 0, base = 0, tmo = 0;
+    if (ntf > 4)
+      mp_int_get(tf[4], &pslot);
+    if (ntf > 5)
+      mp_int_get(tf[5], &base);
+    if (ntf > 6)
+      mp_int_get(tf[6], &tmo);
     mp_obj *payload = mp_seq_item(task, 3);
     /* Recorded before the task runs: a death from here on fails it.  The
      * start time first, so that a reader who sees this id reads this
@@ -189,8 +199,6 @@ mp__pool_worker_main(mp_obj *args)
     __atomic_store_n(started, mp__now_ns(), __ATOMIC_SEQ_CST);
     __atomic_store_n(slot, (int64_t)id, __ATOMIC_SEQ_CST);
     int64_t t_job = wx.insights ? mp__now_ns() : 0;
-    int64_t tmo = 0;
-    mp_int_get(mp_seq_item(task, 6), &tmo); /* absent: 0 */
     mp_obj *msg = wx.exec && fn != mp__ma_task
                       ? mp__exec_job(&wx, id, uid, fn, (int)kind, payload,
                                      name, (int)pslot, base, tmo)
