@@ -577,6 +577,18 @@ wake_handler(mp_pool *p)
   mp_queue_put(p->rq, none, MP_FOREVER);
 }
 
+/* A closed pool with no work left (p->mu held): each worker's sentinel,
+ * once. */
+static void
+send_sentinels(mp_pool *p)
+{
+  for (int k = 0; k < p->nproc; k++)
+    if (p->w[k].proc && !p->w[k].stopping) {
+      p->w[k].stopping = 1;
+      mp_queue_put(p->w[k].tq, mp_none(), MP_FOREVER);
+    }
+}
+
 /* The watcher saw a worker end (on the watcher's thread). */
 static void
 on_worker_end(void *arg)
@@ -610,11 +622,7 @@ handler_main(void *arg)
     int quit = p->state == POOL_TERMINATE;
     int closing = p->state == POOL_CLOSE && p->outstanding == 0;
     if (closing)
-      for (int k = 0; k < p->nproc; k++)
-        if (p->w[k].proc && !p->w[k].stopping) {
-          p->w[k].stopping = 1;
-          mp_queue_put(p->w[k].tq, mp_none(), MP_FOREVER);
-        }
+      send_sentinels(p);
     pthread_mutex_unlock(&p->mu);
     finished_run(&f, 0);
     mp__poolx_tick(p->x);
@@ -623,7 +631,9 @@ handler_main(void *arg)
     if (closing) {
       /* Idle workers exit on their sentinel; a worker that died meanwhile
        * has ended too.  Nothing else can happen to the pool now (closed,
-       * no work), and terminate waits for this thread. */
+       * no work), and terminate waits for this thread.  The watcher is
+       * not needed for that wait: it ends meanwhile. */
+      mp__watch_stop(p->watch);
       for (int k = 0; k < p->nproc; k++)
         if (p->w[k].proc)
           mp_process_join(p->w[k].proc, MP_FOREVER);
@@ -809,8 +819,13 @@ mp_pool_close(mp_pool *p)
   pthread_mutex_lock(&p->mu);
   if (p->state == POOL_RUN) {
     p->state = POOL_CLOSE;
-    if (p->rq) /* under the lock: a terminate frees it under the lock */
+    if (p->rq) { /* under the lock: a terminate frees it under the lock */
+      /* With no work left the workers get their sentinels from here, as
+       * the handler would once woken: a wake-up less before they end. */
+      if (p->outstanding == 0)
+        send_sentinels(p);
       wake_handler(p);
+    }
   }
   pthread_mutex_unlock(&p->mu);
   return 0;

@@ -152,6 +152,11 @@ int mp__watch_new(mp__watch **out, int n, void (*notify)(void *), void *arg);
 /* Watch `sentinel` (copied) as worker k's, in place of the previous one. */
 int mp__watch_set(mp__watch *w, int k, int sentinel);
 void mp__watch_clear(mp__watch *w, int k); /* stop watching worker k */
+/* Ask the thread to end, without waiting for it (NULL ok): a closing
+ * pool's handler does, as its last wait is for the workers themselves, so
+ * that mp__watch_free then finds the thread gone rather than wakes it and
+ * waits for its answer. */
+void mp__watch_stop(mp__watch *w);
 void mp__watch_free(mp__watch *w);         /* stops the thread; NULL ok */
 
 /* pool.c, for the other files */

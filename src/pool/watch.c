@@ -187,15 +187,25 @@ mp__watch_clear(mp__watch *w, int k)
 }
 
 void
+mp__watch_stop(mp__watch *w)
+{
+  if (!w || !w->running)
+    return;
+  pthread_mutex_lock(&w->mu);
+  int was = w->stop;
+  w->stop = 1;
+  pthread_mutex_unlock(&w->mu);
+  if (!was)
+    poke(w);
+}
+
+void
 mp__watch_free(mp__watch *w)
 {
   if (!w)
     return;
   if (w->running) {
-    pthread_mutex_lock(&w->mu);
-    w->stop = 1;
-    pthread_mutex_unlock(&w->mu);
-    poke(w);
+    mp__watch_stop(w);
     pthread_join(w->thread, NULL);
   }
   for (int i = 0; i < w->nretired; i++)

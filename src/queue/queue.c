@@ -59,6 +59,7 @@ queue_alloc(void)
   mp_queue *q = calloc(1, sizeof *q);
   if (q) {
     atomic_init(&q->refs, 1);
+    atomic_init(&q->spin_fails, MP__Q_SPIN_FAILS_MAX);
     q->memfd = q->sock_put = q->sock_get = -1;
   }
   return q;

@@ -105,6 +105,7 @@ mp__q_copy(void *dst, const void *src, size_t n)
 #define MP__Q_VERSION 1u
 #define MP__Q_SEG_MAGIC UINT32_C(0x67655371) /* "qSeg" */
 #define MP__Q_PAGE 4096u
+#define MP__Q_SPIN_FAILS_MAX 6 /* a poll is cut to 1/64 at most */
 #define MP__Q_SEGHDR 64u /* segment header; records start after it */
 #define MP__Q_RECHDR 16u
 #define MP__Q_MIN_SEGMENT (16u * 1024u)
@@ -229,7 +230,10 @@ struct mp_queue {
   /* a stalled head record seen by this process, and how often */
   _Atomic uint64_t stall_w;
   _Atomic int stall_n;
-  /* polls before sleeping that ended empty, in a row (spin_until) */
+  /* polls before sleeping that ended empty, in a row (spin_until); a new
+   * handle starts at MP__Q_SPIN_FAILS_MAX, with no evidence yet that a
+   * poll pays (a fresh pool worker's first wait for a task would burn
+   * 50 us of the CPU its parent is forking the next worker on) */
   _Atomic int spin_fails;
   /* the last segment checked: offset >> 12 << 20 | size >> 12 */
   _Atomic uint64_t seg_cache;

@@ -87,9 +87,10 @@ spin_until(int (*ready)(mp_queue *, void *), mp_queue *q, void *arg,
   if (!mp__plat_spin_useful())
     return 0;
   /* Adaptive: every poll in a row that ended without the item halves the
-   * next one (down to 1/64), so an idle consumer -- a pool worker waiting
-   * for tasks -- stops burning the CPU its peers need, while a busy one
-   * keeps catching items without sleeping. */
+   * next one (down to 1/64, where a new handle starts), so an idle
+   * consumer -- a pool worker waiting for tasks -- stops burning the CPU
+   * its peers need, while a busy one keeps catching items without
+   * sleeping: one poll that pays restores the whole budget. */
   int fails = atomic_load_explicit(&q->spin_fails, memory_order_relaxed);
   spin_ns >>= fails;
   int64_t until = mp__now_ns() + spin_ns;
@@ -103,7 +104,7 @@ spin_until(int (*ready)(mp_queue *, void *), mp_queue *q, void *arg,
     }
     MP__CPU_RELAX();
     if (i % 64 == 0 && mp__now_ns() >= until) {
-      if (fails < 6)
+      if (fails < MP__Q_SPIN_FAILS_MAX)
         atomic_store_explicit(&q->spin_fails, fails + 1,
                               memory_order_relaxed);
       return 0;
