@@ -714,7 +714,8 @@ mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
   for (int k = 0; k < nproc; k++)
     if ((rc = start_worker(p, k)) != 0)
       goto fail;
-  if ((rc = -pthread_create(&p->handler, NULL, handler_main, p)) != 0)
+  if ((rc = mp__watch_start(p->watch)) != 0 ||
+      (rc = -pthread_create(&p->handler, NULL, handler_main, p)) != 0)
     goto fail;
   p->handler_running = 1;
   p->fin = mp__finalizer_add(MP__FINALIZE_POOL, pool_at_exit, p);

@@ -149,6 +149,10 @@ void mp__result_unref(mp_result *r);
  * and calls notify(arg) from that thread as soon as one is ready. */
 typedef struct mp__watch mp__watch;
 int mp__watch_new(mp__watch **out, int n, void (*notify)(void *), void *arg);
+/* Start the thread, once the first workers are forked: a process with a
+ * second thread forks slower (about 25% here), and one woken by each
+ * watch_set would be running on the other CPU during the next fork. */
+int mp__watch_start(mp__watch *w);
 /* Watch `sentinel` (copied) as worker k's, in place of the previous one. */
 int mp__watch_set(mp__watch *w, int k, int sentinel);
 void mp__watch_clear(mp__watch *w, int k); /* stop watching worker k */

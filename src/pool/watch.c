@@ -118,10 +118,8 @@ mp__watch_new(mp__watch **out, int n, void (*notify)(void *), void *arg)
   if ((rc = mp__pipe(w->ctl)) != 0)
     goto fail_mu;
   if ((rc = mp__fd_set_nonblock(w->ctl[0], 1)) != 0 ||
-      (rc = mp__fd_set_nonblock(w->ctl[1], 1)) != 0 ||
-      (rc = -pthread_create(&w->thread, NULL, watch_main, w)) != 0)
+      (rc = mp__fd_set_nonblock(w->ctl[1], 1)) != 0)
     goto fail_pipe;
-  w->running = 1;
   *out = w;
   return 0;
 fail_pipe:
@@ -171,7 +169,8 @@ mp__watch_set(mp__watch *w, int k, int sentinel)
     mp__close(fd); /* could not retire the old one: no watching for k */
   }
   pthread_mutex_unlock(&w->mu);
-  poke(w);
+  if (w->running)
+    poke(w);
   return fd < 0 && sentinel >= 0 ? fd : 0;
 }
 
@@ -183,7 +182,17 @@ mp__watch_clear(mp__watch *w, int k)
   pthread_mutex_lock(&w->mu);
   retire(w, k);
   pthread_mutex_unlock(&w->mu);
-  poke(w);
+  if (w->running)
+    poke(w);
+}
+
+int
+mp__watch_start(mp__watch *w)
+{
+  int rc = -pthread_create(&w->thread, NULL, watch_main, w);
+  if (rc == 0)
+    w->running = 1;
+  return rc;
 }
 
 void
