@@ -69,14 +69,13 @@ static int
 make_socket(mp_queue *q)
 {
   int sv[2];
-  int rc = mp__socketpair(SOCK_SEQPACKET, sv);
+  /* Non-blocking, which every holder shares (one open file description
+   * each end). */
+  int rc = mp__socketpair(SOCK_SEQPACKET | SOCK_NONBLOCK, sv);
   if (rc)
     return rc;
   q->sock_put = sv[0];
   q->sock_get = sv[1];
-  /* Shared by every holder (one open file description each end). */
-  mp__fd_set_nonblock(sv[0], 1);
-  mp__fd_set_nonblock(sv[1], 1);
   int big = 1 << 20; /* room for many items holding descriptors */
   setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
   setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
