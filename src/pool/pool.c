@@ -631,12 +631,10 @@ handler_main(void *arg)
     if (closing) {
       /* Idle workers exit on their sentinel; a worker that died meanwhile
        * has ended too.  Nothing else can happen to the pool now (closed,
-       * no work), and terminate waits for this thread.  The watcher is
-       * not needed for that wait: it ends meanwhile. */
+       * no work): the joining thread waits for the workers itself
+       * (shutdown_pool), woken by their ends directly rather than through
+       * this thread's.  The watcher is not needed any more either. */
       mp__watch_stop(p->watch);
-      for (int k = 0; k < p->nproc; k++)
-        if (p->w[k].proc)
-          mp_process_join(p->w[k].proc, MP_FOREVER);
       break;
     }
   }
