@@ -9,6 +9,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -525,6 +526,24 @@ mp__plat_object_find(const uint8_t *id, size_t idlen, int want_main,
     return 0;
   }
   return c.result ? c.result : -ENOENT;
+}
+
+static int
+gen_cb(struct dl_phdr_info *info, size_t size, void *ud)
+{
+  uint64_t *g = ud;
+  if (size >= offsetof(struct dl_phdr_info, dlpi_subs) +
+                  sizeof info->dlpi_subs)
+    *g = (uint64_t)(info->dlpi_adds + info->dlpi_subs); /* both only grow */
+  return 1; /* the first object carries the counts: enough */
+}
+
+uint64_t
+mp__plat_objects_gen(void)
+{
+  uint64_t g = 0;
+  dl_iterate_phdr(gen_cb, &g);
+  return g;
 }
 
 struct byname_ctx {

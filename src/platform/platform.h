@@ -133,6 +133,11 @@ int mp__plat_object_of(const void *addr, mp__plat_object *out);
 int mp__plat_object_find(const uint8_t *id, size_t idlen, int want_main,
                          const char *name, uint64_t off, int exec,
                          uintptr_t *base);
+/* A number that changes whenever an object is loaded or unloaded (the
+ * loader's counts of both), so that what was found out about the loaded
+ * objects can be kept until then (the sum of the loader's counts, which
+ * only grow).  0 when the loader does not count. */
+uint64_t mp__plat_objects_gen(void);
 /* The build-id of the object loaded from `name` (dlopen handle's map);
  * -ENOENT if not loaded. */
 int mp__plat_object_id_by_name(const char *name, uint8_t *id, size_t *idlen,

@@ -287,6 +287,7 @@ static void
 test_forged(void **state)
 {
   (void)state;
+  int rc_unloaded;
   ref good, r;
   ref_of((mp_fn)mul, &good);
   assert_int_equal(good.is_main, 1);
@@ -366,8 +367,26 @@ test_forged(void **state)
   pr.off += 2;
   expect_refused(&pr, MP_EBADREF, "no function starts");
   mp_obj_free(fv);
-  mp__buf_release(&pb);
+  /* a decode is remembered per thread (funcref.c): the same bytes again
+   * give the same function, and the memory of a refusal is none */
+  for (int i = 0; i < 3; i++) {
+    MP_ASSERT_OK(loads_code(&pb, &v));
+    assert_ptr_equal(mp_func_get(v), pf);
+    mp_obj_free(v);
+    expect_refused(&pr, MP_EBADREF, "no function starts");
+  }
+  /* ... until the object is unloaded: then those bytes name nothing
+   * loaded, and a peer's reference never loads it back */
   dlclose(h);
+  assert_null(dlopen(path, RTLD_NOW | RTLD_NOLOAD));
+  v = NULL;
+  rc_unloaded = loads_code(&pb, &v);
+  if (rc_unloaded != MP_EBADREF)
+    fail_msg("a reference into an unloaded object decoded: %s",
+             mp_err_name(rc_unloaded));
+  assert_null(v);
+  assert_non_null(strstr(mp_errdetail(), "never loads"));
+  mp__buf_release(&pb);
 
   /* malformed bytes: truncated, trailing, not bytes, wrong arity */
   forge(&good, "x", 1, &b);
