@@ -27,15 +27,15 @@ mp__funcref_trust(int on)
  * as often; the lookups behind one (the loaded objects' headers and
  * build-ids, the symbol tables) cost about 0.3 and 0.7 us, the loader's
  * counts of loads and unloads (mp__plat_objects_gen) 0.05.  An entry holds
- * while those counts have not moved, for the same bytes (decode: and the
- * same trust, which changes what is checked); objects without a build-id,
- * known by their file's identity, are looked up every time. */
+ * while those counts have not moved, for the same bytes; objects without
+ * a build-id, known by their file's identity, are looked up every time,
+ * and so are a trusted sender's (a child's instructions, read once). */
 #define MEMO_N 4
 #define MEMO_BYTES 176
 typedef struct ref_memo {
   uint64_t gen; /* 0: empty */
   const void *addr;
-  int exec, trusted;
+  int exec; /* encode */
   uint32_t len;
   uint8_t bytes[MEMO_BYTES];
 } ref_memo;
@@ -169,10 +169,13 @@ decode(const uint8_t **p, const uint8_t *end, void **addr, char *err,
     return MP_EMALFORMED;
   }
   size_t span = (size_t)(*p - start);
-  uint64_t gen = has_build_id ? mp__plat_objects_gen() : 0;
+  /* A trusted decode is a child's one look at its instructions: nothing
+   * to remember (and its write would be one more page copied after the
+   * fork). */
+  uint64_t gen = has_build_id && !trusted ? mp__plat_objects_gen() : 0;
   for (int i = 0; gen && i < MEMO_N; i++)
-    if (dec_memo[i].gen == gen && dec_memo[i].trusted == trusted &&
-        dec_memo[i].len == span && memcmp(dec_memo[i].bytes, start, span) == 0) {
+    if (dec_memo[i].gen == gen && dec_memo[i].len == span &&
+        memcmp(dec_memo[i].bytes, start, span) == 0) {
       *addr = (void *)dec_memo[i].addr;
       return 0;
     }
@@ -238,7 +241,6 @@ decode(const uint8_t **p, const uint8_t *end, void **addr, char *err,
     ref_memo *e = memo_slot(dec_memo, &dec_next);
     e->gen = mp__plat_objects_gen();
     e->addr = a;
-    e->trusted = trusted;
     e->len = (uint32_t)span;
     memcpy(e->bytes, start, span);
   }
