@@ -3,6 +3,7 @@
  * the descriptors that travel beside an item, and the waits (for an item,
  * for room, for a producer still copying). */
 #include <poll.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -106,7 +107,14 @@ spin_until(int (*ready)(mp_queue *, void *), mp_queue *q, void *arg,
       return 1;
     }
     MP__CPU_RELAX();
-    if (i % 64 == 0 && mp__now_ns() >= until) {
+    if (i % 64 != 0)
+      continue;
+    /* Every few microseconds, let a thread that waits for this CPU run:
+     * with more runnable threads than CPUs (a pool: its workers, handler
+     * and caller on two CPUs) the peer this poll waits for may be that
+     * thread.  With nothing else to run, sched_yield returns at once. */
+    sched_yield();
+    if (mp__now_ns() >= until) {
       if (fails < MP__Q_SPIN_FAILS_MAX)
         atomic_store_explicit(&q->spin_fails, fails + 1,
                               memory_order_relaxed);
