@@ -156,6 +156,17 @@ decode(const uint8_t **p, const uint8_t *end, void **addr, char *err,
     snprintf(err, errcap, "a data reference where a function was expected");
     return MP_EBADREF;
   }
+  size_t span = (size_t)(*p - start);
+  /* A trusted decode is a child's one look at its instructions: nothing
+   * to remember (and its write would be one more page copied after the
+   * fork).  Remembered bytes passed every check below once already. */
+  uint64_t gen = has_build_id && !trusted ? mp__plat_objects_gen() : 0;
+  for (int i = 0; gen && i < MEMO_N; i++)
+    if (dec_memo[i].gen == gen && dec_memo[i].len == span &&
+        memcmp(dec_memo[i].bytes, start, span) == 0) {
+      *addr = (void *)dec_memo[i].addr;
+      return 0;
+    }
   char path[4096];
   memcpy(path, name, namelen);
   path[namelen] = '\0';
@@ -168,17 +179,6 @@ decode(const uint8_t **p, const uint8_t *end, void **addr, char *err,
     snprintf(err, errcap, "malformed function reference");
     return MP_EMALFORMED;
   }
-  size_t span = (size_t)(*p - start);
-  /* A trusted decode is a child's one look at its instructions: nothing
-   * to remember (and its write would be one more page copied after the
-   * fork). */
-  uint64_t gen = has_build_id && !trusted ? mp__plat_objects_gen() : 0;
-  for (int i = 0; gen && i < MEMO_N; i++)
-    if (dec_memo[i].gen == gen && dec_memo[i].len == span &&
-        memcmp(dec_memo[i].bytes, start, span) == 0) {
-      *addr = (void *)dec_memo[i].addr;
-      return 0;
-    }
   if (has_build_id) {
     rc = mp__plat_object_find(id, idlen, (int)is_main, path, off, (int)exec,
                               &base);
