@@ -924,12 +924,6 @@ test_server_children(void **state)
   mp_manager_free(m);
 }
 
-static void
-test_teardown(void **state)
-{
-  mp__forkserver_stop();
-}
-
 static const struct CMUnitTest tests[] = {
   MP_TEST_METHODS_THREADING(test_types),
   MP_TEST_METHODS_THREADING(test_proxies_in_children),
@@ -944,7 +938,6 @@ static const struct CMUnitTest tests[] = {
   MP_TEST_METHODS_THREADING(test_shutdown_when_full),
   MP_TEST_METHODS_THREADING(test_default_address),
   MP_TEST_METHODS(test_server_children),
-  cmocka_unit_test(test_teardown),
 };
 
 MP_TEST_MAIN(tests)

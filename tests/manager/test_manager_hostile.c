@@ -626,12 +626,6 @@ test_server_killed_under_clients(void **state)
   rmdir(dir);
 }
 
-static void
-test_teardown(void **state)
-{
-  mp__forkserver_stop();
-}
-
 static const struct CMUnitTest tests[] = {
   cmocka_unit_test(test_malformed_requests),
   cmocka_unit_test(test_foreign_proxies),
@@ -644,7 +638,6 @@ static const struct CMUnitTest tests[] = {
   MP_TEST_METHODS(test_client_killed_holding_a_reply_proxy),
   MP_TEST_METHODS(test_clients_killed_while_nesting),
   MP_TEST_METHODS(test_server_killed_under_clients),
-  cmocka_unit_test(test_teardown),
 };
 
 MP_TEST_MAIN(tests)

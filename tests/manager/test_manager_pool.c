@@ -194,16 +194,8 @@ test_pool_typeid(void **state)
   mp_manager_free(m);
 }
 
-static void
-test_teardown(void **state)
-{
-  (void)state;
-  mp__forkserver_stop();
-}
-
 static const struct CMUnitTest tests[] = {
   MP_TEST_METHODS(test_pool_typeid),
-  cmocka_unit_test(test_teardown),
 };
 
 MP_TEST_MAIN(tests)

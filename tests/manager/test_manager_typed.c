@@ -70,16 +70,8 @@ test_typed_calls(void **state)
   mp_manager_free(m);
 }
 
-static void
-test_teardown(void **state)
-{
-  (void)state;
-  mp__forkserver_stop();
-}
-
 static const struct CMUnitTest tests[] = {
   MP_TEST_METHODS_THREADING(test_typed_calls),
-  cmocka_unit_test(test_teardown),
 };
 
 MP_TEST_MAIN(tests)

@@ -615,13 +615,6 @@ test_bad_args(void **state)
   mp_imap_free(NULL);
 }
 
-static void
-test_teardown(void **state)
-{
-  (void)state;
-  mp__forkserver_stop();
-}
-
 static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_apply),
     MP_TEST_METHODS_THREADING(test_apply_async_timeout),
@@ -638,7 +631,6 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_initializer_fails),
     MP_TEST_METHODS_THREADING(test_maxtasksperchild),
     cmocka_unit_test(test_bad_args),
-    cmocka_unit_test(test_teardown),
 };
 
 MP_TEST_MAIN(tests)

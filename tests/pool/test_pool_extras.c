@@ -652,13 +652,6 @@ test_bar_format(void **state)
   assert_string_equal(b, " 33%|███▎      | 1/3 [01:00<02:00, 60.0s/it]");
 }
 
-static void
-test_teardown(void **state)
-{
-  (void)state;
-  mp__forkserver_stop();
-}
-
 static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_worker_id_and_state),
     MP_TEST_METHODS_THREADING(test_id_stable_across_replacement),
@@ -670,7 +663,6 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_progress_limit),
     MP_TEST_METHODS_THREADING(test_batch_feed),
     cmocka_unit_test(test_bar_format),
-    cmocka_unit_test(test_teardown),
 };
 
 MP_TEST_MAIN(tests)

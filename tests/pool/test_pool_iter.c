@@ -360,13 +360,6 @@ test_bad_args(void **state)
   source_free(s);
 }
 
-static void
-test_teardown(void **state)
-{
-  (void)state;
-  mp__forkserver_stop();
-}
-
 static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_ordered),
     MP_TEST_METHODS_THREADING(test_unordered),
@@ -375,7 +368,6 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_empty_and_early_release),
     MP_TEST_METHODS_THREADING(test_pool_freed_first),
     MP_TEST_METHODS_THREADING(test_bad_args),
-    cmocka_unit_test(test_teardown),
 };
 
 MP_TEST_MAIN(tests)

@@ -519,13 +519,6 @@ test_task_timeout_threads(void **state)
   mp_pool_free(p);
 }
 
-static void
-test_teardown(void **state)
-{
-  (void)state;
-  mp__forkserver_stop();
-}
-
 static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS(test_kill_running_task),
     MP_TEST_METHODS(test_task_exits_or_crashes),
@@ -537,7 +530,6 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS(test_task_timeout),
     MP_TEST_METHODS(test_crash_at_start),
     cmocka_unit_test(test_task_timeout_threads),
-    cmocka_unit_test(test_teardown),
 };
 
 MP_TEST_MAIN(tests)

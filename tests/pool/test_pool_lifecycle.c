@@ -151,17 +151,10 @@ test_killed_parent_leaves_no_worker(void **state)
   }
 }
 
-static void
-test_teardown(void **state)
-{
-  mp__forkserver_stop();
-}
-
 static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_many_pools),
     MP_TEST_METHODS(test_maxtasksperchild_one_over_many_tasks),
     MP_TEST_METHODS(test_killed_parent_leaves_no_worker),
-    cmocka_unit_test(test_teardown),
 };
 
 MP_TEST_MAIN(tests)

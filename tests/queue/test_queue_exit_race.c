@@ -81,15 +81,8 @@ test_put_and_exit_while_polled(void **state)
   mp_queue_free(q);
 }
 
-static void
-test_teardown(void **state)
-{
-  mp__forkserver_stop();
-}
-
 static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS(test_put_and_exit_while_polled),
-    cmocka_unit_test(test_teardown),
 };
 
 MP_TEST_MAIN(tests)

@@ -641,19 +641,11 @@ test_kill_consumers_joinable(void **state)
   kill_consumers(state, 1);
 }
 
-/* The forkserver is this program's child: stop it before the leak check. */
-static void
-test_teardown(void **state)
-{
-  mp__forkserver_stop();
-}
-
 static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS(test_kill_producers),
     MP_TEST_METHODS(test_kill_producers_joinable),
     MP_TEST_METHODS(test_kill_consumers),
     MP_TEST_METHODS(test_kill_consumers_joinable),
-    cmocka_unit_test(test_teardown),
 };
 
 MP_TEST_MAIN(tests)

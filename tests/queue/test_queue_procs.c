@@ -446,12 +446,6 @@ test_close_is_per_process(void **state)
   mp_queue_free(q);
 }
 
-static void
-test_teardown(void **state)
-{
-  mp__forkserver_stop();
-}
-
 static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_child_puts_and_exits),
     MP_TEST_METHODS_THREADING(test_queue_through_connection),
@@ -461,7 +455,6 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_joinable_join_waits_for_workers),
     MP_TEST_METHODS_THREADING(test_function_values_in_items),
     MP_TEST_METHODS(test_close_is_per_process),
-    cmocka_unit_test(test_teardown),
 };
 
 MP_TEST_MAIN(tests)

@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include "proc/proc_internal.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -285,6 +287,9 @@ mp_test_run(const char *group, const struct CMUnitTest *tests, size_t n)
   shm_log_start();
   int failed = _cmocka_run_group_tests(group, tests, n, NULL, NULL);
 
+  /* The forkserver, if a test started one, is this program's child by
+   * design (it lives until exit): stopped before children are counted. */
+  mp__forkserver_stop();
   int leaks = 0;
   /* Give children that were just killed a moment to be reaped by whoever
    * owns them; then count them. A child left here is a failure. */

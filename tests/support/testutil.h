@@ -48,7 +48,8 @@ int __real_shm_open(const char *name, int oflag, mode_t mode);
 int mp_test_count_fds(void);
 
 /* Run `tests` (a cmocka group) with leak checks around it; returns the exit
- * status for main. */
+ * status for main.  A forkserver the tests started is stopped first (it is
+ * this program's child until exit by design); nothing else is excused. */
 int mp_test_run(const char *group, const struct CMUnitTest *tests, size_t n);
 
 /* The same with `setup()` run first (its non-zero return ends the program

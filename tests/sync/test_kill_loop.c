@@ -88,16 +88,8 @@ test_kill_at_random_instants(void **state)
   mp_lock_free(l);
 }
 
-/* The forkserver is this program's child: stop it before the leak check. */
-static void
-test_teardown(void **state)
-{
-  mp__forkserver_stop();
-}
-
 static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS(test_kill_at_random_instants),
-    cmocka_unit_test(test_teardown),
 };
 
 MP_TEST_MAIN(tests)
