@@ -31,45 +31,68 @@
 #define SLAB 65536
 #define POOL_CAP ((size_t)128 << 20) /* bytes of slabs per size class */
 
+/* A free block.  Blocks move between threads in batches: a batch is a list
+ * through `next`, and its first block also carries the batch's length and
+ * the link to the next batch on the shared stack. */
 typedef struct blk {
   struct blk *next;
+  struct blk *next_batch;
+  size_t count;
 } blk;
 
 typedef struct pool {
   size_t size;
+  size_t batch;      /* blocks per batch: a slab's worth */
   size_t slab_bytes; /* under lock */
-  blk *spare;        /* blocks given back by exited threads (under lock) */
+  blk *spare;        /* a stack of batches given back (under lock) */
   void *slabs;       /* slab list, so that the memory stays reachable */
 } pool;
 
-static pool pools[2] = {{32, 0, NULL, NULL}, {64, 0, NULL, NULL}};
+static pool pools[2] = {{32, SLAB / 32, 0, NULL, NULL},
+                        {64, SLAB / 64, 0, NULL, NULL}};
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 /* Per-thread free lists.  The build uses TLS descriptors (CMakeLists.txt),
  * so this costs no __tls_get_addr call per allocation when the library is
  * loaded at startup, and the library can still be dlopen'ed late (an
- * initial-exec model would make it refuse to load there). */
+ * initial-exec model would make it refuse to load there).
+ *
+ * A thread keeps at most two batches' worth of free blocks; what it frees
+ * beyond that collects in `spill` and goes to the shared stack a batch at a
+ * time.  Without that, blocks one thread allocates and another frees (a
+ * pool's result handler decoding, the caller releasing the results) pile
+ * up in the freeing thread while the allocating one carves new slabs, until
+ * the cap sends every allocation to malloc. */
 static _Thread_local struct {
-  blk *free[2];
+  blk *free[2], *spill[2];
+  size_t nfree[2], nspill[2];
   int registered;
 } tl; /* one variable: one TLS address computation per call, not two */
 
-/* a thread's free blocks go to the shared spare lists when it exits */
+static void
+give_batch(int c, blk *head, size_t n)
+{
+  head->count = n;
+  pthread_mutex_lock(&lock);
+  head->next_batch = pools[c].spare;
+  pools[c].spare = head;
+  pthread_mutex_unlock(&lock);
+}
+
+/* a thread's free blocks go to the shared stack when it exits */
 static void
 thread_exit(void *arg)
 {
   (void)arg;
-  pthread_mutex_lock(&lock);
   for (int c = 0; c < 2; c++) {
-    while (tl.free[c]) {
-      blk *b = tl.free[c];
-      tl.free[c] = b->next;
-      b->next = pools[c].spare;
-      pools[c].spare = b;
-    }
+    if (tl.free[c])
+      give_batch(c, tl.free[c], tl.nfree[c]);
+    if (tl.spill[c])
+      give_batch(c, tl.spill[c], tl.nspill[c]);
+    tl.free[c] = tl.spill[c] = NULL;
+    tl.nfree[c] = tl.nspill[c] = 0;
   }
-  pthread_mutex_unlock(&lock);
 }
 
 static void
@@ -79,26 +102,36 @@ init(void)
   mp__fork_guard_mutex(&lock);
 }
 
-/* Refill this thread's list of class c; 0 or -1 (pool full). */
-static int
-refill(int c)
+static void
+register_thread(void)
 {
   if (!tl.registered) {
     pthread_once(&once, init);
     pthread_setspecific(key, (void *)1);
     tl.registered = 1;
   }
+}
+
+/* Refill this thread's list of class c; 0 or -1 (pool full). */
+static int
+refill(int c)
+{
+  register_thread();
+  if (tl.spill[c]) {
+    tl.free[c] = tl.spill[c];
+    tl.nfree[c] = tl.nspill[c];
+    tl.spill[c] = NULL;
+    tl.nspill[c] = 0;
+    return 0;
+  }
   pool *p = &pools[c];
   pthread_mutex_lock(&lock);
-  if (p->spare) {
-    /* take up to one slab's worth of given-back blocks */
-    blk *head = p->spare, *b = head;
-    for (size_t k = 1; k < SLAB / p->size && b->next; k++)
-      b = b->next;
-    p->spare = b->next;
-    b->next = NULL;
-    tl.free[c] = head;
+  if (p->spare) { /* a batch given back */
+    blk *head = p->spare;
+    p->spare = head->next_batch;
     pthread_mutex_unlock(&lock);
+    tl.free[c] = head;
+    tl.nfree[c] = head->count;
     return 0;
   }
   if (p->slab_bytes + SLAB > POOL_CAP) {
@@ -116,12 +149,14 @@ refill(int c)
   p->slabs = s;
   pthread_mutex_unlock(&lock);
   blk *head = NULL;
-  for (size_t off = SLAB - p->size; off >= p->size; off -= p->size) {
+  size_t n = 0;
+  for (size_t off = SLAB - p->size; off >= p->size; off -= p->size, n++) {
     blk *b = (blk *)(s + off);
     b->next = head;
     head = b;
   }
   tl.free[c] = head;
+  tl.nfree[c] = n;
   return 0;
 }
 
@@ -134,6 +169,7 @@ mp__obj_alloc(size_t size, mp_type t)
   if (c >= 0 && (tl.free[c] || refill(c) == 0)) {
     blk *b = tl.free[c];
     tl.free[c] = b->next;
+    tl.nfree[c]--;
     o = (mp_obj *)b;
     flags = MP__F_POOLED | (c ? MP__F_POOL64 : 0);
   } else {
@@ -156,14 +192,21 @@ mp__obj_dealloc(mp_obj *o)
   if (o->flags & MP__F_POOLED) {
     int c = (o->flags & MP__F_POOL64) ? 1 : 0;
     blk *b = (blk *)o;
-    b->next = tl.free[c];
-    tl.free[c] = b;
-    if (!tl.registered) {
-      /* a thread that frees but never allocated: still give back at exit */
-      pthread_once(&once, init);
-      pthread_setspecific(key, (void *)1);
-      tl.registered = 1;
+    if (tl.nfree[c] < 2 * pools[c].batch) {
+      b->next = tl.free[c];
+      tl.free[c] = b;
+      tl.nfree[c]++;
+    } else {
+      b->next = tl.spill[c];
+      tl.spill[c] = b;
+      if (++tl.nspill[c] == pools[c].batch) {
+        give_batch(c, tl.spill[c], tl.nspill[c]);
+        tl.spill[c] = NULL;
+        tl.nspill[c] = 0;
+      }
     }
+    /* a thread that frees but never allocated: still give back at exit */
+    register_thread();
   } else {
     free(o);
   }
