@@ -5,6 +5,7 @@
 
 #include "conn/conn_internal.h"
 #include "core/fd.h"
+#include "obj/obj_internal.h"
 
 /* ---- the handle type "mproc.Connection" ---------------------------------
  * state: (readable, writable); one descriptor.  The receiving process gets
@@ -96,15 +97,12 @@ mp_conn_send(mp_conn *c, const mp_obj *o)
   mp__errdetail_clear();
   if (!c || !o)
     return mp_seterr(MP_EINVAL, "mp_conn_send: NULL argument");
-  void *data = NULL;
-  size_t len = 0, nfds = 0;
-  int *fds = NULL;
-  int rc = mp_pickle_dumps_fds(o, NULL, &data, &len, &fds, &nfds);
+  mp__pickled pk;
+  int rc = mp__pickle_dumps_tmp(o, 1, &pk);
   if (rc)
     return rc;
-  rc = mp__conn_send_msg(c, data, len, fds, nfds);
-  mp_free(data);
-  mp_free(fds);
+  rc = mp__conn_send_msg(c, pk.data, pk.len, pk.fds, pk.nfds);
+  mp__pickled_release(&pk);
   return rc;
 }
 

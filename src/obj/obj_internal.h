@@ -217,6 +217,27 @@ mp_obj *mp__list_alloc(size_t cap);
  * MP_ETYPE (not a list), MP_EBUSY (another reference: nothing moved). */
 int mp__list_take_items(mp_obj *list, mp_obj ***items, size_t *n);
 void mp__set_depth_from(mp_obj *c, const mp_obj *item);
+/* The depth a container holding `item` has at least. */
+uint16_t mp__depth_above(const mp_obj *item);
+
+/* ---- packed ints (packed.c): the pool's fast lane ------------------------ */
+/* 1 and *v when o is a plain int (the int type, within int64), else 0. */
+int mp__int_plain(const mp_obj *o, int64_t *v);
+/* A bytes object of len bytes left for the caller to fill (*data). */
+mp_obj *mp__bytes_alloc(size_t len, uint8_t **data);
+/* The n items as a bytes object of native int64s; NULL when one is not a
+ * plain int (no error set) or out of memory (MP_ENOMEM set). */
+mp_obj *mp__ints_pack(mp_obj *const *items, size_t n);
+/* The args tuple (v,), rewriting `reuse` (a previous result of this call,
+ * or NULL) when only the caller holds it and its item: a map over packed
+ * ints allocates nothing per item.  Takes `reuse` in every case; NULL:
+ * out of memory. */
+mp_obj *mp__args1_int(mp_obj *reuse, int64_t v);
+/* A list that takes over `items` (malloc'd, n references; NULL entries
+ * become None) with `depth` (0: worked out here, a pass over the items;
+ * else the caller's max of mp__depth_above over them, and no NULL among
+ * them); NULL: out of memory, the items still the caller's. */
+mp_obj *mp__list_adopt(mp_obj **items, size_t n, uint16_t depth);
 
 /* ---- hashing (compare.c) -------------------------------------------------- */
 /* mp__siphash's domain tags: equal bytes of another kind hash apart. */
@@ -311,6 +332,22 @@ typedef struct mp__proxy_wire {
   int (*read)(const mp_obj *args, mp_obj **out);
 } mp__proxy_wire;
 void mp__pickle_set_proxy_wire(const mp__proxy_wire *w);
+
+/* A pickle that lives only until it is sent (a queue put, a connection
+ * send): written into this thread's scratch buffer, which is kept between
+ * calls, instead of a fresh malloc.  Default options; with_fds as
+ * mp_pickle_dumps_fds.  Release it with mp__pickled_release (also frees
+ * fds) before this thread pickles into the scratch again: a second
+ * mp__pickle_dumps_tmp before that gets a malloc'd buffer. */
+typedef struct mp__pickled {
+  const void *data;
+  size_t len;
+  int *fds;
+  size_t nfds;
+  int scratch; /* data is the thread's scratch buffer */
+} mp__pickled;
+int mp__pickle_dumps_tmp(const mp_obj *o, int with_fds, mp__pickled *out);
+void mp__pickled_release(mp__pickled *p);
 extern const mp__proxy_wire *mp__proxy_wire_hooks;
 extern _Thread_local int mp__proxy_wire_on;
 

@@ -4,6 +4,7 @@
  * batches of 1000 items, no FRAME, a memo only for shared object records.
  * Protocols 2 and 3 write bytes, bytearray, set and frozenset the way
  * CPython does at those protocols. */
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -711,9 +712,38 @@ save(dumper *d, const mp_obj *o, int depth)
   }
 }
 
+/* A thread's scratch buffer for pickles that live only until they are
+ * sent (mp__pickle_dumps_tmp).  A MiB-sized item would otherwise take a
+ * fresh block from malloc per send -- glibc maps such blocks anew, so every
+ * send faulted its pages in.  Kept up to SCRATCH_KEEP bytes; freed when
+ * its thread exits. */
+#define SCRATCH_KEEP ((size_t)16 << 20)
+static _Thread_local struct {
+  uint8_t *data;
+  size_t cap;
+  int busy; /* handed out and not yet released */
+} scratch;
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+
+static void
+scratch_exit(void *arg)
+{
+  (void)arg;
+  free(scratch.data);
+  scratch.data = NULL;
+  scratch.cap = 0;
+}
+
+static void
+scratch_init(void)
+{
+  pthread_key_create(&scratch_key, scratch_exit);
+}
+
 static int
 dump(const mp_obj *o, const mp_pickle_opts *opts, void **out, size_t *len,
-     int **fds, size_t *nfds)
+     int **fds, size_t *nfds, int use_scratch)
 {
   if (!o || !out || !len)
     return mp_seterr(MP_EINVAL, "NULL argument");
@@ -735,6 +765,10 @@ dump(const mp_obj *o, const mp_pickle_opts *opts, void **out, size_t *len,
   d.pathcap = sizeof d.path_local / sizeof d.path_local[0];
   d.b.data = d.local;
   d.b.cap = sizeof d.local;
+  if (use_scratch && scratch.data) {
+    d.b.data = scratch.data;
+    d.b.cap = scratch.cap;
+  }
   int rc = room(&d, 3);
   if (!rc) {
     put1(&d, OP_PROTO);
@@ -746,6 +780,16 @@ dump(const mp_obj *o, const mp_pickle_opts *opts, void **out, size_t *len,
   if (d.path != d.path_local)
     free(d.path);
   mp__ptrmap_release(&d.memo);
+  if (use_scratch && d.b.data != d.local) { /* it may have grown */
+    if (!scratch.data) {
+      pthread_once(&scratch_once, scratch_init);
+      pthread_setspecific(scratch_key, (void *)1);
+    }
+    scratch.data = d.b.data;
+    scratch.cap = d.b.cap;
+    if (rc) /* the scratch stays; nothing is handed out */
+      d.b.data = d.local;
+  }
   if (!rc && d.b.data == d.local) {
     uint8_t *p = malloc(d.b.len);
     if (p)
@@ -776,7 +820,7 @@ mp_pickle_dumps(const mp_obj *o, const mp_pickle_opts *opts, void **out,
                 size_t *len)
 {
   mp__errdetail_clear();
-  return dump(o, opts, out, len, NULL, NULL);
+  return dump(o, opts, out, len, NULL, NULL, 0);
 }
 
 int
@@ -788,5 +832,39 @@ mp_pickle_dumps_fds(const mp_obj *o, const mp_pickle_opts *opts, void **out,
     return mp_seterr(MP_EINVAL, "NULL argument");
   *fds = NULL;
   *nfds = 0;
-  return dump(o, opts, out, len, fds, nfds);
+  return dump(o, opts, out, len, fds, nfds, 0);
+}
+
+int
+mp__pickle_dumps_tmp(const mp_obj *o, int with_fds, mp__pickled *out)
+{
+  *out = (mp__pickled){0};
+  int use = !scratch.busy;
+  void *data = NULL;
+  int rc = dump(o, NULL, &data, &out->len, with_fds ? &out->fds : NULL,
+                with_fds ? &out->nfds : NULL, use);
+  if (rc)
+    return rc;
+  out->data = data;
+  out->scratch = use && data == scratch.data;
+  if (out->scratch)
+    scratch.busy = 1;
+  return 0;
+}
+
+void
+mp__pickled_release(mp__pickled *p)
+{
+  if (p->scratch) {
+    scratch.busy = 0;
+    if (scratch.cap > SCRATCH_KEEP) { /* one huge item: not kept */
+      free(scratch.data);
+      scratch.data = NULL;
+      scratch.cap = 0;
+    }
+  } else {
+    free((void *)p->data);
+  }
+  free(p->fds);
+  *p = (mp__pickled){0};
 }

@@ -11,6 +11,7 @@
 #include "core/fd.h"
 #include "mproc/pickle.h"
 #include "platform/platform.h"
+#include "obj/obj_internal.h"
 #include "queue/queue_internal.h"
 
 #define BATCH 64                  /* records claimed or taken per lock hold */
@@ -463,30 +464,23 @@ put_objs(mp_queue *q, const mp_obj *const *items, size_t n, double timeout)
   if (n > BATCH)
     n = BATCH;
   qsrc src[BATCH];
-  void *data[BATCH];
-  int *fds[BATCH];
+  mp__pickled pk[BATCH]; /* the first in the thread's scratch buffer */
   size_t made = 0;
   int rc = 0;
   for (; made < n; made++) {
-    size_t len = 0, nfds = 0;
-    data[made] = NULL;
-    fds[made] = NULL;
     if (!items[made]) {
       rc = mp_seterr(MP_EINVAL, "NULL item");
       break;
     }
-    rc = mp_pickle_dumps_fds(items[made], NULL, &data[made], &len, &fds[made],
-                             &nfds);
-    if (rc)
+    if ((rc = mp__pickle_dumps_tmp(items[made], 1, &pk[made])) != 0)
       break;
-    src[made] = (qsrc){data[made], len, fds[made], nfds};
+    src[made] = (qsrc){pk[made].data, pk[made].len, pk[made].fds,
+                       pk[made].nfds};
   }
   if (made)
     rc = put_src(q, src, made, timeout);
-  for (size_t i = 0; i < made; i++) {
-    mp_free(data[i]);
-    mp_free(fds[i]);
-  }
+  for (size_t i = 0; i < made; i++)
+    mp__pickled_release(&pk[i]);
   return rc;
 }
 
