@@ -12,11 +12,18 @@
 void
 mp__set_depth_from(mp_obj *c, const mp_obj *item)
 {
+  uint16_t d = mp__depth_above(item);
+  if (d > c->depth)
+    c->depth = d;
+}
+
+uint16_t
+mp__depth_above(const mp_obj *item)
+{
   unsigned d = item->depth;
   if (item->type >= MP_T_TUPLE && item->type <= MP_T_RECORD && d == 0)
     d = 1; /* an empty container still nests */
-  if (d + 1 > c->depth)
-    c->depth = d + 1 > 0xffff ? 0xffff : (uint16_t)(d + 1);
+  return d + 1 > 0xffff ? 0xffff : (uint16_t)(d + 1);
 }
 
 mp_obj *

@@ -5,7 +5,11 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <link.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -922,6 +926,22 @@ mp__plat_func_info(const void *addr, const char **name)
       known = 1;
   }
   return known ? MP__PLAT_FN_INSIDE : MP__PLAT_FN_UNKNOWN;
+}
+
+void
+mp__plat_heap_keep(size_t keep)
+{
+#ifdef __GLIBC__
+  if (getenv("GLIBC_TUNABLES") || getenv("MALLOC_TRIM_THRESHOLD_") ||
+      getenv("MALLOC_MMAP_THRESHOLD_"))
+    return;
+  if (keep > INT_MAX)
+    keep = INT_MAX;
+  (void)mallopt(M_MMAP_THRESHOLD, 32 << 20); /* glibc's own maximum */
+  (void)mallopt(M_TRIM_THRESHOLD, (int)keep);
+#else
+  (void)keep;
+#endif
 }
 
 void

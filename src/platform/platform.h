@@ -111,6 +111,16 @@ int mp__plat_spin_useful(void);
  * nothing where the kernel cannot (before Linux 5.14). */
 void mp__plat_prefault(void *addr, size_t len, int write);
 
+/* For a process the library runs for its own work (a pool worker): keep
+ * up to `keep` bytes of freed heap for reuse, and serve blocks of up to
+ * 32 MiB from the heap.  glibc otherwise maps each block of a few MiB
+ * fresh and trims the heap top after it is freed, so a worker that decodes
+ * and encodes a MiB-sized chunk per job faults ~700 pages per job.  Does
+ * nothing where the user set malloc's own tunables (GLIBC_TUNABLES,
+ * MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_) or the C library is not
+ * glibc. */
+void mp__plat_heap_keep(size_t keep);
+
 /* The path of the running executable into buf (NUL-terminated). */
 int mp__plat_exe_path(char *buf, size_t cap);
 

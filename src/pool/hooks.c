@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "mproc/log.h"
+#include "platform/platform.h"
 #include "pool/pool_internal.h"
 
 /* ---- the parent's side --------------------------------------------------- */
@@ -153,7 +154,8 @@ mp__poolx_counters(mp__poolx *x)
   return x->sh->progress;
 }
 
-/* (block, insights, exit hook, state, shared mode, shared, cpus) */
+/* (block, insights, exit hook, state, shared mode, shared, cpus, executor,
+ * threading) */
 mp_obj *
 mp__poolx_worker_args(mp__poolx *x, int k)
 {
@@ -171,7 +173,8 @@ mp__poolx_worker_args(mp__poolx *x, int k)
                   x->cpus ? mp_obj_ref(mp_seq_item(x->cpus, (size_t)k))
                           : mp_none(),
                   x->has_exec ? mp_uint_new((uint64_t)(uintptr_t)&x->exec)
-                              : mp_none());
+                              : mp_none(),
+                  mp_int_new(x->threading));
 }
 
 int
@@ -280,6 +283,10 @@ mp__wx_enter(mp__wctx *wx, const mp_obj *xa, int place)
   uint64_t exec;
   if (mp_uint_get(mp_seq_item(xa, 7), &exec) == 0 && exec)
     wx->exec = (const mp_pool_executor *)(uintptr_t)exec;
+  int64_t threading = 1;
+  mp_int_get(mp_seq_item(xa, 8), &threading);
+  if (!threading) /* a process of its own: its chunks' buffers are reused */
+    mp__plat_heap_keep(MP__WORKER_HEAP_KEEP);
   mp_obj *cpus = mp_seq_item(xa, 6);
   if (mp_obj_type(cpus) == MP_T_LIST) {
     cpu_set_t set;

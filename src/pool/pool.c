@@ -213,8 +213,17 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
     }
     return;
   }
-  if (mp_obj_type(values) != MP_T_LIST)
+  /* values: a list, or (all plain ints) packed */
+  const uint8_t *packed = NULL;
+  size_t packed_len = 0;
+  if (mp_obj_type(values) == MP_T_BYTES) {
+    const void *d;
+    if (mp_bytes_get(values, &d, &packed_len) != 0)
+      return;
+    packed = d;
+  } else if (mp_obj_type(values) != MP_T_LIST) {
     return;
+  }
   mp__job *j = NULL;
   for (int k = 0; k < p->nproc && !j; k++)
     if (p->w[k].proc && p->w[k].uid == uid) {
@@ -229,7 +238,9 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
    * result: no reference taken here and dropped with the message. */
   mp_obj **vals = NULL;
   size_t nv = 0;
-  if (mp__list_take_items(values, &vals, &nv) != 0) {
+  if (packed) {
+    nv = packed_len / sizeof(int64_t);
+  } else if (mp__list_take_items(values, &vals, &nv) != 0) {
     mp_obj *const *shared_vals;
     mp_seq_items(values, &shared_vals, &nv);
     vals = malloc((nv ? nv : 1) * sizeof *vals);
@@ -245,7 +256,10 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
   size_t e = 0;
   int last = 0;
   mp__result_lock(j->r);
-  for (size_t i = 0; i < j->count; i++) {
+  int bulk = packed && ne == 0 && nv == j->count; /* ints that all ran */
+  if (bulk)
+    last = mp__result_store_ints_locked(j->r, j->base, packed, nv);
+  for (size_t i = 0; !bulk && i < j->count; i++) {
     int code = 0;
     const char *detail = NULL;
     int64_t ei = -1, ec = 0;
@@ -260,7 +274,14 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
         detail = "";
     }
     mp_obj *v = NULL;
-    if (i < nv) {
+    if (packed && i < nv) {
+      int64_t x;
+      memcpy(&x, packed + i * sizeof x, sizeof x);
+      if (code == 0 && !(v = mp__int_fast(x))) {
+        code = MP_ENOMEM;
+        detail = "out of memory storing a result";
+      }
+    } else if (i < nv) {
       v = vals[i];
       vals[i] = NULL;
       if (code != 0 || mp_obj_type(v) == MP_T_NONE) {
@@ -277,7 +298,7 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
   mp__result_unlock(j->r);
   if (last)
     finished_add(f, j->r);
-  for (size_t i = j->count; i < nv; i++)
+  for (size_t i = j->count; vals && i < nv; i++)
     mp_obj_free(vals[i]);
   free(vals);
   p->outstanding--;
@@ -888,9 +909,26 @@ mp_pool_free(mp_pool *p)
 
 /* ---- submitting ------------------------------------------------------------ */
 
-/* Queue the jobs (built by the caller, r's items) and dispatch. */
+/* Queue the jobs (built by the caller, r's items) and dispatch (pool->mu
+ * held). */
+static void
+enqueue(mp_pool *p, mp__jobq *jobs, finished_list *f)
+{
+  for (mp__job *j = jobs->head; j; j = j->next)
+    j->id = ++p->next_id;
+  /* behind what waits already */
+  mp__jobq old = p->backlog;
+  p->backlog = *jobs;
+  *jobs = (mp__jobq){0};
+  jobq_prepend(&p->backlog, &old);
+  dispatch(p, f);
+}
+
+/* A call's first jobs, with `more` of its jobs still to come (submit_more):
+ * they count as outstanding from now, so a close meanwhile waits for them
+ * (no sentinel goes out while they are missing). */
 static int
-submit(mp_pool *p, mp__jobq *jobs)
+submit(mp_pool *p, mp__jobq *jobs, size_t more)
 {
   finished_list f = {0};
   pthread_mutex_lock(&p->mu);
@@ -899,18 +937,49 @@ submit(mp_pool *p, mp__jobq *jobs)
     return mp_seterr(MP_ESTATE, "the pool is not running (closed or "
                                 "terminated)");
   }
-  for (mp__job *j = jobs->head; j; j = j->next)
-    j->id = ++p->next_id;
-  p->outstanding += jobs->len;
-  /* behind what waits already */
-  mp__jobq old = p->backlog;
-  p->backlog = *jobs;
-  *jobs = (mp__jobq){0};
-  jobq_prepend(&p->backlog, &old);
-  dispatch(p, &f);
+  p->outstanding += jobs->len + more;
+  enqueue(p, jobs, &f);
   pthread_mutex_unlock(&p->mu);
   finished_run(&f, 0);
   return 0;
+}
+
+/* More of a submitted call's jobs (counted already).  The call was
+ * accepted, so a close does not refuse them; after a terminate they fail
+ * as the jobs it found did. */
+static void
+submit_more(mp_pool *p, mp__jobq *jobs)
+{
+  finished_list f = {0};
+  pthread_mutex_lock(&p->mu);
+  if (p->state == POOL_TERMINATE || p->finished) {
+    mp__job *j;
+    while ((j = jobq_pop(jobs)) != NULL)
+      job_fail(p, j, MP_ECLOSED, "the pool was terminated", &f);
+  } else {
+    enqueue(p, jobs, &f);
+  }
+  pthread_mutex_unlock(&p->mu);
+  finished_run(&f, 0);
+}
+
+/* A call whose remaining `jobs` jobs (items from..r->n) could not be built:
+ * those items fail with `code`, and the jobs stop counting. */
+static void
+submit_abort(mp_pool *p, mp_result *r, size_t from, size_t jobs, int code,
+             const char *detail)
+{
+  finished_list f = {0};
+  pthread_mutex_lock(&p->mu);
+  for (size_t i = from; i < r->n; i++)
+    if (mp__result_store(r, i, code, NULL, detail))
+      finished_add(&f, r);
+  p->outstanding -= jobs;
+  int idle = p->state == POOL_CLOSE && p->outstanding == 0 && p->rq;
+  pthread_mutex_unlock(&p->mu);
+  if (idle)
+    wake_handler(p); /* it sends the sentinels */
+  finished_run(&f, 0);
 }
 
 static void
@@ -977,7 +1046,7 @@ mp_pool_apply_async(mp_pool *p, mp_task_fn fn, mp_obj *args,
                  .timeout_ns = timeout_ns(opts->task_timeout)};
   mp__jobq q = {0};
   jobq_push(&q, j);
-  if ((rc = submit(p, &q)) != 0) {
+  if ((rc = submit(p, &q, 0)) != 0) {
     jobs_free(&q);
     mp__result_unref(r);
     mp__result_unref(r);
@@ -1043,24 +1112,55 @@ map_common(mp_pool *p, mp_task_fn fn, const mp_obj *items,
     mp__result_unref(r);
     return rc;
   }
+  /* The jobs go out as they are built, in batches of 1, 2, 4, ... jobs:
+   * the workers start on the first chunk while the rest are packed, and a
+   * map of many small chunks still takes the pool's lock rarely. */
+  size_t njobs = n / cs + (n % cs != 0), sent = 0, batch = 1, unsent_from = 0;
   mp__jobq q = {0};
   for (size_t base = 0; base < n; base += cs) {
     size_t count = n - base < cs ? n - base : cs;
     mp__job *j = calloc(1, sizeof *j);
-    mp_obj *payload = mp_list_from(count, v + base);
+    int kind = task_kind;
+    mp_obj *payload = NULL;
+    if (kind == MP__TASK_MAP && count >= MP__PACK_MIN && !p->x->has_exec &&
+        (payload = mp__ints_pack(v + base, count)) != NULL)
+      kind = MP__TASK_MAP_I64;
+    else
+      payload = mp_list_from(count, v + base);
     if (!j || !payload) {
       free(j);
       mp_obj_free(payload);
       jobs_free(&q);
+      if (sent) { /* accepted already: the rest of its items fail */
+        submit_abort(p, r, unsent_from, njobs - sent, MP_ENOMEM,
+                     "out of memory building the jobs");
+        *out = r;
+        return 0;
+      }
       mp__result_unref(r);
       mp__result_unref(r);
       return MP_ENOMEM;
     }
-    *j = (mp__job){.fn = fn, .kind = task_kind, .payload = payload, .r = r,
+    *j = (mp__job){.fn = fn, .kind = kind, .payload = payload, .r = r,
                    .base = base, .count = count,
                    .timeout_ns = timeout_ns(opts->task_timeout),
                    .pslot = r->bar ? r->bar->slot : 0};
     jobq_push(&q, j);
+    if (q.len < batch && base + count < n)
+      continue;
+    size_t len = q.len;
+    if (sent == 0 && (rc = submit(p, &q, njobs - len)) != 0) {
+      jobs_free(&q);
+      mp__result_unref(r);
+      mp__result_unref(r);
+      return rc;
+    }
+    if (sent)
+      submit_more(p, &q);
+    sent += len;
+    unsent_from = base + count;
+    if (batch < 1024)
+      batch *= 2;
   }
   if (n == 0) { /* nothing to run: ready at once (no callback thread) */
     pthread_mutex_lock(&p->mu);
@@ -1072,11 +1172,6 @@ map_common(mp_pool *p, mp_task_fn fn, const mp_obj *items,
       return mp_seterr(MP_ESTATE, "the pool is not running");
     }
     mp__result_finish(r, 0);
-  } else if ((rc = submit(p, &q)) != 0) {
-    jobs_free(&q);
-    mp__result_unref(r);
-    mp__result_unref(r);
-    return rc;
   }
   *out = r;
   return 0;
@@ -1203,7 +1298,7 @@ mp__pool_submit_chunk(mp_pool *p, mp_result *r, mp_task_fn fn,
                  .timeout_ns = timeout_ns(task_timeout)};
   mp__jobq q = {0};
   jobq_push(&q, j);
-  int rc = submit(p, &q);
+  int rc = submit(p, &q, 0);
   if (rc)
     jobs_free(&q);
   return rc;

@@ -69,7 +69,16 @@ enum {
 
 /* What a job's payload is. */
 enum { MP__TASK_APPLY = MP_POOL_JOB_APPLY, MP__TASK_MAP = MP_POOL_JOB_MAP,
-       MP__TASK_STAR = MP_POOL_JOB_STARMAP }; /* as pool.h names them */
+       MP__TASK_STAR = MP_POOL_JOB_STARMAP, /* as pool.h names them */
+       /* a map whose payload is packed ints (obj/packed.c): bytes of
+        * native int64s, never handed to an executor */
+       MP__TASK_MAP_I64 = 16 };
+/* Chunks (and a job's results) of fewer items stay lists: packing would
+ * save nothing there, and one-item chunks are imap's default. */
+#define MP__PACK_MIN 8
+/* Freed heap a worker process keeps for its next jobs (platform.h's
+ * mp__plat_heap_keep): a few chunks of a million-item map. */
+#define MP__WORKER_HEAP_KEEP ((size_t)64 << 20)
 /* What a result collects. */
 enum { MP__RES_APPLY = 1, MP__RES_MAP, MP__RES_IMAP, MP__RES_IMAP_UNORDERED };
 
@@ -80,10 +89,17 @@ struct mp_result {
   int refs; /* atomic: the caller's, and the pool's until all items landed */
   int kind;
   size_t n, left;
-  mp_obj **values; /* n: a new reference each, NULL for None */
-  int *codes;      /* n */
-  char **details;  /* n: malloc'd text of a failed item, else NULL */
-  unsigned char *done; /* n */
+  size_t slots;    /* entries of the arrays below: n, or the ring's size */
+  mp_obj **values; /* a new reference each, NULL for None */
+  int *codes;      /* imap only: each position's code */
+  char **details;  /* imap only: malloc'd text of a failed item, else NULL */
+  unsigned char *done;
+  uint16_t height; /* max mp__depth_above of the values stored */
+  size_t nulls;    /* values stored as NULL (None or failed) */
+  /* apply, map: the failure of the lowest index (what get reports) */
+  size_t fail_index; /* SIZE_MAX: none */
+  int fail_code;
+  char *fail_detail; /* malloc'd */
   int ready;       /* every item landed (and the callback ran) */
   int code;        /* apply/map: the final code */
   mp_obj *value;   /* apply: the value; map: the list */
@@ -115,7 +131,8 @@ typedef struct mp__job {
   uint64_t id;
   mp_task_fn fn;
   int kind;        /* MP__TASK_* */
-  mp_obj *payload; /* apply: the args tuple; map/starmap: a list of items */
+  mp_obj *payload; /* apply: the args tuple; map/starmap: a list of items;
+                    * MP__TASK_MAP_I64: the items packed */
   mp_result *r;
   size_t base, count; /* the items of r this job fills */
   int64_t timeout_ns; /* task_timeout; 0: none */
@@ -132,6 +149,10 @@ typedef struct mp__jobq {
 int mp__result_new(mp_result **out, int kind, size_t n, size_t struct_size);
 /* Store item i (takes `value`; `detail` copied).  Returns 1 when it was the
  * last item (the caller then calls mp__result_finish, outside pool->mu). */
+/* Items base..base+n, all succeeded, as n packed int64s (obj/packed.c):
+ * the bulk form of mp__result_store_locked, for a map of ints. */
+int mp__result_store_ints_locked(mp_result *r, size_t base,
+                                 const uint8_t *packed, size_t n);
 int mp__result_store(mp_result *r, size_t i, int code, mp_obj *value,
                      const char *detail);
 /* Build the final value, run the callback (unless `quiet`), mark ready,

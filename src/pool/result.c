@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "obj/obj_internal.h"
 #include "pool/pool_internal.h"
 
 int
@@ -14,13 +15,17 @@ mp__result_new(mp_result **out, int kind, size_t n, size_t struct_size)
   if (!r)
     return MP_ENOMEM;
   size_t cap = n ? n : 1;
+  int is_imap = kind == MP__RES_IMAP || kind == MP__RES_IMAP_UNORDERED;
+  r->slots = cap;
   r->values = calloc(cap, sizeof *r->values);
-  r->codes = calloc(cap, sizeof *r->codes);
-  r->details = calloc(cap, sizeof *r->details);
   r->done = calloc(cap, 1);
+  if (is_imap) { /* each position's own outcome; apply/map: the first */
+    r->codes = calloc(cap, sizeof *r->codes);
+    r->details = calloc(cap, sizeof *r->details);
+  }
   if (kind == MP__RES_IMAP_UNORDERED)
     r->order = calloc(cap, sizeof *r->order);
-  if (!r->values || !r->codes || !r->details || !r->done ||
+  if (!r->values || !r->done || (is_imap && (!r->codes || !r->details)) ||
       (kind == MP__RES_IMAP_UNORDERED && !r->order)) {
     free(r->values);
     free(r->codes);
@@ -39,6 +44,7 @@ mp__result_new(mp_result **out, int kind, size_t n, size_t struct_size)
   r->kind = kind;
   r->n = n;
   r->left = n;
+  r->fail_index = SIZE_MAX;
   r->refs = 2; /* the caller's and the pool's */
   *out = r;
   return 0;
@@ -50,10 +56,11 @@ mp__result_unref(mp_result *r)
   if (!r || __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) != 0)
     return;
   mp__bar_end(r->bar, -1); /* a result never submitted */
-  for (size_t i = 0; i < (r->ring ? r->ring : r->n); i++) {
-    mp_obj_free(r->values[i]);
+  for (size_t i = 0; r->values && i < r->slots; i++) /* NULL: a map's */
+    mp_obj_free(r->values[i]);                       /* list took them */
+  for (size_t i = 0; r->details && i < r->slots; i++)
     free(r->details[i]);
-  }
+  free(r->fail_detail);
   mp_obj_free(r->value);
   free(r->values);
   free(r->codes);
@@ -75,13 +82,54 @@ mp__result_store_locked(mp_result *r, size_t i, int code, mp_obj *value,
     return 0;
   }
   r->values[s] = value;
-  r->codes[s] = code;
-  if (code != 0)
+  if (value) { /* what the map's list will need, while value is hot */
+    uint16_t d = mp__depth_above(value);
+    if (d > r->height)
+      r->height = d;
+  } else {
+    r->nulls++;
+  }
+  if (code != 0 && r->codes) {
+    r->codes[s] = code;
     r->details[s] = strdup(detail ? detail : "");
+  } else if (code != 0 && i < r->fail_index) { /* apply, map: the first */
+    free(r->fail_detail);
+    r->fail_index = i;
+    r->fail_code = code;
+    r->fail_detail = strdup(detail ? detail : "");
+  }
   r->done[s] = 1;
   if (r->order)
     r->order[r->ring ? r->order_len++ % r->ring : r->order_len++] = i;
   return --r->left == 0;
+}
+
+int
+mp__result_store_ints_locked(mp_result *r, size_t base, const uint8_t *packed,
+                             size_t n)
+{
+  int last = 0;
+  for (size_t k = 0; k < n; k++) {
+    size_t i = base + k, s = r->ring ? i % r->ring : i;
+    int64_t x;
+    memcpy(&x, packed + k * sizeof x, sizeof x);
+    mp_obj *v;
+    if (i >= r->n || r->done[s]) /* never: each item lands once */
+      continue;
+    if (!(v = mp__int_fast(x))) {
+      last |= mp__result_store_locked(r, i, MP_ENOMEM, NULL,
+                                      "out of memory storing a result");
+      continue;
+    }
+    r->values[s] = v; /* an int: no height to note (a list of ints is 1) */
+    r->done[s] = 1;
+    if (r->order)
+      r->order[r->ring ? r->order_len++ % r->ring : r->order_len++] = i;
+    last |= --r->left == 0;
+  }
+  if (r->height < 1)
+    r->height = 1;
+  return last;
 }
 
 void
@@ -114,29 +162,22 @@ mp__result_finish(mp_result *r, int quiet)
   /* Every item has landed: nothing writes the slots any more. */
   mp__bar_end(r->bar, quiet ? 0 : 1);
   r->bar = NULL;
-  int code = 0;
-  const char *detail = NULL;
-  for (size_t i = 0; !r->ring && i < r->n; i++)
-    if (r->codes[i] != 0) {
-      code = r->codes[i];
-      detail = r->details[i];
-      break;
-    }
+  int code = r->fail_code; /* apply, map: the lowest failing index */
+  const char *detail = r->fail_detail;
   mp_obj *value = NULL;
   if (r->kind == MP__RES_APPLY && code == 0) {
     value = r->values[0];
     r->values[0] = NULL;
   } else if (r->kind == MP__RES_MAP && code == 0) {
-    value = mp_list_new();
-    for (size_t i = 0; value && i < r->n; i++) {
-      mp_obj *v = r->values[i] ? r->values[i] : mp_none();
-      r->values[i] = NULL;
-      if (mp_list_append_take(value, v) != 0) {
-        mp_obj_free(value);
-        value = NULL;
+    /* the list takes the slots over: no copy of a million pointers */
+    for (size_t i = 0; r->nulls && i < r->n; i++)
+      if (!r->values[i]) {
+        r->values[i] = mp_none();
+        r->height = r->height > 1 ? r->height : 1;
       }
-    }
-    if (!value) {
+    if ((value = mp__list_adopt(r->values, r->n, r->height)) != NULL) {
+      r->values = NULL; /* every item has landed: no store reads them */
+    } else {
       code = MP_ENOMEM;
       detail = "out of memory building the result list";
     }
@@ -150,6 +191,8 @@ mp__result_finish(mp_result *r, int quiet)
   }
   pthread_mutex_lock(&r->mu);
   r->code = code;
+  if (code != 0 && !r->fail_detail)
+    r->fail_detail = strdup(detail ? detail : "");
   r->value = value;
   r->ready = 1;
   pthread_cond_broadcast(&r->cv);
@@ -161,10 +204,7 @@ mp__result_finish(mp_result *r, int quiet)
 static const char *
 final_detail(const mp_result *r)
 {
-  for (size_t i = 0; i < r->n; i++)
-    if (r->codes[i] != 0)
-      return r->details[i] ? r->details[i] : "";
-  return r->n && r->details[0] ? r->details[0] : "";
+  return r->fail_detail ? r->fail_detail : "";
 }
 
 /* Wait on r->cv (r->mu held) until `pred` or the deadline. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "obj/obj_internal.h"
 #include "pool/pool_internal.h"
 
 /* One call of the task; on failure *detail is "NAME: text" (malloc'd). */
@@ -40,23 +41,85 @@ run_one(mp_task_fn fn, mp_obj *args, const char *name, mp_obj **value,
   return rc;
 }
 
+/* A job's values, kept packed (bytes of int64s) while every one is a plain
+ * int, as a list from the first that is not. */
+typedef struct values_out {
+  mp_obj *list;  /* NULL while packed */
+  mp_obj *bytes; /* the packed values, NULL once a list */
+  uint8_t *d;
+  size_t n;      /* values stored */
+} values_out;
+
+static int
+values_begin(values_out *vo, size_t n)
+{
+  *vo = (values_out){0};
+  if (n >= MP__PACK_MIN &&
+      (vo->bytes = mp__bytes_alloc(n * sizeof(int64_t), &vo->d)) != NULL)
+    return 0;
+  return (vo->list = mp_list_new()) != NULL ? 0 : MP_ENOMEM;
+}
+
+/* Store the next value (taken; NULL: the item failed, or None). */
+static void
+values_add(values_out *vo, mp_obj *value, int failed)
+{
+  int64_t x = 0;
+  if (vo->bytes && (failed || mp__int_plain(value, &x))) {
+    memcpy(vo->d + vo->n++ * sizeof x, &x, sizeof x); /* failed: unread */
+    mp_obj_free(value);
+    return;
+  }
+  if (vo->bytes) { /* the first value that is not an int: a list from here */
+    vo->list = mp_list_new();
+    for (size_t i = 0; vo->list && i < vo->n; i++) {
+      memcpy(&x, vo->d + i * sizeof x, sizeof x);
+      mp_list_append_take(vo->list, mp_int_new(x));
+    }
+    mp_obj_free(vo->bytes);
+    vo->bytes = NULL;
+  }
+  vo->n++;
+  if (vo->list)
+    mp_list_append_take(vo->list, value ? value : mp_none());
+  else
+    mp_obj_free(value);
+}
+
 /* The message (job id, worker uid, values, errors): values a list of count
- * items (None where one failed), errors None or a list of
- * (index, code, detail). */
+ * items (None where one failed) or packed ints (values_out), errors None or
+ * a list of (index, code, detail). */
 static mp_obj *
 run_job(uint64_t id, uint64_t uid, mp_task_fn fn, int kind, mp_obj *payload,
         const char *name, mp__wctx *wx, int pslot, int64_t base)
 {
-  mp_obj *values = mp_list_new(), *errors = NULL;
-  if (!values)
-    return NULL;
+  mp_obj *errors = NULL;
   mp_obj *const *items = NULL;
+  const uint8_t *ints = NULL; /* MP__TASK_MAP_I64 */
   size_t n = 1;
-  if (kind != MP__TASK_APPLY && mp_seq_items(payload, &items, &n) != 0)
+  if (kind == MP__TASK_MAP_I64) {
+    const void *d;
+    if (mp_bytes_get(payload, &d, &n) != 0)
+      n = 0;
+    ints = d;
+    n /= sizeof(int64_t);
+  } else if (kind != MP__TASK_APPLY && mp_seq_items(payload, &items, &n) != 0) {
     n = 0;
+  }
+  values_out vo;
+  if (values_begin(&vo, kind == MP__TASK_APPLY ? 0 : n) != 0)
+    return NULL;
+  mp_obj *args = NULL;
   for (size_t i = 0; i < n; i++) {
-    mp_obj *args = NULL;
-    int rc = mp_pool_job_args(kind, payload, i, &args);
+    int rc = 0;
+    if (ints) { /* (v,), rewritten in place when the last call kept none */
+      int64_t v;
+      memcpy(&v, ints + i * sizeof v, sizeof v);
+      if (!(args = mp__args1_int(args, v)))
+        rc = mp_seterr(MP_ENOMEM, "out of memory building the arguments");
+    } else {
+      rc = mp_pool_job_args(kind, payload, i, &args);
+    }
     mp_obj *value = NULL;
     char *detail = NULL;
     if (rc) {
@@ -70,7 +133,10 @@ run_job(uint64_t id, uint64_t uid, mp_task_fn fn, int kind, mp_obj *payload,
       if ((pslot || wx->insights) && !wx->self_counted)
         mp__wx_item(wx, pslot, t0, id, base + (int64_t)i, args);
       wx->self_counted = 0;
-      mp_obj_free(args);
+      if (!ints) {
+        mp_obj_free(args);
+        args = NULL;
+      }
     }
     if (rc != 0) {
       if (!errors)
@@ -82,9 +148,11 @@ run_job(uint64_t id, uint64_t uid, mp_task_fn fn, int kind, mp_obj *payload,
                                           mp_str_new(detail ? detail : name)));
       free(detail);
     }
-    mp_list_append_take(values, value ? value : mp_none());
+    values_add(&vo, value, rc != 0);
   }
-  return mp_tuple_take(4, mp_uint_new(id), mp_uint_new(uid), values,
+  mp_obj_free(args);
+  return mp_tuple_take(4, mp_uint_new(id), mp_uint_new(uid),
+                       vo.bytes ? vo.bytes : vo.list,
                        errors ? errors : mp_none());
 }
 
@@ -211,8 +279,9 @@ mp__pool_worker_main(mp_obj *args)
       snprintf(why, sizeof why, "%s%s%s", mp_err_name(rc),
                mp_errdetail()[0] ? ": " : "", mp_errdetail());
       size_t n = 1;
-      if (kind != MP__TASK_APPLY)
-        mp_obj_len(payload, &n);
+      if (kind != MP__TASK_APPLY && mp_obj_len(payload, &n) == 0 &&
+          kind == MP__TASK_MAP_I64)
+        n /= sizeof(int64_t); /* the bytes' length */
       mp_obj_free(msg);
       msg = failed_job(id, uid, n, rc, name, why);
       rc = msg ? mp_queue_put(rq, msg, MP_FOREVER) : MP_ENOMEM;

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: MIT */
+/* Packed ints: the pool's fast lane for a chunk of plain ints.
+ *
+ * A map over a list of ints spends most of its time pickling: an opcode
+ * and an object per item, both ways.  When every item of a chunk (or every
+ * result of a job) is a plain int -- the int type itself, not bool, and
+ * not beyond int64 -- the pool sends the chunk as one bytes object of
+ * native int64s instead (parent and workers share a machine, so native
+ * order is the order), and builds objects only where the caller sees them.
+ * The helpers here are the only code that looks inside the objects for
+ * this. */
+#include <string.h>
+
+#include "obj/obj_internal.h"
+
+static inline int
+plain_int(const mp_obj *o, int64_t *v)
+{
+  if (MP__T(o) != MP_T_INT || (o->flags & MP__F_BIG))
+    return 0;
+  *v = MP__AS(const mp__int, o)->v;
+  return 1;
+}
+
+int
+mp__int_plain(const mp_obj *o, int64_t *v)
+{
+  return o && plain_int(o, v);
+}
+
+mp_obj *
+mp__bytes_alloc(size_t len, uint8_t **data)
+{
+  if (len > SIZE_MAX - sizeof(mp__bytes) - 1) {
+    mp_seterr(MP_ENOMEM, "bytes too large");
+    return NULL;
+  }
+  mp__bytes *b = mp__obj_alloc(sizeof *b + len + 1, MP_T_BYTES);
+  if (!b)
+    return NULL;
+  b->hash = 0;
+  b->len = len;
+  b->d[len] = 0;
+  *data = b->d;
+  return &b->h;
+}
+
+mp_obj *
+mp__ints_pack(mp_obj *const *items, size_t n)
+{
+  int64_t v;
+  if (n == 0 || !plain_int(items[0], &v)) /* most lists that are not ints */
+    return NULL;                          /* say so at their first item */
+  uint8_t *d;
+  mp_obj *b = mp__bytes_alloc(n * sizeof v, &d);
+  if (!b)
+    return NULL;
+  /* one pass: a million objects are read once, not twice */
+  for (size_t i = 0; i < n; i++) {
+    if (!plain_int(items[i], &v)) {
+      mp_obj_free(b);
+      return NULL;
+    }
+    memcpy(d + i * sizeof v, &v, sizeof v);
+  }
+  return b;
+}
+
+/* Whether only the caller can see `o` (its one reference, not immortal). */
+static inline int
+sole(const mp_obj *o)
+{
+  return __atomic_load_n(&o->rc, __ATOMIC_ACQUIRE) == 1;
+}
+
+mp_obj *
+mp__args1_int(mp_obj *reuse, int64_t v)
+{
+  if (reuse && MP__T(reuse) == MP_T_TUPLE &&
+      MP__AS(mp__tuple, reuse)->n == 1 && sole(reuse)) {
+    /* Nobody else holds the tuple, so nobody holds its item through it;
+     * the item may be rewritten when nobody holds it directly either.
+     * Observably the same as a new (v,). */
+    mp_obj **slot = &MP__AS(mp__tuple, reuse)->items[0];
+    mp_obj *old = *slot;
+    if (v >= MP__SMALL_MIN && v <= MP__SMALL_MAX) {
+      *slot = mp__int_fast(v);
+      mp_obj_free(old);
+      return reuse;
+    }
+    if (MP__T(old) == MP_T_INT && !(old->flags & MP__F_BIG) && sole(old)) {
+      MP__AS(mp__int, old)->v = v;
+      return reuse;
+    }
+    mp_obj *item = mp_int_new(v);
+    if (!item) {
+      mp_obj_free(reuse);
+      return NULL;
+    }
+    *slot = item;
+    mp_obj_free(old);
+    return reuse;
+  }
+  mp_obj_free(reuse);
+  return mp_tuple_take(1, mp__int_fast(v));
+}
+
+mp_obj *
+mp__list_adopt(mp_obj **items, size_t n, uint16_t depth)
+{
+  mp_obj *l = mp__list_alloc(0);
+  if (!l)
+    return NULL;
+  mp__list *ls = MP__AS(mp__list, l);
+  if (depth > l->depth)
+    l->depth = depth;
+  for (size_t i = 0; depth == 0 && i < n; i++) {
+    if (!items[i])
+      items[i] = mp_none();
+    mp__set_depth_from(l, items[i]);
+  }
+  ls->items = items;
+  ls->n = ls->cap = n;
+  return l;
+}
