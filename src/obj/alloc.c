@@ -211,3 +211,13 @@ mp__obj_dealloc(mp_obj *o)
     free(o);
   }
 }
+
+size_t
+mp__obj_slab_bytes(int size_class)
+{
+  pthread_mutex_lock(&lock);
+  size_t n = size_class == 0 || size_class == 1 ? pools[size_class].slab_bytes
+                                                : 0;
+  pthread_mutex_unlock(&lock);
+  return n;
+}

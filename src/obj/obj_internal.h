@@ -188,6 +188,9 @@ extern mp__int mp__small_ints[MP__SMALL_MAX - MP__SMALL_MIN + 1];
  * the detail), and its release (never free() an object). */
 void *mp__obj_alloc(size_t size, mp_type t);
 void mp__obj_dealloc(mp_obj *o);
+/* Slab memory carved so far for size class 0 (32 bytes) or 1 (64): for
+ * tests; 0 when the pools are off (AddressSanitizer). */
+size_t mp__obj_slab_bytes(int size_class);
 
 static inline mp_obj *
 mp__int_fast(int64_t v)
