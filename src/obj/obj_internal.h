@@ -203,6 +203,8 @@ mp__int_fast(int64_t v)
 /* ---- str (str.c), UTF-8 (utf8.c), tuple and list (seq.c) ----------------- */
 /* Build a str from UTF-8 the caller has validated (ascii: all < 0x80). */
 mp_obj *mp__str_new_valid(const char *s, size_t len, size_t ncp, int ascii);
+/* A bytes object of len bytes left for the caller to fill (*data). */
+mp_obj *mp__bytes_alloc(size_t len, uint8_t **data);
 /* Validate UTF-8 (surrogates allowed); 0 and the code point count, or
  * MP_EMALFORMED with *bad set to the offset of the first bad byte. */
 int mp__utf8_check(const uint8_t *s, size_t len, size_t *ncp, size_t *bad);
@@ -214,6 +216,11 @@ int mp__list_reserve(mp__list *l, size_t extra);
 /* Append `item`, taking the caller's reference (no checks). */
 int mp__list_push(mp__list *l, mp_obj *item);
 mp_obj *mp__list_alloc(size_t cap);
+/* A list that takes over `items` (malloc'd, n references; NULL entries
+ * become None) with `depth` (0: worked out here, a pass over the items;
+ * else the caller's max of mp__depth_above over them, and no NULL among
+ * them); NULL: out of memory, the items still the caller's. */
+mp_obj *mp__list_adopt(mp_obj **items, size_t n, uint16_t depth);
 /* Move the items out of `list`, whose one reference the caller holds
  * (directly or through containers only it holds): *items is the array
  * (free() it) of *n references now the caller's, and the list is empty.
@@ -226,8 +233,6 @@ uint16_t mp__depth_above(const mp_obj *item);
 /* ---- packed ints (packed.c): the pool's fast lane ------------------------ */
 /* 1 and *v when o is a plain int (the int type, within int64), else 0. */
 int mp__int_plain(const mp_obj *o, int64_t *v);
-/* A bytes object of len bytes left for the caller to fill (*data). */
-mp_obj *mp__bytes_alloc(size_t len, uint8_t **data);
 /* The n items as a bytes object of native int64s; NULL when one is not a
  * plain int (no error set) or out of memory (MP_ENOMEM set). */
 mp_obj *mp__ints_pack(mp_obj *const *items, size_t n);
@@ -236,11 +241,6 @@ mp_obj *mp__ints_pack(mp_obj *const *items, size_t n);
  * ints allocates nothing per item.  Takes `reuse` in every case; NULL:
  * out of memory. */
 mp_obj *mp__args1_int(mp_obj *reuse, int64_t v);
-/* A list that takes over `items` (malloc'd, n references; NULL entries
- * become None) with `depth` (0: worked out here, a pass over the items;
- * else the caller's max of mp__depth_above over them, and no NULL among
- * them); NULL: out of memory, the items still the caller's. */
-mp_obj *mp__list_adopt(mp_obj **items, size_t n, uint16_t depth);
 
 /* ---- hashing (compare.c) -------------------------------------------------- */
 /* mp__siphash's domain tags: equal bytes of another kind hash apart. */

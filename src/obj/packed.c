@@ -29,23 +29,6 @@ mp__int_plain(const mp_obj *o, int64_t *v)
 }
 
 mp_obj *
-mp__bytes_alloc(size_t len, uint8_t **data)
-{
-  if (len > SIZE_MAX - sizeof(mp__bytes) - 1) {
-    mp_seterr(MP_ENOMEM, "bytes too large");
-    return NULL;
-  }
-  mp__bytes *b = mp__obj_alloc(sizeof *b + len + 1, MP_T_BYTES);
-  if (!b)
-    return NULL;
-  b->hash = 0;
-  b->len = len;
-  b->d[len] = 0;
-  *data = b->d;
-  return &b->h;
-}
-
-mp_obj *
 mp__ints_pack(mp_obj *const *items, size_t n)
 {
   int64_t v;
@@ -103,23 +86,4 @@ mp__args1_int(mp_obj *reuse, int64_t v)
   }
   mp_obj_free(reuse);
   return mp_tuple_take(1, mp__int_fast(v));
-}
-
-mp_obj *
-mp__list_adopt(mp_obj **items, size_t n, uint16_t depth)
-{
-  mp_obj *l = mp__list_alloc(0);
-  if (!l)
-    return NULL;
-  mp__list *ls = MP__AS(mp__list, l);
-  if (depth > l->depth)
-    l->depth = depth;
-  for (size_t i = 0; depth == 0 && i < n; i++) {
-    if (!items[i])
-      items[i] = mp_none();
-    mp__set_depth_from(l, items[i]);
-  }
-  ls->items = items;
-  ls->n = ls->cap = n;
-  return l;
 }

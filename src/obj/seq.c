@@ -150,6 +150,25 @@ mp__list_alloc(size_t cap)
 }
 
 mp_obj *
+mp__list_adopt(mp_obj **items, size_t n, uint16_t depth)
+{
+  mp_obj *l = mp__list_alloc(0);
+  if (!l)
+    return NULL;
+  mp__list *ls = MP__AS(mp__list, l);
+  if (depth > l->depth)
+    l->depth = depth;
+  for (size_t i = 0; depth == 0 && i < n; i++) {
+    if (!items[i])
+      items[i] = mp_none();
+    mp__set_depth_from(l, items[i]);
+  }
+  ls->items = items;
+  ls->n = ls->cap = n;
+  return l;
+}
+
+mp_obj *
 mp_list_new(void)
 {
   return mp__list_alloc(0);

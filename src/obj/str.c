@@ -83,12 +83,8 @@ mp_str_printf(const char *fmt, ...)
 }
 
 mp_obj *
-mp_bytes_new(const void *data, size_t len)
+mp__bytes_alloc(size_t len, uint8_t **data)
 {
-  if (!data && len) {
-    mp_seterr(MP_EINVAL, "NULL data");
-    return NULL;
-  }
   if (len > SIZE_MAX - sizeof(mp__bytes) - 1) {
     mp_seterr(MP_ENOMEM, "bytes too large");
     return NULL;
@@ -98,10 +94,23 @@ mp_bytes_new(const void *data, size_t len)
     return NULL;
   b->hash = 0;
   b->len = len;
-  if (len)
-    memcpy(b->d, data, len);
   b->d[len] = 0;
+  *data = b->d;
   return &b->h;
+}
+
+mp_obj *
+mp_bytes_new(const void *data, size_t len)
+{
+  if (!data && len) {
+    mp_seterr(MP_EINVAL, "NULL data");
+    return NULL;
+  }
+  uint8_t *d;
+  mp_obj *b = mp__bytes_alloc(len, &d);
+  if (b && len)
+    memcpy(d, data, len);
+  return b;
 }
 
 mp_obj *
