@@ -156,6 +156,58 @@ test_rlock(void **state)
   mp_rlock_free(l);
 }
 
+/* The lock clears the error detail only off its fast path (errors.h): a
+ * failure of acquire or release still reports its own text or "", never a
+ * stale one. */
+static void
+stale(void)
+{
+  mp_seterr(MP_EEOF, "stale text");
+}
+
+static void
+test_lock_error_detail(void **state)
+{
+  mp_lock *l;
+  mp_rlock *r;
+  MP_ASSERT_OK(mp_lock_new(&l));
+  MP_ASSERT_OK(mp_rlock_new(&r));
+  MP_ASSERT_OK(mp_lock_acquire(l, 0));
+  stale();
+  MP_ASSERT_ERR(mp_lock_acquire(l, 0), MP_ETIMEDOUT);
+  assert_string_equal(mp_errdetail(), "");
+  stale();
+  MP_ASSERT_ERR(mp_lock_acquire(l, NAN), MP_EINVAL);
+  assert_string_not_equal(mp_errdetail(), "stale text");
+  stale();
+  MP_ASSERT_ERR(mp_lock_acquire(NULL, 0), MP_EINVAL);
+  assert_string_equal(mp_errdetail(), "");
+  stale();
+  MP_ASSERT_ERR(mp_lock_release(NULL), MP_EINVAL);
+  assert_string_equal(mp_errdetail(), "");
+  MP_ASSERT_OK(mp_lock_release(l));
+  stale();
+  MP_ASSERT_ERR(mp_lock_release(l), MP_ESTATE);
+  assert_string_equal(mp_errdetail(),
+                      "semaphore or lock released too many times");
+  stale();
+  MP_ASSERT_ERR(mp_rlock_release(r), MP_ENOTOWNER);
+  assert_string_equal(mp_errdetail(),
+                      "cannot release un-acquired lock (not the owner)");
+  /* another process holds the RLock: a timed-out acquire has no text */
+  MP_ASSERT_OK(mp_rlock_acquire(r, 0));
+  pid_t pid = fork();
+  if (pid == 0) {
+    stale();
+    _exit(mp_rlock_acquire(r, 0) == MP_ETIMEDOUT && !mp_errdetail()[0] ? 0
+                                                                      : 1);
+  }
+  assert_int_equal(wait_child(pid), 0);
+  MP_ASSERT_OK(mp_rlock_release(r));
+  mp_rlock_free(r);
+  mp_lock_free(l);
+}
+
 /* ---- owner death --------------------------------------------------------- */
 
 #define kill_holder mp_test_kill_holder
@@ -859,6 +911,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_lock_release_by_other_thread),
     cmocka_unit_test(test_lock_between_processes),
     cmocka_unit_test(test_rlock),
+    cmocka_unit_test(test_lock_error_detail),
     cmocka_unit_test(test_owner_death_lock),
     cmocka_unit_test(test_owner_death_wakes_waiter),
     cmocka_unit_test(test_semaphore),
