@@ -75,6 +75,10 @@ unref_to_zero(mp_obj *c)
    * else can take one, so no atomic read-modify-write is needed. */
   if (rc == 1)
     return 1;
+  if (MP__SINGLE_THREADED()) { /* see mp__newref */
+    __atomic_store_n(&c->rc, rc - 1, __ATOMIC_RELAXED);
+    return 0;
+  }
   return __atomic_sub_fetch(&c->rc, 1, __ATOMIC_ACQ_REL) == 0;
 }
 

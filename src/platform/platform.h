@@ -87,6 +87,23 @@ int mp__plat_spin_useful(void);
 #define MP__CPU_RELAX() ((void)0)
 #endif
 
+/* Whether this thread is the process's only one, read without a call:
+ * glibc's __libc_single_threaded (2.32 and later), which it clears before
+ * a second thread starts and never sets again on its own.  Where it is
+ * true nothing can race this thread for process-local memory, so the
+ * value layer counts references with plain stores (libstdc++'s shared_ptr
+ * does the same).  A process started by spawn or forkserver begins true;
+ * a fork child keeps its parent's answer.  Elsewhere: always "no". */
+#if defined(__GLIBC__) && defined(__has_include)
+#if __has_include(<sys/single_threaded.h>)
+#include <sys/single_threaded.h>
+#define MP__SINGLE_THREADED() (__libc_single_threaded != 0)
+#endif
+#endif
+#ifndef MP__SINGLE_THREADED
+#define MP__SINGLE_THREADED() 0
+#endif
+
 /* On a function of a path taken again and again between two context
  * switches (a queue's put and get, the futex calls under them): the
  * compiler puts these together in .text.hot, so that such a trip runs in
