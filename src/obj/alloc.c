@@ -172,6 +172,13 @@ mp__obj_alloc(size_t size, mp_type t)
     tl.nfree[c]--;
     o = (mp_obj *)b;
     flags = MP__F_POOLED | (c ? MP__F_POOL64 : 0);
+  } else if (size >= MP__BIG_MIN) { /* a big value's memory is kept */
+    o = mp__big_alloc(size, 0);
+    flags = MP__F_BIGMEM;
+    if (!o) {
+      mp_seterr(MP_ENOMEM, "out of memory");
+      return NULL;
+    }
   } else {
     o = malloc(size);
     if (!o) {
@@ -207,6 +214,8 @@ mp__obj_dealloc(mp_obj *o)
     }
     /* a thread that frees but never allocated: still give back at exit */
     register_thread();
+  } else if (o->flags & MP__F_BIGMEM) {
+    mp__big_free(o);
   } else {
     free(o);
   }

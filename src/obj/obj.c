@@ -128,7 +128,7 @@ destroy_one(mp_obj *o, worklist *w)
     mp__list *l = MP__AS(mp__list, o);
     for (size_t i = 0; i < l->n; i++)
       wl_drop(w, l->items[i]);
-    free(l->items);
+    mp__big_free(l->items);
     break;
   }
   case MP_T_DICT:

@@ -30,6 +30,7 @@ struct mp_obj {
 #define MP__F_HEIGHT 0x08  /* loads: depth verified exact (see check_heights) */
 #define MP__F_POOLED 0x10  /* memory from alloc.c's pools */
 #define MP__F_POOL64 0x20  /* ... of the 64-byte class */
+#define MP__F_BIGMEM 0x40  /* memory from mp__big_alloc */
 
 #define MP__SMALL_MIN (-5)
 #define MP__SMALL_MAX 1024
@@ -201,6 +202,22 @@ void mp__obj_dealloc(mp_obj *o);
  * tests; 0 when the pools are off (AddressSanitizer). */
 size_t mp__obj_slab_bytes(int size_class);
 
+/* alloc_big.c: blocks that may be large -- a list's storage (every list's:
+ * mp__list_adopt takes, and mp__list_take_items hands out, such blocks),
+ * objects of MP__BIG_MIN bytes or more.  From MP__BIG_MIN on they are
+ * mappings kept for reuse when freed, so that arrays made and dropped
+ * again and again (a pool's map, round after round) do not fault their
+ * pages in every time.  NULL on ENOMEM, with no detail set; `zero` clears
+ * the block.  Any thread may free or grow any block. */
+#define MP__BIG_MIN ((size_t)256 << 10)
+void *mp__big_alloc(size_t n, int zero);
+void *mp__big_realloc(void *p, size_t n);
+void mp__big_free(void *p);
+/* Give every cached block back to the system. */
+void mp__big_trim(void);
+/* Bytes of freed blocks kept for reuse now: for tests. */
+size_t mp__big_cached_bytes(void);
+
 static inline mp_obj *
 mp__int_fast(int64_t v)
 {
@@ -225,14 +242,15 @@ int mp__list_reserve(mp__list *l, size_t extra);
 /* Append `item`, taking the caller's reference (no checks). */
 int mp__list_push(mp__list *l, mp_obj *item);
 mp_obj *mp__list_alloc(size_t cap);
-/* A list that takes over `items` (malloc'd, n references; NULL entries
+/* A list that takes over `items` (from mp__big_alloc, n references; NULL entries
  * become None) with `depth` (0: worked out here, a pass over the items;
  * else the caller's max of mp__depth_above over them, and no NULL among
  * them); NULL: out of memory, the items still the caller's. */
 mp_obj *mp__list_adopt(mp_obj **items, size_t n, uint16_t depth);
 /* Move the items out of `list`, whose one reference the caller holds
  * (directly or through containers only it holds): *items is the array
- * (free() it) of *n references now the caller's, and the list is empty.
+ * (mp__big_free it) of *n references now the caller's, and the list is
+ * empty.
  * MP_ETYPE (not a list), MP_EBUSY (another reference: nothing moved). */
 int mp__list_take_items(mp_obj *list, mp_obj ***items, size_t *n);
 void mp__set_depth_from(mp_obj *c, const mp_obj *item);

@@ -140,7 +140,7 @@ mp__list_alloc(size_t cap)
   l->h.depth = 1;
   if (cap) {
     if (cap > SIZE_MAX / sizeof(mp_obj *) ||
-        !(l->items = malloc(cap * sizeof(mp_obj *)))) {
+        !(l->items = mp__big_alloc(cap * sizeof(mp_obj *), 0))) {
       mp__obj_dealloc(&l->h);
       mp_seterr(MP_ENOMEM, "out of memory");
       return NULL;
@@ -208,7 +208,7 @@ mp__list_reserve(mp__list *l, size_t extra)
   size_t cap = l->cap < 4 ? 4 : l->cap + l->cap / 2;
   if (cap < need)
     cap = need;
-  mp_obj **items = realloc(l->items, cap * sizeof *items);
+  mp_obj **items = mp__big_realloc(l->items, cap * sizeof *items);
   if (!items)
     return mp_seterr(MP_ENOMEM, "out of memory");
   l->items = items;

@@ -243,7 +243,7 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
   } else if (mp__list_take_items(values, &vals, &nv) != 0) {
     mp_obj *const *shared_vals;
     mp_seq_items(values, &shared_vals, &nv);
-    vals = malloc((nv ? nv : 1) * sizeof *vals);
+    vals = mp__big_alloc((nv ? nv : 1) * sizeof *vals, 0);
     if (!vals)
       nv = 0;
     for (size_t i = 0; i < nv; i++)
@@ -300,7 +300,7 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
     finished_add(f, j->r);
   for (size_t i = j->count; vals && i < nv; i++)
     mp_obj_free(vals[i]);
-  free(vals);
+  mp__big_free(vals);
   p->outstanding--;
   p->boot_deaths = 0;
   job_free(j);
@@ -905,6 +905,7 @@ mp_pool_free(mp_pool *p)
   pthread_mutex_destroy(&p->mu);
   pthread_mutex_destroy(&p->join_mu);
   free(p);
+  mp__big_trim(); /* the big arrays its maps left cached for reuse */
 }
 
 /* ---- submitting ------------------------------------------------------------ */

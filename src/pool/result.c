@@ -17,7 +17,7 @@ mp__result_new(mp_result **out, int kind, size_t n, size_t struct_size)
   size_t cap = n ? n : 1;
   int is_imap = kind == MP__RES_IMAP || kind == MP__RES_IMAP_UNORDERED;
   r->slots = cap;
-  r->values = calloc(cap, sizeof *r->values);
+  r->values = mp__big_alloc(cap * sizeof *r->values, 1); /* a map's list */
   r->done = calloc(cap, 1);
   if (is_imap) { /* each position's own outcome; apply/map: the first */
     r->codes = calloc(cap, sizeof *r->codes);
@@ -27,7 +27,7 @@ mp__result_new(mp_result **out, int kind, size_t n, size_t struct_size)
     r->order = calloc(cap, sizeof *r->order);
   if (!r->values || !r->done || (is_imap && (!r->codes || !r->details)) ||
       (kind == MP__RES_IMAP_UNORDERED && !r->order)) {
-    free(r->values);
+    mp__big_free(r->values);
     free(r->codes);
     free(r->details);
     free(r->done);
@@ -62,7 +62,7 @@ mp__result_unref(mp_result *r)
     free(r->details[i]);
   free(r->fail_detail);
   mp_obj_free(r->value);
-  free(r->values);
+  mp__big_free(r->values);
   free(r->codes);
   free(r->details);
   free(r->done);

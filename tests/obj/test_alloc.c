@@ -4,11 +4,17 @@
  *    another frees are reused, not piled up in the freeing thread while the
  *    allocating one carves new slabs (what a pool's result handler and the
  *    thread releasing the results do on every map).
+ *  - Large blocks (src/obj/alloc_big.c): a freed one is kept, pages in, for
+ *    the next of about its size; bounded; empty in a fork child.
  *  - Reference counts: plain stores while the process has one thread,
  *    atomic from the moment a second one starts. */
 #include <pthread.h>
 #include <semaphore.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "obj/obj_internal.h"
 #include "testutil.h"
@@ -116,10 +122,190 @@ test_refcount_single_then_threads(void **state)
   mp_obj_free(shared_int);
 }
 
+/* ---- large blocks ------------------------------------------------------- */
+
+static long
+minor_faults(void)
+{
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_minflt;
+}
+
+static int
+maps_big(void)
+{
+  void *p = mp__big_alloc(MP__BIG_MIN, 0);
+  assert_non_null(p);
+  mp__big_free(p);
+  int kept = mp__big_cached_bytes() > 0;
+  mp__big_trim();
+  return kept; /* 0: every block is malloc's (AddressSanitizer) */
+}
+
+static void
+test_big_block_kept(void **state)
+{
+  (void)state;
+  if (!maps_big())
+    skip();
+  size_t n = (size_t)8 << 20;
+  uint8_t *p = mp__big_alloc(n, 0);
+  assert_non_null(p);
+  memset(p, 0xab, n);
+  mp__big_free(p);
+  assert_true(mp__big_cached_bytes() >= n);
+  long f0 = minor_faults();
+  uint8_t *q = mp__big_alloc(n - 4096, 0); /* about the same size */
+  assert_ptr_equal(q, p);
+  for (size_t i = 0; i < n - 4096; i += 4096)
+    q[i] = 1;
+  /* 2048 pages: each would fault again in a fresh mapping */
+  assert_true(minor_faults() - f0 < 64);
+  assert_int_equal(q[4096 + 1], 0xab); /* not cleared: not asked to */
+  mp__big_free(q);
+  mp__big_trim();
+  assert_int_equal(mp__big_cached_bytes(), 0);
+}
+
+static void
+test_big_zeroed_on_reuse(void **state)
+{
+  (void)state;
+  size_t n = (size_t)1 << 20;
+  uint8_t *p = mp__big_alloc(n, 0);
+  assert_non_null(p);
+  memset(p, 0xff, n);
+  mp__big_free(p);
+  uint8_t *q = mp__big_alloc(n, 1);
+  assert_non_null(q);
+  for (size_t i = 0; i < n; i++)
+    if (q[i] != 0)
+      fail_msg("byte %zu of a zeroed block is %u", i, q[i]);
+  mp__big_free(q);
+  mp__big_trim();
+}
+
+static void
+test_big_realloc_keeps_contents(void **state)
+{
+  (void)state;
+  /* from malloc's sizes into a mapping, then a mapping grown 8 times */
+  size_t sizes[] = {64, 4096, MP__BIG_MIN - 64, MP__BIG_MIN * 2,
+                    MP__BIG_MIN * 16, 100, MP__BIG_MIN * 3};
+  uint32_t *p = NULL;
+  size_t have = 0; /* words holding the pattern */
+  for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+    size_t words = sizes[k] / sizeof *p;
+    p = mp__big_realloc(p, sizes[k]);
+    assert_non_null(p);
+    size_t keep = have < words ? have : words;
+    for (size_t i = 0; i < keep; i++)
+      if (p[i] != (uint32_t)(i * 2654435761u))
+        fail_msg("word %zu lost growing to %zu bytes", i, sizes[k]);
+    for (size_t i = keep; i < words; i++)
+      p[i] = (uint32_t)(i * 2654435761u);
+    have = words;
+  }
+  mp__big_free(p);
+  mp__big_trim();
+}
+
+static void
+test_big_cache_bounded(void **state)
+{
+  (void)state;
+  if (!maps_big())
+    skip();
+  void *v[40];
+  for (int i = 0; i < 40; i++)
+    assert_non_null(v[i] = mp__big_alloc((size_t)1 << 20, 0));
+  for (int i = 0; i < 40; i++)
+    mp__big_free(v[i]);
+  /* at most 16 blocks kept */
+  assert_true(mp__big_cached_bytes() <= 16 * (((size_t)1 << 20) + 4096));
+  mp__big_trim();
+  /* nor more than 64 MiB: a block beyond that goes back at once */
+  void *huge = mp__big_alloc((size_t)80 << 20, 0);
+  assert_non_null(huge);
+  mp__big_free(huge);
+  assert_int_equal(mp__big_cached_bytes(), 0);
+  for (int i = 0; i < 5; i++)
+    assert_non_null(v[i] = mp__big_alloc((size_t)20 << 20, 0));
+  for (int i = 0; i < 5; i++)
+    mp__big_free(v[i]);
+  assert_true(mp__big_cached_bytes() <= (size_t)64 << 20);
+  mp__big_trim();
+}
+
+static void
+test_big_fork_child_starts_empty(void **state)
+{
+  (void)state;
+  if (!maps_big())
+    skip();
+  void *p = mp__big_alloc((size_t)2 << 20, 0);
+  assert_non_null(p);
+  mp__big_free(p);
+  assert_true(mp__big_cached_bytes() > 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0)
+    _exit(mp__big_cached_bytes() == 0 ? 0 : 1);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  mp__big_trim();
+}
+
+/* Values and lists of that size use such blocks, and come back intact. */
+static void
+test_big_values(void **state)
+{
+  (void)state;
+  size_t n = (size_t)1 << 20;
+  uint8_t *raw = malloc(n);
+  assert_non_null(raw);
+  for (size_t i = 0; i < n; i++)
+    raw[i] = (uint8_t)(i * 7);
+  mp_obj *list = mp_list_new();
+  assert_non_null(list);
+  for (int round = 0; round < 3; round++) {
+    mp_obj *b = mp_bytes_new(raw, n);
+    assert_non_null(b);
+    assert_true((b->flags & MP__F_BIGMEM) || !maps_big());
+    MP_ASSERT_OK(mp_list_append_take(list, b));
+  }
+  for (int i = 0; i < 100000; i++) /* storage past MP__BIG_MIN, grown */
+    MP_ASSERT_OK(mp_list_append_take(list, mp_int_new(i)));
+  void *pk;
+  size_t len;
+  MP_ASSERT_OK(mp_pickle_dumps(list, NULL, &pk, &len));
+  mp_obj *back = NULL;
+  MP_ASSERT_OK(mp_pickle_loads(pk, len, NULL, &back));
+  mp_free(pk);
+  assert_true(mp_obj_equal(list, back));
+  const void *d;
+  size_t dl;
+  MP_ASSERT_OK(mp_bytes_get(mp_seq_item(back, 2), &d, &dl));
+  assert_int_equal(dl, n);
+  assert_memory_equal(d, raw, n);
+  mp_obj_free(back);
+  mp_obj_free(list);
+  free(raw);
+  mp__big_trim();
+}
+
 static const struct CMUnitTest tests[] = {
     /* first: while the program has one thread */
     cmocka_unit_test(test_refcount_single_then_threads),
     cmocka_unit_test(test_cross_thread_reuse),
+    cmocka_unit_test(test_big_block_kept),
+    cmocka_unit_test(test_big_zeroed_on_reuse),
+    cmocka_unit_test(test_big_realloc_keeps_contents),
+    cmocka_unit_test(test_big_cache_bounded),
+    cmocka_unit_test(test_big_fork_child_starts_empty),
+    cmocka_unit_test(test_big_values),
 };
 
 MP_TEST_MAIN(tests)
