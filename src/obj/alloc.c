@@ -3,8 +3,8 @@
  *
  * Decoding a pickle makes one object per int, float or short str, and
  * releasing the result frees them all again; malloc/free of millions of
- * tiny blocks dominated the codec's profile.  Objects of at most 32 or 64
- * bytes therefore come from per-thread free lists, refilled from 64 KiB
+ * tiny blocks dominated the codec's profile.  Objects of at most 16, 32 or
+ * 64 bytes therefore come from per-thread free lists, refilled from 64 KiB
  * slabs (or from blocks that exited threads gave back).  Slab memory is
  * kept for reuse, never returned to the system, and capped per size class
  * (POOL_CAP); past the cap, objects come from malloc.  An object records
@@ -31,14 +31,32 @@
 #define SLAB 65536
 #define POOL_CAP ((size_t)128 << 20) /* bytes of slabs per size class */
 
-/* A free block.  Blocks move between threads in batches: a batch is a list
- * through `next`, and its first block also carries the batch's length and
- * the link to the next batch on the shared stack. */
+/* A free block: two words, so that an int or a float (16 bytes) takes a
+ * block of its size -- half the memory a million of them walk through.
+ * Blocks move between threads in batches: a batch is a list through
+ * `next`; the first block's `aux` links the next batch on the shared
+ * stack, the second block's holds the batch's length (a batch of one has
+ * no second block). */
 typedef struct blk {
   struct blk *next;
-  struct blk *next_batch;
-  size_t count;
+  uintptr_t aux;
 } blk;
+
+#define NCLASS 3
+
+static void
+batch_seal(blk *head, size_t n, blk *next_batch)
+{
+  head->aux = (uintptr_t)next_batch;
+  if (head->next)
+    head->next->aux = n;
+}
+
+static size_t
+batch_count(const blk *head)
+{
+  return head->next ? (size_t)head->next->aux : 1;
+}
 
 typedef struct pool {
   size_t size;
@@ -48,8 +66,9 @@ typedef struct pool {
   void *slabs;       /* slab list, so that the memory stays reachable */
 } pool;
 
-static pool pools[2] = {{32, SLAB / 32, 0, NULL, NULL},
-                        {64, SLAB / 64, 0, NULL, NULL}};
+static pool pools[NCLASS] = {{16, SLAB / 16, 0, NULL, NULL},
+                             {32, SLAB / 32, 0, NULL, NULL},
+                             {64, SLAB / 64, 0, NULL, NULL}};
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -65,17 +84,16 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
  * up in the freeing thread while the allocating one carves new slabs, until
  * the cap sends every allocation to malloc. */
 static _Thread_local struct {
-  blk *free[2], *spill[2];
-  size_t nfree[2], nspill[2];
+  blk *free[NCLASS], *spill[NCLASS];
+  size_t nfree[NCLASS], nspill[NCLASS];
   int registered;
 } tl; /* one variable: one TLS address computation per call, not two */
 
 static void
 give_batch(int c, blk *head, size_t n)
 {
-  head->count = n;
   pthread_mutex_lock(&lock);
-  head->next_batch = pools[c].spare;
+  batch_seal(head, n, pools[c].spare);
   pools[c].spare = head;
   pthread_mutex_unlock(&lock);
 }
@@ -85,7 +103,7 @@ static void
 thread_exit(void *arg)
 {
   (void)arg;
-  for (int c = 0; c < 2; c++) {
+  for (int c = 0; c < NCLASS; c++) {
     if (tl.free[c])
       give_batch(c, tl.free[c], tl.nfree[c]);
     if (tl.spill[c])
@@ -128,10 +146,10 @@ refill(int c)
   pthread_mutex_lock(&lock);
   if (p->spare) { /* a batch given back */
     blk *head = p->spare;
-    p->spare = head->next_batch;
+    p->spare = (blk *)head->aux;
     pthread_mutex_unlock(&lock);
     tl.free[c] = head;
-    tl.nfree[c] = head->count;
+    tl.nfree[c] = batch_count(head);
     return 0;
   }
   if (p->slab_bytes + SLAB > POOL_CAP) {
@@ -164,14 +182,14 @@ void *
 mp__obj_alloc(size_t size, mp_type t)
 {
   mp_obj *o = NULL;
-  int c = NO_POOL ? -1 : size <= 32 ? 0 : size <= 64 ? 1 : -1;
+  int c = NO_POOL ? -1 : size <= 16 ? 0 : size <= 32 ? 1 : size <= 64 ? 2 : -1;
   uint8_t flags = 0;
   if (c >= 0 && (tl.free[c] || refill(c) == 0)) {
     blk *b = tl.free[c];
     tl.free[c] = b->next;
     tl.nfree[c]--;
     o = (mp_obj *)b;
-    flags = MP__F_POOLED | (c ? MP__F_POOL64 : 0);
+    flags = MP__F_POOLED | (c == 0 ? MP__F_POOL16 : c == 2 ? MP__F_POOL64 : 0);
   } else if (size >= MP__BIG_MIN) { /* a big value's memory is kept */
     o = mp__big_alloc(size, 0);
     flags = MP__F_BIGMEM;
@@ -197,7 +215,7 @@ void
 mp__obj_dealloc(mp_obj *o)
 {
   if (o->flags & MP__F_POOLED) {
-    int c = (o->flags & MP__F_POOL64) ? 1 : 0;
+    int c = (o->flags & MP__F_POOL16) ? 0 : (o->flags & MP__F_POOL64) ? 2 : 1;
     blk *b = (blk *)o;
     if (tl.nfree[c] < 2 * pools[c].batch) {
       b->next = tl.free[c];
@@ -222,11 +240,13 @@ mp__obj_dealloc(mp_obj *o)
 }
 
 size_t
-mp__obj_slab_bytes(int size_class)
+mp__obj_slab_bytes(size_t block_size)
 {
+  size_t n = 0;
   pthread_mutex_lock(&lock);
-  size_t n = size_class == 0 || size_class == 1 ? pools[size_class].slab_bytes
-                                                : 0;
+  for (int c = 0; c < NCLASS; c++)
+    if (pools[c].size == block_size)
+      n = pools[c].slab_bytes;
   pthread_mutex_unlock(&lock);
   return n;
 }

@@ -31,6 +31,7 @@ struct mp_obj {
 #define MP__F_POOLED 0x10  /* memory from alloc.c's pools */
 #define MP__F_POOL64 0x20  /* ... of the 64-byte class */
 #define MP__F_BIGMEM 0x40  /* memory from mp__big_alloc */
+#define MP__F_POOL16 0x80  /* ... of the 16-byte class (neither: 32) */
 
 #define MP__SMALL_MIN (-5)
 #define MP__SMALL_MAX 1024
@@ -198,9 +199,9 @@ extern mp__int mp__small_ints[MP__SMALL_MAX - MP__SMALL_MIN + 1];
  * the detail), and its release (never free() an object). */
 void *mp__obj_alloc(size_t size, mp_type t);
 void mp__obj_dealloc(mp_obj *o);
-/* Slab memory carved so far for size class 0 (32 bytes) or 1 (64): for
- * tests; 0 when the pools are off (AddressSanitizer). */
-size_t mp__obj_slab_bytes(int size_class);
+/* Slab memory carved so far for the blocks of block_size bytes (16, 32 or
+ * 64): for tests; 0 when the pools are off (AddressSanitizer). */
+size_t mp__obj_slab_bytes(size_t block_size);
 
 /* alloc_big.c: blocks that may be large -- a list's storage (every list's:
  * mp__list_adopt takes, and mp__list_take_items hands out, such blocks),

@@ -54,7 +54,7 @@ test_cross_thread_reuse(void **state)
     sem_post(&go);
     while (sem_wait(&done) != 0)
       ;
-    size_t now = mp__obj_slab_bytes(0);
+    size_t now = mp__obj_slab_bytes(sizeof(mp__int));
     most = now > most ? now : most;
   }
   assert_int_equal(pthread_join(t, NULL), 0);
@@ -62,9 +62,9 @@ test_cross_thread_reuse(void **state)
   sem_destroy(&done);
   if (most == 0)
     skip(); /* the pools are off (AddressSanitizer) */
-  /* one round is N * 32 bytes (3.2 MB); without reuse each round carves
-   * that again, to ~96 MB */
-  size_t round_bytes = (size_t)N * 32;
+  /* one round is N * 16 bytes (1.6 MB); without reuse each round carves
+   * that again, to ~48 MB */
+  size_t round_bytes = (size_t)N * sizeof(mp__int);
   if (most > 4 * round_bytes)
     fail_msg("%zu bytes of slabs during %d rounds of %zu", most, ROUNDS,
              round_bytes);
