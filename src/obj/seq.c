@@ -327,13 +327,30 @@ mp_list_pop(mp_obj *list, int64_t i, mp_obj **out)
   return 0;
 }
 
+/* Every task of a pool reads its arguments through this: the hit path
+ * touches no thread-local (the detail is only written on a miss; the call
+ * returns no code, so it owes no reset otherwise). */
 mp_obj *
 mp_seq_item(const mp_obj *seq, int64_t i)
 {
   mp_obj *const *items;
-  size_t n = 0, k = 0;
-  if (mp_seq_items(seq, &items, &n))
+  size_t n;
+  if (seq && seq->type == MP_T_TUPLE) {
+    items = MP__AS(const mp__tuple, seq)->items;
+    n = MP__AS(const mp__tuple, seq)->n;
+  } else if (seq && seq->type == MP_T_LIST) {
+    items = MP__AS(const mp__list, seq)->items;
+    n = MP__AS(const mp__list, seq)->n;
+  } else {
+    if (!seq)
+      mp_seterr(MP_EINVAL, "NULL sequence");
+    else
+      mp_seq_items(seq, NULL, NULL); /* the type error's text */
     return NULL;
+  }
+  size_t k = 0;
+  if (i >= 0 && (uint64_t)i < n)
+    return items[i];
   if (seq_index(i, n, &k))
     return NULL;
   return items[k];

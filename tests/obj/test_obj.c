@@ -210,6 +210,18 @@ test_tuple_list(void **state)
   assert_null(mp_seq_item(t, 3));
   assert_null(mp_seq_item(t, -4));
   assert_null(mp_seq_item(mp_none(), 0));
+  /* a miss leaves its own text, never an earlier call's (a hit writes no
+   * thread-local: the detail is not its business) */
+  const mp_obj *misses[][1] = {{t}, {t}, {NULL}, {mp_none()}};
+  int64_t at[] = {3, -4, 0, 0};
+  const char *says[] = {"index out of range", "index out of range", "NULL",
+                        "expected tuple or list"};
+  for (int k = 0; k < 4; k++) {
+    mp_seterr(MP_EINVAL, "an earlier call's text");
+    assert_null(mp_seq_item(misses[k][0], at[k]));
+    assert_non_null(strstr(mp_errdetail(), says[k]));
+  }
+  assert_ptr_equal(mp_seq_item(t, 0), mp_seq_item(t, -3));
 
   /* a NULL item makes the whole expression NULL, and the others are
    * released (ASan would report a leak) */
