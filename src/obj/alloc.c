@@ -211,6 +211,34 @@ mp__obj_alloc(size_t size, mp_type t)
   return o;
 }
 
+size_t
+mp__obj_alloc_many(size_t size, mp_type t, size_t n, mp_obj **out)
+{
+  size_t k = 0;
+  int c = NO_POOL ? -1 : size <= 16 ? 0 : size <= 32 ? 1 : size <= 64 ? 2 : -1;
+  if (c >= 0) {
+    uint8_t flags =
+        MP__F_POOLED | (c == 0 ? MP__F_POOL16 : c == 2 ? MP__F_POOL64 : 0);
+    for (; k < n; k++) {
+      if (!tl.free[c] && refill(c) != 0)
+        break; /* the pool is full: malloc below */
+      blk *b = tl.free[c];
+      tl.free[c] = b->next;
+      tl.nfree[c]--;
+      mp_obj *o = (mp_obj *)b;
+      o->rc = 1;
+      o->type = (uint8_t)t;
+      o->flags = flags;
+      o->depth = 0;
+      out[k] = o;
+    }
+  }
+  for (; k < n; k++)
+    if (!(out[k] = mp__obj_alloc(size, t)))
+      break;
+  return k;
+}
+
 void
 mp__obj_dealloc(mp_obj *o)
 {

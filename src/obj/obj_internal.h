@@ -199,6 +199,10 @@ extern mp__int mp__small_ints[MP__SMALL_MAX - MP__SMALL_MIN + 1];
  * the detail), and its release (never free() an object). */
 void *mp__obj_alloc(size_t size, mp_type t);
 void mp__obj_dealloc(mp_obj *o);
+/* Up to n new objects of `size` bytes into out (rc 1, type t, the rest of
+ * each the caller's to fill), with one look at this thread's free lists;
+ * returns how many (fewer than n: out of memory, MP_ENOMEM set). */
+size_t mp__obj_alloc_many(size_t size, mp_type t, size_t n, mp_obj **out);
 /* Slab memory carved so far for the blocks of block_size bytes (16, 32 or
  * 64): for tests; 0 when the pools are off (AddressSanitizer). */
 size_t mp__obj_slab_bytes(size_t block_size);
@@ -269,6 +273,10 @@ mp_obj *mp__ints_pack(mp_obj *const *items, size_t n);
  * ints allocates nothing per item.  Takes `reuse` in every case; NULL:
  * out of memory. */
 mp_obj *mp__args1_int(mp_obj *reuse, int64_t v);
+/* The n native int64s at `packed` as int objects into out[0..n): one
+ * allocator call per few hundred, not one each.  Returns how many were
+ * made; fewer than n only out of memory (MP_ENOMEM set). */
+size_t mp__ints_unpack(const uint8_t *packed, size_t n, mp_obj **out);
 
 /* ---- hashing (compare.c) -------------------------------------------------- */
 /* mp__siphash's domain tags: equal bytes of another kind hash apart. */

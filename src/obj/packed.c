@@ -87,3 +87,32 @@ mp__args1_int(mp_obj *reuse, int64_t v)
   mp_obj_free(reuse);
   return mp_tuple_take(1, mp__int_fast(v));
 }
+
+size_t
+mp__ints_unpack(const uint8_t *packed, size_t n, mp_obj **out)
+{
+  enum { RUN = 256 };
+  mp_obj *fresh[RUN];
+  size_t have = 0, used = 0, k = 0;
+  for (; k < n; k++) {
+    int64_t v;
+    memcpy(&v, packed + k * sizeof v, sizeof v);
+    if (v >= MP__SMALL_MIN && v <= MP__SMALL_MAX) {
+      out[k] = mp__int_fast(v);
+      continue;
+    }
+    if (used == have) {
+      size_t want = n - k < RUN ? n - k : RUN;
+      have = mp__obj_alloc_many(sizeof(mp__int), MP_T_INT, want, fresh);
+      used = 0;
+      if (have == 0)
+        break;
+    }
+    mp__int *i = MP__AS(mp__int, fresh[used++]);
+    i->v = v;
+    out[k] = &i->h;
+  }
+  while (used < have) /* small ints after the last run began */
+    mp__obj_dealloc(fresh[used++]);
+  return k;
+}

@@ -108,24 +108,30 @@ int
 mp__result_store_ints_locked(mp_result *r, size_t base, const uint8_t *packed,
                              size_t n)
 {
+  enum { RUN = 1024 };
+  mp_obj *made[RUN];
   int last = 0;
-  for (size_t k = 0; k < n; k++) {
-    size_t i = base + k, s = r->ring ? i % r->ring : i;
-    int64_t x;
-    memcpy(&x, packed + k * sizeof x, sizeof x);
-    mp_obj *v;
-    if (i >= r->n || r->done[s]) /* never: each item lands once */
-      continue;
-    if (!(v = mp__int_fast(x))) {
-      last |= mp__result_store_locked(r, i, MP_ENOMEM, NULL,
-                                      "out of memory storing a result");
-      continue;
+  for (size_t k0 = 0; k0 < n; k0 += RUN) {
+    size_t m = n - k0 < RUN ? n - k0 : RUN;
+    size_t got = mp__ints_unpack(packed + k0 * sizeof(int64_t), m, made);
+    for (size_t j = 0; j < m; j++) {
+      size_t i = base + k0 + j, s = r->ring ? i % r->ring : i;
+      mp_obj *v = j < got ? made[j] : NULL;
+      if (i >= r->n || r->done[s]) { /* never: each item lands once */
+        mp_obj_free(v);
+        continue;
+      }
+      if (!v) {
+        last |= mp__result_store_locked(r, i, MP_ENOMEM, NULL,
+                                        "out of memory storing a result");
+        continue;
+      }
+      r->values[s] = v; /* an int: no height to note (a list of ints is 1) */
+      r->done[s] = 1;
+      if (r->order)
+        r->order[r->ring ? r->order_len++ % r->ring : r->order_len++] = i;
+      last |= --r->left == 0;
     }
-    r->values[s] = v; /* an int: no height to note (a list of ints is 1) */
-    r->done[s] = 1;
-    if (r->order)
-      r->order[r->ring ? r->order_len++ % r->ring : r->order_len++] = i;
-    last |= --r->left == 0;
   }
   if (r->height < 1)
     r->height = 1;
