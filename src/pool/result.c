@@ -17,8 +17,13 @@ mp__result_new(mp_result **out, int kind, size_t n, size_t struct_size)
   size_t cap = n ? n : 1;
   int is_imap = kind == MP__RES_IMAP || kind == MP__RES_IMAP_UNORDERED;
   r->slots = cap;
-  r->values = mp__big_alloc(cap * sizeof *r->values, 1); /* a map's list */
-  r->done = calloc(cap, 1);
+  /* A map's slots become its list.  They are not cleared: each is written
+   * when its item lands, and done[] says which have (8 MB for a million
+   * items, cleared before the first job could go out).  Both from the big
+   * block cache: a map a round would fault them in anew. */
+  int lazy = kind == MP__RES_MAP;
+  r->values = mp__big_alloc(cap * sizeof *r->values, !lazy);
+  r->done = mp__big_alloc(cap, 1);
   if (is_imap) { /* each position's own outcome; apply/map: the first */
     r->codes = calloc(cap, sizeof *r->codes);
     r->details = calloc(cap, sizeof *r->details);
@@ -30,7 +35,7 @@ mp__result_new(mp_result **out, int kind, size_t n, size_t struct_size)
     mp__big_free(r->values);
     free(r->codes);
     free(r->details);
-    free(r->done);
+    mp__big_free(r->done);
     free(r->order);
     free(r);
     return MP_ENOMEM;
@@ -57,7 +62,8 @@ mp__result_unref(mp_result *r)
     return;
   mp__bar_end(r->bar, -1); /* a result never submitted */
   for (size_t i = 0; r->values && i < r->slots; i++) /* NULL: a map's */
-    mp_obj_free(r->values[i]);                       /* list took them */
+    if (r->kind != MP__RES_MAP || r->done[i])        /* list took them */
+      mp_obj_free(r->values[i]);
   for (size_t i = 0; r->details && i < r->slots; i++)
     free(r->details[i]);
   free(r->fail_detail);
@@ -65,7 +71,7 @@ mp__result_unref(mp_result *r)
   mp__big_free(r->values);
   free(r->codes);
   free(r->details);
-  free(r->done);
+  mp__big_free(r->done);
   free(r->order);
   pthread_mutex_destroy(&r->mu);
   pthread_cond_destroy(&r->cv);
