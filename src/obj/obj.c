@@ -63,29 +63,10 @@ typedef struct worklist {
   mp_obj *local[32];
 } worklist;
 
-static int
-unref_to_zero(mp_obj *c)
-{
-  if (!c)
-    return 0;
-  uint32_t rc = __atomic_load_n(&c->rc, __ATOMIC_ACQUIRE);
-  if (rc >= MP__RC_IMMORTAL)
-    return 0;
-  /* The common decode-then-free case: we hold the only reference, nobody
-   * else can take one, so no atomic read-modify-write is needed. */
-  if (rc == 1)
-    return 1;
-  if (MP__SINGLE_THREADED()) { /* see mp__newref */
-    __atomic_store_n(&c->rc, rc - 1, __ATOMIC_RELAXED);
-    return 0;
-  }
-  return __atomic_sub_fetch(&c->rc, 1, __ATOMIC_ACQ_REL) == 0;
-}
-
 static void
 wl_drop(worklist *w, mp_obj *c)
 {
-  if (!unref_to_zero(c))
+  if (!mp__unref_to_zero(c))
     return;
   /* leaves (no children) go at once: a list of a million ints must not
    * grow the work list to a million entries */
@@ -185,7 +166,7 @@ mp__obj_destroy(mp_obj *o)
 void
 mp_obj_free(mp_obj *o)
 {
-  if (unref_to_zero(o))
+  if (mp__unref_to_zero(o))
     mp__obj_destroy(o);
 }
 

@@ -264,7 +264,14 @@ uint16_t mp__depth_above(const mp_obj *item);
 
 /* ---- packed ints (packed.c): the pool's fast lane ------------------------ */
 /* 1 and *v when o is a plain int (the int type, within int64), else 0. */
-int mp__int_plain(const mp_obj *o, int64_t *v);
+static inline int
+mp__int_plain(const mp_obj *o, int64_t *v)
+{
+  if (!o || MP__T(o) != MP_T_INT || (o->flags & MP__F_BIG))
+    return 0;
+  *v = MP__AS(const mp__int, o)->v;
+  return 1;
+}
 /* The n items as a bytes object of native int64s; NULL when one is not a
  * plain int (no error set) or out of memory (MP_ENOMEM set). */
 mp_obj *mp__ints_pack(mp_obj *const *items, size_t n);
@@ -392,6 +399,35 @@ extern _Thread_local int mp__proxy_wire_on;
 
 /* Releases every reference held by a value of type t and frees it. */
 void mp__obj_destroy(mp_obj *o);
+
+/* A reference less; 1 when it was the last (the caller destroys). */
+static inline int
+mp__unref_to_zero(mp_obj *c)
+{
+  if (!c)
+    return 0;
+  uint32_t rc = __atomic_load_n(&c->rc, __ATOMIC_ACQUIRE);
+  if (rc >= MP__RC_IMMORTAL)
+    return 0;
+  /* The common decode-then-free case: we hold the only reference, nobody
+   * else can take one, so no atomic read-modify-write is needed. */
+  if (rc == 1)
+    return 1;
+  if (MP__SINGLE_THREADED()) { /* see mp__newref */
+    __atomic_store_n(&c->rc, rc - 1, __ATOMIC_RELAXED);
+    return 0;
+  }
+  return __atomic_sub_fetch(&c->rc, 1, __ATOMIC_ACQ_REL) == 0;
+}
+
+/* mp_obj_free, inlined into the library's per-item loops (a call to the
+ * public name goes through the PLT). */
+static inline void
+mp__release(mp_obj *o)
+{
+  if (mp__unref_to_zero(o))
+    mp__obj_destroy(o);
+}
 
 /* Depth used by recursive operations (repr, equal, hash, copy) */
 #define MP__MAX_RECURSION MP_PICKLE_DEFAULT_MAX_DEPTH

@@ -13,26 +13,11 @@
 
 #include "obj/obj_internal.h"
 
-static inline int
-plain_int(const mp_obj *o, int64_t *v)
-{
-  if (MP__T(o) != MP_T_INT || (o->flags & MP__F_BIG))
-    return 0;
-  *v = MP__AS(const mp__int, o)->v;
-  return 1;
-}
-
-int
-mp__int_plain(const mp_obj *o, int64_t *v)
-{
-  return o && plain_int(o, v);
-}
-
 mp_obj *
 mp__ints_pack(mp_obj *const *items, size_t n)
 {
   int64_t v;
-  if (n == 0 || !plain_int(items[0], &v)) /* most lists that are not ints */
+  if (n == 0 || !mp__int_plain(items[0], &v)) /* most lists that are not ints */
     return NULL;                          /* say so at their first item */
   uint8_t *d;
   mp_obj *b = mp__bytes_alloc(n * sizeof v, &d);
@@ -40,7 +25,7 @@ mp__ints_pack(mp_obj *const *items, size_t n)
     return NULL;
   /* one pass: a million objects are read once, not twice */
   for (size_t i = 0; i < n; i++) {
-    if (!plain_int(items[i], &v)) {
+    if (!mp__int_plain(items[i], &v)) {
       mp_obj_free(b);
       return NULL;
     }

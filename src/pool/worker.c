@@ -67,7 +67,7 @@ values_add(values_out *vo, mp_obj *value, int failed)
   int64_t x = 0;
   if (vo->bytes && (failed || mp__int_plain(value, &x))) {
     memcpy(vo->d + vo->n++ * sizeof x, &x, sizeof x); /* failed: unread */
-    mp_obj_free(value);
+    mp__release(value);
     return;
   }
   if (vo->bytes) { /* the first value that is not an int: a list from here */
