@@ -98,7 +98,7 @@ mp_conn_send(mp_conn *c, const mp_obj *o)
   if (!c || !o)
     return mp_seterr(MP_EINVAL, "mp_conn_send: NULL argument");
   mp__pickled pk;
-  int rc = mp__pickle_dumps_tmp(o, 1, &pk);
+  int rc = mp__pickle_dumps_tmp(o, 1, 0, &pk);
   if (rc)
     return rc;
   rc = mp__conn_send_msg(c, pk.data, pk.len, pk.fds, pk.nfds);

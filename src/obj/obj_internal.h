@@ -385,14 +385,32 @@ void mp__pickle_set_proxy_wire(const mp__proxy_wire *w);
  * mp_pickle_dumps_fds.  Release it with mp__pickled_release (also frees
  * fds) before this thread pickles into the scratch again: a second
  * mp__pickle_dumps_tmp before that gets a malloc'd buffer. */
+/* With `in_place`, a bytes or str payload of MP__PICKLE_INPLACE_MIN bytes
+ * or more is not copied into the buffer: the pickle is then the buffer
+ * with each such payload inserted at its offset (segs), total bytes in
+ * all, and only mp__pickled_copy writes it out -- a queue put copies a
+ * big payload once, into the ring, not twice.  The payloads stay the
+ * object's: keep it alive and unchanged until the copy. */
+#define MP__PICKLE_INPLACE_MIN ((size_t)64 << 10)
+typedef struct mp__pickle_seg {
+  size_t at; /* offset in data where the payload goes */
+  const void *ptr;
+  size_t len;
+} mp__pickle_seg;
 typedef struct mp__pickled {
   const void *data;
-  size_t len;
+  size_t len; /* bytes at data */
+  size_t total; /* bytes of the pickle: len plus the segments' */
   int *fds;
   size_t nfds;
+  mp__pickle_seg *segs;
+  size_t nsegs;
   int scratch; /* data is the thread's scratch buffer */
 } mp__pickled;
-int mp__pickle_dumps_tmp(const mp_obj *o, int with_fds, mp__pickled *out);
+int mp__pickle_dumps_tmp(const mp_obj *o, int with_fds, int in_place,
+                         mp__pickled *out);
+/* Write the whole pickle (total bytes) to dst. */
+void mp__pickled_copy(const mp__pickled *p, void *dst);
 void mp__pickled_release(mp__pickled *p);
 extern const mp__proxy_wire *mp__proxy_wire_hooks;
 extern _Thread_local int mp__proxy_wire_on;

@@ -26,6 +26,9 @@ typedef struct dumper {
   mp__ptrmap memo; /* object record -> memo index, for records held more
                     * than once */
   uint32_t memo_next; /* memo entries written */
+  int in_place;          /* big payloads left where they are (segs) */
+  mp__pickle_seg *segs;
+  size_t nsegs, capsegs, seg_bytes;
   /* Most pickles are small and shallow: they are written here and in
    * path_local, and only one malloc of the exact size is left at the end
    * (a queue put or a manager call pays for no 4 KiB buffer and no
@@ -108,13 +111,35 @@ op(dumper *d, uint8_t c)
   return rc;
 }
 
+/* Note a payload left in place at the end of the buffer so far. */
+static int
+seg_add(dumper *d, const void *data, size_t len)
+{
+  if (d->nsegs == d->capsegs) {
+    size_t cap = d->capsegs ? 2 * d->capsegs : 8;
+    mp__pickle_seg *v = realloc(d->segs, cap * sizeof *v);
+    if (!v)
+      return mp_seterr(MP_ENOMEM, "out of memory");
+    d->segs = v;
+    d->capsegs = cap;
+  }
+  d->segs[d->nsegs++] = (mp__pickle_seg){d->b.len, data, len};
+  d->seg_bytes += len;
+  d->max_size -= len; /* room() goes on checking the whole pickle */
+  return 0;
+}
+
 static int
 write_sized(dumper *d, uint8_t op1, uint8_t op4, uint8_t op8,
             const void *data, size_t len)
 {
-  int rc = room(d, len + 9);
+  int in_place = d->in_place && len >= MP__PICKLE_INPLACE_MIN;
+  int rc = room(d, in_place ? 9 : len + 9);
   if (rc)
     return rc;
+  if (in_place && (len > d->max_size || d->b.len + 9 > d->max_size - len))
+    return mp_seterr(MP_ELIMIT, "pickle larger than max_size (%zu bytes)",
+                     d->max_size + d->seg_bytes);
   if (op1 && len < 256) {
     put1(d, op1);
     put1(d, (uint8_t)len);
@@ -128,6 +153,8 @@ write_sized(dumper *d, uint8_t op1, uint8_t op4, uint8_t op8,
     return mp_seterr(MP_ELIMIT,
                      "an object over 4 GiB needs protocol 4 or higher");
   }
+  if (in_place)
+    return seg_add(d, data, len);
   if (len)
     memcpy(d->b.data + d->b.len, data, len);
   d->b.len += len;
@@ -743,7 +770,7 @@ scratch_init(void)
 
 static int
 dump(const mp_obj *o, const mp_pickle_opts *opts, void **out, size_t *len,
-     int **fds, size_t *nfds, int use_scratch)
+     int **fds, size_t *nfds, int use_scratch, mp__pickled *segs_out)
 {
   if (!o || !out || !len)
     return mp_seterr(MP_EINVAL, "NULL argument");
@@ -761,6 +788,7 @@ dump(const mp_obj *o, const mp_pickle_opts *opts, void **out, size_t *len,
   d.max_size = opts && opts->max_size ? opts->max_size
                                       : MP_PICKLE_DEFAULT_MAX_SIZE;
   d.with_fds = fds != NULL;
+  d.in_place = segs_out != NULL;
   d.path = d.path_local;
   d.pathcap = sizeof d.path_local / sizeof d.path_local[0];
   d.b.data = d.local;
@@ -804,10 +832,16 @@ dump(const mp_obj *o, const mp_pickle_opts *opts, void **out, size_t *len,
     if (d.b.data != d.local)
       mp__buf_release(&d.b);
     free(d.fds);
+    free(d.segs);
     return rc;
   }
   *out = d.b.data;
   *len = d.b.len;
+  if (segs_out) {
+    segs_out->segs = d.segs;
+    segs_out->nsegs = d.nsegs;
+    segs_out->total = d.b.len + d.seg_bytes;
+  }
   if (fds) {
     *fds = d.fds;
     *nfds = d.nfds;
@@ -820,7 +854,7 @@ mp_pickle_dumps(const mp_obj *o, const mp_pickle_opts *opts, void **out,
                 size_t *len)
 {
   mp__errdetail_clear();
-  return dump(o, opts, out, len, NULL, NULL, 0);
+  return dump(o, opts, out, len, NULL, NULL, 0, NULL);
 }
 
 int
@@ -832,24 +866,44 @@ mp_pickle_dumps_fds(const mp_obj *o, const mp_pickle_opts *opts, void **out,
     return mp_seterr(MP_EINVAL, "NULL argument");
   *fds = NULL;
   *nfds = 0;
-  return dump(o, opts, out, len, fds, nfds, 0);
+  return dump(o, opts, out, len, fds, nfds, 0, NULL);
 }
 
 int
-mp__pickle_dumps_tmp(const mp_obj *o, int with_fds, mp__pickled *out)
+mp__pickle_dumps_tmp(const mp_obj *o, int with_fds, int in_place,
+                     mp__pickled *out)
 {
   *out = (mp__pickled){0};
   int use = !scratch.busy;
   void *data = NULL;
   int rc = dump(o, NULL, &data, &out->len, with_fds ? &out->fds : NULL,
-                with_fds ? &out->nfds : NULL, use);
+                with_fds ? &out->nfds : NULL, use, in_place ? out : NULL);
   if (rc)
     return rc;
+  if (!in_place)
+    out->total = out->len;
   out->data = data;
   out->scratch = use && data == scratch.data;
   if (out->scratch)
     scratch.busy = 1;
   return 0;
+}
+
+void
+mp__pickled_copy(const mp__pickled *p, void *dst)
+{
+  uint8_t *w = dst;
+  const uint8_t *r = p->data;
+  size_t at = 0;
+  for (size_t i = 0; i < p->nsegs; i++) {
+    memcpy(w, r + at, p->segs[i].at - at);
+    w += p->segs[i].at - at;
+    memcpy(w, p->segs[i].ptr, p->segs[i].len);
+    w += p->segs[i].len;
+    at = p->segs[i].at;
+  }
+  if (p->len > at)
+    memcpy(w, r + at, p->len - at);
 }
 
 void
@@ -866,5 +920,6 @@ mp__pickled_release(mp__pickled *p)
     free((void *)p->data);
   }
   free(p->fds);
+  free(p->segs);
   *p = (mp__pickled){0};
 }

@@ -237,6 +237,7 @@ typedef struct qsrc {
   size_t len;
   const int *fds;
   size_t nfds;
+  const mp__pickled *pk; /* or NULL: the item is data; else len is its total */
 } qsrc;
 
 static int
@@ -367,7 +368,9 @@ put_src(mp_queue *q, const qsrc *items, size_t n, double timeout)
     for (size_t i = 0; i < k; i++) {
       const qsrc *it = &items[done + i];
       size_t skip = it->nfds ? sizeof(struct mp__qfds_prefix) : 0;
-      if (it->len)
+      if (it->pk && it->pk->nsegs) /* big payloads straight from the object */
+        mp__pickled_copy(it->pk, cl[i].payload + skip);
+      else if (it->len)
         mp__q_copy(cl[i].payload + skip, it->data, it->len);
       int c = mp__q_commit_quiet(&cl[i]);
       if (c && ok == k) {
@@ -420,7 +423,7 @@ mp_queue_put_bytes(mp_queue *q, const void *buf, size_t len, double timeout)
     }
     mp__q_put_unlock(q);
   }
-  qsrc s = {buf, len, NULL, 0};
+  qsrc s = {buf, len, NULL, 0, NULL};
   int rc = put_src(q, &s, 1, timeout);
   return rc < 0 ? rc : 0;
 }
@@ -442,7 +445,8 @@ mp_queue_put_many_bytes(mp_queue *q, const mp_queue_buf *items, size_t n,
     for (size_t i = 0; i < m; i++) {
       if (!items[off + i].data && items[off + i].len)
         return total ? total : mp_seterr(MP_EINVAL, "NULL buffer");
-      local[i] = (qsrc){items[off + i].data, items[off + i].len, NULL, 0};
+      local[i] =
+          (qsrc){items[off + i].data, items[off + i].len, NULL, 0, NULL};
     }
     int rc = put_src(q, local, m, total ? 0 : timeout);
     if (rc < 0)
@@ -472,10 +476,10 @@ put_objs(mp_queue *q, const mp_obj *const *items, size_t n, double timeout)
       rc = mp_seterr(MP_EINVAL, "NULL item");
       break;
     }
-    if ((rc = mp__pickle_dumps_tmp(items[made], 1, &pk[made])) != 0)
+    if ((rc = mp__pickle_dumps_tmp(items[made], 1, 1, &pk[made])) != 0)
       break;
-    src[made] = (qsrc){pk[made].data, pk[made].len, pk[made].fds,
-                       pk[made].nfds};
+    src[made] = (qsrc){pk[made].data, pk[made].total, pk[made].fds,
+                       pk[made].nfds, &pk[made]};
   }
   if (made)
     rc = put_src(q, src, made, timeout);
