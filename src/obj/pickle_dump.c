@@ -55,7 +55,7 @@ room(dumper *d, size_t n)
     return 0;
   if (n > d->max_size || d->b.len > d->max_size - n)
     return mp_seterr(MP_ELIMIT, "pickle larger than max_size (%zu bytes)",
-                     d->max_size);
+                     d->max_size + d->seg_bytes);
   if (d->b.data == d->local) { /* leave the local buffer for the heap */
     size_t cap = sizeof d->local * 8;
     while (cap - d->b.len < n)
