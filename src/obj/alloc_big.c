@@ -45,6 +45,7 @@
 #define CACHE_N 16
 #define CACHE_BYTES ((size_t)64 << 20)
 #define DECAY_NS ((int64_t)10 * 1000000000)
+int64_t mp__big_decay_ns = DECAY_NS;
 
 typedef struct bighdr {
   size_t map;  /* length of the mapping the block starts; 0: malloc'd */
@@ -88,7 +89,7 @@ static size_t
 decay_locked(int64_t now, bighdr **out)
 {
   size_t k = 0;
-  while (cache.n > 0 && now - cache.freed[0] > DECAY_NS)
+  while (cache.n > 0 && now - cache.freed[0] > mp__big_decay_ns)
     out[k++] = remove_locked(0);
   return k;
 }

@@ -222,6 +222,8 @@ void mp__big_free(void *p);
 void mp__big_trim(void);
 /* Bytes of freed blocks kept for reuse now: for tests. */
 size_t mp__big_cached_bytes(void);
+/* How long a freed block stays cached unused (10 s; tests shorten it). */
+extern int64_t mp__big_decay_ns;
 
 static inline mp_obj *
 mp__int_fast(int64_t v)

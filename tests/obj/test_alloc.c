@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "obj/obj_internal.h"
@@ -258,6 +259,37 @@ test_big_fork_child_starts_empty(void **state)
   mp__big_trim();
 }
 
+/* A block left unused past the decay time is given back at the next use
+ * of the cache, not kept for ever. */
+static void
+test_big_unused_block_decays(void **state)
+{
+  (void)state;
+  if (!maps_big())
+    skip();
+  int64_t saved = mp__big_decay_ns;
+  mp__big_decay_ns = 50 * 1000000; /* 50 ms */
+  void *p = mp__big_alloc((size_t)4 << 20, 0);
+  assert_non_null(p);
+  mp__big_free(p);
+  assert_true(mp__big_cached_bytes() >= (size_t)4 << 20);
+  /* within the decay time another block's free keeps it */
+  void *q = mp__big_alloc((size_t)1 << 20, 0); /* too small to take it */
+  assert_non_null(q);
+  mp__big_free(q);
+  assert_true(mp__big_cached_bytes() >= (size_t)5 << 20);
+  /* CLOCK_MONOTONIC_COARSE ticks every few ms: wait well past it */
+  struct timespec ts = {0, 200 * 1000000};
+  while (nanosleep(&ts, &ts) != 0)
+    ;
+  void *r = mp__big_alloc((size_t)16 << 20, 0); /* takes neither */
+  assert_non_null(r);
+  assert_int_equal(mp__big_cached_bytes(), 0);
+  mp__big_free(r);
+  mp__big_decay_ns = saved;
+  mp__big_trim();
+}
+
 /* Values and lists of that size use such blocks, and come back intact. */
 static void
 test_big_values(void **state)
@@ -305,6 +337,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_big_realloc_keeps_contents),
     cmocka_unit_test(test_big_cache_bounded),
     cmocka_unit_test(test_big_fork_child_starts_empty),
+    cmocka_unit_test(test_big_unused_block_decays),
     cmocka_unit_test(test_big_values),
 };
 
