@@ -4,7 +4,8 @@
  *
  * Producers put items whose every byte is derived from (producer id,
  * sequence number): a 16-byte header and a payload of 1..3000 bytes, one in
- * 64 larger than the 16 KiB segment.  They use put_bytes, put_many_bytes
+ * 64 larger than the 16 KiB segment, one in 256 of 64 KiB and more (a put
+ * of the tuple copies that payload from the object, in place).  They use put_bytes, put_many_bytes
  * batches and put of an mp_obj (the tuple (id, seq, bytes), half of them
  * with a handle, whose descriptor travels beside the item), and after
  * each successful put store the last sequence number put in a shared
@@ -31,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "obj/obj_internal.h"
 #include "proc/proc_internal.h"
 #include "queue/queue_internal.h"
 
@@ -59,6 +61,8 @@ static size_t
 item_len(uint32_t id, uint32_t seq)
 {
   uint64_t h = mix((uint64_t)id << 32 | seq);
+  if ((h & 255) == 0) /* a put of the tuple copies this from the object */
+    return MP__PICKLE_INPLACE_MIN + (size_t)(h >> 8) % 40000;
   if ((h & 63) == 0)
     return 16384 + (size_t)(h >> 8) % 24000; /* larger than a segment */
   return 16 + 1 + (size_t)(h >> 8) % 3000;
@@ -120,7 +124,7 @@ producer(mp_obj *args)
     return 10;
   uint32_t id = (uint32_t)id64;
   int64_t *ack = &slots(acks)[id], *c = slots(ctl);
-  uint8_t *buf = malloc((size_t)BATCH * 41000);
+  uint8_t *buf = malloc((size_t)BATCH * (MP__PICKLE_INPLACE_MIN + 40000));
   if (!buf)
     return 11;
   uint64_t r = mix(id + 77);
