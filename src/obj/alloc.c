@@ -178,32 +178,29 @@ refill(int c)
   return 0;
 }
 
-void *
-mp__obj_alloc(size_t size, mp_type t)
+/* The class of a block of `size` bytes, or -1 (malloc or the big blocks). */
+static inline int
+size_class(size_t size)
 {
-  mp_obj *o = NULL;
-  int c = NO_POOL ? -1 : size <= 16 ? 0 : size <= 32 ? 1 : size <= 64 ? 2 : -1;
-  uint8_t flags = 0;
-  if (c >= 0 && (tl.free[c] || refill(c) == 0)) {
-    blk *b = tl.free[c];
-    tl.free[c] = b->next;
-    tl.nfree[c]--;
-    o = (mp_obj *)b;
-    flags = MP__F_POOLED | (c == 0 ? MP__F_POOL16 : c == 2 ? MP__F_POOL64 : 0);
-  } else if (size >= MP__BIG_MIN) { /* a big value's memory is kept */
-    o = mp__big_alloc(size, 0);
-    flags = MP__F_BIGMEM;
-    if (!o) {
-      mp_seterr(MP_ENOMEM, "out of memory");
-      return NULL;
-    }
-  } else {
-    o = malloc(size);
-    if (!o) {
-      mp_seterr(MP_ENOMEM, "out of memory");
-      return NULL;
-    }
-  }
+  return NO_POOL ? -1 : size <= 16 ? 0 : size <= 32 ? 1 : size <= 64 ? 2 : -1;
+}
+
+/* The header flags saying where a block came from, and back. */
+static inline uint8_t
+class_flags(int c)
+{
+  return MP__F_POOLED | (c == 0 ? MP__F_POOL16 : c == 2 ? MP__F_POOL64 : 0);
+}
+
+static inline int
+flags_class(uint8_t flags)
+{
+  return (flags & MP__F_POOL16) ? 0 : (flags & MP__F_POOL64) ? 2 : 1;
+}
+
+static inline mp_obj *
+init_header(mp_obj *o, mp_type t, uint8_t flags)
+{
   o->rc = 1;
   o->type = (uint8_t)t;
   o->flags = flags;
@@ -211,28 +208,48 @@ mp__obj_alloc(size_t size, mp_type t)
   return o;
 }
 
+/* A new object from this thread's list of class c; NULL when the pool is
+ * full (the caller falls back to malloc). */
+static inline mp_obj *
+pop_block(int c, mp_type t)
+{
+  if (!tl.free[c] && refill(c) != 0)
+    return NULL;
+  blk *b = tl.free[c];
+  tl.free[c] = b->next;
+  tl.nfree[c]--;
+  return init_header((mp_obj *)b, t, class_flags(c));
+}
+
+void *
+mp__obj_alloc(size_t size, mp_type t)
+{
+  int c = size_class(size);
+  mp_obj *o;
+  if (c >= 0 && (o = pop_block(c, t)) != NULL)
+    return o;
+  uint8_t flags = 0;
+  if (size >= MP__BIG_MIN) { /* a big value's memory is kept */
+    o = mp__big_alloc(size, 0);
+    flags = MP__F_BIGMEM;
+  } else {
+    o = malloc(size);
+  }
+  if (!o) {
+    mp_seterr(MP_ENOMEM, "out of memory");
+    return NULL;
+  }
+  return init_header(o, t, flags);
+}
+
 size_t
 mp__obj_alloc_many(size_t size, mp_type t, size_t n, mp_obj **out)
 {
   size_t k = 0;
-  int c = NO_POOL ? -1 : size <= 16 ? 0 : size <= 32 ? 1 : size <= 64 ? 2 : -1;
-  if (c >= 0) {
-    uint8_t flags =
-        MP__F_POOLED | (c == 0 ? MP__F_POOL16 : c == 2 ? MP__F_POOL64 : 0);
-    for (; k < n; k++) {
-      if (!tl.free[c] && refill(c) != 0)
-        break; /* the pool is full: malloc below */
-      blk *b = tl.free[c];
-      tl.free[c] = b->next;
-      tl.nfree[c]--;
-      mp_obj *o = (mp_obj *)b;
-      o->rc = 1;
-      o->type = (uint8_t)t;
-      o->flags = flags;
-      o->depth = 0;
-      out[k] = o;
-    }
-  }
+  int c = size_class(size);
+  if (c >= 0) /* until the pool is full: malloc below */
+    while (k < n && (out[k] = pop_block(c, t)) != NULL)
+      k++;
   for (; k < n; k++)
     if (!(out[k] = mp__obj_alloc(size, t)))
       break;
@@ -243,7 +260,7 @@ void
 mp__obj_dealloc(mp_obj *o)
 {
   if (o->flags & MP__F_POOLED) {
-    int c = (o->flags & MP__F_POOL16) ? 0 : (o->flags & MP__F_POOL64) ? 2 : 1;
+    int c = flags_class(o->flags);
     blk *b = (blk *)o;
     if (tl.nfree[c] < 2 * pools[c].batch) {
       b->next = tl.free[c];
