@@ -67,6 +67,9 @@ struct mp__slab {
    * nothing another process writes into the slab can steer the allocator. */
   uint8_t *meta;
   uint32_t *link;
+  size_t units; /* entries meta and link hold: they grow with bump (a new
+                 * slab's whole tables would be 80 KiB cleared, and after a
+                 * fork every one of those pages a copy-on-write fault) */
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -213,16 +216,7 @@ static mp__slab *
 new_slab(size_t size, int owned, int *err)
 {
   mp__slab *s = calloc(1, sizeof *s);
-  if (s && owned) {
-    s->meta = calloc(size / UNIT, 1);
-    s->link = calloc(size / UNIT, sizeof *s->link);
-  }
-  if (!s || (owned && (!s->meta || !s->link))) {
-    if (s) {
-      free(s->meta);
-      free(s->link);
-    }
-    free(s);
+  if (!s) {
     *err = MP_ENOMEM;
     return NULL;
   }
@@ -234,8 +228,6 @@ new_slab(size_t size, int owned, int *err)
     *err = fd < 0 ? fd : mp__errno();
     if (fd >= 0)
       mp__close(fd);
-    free(s->meta);
-    free(s->link);
     free(s);
     return NULL;
   }
@@ -257,6 +249,32 @@ new_slab(size_t size, int owned, int *err)
     g_owned = s;
   }
   return s;
+}
+
+/* Make owned slab s's meta and link cover its first `end` bytes (g_mu
+ * held); 0 or MP_ENOMEM. */
+static int
+cover_units(mp__slab *s, size_t end)
+{
+  size_t need = (end + UNIT - 1) / UNIT;
+  if (need <= s->units)
+    return 0;
+  size_t n = s->units ? s->units : 256;
+  while (n < need)
+    n *= 2;
+  if (n > s->size / UNIT)
+    n = s->size / UNIT;
+  uint8_t *meta = realloc(s->meta, n);
+  if (meta)
+    s->meta = meta;
+  uint32_t *link = meta ? realloc(s->link, n * sizeof *link) : NULL;
+  if (!link)
+    return MP_ENOMEM;
+  s->link = link;
+  memset(meta + s->units, 0, n - s->units);
+  memset(link + s->units, 0, (n - s->units) * sizeof *link);
+  s->units = n;
+  return 0;
 }
 
 /* Put the block whose data is at `off` of owned slab s on its free list
@@ -350,13 +368,17 @@ mp__arena_alloc(size_t size, size_t align, unsigned tag, mp__shref *ref,
         if (!g_cur)
           goto fail;
       }
+      if ((*err = cover_units(g_cur, g_cur->bump + csize)) != 0)
+        goto fail;
       s = g_cur;
       start = s->bump;
       s->bump += (uint32_t)csize;
+    } else {
+      /* a recycled block: clear it (a fresh one is zero already, and
+       * clearing it would touch every page of it) */
+      memset(s->base + start, 0, csize);
     }
     s->meta[start / UNIT] = (uint8_t)(M_USED | cls);
-    /* a recycled block: clear it (a fresh one is zero already) */
-    memset(s->base + start, 0, csize);
   }
   uint32_t off = start + (uint32_t)lead;
   struct blk *b = blk_of(s->base, off);
