@@ -61,6 +61,7 @@ run_prepare(void)
     if (h->prepare)
       h->prepare(h->arg);
   pthread_mutex_lock(&g_fin_mu);
+  mp__plat_before_fork();
 }
 
 static void

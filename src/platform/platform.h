@@ -225,6 +225,9 @@ uint32_t mp__getpid_slow(void);
 /* In a fork child, before anything else of mproc runs: forget the cached
  * pid, tid and start time (they are the parent's). */
 void mp__plat_after_fork_child(void);
+/* In the parent, the last step before fork (the lifecycle registry's
+ * prepare handler): it lets the child know its start time without /proc. */
+void mp__plat_before_fork(void);
 static inline uint32_t
 mp__gettid(void)
 {
@@ -241,6 +244,9 @@ mp__getpid(void)
  * /proc/self/stat); 0 if unknown.  Together with the pid it names a process
  * uniquely across pid reuse. */
 uint64_t mp__proc_starttime(void);
+/* The start time if this process knows it already, else 0 (reads nothing;
+ * for tests). */
+uint64_t mp__proc_starttime_known(void);
 
 /* Is the process `pid` still running?  `starttime` (0: unknown) guards
  * against pid reuse: a process with that pid but another start time counts
