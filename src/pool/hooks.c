@@ -285,8 +285,7 @@ mp__wx_enter(mp__wctx *wx, const mp_obj *xa, int place)
     wx->exec = (const mp_pool_executor *)(uintptr_t)exec;
   int64_t threading = 1;
   mp_int_get(mp_seq_item(xa, 8), &threading);
-  if (!threading) /* a process of its own: its chunks' buffers are reused */
-    mp__plat_heap_keep(MP__WORKER_HEAP_KEEP);
+  wx->keep_heap = !threading; /* a process of its own: see mp__wctx */
   mp_obj *cpus = mp_seq_item(xa, 6);
   if (mp_obj_type(cpus) == MP_T_LIST) {
     cpu_set_t set;

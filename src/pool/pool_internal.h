@@ -359,6 +359,11 @@ typedef struct mp__wctx {
    * mp__wx_batch): the worker loop does not count it as one more. */
   int self_counted;
   const mp_pool_executor *exec; /* a remote executor's pool: NULL if none */
+  /* A process worker keeps freed heap for its jobs (mp__plat_heap_keep),
+   * set at its first task: mallopt consolidates the heap inherited from
+   * the parent, copy-on-write faults a pool that never runs a task need
+   * not pay. */
+  int keep_heap;
 } mp__wctx;
 /* Read the extras item, pin the CPU, record the start-up: 0 or a code. */
 int mp__wx_enter(mp__wctx *wx, const mp_obj *xargs, int place);

@@ -261,6 +261,10 @@ mp__pool_worker_main(mp_obj *args)
     if (ntf > 6)
       mp_int_get(tf[6], &tmo);
     mp_obj *payload = mp_seq_item(task, 3);
+    if (MP__UNLIKELY(wx.keep_heap)) {
+      wx.keep_heap = 0;
+      mp__plat_heap_keep(MP__WORKER_HEAP_KEEP);
+    }
     /* Recorded before the task runs: a death from here on fails it.  The
      * start time first, so that a reader who sees this id reads this
      * task's start or a later one (never a false timeout). */
