@@ -166,23 +166,28 @@ int mp__result_store_locked(mp_result *r, size_t i, int code, mp_obj *value,
 void mp__result_unlock(mp_result *r);
 void mp__result_unref(mp_result *r);
 
-/* watch.c: a thread that polls the workers' sentinels (copies of them)
- * and calls notify(arg) from that thread as soon as one is ready. */
+/* watch.c: the process's death watcher, one thread shared by every pool,
+ * that polls the workers' sentinels (copies of them) and calls a watch's
+ * notify(arg) from that thread as soon as one of its sentinels is ready.
+ * The thread is started by the first mp__watch_start and stays (idle,
+ * signals blocked) until exit or mp__watch_shutdown. */
 typedef struct mp__watch mp__watch;
 int mp__watch_new(mp__watch **out, int n, void (*notify)(void *), void *arg);
-/* Start the thread, once the first workers are forked: a process with a
- * second thread forks slower (about 25% here), and one woken by each
- * watch_set would be running on the other CPU during the next fork. */
+/* Have the thread watch w (starting it if need be), once the first
+ * workers are forked. */
 int mp__watch_start(mp__watch *w);
 /* Watch `sentinel` (copied) as worker k's, in place of the previous one. */
 int mp__watch_set(mp__watch *w, int k, int sentinel);
 void mp__watch_clear(mp__watch *w, int k); /* stop watching worker k */
-/* Ask the thread to end, without waiting for it (NULL ok): a closing
- * pool's handler does, as its last wait is for the workers themselves, so
- * that mp__watch_free then finds the thread gone rather than wakes it and
- * waits for its answer. */
+/* Stop watching all of w's workers (NULL ok): a closing pool's handler
+ * does, as its last wait is for the workers themselves. */
 void mp__watch_stop(mp__watch *w);
-void mp__watch_free(mp__watch *w);         /* stops the thread; NULL ok */
+/* End the thread and close its pipe (for a leak check; a later
+ * mp__watch_start starts it again). */
+void mp__watch_shutdown(void);
+/* Stop watching w and free it (NULL ok); once it returns, w's notify is
+ * not running and will not be called. */
+void mp__watch_free(mp__watch *w);
 
 /* pool.c, for the other files */
 int mp__pool_nproc(const mp_pool *p);

@@ -1,98 +1,244 @@
 /* SPDX-License-Identifier: MIT */
-/* The death watcher: a thread that blocks in poll(2) on the sentinels of a
- * pool's workers and a control pipe, and calls the pool's notify function
- * as soon as a sentinel becomes ready (the worker ended), so the result
- * handler replaces a dead worker at once instead of at its next liveness
- * poll.
+/* The death watcher: one thread per process, shared by every pool in it,
+ * that blocks in poll(2) on the sentinels of the pools' workers and a
+ * control pipe, and calls a pool's notify function as soon as one of its
+ * sentinels becomes ready (the worker ended), so the result handler
+ * replaces a dead worker at once instead of at its next liveness poll.
  *
- * The watcher polls on copies (dup) of the sentinels, which only its own
- * thread closes, between two polls: the pool may free a worker (and its
- * sentinel) at any time without the watcher ever polling a closed or
- * reused descriptor. */
+ * One thread for the process, started by the first pool and kept (idle in
+ * poll, all signals blocked) until exit or mp__watch_shutdown: a thread
+ * made and joined per pool was a fifth of the CPU a pool's start and end
+ * cost (clone, its stack's copy-on-write faults after the workers' forks,
+ * a control pipe, the exit's madvise and TLB shootdowns).
+ *
+ * The thread polls copies (dup) of the sentinels, which only it closes,
+ * between two polls (or mp__watch_shutdown, with it gone): a pool may free
+ * a worker (and its sentinel) at any time without the watcher ever polling
+ * a closed or reused descriptor.  Each watch has an id unique in the
+ * process, so that a poll result is never credited to a newer watch that
+ * happens to live at a freed one's address.  mp__watch_free returns only
+ * once the thread is not calling (and will not call) that watch's notify. */
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include "core/fd.h"
+#include "core/internal.h"
 #include "pool/pool_internal.h"
 
 struct mp__watch {
-  pthread_mutex_t mu;
-  int ctl[2];   /* written to make the thread look again */
+  mp__watch *next; /* the registered watches (g_mu) */
+  uint64_t id;
+  int registered;
   int n;
-  int *fd;      /* n: a copy of worker k's sentinel, or -1 (mu) */
-  int *fired;   /* n: notify was called for fd[k] (mu) */
-  int *retired; /* copies to close, by the thread (mu) */
-  int nretired, capretired;
-  int stop;     /* (mu) */
+  int *fd;    /* n: a copy of worker k's sentinel, or -1 (g_mu) */
+  int *fired; /* n: notify was called for fd[k] (g_mu) */
   void (*notify)(void *);
   void *arg;
-  pthread_t thread;
-  int running;
 };
 
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER; /* g_calling */
+static mp__watch *g_list;
+static uint64_t g_next_id = 1;
+static int g_ctl[2] = {-1, -1}; /* written to make the thread look again */
+static int *g_retired;          /* copies to close, by the thread */
+static int g_nretired, g_capretired;
+static int g_running, g_stop;
+static pthread_t g_thread;
+static uint64_t g_calling; /* id of the watch whose notify runs, 0: none */
+static mp__fork_hook *g_hook;
+static pthread_once_t g_hook_once = PTHREAD_ONCE_INIT;
+
+/* Make the thread look again (g_mu held: the pipe stays open). */
 static void
-poke(mp__watch *w)
+poke(void)
 {
   char c = 1;
   ssize_t r;
   do
-    r = write(w->ctl[1], &c, 1);
+    r = write(g_ctl[1], &c, 1);
   while (r < 0 && errno == EINTR);
   /* EAGAIN: the pipe is full, so the thread will look anyway */
+}
+
+static void
+close_retired(void)
+{
+  for (int i = 0; i < g_nretired; i++)
+    mp__close(g_retired[i]);
+  g_nretired = 0;
+}
+
+/* The poll set and, per entry, whose it is. */
+typedef struct pollset {
+  struct pollfd *pf;
+  uint64_t *id;
+  int *k;
+  int n, cap;
+} pollset;
+
+static int
+pollset_add(pollset *s, int fd, uint64_t id, int k)
+{
+  if (s->n == s->cap) {
+    int cap = s->cap ? 2 * s->cap : 16;
+    struct pollfd *pf = realloc(s->pf, (size_t)cap * sizeof *pf);
+    if (pf)
+      s->pf = pf;
+    uint64_t *ids = pf ? realloc(s->id, (size_t)cap * sizeof *ids) : NULL;
+    if (ids)
+      s->id = ids;
+    int *ks = ids ? realloc(s->k, (size_t)cap * sizeof *ks) : NULL;
+    if (!ks)
+      return MP_ENOMEM; /* that worker is left to the liveness poll */
+    s->k = ks;
+    s->cap = cap;
+  }
+  s->pf[s->n] = (struct pollfd){.fd = fd, .events = POLLIN};
+  s->id[s->n] = id;
+  s->k[s->n] = k;
+  s->n++;
+  return 0;
+}
+
+static mp__watch *
+find(uint64_t id)
+{
+  for (mp__watch *w = g_list; w; w = w->next)
+    if (w->id == id)
+      return w;
+  return NULL;
 }
 
 static void *
 watch_main(void *arg)
 {
-  mp__watch *w = arg;
-  struct pollfd *pf = calloc((size_t)w->n + 1, sizeof *pf);
-  int *which = calloc((size_t)w->n + 1, sizeof *which);
-  if (!pf || !which) { /* the handler's liveness poll still works */
-    free(pf);
-    free(which);
-    return NULL;
-  }
+  (void)arg;
+  pollset s = {0};
+  pthread_mutex_lock(&g_mu);
   for (;;) {
-    pthread_mutex_lock(&w->mu);
-    if (w->stop) {
-      pthread_mutex_unlock(&w->mu);
+    if (g_stop)
       break;
-    }
-    for (int i = 0; i < w->nretired; i++)
-      mp__close(w->retired[i]);
-    w->nretired = 0;
-    int m = 0;
-    pf[m++] = (struct pollfd){.fd = w->ctl[0], .events = POLLIN};
-    for (int k = 0; k < w->n; k++)
-      if (w->fd[k] >= 0 && !w->fired[k]) {
-        which[m] = k;
-        pf[m++] = (struct pollfd){.fd = w->fd[k], .events = POLLIN};
-      }
-    pthread_mutex_unlock(&w->mu);
-    int r = poll(pf, (nfds_t)m, -1);
-    if (r < 0)
-      continue; /* EINTR (ENOMEM: try again) */
-    if (pf[0].revents) {
+    close_retired();
+    s.n = 0;
+    pollset_add(&s, g_ctl[0], 0, -1);
+    for (mp__watch *w = g_list; w; w = w->next)
+      for (int k = 0; k < w->n; k++)
+        if (w->fd[k] >= 0 && !w->fired[k])
+          pollset_add(&s, w->fd[k], w->id, k);
+    pthread_mutex_unlock(&g_mu);
+    /* (no memory for even the pipe's entry: look again in a while) */
+    int r = poll(s.pf, (nfds_t)s.n, s.n ? -1 : 10);
+    if (s.n && s.pf[0].revents) {
       char buf[64];
-      while (read(w->ctl[0], buf, sizeof buf) > 0)
+      while (read(g_ctl[0], buf, sizeof buf) > 0)
         ;
     }
-    int any = 0;
-    pthread_mutex_lock(&w->mu);
-    for (int i = 1; i < m; i++)
-      if (pf[i].revents && w->fd[which[i]] == pf[i].fd) {
-        w->fired[which[i]] = 1;
-        any = 1;
-      }
-    pthread_mutex_unlock(&w->mu);
-    if (any)
-      w->notify(w->arg);
+    pthread_mutex_lock(&g_mu);
+    if (r <= 0)
+      continue; /* EINTR, ENOMEM: look again */
+    /* Each watch that fired is told once a round, outside g_mu (its
+     * notify may take locks a thread calling into the watch holds). */
+    for (int i = 1; i < s.n; i++) {
+      if (!s.pf[i].revents)
+        continue;
+      mp__watch *w = find(s.id[i]);
+      if (!w || w->fd[s.k[i]] != s.pf[i].fd || w->fired[s.k[i]])
+        continue; /* cleared or replaced meanwhile */
+      w->fired[s.k[i]] = 1;
+      for (int j = i + 1; j < s.n; j++) /* its other ends this round */
+        if (s.pf[j].revents && s.id[j] == w->id
+            && w->fd[s.k[j]] == s.pf[j].fd)
+          w->fired[s.k[j]] = 1;
+      g_calling = w->id;
+      void (*notify)(void *) = w->notify;
+      void *warg = w->arg;
+      pthread_mutex_unlock(&g_mu);
+      notify(warg);
+      pthread_mutex_lock(&g_mu);
+      g_calling = 0;
+      pthread_cond_broadcast(&g_cond);
+    }
   }
-  free(pf);
-  free(which);
+  pthread_mutex_unlock(&g_mu);
+  free(s.pf);
+  free(s.id);
+  free(s.k);
   return NULL;
+}
+
+/* Hand w->fd[k] to the thread to close (g_mu held); closed here when the
+ * thread is not running (it polls nothing then).  Not woken for it: a
+ * retired copy is a worker that ended or is about to (its sentinel wakes
+ * the thread), or one it ignores until its next look. */
+static void
+retire(mp__watch *w, int k)
+{
+  int fd = w->fd[k];
+  if (fd < 0)
+    return;
+  w->fd[k] = -1;
+  if (!g_running) {
+    mp__close(fd);
+    return;
+  }
+  if (g_nretired == g_capretired) {
+    int cap = g_capretired ? 2 * g_capretired : 16;
+    int *nr = realloc(g_retired, (size_t)cap * sizeof *nr);
+    if (!nr) { /* keep it polled, but as no watch's: ignored until shutdown */
+      w->fd[k] = fd;
+      w->fired[k] = 1;
+      return;
+    }
+    g_retired = nr;
+    g_capretired = cap;
+  }
+  g_retired[g_nretired++] = fd;
+}
+
+/* A fork child has no watcher thread: what the parent's watched is not its
+ * own (its pools are the parent's copies), so the copies and the pipe are
+ * closed and the next pool starts a thread of the child's. */
+static void
+atfork_prepare(void *arg)
+{
+  (void)arg;
+  pthread_mutex_lock(&g_mu);
+}
+
+static void
+atfork_parent(void *arg)
+{
+  (void)arg;
+  pthread_mutex_unlock(&g_mu);
+}
+
+static void
+atfork_child(void *arg)
+{
+  (void)arg;
+  for (mp__watch *w = g_list; w; w = w->next) {
+    for (int k = 0; k < w->n; k++) {
+      mp__close(w->fd[k]);
+      w->fd[k] = -1;
+    }
+    w->registered = 0;
+  }
+  g_list = NULL;
+  close_retired();
+  mp__close(g_ctl[0]);
+  mp__close(g_ctl[1]);
+  g_ctl[0] = g_ctl[1] = -1;
+  g_running = g_stop = 0;
+  g_calling = 0;
+  /* the forking thread holds g_mu and is the child's only thread: unlock
+   * rather than re-initialise, so lock tracking (TSan's too) sees it */
+  pthread_mutex_unlock(&g_mu);
+  pthread_cond_init(&g_cond, NULL);
 }
 
 int
@@ -104,54 +250,81 @@ mp__watch_new(mp__watch **out, int n, void (*notify)(void *), void *arg)
   w->n = n;
   w->fd = malloc((size_t)n * sizeof *w->fd);
   w->fired = calloc((size_t)n, sizeof *w->fired);
-  w->capretired = 2 * n + 4;
-  w->retired = malloc((size_t)w->capretired * sizeof *w->retired);
-  w->ctl[0] = w->ctl[1] = -1;
-  int rc = MP_ENOMEM;
-  if (!w->fd || !w->fired || !w->retired)
-    goto fail;
+  if (!w->fd || !w->fired) {
+    free(w->fd);
+    free(w->fired);
+    free(w);
+    return MP_ENOMEM;
+  }
   for (int k = 0; k < n; k++)
     w->fd[k] = -1;
   w->notify = notify;
   w->arg = arg;
-  pthread_mutex_init(&w->mu, NULL);
-  if ((rc = mp__pipe(w->ctl)) != 0)
-    goto fail_mu;
-  if ((rc = mp__fd_set_nonblock(w->ctl[0], 1)) != 0 ||
-      (rc = mp__fd_set_nonblock(w->ctl[1], 1)) != 0)
-    goto fail_pipe;
   *out = w;
   return 0;
-fail_pipe:
-  mp__close(w->ctl[0]);
-  mp__close(w->ctl[1]);
-fail_mu:
-  pthread_mutex_destroy(&w->mu);
-fail:
-  free(w->fd);
-  free(w->fired);
-  free(w->retired);
-  free(w);
-  return rc;
 }
 
-/* Hand fd[k] to the thread to close (mu held); kept in place (watched,
- * but ignored once fired) only when the list cannot grow. */
 static void
-retire(mp__watch *w, int k)
+add_hook(void)
 {
-  if (w->fd[k] < 0)
-    return;
-  if (w->nretired == w->capretired) {
-    int cap = 2 * w->capretired;
-    int *nr = realloc(w->retired, (size_t)cap * sizeof *nr);
-    if (!nr)
-      return;
-    w->retired = nr;
-    w->capretired = cap;
+  g_hook = mp__fork_hook_add(atfork_prepare, atfork_parent, atfork_child,
+                             NULL);
+}
+
+/* Start the thread if it is not running (g_mu held; the fork hook in
+ * place). */
+static int
+ensure_thread(void)
+{
+  if (g_running)
+    return 0;
+  int rc = 0;
+  if (g_ctl[0] < 0) {
+    if ((rc = mp__pipe(g_ctl)) != 0)
+      return rc;
+    if ((rc = mp__fd_set_nonblock(g_ctl[0], 1)) != 0 ||
+        (rc = mp__fd_set_nonblock(g_ctl[1], 1)) != 0) {
+      mp__close(g_ctl[0]);
+      mp__close(g_ctl[1]);
+      g_ctl[0] = g_ctl[1] = -1;
+      return rc;
+    }
   }
-  w->retired[w->nretired++] = w->fd[k];
-  w->fd[k] = -1;
+  g_stop = 0;
+  /* Born with every signal blocked: process-directed signals go to the
+   * program's own threads. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  rc = -pthread_create(&g_thread, NULL, watch_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0)
+    return rc;
+  /* named by its creator, so that it has its name once started */
+  pthread_setname_np(g_thread, "mproc-watch"); /* for ps, top -H */
+  g_running = 1;
+  return 0;
+}
+
+int
+mp__watch_start(mp__watch *w)
+{
+  /* outside g_mu: a fork takes the registry's lock, then g_mu */
+  pthread_once(&g_hook_once, add_hook);
+  if (!g_hook)
+    return MP_ENOMEM;
+  pthread_mutex_lock(&g_mu);
+  int rc = ensure_thread();
+  if (rc == 0 && !w->registered) {
+    w->id = g_next_id++;
+    w->registered = 1;
+    w->next = g_list;
+    g_list = w;
+  }
+  if (rc == 0)
+    poke(); /* one look for the workers set before the start */
+  pthread_mutex_unlock(&g_mu);
+  return rc;
 }
 
 int
@@ -160,7 +333,7 @@ mp__watch_set(mp__watch *w, int k, int sentinel)
   if (!w || k < 0 || k >= w->n)
     return MP_EINVAL;
   int fd = sentinel >= 0 ? mp__dup(sentinel) : -1;
-  pthread_mutex_lock(&w->mu);
+  pthread_mutex_lock(&g_mu);
   retire(w, k);
   if (w->fd[k] < 0) {
     w->fd[k] = fd < 0 ? -1 : fd;
@@ -168,9 +341,9 @@ mp__watch_set(mp__watch *w, int k, int sentinel)
   } else {
     mp__close(fd); /* could not retire the old one: no watching for k */
   }
-  pthread_mutex_unlock(&w->mu);
-  if (w->running)
-    poke(w);
+  if (w->registered && g_running)
+    poke();
+  pthread_mutex_unlock(&g_mu);
   return fd < 0 && sentinel >= 0 ? fd : 0;
 }
 
@@ -179,33 +352,35 @@ mp__watch_clear(mp__watch *w, int k)
 {
   if (!w || k < 0 || k >= w->n)
     return;
-  pthread_mutex_lock(&w->mu);
+  pthread_mutex_lock(&g_mu);
   retire(w, k);
-  pthread_mutex_unlock(&w->mu);
-  if (w->running)
-    poke(w);
+  pthread_mutex_unlock(&g_mu);
 }
 
-int
-mp__watch_start(mp__watch *w)
+/* Take w off the thread's list and give its copies back (g_mu held). */
+static void
+unregister(mp__watch *w)
 {
-  int rc = -pthread_create(&w->thread, NULL, watch_main, w);
-  if (rc == 0)
-    w->running = 1;
-  return rc;
+  if (w->registered) {
+    mp__watch **pp = &g_list;
+    while (*pp && *pp != w)
+      pp = &(*pp)->next;
+    if (*pp)
+      *pp = w->next;
+    w->registered = 0;
+  }
+  for (int k = 0; k < w->n; k++)
+    retire(w, k);
 }
 
 void
 mp__watch_stop(mp__watch *w)
 {
-  if (!w || !w->running)
+  if (!w)
     return;
-  pthread_mutex_lock(&w->mu);
-  int was = w->stop;
-  w->stop = 1;
-  pthread_mutex_unlock(&w->mu);
-  if (!was)
-    poke(w);
+  pthread_mutex_lock(&g_mu);
+  unregister(w);
+  pthread_mutex_unlock(&g_mu);
 }
 
 void
@@ -213,19 +388,36 @@ mp__watch_free(mp__watch *w)
 {
   if (!w)
     return;
-  if (w->running) {
-    mp__watch_stop(w);
-    pthread_join(w->thread, NULL);
-  }
-  for (int i = 0; i < w->nretired; i++)
-    mp__close(w->retired[i]);
-  for (int k = 0; k < w->n; k++)
-    mp__close(w->fd[k]);
-  mp__close(w->ctl[0]);
-  mp__close(w->ctl[1]);
-  pthread_mutex_destroy(&w->mu);
+  pthread_mutex_lock(&g_mu);
+  unregister(w);
+  /* never from the watcher's own thread: notify does not free a watch */
+  while (w->id && g_calling == w->id)
+    pthread_cond_wait(&g_cond, &g_mu);
+  pthread_mutex_unlock(&g_mu);
   free(w->fd);
   free(w->fired);
-  free(w->retired);
   free(w);
+}
+
+void
+mp__watch_shutdown(void)
+{
+  pthread_mutex_lock(&g_mu);
+  int running = g_running;
+  g_stop = 1;
+  if (running)
+    poke();
+  pthread_mutex_unlock(&g_mu);
+  if (running)
+    pthread_join(g_thread, NULL);
+  pthread_mutex_lock(&g_mu);
+  g_running = 0;
+  /* watches still registered keep their copies (closed when freed) */
+  close_retired();
+  if (!g_list) {
+    mp__close(g_ctl[0]);
+    mp__close(g_ctl[1]);
+    g_ctl[0] = g_ctl[1] = -1;
+  }
+  pthread_mutex_unlock(&g_mu);
 }

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include "pool/pool_internal.h"
 #include "proc/proc_internal.h"
 
 #include <dirent.h>
@@ -290,6 +291,9 @@ mp_test_run(const char *group, const struct CMUnitTest *tests, size_t n)
   /* The forkserver, if a test started one, is this program's child by
    * design (it lives until exit): stopped before children are counted. */
   mp__forkserver_stop();
+  /* So is the pools' death watcher thread (it lives until exit): its pipe
+   * is not a leak. */
+  mp__watch_shutdown();
   int leaks = 0;
   /* Give children that were just killed a moment to be reaped by whoever
    * owns them; then count them. A child left here is a failure. */
