@@ -32,9 +32,10 @@
  * Threads.  The result-handling thread takes results (and wake-ups) from
  * the result queue in slices of MP__POOL_TICK seconds, checks the workers'
  * liveness at least once per slice, replaces the dead, dispatches, and
- * completes results (callbacks outside the pool lock).  A watcher thread
- * (watch.c) blocks on the workers' sentinels and, when one ends, flags it
- * and puts a wake-up into the result queue: a death is handled at once,
+ * completes results (callbacks outside the pool lock).  The process's
+ * watcher thread (watch.c, one for every pool) blocks on the workers'
+ * sentinels and, when one ends, flags it and puts a wake-up into the
+ * pool's result queue: a death is handled at once,
  * so replacing a worker costs about a process start; the slice remains
  * for task timeouts and as a fallback.  Submitting threads
  * dispatch too.  Lock order: pool->mu, then a result's mu. */
