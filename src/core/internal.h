@@ -153,6 +153,18 @@ void mp__finalizer_cancel(mp__finalizer *f);
 /* Run every pending finalizer of this process, in exit order. */
 void mp__lifecycle_shutdown(void);
 
+/* ---- threads kept for reuse (threads.c) ------------------------------------
+ * Run fn(arg) on a thread: a parked one if there is, else a new one; its id
+ * in *tid.  fn runs with the caller's signal mask.  The thread is detached:
+ * a caller waits for fn's end by its own means, and fn's last touch of the
+ * caller's state is that signal.  Once fn returns the thread parks (every
+ * signal blocked) for mp__thread_idle_ns at most, for the next run; a fork
+ * child forgets the parked threads.  0, MP_ENOMEM or a pthread_create
+ * code. */
+int mp__thread_run(void (*fn)(void *), void *arg, pthread_t *tid);
+extern int64_t mp__thread_idle_ns; /* 5 s; tests shorten it (atomically) */
+int mp__thread_idle_count(void);   /* parked now (tests) */
+
 /* ---- tiny serializer ------------------------------------------------------
  * Host-order fields and length-prefixed blobs, for messages between
  * processes of one machine (child instructions, function references). */

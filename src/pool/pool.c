@@ -42,8 +42,10 @@ struct mp_pool {
   mp__jobq orphans; /* finished by a dead worker, result on its way */
   size_t outstanding; /* jobs not answered: backlog + workers + orphans */
   uint64_t next_id, next_uid;
-  pthread_t handler;
+  pthread_t handler; /* a kept thread (core/threads.c): not joined */
   int handler_running;
+  int handler_done;          /* handler_main returned (mu) */
+  pthread_cond_t handler_cv; /* handler_done was set */
   pthread_mutex_t join_mu;
   int finished; /* workers gone, resources released */
   mp__finalizer *fin;
@@ -619,7 +621,7 @@ on_worker_end(void *arg)
   wake_handler(p);
 }
 
-static void *
+static void
 handler_main(void *arg)
 {
   mp_pool *p = arg;
@@ -659,7 +661,11 @@ handler_main(void *arg)
       break;
     }
   }
-  return NULL;
+  /* the last touch of the pool: finish() may free it right after */
+  pthread_mutex_lock(&p->mu);
+  p->handler_done = 1;
+  pthread_cond_broadcast(&p->handler_cv);
+  pthread_mutex_unlock(&p->mu);
 }
 
 /* ---- the pool -------------------------------------------------------------- */
@@ -712,6 +718,7 @@ mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
   }
   pthread_mutex_init(&p->mu, NULL);
   pthread_mutex_init(&p->join_mu, NULL);
+  pthread_cond_init(&p->handler_cv, NULL);
   p->ctx = ctx;
   p->nproc = nproc;
   p->threading = strcmp(method, "threading") == 0;
@@ -734,7 +741,7 @@ mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
     if ((rc = start_worker(p, k)) != 0)
       goto fail;
   if ((rc = mp__watch_start(p->watch)) != 0 ||
-      (rc = -pthread_create(&p->handler, NULL, handler_main, p)) != 0)
+      (rc = mp__thread_run(handler_main, p, &p->handler)) != 0)
     goto fail;
   p->handler_running = 1;
   p->fin = mp__finalizer_add(MP__FINALIZE_POOL, pool_at_exit, p);
@@ -818,7 +825,10 @@ finish(mp_pool *p, int terminate)
       pthread_mutex_unlock(&p->mu);
       wake_handler(p);
     }
-    pthread_join(p->handler, NULL);
+    pthread_mutex_lock(&p->mu);
+    while (!p->handler_done)
+      pthread_cond_wait(&p->handler_cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
     p->handler_running = 0;
   }
   return shutdown_pool(p, terminate);
@@ -904,6 +914,7 @@ mp_pool_free(mp_pool *p)
   free(p->w);
   pthread_mutex_destroy(&p->mu);
   pthread_mutex_destroy(&p->join_mu);
+  pthread_cond_destroy(&p->handler_cv);
   free(p);
   mp__big_trim(); /* the big arrays its maps left cached for reuse */
 }
