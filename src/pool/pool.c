@@ -11,6 +11,7 @@
 #include "mproc/log.h"
 #include "obj/obj_internal.h"
 #include "pool/pool_internal.h"
+#include "queue/queue_internal.h"
 
 enum { POOL_RUN = 0, POOL_CLOSE = 1, POOL_TERMINATE = 2 };
 
@@ -459,7 +460,7 @@ bury_worker(mp_pool *p, int k, finished_list *f)
   mp__watch_clear(p->watch, k);
   mp_process_free(w->proc);
   w->proc = NULL;
-  mp_queue_free(w->tq);
+  mp__queue_free_private(w->tq); /* its only other holder ended */
   w->tq = NULL;
 }
 
@@ -794,7 +795,7 @@ shutdown_pool(mp_pool *p, int terminate)
       w->proc = NULL;
     }
     jobq_prepend(&p->backlog, &w->jobs);
-    mp_queue_free(w->tq);
+    mp__queue_free_private(w->tq); /* its worker ended */
     w->tq = NULL;
   }
   jobq_prepend(&p->backlog, &p->orphans);
@@ -806,7 +807,7 @@ shutdown_pool(mp_pool *p, int terminate)
   pthread_mutex_unlock(&p->mu);
   finished_run(&f, 1);
   mp__poolx_drain(p->x, rq); /* the exit hooks' results */
-  mp_queue_free(rq);
+  mp__queue_free_private(rq); /* every worker ended */
   mp_array_free(p->slots);
   p->slots = NULL;
   p->slotp = NULL;

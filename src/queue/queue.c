@@ -3,6 +3,7 @@
  * carries a queue to other processes, and the state calls (qsize, close,
  * task_done, join). */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -51,6 +52,135 @@ queue_destroy(mp_queue *q)
   mp__close(q->sock_put);
   mp__close(q->sock_get);
   free(q);
+}
+
+/* ---- queues kept for reuse ------------------------------------------------
+ * A queue whose holders are all gone, as its owner vouches
+ * (mp__queue_free_private: a pool's own queues once its workers ended),
+ * keeps its file and mapping for this process's next mp_queue_new of the
+ * same shape.  Unmapping a queue's reservation frees page tables, and that
+ * flush interrupts every CPU the process ran on, idle ones included (tens
+ * of microseconds each on a VM): a third of what ending a pool cost.  Its
+ * memory is given back at once (the whole file is a hole again, as a new
+ * one is: nothing of the old queue can show through), its sockets closed;
+ * a kept queue is unmapped after CACHE_AGE_NS unused.  A fork child
+ * unmaps the ones it inherited. */
+#define CACHE_MAX 8
+#define CACHE_AGE_NS 10000000000LL
+
+static pthread_mutex_t g_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+  mp_queue *q;
+  int64_t since;
+} g_cache[CACHE_MAX];
+static int g_ncache;
+static pthread_once_t g_cache_once = PTHREAD_ONCE_INIT;
+static int g_cache_ok; /* the fork hooks are in place */
+
+static void
+cache_forget(void *arg)
+{
+  (void)arg;
+  for (int i = 0; i < g_ncache; i++)
+    queue_destroy(g_cache[i].q);
+  g_ncache = 0;
+}
+
+static void
+cache_install(void)
+{
+  g_cache_ok = mp__fork_guard_mutex(&g_cache_mu) != NULL &&
+               mp__fork_hook_add(NULL, NULL, cache_forget, NULL) != NULL;
+}
+
+/* Take out (g_cache_mu held) the kept queues unused for too long, into
+ * old[] (destroyed by the caller, outside the lock). */
+static int
+cache_expire(mp_queue **old)
+{
+  int64_t now = mp__now_ns();
+  int n = 0, k = 0;
+  for (int i = 0; i < g_ncache; i++)
+    if (now - g_cache[i].since > CACHE_AGE_NS)
+      old[n++] = g_cache[i].q;
+    else
+      g_cache[k++] = g_cache[i];
+  g_ncache = k;
+  return n;
+}
+
+/* Keep q (no holder left anywhere) for reuse: 1 kept, 0 not (destroy it). */
+static int
+cache_keep(mp_queue *q)
+{
+  pthread_once(&g_cache_once, cache_install);
+  struct stat sb;
+  /* only a queue that never grew: its shape is a new queue's */
+  if (!g_cache_ok || !q->base || q->memfd < 0 || fstat(q->memfd, &sb) < 0 ||
+      (uint64_t)sb.st_size != MP__Q_PAGE + q->segsize ||
+      fallocate(q->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+                sb.st_size) < 0)
+    return 0;
+  mp__close(q->sock_put);
+  mp__close(q->sock_get);
+  q->sock_put = q->sock_get = -1;
+  mp_queue *old[CACHE_MAX];
+  pthread_mutex_lock(&g_cache_mu);
+  int nold = cache_expire(old), kept = 0;
+  if (g_ncache < CACHE_MAX) {
+    g_cache[g_ncache].q = q;
+    g_cache[g_ncache].since = mp__now_ns();
+    g_ncache++;
+    kept = 1;
+  }
+  pthread_mutex_unlock(&g_cache_mu);
+  for (int i = 0; i < nold; i++)
+    queue_destroy(old[i]);
+  return kept;
+}
+
+/* A kept queue of this shape, its file all hole again, or NULL. */
+static mp_queue *
+cache_take(uint64_t reserve, uint64_t segsize)
+{
+  pthread_once(&g_cache_once, cache_install);
+  if (!g_cache_ok)
+    return NULL;
+  mp_queue *q = NULL, *old[CACHE_MAX];
+  pthread_mutex_lock(&g_cache_mu);
+  int nold = cache_expire(old);
+  for (int i = g_ncache - 1; i >= 0 && !q; i--) /* the newest first */
+    if (g_cache[i].q->reserve == reserve && g_cache[i].q->segsize == segsize) {
+      q = g_cache[i].q;
+      g_cache[i] = g_cache[--g_ncache];
+    }
+  pthread_mutex_unlock(&g_cache_mu);
+  for (int i = 0; i < nold; i++)
+    queue_destroy(old[i]);
+  return q;
+}
+
+void
+mp__queue_cache_trim(void)
+{
+  pthread_mutex_lock(&g_cache_mu);
+  mp_queue *all[CACHE_MAX];
+  int n = g_ncache;
+  for (int i = 0; i < n; i++)
+    all[i] = g_cache[i].q;
+  g_ncache = 0;
+  pthread_mutex_unlock(&g_cache_mu);
+  for (int i = 0; i < n; i++)
+    queue_destroy(all[i]);
+}
+
+int
+mp__queue_cache_count(void)
+{
+  pthread_mutex_lock(&g_cache_mu);
+  int n = g_ncache;
+  pthread_mutex_unlock(&g_cache_mu);
+  return n;
 }
 
 static mp_queue *
@@ -115,6 +245,22 @@ mp_queue_new(mp_queue **out, const mp_queue_opts *opts)
   q->segsize = segsize;
   q->reserve = reserve_for(cap, segsize);
   uint64_t size = MP__Q_PAGE + segsize;
+  mp_queue *kept = cache_take(q->reserve, segsize);
+  if (kept) { /* its file and mapping, in a new handle */
+    q->memfd = kept->memfd;
+    q->base = kept->base;
+    q->h = (struct mp__qhdr *)(void *)q->base;
+    atomic_store(&q->known, size);
+    free(kept);
+    int rc = make_socket(q);
+    if (rc) {
+      queue_destroy(q);
+      return rc == -EMFILE ? MP_EMFILE : rc;
+    }
+    mp__q_init_layout(q);
+    *out = q;
+    return 0;
+  }
   int rc = mp__memfd_new_growable("mproc-queue", size);
   if (rc < 0) {
     queue_destroy(q);
@@ -142,6 +288,14 @@ void
 mp_queue_free(mp_queue *q)
 {
   if (q && atomic_fetch_sub_explicit(&q->refs, 1, memory_order_acq_rel) == 1)
+    queue_destroy(q);
+}
+
+void
+mp__queue_free_private(mp_queue *q)
+{
+  if (q && atomic_fetch_sub_explicit(&q->refs, 1, memory_order_acq_rel) == 1
+      && !cache_keep(q))
     queue_destroy(q);
 }
 

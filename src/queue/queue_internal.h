@@ -239,6 +239,17 @@ struct mp_queue {
   _Atomic uint64_t seg_cache;
 };
 
+/* ---- queues kept for reuse (queue.c) ----------------------------------------
+ * Drop a reference to a queue no other process holds any more, as the
+ * caller knows (a pool's own queues, its workers ended): the last one keeps
+ * the queue's file and mapping for this process's next queue of the same
+ * shape (its memory given back, its contents gone).  With mp_queue_free
+ * that is never assumed: a queue handed to other processes may live on. */
+void mp__queue_free_private(mp_queue *q);
+/* Unmap every kept queue now (a leak check; they age out after 10 s). */
+void mp__queue_cache_trim(void);
+int mp__queue_cache_count(void); /* kept now (tests) */
+
 /* ---- the log (ring.c) -------------------------------------------------------
  * Lock a side, replaying a dead holder's journal: 0, MP_ETIMEDOUT,
  * MP_EMALFORMED (a journal that does not fit the file). */

@@ -4,6 +4,7 @@
 
 #include "pool/pool_internal.h"
 #include "proc/proc_internal.h"
+#include "queue/queue_internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -294,6 +295,7 @@ mp_test_run(const char *group, const struct CMUnitTest *tests, size_t n)
   /* So is the pools' death watcher thread (it lives until exit): its pipe
    * is not a leak. */
   mp__watch_shutdown();
+  mp__queue_cache_trim(); /* and the queues kept for reuse */
   int leaks = 0;
   /* Give children that were just killed a moment to be reaped by whoever
    * owns them; then count them. A child left here is a failure. */
