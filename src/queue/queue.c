@@ -62,9 +62,10 @@ queue_destroy(mp_queue *q)
  * flush interrupts every CPU the process ran on, idle ones included (tens
  * of microseconds each on a VM): a third of what ending a pool cost.  Its
  * memory is given back at once (the whole file is a hole again, as a new
- * one is: nothing of the old queue can show through), its sockets closed;
- * a kept queue is unmapped after CACHE_AGE_NS unused.  A fork child
- * unmaps the ones it inherited. */
+ * one is: nothing of the old queue can show through), its sockets closed:
+ * what a kept queue holds is its address range and one fd.  One unused for
+ * more than CACHE_AGE_NS is unmapped at the next keep or take.  A fork
+ * child unmaps the ones it inherited. */
 #define CACHE_MAX 8
 #define CACHE_AGE_NS 10000000000LL
 

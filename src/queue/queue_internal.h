@@ -246,7 +246,8 @@ struct mp_queue {
  * shape (its memory given back, its contents gone).  With mp_queue_free
  * that is never assumed: a queue handed to other processes may live on. */
 void mp__queue_free_private(mp_queue *q);
-/* Unmap every kept queue now (a leak check; they age out after 10 s). */
+/* Unmap every kept queue now (a leak check; otherwise one unused for 10 s
+ * goes at the next keep or take). */
 void mp__queue_cache_trim(void);
 int mp__queue_cache_count(void); /* kept now (tests) */
 
