@@ -6,6 +6,12 @@
 #include "proc/proc_internal.h"
 #include "queue/queue_internal.h"
 
+/* Weak: a program that uses no pool or queue links neither layer (a layer
+ * brings its registrations with it: the obj tests check a world without
+ * Queue). */
+#pragma weak mp__watch_shutdown
+#pragma weak mp__queue_cache_trim
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -294,8 +300,10 @@ mp_test_run(const char *group, const struct CMUnitTest *tests, size_t n)
   mp__forkserver_stop();
   /* So is the pools' death watcher thread (it lives until exit): its pipe
    * is not a leak. */
-  mp__watch_shutdown();
-  mp__queue_cache_trim(); /* and the queues kept for reuse */
+  if (mp__watch_shutdown)
+    mp__watch_shutdown();
+  if (mp__queue_cache_trim)
+    mp__queue_cache_trim(); /* and the queues kept for reuse */
   int leaks = 0;
   /* Give children that were just killed a moment to be reaped by whoever
    * owns them; then count them. A child left here is a failure. */
