@@ -62,8 +62,9 @@ queue_destroy(mp_queue *q)
  * flush interrupts every CPU the process ran on, idle ones included (tens
  * of microseconds each on a VM): a third of what ending a pool cost.  Its
  * memory is given back at once (the whole file is a hole again, as a new
- * one is: nothing of the old queue can show through), its sockets closed:
- * what a kept queue holds is its address range and one fd.  One unused for
+ * one is: nothing of the old queue can show through); its sockets are
+ * kept when no message waits in them, else closed: what a kept queue holds
+ * is its address range and one to three fds.  One unused for
  * more than CACHE_AGE_NS is unmapped at the next keep or take.  A fork
  * child unmaps the ones it inherited. */
 #define CACHE_MAX 8
@@ -122,9 +123,15 @@ cache_keep(mp_queue *q)
       fallocate(q->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
                 sb.st_size) < 0)
     return 0;
-  mp__close(q->sock_put);
-  mp__close(q->sock_get);
-  q->sock_put = q->sock_get = -1;
+  /* The sockets stay if no message waits in them (an old item's fds would
+   * arrive with a new item), else they are made again at reuse. */
+  char c;
+  if (!(recv(q->sock_get, &c, 1, MSG_PEEK | MSG_DONTWAIT) < 0 &&
+        errno == EAGAIN)) {
+    mp__close(q->sock_put);
+    mp__close(q->sock_get);
+    q->sock_put = q->sock_get = -1;
+  }
   mp_queue *old[CACHE_MAX];
   pthread_mutex_lock(&g_cache_mu);
   int nold = cache_expire(old), kept = 0;
@@ -252,8 +259,10 @@ mp_queue_new(mp_queue **out, const mp_queue_opts *opts)
     q->base = kept->base;
     q->h = (struct mp__qhdr *)(void *)q->base;
     atomic_store(&q->known, size);
+    q->sock_put = kept->sock_put;
+    q->sock_get = kept->sock_get;
     free(kept);
-    int rc = make_socket(q);
+    int rc = q->sock_get >= 0 ? 0 : make_socket(q);
     if (rc) {
       queue_destroy(q);
       return rc == -EMFILE ? MP_EMFILE : rc;

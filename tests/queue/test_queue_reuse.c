@@ -99,6 +99,48 @@ test_kept_queue_starts_new(void **state)
   assert_int_equal(mp__queue_cache_count(), 0);
 }
 
+/* An item carrying a descriptor that nobody took: its message waits in
+ * the queue's socket, so the sockets are made again, and the next queue's
+ * first descriptor is its own item's, not the old one. */
+static void
+test_old_descriptors_never_reach_a_kept_queue(void **state)
+{
+  (void)state;
+  mp__queue_cache_trim();
+  mp_conn *r1, *w1, *r2, *w2;
+  mp_test_pipe(&r1, &w1, 0);
+  mp_test_pipe(&r2, &w2, 0);
+  mp_queue *a, *b;
+  MP_ASSERT_OK(mp_queue_new(&a, NULL));
+  mp_obj *item = mp_conn_obj(w1);
+  MP_ASSERT_OK(mp_queue_put(a, item, 0));
+  mp_obj_free(item);
+  mp__queue_free_private(a); /* the item was never taken */
+  assert_int_equal(mp__queue_cache_count(), 1);
+  MP_ASSERT_OK(mp_queue_new(&b, NULL));
+  assert_int_equal(mp__queue_cache_count(), 0);
+  item = mp_conn_obj(w2);
+  MP_ASSERT_OK(mp_queue_put(b, item, 0));
+  mp_obj_free(item);
+  mp_obj *o;
+  MP_ASSERT_OK(mp_queue_get(b, &o, 0));
+  mp_conn *got = mp_conn_from_obj(o);
+  assert_non_null(got);
+  MP_ASSERT_OK(mp_conn_send_bytes(got, "two", 3));
+  void *p;
+  size_t n;
+  MP_ASSERT_OK(mp_conn_recv_bytes(r2, &p, &n, 0, 5)); /* w2's reader */
+  assert_int_equal(n, 3);
+  mp_free(p);
+  assert_int_equal(mp_conn_poll(r1, 0), 0); /* nothing went to w1's */
+  mp_obj_free(o);
+  mp_queue_free(b);
+  mp_conn_free(r1);
+  mp_conn_free(w1);
+  mp_conn_free(r2);
+  mp_conn_free(w2);
+}
+
 static void
 test_public_free_and_grown_queues_are_not_kept(void **state)
 {
@@ -156,6 +198,7 @@ test_fork_child_drops_kept_queues(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_kept_queue_starts_new),
+    cmocka_unit_test(test_old_descriptors_never_reach_a_kept_queue),
     cmocka_unit_test(test_public_free_and_grown_queues_are_not_kept),
     cmocka_unit_test(test_fork_child_drops_kept_queues),
 };
