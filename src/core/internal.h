@@ -115,6 +115,12 @@ void mp__fork_hook_remove(mp__fork_hook *h);
  * state it guards half-changed.  Only for leaf locks, never held by a
  * thread that forks (that thread would wait on itself). */
 mp__fork_hook *mp__fork_guard_mutex(pthread_mutex_t *m);
+/* The same, and then in the child `reset(arg)` (after the unlock; the
+ * child's only thread): for state a fork child must drop, such as what
+ * threads of the parent own.  For the life of the process (not removed). */
+mp__fork_hook *mp__fork_guard_mutex_reset(pthread_mutex_t *m,
+                                          void (*reset)(void *arg),
+                                          void *arg);
 /* A process-private mutex of one object (a Connection's send or receive
  * lock, a proxy's...) that a fork child finds unlocked: a thread of the
  * parent may have held it at the fork, and that thread does not exist in

@@ -142,6 +142,47 @@ mp__fork_guard_mutex(pthread_mutex_t *m)
   return mp__fork_hook_add(guard_lock, guard_unlock, guard_unlock, m);
 }
 
+typedef struct guard_reset {
+  pthread_mutex_t *m;
+  void (*reset)(void *);
+  void *arg;
+} guard_reset;
+
+static void
+guard_reset_lock(void *g)
+{
+  pthread_mutex_lock(((guard_reset *)g)->m);
+}
+
+static void
+guard_reset_parent(void *g)
+{
+  pthread_mutex_unlock(((guard_reset *)g)->m);
+}
+
+static void
+guard_reset_child(void *g_)
+{
+  guard_reset *g = g_;
+  pthread_mutex_unlock(g->m);
+  g->reset(g->arg);
+}
+
+mp__fork_hook *
+mp__fork_guard_mutex_reset(pthread_mutex_t *m, void (*reset)(void *arg),
+                           void *arg)
+{
+  guard_reset *g = malloc(sizeof *g); /* lives as long as the hook: always */
+  if (!g)
+    return NULL;
+  *g = (guard_reset){m, reset, arg};
+  mp__fork_hook *h = mp__fork_hook_add(guard_reset_lock, guard_reset_parent,
+                                       guard_reset_child, g);
+  if (!h)
+    free(g);
+  return h;
+}
+
 void
 mp__fork_hook_remove(mp__fork_hook *h)
 {

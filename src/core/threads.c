@@ -58,9 +58,8 @@ forget_idle(void *arg)
 static void
 install(void)
 {
-  /* the guard keeps g_mu unlocked in a child; then the idle list goes */
-  g_ready = mp__fork_guard_mutex(&g_mu) != NULL &&
-            mp__fork_hook_add(NULL, NULL, forget_idle, NULL) != NULL;
+  /* a child finds g_mu unlocked, then the idle list goes */
+  g_ready = mp__fork_guard_mutex_reset(&g_mu, forget_idle, NULL) != NULL;
 }
 
 static int

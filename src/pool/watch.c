@@ -204,21 +204,7 @@ retire(mp__watch *w, int k)
  * own (its pools are the parent's copies), so the copies and the pipe are
  * closed and the next pool starts a thread of the child's. */
 static void
-atfork_prepare(void *arg)
-{
-  (void)arg;
-  pthread_mutex_lock(&g_mu);
-}
-
-static void
-atfork_parent(void *arg)
-{
-  (void)arg;
-  pthread_mutex_unlock(&g_mu);
-}
-
-static void
-atfork_child(void *arg)
+forget_in_child(void *arg)
 {
   (void)arg;
   for (mp__watch *w = g_list; w; w = w->next) {
@@ -235,9 +221,6 @@ atfork_child(void *arg)
   g_ctl[0] = g_ctl[1] = -1;
   g_running = g_stop = 0;
   g_calling = 0;
-  /* the forking thread holds g_mu and is the child's only thread: unlock
-   * rather than re-initialise, so lock tracking (TSan's too) sees it */
-  pthread_mutex_unlock(&g_mu);
   pthread_cond_init(&g_cond, NULL);
 }
 
@@ -267,8 +250,8 @@ mp__watch_new(mp__watch **out, int n, void (*notify)(void *), void *arg)
 static void
 add_hook(void)
 {
-  g_hook = mp__fork_hook_add(atfork_prepare, atfork_parent, atfork_child,
-                             NULL);
+  /* a child finds g_mu unlocked, then forgets */
+  g_hook = mp__fork_guard_mutex_reset(&g_mu, forget_in_child, NULL);
 }
 
 /* Start the thread if it is not running (g_mu held; the fork hook in

@@ -91,8 +91,8 @@ cache_forget(void *arg)
 static void
 cache_install(void)
 {
-  g_cache_ok = mp__fork_guard_mutex(&g_cache_mu) != NULL &&
-               mp__fork_hook_add(NULL, NULL, cache_forget, NULL) != NULL;
+  g_cache_ok =
+      mp__fork_guard_mutex_reset(&g_cache_mu, cache_forget, NULL) != NULL;
 }
 
 /* Take out (g_cache_mu held) the kept queues unused for too long, into
@@ -254,7 +254,8 @@ mp_queue_new(mp_queue **out, const mp_queue_opts *opts)
   q->reserve = reserve_for(cap, segsize);
   uint64_t size = MP__Q_PAGE + segsize;
   mp_queue *kept = cache_take(q->reserve, segsize);
-  if (kept) { /* its file and mapping, in a new handle */
+  int rc = 0;
+  if (kept) { /* its file, mapping and (if kept) sockets, in a new handle */
     q->memfd = kept->memfd;
     q->base = kept->base;
     q->h = (struct mp__qhdr *)(void *)q->base;
@@ -262,22 +263,13 @@ mp_queue_new(mp_queue **out, const mp_queue_opts *opts)
     q->sock_put = kept->sock_put;
     q->sock_get = kept->sock_get;
     free(kept);
-    int rc = q->sock_get >= 0 ? 0 : make_socket(q);
-    if (rc) {
-      queue_destroy(q);
-      return rc == -EMFILE ? MP_EMFILE : rc;
-    }
-    mp__q_init_layout(q);
-    *out = q;
-    return 0;
+  } else if ((rc = mp__memfd_new_growable("mproc-queue", size)) >= 0) {
+    q->memfd = rc;
+    rc = map_queue(q, size);
   }
-  int rc = mp__memfd_new_growable("mproc-queue", size);
+  if (rc >= 0 && q->sock_get < 0)
+    rc = make_socket(q);
   if (rc < 0) {
-    queue_destroy(q);
-    return rc == -EMFILE ? MP_EMFILE : rc;
-  }
-  q->memfd = rc;
-  if ((rc = make_socket(q)) != 0 || (rc = map_queue(q, size)) != 0) {
     queue_destroy(q);
     return rc == -EMFILE ? MP_EMFILE : rc;
   }

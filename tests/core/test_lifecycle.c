@@ -119,6 +119,37 @@ test_fork_child_knows_its_start_time(void **state)
   assert_true(known >= 100);
 }
 
+static pthread_mutex_t g_guarded = PTHREAD_MUTEX_INITIALIZER;
+static int g_reset_ran;
+
+static void
+reset_guarded(void *arg)
+{
+  g_reset_ran = *(int *)arg;
+}
+
+/* A guarded mutex with a reset: a fork child finds the mutex unlocked and
+ * the reset run (with its argument); the parent runs no reset and keeps
+ * the mutex usable. */
+static void
+test_fork_guard_mutex_reset(void **state)
+{
+  static int mark = 7;
+  mp__fork_hook *h = mp__fork_guard_mutex_reset(&g_guarded, reset_guarded,
+                                                &mark);
+  assert_non_null(h);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int ok = g_reset_ran == 7 && pthread_mutex_trylock(&g_guarded) == 0;
+    _exit(ok ? 0 : 1);
+  }
+  assert_true(pid > 0);
+  assert_int_equal(exit_status_of(pid), 0);
+  assert_int_equal(g_reset_ran, 0);
+  assert_int_equal(pthread_mutex_trylock(&g_guarded), 0);
+  pthread_mutex_unlock(&g_guarded); /* (the hook stays: it is for life) */
+}
+
 static void
 test_fork_hooks_run_in_atfork_order(void **state)
 {
@@ -307,6 +338,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_fork_child_hooks_see_the_childs_pid),
     cmocka_unit_test(test_fork_hooks_run_in_atfork_order),
     cmocka_unit_test(test_fork_child_knows_its_start_time),
+    cmocka_unit_test(test_fork_guard_mutex_reset),
     cmocka_unit_test(test_finalizers_run_once_in_priority_order),
     cmocka_unit_test(test_finalizer_registered_during_shutdown_runs),
     cmocka_unit_test(test_exit_runs_own_finalizers_not_the_parents),

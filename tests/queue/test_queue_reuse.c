@@ -31,6 +31,29 @@ count_byte(const uint8_t *p, size_t n, uint8_t v)
   return c;
 }
 
+/* Put w's handle through q, take it out and write through what came out:
+ * it must reach r, w's reader. */
+static void
+assert_conn_travels(mp_queue *q, mp_conn *w, mp_conn *r)
+{
+  mp_obj *item = mp_conn_obj(w);
+  assert_non_null(item);
+  MP_ASSERT_OK(mp_queue_put(q, item, 0));
+  mp_obj_free(item);
+  mp_obj *o;
+  MP_ASSERT_OK(mp_queue_get(q, &o, 0));
+  mp_conn *got = mp_conn_from_obj(o);
+  assert_non_null(got);
+  MP_ASSERT_OK(mp_conn_send_bytes(got, "ping", 4));
+  void *p;
+  size_t n;
+  MP_ASSERT_OK(mp_conn_recv_bytes(r, &p, &n, 0, 5));
+  assert_int_equal(n, 4);
+  assert_memory_equal(p, "ping", 4);
+  mp_free(p);
+  mp_obj_free(o);
+}
+
 static void
 test_kept_queue_starts_new(void **state)
 {
@@ -79,20 +102,7 @@ test_kept_queue_starts_new(void **state)
   /* items carrying descriptors still travel (new sockets) */
   mp_conn *r, *w;
   mp_test_pipe(&r, &w, 0);
-  mp_obj *item = mp_conn_obj(w);
-  assert_non_null(item);
-  MP_ASSERT_OK(mp_queue_put(b, item, 0));
-  mp_obj_free(item);
-  mp_obj *o;
-  MP_ASSERT_OK(mp_queue_get(b, &o, 0));
-  mp_conn *w2 = mp_conn_from_obj(o);
-  assert_non_null(w2);
-  MP_ASSERT_OK(mp_conn_send_bytes(w2, "ping", 4));
-  MP_ASSERT_OK(mp_conn_recv_bytes(r, &out, &len, 0, 5));
-  assert_int_equal(len, 4);
-  assert_memory_equal(out, "ping", 4);
-  mp_free(out);
-  mp_obj_free(o);
+  assert_conn_travels(b, w, r);
   mp_conn_free(r);
   mp_conn_free(w);
   mp_queue_free(b);
@@ -119,21 +129,8 @@ test_old_descriptors_never_reach_a_kept_queue(void **state)
   assert_int_equal(mp__queue_cache_count(), 1);
   MP_ASSERT_OK(mp_queue_new(&b, NULL));
   assert_int_equal(mp__queue_cache_count(), 0);
-  item = mp_conn_obj(w2);
-  MP_ASSERT_OK(mp_queue_put(b, item, 0));
-  mp_obj_free(item);
-  mp_obj *o;
-  MP_ASSERT_OK(mp_queue_get(b, &o, 0));
-  mp_conn *got = mp_conn_from_obj(o);
-  assert_non_null(got);
-  MP_ASSERT_OK(mp_conn_send_bytes(got, "two", 3));
-  void *p;
-  size_t n;
-  MP_ASSERT_OK(mp_conn_recv_bytes(r2, &p, &n, 0, 5)); /* w2's reader */
-  assert_int_equal(n, 3);
-  mp_free(p);
+  assert_conn_travels(b, w2, r2); /* w2's, not the old w1 */
   assert_int_equal(mp_conn_poll(r1, 0), 0); /* nothing went to w1's */
-  mp_obj_free(o);
   mp_queue_free(b);
   mp_conn_free(r1);
   mp_conn_free(w1);
