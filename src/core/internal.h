@@ -171,6 +171,24 @@ int mp__thread_run(void (*fn)(void *), void *arg, pthread_t *tid);
 extern int64_t mp__thread_idle_ns; /* 5 s; tests shorten it (atomically) */
 int mp__thread_idle_count(void);   /* parked now (tests) */
 
+/* ---- the slice clock (slice_clock.c) ---------------------------------------
+ * A slice is how long a wait that must not last for ever (a producer may be
+ * killed between its publish and its wake-up) sleeps before it looks again.
+ * mp__futex_wait_slice sleeps while *word == val (a shared word) until
+ * woken, or for about one slice: without a kernel timer once the process's
+ * clock thread ("mproc-slice") runs -- it wakes every registered sleeper
+ * once per mp__slice_ns -- and with a timed wait before that (a process's
+ * first slice waits) or when it cannot register.  0 woken (or spuriously,
+ * or the word no longer held val), MP_ETIMEDOUT when about a slice passed
+ * (the clock's tick came, or the timed wait expired). */
+#define MP__SLICE_NS 200000000LL
+int mp__futex_wait_slice(uint32_t *word, uint32_t val);
+extern int64_t mp__slice_ns;       /* MP__SLICE_NS; tests shorten it */
+extern int mp__slice_clock_after;  /* timed slice waits before it starts: 16 */
+/* For tests: 0 no clock thread in this process, 1 ticking, 2 idle (nobody
+ * registered for two periods: it sleeps until the next registrant). */
+int mp__slice_clock_state(void);
+
 /* ---- tiny serializer ------------------------------------------------------
  * Host-order fields and length-prefixed blobs, for messages between
  * processes of one machine (child instructions, function references). */

@@ -16,7 +16,7 @@
 
 #define BATCH 64                  /* records claimed or taken per lock hold */
 #define SLICE_MIN 10000000LL      /* first liveness look at a stalled writer */
-#define SLICE_MAX 200000000LL     /* and at most this long between looks */
+#define SLICE_MAX MP__SLICE_NS     /* and at most this long between looks */
 #define LOCK_FLOOR 20000000LL     /* a busy side lock is waited for this long
                                      even by a call that must not block */
 #define SPIN_NS 50000LL           /* poll this long before sleeping */
@@ -65,7 +65,10 @@ MP__HOT static int
 sleep_on(_Atomic uint32_t *word, uint32_t val, mp__deadline dl, int64_t slice)
 {
   if (dl == MP__NO_DEADLINE) { /* no clock to read: only the slice ends it */
-    mp__futex_wait_rel((uint32_t *)word, val, slice);
+    if (slice == SLICE_MAX) /* the process's slice clock: no timer armed */
+      mp__futex_wait_slice((uint32_t *)word, val);
+    else
+      mp__futex_wait_rel((uint32_t *)word, val, slice);
     return 0;
   }
   int64_t now = mp__now_ns();

@@ -13,7 +13,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <dirent.h>
 #include <stdio.h>
 
 #include "pool/pool_internal.h"
@@ -155,42 +154,6 @@ test_killed_parent_leaves_no_worker(void **state)
   }
 }
 
-/* Threads of this process whose name is `name`; *blocked (if one is found)
- * is the signal mask of the last one (SigBlk of its status). */
-static int
-threads_named(const char *name, unsigned long long *blocked)
-{
-  DIR *d = opendir("/proc/self/task");
-  assert_non_null(d);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)) != NULL) {
-    if (e->d_name[0] == '.')
-      continue;
-    char path[300], line[256];
-    snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-    FILE *f = fopen(path, "r");
-    if (!f)
-      continue; /* ended meanwhile */
-    int match = fgets(line, sizeof line, f) &&
-                strncmp(line, name, strlen(name)) == 0 &&
-                line[strlen(name)] == '\n';
-    fclose(f);
-    if (!match)
-      continue;
-    n++;
-    snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
-    if (blocked && (f = fopen(path, "r")) != NULL) {
-      while (fgets(line, sizeof line, f))
-        if (sscanf(line, "SigBlk: %llx", blocked) == 1)
-          break;
-      fclose(f);
-    }
-  }
-  closedir(d);
-  return n;
-}
-
 static mp_pool *
 pool_of(mp_context *ctx, int nproc)
 {
@@ -209,9 +172,9 @@ test_one_watcher_thread_for_all_pools(void **state)
 {
   mp_context *ctx = mp_test_context(state);
   mp__watch_shutdown();
-  assert_int_equal(threads_named("mproc-watch", NULL), 0);
+  assert_int_equal(mp_test_threads_named("mproc-watch", NULL), 0);
   mp_pool *a = pool_of(ctx, 2), *b = pool_of(ctx, 1);
-  assert_int_equal(threads_named("mproc-watch", NULL), 1);
+  assert_int_equal(mp_test_threads_named("mproc-watch", NULL), 1);
   /* a killed worker of either is still found and replaced */
   mp_obj *none = mp_tuple_take(0), *v;
   MP_ASSERT_OK(mp_pool_apply(b, worker_pid, none, &v));
@@ -229,16 +192,16 @@ test_one_watcher_thread_for_all_pools(void **state)
   mp_pool_free(a);
   mp_pool_free(b);
   unsigned long long blocked = 0;
-  assert_int_equal(threads_named("mproc-watch", &blocked), 1);
+  assert_int_equal(mp_test_threads_named("mproc-watch", &blocked), 1);
   int sigs[] = {SIGINT, SIGTERM, SIGCHLD, SIGUSR1, SIGHUP, SIGALRM};
   for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
     if (!(blocked & (1ULL << (sigs[i] - 1))))
       fail_msg("the watcher does not block signal %d (SigBlk %llx)",
                sigs[i], blocked);
   mp__watch_shutdown();
-  assert_int_equal(threads_named("mproc-watch", NULL), 0);
+  assert_int_equal(mp_test_threads_named("mproc-watch", NULL), 0);
   a = pool_of(ctx, 1); /* started again */
-  assert_int_equal(threads_named("mproc-watch", NULL), 1);
+  assert_int_equal(mp_test_threads_named("mproc-watch", NULL), 1);
   mp_pool_free(a);
   mp_obj_free(none);
 }
@@ -251,15 +214,15 @@ test_fork_child_starts_its_own_watcher(void **state)
 {
   mp_context *ctx = mp_test_context(state);
   mp_pool *p = pool_of(ctx, 1);
-  assert_int_equal(threads_named("mproc-watch", NULL), 1);
+  assert_int_equal(mp_test_threads_named("mproc-watch", NULL), 1);
   pid_t pid = fork();
   if (pid == 0) {
-    if (threads_named("mproc-watch", NULL) != 0)
+    if (mp_test_threads_named("mproc-watch", NULL) != 0)
       _exit(2);
     mp_pool *q;
     if (mp_pool_new(&q, &(mp_pool_opts){.processes = 1, .context = ctx}))
       _exit(3);
-    if (threads_named("mproc-watch", NULL) != 1)
+    if (mp_test_threads_named("mproc-watch", NULL) != 1)
       _exit(4);
     mp_obj *none = mp_tuple_take(0), *v;
     int64_t w = 0, w2 = 0;
@@ -280,7 +243,7 @@ test_fork_child_starts_its_own_watcher(void **state)
   assert_true(pid > 0);
   assert_int_equal(mp_test_wait_child(pid, 60), 0);
   /* the parent's watcher was not disturbed */
-  assert_int_equal(threads_named("mproc-watch", NULL), 1);
+  assert_int_equal(mp_test_threads_named("mproc-watch", NULL), 1);
   mp_obj *items = int_list(8), *out;
   MP_ASSERT_OK(mp_pool_map(p, square, items, NULL, &out));
   check_squares(out, 8);

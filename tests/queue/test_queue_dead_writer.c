@@ -3,12 +3,16 @@
  * whose writer committed at the instant it was judged dead (and then
  * exited) is delivered: padding is a compare-and-swap from the very WRITING
  * word judged, never a store (an unconditional store lost ~1 item in 4
- * rounds of put-and-exit under load). */
+ * rounds of put-and-exit under load).  A writer killed after its publish
+ * and before its wake-up leaves no consumer asleep: the slice (a timed
+ * wait, or the process's slice clock) ends the sleep. */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "queue/queue_internal.h"
@@ -197,11 +201,101 @@ test_consumer_killed_inside_a_journal(void **state)
   free(got);
 }
 
+/* ---- a producer killed between its publish and its wake-up ---------------- */
+
+typedef struct getter {
+  mp_queue *q;
+  _Atomic int back;
+  int rc;
+  char buf[16];
+  size_t n;
+} getter;
+
+static void *
+get_forever(void *arg)
+{
+  getter *g = arg;
+  g->rc = mp_queue_get_bytes_into(g->q, g->buf, sizeof g->buf, &g->n,
+                                  MP_FOREVER);
+  atomic_store(&g->back, 1);
+  return NULL;
+}
+
+static double
+now_s(void)
+{
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* A consumer asleep in get(MP_FOREVER) on an empty queue; a producer
+ * process publishes an item and dies before waking anyone.  The consumer
+ * must still get it, within about a slice (here: 10 s at most; then the
+ * test wakes it with a put and fails). */
+static int
+lost_wake_round(void)
+{
+  mp_queue *q;
+  if (mp_queue_new(&q, NULL))
+    return 1;
+  getter g = {.q = q};
+  pthread_t t;
+  if (pthread_create(&t, NULL, get_forever, &g))
+    return 2;
+  while (atomic_load(&q->h->get_waiters) == 0)
+    usleep(1000);
+  usleep(20000); /* past its last look, asleep */
+  pid_t pid = fork();
+  if (pid == 0) {
+    mp__qclaim c;
+    if (mp__q_put_lock(q, MP__NO_DEADLINE) || mp__q_claim(q, 4, 0, &c))
+      _exit(1);
+    mp__q_put_unlock(q);
+    memcpy(c.payload, "item", 4);
+    _exit(mp__q_commit_quiet(&c) ? 2 : 0); /* and no mp__q_wake_consumer */
+  }
+  int bad = mp_test_wait_child(pid, 30) != 0 ? 3 : 0;
+  double end = now_s() + 10;
+  while (!atomic_load(&g.back) && now_s() < end)
+    usleep(2000);
+  if (!atomic_load(&g.back)) {
+    bad = 4; /* asleep for ever: wake it to end the test */
+    mp_queue_put_bytes(q, "rescue", 6, 0);
+  }
+  pthread_join(t, NULL);
+  if (!bad && (g.rc != 0 || g.n != 4 || memcmp(g.buf, "item", 4) != 0))
+    bad = 5;
+  mp_queue_free(q);
+  return bad;
+}
+
+static void
+test_producer_killed_between_publish_and_wake(void **state)
+{
+  (void)state;
+  /* before a process's slice clock runs: timed slices */
+  pid_t pid = fork();
+  if (pid == 0) {
+    __atomic_store_n(&mp__slice_clock_after, 1 << 30, __ATOMIC_RELAXED);
+    int rc = lost_wake_round();
+    _exit(rc ? rc : mp__slice_clock_state() != 0 ? 6 : 0);
+  }
+  assert_int_equal(mp_test_wait_child(pid, 60), 0);
+  /* and with it: untimed sleeps the clock's tick ends */
+  int after = mp__slice_clock_after;
+  __atomic_store_n(&mp__slice_clock_after, 0, __ATOMIC_RELAXED);
+  assert_int_equal(lost_wake_round(), 0);
+  assert_int_not_equal(mp__slice_clock_state(), 0);
+  __atomic_store_n(&mp__slice_clock_after, after, __ATOMIC_RELAXED);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_dead_writer_is_skipped),
     cmocka_unit_test(test_writer_committing_at_the_verdict_keeps_its_item),
     cmocka_unit_test(test_producer_killed_inside_a_journal),
     cmocka_unit_test(test_consumer_killed_inside_a_journal),
+    cmocka_unit_test(test_producer_killed_between_publish_and_wake),
 };
 
 MP_TEST_MAIN(tests)

@@ -316,3 +316,39 @@ mp_test_run(const char *group, const struct CMUnitTest *tests, size_t n)
     fprintf(stderr, "%s: %d leak(s) after the tests\n", group, leaks);
   return failed || leaks ? 1 : 0;
 }
+
+/* Threads of this process whose name is `name`; *blocked (if one is found)
+ * is the signal mask of the last one (SigBlk of its status). */
+int
+mp_test_threads_named(const char *name, unsigned long long *blocked)
+{
+  DIR *d = opendir("/proc/self/task");
+  assert_non_null(d);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] == '.')
+      continue;
+    char path[300], line[256];
+    snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (!f)
+      continue; /* ended meanwhile */
+    int match = fgets(line, sizeof line, f) &&
+                strncmp(line, name, strlen(name)) == 0 &&
+                line[strlen(name)] == '\n';
+    fclose(f);
+    if (!match)
+      continue;
+    n++;
+    snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+    if (blocked && (f = fopen(path, "r")) != NULL) {
+      while (fgets(line, sizeof line, f))
+        if (sscanf(line, "SigBlk: %llx", blocked) == 1)
+          break;
+      fclose(f);
+    }
+  }
+  closedir(d);
+  return n;
+}

@@ -101,6 +101,10 @@ void mp_test_kill_holder(mp_lock *l);
 /* A connected pair: a Pipe (duplex or not), asserted to succeed. */
 void mp_test_pipe(mp_conn **r, mp_conn **w, int duplex);
 
+/* Threads of this process named `name` (their comm); *blocked (if one is
+ * found and blocked is not NULL) is the signal mask of the last one. */
+int mp_test_threads_named(const char *name, unsigned long long *blocked);
+
 /* Assert that repr(o) is exactly `want`. */
 void mp_test_assert_repr(const mp_obj *o, const char *want);
 
