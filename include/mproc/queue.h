@@ -39,7 +39,10 @@
  *    between get and task_done leaves its item unfinished: join waits for it
  *    (nobody can know whether its work was done); use join's timeout.
  * Waiters sleep on futexes in bounded slices and check the liveness of the
- * process they wait for (the lock layer's mechanism, sync.h).  Shared memory
+ * process they wait for (the lock layer's mechanism, sync.h).  A process
+ * that has waited without a timeout more than 16 times runs one helper
+ * thread, "mproc-slice" (every signal blocked, idle when nobody waits), that
+ * ends those slices instead of a kernel timer per wait (docs/queue.md).  Shared memory
  * may be scribbled on by a buggy process: every header read from it is
  * checked before use, and a corrupt queue gives MP_EMALFORMED, never a read
  * outside the mapping.
