@@ -257,10 +257,16 @@ consumer(mp_obj *args)
   mp_queue *q = mp_queue_from_obj(mp_seq_item(args, 0));
   mp_array *ba = mp_array_from_obj(mp_seq_item(args, 1));
   mp_array *ctl = mp_array_from_obj(mp_seq_item(args, 2));
-  int64_t batches, joinable;
+  int64_t batches, joinable, forever;
   if (!q || !ba || !ctl || mp_int_get(mp_seq_item(args, 3), &batches)
-      || mp_int_get(mp_seq_item(args, 4), &joinable))
+      || mp_int_get(mp_seq_item(args, 4), &joinable)
+      || mp_int_get(mp_seq_item(args, 5), &forever))
     return 10;
+  /* forever: waits without a timeout, their slices ended by this process's
+   * slice clock from the first one */
+  double tmo = forever ? MP_FOREVER : 0.2;
+  if (forever)
+    __atomic_store_n(&mp__slice_clock_after, 0, __ATOMIC_RELAXED);
   uint8_t *bits = mp_array_ptr(ba);
   int64_t *c = slots(ctl);
   int32_t *last = malloc(sizeof(int32_t) * MAXIDS);
@@ -277,7 +283,7 @@ consumer(mp_obj *args)
     int rc;
     if (batches && (r & 1)) {
       mp_queue_buf items[8];
-      rc = mp_queue_get_many_bytes(q, buf, bsize, items, 8, 0.2);
+      rc = mp_queue_get_many_bytes(q, buf, bsize, items, 8, tmo);
       if (rc == MP_EEMPTY)
         continue;
       if (rc < 0)
@@ -297,7 +303,7 @@ consumer(mp_obj *args)
     } else {
       void *p;
       size_t n;
-      rc = mp_queue_get_bytes(q, &p, &n, 0.2);
+      rc = mp_queue_get_bytes(q, &p, &n, tmo);
       if (rc == MP_EEMPTY)
         continue;
       if (rc < 0)
@@ -320,6 +326,7 @@ typedef struct world {
   mp_queue *q;
   mp_array *acks, *bits, *ctl;
   int batches, joinable;
+  int forever; /* consumers wait with MP_FOREVER */
   int nids;
   mp_process *prod[NPROD];
   int prod_id[NPROD];
@@ -335,7 +342,7 @@ start(world *w, int is_producer, int id)
                      mp_array_obj(w->ctl), mp_int_new(id))
           : MP_TUPLE(mp_queue_obj(w->q), mp_array_obj(w->bits),
                      mp_array_obj(w->ctl), mp_int_new(w->batches),
-                     mp_int_new(w->joinable));
+                     mp_int_new(w->joinable), mp_int_new(w->forever));
   assert_non_null(args);
   mp_process *p;
   MP_ASSERT_OK(mp_process_new(
@@ -567,17 +574,18 @@ world_end(world *w, int consumer_kills, int exact)
 }
 
 static void
-kill_producers(void **state, int joinable)
+kill_producers(void **state, int joinable, int forever)
 {
   static world w; /* static: still there for kill_live_world after a failed check */
-  world_new(&w, state, joinable, 1, joinable ? 0 : 2000);
+  world_new(&w, state, joinable, 1, joinable || forever ? 0 : 2000);
+  w.forever = forever;
   for (int i = 0; i < NCONS; i++)
     w.cons[i] = start(&w, 0, 0);
   for (int i = 0; i < NPROD; i++) {
     w.prod_id[i] = w.nids;
     w.prod[i] = start(&w, 1, w.nids++);
   }
-  int rounds = rounds_for(mp_test_method(state), 300);
+  int rounds = rounds_for(mp_test_method(state), forever ? 150 : 300);
   for (int round = 0; round < rounds && w.nids < MAXIDS; round++) {
     int k = rand() % NPROD;
     /* wait until the victim is putting, then kill it anywhere */
@@ -593,27 +601,38 @@ kill_producers(void **state, int joinable)
 static void
 test_kill_producers(void **state)
 {
-  kill_producers(state, 0);
+  kill_producers(state, 0, 0);
+}
+
+/* Consumers asleep without a timeout on an unbounded queue: a producer
+ * killed between its publish and its wake-up leaves them to the slice
+ * clock. */
+static void
+test_kill_producers_forever(void **state)
+{
+  kill_producers(state, 0, 1);
 }
 
 static void
 test_kill_producers_joinable(void **state)
 {
-  kill_producers(state, 1);
+  kill_producers(state, 1, 0);
 }
 
 static void
-kill_consumers(void **state, int joinable)
+kill_consumers(void **state, int joinable, int forever)
 {
   static world w; /* static: still there for kill_live_world after a failed check */
   world_new(&w, state, joinable, 0, 500);
+  w.forever = forever;
   for (int i = 0; i < NCONS; i++)
     w.cons[i] = start(&w, 0, 0);
   for (int i = 0; i < NPROD; i++) {
     w.prod_id[i] = w.nids;
     w.prod[i] = start(&w, 1, w.nids++);
   }
-  int rounds = rounds_for(mp_test_method(state), 200), kills = 0;
+  int rounds = rounds_for(mp_test_method(state), forever ? 100 : 200);
+  int kills = 0;
   for (int round = 0; round < rounds; round++) {
     int k = rand() % NCONS;
     wait_progress(&w, -1, slots(w.ctl)[C_GOT]);
@@ -636,20 +655,31 @@ kill_consumers(void **state, int joinable)
 static void
 test_kill_consumers(void **state)
 {
-  kill_consumers(state, 0);
+  kill_consumers(state, 0, 0);
+}
+
+/* The same with the survivors asleep without a timeout: a consumer killed
+ * after its wake-up and before it passed the wake on leaves them to the
+ * slice clock. */
+static void
+test_kill_consumers_forever(void **state)
+{
+  kill_consumers(state, 0, 1);
 }
 
 static void
 test_kill_consumers_joinable(void **state)
 {
-  kill_consumers(state, 1);
+  kill_consumers(state, 1, 0);
 }
 
 static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS(test_kill_producers),
     MP_TEST_METHODS(test_kill_producers_joinable),
+    MP_TEST_METHODS(test_kill_producers_forever),
     MP_TEST_METHODS(test_kill_consumers),
     MP_TEST_METHODS(test_kill_consumers_joinable),
+    MP_TEST_METHODS(test_kill_consumers_forever),
 };
 
 MP_TEST_MAIN(tests)
