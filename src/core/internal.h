@@ -178,16 +178,17 @@ int mp__thread_idle_count(void);   /* parked now (tests) */
  * woken, or for about one slice: without a kernel timer once the process's
  * clock thread ("mproc-slice") runs -- it wakes every registered sleeper
  * once per mp__slice_ns -- and with a timed wait before that (a process's
- * first slice waits) or when it cannot register.  0 woken (or spuriously,
- * or the word no longer held val), MP_ETIMEDOUT when about a slice passed
- * (the clock's tick came, or the timed wait expired). */
+ * first slice waits) or when it cannot register.  It returns when woken,
+ * when the slice ended, spuriously, or at once if the word no longer held
+ * val: the caller looks at its condition again in every case. */
 #define MP__SLICE_NS 200000000LL
-int mp__futex_wait_slice(uint32_t *word, uint32_t val);
+void mp__futex_wait_slice(uint32_t *word, uint32_t val);
 extern int64_t mp__slice_ns;       /* MP__SLICE_NS; tests shorten it */
 extern int mp__slice_clock_after;  /* timed slice waits before it starts: 16 */
 /* For tests: 0 no clock thread in this process, 1 ticking, 2 idle (nobody
  * registered for two periods: it sleeps until the next registrant). */
 int mp__slice_clock_state(void);
+uint64_t mp__slice_clock_sleeps(void); /* sleeps that registered (tests) */
 
 /* ---- tiny serializer ------------------------------------------------------
  * Host-order fields and length-prefixed blobs, for messages between

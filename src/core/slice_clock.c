@@ -8,9 +8,9 @@
  * 0.4 us a wait, a fifth of a pinned put->get round trip.  Here the
  * process's waiters instead sleep without a timeout, each registered in a
  * slot, and one thread ("mproc-slice", every signal blocked) wakes every
- * registered word once per mp__slice_ns.  A sleeper is so woken within one
- * period, as a timed wait of one slice would be, and a lost wake-up costs
- * what it cost before: one slice.
+ * registered word once per mp__slice_ns.  A sleeper is so woken within
+ * about one period, as a timed wait of one slice would be, and a lost
+ * wake-up costs what it cost before: one slice.
  *
  * The thread is started by the first slice wait after a process's first
  * mp__slice_clock_after (those, and every wait when the slots are full or
@@ -36,7 +36,8 @@ int mp__slice_clock_after = 16;
 
 static _Atomic(uint32_t *) g_slot[NSLOTS];
 static _Atomic uint32_t g_idle;  /* 1: the thread sleeps on it */
-static _Atomic uint64_t g_ticks; /* periods ended (tells a waiter one did) */
+static _Atomic uint64_t g_ticks; /* ticks begun */
+static _Atomic uint64_t g_sleeps; /* sleeps that registered (tests) */
 static _Atomic int g_state;      /* 0 none, 1 running, -1 could not start */
 static _Atomic uint32_t g_waits; /* slice waits so far (to the _after) */
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER; /* starting it */
@@ -145,12 +146,18 @@ clock_running(void)
   return s > 0;
 }
 
-int
+void
 mp__futex_wait_slice(uint32_t *word, uint32_t val)
 {
-  if (!clock_running())
-    return mp__futex_wait_rel(word, val, mp__slice_ns);
-  /* a slot near where this thread's last one was: few collisions */
+  if (!clock_running()) {
+    mp__futex_wait_rel(word, val, mp__slice_ns);
+    return;
+  }
+  /* Ticks counted before registering: one that comes between here and the
+   * sleep may have passed this slot already, and then this sleep ends at
+   * once, so that none lasts longer than about one period. */
+  uint64_t t0 = atomic_load_explicit(&g_ticks, memory_order_seq_cst);
+  /* threads start their search at different slots: few collisions */
   unsigned start = (unsigned)mp__gettid() % NSLOTS;
   int s = -1;
   for (unsigned k = 0; k < NSLOTS && s < 0; k++) {
@@ -162,8 +169,11 @@ mp__futex_wait_slice(uint32_t *word, uint32_t val)
                                                 memory_order_relaxed))
       s = (int)i;
   }
-  if (s < 0) /* every slot taken: a timed wait, as without the clock */
-    return mp__futex_wait_rel(word, val, mp__slice_ns);
+  if (s < 0) { /* every slot taken: a timed wait, as without the clock */
+    mp__futex_wait_rel(word, val, mp__slice_ns);
+    return;
+  }
+  atomic_fetch_add_explicit(&g_sleeps, 1, memory_order_relaxed);
   if (MP__UNLIKELY(atomic_load_explicit(&g_idle, memory_order_seq_cst))) {
     uint32_t one = 1;
     if (atomic_compare_exchange_strong_explicit(&g_idle, &one, 0,
@@ -171,13 +181,9 @@ mp__futex_wait_slice(uint32_t *word, uint32_t val)
                                                 memory_order_relaxed))
       mp__futex_wake((uint32_t *)&g_idle, 1);
   }
-  uint64_t t0 = atomic_load_explicit(&g_ticks, memory_order_seq_cst);
-  mp__futex_wait(word, val, MP__NO_DEADLINE);
+  if (atomic_load_explicit(&g_ticks, memory_order_seq_cst) == t0)
+    mp__futex_wait(word, val, MP__NO_DEADLINE);
   atomic_store_explicit(&g_slot[s], NULL, memory_order_release);
-  /* a tick came while it slept: the clock woke it, or about then */
-  return atomic_load_explicit(&g_ticks, memory_order_relaxed) != t0
-             ? MP_ETIMEDOUT
-             : 0;
 }
 
 int
@@ -186,4 +192,10 @@ mp__slice_clock_state(void)
   if (atomic_load_explicit(&g_state, memory_order_acquire) <= 0)
     return 0;
   return atomic_load_explicit(&g_idle, memory_order_seq_cst) ? 2 : 1;
+}
+
+uint64_t
+mp__slice_clock_sleeps(void)
+{
+  return atomic_load_explicit(&g_sleeps, memory_order_relaxed);
 }
