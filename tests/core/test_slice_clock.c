@@ -19,14 +19,6 @@
 
 #define LIMIT 5.0 /* s: many slices of 20-50 ms */
 
-static double
-now_s(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 static void
 set_slice_ms(int ms)
 {
@@ -63,10 +55,10 @@ sleepers_start(sleeper *s, int n)
 static int
 sleepers_join(sleeper *s, int n)
 {
-  double end = now_s() + LIMIT;
+  double end = mp_test_now() + LIMIT;
   int rescued = 0;
   for (int i = 0; i < n; i++) {
-    while (!atomic_load(&s[i].back) && now_s() < end)
+    while (!atomic_load(&s[i].back) && mp_test_now() < end)
       usleep(2000);
     if (!atomic_load(&s[i].back)) {
       rescued++;
@@ -156,8 +148,8 @@ test_an_idle_clock_is_woken_by_the_next_sleeper(void **state)
   set_slice_ms(20);
   start_clock();
   /* nobody registered for two periods: it goes idle */
-  double end = now_s() + LIMIT;
-  while (mp__slice_clock_state() != 2 && now_s() < end)
+  double end = mp_test_now() + LIMIT;
+  while (mp__slice_clock_state() != 2 && mp_test_now() < end)
     usleep(5000);
   assert_int_equal(mp__slice_clock_state(), 2);
   sleeper s[1];

@@ -288,14 +288,6 @@ test_memo_chain_refused_at_default(void **state)
   free(b.p);
 }
 
-static double
-now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void
 test_long_memo_chain_is_linear(void **state)
 {
@@ -304,12 +296,12 @@ test_long_memo_chain_is_linear(void **state)
   pbuf b = {0};
   for (int k = LISTS; k <= MIXED; k += MIXED - LISTS) {
     chain_pickle(&b, (enum kind)k, 300000, 1);
-    double t0 = now();
+    double t0 = mp_test_now();
     mp_obj *v;
     MP_ASSERT_ERR(load(&b, 0, &v), MP_ELIMIT);
     MP_ASSERT_ERR(load(&b, 20000, &v), MP_ELIMIT);
     printf("  300,000-link chain of %s (%zu bytes): refused in %.3f s\n",
-           kind_names[k], b.n, now() - t0);
+           kind_names[k], b.n, mp_test_now() - t0);
   }
   /* and shared structure is walked once: a ladder of 20,000 lists where
    * list i holds list i+1 twice (a DAG of 2**20000 paths) */
@@ -326,7 +318,7 @@ test_long_memo_chain_is_linear(void **state)
   }
   get(&b, 0);
   put1(&b, '.');
-  double t0 = now();
+  double t0 = mp_test_now();
   mp_obj *v;
   MP_ASSERT_ERR(load(&b, 0, &v), MP_ELIMIT);
   /* 500 rungs fit: loads, and is 500 deep */
@@ -347,7 +339,7 @@ test_long_memo_chain_is_linear(void **state)
   mp_obj *w;
   MP_ASSERT_ERR(load(&b, 499, &w), MP_ELIMIT);
   mp_obj_free(v);
-  printf("  ladders of shared lists: %.3f s\n", now() - t0);
+  printf("  ladders of shared lists: %.3f s\n", mp_test_now() - t0);
   free(b.p);
 }
 

@@ -221,14 +221,6 @@ get_forever(void *arg)
   return NULL;
 }
 
-static double
-now_s(void)
-{
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 /* A consumer asleep in get(MP_FOREVER) on an empty queue; a producer
  * process publishes an item and dies before waking anyone.  The consumer
  * must still get it, within about a slice (here: 10 s at most; then the
@@ -256,8 +248,8 @@ lost_wake_round(void)
     _exit(mp__q_commit_quiet(&c) ? 2 : 0); /* and no mp__q_wake_consumer */
   }
   int bad = mp_test_wait_child(pid, 30) != 0 ? 3 : 0;
-  double end = now_s() + 10;
-  while (!atomic_load(&g.back) && now_s() < end)
+  double end = mp_test_now() + 10;
+  while (!atomic_load(&g.back) && mp_test_now() < end)
     usleep(2000);
   if (!atomic_load(&g.back)) {
     bad = 4; /* asleep for ever: wake it to end the test */

@@ -352,3 +352,11 @@ mp_test_threads_named(const char *name, unsigned long long *blocked)
   closedir(d);
   return n;
 }
+
+double
+mp_test_now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}

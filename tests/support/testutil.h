@@ -88,6 +88,9 @@ const char *mp_test_build_dir(void);
 const char *mp_test_method(void **state);
 mp_context *mp_test_context(void **state);
 
+/* Seconds on CLOCK_MONOTONIC (for a test's bounds and deadlines). */
+double mp_test_now(void);
+
 /* ---- children the test forks itself --------------------------------------
  * Wait for `pid` at most `timeout` seconds (EINTR retried); a child still
  * running then is SIGKILLed and reaped, and the test fails.  Returns its

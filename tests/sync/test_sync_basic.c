@@ -19,14 +19,6 @@
 #include "sync/sync_internal.h"
 #include <fcntl.h>
 
-static double
-now(void)
-{
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* (bounded: a child that hangs fails the test instead of the suite) */
 #define wait_child(pid) mp_test_wait_child((pid), 60)
 
@@ -45,9 +37,9 @@ test_lock_basic(void **state)
   /* non-recursive: a second acquire does not succeed */
   MP_ASSERT_ERR(mp_lock_acquire(l, 0), MP_ETIMEDOUT);
   MP_ASSERT_ERR(mp_lock_acquire(l, -5), MP_ETIMEDOUT); /* negative = 0 */
-  double t0 = now();
+  double t0 = mp_test_now();
   MP_ASSERT_ERR(mp_lock_acquire(l, 0.05), MP_ETIMEDOUT);
-  assert_true(now() - t0 >= 0.049);
+  assert_true(mp_test_now() - t0 >= 0.049);
   MP_ASSERT_OK(mp_lock_release(l));
   MP_ASSERT_ERR(mp_lock_release(l), MP_ESTATE); /* Python: ValueError */
   MP_ASSERT_OK(mp_lock_acquire(l, 0));
@@ -301,9 +293,9 @@ test_semaphore(void **state)
   MP_ASSERT_OK(mp_sem_acquire(s, MP_FOREVER));
   MP_ASSERT_ERR(mp_sem_acquire(s, 0), MP_ETIMEDOUT);
   MP_ASSERT_ERR(mp_sem_acquire(s, -1.5), MP_ETIMEDOUT);
-  double t0 = now();
+  double t0 = mp_test_now();
   MP_ASSERT_ERR(mp_sem_acquire(s, 0.05), MP_ETIMEDOUT);
-  assert_true(now() - t0 >= 0.049);
+  assert_true(mp_test_now() - t0 >= 0.049);
   assert_int_equal(mp_sem_get_value(s), 0);
   /* an unbounded semaphore may go above its initial value */
   for (int i = 0; i < 5; i++)
@@ -339,9 +331,9 @@ test_event(void **state)
   MP_ASSERT_OK(mp_event_new(&e));
   assert_int_equal(mp_event_is_set(e), 0);
   MP_ASSERT_ERR(mp_event_wait(e, 0), MP_ETIMEDOUT);
-  double t0 = now();
+  double t0 = mp_test_now();
   MP_ASSERT_ERR(mp_event_wait(e, 0.05), MP_ETIMEDOUT);
-  assert_true(now() - t0 >= 0.049);
+  assert_true(mp_test_now() - t0 >= 0.049);
   MP_ASSERT_OK(mp_event_set(e));
   assert_int_equal(mp_event_is_set(e), 1);
   MP_ASSERT_OK(mp_event_wait(e, 0));
@@ -411,9 +403,9 @@ test_condition_errors(void **state)
   MP_ASSERT_ERR(mp_cond_wait_for(c, flag_set, &flag, 0), MP_ENOTOWNER);
   MP_ASSERT_OK(mp_cond_acquire(c, MP_FOREVER));
   MP_ASSERT_OK(mp_cond_acquire(c, MP_FOREVER)); /* RLock: recursion */
-  double t0 = now();
+  double t0 = mp_test_now();
   MP_ASSERT_ERR(mp_cond_wait(c, 0.05), MP_ETIMEDOUT);
-  assert_true(now() - t0 >= 0.049);
+  assert_true(mp_test_now() - t0 >= 0.049);
   MP_ASSERT_ERR(mp_cond_wait_for(c, flag_set, &flag, 0.02), MP_ETIMEDOUT);
   MP_ASSERT_ERR(mp_cond_wait_for(c, NULL, NULL, 0), MP_EINVAL);
   flag = 1;
