@@ -468,8 +468,10 @@ child_churns(mp_obj *args)
   const char *address;
   size_t len;
   mp_proxy *l = mp_proxy_from_obj(mp_seq_item(args, 1));
-  if (mp_str_get(mp_seq_item(args, 0), &address, &len) || !l)
+  mp_array *stored = mp_array_from_obj(mp_seq_item(args, 2));
+  if (mp_str_get(mp_seq_item(args, 0), &address, &len) || !l || !stored)
     return 1;
+  int64_t *nstored = mp_array_ptr(stored);
   mp_manager *m;
   if (mp_manager_new(&m, &(mp_manager_opts){ .address = address,
                                              .authkey = KEY,
@@ -485,6 +487,7 @@ child_churns(mp_obj *args)
     h = mp_proxy_obj(d);
     if (mp_proxy_list_append(l, h))
       return 4;
+    __atomic_add_fetch(nstored, 1, __ATOMIC_SEQ_CST);
     mp_obj_free(h);
     mp_proxy_free(d);
     int64_t n = 0;
@@ -513,15 +516,28 @@ test_clients_killed_while_nesting(void **state)
   long seed = (long)time(NULL) ^ getpid();
   srand48(seed);
   print_message("seed %ld\n", seed);
+  mp_array *stored;
+  MP_ASSERT_OK(mp_array_new(&stored, 'q', 1, NULL,
+                            &(mp_value_opts){.raw = 1}));
+  int64_t *nstored = mp_array_ptr(stored);
   for (int round = 0; round < 20; round++) {
     mp_process *p;
     mp_obj *args = MP_TUPLE(mp_str_new(mp_manager_address(m)),
-                            mp_proxy_obj(l));
+                            mp_proxy_obj(l), mp_array_obj(stored));
     MP_ASSERT_OK(mp_process_new(&p, mp_test_context(state),
                                 &(mp_process_opts){ .target = child_churns,
                                                     .args = args }));
     mp_obj_free(args);
+    int64_t before = __atomic_load_n(nstored, __ATOMIC_SEQ_CST);
     MP_ASSERT_OK(mp_process_start(p));
+    /* Killed while it churns, at a random instant: first it must have
+     * stored a proxy (a spawn child under a sanitizer takes longer to get
+     * there than the longest pause below). */
+    double until = mp_test_now() + 60;
+    while (__atomic_load_n(nstored, __ATOMIC_SEQ_CST) == before &&
+           mp_test_now() < until)
+      usleep(1000);
+    assert_true(__atomic_load_n(nstored, __ATOMIC_SEQ_CST) > before);
     usleep((useconds_t)(5000 + lrand48() % 30000));
     MP_ASSERT_OK(mp_process_kill(p));
     MP_ASSERT_OK(mp_process_join(p, 60));
@@ -531,6 +547,7 @@ test_clients_killed_while_nesting(void **state)
     assert_int_equal(code, -SIGKILL);
     mp_process_free(p);
   }
+  mp_array_free(stored);
   /* every dict the list still holds is alive and readable */
   int64_t n = -1;
   MP_ASSERT_OK(mp_proxy_len(l, &n));
