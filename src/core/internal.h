@@ -170,6 +170,13 @@ void mp__lifecycle_shutdown(void);
 int mp__thread_run(void (*fn)(void *), void *arg, pthread_t *tid);
 extern int64_t mp__thread_idle_ns; /* 5 s; tests shorten it (atomically) */
 int mp__thread_idle_count(void);   /* parked now (tests) */
+/* Start one of the library's own threads: born with every signal blocked
+ * (process-directed signals go to the program's threads), detached or
+ * joinable, with a stack of `stack` bytes (0: the default), named `name`
+ * for ps and top -H (NULL: unnamed).  0, MP_ENOMEM or a pthread_create
+ * code. */
+int mp__thread_start(pthread_t *t, void *(*fn)(void *), void *arg, int detached,
+                     size_t stack, const char *name);
 
 /* ---- the slice clock (slice_clock.c) ---------------------------------------
  * A slice is how long a wait that must not last for ever (a producer may be

@@ -23,7 +23,6 @@
  * is harmless: the kernel answers EFAULT, or its new waiters see a
  * spurious wake-up, which every futex user must accept. */
 #include <limits.h>
-#include <signal.h>
 #include <time.h>
 
 #include "core/internal.h"
@@ -124,22 +123,10 @@ clock_running(void)
     return 0;
   pthread_mutex_lock(&g_mu);
   if ((s = atomic_load_explicit(&g_state, memory_order_relaxed)) == 0) {
-    pthread_attr_t at;
     pthread_t t;
-    sigset_t all, mask;
-    s = -1;
-    if (pthread_attr_init(&at) == 0) {
-      pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-      pthread_attr_setstacksize(&at, 64 * 1024);
-      sigfillset(&all);
-      pthread_sigmask(SIG_SETMASK, &all, &mask); /* born blocking all */
-      if (pthread_create(&t, &at, clock_main, NULL) == 0) {
-        pthread_setname_np(t, "mproc-slice"); /* for ps, top -H */
-        s = 1;
-      }
-      pthread_sigmask(SIG_SETMASK, &mask, NULL);
-      pthread_attr_destroy(&at);
-    }
+    s = mp__thread_start(&t, clock_main, NULL, 1, 64 * 1024, "mproc-slice")
+            ? -1
+            : 1;
     atomic_store_explicit(&g_state, s, memory_order_release);
   }
   pthread_mutex_unlock(&g_mu);

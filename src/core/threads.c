@@ -130,7 +130,7 @@ int
 mp__thread_run(void (*fn)(void *), void *arg, pthread_t *tid)
 {
   pthread_once(&g_once, install);
-  sigset_t mask, all;
+  sigset_t mask;
   pthread_sigmask(SIG_SETMASK, NULL, &mask);
   if (g_ready) {
     pthread_mutex_lock(&g_mu);
@@ -161,24 +161,13 @@ mp__thread_run(void (*fn)(void *), void *arg, pthread_t *tid)
   s->arg = arg;
   s->mask = mask;
   s->has_job = 1;
-  pthread_attr_t at;
-  if (pthread_attr_init(&at) != 0) {
-    pthread_cond_destroy(&s->cv);
-    free(s);
-    return MP_ENOMEM;
-  }
-  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
   /* born with every signal blocked; fn runs with the caller's mask */
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, NULL);
   pthread_t t;
   pthread_mutex_lock(&g_mu); /* the id is in place before it parks */
-  rc = -pthread_create(&t, &at, spare_main, s);
+  rc = mp__thread_start(&t, spare_main, s, 1, 0, NULL);
   if (rc == 0)
     s->tid = t;
   pthread_mutex_unlock(&g_mu);
-  pthread_sigmask(SIG_SETMASK, &mask, NULL);
-  pthread_attr_destroy(&at);
   if (rc) {
     pthread_cond_destroy(&s->cv);
     free(s);
@@ -186,6 +175,29 @@ mp__thread_run(void (*fn)(void *), void *arg, pthread_t *tid)
   }
   *tid = t;
   return 0;
+}
+
+int
+mp__thread_start(pthread_t *t, void *(*fn)(void *), void *arg, int detached,
+                 size_t stack, const char *name)
+{
+  pthread_attr_t at;
+  if (pthread_attr_init(&at) != 0)
+    return MP_ENOMEM;
+  if (detached)
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  if (stack)
+    pthread_attr_setstacksize(&at, stack);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = -pthread_create(t, &at, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&at);
+  /* named by its creator, so that it has its name once started */
+  if (rc == 0 && name)
+    pthread_setname_np(*t, name); /* for ps, top -H */
+  return rc;
 }
 
 int

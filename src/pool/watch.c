@@ -20,7 +20,6 @@
  * once the thread is not calling (and will not call) that watch's notify. */
 #include <errno.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -274,17 +273,10 @@ ensure_thread(void)
     }
   }
   g_stop = 0;
-  /* Born with every signal blocked: process-directed signals go to the
-   * program's own threads. */
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  rc = -pthread_create(&g_thread, NULL, watch_main, NULL);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0)
+  /* joinable: mp__watch_shutdown waits for its end */
+  if ((rc = mp__thread_start(&g_thread, watch_main, NULL, 0, 0,
+                             "mproc-watch")) != 0)
     return rc;
-  /* named by its creator, so that it has its name once started */
-  pthread_setname_np(g_thread, "mproc-watch"); /* for ps, top -H */
   g_running = 1;
   return 0;
 }

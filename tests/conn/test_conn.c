@@ -29,18 +29,6 @@ pair(mp_conn **a, mp_conn **b)
   }
 }
 
-static void
-recv_expect(mp_conn *c, const void *want, size_t wlen)
-{
-  void *p = NULL;
-  size_t n = 0;
-  MP_ASSERT_OK(mp_conn_recv_bytes(c, &p, &n, 0, 5.0));
-  assert_int_equal(n, wlen);
-  if (wlen)
-    assert_memory_equal(p, want, wlen);
-  mp_free(p);
-}
-
 /* Write raw bytes to a connection's socket, bypassing the framing. */
 static void
 raw(mp_conn *c, const void *p, size_t n)
@@ -54,12 +42,12 @@ test_duplex_bytes(void **state)
   mp_conn *a, *b;
   pair(&a, &b);
   MP_ASSERT_OK(mp_conn_send_bytes(a, "thank you", 9));
-  recv_expect(b, "thank you", 9);
+  mp_test_recv_expect(b, "thank you", 9, 5.0);
   MP_ASSERT_OK(mp_conn_send_bytes(b, "back", 4));
-  recv_expect(a, "back", 4);
+  mp_test_recv_expect(a, "back", 4, 5.0);
   /* an empty message is a message */
   MP_ASSERT_OK(mp_conn_send_bytes(a, NULL, 0));
-  recv_expect(b, "", 0);
+  mp_test_recv_expect(b, "", 0, 5.0);
   /* sizes around CPython's one-write threshold */
   size_t sizes[] = { 1, 16384, 16385, 70000 };
   for (size_t i = 0; i < 4; i++) {
@@ -67,7 +55,7 @@ test_duplex_bytes(void **state)
     for (size_t k = 0; k < sizes[i]; k++)
       buf[k] = (char)(k * 7 + i);
     MP_ASSERT_OK(mp_conn_send_bytes(a, buf, sizes[i]));
-    recv_expect(b, buf, sizes[i]);
+    mp_test_recv_expect(b, buf, sizes[i], 5.0);
     free(buf);
   }
   assert_true(mp_conn_readable(a) && mp_conn_writable(a));
@@ -86,7 +74,7 @@ test_wire_format(void **state)
   assert_memory_equal(got, "\0\0\0\5hello", 9);
   /* the -1 escape with a 64-bit length is accepted for any length */
   raw(a, "\xff\xff\xff\xff\0\0\0\0\0\0\0\5world", 17);
-  recv_expect(b, "world", 5);
+  mp_test_recv_expect(b, "world", 5, 5.0);
   mp_conn_free(a);
   mp_conn_free(b);
 }
@@ -154,7 +142,7 @@ test_small_and_large_sends(void **state)
   close(fds[0]);
   free(fds);
   mp_free(out);
-  recv_expect(b, "after", 5);
+  mp_test_recv_expect(b, "after", 5, 5.0);
   close(p[0]);
   close(p[1]);
   mp_conn_free(a);
@@ -168,11 +156,11 @@ test_send_bytes_at(void **state)
   pair(&a, &b);
   const char *s = "0123456789";
   MP_ASSERT_OK(mp_conn_send_bytes_at(a, s, 10, 3, 4));
-  recv_expect(b, "3456", 4);
+  mp_test_recv_expect(b, "3456", 4, 5.0);
   MP_ASSERT_OK(mp_conn_send_bytes_at(a, s, 10, 7, MP_CONN_REST));
-  recv_expect(b, "789", 3);
+  mp_test_recv_expect(b, "789", 3, 5.0);
   MP_ASSERT_OK(mp_conn_send_bytes_at(a, s, 10, 10, MP_CONN_REST));
-  recv_expect(b, "", 0);
+  mp_test_recv_expect(b, "", 0, 5.0);
   MP_ASSERT_ERR(mp_conn_send_bytes_at(a, s, 10, 11, 0), MP_EINVAL);
   MP_ASSERT_ERR(mp_conn_send_bytes_at(a, s, 10, 5, 6), MP_EINVAL);
   MP_ASSERT_ERR(mp_conn_send_bytes(NULL, s, 1), MP_EINVAL);
@@ -195,7 +183,7 @@ test_simplex(void **state)
   MP_ASSERT_ERR(mp_conn_recv_bytes(w, &p, &n, 0, 0), MP_ESTATE);
   MP_ASSERT_ERR(mp_conn_poll(w, 0), MP_ESTATE);
   MP_ASSERT_OK(mp_conn_send_bytes(w, "one way", 7));
-  recv_expect(r, "one way", 7);
+  mp_test_recv_expect(r, "one way", 7, 5.0);
   mp_conn_free(r);
   mp_conn_free(w);
 }
@@ -212,7 +200,7 @@ test_eof_and_close(void **state)
   MP_ASSERT_ERR(mp_conn_fileno(a), MP_ECLOSED);
   assert_true(mp_conn_closed(a) && !mp_conn_readable(a));
   /* data sent before the close still arrives, then EOF, every time */
-  recv_expect(b, "last", 4);
+  mp_test_recv_expect(b, "last", 4, 5.0);
   assert_int_equal(mp_conn_poll(b, 0), 1);
   void *p;
   size_t n;
@@ -244,7 +232,7 @@ test_maxlength(void **state)
   MP_ASSERT_ERR(mp_conn_poll(b, 0), MP_ESTATE);
   /* but still writable */
   MP_ASSERT_OK(mp_conn_send_bytes(b, "ok", 2));
-  recv_expect(a, "ok", 2);
+  mp_test_recv_expect(a, "ok", 2, 5.0);
   mp_conn_free(a);
   mp_conn_free(b);
 
@@ -381,7 +369,7 @@ test_recv_bytes_into(void **state)
   assert_int_equal(n, 10);
   assert_memory_equal(big + 2, "0123456789", 10);
   MP_ASSERT_ERR(mp_conn_recv_bytes_into(b, buf, 3, 0, &n, 1.0), MP_ETOOSHORT);
-  recv_expect(b, "after", 5);
+  mp_test_recv_expect(b, "after", 5, 5.0);
   mp_conn_free(a);
   mp_conn_free(b);
 }
@@ -406,7 +394,7 @@ test_timeouts_keep_partial_messages(void **state)
   char buf[8];
   MP_ASSERT_ERR(mp_conn_recv_bytes_into(b, buf, 8, 0, &n, 0), MP_ETIMEDOUT);
   raw(a, "def", 3);
-  recv_expect(b, "abcdef", 6);
+  mp_test_recv_expect(b, "abcdef", 6, 5.0);
   /* recv_bytes_into reading straight into the caller's buffer, too */
   raw(a, "\0\0\0\x06" "ab", 6);
   MP_ASSERT_ERR(mp_conn_recv_bytes_into(b, buf, 8, 0, &n, 0.01),
@@ -484,7 +472,7 @@ test_64mib(void **state)
   struct sender s = { a, buf, len, -1 };
   pthread_t t;
   pthread_create(&t, NULL, send_thread, &s);
-  recv_expect(b, buf, len);
+  mp_test_recv_expect(b, buf, len, 5.0);
   pthread_join(t, NULL);
   MP_ASSERT_OK(s.rc);
   /* and into a caller's buffer */
@@ -792,7 +780,7 @@ test_poll(void **state)
   MP_ASSERT_OK(mp_conn_send_bytes(a, "x", 1));
   assert_int_equal(mp_conn_poll(b, 0), 1);
   assert_int_equal(mp_conn_poll(b, MP_FOREVER), 1);
-  recv_expect(b, "x", 1);
+  mp_test_recv_expect(b, "x", 1, 5.0);
   assert_int_equal(mp_conn_poll(b, 0), 0);
   MP_ASSERT_ERR(mp_conn_poll(NULL, 0), MP_EINVAL);
   mp_conn_free(a);
@@ -920,7 +908,7 @@ test_new_fd(void **state)
   MP_ASSERT_OK(mp_conn_new_fd(&b, sv[1], 1, 0));
   assert_int_equal(mp_conn_fileno(a), sv[0]);
   MP_ASSERT_OK(mp_conn_send_bytes(a, "fd", 2));
-  recv_expect(b, "fd", 2);
+  mp_test_recv_expect(b, "fd", 2, 5.0);
   MP_ASSERT_ERR(mp_conn_new_fd(&a, -1, 1, 1), MP_EINVAL);
   MP_ASSERT_ERR(mp_conn_new_fd(&a, 1000, 1, 1), MP_EBADF);
   MP_ASSERT_ERR(mp_conn_new_fd(&a, sv[0], 0, 0), MP_EINVAL);
@@ -933,7 +921,7 @@ test_new_fd(void **state)
   MP_ASSERT_OK(mp_conn_new_fd(&r, p[0], 1, 0));
   MP_ASSERT_OK(mp_conn_new_fd(&w, p[1], 0, 1));
   MP_ASSERT_OK(mp_conn_send_bytes(w, "pipe", 4));
-  recv_expect(r, "pipe", 4);
+  mp_test_recv_expect(r, "pipe", 4, 5.0);
   void *m;
   size_t n;
   MP_ASSERT_ERR(mp_conn_recv_bytes(r, &m, &n, 0, 0.01), MP_ETIMEDOUT);
@@ -953,7 +941,7 @@ test_readahead_buffers(void **state)
   MP_ASSERT_OK(mp_conn_send_bytes(a, "one", 3));
   MP_ASSERT_OK(mp_conn_send_bytes(a, "two", 3));
   MP_ASSERT_OK(mp_conn_send_bytes(a, "three", 5));
-  recv_expect(b, "one", 3);
+  mp_test_recv_expect(b, "one", 3, 5.0);
   /* the others were read ahead: the socket itself is empty now */
   struct pollfd pf = { .fd = mp_conn_fileno(b), .events = POLLIN };
   assert_int_equal(poll(&pf, 1, 0), 0);
@@ -965,12 +953,12 @@ test_readahead_buffers(void **state)
   size_t n;
   MP_ASSERT_ERR(mp_conn_recv_bytes_into(b, buf, 2, 0, &n, 0), MP_ETOOSHORT);
   assert_int_equal(n, 3);
-  recv_expect(b, "two", 3);
-  recv_expect(b, "three", 5);
+  mp_test_recv_expect(b, "two", 3, 5.0);
+  mp_test_recv_expect(b, "three", 5, 5.0);
   assert_int_equal(mp_conn_poll(b, 0), 0);
   MP_ASSERT_OK(mp_conn_set_readahead(b, 0));
   MP_ASSERT_OK(mp_conn_send_bytes(a, "four", 4));
-  recv_expect(b, "four", 4);
+  mp_test_recv_expect(b, "four", 4, 5.0);
   MP_ASSERT_ERR(mp_conn_set_readahead(NULL, 1), MP_EINVAL);
   mp_conn_free(a);
   mp_conn_free(b);

@@ -201,12 +201,7 @@ check_through(mp_obj *h, mp_conn *peer, const char *tag)
   mp_conn *c = mp_conn_from_obj(h);
   assert_non_null(c);
   MP_ASSERT_OK(mp_conn_send_bytes(c, tag, strlen(tag)));
-  void *p;
-  size_t n;
-  MP_ASSERT_OK(mp_conn_recv_bytes(peer, &p, &n, 0, 5));
-  assert_int_equal(n, strlen(tag));
-  assert_memory_equal(p, tag, n);
-  mp_free(p);
+  mp_test_recv_expect(peer, tag, strlen(tag), 5);
 }
 
 static void
@@ -445,12 +440,7 @@ test_connection_sent_to_a_child(void **state)
     mp_obj *h = mp_conn_obj(back_w);
     MP_ASSERT_OK(mp_conn_send(ctl_parent, h));
     mp_obj_free(h);
-    void *d;
-    size_t n;
-    MP_ASSERT_OK(mp_conn_recv_bytes(back_r, &d, &n, 0, 60));
-    assert_int_equal(n, 7);
-    assert_memory_equal(d, "relayed", 7);
-    mp_free(d);
+    mp_test_recv_expect(back_r, "relayed", 7, 60);
     join_ok(p);
     mp_conn_free(ctl_parent);
     mp_conn_free(ctl_child);

@@ -57,12 +57,7 @@ serve_one(mp_listener *l)
 {
   mp_conn *c;
   MP_ASSERT_OK(mp_listener_accept(l, &c, 30));
-  void *p;
-  size_t n;
-  MP_ASSERT_OK(mp_conn_recv_bytes(c, &p, &n, 0, 30));
-  assert_int_equal(n, 4);
-  assert_memory_equal(p, "ping", 4);
-  mp_free(p);
+  mp_test_recv_expect(c, "ping", 4, 30);
   MP_ASSERT_OK(mp_conn_send_bytes(c, "pong", 4));
   mp_conn_free(c);
 }

@@ -15,13 +15,11 @@ import threading
 import time
 import _ctypes
 
-BUILD = os.environ.get("MPROC_BUILD_DIR", "build")
-lib = os.path.join(BUILD, "libmproc.so")
-syms = subprocess.run(["readelf", "--dyn-syms", "-W", lib],
-                      capture_output=True, text=True).stdout
-if any(s in syms for s in ("__asan_", "__tsan_", "__msan_")):
-    print("skipped: a sanitizer build cannot be loaded into python3")
-    sys.exit(77)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "support"))
+import built_lib  # noqa: E402
+
+lib = built_lib.libmproc_path()
 
 
 def threads_named(name):

@@ -45,12 +45,7 @@ assert_conn_travels(mp_queue *q, mp_conn *w, mp_conn *r)
   mp_conn *got = mp_conn_from_obj(o);
   assert_non_null(got);
   MP_ASSERT_OK(mp_conn_send_bytes(got, "ping", 4));
-  void *p;
-  size_t n;
-  MP_ASSERT_OK(mp_conn_recv_bytes(r, &p, &n, 0, 5));
-  assert_int_equal(n, 4);
-  assert_memory_equal(p, "ping", 4);
-  mp_free(p);
+  mp_test_recv_expect(r, "ping", 4, 5);
   mp_obj_free(o);
 }
 

@@ -360,3 +360,15 @@ mp_test_now(void)
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+void
+mp_test_recv_expect(mp_conn *c, const void *want, size_t wlen, double timeout)
+{
+  void *p = NULL;
+  size_t n = 0;
+  MP_ASSERT_OK(mp_conn_recv_bytes(c, &p, &n, 0, timeout));
+  assert_int_equal(n, wlen);
+  if (wlen)
+    assert_memory_equal(p, want, wlen);
+  mp_free(p);
+}

@@ -108,6 +108,11 @@ void mp_test_pipe(mp_conn **r, mp_conn **w, int duplex);
  * found and blocked is not NULL) is the signal mask of the last one. */
 int mp_test_threads_named(const char *name, unsigned long long *blocked);
 
+/* Receive one message on `c` within `timeout` seconds and assert that it is
+ * exactly the `wlen` bytes at `want`. */
+void mp_test_recv_expect(mp_conn *c, const void *want, size_t wlen,
+                         double timeout);
+
 /* Assert that repr(o) is exactly `want`. */
 void mp_test_assert_repr(const mp_obj *o, const char *want);
 
