@@ -439,7 +439,14 @@ MP_EXTERN int mp_pool_insights_print(mp_pool *p, FILE *f);
  * MP_ETIMEDOUT not ready within `timeout` (Python's
  * multiprocessing.TimeoutError; the result stays gettable); MP_EINVAL. */
 MP_EXTERN int mp_result_get(mp_result *r, mp_obj **out, double timeout);
-/* wait(timeout): 0 once ready, MP_ETIMEDOUT, MP_EINVAL. */
+/* wait(timeout): 0 once ready, MP_ETIMEDOUT, MP_EINVAL.
+ *
+ * How get, wait and mp_imap_next wait: while results have been coming back
+ * within about 100 us of a caller starting to wait (this process's recent
+ * waits), a caller polls for up to twice that before it sleeps -- a round
+ * trip then costs no sleep and wake-up of the caller, and keeps the CPUs
+ * the handler and workers run on awake.  Otherwise, and after the poll, it
+ * sleeps; a caller waiting on long tasks does not poll at all. */
 MP_EXTERN int mp_result_wait(mp_result *r, double timeout);
 /* ready(): 1 or 0 (MP_EINVAL for NULL). */
 MP_EXTERN int mp_result_ready(const mp_result *r);

@@ -32,7 +32,7 @@ end_feed(mp_result *r)
   r->ended = 1;
   r->n = r->fed;
   int last = --r->left == 0;
-  pthread_cond_broadcast(&r->cv);
+  mp__result_wake_locked(r);
   pthread_mutex_unlock(&r->mu);
   if (last)
     mp__result_finish(r, 0);

@@ -102,6 +102,8 @@ struct mp_result {
   int fail_code;
   char *fail_detail; /* malloc'd */
   int ready;       /* every item landed (and the callback ran) */
+  unsigned gen;    /* bumped (atomically, r->mu held) at every broadcast of
+                    * cv: what a caller polls before it sleeps */
   int code;        /* apply/map: the final code */
   mp_obj *value;   /* apply: the value; map: the list */
   mp_result_cb callback;
@@ -166,6 +168,10 @@ int mp__result_store_locked(mp_result *r, size_t i, int code, mp_obj *value,
                             const char *detail);
 void mp__result_unlock(mp_result *r);
 void mp__result_unref(mp_result *r);
+/* Wake r's waiters (r->mu held): bump r->gen, which callers poll before
+ * they sleep (result.c), and broadcast r->cv.  Every change a waiter's
+ * predicate reads goes through here. */
+void mp__result_wake_locked(mp_result *r);
 
 /* watch.c: the process's death watcher, one thread shared by every pool,
  * that polls the workers' sentinels (copies of them) and calls a watch's

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* AsyncResult and IMapIterator: item slots the result-handling thread
  * fills, a condition variable the callers wait on. */
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -145,6 +147,13 @@ mp__result_store_ints_locked(mp_result *r, size_t base, const uint8_t *packed,
 }
 
 void
+mp__result_wake_locked(mp_result *r)
+{
+  __atomic_add_fetch(&r->gen, 1, __ATOMIC_RELEASE);
+  pthread_cond_broadcast(&r->cv);
+}
+
+void
 mp__result_lock(mp_result *r)
 {
   pthread_mutex_lock(&r->mu);
@@ -154,7 +163,7 @@ void
 mp__result_unlock(mp_result *r)
 {
   if (r->kind == MP__RES_IMAP || r->kind == MP__RES_IMAP_UNORDERED)
-    pthread_cond_broadcast(&r->cv);
+    mp__result_wake_locked(r);
   pthread_mutex_unlock(&r->mu);
 }
 
@@ -207,7 +216,7 @@ mp__result_finish(mp_result *r, int quiet)
     r->fail_detail = strdup(detail ? detail : "");
   r->value = value;
   r->ready = 1;
-  pthread_cond_broadcast(&r->cv);
+  mp__result_wake_locked(r);
   pthread_mutex_unlock(&r->mu);
   mp__result_unref(r);
 }
@@ -219,23 +228,99 @@ final_detail(const mp_result *r)
   return r->fail_detail ? r->fail_detail : "";
 }
 
+/* A caller about to sleep on a result polls it first, while results have
+ * been arriving soon after callers began to wait.  A round trip to a
+ * worker is three wake-ups in a row (caller -> worker -> result handler ->
+ * caller); each wake-up of a thread asleep on an idle CPU costs tens of
+ * microseconds on a VM, and a caller that stays awake keeps its CPU busy,
+ * so the handler's wake-up lands on a running CPU too: an apply_async +
+ * get round trip went from ~65 to ~10-25 us, with less CPU, not more
+ * (docs/performance.md).  The poll lasts twice the recent wait (a moving
+ * average over this process's result waits, slept or polled, timed out
+ * included), at most RESULT_SPIN_MAX_NS, and not at all while recent waits
+ * are longer than that: a caller waiting on long tasks does not burn a CPU
+ * the workers need. */
+#define RESULT_SPIN_MAX_NS 100000LL
+static _Atomic int64_t g_recent_wait_ns = RESULT_SPIN_MAX_NS / 2;
+
+static int64_t
+poll_budget(void)
+{
+  int64_t w = atomic_load_explicit(&g_recent_wait_ns, memory_order_relaxed);
+  if (w > RESULT_SPIN_MAX_NS)
+    return 0;
+  return 2 * w < RESULT_SPIN_MAX_NS ? 2 * w : RESULT_SPIN_MAX_NS;
+}
+
+/* A wait of `ns` ended: the average moves a quarter of the way to it
+ * (updates that race lose one sample, which does not matter here). */
+static void
+note_wait(int64_t ns)
+{
+  int64_t w = atomic_load_explicit(&g_recent_wait_ns, memory_order_relaxed);
+  atomic_store_explicit(&g_recent_wait_ns, w + (ns - w) / 4,
+                        memory_order_relaxed);
+}
+
+/* Poll r (r->mu held, and held again on return) until `pred` holds or the
+ * poll's time is up: 1 if `pred` holds.  Polls r->gen, which every change
+ * a predicate reads bumps (mp__result_wake_locked), without the lock. */
+static int
+poll_before_sleep(mp_result *r, int64_t now, mp__deadline d,
+                  int (*pred)(const mp_result *))
+{
+  int64_t budget = poll_budget();
+  if (budget == 0 || d <= now || !mp__plat_spin_useful())
+    return 0;
+  int64_t until = now + budget < d ? now + budget : d;
+  unsigned gen = __atomic_load_n(&r->gen, __ATOMIC_RELAXED);
+  pthread_mutex_unlock(&r->mu);
+  for (unsigned i = 1;; i++) {
+    if (__atomic_load_n(&r->gen, __ATOMIC_ACQUIRE) != gen) {
+      pthread_mutex_lock(&r->mu);
+      if (pred(r))
+        return 1;
+      gen = __atomic_load_n(&r->gen, __ATOMIC_RELAXED);
+      pthread_mutex_unlock(&r->mu);
+    }
+    MP__CPU_RELAX();
+    if (i % 64 != 0)
+      continue;
+    /* let a thread waiting for this CPU run: it may be the handler */
+    sched_yield();
+    if (mp__now_ns() >= until)
+      break;
+  }
+  pthread_mutex_lock(&r->mu);
+  return pred(r);
+}
+
 /* Wait on r->cv (r->mu held) until `pred` or the deadline. */
 static int
 wait_until(mp_result *r, mp__deadline d, int (*pred)(const mp_result *))
 {
+  if (pred(r))
+    return 0;
+  int64_t start = mp__now_ns();
+  int rc = 0;
+  if (poll_before_sleep(r, start, d, pred))
+    goto done;
   while (!pred(r)) {
     if (d == MP__NO_DEADLINE) {
       pthread_cond_wait(&r->cv, &r->mu);
       continue;
     }
-    int64_t now = mp__now_ns();
-    if (now >= d)
-      return MP_ETIMEDOUT;
+    if (mp__now_ns() >= d) {
+      rc = MP_ETIMEDOUT;
+      break;
+    }
     struct timespec ts = {.tv_sec = (time_t)(d / 1000000000),
                           .tv_nsec = (long)(d % 1000000000)};
     pthread_cond_timedwait(&r->cv, &r->mu, &ts);
   }
-  return 0;
+done:
+  note_wait(mp__now_ns() - start);
+  return rc;
 }
 
 static int

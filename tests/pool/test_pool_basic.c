@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "proc/proc_internal.h"
 
@@ -58,6 +59,16 @@ my_name(mp_obj *args, mp_obj **result)
   (void)args;
   *result = mp_str_new(mp_process_name(mp_current_process()));
   return 0;
+}
+
+/* Thread: set the event (arg) 300 ms from now. */
+static void *
+set_later(void *arg)
+{
+  struct timespec ts = {0, 300 * 1000 * 1000};
+  nanosleep(&ts, NULL);
+  mp_event_set(arg);
+  return NULL;
 }
 
 static int
@@ -166,6 +177,63 @@ test_apply_async_timeout(void **state)
   mp_obj_free(out);
   assert_int_equal(mp_result_ready(r), 1);
   assert_int_equal(mp_result_successful(r), 1);
+  mp_result_free(r);
+  mp_event_free(ev);
+  close_join(p);
+}
+
+/* CPU time of the calling thread, in seconds. */
+static double
+thread_cpu(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* A caller polls a result briefly before it sleeps, while results have
+ * been coming back within microseconds (result.c): after a run of quick
+ * round trips that made the poll as long as it gets, a caller waiting on
+ * a task that takes 300 ms still sleeps through it -- with and without a
+ * timeout -- and spends a small part of that time on the CPU. */
+static void
+test_waiting_caller_sleeps(void **state)
+{
+  mp_pool *p = new_pool(state, 2);
+  for (int i = 0; i < 200; i++) { /* quick trips: the longest poll */
+    mp_obj *out = NULL;
+    MP_ASSERT_OK(mp_pool_apply(p, square, arg1(i % 100), &out));
+    mp_obj_free(out);
+  }
+  mp_event *ev;
+  MP_ASSERT_OK(mp_event_new(&ev));
+  mp_obj *args = MP_TUPLE(mp_event_obj(ev), mp_int_new(7));
+  mp_result *r;
+  MP_ASSERT_OK(mp_pool_apply_async(p, wait_then, args, NULL, &r));
+  mp_obj_free(args);
+  mp_obj *out = NULL;
+  double t0 = mp_test_now(), c0 = thread_cpu();
+  MP_ASSERT_ERR(mp_result_get(r, &out, 0.3), MP_ETIMEDOUT);
+  double wall = mp_test_now() - t0, cpu = thread_cpu() - c0;
+  assert_true(wall >= 0.29);
+  if (cpu > wall / 4)
+    fail_msg("a timed get spent %.3f s of CPU in %.3f s", cpu, wall);
+  /* untimed: the event is set 300 ms later by another thread */
+  pthread_t setter;
+  assert_int_equal(pthread_create(&setter, NULL, set_later, ev), 0);
+  t0 = mp_test_now();
+  c0 = thread_cpu();
+  MP_ASSERT_OK(mp_result_get(r, &out, MP_FOREVER));
+  wall = mp_test_now() - t0;
+  cpu = thread_cpu() - c0;
+  assert_int_equal(pthread_join(setter, NULL), 0);
+  int64_t v;
+  MP_ASSERT_OK(mp_int_get(out, &v));
+  assert_int_equal(v, 7);
+  mp_obj_free(out);
+  assert_true(wall >= 0.29);
+  if (cpu > wall / 4)
+    fail_msg("an untimed get spent %.3f s of CPU in %.3f s", cpu, wall);
   mp_result_free(r);
   mp_event_free(ev);
   close_join(p);
@@ -618,6 +686,7 @@ test_bad_args(void **state)
 static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_apply),
     MP_TEST_METHODS_THREADING(test_apply_async_timeout),
+    MP_TEST_METHODS_THREADING(test_waiting_caller_sleeps),
     MP_TEST_METHODS_THREADING(test_map_squares),
     MP_TEST_METHODS_THREADING(test_starmap),
     MP_TEST_METHODS_THREADING(test_imap_order),
