@@ -71,6 +71,18 @@ set_later(void *arg)
   return NULL;
 }
 
+/* wait_then((ev, value)) submitted: a task that returns value once ev is
+ * set. */
+static mp_result *
+apply_waiting(mp_pool *p, mp_event *ev, int64_t value)
+{
+  mp_obj *args = MP_TUPLE(mp_event_obj(ev), mp_int_new(value));
+  mp_result *r = NULL;
+  MP_ASSERT_OK(mp_pool_apply_async(p, wait_then, args, NULL, &r));
+  mp_obj_free(args);
+  return r;
+}
+
 static int
 returns_none(mp_obj *args, mp_obj **result)
 {
@@ -155,10 +167,7 @@ test_apply_async_timeout(void **state)
   mp_pool *p = new_pool(state, 2);
   mp_event *ev;
   MP_ASSERT_OK(mp_event_new(&ev));
-  mp_result *r;
-  mp_obj *args = MP_TUPLE(mp_event_obj(ev), mp_int_new(42));
-  MP_ASSERT_OK(mp_pool_apply_async(p, wait_then, args, NULL, &r));
-  mp_obj_free(args);
+  mp_result *r = apply_waiting(p, ev, 42);
   mp_obj *out = NULL;
   MP_ASSERT_ERR(mp_result_get(r, &out, 0.05), MP_ETIMEDOUT);
   MP_ASSERT_ERR(mp_result_get(r, &out, 0), MP_ETIMEDOUT);
@@ -200,17 +209,15 @@ static void
 test_waiting_caller_sleeps(void **state)
 {
   mp_pool *p = new_pool(state, 2);
+  mp_obj *three = arg1(3);
   for (int i = 0; i < 200; i++) { /* quick trips: the longest poll */
     mp_obj *out = NULL;
-    MP_ASSERT_OK(mp_pool_apply(p, square, arg1(i % 100), &out));
+    MP_ASSERT_OK(mp_pool_apply(p, square, three, &out));
     mp_obj_free(out);
   }
   mp_event *ev;
   MP_ASSERT_OK(mp_event_new(&ev));
-  mp_obj *args = MP_TUPLE(mp_event_obj(ev), mp_int_new(7));
-  mp_result *r;
-  MP_ASSERT_OK(mp_pool_apply_async(p, wait_then, args, NULL, &r));
-  mp_obj_free(args);
+  mp_result *r = apply_waiting(p, ev, 7);
   mp_obj *out = NULL;
   double t0 = mp_test_now(), c0 = thread_cpu();
   MP_ASSERT_ERR(mp_result_get(r, &out, 0.3), MP_ETIMEDOUT);
@@ -516,11 +523,8 @@ test_terminate(void **state)
   mp_event *ev;
   MP_ASSERT_OK(mp_event_new(&ev));
   mp_result *rs[6];
-  for (int i = 0; i < 6; i++) {
-    mp_obj *args = MP_TUPLE(mp_event_obj(ev), mp_int_new(i));
-    MP_ASSERT_OK(mp_pool_apply_async(p, wait_then, args, NULL, &rs[i]));
-    mp_obj_free(args);
-  }
+  for (int i = 0; i < 6; i++)
+    rs[i] = apply_waiting(p, ev, i);
   if (!strcmp(mp_test_method(state), "threading"))
     MP_ASSERT_OK(mp_event_set(ev)); /* a thread cannot be stopped */
   MP_ASSERT_OK(mp_pool_terminate(p));
@@ -554,10 +558,7 @@ test_free_live_pool(void **state)
   mp_pool *p = new_pool(state, 2);
   mp_event *ev;
   MP_ASSERT_OK(mp_event_new(&ev));
-  mp_obj *args = MP_TUPLE(mp_event_obj(ev), mp_int_new(1));
-  mp_result *r;
-  MP_ASSERT_OK(mp_pool_apply_async(p, wait_then, args, NULL, &r));
-  mp_obj_free(args);
+  mp_result *r = apply_waiting(p, ev, 1);
   if (!strcmp(mp_test_method(state), "threading"))
     MP_ASSERT_OK(mp_event_set(ev));
   mp_pool_free(p);
