@@ -12,21 +12,14 @@
 #include <pthread.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/opensslv.h>
 
 #include "core/hmac.h"
 #include "core/internal.h"
 #include "platform/platform.h"
 
-#define MP__STR_(x) #x
-#define MP__STR(x) MP__STR_(x)
-#if defined(OPENSSL_VERSION_MAJOR) && OPENSSL_VERSION_MAJOR >= 3
-#define MP__LIBCRYPTO "libcrypto.so." MP__STR(OPENSSL_VERSION_MAJOR)
-#else
-#define MP__LIBCRYPTO "libcrypto.so.1.1"
-#endif
 
 /* CPython's names (multiprocessing.connection._ALLOWED_DIGESTS) and
  * OpenSSL's for the same digest. */
@@ -55,10 +48,25 @@ crypto_load(void)
   if (!lib)
     return;
   __typeof__(crypto) c;
+  __typeof__(&OPENSSL_init_crypto) init;
+  *(void **)&init = dlsym(lib, "OPENSSL_init_crypto");
   *(void **)&c.get_digestbyname = dlsym(lib, "EVP_get_digestbyname");
   *(void **)&c.hmac = dlsym(lib, "HMAC");
-  if (c.get_digestbyname && c.hmac)
-    crypto = c;
+  if (!init || !c.get_digestbyname || !c.hmac)
+    return;
+  /* libcrypto's exit handler (OPENSSL_cleanup, registered by its first
+   * initialisation, now) tears down its per-thread state.  Exit handlers
+   * run last-registered first, so ours would run after it, and the
+   * threads our finalizers stop (a manager's connection threads, a pool's)
+   * would still be using libcrypto -- and their state, its key deleted,
+   * would leak.  Initialise it here, then register our exit shutdown once
+   * more so that it runs first.  (The digests are what
+   * EVP_get_digestbyname would initialise; with no option bits the call
+   * returns before registering anything.) */
+  if (init(OPENSSL_INIT_ADD_ALL_DIGESTS, NULL) != 1)
+    return;
+  mp__lifecycle_exit_first();
+  crypto = c;
 }
 
 int

@@ -8,6 +8,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/opensslv.h>
+
+/* The soname of the libcrypto whose headers we are built with: loaded on
+ * the first HMAC, not linked. */
+#define MP__STR_(x) #x
+#define MP__STR(x) MP__STR_(x)
+#if defined(OPENSSL_VERSION_MAJOR) && OPENSSL_VERSION_MAJOR >= 3
+#define MP__LIBCRYPTO "libcrypto.so." MP__STR(OPENSSL_VERSION_MAJOR)
+#else
+#define MP__LIBCRYPTO "libcrypto.so.1.1"
+#endif
+
 /* Largest MAC any supported digest produces (sha384: 48). */
 #define MP__HMAC_MAX 64
 

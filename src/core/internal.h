@@ -158,6 +158,11 @@ int mp__finalizer_run(mp__finalizer *f);
 void mp__finalizer_cancel(mp__finalizer *f);
 /* Run every pending finalizer of this process, in exit order. */
 void mp__lifecycle_shutdown(void);
+/* Make the exit shutdown run before every exit handler registered so far
+ * (atexit(3) runs the latest first): called right after a library that
+ * registers its own teardown (libcrypto) is initialised, so that it is
+ * still usable while our finalizers stop the threads that use it. */
+void mp__lifecycle_exit_first(void);
 
 /* ---- threads kept for reuse (threads.c) ------------------------------------
  * Run fn(arg) on a thread: a parked one if there is, else a new one; its id

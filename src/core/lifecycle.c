@@ -280,6 +280,15 @@ install_atexit(void)
   pthread_once(&g_atfork_once, install_atfork);
 }
 
+void
+mp__lifecycle_exit_first(void)
+{
+  pthread_once(&g_atexit_once, install_atexit);
+  /* a second registration, later than that library's: the shutdown it
+   * runs first leaves the earlier one nothing to do */
+  atexit(run_at_exit);
+}
+
 /* Runs before a finalizer a's successor b? */
 static int
 runs_before(const struct mp__finalizer *a, const struct mp__finalizer *b)

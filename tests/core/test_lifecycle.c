@@ -2,6 +2,7 @@
 /* The lifecycle registry: fork hooks run in pthread_atfork's order around
  * every fork; finalizers run once, highest priority first (latest first
  * among equals), in the process that registered them only. */
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/hmac.h"
 #include "core/internal.h"
 #include "platform/platform.h"
 #include "testutil.h"
@@ -295,6 +297,53 @@ test_exit_runs_own_finalizers_not_the_parents(void **state)
   g_report_fd = -1;
 }
 
+/* libcrypto registers its exit teardown when it is first loaded, after
+ * ours; our finalizers (which stop the threads that authenticate) must
+ * still find it usable.  In a fork child that has not loaded it yet: an
+ * HMAC loads it, and a finalizer's HMAC at exit must give the same MAC. */
+static void
+fin_hmac(void *arg)
+{
+  (void)arg;
+  uint8_t mac[MP__HMAC_MAX];
+  size_t n = 0;
+  int rc = mp__hmac("sha256", 6, "key", 3, "msg", 3, mac, &n);
+  if (rc || write(g_report_fd, mac, n) != (ssize_t)n)
+    _exit(5);
+}
+
+static void
+test_finalizers_run_before_libcryptos_teardown(void **state)
+{
+  int pfd[2];
+  assert_int_equal(pipe(pfd), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pfd[0]);
+    g_report_fd = pfd[1];
+    if (dlopen(MP__LIBCRYPTO, RTLD_NOW | RTLD_NOLOAD))
+      _exit(3); /* loaded already: this would not test the order */
+    mp__finalizer_add(0, fin_hmac, NULL); /* our exit handler: first */
+    uint8_t mac[MP__HMAC_MAX];
+    size_t n = 0;
+    if (mp__hmac("sha256", 6, "key", 3, "msg", 3, mac, &n) ||
+        write(pfd[1], mac, n) != (ssize_t)n)
+      _exit(4);
+    exit(0);
+  }
+  assert_true(pid > 0);
+  close(pfd[1]);
+  assert_int_equal(exit_status_of(pid), 0);
+  uint8_t got[2 * MP__HMAC_MAX];
+  size_t len = 0;
+  ssize_t r;
+  while ((r = read(pfd[0], got + len, sizeof got - len)) > 0)
+    len += (size_t)r;
+  close(pfd[0]);
+  assert_int_equal(len, 64); /* at use, then at exit */
+  assert_memory_equal(got, got + 32, 32);
+}
+
 /* Registration from several threads while others fork: no lost hook, no
  * deadlock in the child (the registry's locks are released there). */
 static void *
@@ -344,6 +393,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_finalizer_registered_during_shutdown_runs),
     cmocka_unit_test(test_exit_runs_own_finalizers_not_the_parents),
     cmocka_unit_test(test_fork_while_threads_register),
+    cmocka_unit_test(test_finalizers_run_before_libcryptos_teardown),
 };
 
 MP_TEST_MAIN(tests)

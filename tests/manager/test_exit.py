@@ -60,8 +60,9 @@ for method in ("fork", "spawn", "forkserver", "threading"):
             continue
         addr, pid = parts[0], int(parts[1])
         if mode == "exit":
-            check(p.returncode == 0, "%s: the program exits normally (%d)"
-                  % (method, p.returncode))
+            check(p.returncode == 0, "%s: the program exits normally (%d)%s"
+                  % (method, p.returncode,
+                     "" if p.returncode == 0 else "\n" + p.stderr[-3000:]))
             check(refused(addr), "%s: its server was shut down by then" % method)
             check(not os.path.exists(addr) and
                   not os.path.exists(os.path.dirname(addr)),
