@@ -197,6 +197,10 @@ int mp__thread_start(pthread_t *t, void *(*fn)(void *), void *arg, int detached,
 void mp__futex_wait_slice(uint32_t *word, uint32_t val);
 extern int64_t mp__slice_ns;       /* MP__SLICE_NS; tests shorten it */
 extern int mp__slice_clock_after;  /* timed slice waits before it starts: 16 */
+/* This process will not start the clock (if it has not yet): its slice
+ * waits are timed waits, and it stays single-threaded if it is.  For a
+ * process whose work is reference counting -- a pool worker. */
+void mp__slice_clock_forgo(void);
 /* For tests: 0 no clock thread in this process, 1 ticking, 2 idle (nobody
  * registered for two periods: it sleeps until the next registrant). */
 int mp__slice_clock_state(void);

@@ -14,10 +14,17 @@
  *
  * The thread is started by the first slice wait after a process's first
  * mp__slice_clock_after (those, and every wait when the slots are full or
- * the thread cannot be made, are timed waits as before), so a short-lived process --
- * a pool worker that runs a few tasks -- never makes it.  It goes idle after two
+ * the thread cannot be made, are timed waits as before), so a short-lived
+ * process never makes it.  It goes idle after two
  * periods with nobody registered, and the next registrant wakes it.  A
  * fork child has none (threads are not copied) and starts its own.
+ *
+ * A process may forgo it (mp__slice_clock_forgo): a pool worker does.  Its
+ * second thread would make the process multi-threaded for good, and from
+ * then on every reference count change is an atomic read-modify-write
+ * instead of a plain store (obj's MP__SINGLE_THREADED): measured, a
+ * worker's CPU per item of a map of ints rose 2.4x once its clock started,
+ * against the 0.4 us a timed wait costs per idle wait.
  *
  * A wake of a word whose waiter has gone (its memory unmapped or reused)
  * is harmless: the kernel answers EFAULT, or its new waiters see a
@@ -171,6 +178,16 @@ mp__futex_wait_slice(uint32_t *word, uint32_t val)
   if (atomic_load_explicit(&g_ticks, memory_order_seq_cst) == t0)
     mp__futex_wait(word, val, MP__NO_DEADLINE);
   atomic_store_explicit(&g_slot[s], NULL, memory_order_release);
+}
+
+void
+mp__slice_clock_forgo(void)
+{
+  int none = 0;
+  /* -1 is "could not start": every slice wait a timed one from now on */
+  atomic_compare_exchange_strong_explicit(&g_state, &none, -1,
+                                          memory_order_acq_rel,
+                                          memory_order_acquire);
 }
 
 int

@@ -191,7 +191,11 @@ mp__pool_worker_main(mp_obj *args)
   int64_t *slot = (int64_t *)mp_array_ptr(slots) + idx;
   int64_t *started = slot + 1; /* when the slot's task started (ns) */
   int64_t *stopflag = (int64_t *)mp_array_ptr(slots) + stop;
-  const char *name = mp_process_name(mp_current_process());
+  mp_process *me = mp_current_process();
+  const char *name = mp_process_name(me);
+  const char *method = mp_context_method(mp_process_context(me));
+  if (method && strcmp(method, "threading"))
+    mp__slice_clock_forgo(); /* a process of our own: stay single-threaded */
   mp__wctx wx;
   if (mp__wx_enter(&wx, mp_seq_item(args, 9), (int)(idx / 2)) != 0) {
     mp__wx_leave(&wx);
