@@ -89,6 +89,18 @@ static _Thread_local struct {
   int registered;
 } tl; /* one variable: one TLS address computation per call, not two */
 
+/* This thread's lists, looked up once by the caller: the compiler would
+ * otherwise recompute the address (a __tls_get_addr call in a shared
+ * library) at each use rather than keep it in a register; the empty asm
+ * makes the pointer opaque, so it is kept. */
+static inline __typeof__(tl) *
+tl_lists(void)
+{
+  __typeof__(tl) *me = &tl;
+  __asm__("" : "+r"(me));
+  return me;
+}
+
 static void
 give_batch(int c, blk *head, size_t n)
 {
@@ -213,11 +225,12 @@ init_header(mp_obj *o, mp_type t, uint8_t flags)
 static inline mp_obj *
 pop_block(int c, mp_type t)
 {
-  if (!tl.free[c] && refill(c) != 0)
+  __typeof__(tl) *me = tl_lists();
+  if (!me->free[c] && refill(c) != 0)
     return NULL;
-  blk *b = tl.free[c];
-  tl.free[c] = b->next;
-  tl.nfree[c]--;
+  blk *b = me->free[c];
+  me->free[c] = b->next;
+  me->nfree[c]--;
   return init_header((mp_obj *)b, t, class_flags(c));
 }
 
@@ -247,9 +260,27 @@ mp__obj_alloc_many(size_t size, mp_type t, size_t n, mp_obj **out)
 {
   size_t k = 0;
   int c = size_class(size);
-  if (c >= 0) /* until the pool is full: malloc below */
-    while (k < n && (out[k] = pop_block(c, t)) != NULL)
-      k++;
+  if (c >= 0) { /* until the pool is full: malloc below */
+    /* One look-up of the thread's lists for the whole run: a thread-local
+     * costs a __tls_get_addr call per access in a shared library, and
+     * two per object were a fifth of a pool's result handler decoding a
+     * map's ints. */
+    __typeof__(tl) *me = tl_lists();
+    uint8_t flags = class_flags(c);
+    while (k < n) {
+      if (!me->free[c] && refill(c) != 0)
+        break;
+      blk *b = me->free[c];
+      size_t j = 0;
+      for (; k < n && b; j++) {
+        blk *next = b->next; /* the header overwrites the link */
+        out[k++] = init_header((mp_obj *)b, t, flags);
+        b = next;
+      }
+      me->free[c] = b;
+      me->nfree[c] = b && me->nfree[c] > j ? me->nfree[c] - j : 0;
+    }
+  }
   for (; k < n; k++)
     if (!(out[k] = mp__obj_alloc(size, t)))
       break;
@@ -260,23 +291,25 @@ void
 mp__obj_dealloc(mp_obj *o)
 {
   if (o->flags & MP__F_POOLED) {
+    __typeof__(tl) *me = tl_lists(); /* one look-up, not three */
     int c = flags_class(o->flags);
     blk *b = (blk *)o;
-    if (tl.nfree[c] < 2 * pools[c].batch) {
-      b->next = tl.free[c];
-      tl.free[c] = b;
-      tl.nfree[c]++;
+    if (me->nfree[c] < 2 * pools[c].batch) {
+      b->next = me->free[c];
+      me->free[c] = b;
+      me->nfree[c]++;
     } else {
-      b->next = tl.spill[c];
-      tl.spill[c] = b;
-      if (++tl.nspill[c] == pools[c].batch) {
-        give_batch(c, tl.spill[c], tl.nspill[c]);
-        tl.spill[c] = NULL;
-        tl.nspill[c] = 0;
+      b->next = me->spill[c];
+      me->spill[c] = b;
+      if (++me->nspill[c] == pools[c].batch) {
+        give_batch(c, me->spill[c], me->nspill[c]);
+        me->spill[c] = NULL;
+        me->nspill[c] = 0;
       }
     }
     /* a thread that frees but never allocated: still give back at exit */
-    register_thread();
+    if (!me->registered)
+      register_thread();
   } else if (o->flags & MP__F_BIGMEM) {
     mp__big_free(o);
   } else {

@@ -71,6 +71,49 @@ test_cross_thread_reuse(void **state)
              round_bytes);
 }
 
+/* Runs of objects taken at once (mp__obj_alloc_many, the decoder's path):
+ * across refills, every object distinct, initialised, and reused after it
+ * is freed. */
+static int
+cmp_ptr(const void *a, const void *b)
+{
+  uintptr_t x = (uintptr_t) * (mp_obj *const *)a,
+            y = (uintptr_t) * (mp_obj *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void
+test_alloc_many_runs(void **state)
+{
+  (void)state;
+  enum { RUN = 3 * 4096 + 7, RUNS = 4 }; /* a slab is 4096 ints */
+  static mp_obj *got[RUN * RUNS];
+  size_t before = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    for (int r = 0; r < RUNS; r++) {
+      size_t k = mp__obj_alloc_many(sizeof(mp__int), MP_T_INT, RUN,
+                                    got + (size_t)r * RUN);
+      assert_int_equal(k, RUN);
+    }
+    for (size_t i = 0; i < (size_t)RUN * RUNS; i++) {
+      assert_int_equal(__atomic_load_n(&got[i]->rc, __ATOMIC_RELAXED), 1);
+      assert_int_equal(mp_obj_type(got[i]), MP_T_INT);
+      MP__AS(mp__int, got[i])->v = (int64_t)i;
+    }
+    qsort(got, (size_t)RUN * RUNS, sizeof *got, cmp_ptr);
+    for (size_t i = 1; i < (size_t)RUN * RUNS; i++)
+      if (got[i] == got[i - 1])
+        fail_msg("one block handed out twice");
+    size_t slabs = mp__obj_slab_bytes(sizeof(mp__int));
+    if (pass == 1 && slabs > before)
+      fail_msg("slabs grew from %zu to %zu bytes: freed blocks not reused",
+               before, slabs);
+    before = slabs;
+    for (size_t i = 0; i < (size_t)RUN * RUNS; i++)
+      mp_obj_free(got[i]);
+  }
+}
+
 /* ---- reference counts across the first thread's start ------------------ */
 
 enum { REFS = 1000, PAIRS = 1000000 };
@@ -332,6 +375,7 @@ static const struct CMUnitTest tests[] = {
     /* first: while the program has one thread */
     cmocka_unit_test(test_refcount_single_then_threads),
     cmocka_unit_test(test_cross_thread_reuse),
+    cmocka_unit_test(test_alloc_many_runs),
     cmocka_unit_test(test_big_block_kept),
     cmocka_unit_test(test_big_zeroed_on_reuse),
     cmocka_unit_test(test_big_realloc_keeps_contents),
