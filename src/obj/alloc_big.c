@@ -42,8 +42,8 @@
 #endif
 
 #define PAGE ((size_t)4096)
-#define CACHE_N 16
-#define CACHE_BYTES ((size_t)64 << 20)
+#define CACHE_N MP__BIG_CACHE_N
+#define CACHE_BYTES MP__BIG_CACHE_BYTES
 #define DECAY_NS ((int64_t)10 * 1000000000)
 int64_t mp__big_decay_ns = DECAY_NS;
 

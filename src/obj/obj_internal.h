@@ -215,6 +215,13 @@ size_t mp__obj_slab_bytes(size_t block_size);
  * pages in every time.  NULL on ENOMEM, with no detail set; `zero` clears
  * the block.  Any thread may free or grow any block. */
 #define MP__BIG_MIN ((size_t)256 << 10)
+/* Freed blocks the cache keeps: at most this many, and this many bytes.  A
+ * map of a million items has more than 16 blocks of a megabyte or more
+ * alive at once (the chunks packed, the results received, the result
+ * array); with 16 the count evicted the 8 MB result array every few maps,
+ * and the next one faulted its 2,048 pages in again. */
+#define MP__BIG_CACHE_N 64
+#define MP__BIG_CACHE_BYTES ((size_t)64 << 20)
 void *mp__big_alloc(size_t n, int zero);
 void *mp__big_realloc(void *p, size_t n);
 void mp__big_free(void *p);

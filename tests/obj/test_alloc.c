@@ -261,13 +261,17 @@ test_big_cache_bounded(void **state)
   (void)state;
   if (!maps_big())
     skip();
-  void *v[40];
-  for (int i = 0; i < 40; i++)
-    assert_non_null(v[i] = mp__big_alloc((size_t)1 << 20, 0));
-  for (int i = 0; i < 40; i++)
+  enum { N = MP__BIG_CACHE_N + 16 };
+  void *v[N];
+  /* blocks small enough that the count binds before the bytes do */
+  size_t each = MP__BIG_CACHE_BYTES / MP__BIG_CACHE_N / 2;
+  for (int i = 0; i < N; i++)
+    assert_non_null(v[i] = mp__big_alloc(each, 0));
+  for (int i = 0; i < N; i++)
     mp__big_free(v[i]);
-  /* at most 16 blocks kept */
-  assert_true(mp__big_cached_bytes() <= 16 * (((size_t)1 << 20) + 4096));
+  /* at most MP__BIG_CACHE_N blocks kept, and that many */
+  assert_int_equal(mp__big_cached_bytes(),
+                   MP__BIG_CACHE_N * ((each + 16 + 4095) & ~(size_t)4095));
   mp__big_trim();
   /* nor more than 64 MiB: a block beyond that goes back at once */
   void *huge = mp__big_alloc((size_t)80 << 20, 0);
@@ -278,7 +282,7 @@ test_big_cache_bounded(void **state)
     assert_non_null(v[i] = mp__big_alloc((size_t)20 << 20, 0));
   for (int i = 0; i < 5; i++)
     mp__big_free(v[i]);
-  assert_true(mp__big_cached_bytes() <= (size_t)64 << 20);
+  assert_true(mp__big_cached_bytes() <= MP__BIG_CACHE_BYTES);
   mp__big_trim();
 }
 
