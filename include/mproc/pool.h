@@ -335,8 +335,10 @@ MP_EXTERN void mp_imap_free(mp_imap *it); /* NULL ignored */
  * Workers read `in` and write `out` through shared memory: when an array
  * lies inside a SharedMemory segment of this process (mp_shm_new) the
  * workers map that segment and use it in place; otherwise the array is
- * copied once into an anonymous segment (`in`) or out of one (`out`, after
- * the workers finished).  A ThreadPool uses both arrays in place.  So fn
+ * copied once into an anonymous segment (`in`) or out of one (`out`), by
+ * the calling thread while the workers run: `in` chunk by chunk ahead of
+ * them (a worker that claims a chunk not copied yet waits for it), `out`
+ * chunk by chunk as each ends.  A ThreadPool uses both arrays in place.  So fn
  * must not read *out (its content is the caller's only in place, else
  * unspecified) and must write every byte of its out element.  The pool
  * keeps its last call's segments (and each worker its mappings of them)

@@ -8,7 +8,18 @@
  * an anonymous segment the parent copies `in` into / `out` out of: one copy
  * each way), or as plain addresses for a ThreadPool.  A control segment
  * holds the next chunk to claim (workers take chunks with an atomic add, so
- * uneven costs balance), a done flag per chunk and each task's first error.
+ * uneven costs balance), how many chunks of `in` are copied, a done flag
+ * per chunk and each task's first error.
+ *
+ * The copies overlap the workers' work: the parent copies `in` in chunk
+ * order after starting the tasks (a worker that claims a chunk not there
+ * yet waits on the `ready` count), then copies out each chunk whose done
+ * flag is set until every task has its result, then the rest.  Copying
+ * first and last instead made the two 80 MB copies of a 10 M-double map
+ * serial: 0.63-0.74x the raw floor, against 0.99-1.02x overlapped. (A
+ * worker reading the caller's memory with process_vm_readv and writing
+ * it with process_vm_writev was slower still: 227-264 M elements/s,
+ * pinning pages per call.)
  *
  * A worker that dies is the pool's ordinary case (its task fails with
  * MP_EWORKERDIED, the worker is replaced); the other tasks drain the
@@ -19,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sched.h>
 #include <sys/stat.h>
 
 #include "platform/platform.h"
@@ -29,9 +41,14 @@
 #define MA_TEXT 240
 
 typedef struct ma_hdr {
-  int64_t next; /* the next chunk to claim (atomic) */
-  int64_t pad[7];
+  int64_t next;     /* the next chunk to claim (atomic) */
+  uint32_t ready;   /* chunks of `in` copied so far (MA_ALL: every one) */
+  uint32_t waiters; /* workers asleep on `ready` */
+  int64_t pad[6];
 } ma_hdr;
+
+/* `ready` when `in` needs no copy, or has been copied whole */
+#define MA_ALL UINT32_MAX
 
 typedef struct ma_err {
   int64_t index; /* the first failing element of this task */
@@ -116,6 +133,31 @@ ma_mem(const mp_obj *o, const mp_obj *off, size_t len, int write, int *ok)
   return (uint8_t *)mp_shm_buf(m) + at;
 }
 
+/* Chunk c of `in` is there: the parent copies a private `in` into the
+ * segment chunk by chunk while the workers already run, so that the copy
+ * overlaps their work instead of preceding it.  A brief poll, then a
+ * sleep (bounded: the parent wakes the word as it goes). */
+static void
+ma_wait_ready(ma_hdr *h, uint64_t c)
+{
+  for (int turn = 0;; turn++) {
+    uint32_t r = __atomic_load_n(&h->ready, __ATOMIC_ACQUIRE);
+    if (r == MA_ALL || r > c)
+      return;
+    if (turn < 200) {
+      MP__CPU_RELAX();
+      if (turn % 50 == 49)
+        sched_yield();
+      continue;
+    }
+    __atomic_fetch_add(&h->waiters, 1, __ATOMIC_SEQ_CST);
+    r = __atomic_load_n(&h->ready, __ATOMIC_SEQ_CST);
+    if (r != MA_ALL && r <= c)
+      mp__futex_wait_rel(&h->ready, r, 10 * 1000 * 1000);
+    __atomic_fetch_sub(&h->waiters, 1, __ATOMIC_SEQ_CST);
+  }
+}
+
 /* A chunk [lo, hi) ended (it began at t0): the progress bar and insights
  * hear of it, once per chunk. */
 static void
@@ -190,6 +232,7 @@ mp__ma_task(mp_obj *args, mp_obj **result)
     size_t lo = (size_t)(c * chunk), hi = (size_t)(lo + chunk);
     if (hi > n)
       hi = (size_t)n;
+    ma_wait_ready(hdr, c);
     int64_t t0 = wx && wx->insights ? mp__now_ns() : 0;
     if (wx && wx->exec) { /* the chunk's bytes go to the executor */
       size_t bad = 0;
@@ -315,6 +358,65 @@ ma_side_new(ma_side *s, mp__ma_cache *c, int side, const void *mem,
   return 0;
 }
 
+/* Copy `in` into the segment chunk by chunk, publishing each as ready. */
+static void
+ma_copy_in(ma_hdr *h, void *seg, const void *in, size_t in_size, size_t n,
+           size_t chunk, size_t nchunks)
+{
+  for (size_t c = 0; c < nchunks; c++) {
+    size_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
+    memcpy((uint8_t *)seg + lo * in_size, (const uint8_t *)in + lo * in_size,
+           (hi - lo) * in_size);
+    __atomic_store_n(&h->ready, (uint32_t)(c + 1), __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&h->waiters, __ATOMIC_SEQ_CST))
+      mp__futex_wake(&h->ready, INT32_MAX);
+  }
+  __atomic_store_n(&h->ready, MA_ALL, __ATOMIC_SEQ_CST);
+  mp__futex_wake(&h->ready, INT32_MAX);
+}
+
+/* Copy out the chunks not copied yet (copied NULL: none was): every one
+ * (all), or those whose done flag is set.  Returns how many it copied. */
+static size_t
+ma_copy_out(uint8_t *copied, const uint8_t *done, void *out, const void *seg,
+            size_t out_size, size_t n, size_t chunk, size_t nchunks, int all)
+{
+  size_t k = 0;
+  for (size_t c = 0; c < nchunks; c++) {
+    if ((copied && copied[c]) ||
+        (!all && !__atomic_load_n(&done[c], __ATOMIC_ACQUIRE)))
+      continue;
+    size_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
+    memcpy((uint8_t *)out + lo * out_size,
+           (const uint8_t *)seg + lo * out_size, (hi - lo) * out_size);
+    if (copied)
+      copied[c] = 1;
+    k++;
+  }
+  return k;
+}
+
+/* While the tasks run, copy out each chunk as it ends.  Returns when every
+ * task has its result (a dead worker's task too: the pool fails it), so
+ * this never waits on a chunk that will not end. */
+static void
+ma_copy_out_while(mp_result **res, size_t ntasks, const uint8_t *done,
+                  uint8_t *copied, void *out, const void *seg,
+                  size_t out_size, size_t n, size_t chunk, size_t nchunks)
+{
+  size_t t = 0;
+  for (;;) {
+    size_t k = ma_copy_out(copied, done, out, seg, out_size, n, chunk,
+                           nchunks, 0);
+    while (t < ntasks && mp_result_ready(res[t]) == 1)
+      t++;
+    if (t == ntasks)
+      return;
+    if (k == 0) /* nothing ended since: let the workers run */
+      mp_result_wait(res[t], 200e-6);
+  }
+}
+
 static mp_obj *
 ma_side_obj(const ma_side *s, const void *mem, size_t len)
 {
@@ -410,10 +512,16 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
       }
     }
   }
+  /* A private `in` is copied chunk by chunk after the tasks start (the
+   * workers wait for each chunk); `out` likewise, as chunks end. */
+  int pipe_in = nchunks < MA_ALL;
   if (!rc)
-    rc = ma_side_new(&si, cache, 0, in, n * in_size, threading, 1);
+    rc = ma_side_new(&si, cache, 0, in, n * in_size, threading, !pipe_in);
   if (!rc)
     rc = ma_side_new(&so, cache, 1, out, n * out_size, threading, 0);
+  ma_hdr *hdr = ctl ? (ma_hdr *)mp_shm_buf(ctl) : NULL;
+  if (!rc && !(pipe_in && si.scratch))
+    __atomic_store_n(&hdr->ready, MA_ALL, __ATOMIC_RELEASE);
   size_t started = 0;
   for (; !rc && started < ntasks; started++) {
     mp_obj *args = ma_args(fn, shared, ctl, &si, in, in_size, &so, out,
@@ -425,6 +533,13 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
     if (rc)
       break;
   }
+  uint8_t *done = ctl ? (uint8_t *)mp_shm_buf(ctl) + ma_done_off() : NULL;
+  uint8_t *copied = NULL; /* chunks of `out` copied out already */
+  if (started && pipe_in && si.scratch)
+    ma_copy_in(hdr, mp_shm_buf(si.seg), in, in_size, n, chunk, nchunks);
+  if (started && so.scratch && (copied = calloc(nchunks, 1)) != NULL)
+    ma_copy_out_while(res, started, done, copied, out, mp_shm_buf(so.seg),
+                      out_size, n, chunk, nchunks);
   /* Wait for every task started, whatever happened to the others: they
    * use the memory. */
   int died = 0;
@@ -442,7 +557,6 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
     }
     mp_result_free(res[t]);
   }
-  uint8_t *done = ctl ? (uint8_t *)mp_shm_buf(ctl) + ma_done_off() : NULL;
   if (!rc && died) {
     /* the chunks a dead worker left: once more, in one task */
     mp_obj *list = mp_list_new();
@@ -495,8 +609,10 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
                      (long long)err[best].index, err[best].text);
     }
   }
-  if (so.scratch && started)
-    memcpy(out, mp_shm_buf(so.seg), n * out_size);
+  if (so.scratch && started) /* what was not copied as it ended */
+    ma_copy_out(copied, done, out, mp_shm_buf(so.seg), out_size, n, chunk,
+                nchunks, 1);
+  free(copied);
   snprintf(why, sizeof why, "%s", rc ? mp_errdetail() : "");
   /* these clear the detail */
   if (si.scratch)
