@@ -40,18 +40,26 @@ static int g_nidle;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_ready; /* the fork hook is in place */
 
+/* The parked threads' records of the processes this one was forked from:
+ * kept reachable (a leak checker would report them otherwise), never used
+ * or freed here.  A list per generation; past the array, dropped. */
+static spare *g_forebears_idle[8];
+
 static void
 forget_idle(void *arg)
 {
   (void)arg;
-  /* the parked threads are not in this process: their records are */
-  while (g_idle) {
-    spare *s = g_idle;
-    g_idle = s->next;
-    /* not pthread_cond_destroy: it would wait for the parked waiter,
-     * which is not in this process */
-    free(s);
-  }
+  /* The parked threads are not in this process: their records are.  They
+   * are dropped, not freed -- a free writes the allocator's pages, a
+   * copy-on-write fault or two in every fork child (a pool worker's
+   * start) -- and not pthread_cond_destroy'ed, which would wait for a
+   * parked waiter that is not in this process. */
+  for (size_t i = 0; g_idle && i < MP__ARRAY_LEN(g_forebears_idle); i++)
+    if (!g_forebears_idle[i]) {
+      g_forebears_idle[i] = g_idle;
+      break;
+    }
+  g_idle = NULL;
   g_nidle = 0;
 }
 

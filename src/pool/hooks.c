@@ -281,7 +281,8 @@ mp__wx_enter(mp__wctx *wx, const mp_obj *xa, int place)
   else if (!by_address && mp_obj_type(sh) != MP_T_NONE)
     wx->shared = sh;
   uint64_t exec;
-  if (mp_uint_get(mp_seq_item(xa, 7), &exec) == 0 && exec)
+  mp_obj *ex = mp_seq_item(xa, 7); /* None, or the executor's address */
+  if (mp_obj_type(ex) == MP_T_INT && mp_uint_get(ex, &exec) == 0 && exec)
     wx->exec = (const mp_pool_executor *)(uintptr_t)exec;
   int64_t threading = 1;
   mp_int_get(mp_seq_item(xa, 8), &threading);
