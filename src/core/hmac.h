@@ -12,10 +12,10 @@
 
 /* The soname of the libcrypto whose headers we are built with: loaded on
  * the first HMAC, not linked. */
-#define MP__STR_(x) #x
-#define MP__STR(x) MP__STR_(x)
+#define MP__HMAC_STR_(x) #x
+#define MP__HMAC_STR(x) MP__HMAC_STR_(x)
 #if defined(OPENSSL_VERSION_MAJOR) && OPENSSL_VERSION_MAJOR >= 3
-#define MP__LIBCRYPTO "libcrypto.so." MP__STR(OPENSSL_VERSION_MAJOR)
+#define MP__LIBCRYPTO "libcrypto.so." MP__HMAC_STR(OPENSSL_VERSION_MAJOR)
 #else
 #define MP__LIBCRYPTO "libcrypto.so.1.1"
 #endif

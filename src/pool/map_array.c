@@ -358,16 +358,24 @@ ma_side_new(ma_side *s, mp__ma_cache *c, int side, const void *mem,
   return 0;
 }
 
-/* Copy `in` into the segment chunk by chunk, publishing each as ready. */
+/* The copies go in pieces of at least this many bytes (whole chunks), so
+ * that a small chunksize does not make them element by element. */
+#define MA_COPY_MIN ((size_t)64 << 10)
+
+/* Copy `in` into the segment in chunk order, publishing each piece as
+ * ready. */
 static void
 ma_copy_in(ma_hdr *h, void *seg, const void *in, size_t in_size, size_t n,
            size_t chunk, size_t nchunks)
 {
-  for (size_t c = 0; c < nchunks; c++) {
-    size_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
+  size_t per = chunk * in_size;
+  size_t step = per >= MA_COPY_MIN ? 1 : (MA_COPY_MIN + per - 1) / per;
+  for (size_t c = 0; c < nchunks; c += step) {
+    size_t c2 = nchunks - c > step ? c + step : nchunks;
+    size_t lo = c * chunk, hi = c2 * chunk < n ? c2 * chunk : n;
     memcpy((uint8_t *)seg + lo * in_size, (const uint8_t *)in + lo * in_size,
            (hi - lo) * in_size);
-    __atomic_store_n(&h->ready, (uint32_t)(c + 1), __ATOMIC_SEQ_CST);
+    __atomic_store_n(&h->ready, (uint32_t)c2, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&h->waiters, __ATOMIC_SEQ_CST))
       mp__futex_wake(&h->ready, INT32_MAX);
   }
@@ -375,39 +383,55 @@ ma_copy_in(ma_hdr *h, void *seg, const void *in, size_t in_size, size_t n,
   mp__futex_wake(&h->ready, INT32_MAX);
 }
 
-/* Copy out the chunks not copied yet (copied NULL: none was): every one
- * (all), or those whose done flag is set.  Returns how many it copied. */
+/* Copy out the chunks of [from, to) not copied yet (copied NULL: none
+ * was): every one (all), or those whose done flag is set; a run of such
+ * chunks in one copy.  Returns how many chunks it copied. */
 static size_t
 ma_copy_out(uint8_t *copied, const uint8_t *done, void *out, const void *seg,
-            size_t out_size, size_t n, size_t chunk, size_t nchunks, int all)
+            size_t out_size, size_t n, size_t chunk, size_t from, size_t to,
+            int all)
 {
   size_t k = 0;
-  for (size_t c = 0; c < nchunks; c++) {
-    if ((copied && copied[c]) ||
-        (!all && !__atomic_load_n(&done[c], __ATOMIC_ACQUIRE)))
+  for (size_t c = from; c < to;) {
+    size_t e = c;
+    while (e < to && !(copied && copied[e]) &&
+           (all || __atomic_load_n(&done[e], __ATOMIC_ACQUIRE)))
+      e++;
+    if (e == c) {
+      c++;
       continue;
-    size_t lo = c * chunk, hi = lo + chunk < n ? lo + chunk : n;
+    }
+    size_t lo = c * chunk, hi = e * chunk < n ? e * chunk : n;
     memcpy((uint8_t *)out + lo * out_size,
            (const uint8_t *)seg + lo * out_size, (hi - lo) * out_size);
     if (copied)
-      copied[c] = 1;
-    k++;
+      memset(copied + c, 1, e - c);
+    k += e - c;
+    c = e;
   }
   return k;
 }
 
-/* While the tasks run, copy out each chunk as it ends.  Returns when every
+/* While the tasks run, copy out each chunk as it ends; only the chunks
+ * claimed so far (below the counter) are looked at.  Returns when every
  * task has its result (a dead worker's task too: the pool fails it), so
  * this never waits on a chunk that will not end. */
 static void
-ma_copy_out_while(mp_result **res, size_t ntasks, const uint8_t *done,
-                  uint8_t *copied, void *out, const void *seg,
-                  size_t out_size, size_t n, size_t chunk, size_t nchunks)
+ma_copy_out_while(ma_hdr *h, mp_result **res, size_t ntasks,
+                  const uint8_t *done, uint8_t *copied, void *out,
+                  const void *seg, size_t out_size, size_t n, size_t chunk,
+                  size_t nchunks)
 {
-  size_t t = 0;
+  size_t t = 0, first = 0;
   for (;;) {
-    size_t k = ma_copy_out(copied, done, out, seg, out_size, n, chunk,
-                           nchunks, 0);
+    while (first < nchunks && copied[first])
+      first++;
+    int64_t claimed = __atomic_load_n(&h->next, __ATOMIC_ACQUIRE);
+    size_t to = claimed < 0 ? 0
+                : (uint64_t)claimed < nchunks ? (size_t)claimed
+                                              : nchunks;
+    size_t k = ma_copy_out(copied, done, out, seg, out_size, n, chunk, first,
+                           to, 0);
     while (t < ntasks && mp_result_ready(res[t]) == 1)
       t++;
     if (t == ntasks)
@@ -538,8 +562,8 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
   if (started && pipe_in && si.scratch)
     ma_copy_in(hdr, mp_shm_buf(si.seg), in, in_size, n, chunk, nchunks);
   if (started && so.scratch && (copied = calloc(nchunks, 1)) != NULL)
-    ma_copy_out_while(res, started, done, copied, out, mp_shm_buf(so.seg),
-                      out_size, n, chunk, nchunks);
+    ma_copy_out_while(hdr, res, started, done, copied, out,
+                      mp_shm_buf(so.seg), out_size, n, chunk, nchunks);
   /* Wait for every task started, whatever happened to the others: they
    * use the memory. */
   int died = 0;
@@ -610,7 +634,7 @@ mp_pool_map_array(mp_pool *p, mp_elem_fn fn, const void *in, size_t in_size,
     }
   }
   if (so.scratch && started) /* what was not copied as it ended */
-    ma_copy_out(copied, done, out, mp_shm_buf(so.seg), out_size, n, chunk,
+    ma_copy_out(copied, done, out, mp_shm_buf(so.seg), out_size, n, chunk, 0,
                 nchunks, 1);
   free(copied);
   snprintf(why, sizeof why, "%s", rc ? mp_errdetail() : "");
