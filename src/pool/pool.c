@@ -57,6 +57,7 @@ struct mp_pool {
   int death_seen;   /* atomic: the watcher saw a worker end */
   mp__ma_cache *ma_cache; /* map_array's segments kept for the next call */
   mp__poolx *x;          /* progress, insights, worker hooks (hooks.c) */
+  uint64_t batches;      /* batch task messages sent (for the tests) */
 };
 
 /* ---- job lists ---------------------------------------------------------- */
@@ -174,6 +175,34 @@ job_fail(mp_pool *p, mp__job *j, int code, const char *detail,
   job_free(j);
 }
 
+/* The result whose lock a run of messages holds: consecutive results of
+ * one call (the usual case) are stored under one lock and one wake-up of
+ * its waiters, not one per message -- a caller polling an imap took the
+ * lock at each wake-up, and the handler then queued for it at the next
+ * message (a futex sleep and wake per item). */
+typedef struct held_result {
+  mp_result *r;
+} held_result;
+
+static void
+hold_result(held_result *h, mp_result *r)
+{
+  if (h->r == r)
+    return;
+  if (h->r)
+    mp__result_unlock(h->r);
+  mp__result_lock(r);
+  h->r = r;
+}
+
+static void
+release_result(held_result *h)
+{
+  if (h->r)
+    mp__result_unlock(h->r);
+  h->r = NULL;
+}
+
 /* How fast worker w answers: the average gap between its results. */
 static void
 note_result(worker *w)
@@ -189,13 +218,19 @@ note_result(worker *w)
 static size_t
 prefetch_of(const worker *w)
 {
-  return w->gap_ns && w->gap_ns < MP__POOL_QUICK_NS ? MP__POOL_PREFETCH_QUICK
-                                                    : MP__POOL_PREFETCH;
+  if (!w->gap_ns)
+    return MP__POOL_PREFETCH;
+  int64_t k = MP__POOL_AHEAD_NS / w->gap_ns;
+  return k < MP__POOL_PREFETCH       ? MP__POOL_PREFETCH
+         : k > MP__POOL_PREFETCH_MAX ? MP__POOL_PREFETCH_MAX
+                                     : (size_t)k;
 }
 
-/* A result message (id, uid, values, errors) from a worker. */
+/* A result message (id, uid, values, errors) from a worker (its result
+ * locked into *h; the caller releases it before anything else locks a
+ * result). */
 static void
-handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
+handle_message(mp_pool *p, mp_obj *msg, held_result *h, finished_list *f)
 {
   uint64_t id, uid;
   mp_obj *values = mp_seq_item(msg, 2), *errors = mp_seq_item(msg, 3);
@@ -258,7 +293,7 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
     mp_seq_items(errors, &errs, &ne);
   size_t e = 0;
   int last = 0;
-  mp__result_lock(j->r);
+  hold_result(h, j->r);
   int bulk = packed && ne == 0 && nv == j->count; /* ints that all ran */
   if (bulk)
     last = mp__result_store_ints_locked(j->r, j->base, packed, nv);
@@ -298,7 +333,6 @@ handle_message(mp_pool *p, mp_obj *msg, finished_list *f)
     }
     last |= mp__result_store_locked(j->r, j->base + i, code, v, detail);
   }
-  mp__result_unlock(j->r);
   if (last)
     finished_add(f, j->r);
   for (size_t i = j->count; vals && i < nv; i++)
@@ -500,11 +534,13 @@ check_workers(mp_pool *p, finished_list *f)
        * what the result queue holds first */
       mp_obj *items[64];
       int n;
+      held_result h = {0};
       while (!drained && (n = mp_queue_get_many(p->rq, items, 64, 0)) > 0)
         for (int i = 0; i < n; i++) {
-          handle_message(p, items[i], f);
+          handle_message(p, items[i], &h, f);
           mp_obj_free(items[i]);
         }
+      release_result(&h);
       drained = 1;
       bury_worker(p, k, f);
     }
@@ -542,10 +578,64 @@ check_workers(mp_pool *p, finished_list *f)
   }
 }
 
+/* Whether job b may follow job a in one batch: the same call's next job,
+ * in the plain task form (no extras), and not map_array's task (each of
+ * those must reach a worker of its own). */
+static int
+batchable(const mp_pool *p, const mp__job *a, const mp__job *b)
+{
+  return b && b->id == a->id + 1 && b->fn == a->fn && b->kind == a->kind &&
+         b->r == a->r && !b->pslot && !p->x->has_exec && !p->x->insights &&
+         b->fn != mp__ma_task;
+}
+
+/* Hand worker w up to `room` (> 1) jobs from the backlog's head in one
+ * batch (pool->mu held): 1 if it did (at least two jobs), 0 if the head
+ * does not batch, -1 if the batch could not be sent -- its jobs are still
+ * at the backlog's head then, for the one-by-one path to send or fail one
+ * at a time. */
+static int
+dispatch_batch(mp_pool *p, worker *w, size_t room)
+{
+  mp__job *first = p->backlog.head;
+  if (!first || first->pslot || !batchable(p, first, first->next) ||
+      first->count + first->next->count > MP__POOL_BATCH_MAX)
+    return 0;
+  mp_obj *payloads = mp_list_new();
+  size_t n = 0, items = 0;
+  for (mp__job *j = first, *prev = NULL; payloads && j && n < room;
+       prev = j, j = j->next) {
+    if ((prev && !batchable(p, prev, j)) ||
+        items + j->count > MP__POOL_BATCH_MAX ||
+        mp_list_append(payloads, j->payload) != 0)
+      break;
+    items += j->count;
+    n++;
+  }
+  int rc = MP_ENOMEM;
+  if (n > 1) {
+    mp_obj *task = MP_TUPLE(mp_uint_new(first->id), MP_FUNC(first->fn),
+                            mp_int_new(first->kind | MP__TASK_BATCH),
+                            mp_obj_ref(payloads));
+    rc = task ? mp_queue_put(w->tq, task, 0) : MP_ENOMEM;
+    mp_obj_free(task);
+  }
+  mp_obj_free(payloads);
+  if (rc != 0)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    jobq_push(&w->jobs, jobq_pop(&p->backlog));
+    w->assigned++;
+  }
+  p->batches++;
+  return 1;
+}
+
 /* Hand backlog jobs to workers with room (pool->mu held). */
 static void
 dispatch(mp_pool *p, finished_list *f)
 {
+  int no_batch = 0; /* a batch failed to go: the rest one by one */
   if (p->init_error) {
     mp__job *j;
     while ((j = jobq_pop(&p->backlog)) != NULL)
@@ -564,8 +654,17 @@ dispatch(mp_pool *p, finished_list *f)
     }
     if (best < 0)
       return;
-    mp__job *j = jobq_pop(&p->backlog);
     worker *w = &p->w[best];
+    size_t room = prefetch_of(w) - w->jobs.len;
+    if (p->maxtasks && (int64_t)room > p->maxtasks - w->assigned)
+      room = (size_t)(p->maxtasks - w->assigned);
+    if (!no_batch && room > 1) {
+      int b = dispatch_batch(p, w, room);
+      if (b > 0)
+        continue;
+      no_batch = b < 0;
+    }
+    mp__job *j = jobq_pop(&p->backlog);
     /* the extras (progress slot, first position) only when used */
     mp_obj *task =
         p->x->has_exec /* the task_timeout too: the executor applies it */
@@ -632,10 +731,12 @@ handler_main(void *arg)
     int n = mp_queue_get_many(p->rq, items, 64, MP__POOL_TICK);
     finished_list f = {0};
     pthread_mutex_lock(&p->mu);
+    held_result h = {0};
     for (int i = 0; i < n; i++) {
-      handle_message(p, items[i], &f);
+      handle_message(p, items[i], &h, &f);
       mp_obj_free(items[i]);
     }
+    release_result(&h);
     int64_t now = mp__now_ns();
     int death = __atomic_exchange_n(&p->death_seen, 0, __ATOMIC_SEQ_CST);
     if (death || n <= 0 || now - last_check >= (int64_t)(MP__POOL_TICK * 1e9)) {
@@ -1262,6 +1363,15 @@ mp_pool_imap_unordered(mp_pool *p, mp_task_fn fn, const mp_obj *items,
 }
 
 /* ---- for the pool's other files (pool_internal.h) ------------------------ */
+
+uint64_t
+mp__pool_batches(mp_pool *p)
+{
+  pthread_mutex_lock(&p->mu);
+  uint64_t n = p->batches;
+  pthread_mutex_unlock(&p->mu);
+  return n;
+}
 
 int
 mp__pool_nproc(const mp_pool *p)

@@ -51,12 +51,20 @@
 #include "mproc/shm.h"
 
 #define MP__POOL_PREFETCH 2
-/* A worker whose results come back faster than MP__POOL_QUICK_NS apart
- * (a moving average) holds up to MP__POOL_PREFETCH_QUICK jobs: small tasks
- * then do not wait for the handler's round trip, and at most ~16 ms of
- * work is bound to one worker ahead of time. */
-#define MP__POOL_PREFETCH_QUICK 16
-#define MP__POOL_QUICK_NS 1000000
+/* A worker whose results come back quickly (the moving average of the gap
+ * between them) holds more jobs: about MP__POOL_AHEAD_NS of its work, at
+ * most MP__POOL_PREFETCH_MAX jobs.  Small tasks then do not wait for the
+ * handler's round trip, nor for the handler itself when it is off its CPU
+ * (4 threads on 2 CPUs: a caller, the handler, 2 workers), and at most
+ * ~8 ms of work is bound to one worker ahead of time. */
+#define MP__POOL_PREFETCH_MAX 128
+#define MP__POOL_AHEAD_NS 8000000
+/* Small jobs of one call handed to one worker at once go in one task
+ * message (a batch, MP__TASK_BATCH) of up to this many items: one put,
+ * one function reference and one wake-up for them all.  Bigger chunks go
+ * one per message, so that a worker starts on the first while the next
+ * is still being sent. */
+#define MP__POOL_BATCH_MAX 64
 #define MP__POOL_TICK 0.05
 #define MP__SLOT_DONE ((int64_t)1 << 62)
 
@@ -73,7 +81,10 @@ enum { MP__TASK_APPLY = MP_POOL_JOB_APPLY, MP__TASK_MAP = MP_POOL_JOB_MAP,
        MP__TASK_STAR = MP_POOL_JOB_STARMAP, /* as pool.h names them */
        /* a map whose payload is packed ints (obj/packed.c): bytes of
         * native int64s, never handed to an executor */
-       MP__TASK_MAP_I64 = 16 };
+       MP__TASK_MAP_I64 = 16,
+       /* or'ed into a task message's kind: its payload is a list of the
+        * payloads of consecutive jobs id, id+1, ... of that kind */
+       MP__TASK_BATCH = 256 };
 /* Chunks (and a job's results) of fewer items stay lists: packing would
  * save nothing there, and one-item chunks are imap's default. */
 #define MP__PACK_MIN 8
@@ -200,6 +211,7 @@ void mp__watch_free(mp__watch *w);
 int mp__pool_nproc(const mp_pool *p);
 int mp__pool_threading(const mp_pool *p);
 int mp__pool_running(mp_pool *p); /* not closed nor terminated */
+uint64_t mp__pool_batches(mp_pool *p); /* batch task messages sent so far */
 /* map_array.c: segments kept between calls; the pool's slot for them
  * (made by map_array, freed with the pool). */
 typedef struct mp__ma_cache mp__ma_cache;

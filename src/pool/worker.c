@@ -174,6 +174,54 @@ failed_job(uint64_t id, uint64_t uid, size_t n, int code, const char *name,
   return mp_tuple_take(4, mp_uint_new(id), mp_uint_new(uid), values, errors);
 }
 
+/* What a job needs from its worker besides the job. */
+typedef struct job_ctx {
+  mp_queue *rq;
+  uint64_t uid;
+  const char *name;
+  int64_t *slot, *started;
+  mp__wctx *wx;
+} job_ctx;
+
+/* Run one job and put its result: 0, or the worker's exit code (the slot
+ * then says running: the job fails as died). */
+static int
+job_run_report(job_ctx *c, uint64_t id, mp_task_fn fn, int kind,
+               mp_obj *payload, int pslot, int64_t base, int64_t tmo)
+{
+  mp__wctx *wx = c->wx;
+  /* Recorded before the task runs: a death from here on fails it.  The
+   * start time first, so that a reader who sees this id reads this
+   * task's start or a later one (never a false timeout). */
+  __atomic_store_n(c->started, mp__now_ns(), __ATOMIC_SEQ_CST);
+  __atomic_store_n(c->slot, (int64_t)id, __ATOMIC_SEQ_CST);
+  int64_t t_job = wx->insights ? mp__now_ns() : 0;
+  mp_obj *msg = wx->exec && fn != mp__ma_task
+                    ? mp__exec_job(wx, id, c->uid, fn, kind, payload, c->name,
+                                   pslot, base, tmo)
+                    : run_job(id, c->uid, fn, kind, payload, c->name, wx,
+                              pslot, base);
+  mp__wx_job_done(wx, t_job);
+  int rc = msg ? mp_queue_put(c->rq, msg, MP_FOREVER) : MP_ENOMEM;
+  if (rc != 0) {
+    char why[MP__ERRDETAIL_CAP + 32];
+    snprintf(why, sizeof why, "%s%s%s", mp_err_name(rc),
+             mp_errdetail()[0] ? ": " : "", mp_errdetail());
+    size_t n = 1;
+    if (kind != MP__TASK_APPLY && mp_obj_len(payload, &n) == 0 &&
+        kind == MP__TASK_MAP_I64)
+      n /= sizeof(int64_t); /* the bytes' length */
+    mp_obj_free(msg);
+    msg = failed_job(id, c->uid, n, rc, c->name, why);
+    rc = msg ? mp_queue_put(c->rq, msg, MP_FOREVER) : MP_ENOMEM;
+  }
+  mp_obj_free(msg);
+  if (rc != 0)
+    return MP__WEXIT_SEND;
+  __atomic_store_n(c->slot, (int64_t)id | MP__SLOT_DONE, __ATOMIC_SEQ_CST);
+  return 0;
+}
+
 int
 mp__pool_worker_main(mp_obj *args)
 {
@@ -225,6 +273,8 @@ mp__pool_worker_main(mp_obj *args)
     }
   }
 
+  job_ctx jc = {.rq = rq, .uid = uid, .name = name, .slot = slot,
+                .started = started, .wx = &wx};
   for (int64_t done = 0; maxtasks == 0 || done < maxtasks; done++) {
     mp_obj *task = NULL;
     mp__wx_wait_begin(&wx);
@@ -269,38 +319,30 @@ mp__pool_worker_main(mp_obj *args)
       wx.keep_heap = 0;
       mp__plat_heap_keep(MP__WORKER_HEAP_KEEP);
     }
-    /* Recorded before the task runs: a death from here on fails it.  The
-     * start time first, so that a reader who sees this id reads this
-     * task's start or a later one (never a false timeout). */
-    __atomic_store_n(started, mp__now_ns(), __ATOMIC_SEQ_CST);
-    __atomic_store_n(slot, (int64_t)id, __ATOMIC_SEQ_CST);
-    int64_t t_job = wx.insights ? mp__now_ns() : 0;
-    mp_obj *msg = wx.exec && fn != mp__ma_task
-                      ? mp__exec_job(&wx, id, uid, fn, (int)kind, payload,
-                                     name, (int)pslot, base, tmo)
-                      : run_job(id, uid, fn, (int)kind, payload, name, &wx,
-                                (int)pslot, base);
-    mp__wx_job_done(&wx, t_job);
-    int rc = msg ? mp_queue_put(rq, msg, MP_FOREVER) : MP_ENOMEM;
-    if (rc != 0) {
-      char why[MP__ERRDETAIL_CAP + 32];
-      snprintf(why, sizeof why, "%s%s%s", mp_err_name(rc),
-               mp_errdetail()[0] ? ": " : "", mp_errdetail());
-      size_t n = 1;
-      if (kind != MP__TASK_APPLY && mp_obj_len(payload, &n) == 0 &&
-          kind == MP__TASK_MAP_I64)
-        n /= sizeof(int64_t); /* the bytes' length */
-      mp_obj_free(msg);
-      msg = failed_job(id, uid, n, rc, name, why);
-      rc = msg ? mp_queue_put(rq, msg, MP_FOREVER) : MP_ENOMEM;
+    int rc = 0;
+    if (kind & MP__TASK_BATCH) { /* jobs id, id+1, ...: one payload each */
+      mp_obj *const *pl;
+      size_t np = 0;
+      if (mp_obj_type(payload) != MP_T_LIST || mp_seq_items(payload, &pl, &np))
+        rc = MP__WEXIT_BADARGS;
+      kind &= ~(int64_t)MP__TASK_BATCH;
+      for (size_t i = 0; rc == 0 && i < np; i++) {
+        if (i > 0 && __atomic_load_n(stopflag, __ATOMIC_ACQUIRE)) {
+          rc = -1; /* terminated: the rest fail in the parent */
+          break;
+        }
+        rc = job_run_report(&jc, id + i, fn, (int)kind, pl[i], 0, 0, 0);
+      }
+      done += np ? (int64_t)np - 1 : 0;
+    } else {
+      rc = job_run_report(&jc, id, fn, (int)kind, payload, (int)pslot, base,
+                          tmo);
     }
-    mp_obj_free(msg);
     mp_obj_free(task);
     if (rc != 0) {
       mp__wx_leave(&wx);
-      return MP__WEXIT_SEND; /* the slot says running: it fails as died */
+      return rc < 0 ? 0 : rc;
     }
-    __atomic_store_n(slot, (int64_t)id | MP__SLOT_DONE, __ATOMIC_SEQ_CST);
   }
   mp__wx_exit(&wx, rq, uid); /* maxtasksperchild: a clean end */
   mp__wx_leave(&wx);

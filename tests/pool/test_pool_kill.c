@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pool/pool_internal.h"
 #include "proc/proc_internal.h"
 
 #define ROUNDS 8
@@ -146,6 +147,98 @@ test_task_exits_or_crashes(void **state)
   MP_ASSERT_OK(mp_pool_close(p));
   MP_ASSERT_OK(mp_pool_join(p));
   mp_pool_free(p);
+}
+
+/* How many times each item ran (an Array of int64, the initializer's). */
+static int64_t *g_runs;
+
+static int
+keep_runs(mp_obj *initargs)
+{
+  mp_array *a = mp_array_from_obj(mp_seq_item(initargs, 0));
+  g_runs = a ? mp_array_ptr(a) : NULL;
+  return a ? 0 : mp_seterr(MP_ETYPE, "an Array");
+}
+
+/* Square, counting its runs, but item 700 ends its worker (exit code 3). */
+static int
+square_but_700_exits(mp_obj *args, mp_obj **result)
+{
+  int64_t v;
+  if (mp_int_get(mp_seq_item(args, 0), &v) != 0)
+    return mp_seterr(MP_ETYPE, "an int");
+  __atomic_add_fetch(&g_runs[v], 1, __ATOMIC_SEQ_CST);
+  if (v == 700)
+    _exit(3);
+  return square(args, result);
+}
+
+/* Small quick tasks go to a worker in batches of jobs (one task message
+ * for many): a worker that dies inside one fails that job only; the jobs
+ * of its batch before it were answered, those after it run elsewhere, and
+ * each job runs once. */
+static void
+test_death_inside_a_batch(void **state)
+{
+  enum { N = 3000 };
+  mp_array *runs;
+  MP_ASSERT_OK(mp_array_new(&runs, 'q', N, NULL, NULL));
+  mp_obj *initargs = MP_TUPLE(mp_array_obj(runs));
+  mp_pool *p;
+  MP_ASSERT_OK(mp_pool_new(&p, &(mp_pool_opts){
+                                   .processes = 2,
+                                   .context = mp_test_context(state),
+                                   .initializer = keep_runs,
+                                   .initargs = initargs}));
+  int64_t *counts = mp_array_ptr(runs);
+  mp_obj *items = int_list(N);
+  for (int unordered = 0; unordered < 2; unordered++) {
+    memset(counts, 0, N * sizeof *counts);
+    uint64_t batches = mp__pool_batches(p);
+    mp_imap *it;
+    MP_ASSERT_OK((unordered ? mp_pool_imap_unordered : mp_pool_imap)(
+        p, square_but_700_exits, items, NULL, &it));
+    char *seen = calloc(N, 1);
+    int died = 0;
+    for (int got = 0; got < N; got++) {
+      mp_obj *o = NULL;
+      int rc = mp_imap_next(it, &o, 30.0);
+      if (rc == MP_EWORKERDIED) {
+        if (!strstr(mp_errdetail(), "exited with code 3"))
+          fail_msg("detail: %s", mp_errdetail());
+        if (!unordered)
+          assert_int_equal(got, 700);
+        died++;
+        continue;
+      }
+      MP_ASSERT_OK(rc);
+      int64_t v, r = 0;
+      MP_ASSERT_OK(mp_int_get(o, &v));
+      mp_obj_free(o);
+      while (r * r < v)
+        r++;
+      assert_true(r < N && r != 700 && r * r == v && !seen[r]);
+      if (!unordered)
+        assert_int_equal(r, got);
+      seen[r] = 1;
+    }
+    mp_obj *o;
+    MP_ASSERT_ERR(mp_imap_next(it, &o, 30.0), MP_EEOF);
+    assert_int_equal(died, 1);
+    for (int i = 0; i < N; i++)
+      if (counts[i] != 1)
+        fail_msg("item %d ran %d times", i, (int)counts[i]);
+    /* the path under test was taken */
+    assert_true(mp__pool_batches(p) > batches);
+    mp_imap_free(it);
+    free(seen);
+  }
+  mp_obj_free(initargs);
+  mp_obj_free(items);
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+  mp_array_free(runs);
 }
 
 /* SIGKILL a random worker at random instants while an imap_unordered of
@@ -522,6 +615,7 @@ test_task_timeout_threads(void **state)
 static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS(test_kill_running_task),
     MP_TEST_METHODS(test_task_exits_or_crashes),
+    MP_TEST_METHODS(test_death_inside_a_batch),
     MP_TEST_METHODS(test_kill_random_instants),
     MP_TEST_METHODS(test_kill_random_instants_unordered),
     MP_TEST_METHODS(test_kill_during_map),
