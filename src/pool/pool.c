@@ -953,9 +953,13 @@ mp_pool_close(mp_pool *p)
     p->state = POOL_CLOSE;
     if (p->rq) { /* under the lock: a terminate frees it under the lock */
       /* With no work left the workers get their sentinels from here, as
-       * the handler would once woken: a wake-up less before they end. */
-      if (p->outstanding == 0)
+       * the handler would once woken: a wake-up less before they end.
+       * Their ends are no deaths to handle then: not watched (the watcher
+       * thread is not woken by them). */
+      if (p->outstanding == 0) {
+        mp__watch_stop(p->watch);
         send_sentinels(p);
+      }
       wake_handler(p);
     }
   }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The death watcher: one thread per process, shared by every pool in it,
- * that blocks in poll(2) on the sentinels of the pools' workers and a
+ * that blocks in epoll_wait(2) on the sentinels of the pools' workers and a
  * control pipe, and calls a pool's notify function as soon as one of its
  * sentinels becomes ready (the worker ended), so the result handler
  * replaces a dead worker at once instead of at its next liveness poll.
@@ -11,15 +11,20 @@
  * cost (clone, its stack's copy-on-write faults after the workers' forks,
  * a control pipe, the exit's madvise and TLB shootdowns).
  *
- * The thread polls copies (dup) of the sentinels, which only it closes,
- * between two polls (or mp__watch_shutdown, with it gone): a pool may free
- * a worker (and its sentinel) at any time without the watcher ever polling
- * a closed or reused descriptor.  Each watch has an id unique in the
- * process, so that a poll result is never credited to a newer watch that
- * happens to live at a freed one's address.  mp__watch_free returns only
- * once the thread is not calling (and will not call) that watch's notify. */
+ * The thread waits in epoll_wait on copies (dup) of the sentinels: a pool
+ * adds a worker's copy to the epoll set and takes it out again (then
+ * closes it) itself, and the thread is never woken for either.  A pool's
+ * start and a close with no work left so cost the thread no wake-up at
+ * all; each wake-up had put it on the other CPU while the pool's thread
+ * forked, and every fork and copy-on-write fault then sent it a TLB
+ * shoot-down (an interrupt across CPUs, a VM exit here).  An event names
+ * the arming it is for by a serial number unique in the process, never by
+ * the descriptor: an event the thread took just before its copy was taken
+ * out and closed (and the number reused) finds no arming with its serial
+ * and is dropped.  mp__watch_free returns only once the thread is not
+ * calling (and will not call) that watch's notify. */
 #include <errno.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -33,8 +38,9 @@ struct mp__watch {
   uint64_t id;
   int registered;
   int n;
-  int *fd;    /* n: a copy of worker k's sentinel, or -1 (g_mu) */
-  int *fired; /* n: notify was called for fd[k] (g_mu) */
+  int *fd;       /* n: a copy of worker k's sentinel, or -1 (g_mu) */
+  uint64_t *arm; /* n: the serial of fd[k]'s arming, 0: not in the set */
+  int *fired;    /* n: notify was called for fd[k] (g_mu) */
   void (*notify)(void *);
   void *arg;
 };
@@ -43,9 +49,9 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER; /* g_calling */
 static mp__watch *g_list;
 static uint64_t g_next_id = 1;
-static int g_ctl[2] = {-1, -1}; /* written to make the thread look again */
-static int *g_retired;          /* copies to close, by the thread */
-static int g_nretired, g_capretired;
+static uint64_t g_next_arm = 1;
+static int g_ep = -1;           /* the epoll set (g_mu) */
+static int g_ctl[2] = {-1, -1}; /* written to make the thread look at g_stop */
 static int g_running, g_stop;
 static pthread_t g_thread;
 static uint64_t g_calling; /* id of the watch whose notify runs, 0: none */
@@ -64,95 +70,85 @@ poke(void)
   /* EAGAIN: the pipe is full, so the thread will look anyway */
 }
 
+/* Put w->fd[k] into the epoll set (g_mu held, the thread running).  If it
+ * cannot, worker k is left to the pool's liveness poll. */
 static void
-close_retired(void)
+arm(mp__watch *w, int k)
 {
-  for (int i = 0; i < g_nretired; i++)
-    mp__close(g_retired[i]);
-  g_nretired = 0;
+  if (w->fd[k] < 0 || w->arm[k] || w->fired[k] || g_ep < 0)
+    return;
+  uint64_t serial = g_next_arm++;
+  struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT,
+                           .data.u64 = serial};
+  if (epoll_ctl(g_ep, EPOLL_CTL_ADD, w->fd[k], &ev) == 0)
+    w->arm[k] = serial;
 }
 
-/* The poll set and, per entry, whose it is. */
-typedef struct pollset {
-  struct pollfd *pf;
-  uint64_t *id;
-  int *k;
-  int n, cap;
-} pollset;
-
-static int
-pollset_add(pollset *s, int fd, uint64_t id, int k)
+/* Take w->fd[k] out of the set and close it (g_mu held). */
+static void
+retire(mp__watch *w, int k)
 {
-  if (s->n == s->cap) {
-    int cap = s->cap ? 2 * s->cap : 16;
-    struct pollfd *pf = realloc(s->pf, (size_t)cap * sizeof *pf);
-    if (pf)
-      s->pf = pf;
-    uint64_t *ids = pf ? realloc(s->id, (size_t)cap * sizeof *ids) : NULL;
-    if (ids)
-      s->id = ids;
-    int *ks = ids ? realloc(s->k, (size_t)cap * sizeof *ks) : NULL;
-    if (!ks)
-      return MP_ENOMEM; /* that worker is left to the liveness poll */
-    s->k = ks;
-    s->cap = cap;
-  }
-  s->pf[s->n] = (struct pollfd){.fd = fd, .events = POLLIN};
-  s->id[s->n] = id;
-  s->k[s->n] = k;
-  s->n++;
-  return 0;
+  int fd = w->fd[k];
+  if (fd < 0)
+    return;
+  if (w->arm[k] && g_ep >= 0)
+    epoll_ctl(g_ep, EPOLL_CTL_DEL, fd, NULL);
+  w->arm[k] = 0;
+  w->fd[k] = -1;
+  mp__close(fd);
 }
 
+/* The registered watch and slot armed with `serial` (g_mu held). */
 static mp__watch *
-find(uint64_t id)
+find_arming(uint64_t serial, int *k)
 {
   for (mp__watch *w = g_list; w; w = w->next)
-    if (w->id == id)
-      return w;
+    for (int i = 0; i < w->n; i++)
+      if (w->arm[i] == serial) {
+        *k = i;
+        return w;
+      }
   return NULL;
 }
+
+enum { MAX_EVENTS = 16 };
 
 static void *
 watch_main(void *arg)
 {
   (void)arg;
-  pollset s = {0};
   pthread_mutex_lock(&g_mu);
+  int ep = g_ep; /* closed only by mp__watch_shutdown, after the join */
   for (;;) {
     if (g_stop)
       break;
-    close_retired();
-    s.n = 0;
-    pollset_add(&s, g_ctl[0], 0, -1);
-    for (mp__watch *w = g_list; w; w = w->next)
-      for (int k = 0; k < w->n; k++)
-        if (w->fd[k] >= 0 && !w->fired[k])
-          pollset_add(&s, w->fd[k], w->id, k);
     pthread_mutex_unlock(&g_mu);
-    /* (no memory for even the pipe's entry: look again in a while) */
-    int r = poll(s.pf, (nfds_t)s.n, s.n ? -1 : 10);
-    if (s.n && s.pf[0].revents) {
-      char buf[64];
-      while (read(g_ctl[0], buf, sizeof buf) > 0)
-        ;
-    }
+    struct epoll_event ev[MAX_EVENTS];
+    int r = epoll_wait(ep, ev, MAX_EVENTS, -1);
     pthread_mutex_lock(&g_mu);
-    if (r <= 0)
-      continue; /* EINTR, ENOMEM: look again */
-    /* Each watch that fired is told once a round, outside g_mu (its
-     * notify may take locks a thread calling into the watch holds). */
-    for (int i = 1; i < s.n; i++) {
-      if (!s.pf[i].revents)
+    /* Each watch that fired is told once per event it has, outside g_mu
+     * (its notify may take locks a thread calling into the watch holds);
+     * one told already this round is not told again. */
+    uint64_t told[MAX_EVENTS];
+    int ntold = 0;
+    for (int i = 0; i < r; i++) {
+      if (ev[i].data.u64 == 0) { /* the control pipe: g_stop */
+        char buf[64];
+        while (read(g_ctl[0], buf, sizeof buf) > 0)
+          ;
         continue;
-      mp__watch *w = find(s.id[i]);
-      if (!w || w->fd[s.k[i]] != s.pf[i].fd || w->fired[s.k[i]])
-        continue; /* cleared or replaced meanwhile */
-      w->fired[s.k[i]] = 1;
-      for (int j = i + 1; j < s.n; j++) /* its other ends this round */
-        if (s.pf[j].revents && s.id[j] == w->id
-            && w->fd[s.k[j]] == s.pf[j].fd)
-          w->fired[s.k[j]] = 1;
+      }
+      int k;
+      mp__watch *w = find_arming(ev[i].data.u64, &k);
+      if (!w || w->fired[k])
+        continue; /* taken out (or replaced) meanwhile */
+      w->fired[k] = 1;
+      int seen = 0;
+      for (int j = 0; j < ntold; j++)
+        seen |= told[j] == w->id;
+      if (seen)
+        continue;
+      told[ntold++] = w->id;
       g_calling = w->id;
       void (*notify)(void *) = w->notify;
       void *warg = w->arg;
@@ -164,44 +160,13 @@ watch_main(void *arg)
     }
   }
   pthread_mutex_unlock(&g_mu);
-  free(s.pf);
-  free(s.id);
-  free(s.k);
   return NULL;
 }
 
-/* Hand w->fd[k] to the thread to close (g_mu held); closed here when the
- * thread is not running (it polls nothing then).  Not woken for it: a
- * retired copy is a worker that ended or is about to (its sentinel wakes
- * the thread), or one it ignores until its next look. */
-static void
-retire(mp__watch *w, int k)
-{
-  int fd = w->fd[k];
-  if (fd < 0)
-    return;
-  w->fd[k] = -1;
-  if (!g_running) {
-    mp__close(fd);
-    return;
-  }
-  if (g_nretired == g_capretired) {
-    int cap = g_capretired ? 2 * g_capretired : 16;
-    int *nr = realloc(g_retired, (size_t)cap * sizeof *nr);
-    if (!nr) { /* keep it polled, but as no watch's: ignored until shutdown */
-      w->fd[k] = fd;
-      w->fired[k] = 1;
-      return;
-    }
-    g_retired = nr;
-    g_capretired = cap;
-  }
-  g_retired[g_nretired++] = fd;
-}
-
 /* A fork child has no watcher thread: what the parent's watched is not its
- * own (its pools are the parent's copies), so the copies and the pipe are
- * closed and the next pool starts a thread of the child's. */
+ * own (its pools are the parent's copies), so the copies, the epoll set
+ * and the pipe are closed and the next pool starts a thread of the
+ * child's. */
 static void
 forget_in_child(void *arg)
 {
@@ -210,14 +175,15 @@ forget_in_child(void *arg)
     for (int k = 0; k < w->n; k++) {
       mp__close(w->fd[k]);
       w->fd[k] = -1;
+      w->arm[k] = 0;
     }
     w->registered = 0;
   }
   g_list = NULL;
-  close_retired();
+  mp__close(g_ep);
   mp__close(g_ctl[0]);
   mp__close(g_ctl[1]);
-  g_ctl[0] = g_ctl[1] = -1;
+  g_ep = g_ctl[0] = g_ctl[1] = -1;
   g_running = g_stop = 0;
   g_calling = 0;
   pthread_cond_init(&g_cond, NULL);
@@ -231,9 +197,11 @@ mp__watch_new(mp__watch **out, int n, void (*notify)(void *), void *arg)
     return MP_ENOMEM;
   w->n = n;
   w->fd = malloc((size_t)n * sizeof *w->fd);
+  w->arm = calloc((size_t)n, sizeof *w->arm);
   w->fired = calloc((size_t)n, sizeof *w->fired);
-  if (!w->fd || !w->fired) {
+  if (!w->fd || !w->arm || !w->fired) {
     free(w->fd);
+    free(w->arm);
     free(w->fired);
     free(w);
     return MP_ENOMEM;
@@ -253,22 +221,37 @@ add_hook(void)
   g_hook = mp__fork_guard_mutex_reset(&g_mu, forget_in_child, NULL);
 }
 
+/* Close the epoll set and the pipe (g_mu held, no thread). */
+static void
+close_set(void)
+{
+  mp__close(g_ep);
+  mp__close(g_ctl[0]);
+  mp__close(g_ctl[1]);
+  g_ep = g_ctl[0] = g_ctl[1] = -1;
+}
+
 /* Start the thread if it is not running (g_mu held; the fork hook in
- * place). */
+ * place), with the registered watches' copies in its set. */
 static int
 ensure_thread(void)
 {
   if (g_running)
     return 0;
   int rc = 0;
-  if (g_ctl[0] < 0) {
-    if ((rc = mp__pipe(g_ctl)) != 0)
+  if (g_ep < 0) {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0};
+    if ((g_ep = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+      rc = mp_seterr(mp__errno(), "epoll_create1 failed");
+      g_ep = -1;
       return rc;
-    if ((rc = mp__fd_set_nonblock(g_ctl[0], 1)) != 0 ||
-        (rc = mp__fd_set_nonblock(g_ctl[1], 1)) != 0) {
-      mp__close(g_ctl[0]);
-      mp__close(g_ctl[1]);
-      g_ctl[0] = g_ctl[1] = -1;
+    }
+    if ((rc = mp__pipe(g_ctl)) != 0 ||
+        (rc = mp__fd_set_nonblock(g_ctl[0], 1)) != 0 ||
+        (rc = mp__fd_set_nonblock(g_ctl[1], 1)) != 0 ||
+        (epoll_ctl(g_ep, EPOLL_CTL_ADD, g_ctl[0], &ev) != 0 &&
+         (rc = mp_seterr(mp__errno(), "epoll_ctl failed")) != 0)) {
+      close_set();
       return rc;
     }
   }
@@ -278,6 +261,9 @@ ensure_thread(void)
                              "mproc-watch")) != 0)
     return rc;
   g_running = 1;
+  for (mp__watch *w = g_list; w; w = w->next) /* after a shutdown */
+    for (int k = 0; k < w->n; k++)
+      arm(w, k);
   return 0;
 }
 
@@ -295,9 +281,9 @@ mp__watch_start(mp__watch *w)
     w->registered = 1;
     w->next = g_list;
     g_list = w;
+    for (int k = 0; k < w->n; k++) /* the workers set before the start */
+      arm(w, k);
   }
-  if (rc == 0)
-    poke(); /* one look for the workers set before the start */
   pthread_mutex_unlock(&g_mu);
   return rc;
 }
@@ -310,14 +296,10 @@ mp__watch_set(mp__watch *w, int k, int sentinel)
   int fd = sentinel >= 0 ? mp__dup(sentinel) : -1;
   pthread_mutex_lock(&g_mu);
   retire(w, k);
-  if (w->fd[k] < 0) {
-    w->fd[k] = fd < 0 ? -1 : fd;
-    w->fired[k] = 0;
-  } else {
-    mp__close(fd); /* could not retire the old one: no watching for k */
-  }
+  w->fd[k] = fd < 0 ? -1 : fd;
+  w->fired[k] = 0;
   if (w->registered && g_running)
-    poke();
+    arm(w, k);
   pthread_mutex_unlock(&g_mu);
   return fd < 0 && sentinel >= 0 ? fd : 0;
 }
@@ -332,7 +314,7 @@ mp__watch_clear(mp__watch *w, int k)
   pthread_mutex_unlock(&g_mu);
 }
 
-/* Take w off the thread's list and give its copies back (g_mu held). */
+/* Take w off the thread's list and close its copies (g_mu held). */
 static void
 unregister(mp__watch *w)
 {
@@ -370,6 +352,7 @@ mp__watch_free(mp__watch *w)
     pthread_cond_wait(&g_cond, &g_mu);
   pthread_mutex_unlock(&g_mu);
   free(w->fd);
+  free(w->arm);
   free(w->fired);
   free(w);
 }
@@ -387,12 +370,11 @@ mp__watch_shutdown(void)
     pthread_join(g_thread, NULL);
   pthread_mutex_lock(&g_mu);
   g_running = 0;
-  /* watches still registered keep their copies (closed when freed) */
-  close_retired();
-  if (!g_list) {
-    mp__close(g_ctl[0]);
-    mp__close(g_ctl[1]);
-    g_ctl[0] = g_ctl[1] = -1;
-  }
+  /* watches still registered keep their copies (closed when freed), out
+   * of the set that goes now; a next start arms them in a new one */
+  for (mp__watch *w = g_list; w; w = w->next)
+    for (int k = 0; k < w->n; k++)
+      w->arm[k] = 0;
+  close_set();
   pthread_mutex_unlock(&g_mu);
 }
