@@ -850,9 +850,14 @@ load_got(mp_queue *q, qgot *g, mp_obj **out)
 {
   /* The pickle is copied out of shared memory before it is decoded (another
    * process may reuse the record once it is finished); a small one on the
-   * stack. */
+   * stack, a big one in a block the big-block cache keeps: a fresh malloc
+   * of a megabyte was a fresh mapping, faulted in page by page, at every
+   * message of a pool's map until glibc's thresholds settled. */
   uint8_t local[1024];
-  void *copy = g->t.len <= sizeof local ? local : malloc(g->t.len);
+  int big = g->t.len >= MP__BIG_MIN;
+  void *copy = g->t.len <= sizeof local ? local
+               : big                    ? mp__big_alloc(g->t.len, 0)
+                                        : malloc(g->t.len);
   if (copy && g->t.len)
     memcpy(copy, g->t.payload, g->t.len);
   mp__q_finish(q, &g->t);
@@ -862,7 +867,9 @@ load_got(mp_queue *q, qgot *g, mp_obj **out)
   }
   int rc = mp_pickle_loads_fds(copy, g->t.len, NULL, g->fds, g->nfds, out);
   free(g->fds); /* the fds themselves are the loader's now */
-  if (copy != local)
+  if (big)
+    mp__big_free(copy);
+  else if (copy != local)
     free(copy);
   return rc;
 }

@@ -176,22 +176,11 @@ minor_faults(void)
   return ru.ru_minflt;
 }
 
-static int
-maps_big(void)
-{
-  void *p = mp__big_alloc(MP__BIG_MIN, 0);
-  assert_non_null(p);
-  mp__big_free(p);
-  int kept = mp__big_cached_bytes() > 0;
-  mp__big_trim();
-  return kept; /* 0: every block is malloc's (AddressSanitizer) */
-}
-
 static void
 test_big_block_kept(void **state)
 {
   (void)state;
-  if (!maps_big())
+  if (!mp_test_big_cache_on())
     skip();
   size_t n = (size_t)8 << 20;
   uint8_t *p = mp__big_alloc(n, 0);
@@ -259,7 +248,7 @@ static void
 test_big_cache_bounded(void **state)
 {
   (void)state;
-  if (!maps_big())
+  if (!mp_test_big_cache_on())
     skip();
   enum { N = MP__BIG_CACHE_N + 16 };
   void *v[N];
@@ -290,7 +279,7 @@ static void
 test_big_fork_child_starts_empty(void **state)
 {
   (void)state;
-  if (!maps_big())
+  if (!mp_test_big_cache_on())
     skip();
   void *p = mp__big_alloc((size_t)2 << 20, 0);
   assert_non_null(p);
@@ -312,7 +301,7 @@ static void
 test_big_unused_block_decays(void **state)
 {
   (void)state;
-  if (!maps_big())
+  if (!mp_test_big_cache_on())
     skip();
   int64_t saved = mp__big_decay_ns;
   mp__big_decay_ns = 50 * 1000000; /* 50 ms */
@@ -352,7 +341,7 @@ test_big_values(void **state)
   for (int round = 0; round < 3; round++) {
     mp_obj *b = mp_bytes_new(raw, n);
     assert_non_null(b);
-    assert_true((b->flags & MP__F_BIGMEM) || !maps_big());
+    assert_true((b->flags & MP__F_BIGMEM) || !mp_test_big_cache_on());
     MP_ASSERT_OK(mp_list_append_take(list, b));
   }
   for (int i = 0; i < 100000; i++) /* storage past MP__BIG_MIN, grown */

@@ -298,11 +298,46 @@ test_kill_producer_inside_big_puts(void **state)
   free(want);
 }
 
+/* The get side: a big item's pickle is copied out of the ring into a block
+ * of the big-block cache, not a fresh malloc (a fresh mapping of a
+ * megabyte, faulted in page by page, at every get): after a get and a
+ * free, the cache holds both the copy and the decoded payload's block, and
+ * the next get of the same size takes them back. */
+static void
+test_get_copies_big_items_into_cached_blocks(void **state)
+{
+  (void)state;
+  enum { LEN = 1 << 20 };
+  if (!mp_test_big_cache_on())
+    skip(); /* every block is malloc's (AddressSanitizer) */
+  assert_int_equal(mp__big_cached_bytes(), 0);
+  mp_queue *q;
+  MP_ASSERT_OK(mp_queue_new(&q, NULL));
+  mp_obj *item = big_bytes(LEN, 7), *got = NULL;
+  MP_ASSERT_OK(mp_queue_put(q, item, MP_FOREVER));
+  MP_ASSERT_OK(mp_queue_get(q, &got, MP_FOREVER));
+  assert_true(mp_obj_equal(item, got) == 1);
+  mp_obj_free(got);
+  size_t cached = mp__big_cached_bytes();
+  assert_true(cached >= 2 * (size_t)LEN);
+  MP_ASSERT_OK(mp_queue_put(q, item, MP_FOREVER));
+  MP_ASSERT_OK(mp_queue_get(q, &got, MP_FOREVER));
+  assert_true(mp_obj_equal(item, got) == 1);
+  /* the copy went back, the payload's block is the object's */
+  assert_true(mp__big_cached_bytes() < cached);
+  mp_obj_free(got);
+  assert_int_equal(mp__big_cached_bytes(), cached);
+  mp_obj_free(item);
+  mp_queue_free(q);
+  mp__big_trim();
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_put_writes_the_same_pickle),
     cmocka_unit_test(test_put_many_writes_the_same_pickles),
     cmocka_unit_test(test_limit_counts_the_whole_pickle),
     cmocka_unit_test(test_kill_producer_inside_big_puts),
+    cmocka_unit_test(test_get_copies_big_items_into_cached_blocks),
 };
 
 MP_TEST_MAIN(tests)

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "testutil.h"
 
+#include "obj/obj_internal.h"
 #include "pool/pool_internal.h"
 #include "proc/proc_internal.h"
 #include "queue/queue_internal.h"
@@ -371,4 +372,16 @@ mp_test_recv_expect(mp_conn *c, const void *want, size_t wlen, double timeout)
   if (wlen)
     assert_memory_equal(p, want, wlen);
   mp_free(p);
+}
+
+int
+mp_test_big_cache_on(void)
+{
+  void *p = mp__big_alloc(MP__BIG_MIN, 0);
+  if (!p)
+    return 0;
+  mp__big_free(p);
+  int kept = mp__big_cached_bytes() > 0;
+  mp__big_trim();
+  return kept;
 }

@@ -107,6 +107,9 @@ void mp_test_pipe(mp_conn **r, mp_conn **w, int duplex);
 /* Threads of this process named `name` (their comm); *blocked (if one is
  * found and blocked is not NULL) is the signal mask of the last one. */
 int mp_test_threads_named(const char *name, unsigned long long *blocked);
+/* Whether freed big blocks (obj/alloc_big.c) are kept for reuse: 0 where
+ * every block is malloc's (AddressSanitizer).  The cache is left empty. */
+int mp_test_big_cache_on(void);
 
 /* Receive one message on `c` within `timeout` seconds and assert that it is
  * exactly the `wlen` bytes at `want`. */
