@@ -712,12 +712,37 @@ send_sentinels(mp_pool *p)
     }
 }
 
-/* The watcher saw a worker end (on the watcher's thread). */
+static void handler_main(void *arg);
+
+/* Start the result-handling thread if it is not running (p->mu held, the
+ * pool running).  It starts with the first submission, or when a worker
+ * ends before one: a pool made, closed and joined with no work never wakes
+ * a thread beside its own.  Its start there ran on the other CPU while the
+ * workers were forked, and each fork and copy-on-write fault then sent it
+ * a TLB shoot-down (docs/performance.md). */
+static int
+ensure_handler(mp_pool *p)
+{
+  if (p->handler_running)
+    return 0;
+  int rc = mp__thread_run(handler_main, p, &p->handler);
+  if (rc == 0)
+    p->handler_running = 1;
+  return rc;
+}
+
+/* The watcher saw a worker end (on the watcher's thread): the handler
+ * replaces it, started for it if need be. */
 static void
 on_worker_end(void *arg)
 {
   mp_pool *p = arg;
   __atomic_store_n(&p->death_seen, 1, __ATOMIC_SEQ_CST);
+  pthread_mutex_lock(&p->mu);
+  if (p->state == POOL_RUN && ensure_handler(p) != 0)
+    mp_log_debug("pool: no result handler to replace an ended worker (%s): "
+                 "the next submission starts one", mp_errdetail());
+  pthread_mutex_unlock(&p->mu);
   wake_handler(p);
 }
 
@@ -842,10 +867,8 @@ mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
   for (int k = 0; k < nproc; k++)
     if ((rc = start_worker(p, k)) != 0)
       goto fail;
-  if ((rc = mp__watch_start(p->watch)) != 0 ||
-      (rc = mp__thread_run(handler_main, p, &p->handler)) != 0)
+  if ((rc = mp__watch_start(p->watch)) != 0)
     goto fail;
-  p->handler_running = 1;
   p->fin = mp__finalizer_add(MP__FINALIZE_POOL, pool_at_exit, p);
   *out = p;
   return 0;
@@ -920,18 +943,19 @@ shutdown_pool(mp_pool *p, int terminate)
 static int
 finish(mp_pool *p, int terminate)
 {
-  if (p->handler_running) {
-    if (terminate) {
-      pthread_mutex_lock(&p->mu);
-      p->state = POOL_TERMINATE;
-      pthread_mutex_unlock(&p->mu);
+  pthread_mutex_lock(&p->mu);
+  if (terminate)
+    p->state = POOL_TERMINATE; /* no handler starts from here on */
+  int running = p->handler_running; /* (a closed pool starts none either) */
+  pthread_mutex_unlock(&p->mu);
+  if (running) {
+    if (terminate)
       wake_handler(p);
-    }
     pthread_mutex_lock(&p->mu);
     while (!p->handler_done)
       pthread_cond_wait(&p->handler_cv, &p->mu);
-    pthread_mutex_unlock(&p->mu);
     p->handler_running = 0;
+    pthread_mutex_unlock(&p->mu);
   }
   return shutdown_pool(p, terminate);
 }
@@ -939,7 +963,10 @@ finish(mp_pool *p, int terminate)
 static int
 in_handler(mp_pool *p)
 {
-  return p->handler_running && pthread_equal(pthread_self(), p->handler);
+  pthread_mutex_lock(&p->mu);
+  int in = p->handler_running && pthread_equal(pthread_self(), p->handler);
+  pthread_mutex_unlock(&p->mu);
+  return in;
 }
 
 int
@@ -1054,6 +1081,14 @@ submit(mp_pool *p, mp__jobq *jobs, size_t more)
     pthread_mutex_unlock(&p->mu);
     return mp_seterr(MP_ESTATE, "the pool is not running (closed or "
                                 "terminated)");
+  }
+  int rc = ensure_handler(p);
+  if (rc) {
+    pthread_mutex_unlock(&p->mu);
+    char why[MP__ERRDETAIL_CAP];
+    snprintf(why, sizeof why, "%s",
+             mp_errdetail()[0] ? mp_errdetail() : mp_strerror(rc));
+    return mp_seterr(rc, "cannot start the pool's result handler: %s", why);
   }
   p->outstanding += jobs->len + more;
   enqueue(p, jobs, &f);

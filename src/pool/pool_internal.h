@@ -29,8 +29,10 @@
  * while its results come back quickly), and the next is handed to it when
  * a result comes back.
  *
- * Threads.  The result-handling thread takes results (and wake-ups) from
- * the result queue in slices of MP__POOL_TICK seconds, checks the workers'
+ * Threads.  The result-handling thread (started by the first submission,
+ * or by a worker's end before one: a pool closed with no work never has
+ * one) takes results (and wake-ups) from the result queue in slices of
+ * MP__POOL_TICK seconds, checks the workers'
  * liveness at least once per slice, replaces the dead, dispatches, and
  * completes results (callbacks outside the pool lock).  The process's
  * watcher thread (watch.c, one for every pool) blocks on the workers'

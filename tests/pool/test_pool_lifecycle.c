@@ -206,6 +206,46 @@ test_one_watcher_thread_for_all_pools(void **state)
   mp_obj_free(none);
 }
 
+/* The result handler starts with the first submission, or when a worker
+ * ends before one: a worker of a pool that never had work, SIGKILLed, is
+ * replaced all the same (its death starts the handler), and the pool
+ * then works. */
+static void
+test_idle_pool_replaces_a_dead_worker(void **state)
+{
+  mp_pool *p = pool_of(mp_test_context(state), 2);
+  mp_process **kids;
+  size_t nk;
+  MP_ASSERT_OK(mp_active_children(&kids, &nk));
+  assert_int_equal(nk, 2);
+  int victim = mp_process_pid(kids[0]), other = mp_process_pid(kids[1]);
+  mp_process_list_free(kids, nk);
+  assert_int_equal(kill(victim, SIGKILL), 0);
+  int replaced = 0;
+  for (int i = 0; i < 1000 && !replaced; i++) { /* at most ~10 s */
+    MP_ASSERT_OK(mp_active_children(&kids, &nk));
+    for (size_t k = 0; k < nk; k++) {
+      int pid = mp_process_pid(kids[k]);
+      replaced |= pid != victim && pid != other;
+    }
+    mp_process_list_free(kids, nk);
+    if (!replaced)
+      usleep(10000);
+  }
+  if (!replaced)
+    fail_msg("the killed worker %d of an idle pool was not replaced", victim);
+  mp_obj *args = MP_TUPLE(mp_int_new(7)), *v;
+  MP_ASSERT_OK(mp_pool_apply(p, square, args, &v));
+  int64_t x;
+  MP_ASSERT_OK(mp_int_get(v, &x));
+  assert_int_equal(x, 49);
+  mp_obj_free(v);
+  mp_obj_free(args);
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+}
+
 /* A fork child of a process whose watcher runs has no watcher (threads do
  * not cross fork) and none of the parent's watched descriptors; its first
  * pool starts its own, which finds that pool's dead workers. */
@@ -257,6 +297,7 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS(test_maxtasksperchild_one_over_many_tasks),
     MP_TEST_METHODS(test_killed_parent_leaves_no_worker),
     MP_TEST_METHODS(test_one_watcher_thread_for_all_pools),
+    MP_TEST_METHODS(test_idle_pool_replaces_a_dead_worker),
     MP_TEST_METHODS(test_fork_child_starts_its_own_watcher),
 };
 
