@@ -15,6 +15,7 @@
  *   apply_async + get, one at a time     us/trip   goal <= 100, >= 3x CPython
  *   imap_unordered, chunksize 1, 100,000 items   items/s  goal >= 10x CPython
  *   pool start (2 workers) + close + join, per method   ms  goal >= 10x
+ *        (fork: beside two raw fork + _exit + waitpid of this process)
  *   SIGKILL of a worker to its task failing, and to the worker replaced  ms
  *
  * Every number is the best of 3 rounds.  A wrong result marks the row
@@ -369,6 +370,32 @@ job_imapu(long n)
 
 /* ---- pool start + close + join ------------------------------------------------ */
 
+/* The fork start's floor: what a pool of 2 fork workers cannot do without,
+ * two fork()s of this process, each child _exit()ing at once, both
+ * waited for.  ms per pair, best of 3. */
+static double
+raw_two_forks(long n)
+{
+  double best = 1e99;
+  for (int r = 0; r < 3; r++) {
+    double t = now();
+    for (long i = 0; i < n; i++) {
+      pid_t a = fork();
+      if (a == 0)
+        _exit(0);
+      pid_t b = fork();
+      if (b == 0)
+        _exit(0);
+      if (a < 0 || b < 0 || waitpid(a, NULL, 0) != a || waitpid(b, NULL, 0) != b)
+        return -1;
+    }
+    double dt = (now() - t) / n * 1e3;
+    if (dt < best)
+      best = dt;
+  }
+  return best;
+}
+
 static void
 job_start(long n)
 {
@@ -388,6 +415,14 @@ job_start(long n)
     snprintf(job, sizeof job, "pool start (2) + close + join (%s)",
              methods[m]);
     row(job, "CPython Pool", py, "ms", NULL);
+    if (m == 0) {
+      /* after the pools: the process has the library's threads then, as a
+       * pool's parent does */
+      double raw = raw_two_forks(n);
+      char rb[128];
+      row(job, "raw floor (2 fork+_exit+wait)", raw, "ms",
+          raw > 0 ? ratio(rb, sizeof rb, py / raw, "CPython") : NULL);
+    }
     row(job, "mproc", best, "ms", ratio(b, sizeof b, py / best, "CPython"));
   }
 }
