@@ -66,4 +66,25 @@ check_squares(mp_obj *out, int n)
   }
 }
 
+/* close, join and free p, each asserted */
+static MP__TASK_UNUSED void
+pool_end(mp_pool *p)
+{
+  MP_ASSERT_OK(mp_pool_close(p));
+  MP_ASSERT_OK(mp_pool_join(p));
+  mp_pool_free(p);
+}
+
+/* fn(*args) in p, whose value must be the int `want` */
+static MP__TASK_UNUSED void
+apply_expect_int(mp_pool *p, mp_task_fn fn, mp_obj *args, int64_t want)
+{
+  mp_obj *v = NULL;
+  int64_t x;
+  MP_ASSERT_OK(mp_pool_apply(p, fn, args, &v));
+  MP_ASSERT_OK(mp_int_get(v, &x));
+  assert_int_equal(x, want);
+  mp_obj_free(v);
+}
+
 #endif

@@ -235,9 +235,7 @@ test_death_inside_a_batch(void **state)
   }
   mp_obj_free(initargs);
   mp_obj_free(items);
-  MP_ASSERT_OK(mp_pool_close(p));
-  MP_ASSERT_OK(mp_pool_join(p));
-  mp_pool_free(p);
+  pool_end(p);
   mp_array_free(runs);
 }
 

@@ -234,16 +234,10 @@ test_idle_pool_replaces_a_dead_worker(void **state)
   }
   if (!replaced)
     fail_msg("the killed worker %d of an idle pool was not replaced", victim);
-  mp_obj *args = MP_TUPLE(mp_int_new(7)), *v;
-  MP_ASSERT_OK(mp_pool_apply(p, square, args, &v));
-  int64_t x;
-  MP_ASSERT_OK(mp_int_get(v, &x));
-  assert_int_equal(x, 49);
-  mp_obj_free(v);
+  mp_obj *args = MP_TUPLE(mp_int_new(7));
+  apply_expect_int(p, square, args, 49);
   mp_obj_free(args);
-  MP_ASSERT_OK(mp_pool_close(p));
-  MP_ASSERT_OK(mp_pool_join(p));
-  mp_pool_free(p);
+  pool_end(p);
 }
 
 /* A fork child of a process whose watcher runs has no watcher (threads do
