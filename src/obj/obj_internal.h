@@ -214,7 +214,7 @@ size_t mp__obj_slab_bytes(size_t block_size);
  * again and again (a pool's map, round after round) do not fault their
  * pages in every time.  NULL on ENOMEM, with no detail set; `zero` clears
  * the block.  Any thread may free or grow any block. */
-#define MP__BIG_MIN ((size_t)256 << 10)
+#define MP__BIG_MIN ((size_t)64 << 10)
 /* Freed blocks the cache keeps: at most this many, and this many bytes.  A
  * map of a million items has more than 16 blocks of a megabyte or more
  * alive at once (the chunks packed, the results received, the result
@@ -289,6 +289,28 @@ mp_obj *mp__ints_pack(mp_obj *const *items, size_t n);
  * ints allocates nothing per item.  Takes `reuse` in every case; NULL:
  * out of memory. */
 mp_obj *mp__args1_int(mp_obj *reuse, int64_t v);
+/* The same, with the common case inline (a map's loop calls it per item):
+ * the tuple and its int held by the caller alone, v not a small int. */
+static inline mp_obj *
+mp__args1_int_fast(mp_obj *reuse, int64_t v)
+{
+  if (reuse && (v < MP__SMALL_MIN || v > MP__SMALL_MAX) &&
+      MP__T(reuse) == MP_T_TUPLE && MP__AS(mp__tuple, reuse)->n == 1 &&
+      __atomic_load_n(&reuse->rc, __ATOMIC_ACQUIRE) == 1) {
+    mp_obj *item = MP__AS(mp__tuple, reuse)->items[0];
+    if (MP__T(item) == MP_T_INT && !(item->flags & MP__F_BIG) &&
+        __atomic_load_n(&item->rc, __ATOMIC_ACQUIRE) == 1) {
+      MP__AS(mp__int, item)->v = v;
+      return reuse;
+    }
+  }
+  return mp__args1_int(reuse, v);
+}
+/* The data of bytes object `b` for writing, when only the caller holds it
+ * (its one reference, not immortal): a worker writes a chunk's results
+ * over the chunk's packed items, read just before, instead of into a
+ * fresh buffer.  NULL otherwise. */
+uint8_t *mp__bytes_writable(mp_obj *b);
 /* The n native int64s at `packed` as int objects into out[0..n): one
  * allocator call per few hundred, not one each.  Returns how many were
  * made; fewer than n only out of memory (MP_ENOMEM set). */

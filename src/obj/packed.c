@@ -73,6 +73,16 @@ mp__args1_int(mp_obj *reuse, int64_t v)
   return mp_tuple_take(1, mp__int_fast(v));
 }
 
+uint8_t *
+mp__bytes_writable(mp_obj *b)
+{
+  if (!b || MP__T(b) != MP_T_BYTES || !sole(b))
+    return NULL;
+  mp__bytes *o = MP__AS(mp__bytes, b);
+  o->hash = 0; /* its contents change: a hash taken before is stale */
+  return o->d;
+}
+
 size_t
 mp__ints_unpack(const uint8_t *packed, size_t n, mp_obj **out)
 {

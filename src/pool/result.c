@@ -112,6 +112,15 @@ mp__result_store_locked(mp_result *r, size_t i, int code, mp_obj *value,
   return --r->left == 0;
 }
 
+static int
+none_done(const unsigned char *done, size_t n)
+{
+  unsigned char any = 0;
+  for (size_t i = 0; i < n; i++) /* vectorized: no early exit */
+    any |= done[i];
+  return !any;
+}
+
 int
 mp__result_store_ints_locked(mp_result *r, size_t base, const uint8_t *packed,
                              size_t n)
@@ -119,7 +128,17 @@ mp__result_store_ints_locked(mp_result *r, size_t base, const uint8_t *packed,
   enum { RUN = 1024 };
   mp_obj *made[RUN];
   int last = 0;
-  for (size_t k0 = 0; k0 < n; k0 += RUN) {
+  size_t k0 = 0;
+  /* A map's chunk (no ring, no completion order), none of it stored yet:
+   * the ints are made straight into the value array. */
+  if (!r->ring && !r->order && base <= r->n && n <= r->n - base &&
+      none_done(r->done + base, n)) {
+    k0 = mp__ints_unpack(packed, n, r->values + base);
+    memset(r->done + base, 1, k0);
+    r->left -= k0;
+    last = k0 > 0 && r->left == 0;
+  }
+  for (; k0 < n; k0 += RUN) {
     size_t m = n - k0 < RUN ? n - k0 : RUN;
     size_t got = mp__ints_unpack(packed + k0 * sizeof(int64_t), m, made);
     for (size_t j = 0; j < m; j++) {

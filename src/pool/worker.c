@@ -50,10 +50,17 @@ typedef struct values_out {
   size_t n;      /* values stored */
 } values_out;
 
+/* `in`: the job's packed items, or NULL.  When the job alone holds them,
+ * the values are written over them (item i is read before value i is
+ * written): no second buffer of the chunk's size to bring into the cache. */
 static int
-values_begin(values_out *vo, size_t n)
+values_begin(values_out *vo, size_t n, mp_obj *in)
 {
   *vo = (values_out){0};
+  if (n >= MP__PACK_MIN && in && (vo->d = mp__bytes_writable(in)) != NULL) {
+    vo->bytes = mp_obj_ref(in);
+    return 0;
+  }
   if (n >= MP__PACK_MIN &&
       (vo->bytes = mp__bytes_alloc(n * sizeof(int64_t), &vo->d)) != NULL)
     return 0;
@@ -107,7 +114,8 @@ run_job(uint64_t id, uint64_t uid, mp_task_fn fn, int kind, mp_obj *payload,
     n = 0;
   }
   values_out vo;
-  if (values_begin(&vo, kind == MP__TASK_APPLY ? 0 : n) != 0)
+  if (values_begin(&vo, kind == MP__TASK_APPLY ? 0 : n,
+                   ints ? payload : NULL) != 0)
     return NULL;
   mp_obj *args = NULL;
   for (size_t i = 0; i < n; i++) {
@@ -115,7 +123,7 @@ run_job(uint64_t id, uint64_t uid, mp_task_fn fn, int kind, mp_obj *payload,
     if (ints) { /* (v,), rewritten in place when the last call kept none */
       int64_t v;
       memcpy(&v, ints + i * sizeof v, sizeof v);
-      if (!(args = mp__args1_int(args, v)))
+      if (!(args = mp__args1_int_fast(args, v)))
         rc = mp_seterr(MP_ENOMEM, "out of memory building the arguments");
     } else {
       rc = mp_pool_job_args(kind, payload, i, &args);
