@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Large blocks: a list's storage, a bytes, str or tuple of hundreds of KiB.
+/* Large blocks: a list's storage, a bytes, str or tuple of 64 KiB or more.
  *
  * A pool's map makes and drops arrays of megabytes every round: the result
  * list's 8 MB of pointers for a million items, a chunk's packed ints, the

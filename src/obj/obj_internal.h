@@ -213,7 +213,10 @@ size_t mp__obj_slab_bytes(size_t block_size);
  * mappings kept for reuse when freed, so that arrays made and dropped
  * again and again (a pool's map, round after round) do not fault their
  * pages in every time.  NULL on ENOMEM, with no detail set; `zero` clears
- * the block.  Any thread may free or grow any block. */
+ * the block.  Any thread may free or grow any block.  64 KiB, not more:
+ * glibc trims a thread arena's top on the free of a block of 128 KiB, so
+ * a pool's handler taking messages of that size from malloc faulted each
+ * one in again. */
 #define MP__BIG_MIN ((size_t)64 << 10)
 /* Freed blocks the cache keeps: at most this many, and this many bytes.  A
  * map of a million items has more than 16 blocks of a megabyte or more
