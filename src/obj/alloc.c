@@ -287,34 +287,65 @@ mp__obj_alloc_many(size_t size, mp_type t, size_t n, mp_obj **out)
   return k;
 }
 
+/* A pooled object back onto the lists `me` (this thread's). */
+static inline void
+dealloc_pooled(__typeof__(tl) *me, mp_obj *o)
+{
+  int c = flags_class(o->flags);
+  blk *b = (blk *)o;
+  if (me->nfree[c] < 2 * pools[c].batch) {
+    b->next = me->free[c];
+    me->free[c] = b;
+    me->nfree[c]++;
+  } else {
+    b->next = me->spill[c];
+    me->spill[c] = b;
+    if (++me->nspill[c] == pools[c].batch) {
+      give_batch(c, me->spill[c], me->nspill[c]);
+      me->spill[c] = NULL;
+      me->nspill[c] = 0;
+    }
+  }
+}
+
+static void
+dealloc_unpooled(mp_obj *o)
+{
+  if (o->flags & MP__F_BIGMEM)
+    mp__big_free(o);
+  else
+    free(o);
+}
+
 void
 mp__obj_dealloc(mp_obj *o)
 {
-  if (o->flags & MP__F_POOLED) {
-    __typeof__(tl) *me = tl_lists(); /* one look-up, not three */
-    int c = flags_class(o->flags);
-    blk *b = (blk *)o;
-    if (me->nfree[c] < 2 * pools[c].batch) {
-      b->next = me->free[c];
-      me->free[c] = b;
-      me->nfree[c]++;
-    } else {
-      b->next = me->spill[c];
-      me->spill[c] = b;
-      if (++me->nspill[c] == pools[c].batch) {
-        give_batch(c, me->spill[c], me->nspill[c]);
-        me->spill[c] = NULL;
-        me->nspill[c] = 0;
-      }
-    }
-    /* a thread that frees but never allocated: still give back at exit */
-    if (!me->registered)
-      register_thread();
-  } else if (o->flags & MP__F_BIGMEM) {
-    mp__big_free(o);
-  } else {
-    free(o);
+  if (!(o->flags & MP__F_POOLED)) {
+    dealloc_unpooled(o);
+    return;
   }
+  __typeof__(tl) *me = tl_lists(); /* one look-up, not three */
+  dealloc_pooled(me, o);
+  /* a thread that frees but never allocated: still give back at exit */
+  if (!me->registered)
+    register_thread();
+}
+
+void
+mp__obj_dealloc_many(mp_obj *const *objs, size_t n)
+{
+  __typeof__(tl) *me = NULL;
+  for (size_t i = 0; i < n; i++) {
+    if (!(objs[i]->flags & MP__F_POOLED)) {
+      dealloc_unpooled(objs[i]);
+      continue;
+    }
+    if (!me)
+      me = tl_lists();
+    dealloc_pooled(me, objs[i]);
+  }
+  if (me && !me->registered)
+    register_thread();
 }
 
 size_t

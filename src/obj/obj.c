@@ -61,6 +61,9 @@ typedef struct worklist {
   mp_obj **v;
   size_t n, cap;
   mp_obj *local[32];
+  /* leaves waiting to be freed, a run at a time (mp__obj_dealloc_many) */
+  size_t nleaves;
+  mp_obj *leaves[64];
 } worklist;
 
 static void
@@ -73,7 +76,11 @@ wl_drop(worklist *w, mp_obj *c)
   if (c->type < MP_T_TUPLE) {
     if (c->type == MP_T_BYTEARRAY)
       free(MP__AS(mp__bytearray, c)->d);
-    mp__obj_dealloc(c);
+    w->leaves[w->nleaves++] = c;
+    if (w->nleaves == sizeof w->leaves / sizeof w->leaves[0]) {
+      mp__obj_dealloc_many(w->leaves, w->nleaves);
+      w->nleaves = 0;
+    }
     return;
   }
   if (w->n == w->cap) {
@@ -156,9 +163,11 @@ mp__obj_destroy(mp_obj *o)
   w.v = w.local;
   w.n = 0;
   w.cap = sizeof w.local / sizeof w.local[0];
+  w.nleaves = 0;
   destroy_one(o, &w);
   while (w.n)
     destroy_one(w.v[--w.n], &w);
+  mp__obj_dealloc_many(w.leaves, w.nleaves);
   if (w.v != w.local)
     free(w.v);
 }

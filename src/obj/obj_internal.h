@@ -199,6 +199,9 @@ extern mp__int mp__small_ints[MP__SMALL_MAX - MP__SMALL_MIN + 1];
  * the detail), and its release (never free() an object). */
 void *mp__obj_alloc(size_t size, mp_type t);
 void mp__obj_dealloc(mp_obj *o);
+/* The release of n objects with one look at this thread's free lists (a
+ * list of a million ints is released a run at a time). */
+void mp__obj_dealloc_many(mp_obj *const *objs, size_t n);
 /* Up to n new objects of `size` bytes into out (rc 1, type t, the rest of
  * each the caller's to fill), with one look at this thread's free lists;
  * returns how many (fewer than n: out of memory, MP_ENOMEM set). */
