@@ -20,8 +20,9 @@
 
 #include <mproc.h>
 
-#include "platform/platform.h"
 #include "fuzz.h"
+#include "obj/obj_internal.h"
+#include "platform/platform.h"
 
 /* Nodes of the value seen as a tree (a DAG of shared sub-values can be
  * exponentially larger than its pickle); stops counting at `cap`. */
@@ -227,12 +228,51 @@ fill_placeholders(const uint8_t *data, size_t size)
   return copy;
 }
 
+/* A queue's decoding straight out of its ring (mp__pickle_loads_shared)
+ * decides as the plain decoding does, and makes the same value.  Its
+ * read-ahead and direct-copy sizes are made small here, so that inputs of
+ * a few bytes take every path (a payload partly read ahead, then copied
+ * straight) and not only the all-read-ahead one. */
+static void
+shared_agrees(const uint8_t *in, size_t size)
+{
+  mp__pickle_fill_ahead = 1 + (size & 15);
+  mp__pickle_direct_min = 1 + (size >> 4 & 7);
+  mp_obj *a = NULL, *b = NULL;
+  uint8_t *scratch = malloc(size ? size : 1);
+  if (!scratch)
+    return;
+  int ra = mp_pickle_loads_fds(in, size, NULL, NULL, 0, &a);
+  int rb = mp__pickle_loads_shared(in, size, scratch, NULL, NULL, 0, &b);
+  free(scratch);
+  if (ra != rb) {
+    fprintf(stderr, "loads_shared returned %s, loads_fds %s\n",
+            mp_err_name(rb), mp_err_name(ra));
+    abort();
+  }
+  if (ra == 0 && tree_size(a, 200000) < 200000) { /* repr is exponential
+                                                   * in a memo-linked DAG */
+    char *x = mp_obj_repr(a), *y = mp_obj_repr(b);
+    if ((x == NULL) != (y == NULL) || (x && strcmp(x, y) != 0)) {
+      fprintf(stderr, "loads_shared made another value:\n%s\n%s\n",
+              x ? x : "(null)", y ? y : "(null)");
+      abort();
+    }
+    mp_free(x);
+    mp_free(y);
+  }
+  mp_obj_free(a);
+  mp_obj_free(b);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
   mp_obj *v = NULL;
   uint8_t *filled = fill_placeholders(data, size);
-  int rc0 = mp_pickle_loads(filled ? filled : data, size, NULL, &v);
+  const uint8_t *in = filled ? filled : data;
+  int rc0 = mp_pickle_loads(in, size, NULL, &v);
+  shared_agrees(in, size);
   free(filled);
   if (rc0 != 0)
     return 0;

@@ -449,6 +449,18 @@ int mp__pickle_dumps_tmp(const mp_obj *o, int with_fds, int in_place,
 /* Write the whole pickle (total bytes) to dst. */
 void mp__pickled_copy(const mp__pickled *p, void *dst);
 void mp__pickled_release(mp__pickled *p);
+/* mp_pickle_loads_fds of the len bytes at `src`, memory another process
+ * may write while this runs (a queue's ring): each byte of src is read
+ * once, into `scratch` (len bytes, the caller's) as the parse reaches it,
+ * or -- a large bytes payload -- straight into its object, so a writer
+ * can change what the value holds but not what the parser saw. */
+int mp__pickle_loads_shared(const void *src, size_t len, void *scratch,
+                            const mp_pickle_opts *opts, int *fds,
+                            size_t nfds, mp_obj **out);
+/* Its read-ahead (bytes copied into scratch past what the parse needs)
+ * and the least part of a bytes payload not yet read ahead that is copied
+ * straight: tests and the fuzzer make them small. */
+extern size_t mp__pickle_fill_ahead, mp__pickle_direct_min;
 extern const mp__proxy_wire *mp__proxy_wire_hooks;
 extern _Thread_local int mp__proxy_wire_on;
 

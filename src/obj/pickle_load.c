@@ -25,6 +25,15 @@
 
 typedef struct loader {
   const uint8_t *start, *p, *end;
+  /* Loading from memory another process may write at any time
+   * (mp__pickle_loads_shared): `start` is then a private buffer, filled
+   * from `src` as the parse reaches it (`filled` bytes so far), so that
+   * every byte is read from `src` once and the parser looks only at its
+   * copy.  A large bytes payload goes from `src` straight into its object
+   * and is never copied into the buffer.  src NULL: start is the data. */
+  const uint8_t *src;
+  uint8_t *scratch;
+  size_t filled;
   mp_obj **stack;
   size_t sp, scap;
   size_t *marks;
@@ -746,11 +755,60 @@ do_newobj_ex(loader *l)
 
 /* ---- the opcode loop ----------------------------------------------------------- */
 
+/* Read ahead of the parse in shared mode: small enough that a large
+ * payload behind a few opcodes is mostly copied once, straight. */
+size_t mp__pickle_fill_ahead = 8192;
+/* A bytes payload with at least this much not yet in the buffer goes
+ * straight from src into its object. */
+size_t mp__pickle_direct_min = 4096;
+
+static void
+fill_to(loader *l, size_t need)
+{
+  size_t len = (size_t)(l->end - l->start); /* need <= len */
+  size_t ahead = mp__pickle_fill_ahead;
+  size_t to = len - need > ahead ? need + ahead : len;
+  memcpy(l->scratch + l->filled, l->src + l->filled, to - l->filled);
+  l->filled = to;
+}
+
+/* The n bytes at p (n <= left(l), checked by the caller) readable. */
+static inline void
+ensure(loader *l, size_t n)
+{
+  size_t need = (size_t)(l->p - l->start) + n;
+  if (MP__UNLIKELY(l->src != NULL) && need > l->filled)
+    fill_to(l, need);
+}
+
 #define NEED(n)                                                                \
   do {                                                                         \
     if (MP__UNLIKELY(left(l) < (n)))                                           \
       return bad(l, "truncated");                                              \
+    ensure(l, (n));                                                            \
   } while (0)
+
+/* Bytes of n at p (n <= left(l)), copied from src in shared mode when
+ * enough of them are not in the buffer yet; NULL otherwise (and then
+ * nothing is made). */
+static mp_obj *
+bytes_direct(loader *l, size_t n, int *made)
+{
+  size_t at = (size_t)(l->p - l->start);
+  *made = 0;
+  if (!l->src || l->filled >= at + n || at + n - l->filled < mp__pickle_direct_min)
+    return NULL;
+  *made = 1;
+  uint8_t *d;
+  mp_obj *b = mp__bytes_alloc(n, &d);
+  if (!b)
+    return NULL;
+  size_t have = l->filled > at ? l->filled - at : 0; /* read ahead already */
+  memcpy(d, l->scratch + at, have);
+  memcpy(d + have, l->src + at + have, n - have);
+  l->filled = at + n;
+  return b;
+}
 
 static int
 load_sized(loader *l, int width, mp_type t)
@@ -760,6 +818,15 @@ load_sized(loader *l, int width, mp_type t)
   l->p += width;
   if (n > left(l))
     return bad(l, "length past the end of the data");
+  if (t == MP_T_BYTES) {
+    int made;
+    mp_obj *b = bytes_direct(l, n, &made);
+    if (made) {
+      l->p += n;
+      return push(l, b);
+    }
+  }
+  ensure(l, n);
   const uint8_t *d = l->p;
   l->p += n;
   if (t == MP_T_STR) {
@@ -778,6 +845,7 @@ load_sized(loader *l, int width, mp_type t)
 static int
 read_line(loader *l, const char **s, size_t *n)
 {
+  ensure(l, left(l)); /* text opcodes (protocol 0-2): all of it */
   const uint8_t *nl = memchr(l->p, '\n', left(l));
   if (!nl)
     return bad(l, "truncated GLOBAL");
@@ -820,6 +888,7 @@ run(loader *l, mp_obj **out)
   for (;;) {
     if (MP__UNLIKELY(l->p >= l->end))
       return bad(l, "truncated (no STOP)");
+    ensure(l, 1);
     uint8_t opc = *l->p++;
     switch (opc) {
     case OP_BININT1:
@@ -846,6 +915,7 @@ run(loader *l, mp_obj **out)
       l->p += w;
       if (n > left(l))
         return bad(l, "length past the end of the data");
+      ensure(l, n);
       rc = push(l, mp__int_from_le(l->p, n));
       l->p += n;
       break;
@@ -1108,14 +1178,19 @@ run(loader *l, mp_obj **out)
   }
 }
 
+/* src: NULL, or the shared memory `data` (a private buffer of len bytes)
+ * is to be filled from. */
 static int
-load(const void *data, size_t len, const mp_pickle_opts *opts, int with_fds,
-     int *fds, size_t nfds, mp_obj **out)
+load(const void *data, size_t len, const void *src,
+     const mp_pickle_opts *opts, int with_fds, int *fds, size_t nfds,
+     mp_obj **out)
 {
   loader l;
   memset(&l, 0, offsetof(loader, stack_local));
   l.start = l.p = data;
   l.end = l.start + len;
+  l.src = src;
+  l.scratch = src ? (uint8_t *)data : NULL;
   l.max_depth = opts && opts->max_depth > 0 ? opts->max_depth
                                             : MP_PICKLE_DEFAULT_MAX_DEPTH;
   if (l.max_depth > MP__DEPTH_CAP)
@@ -1166,7 +1241,7 @@ mp_pickle_loads(const void *data, size_t len, const mp_pickle_opts *opts,
   mp__errdetail_clear();
   if ((!data && len) || !out)
     return mp_seterr(MP_EINVAL, "NULL argument");
-  return load(data, len, opts, 0, NULL, 0, out);
+  return load(data, len, NULL, opts, 0, NULL, 0, out);
 }
 
 int
@@ -1179,5 +1254,19 @@ mp_pickle_loads_fds(const void *data, size_t len, const mp_pickle_opts *opts,
       close(fds[i]);
     return mp_seterr(MP_EINVAL, "NULL argument");
   }
-  return load(data, len, opts, 1, fds, nfds, out);
+  return load(data, len, NULL, opts, 1, fds, nfds, out);
+}
+
+int
+mp__pickle_loads_shared(const void *src, size_t len, void *scratch,
+                        const mp_pickle_opts *opts, int *fds, size_t nfds,
+                        mp_obj **out)
+{
+  mp__errdetail_clear();
+  if ((!src && len) || (!scratch && len) || !out || (nfds && !fds)) {
+    for (size_t i = 0; fds && i < nfds; i++)
+      close(fds[i]);
+    return mp_seterr(MP_EINVAL, "NULL argument");
+  }
+  return load(scratch, len, len ? src : NULL, opts, 1, fds, nfds, out);
 }

@@ -844,7 +844,7 @@ mp_queue_get_many_bytes(mp_queue *q, void *buf, size_t size,
   return (int)total;
 }
 
-/* Copy out, finish, unpickle with the item's descriptors. */
+/* Copy out, unpickle with the item's descriptors, finish. */
 static int
 load_got(mp_queue *q, qgot *g, mp_obj **out)
 {
@@ -858,14 +858,26 @@ load_got(mp_queue *q, qgot *g, mp_obj **out)
   void *copy = g->t.len <= sizeof local ? local
                : big                    ? mp__big_alloc(g->t.len, 0)
                                         : malloc(g->t.len);
-  if (copy && g->t.len)
-    memcpy(copy, g->t.payload, g->t.len);
-  mp__q_finish(q, &g->t);
   if (!copy) {
+    mp__q_finish(q, &g->t);
     close_fds(g->fds, g->nfds);
     return MP_ENOMEM;
   }
-  int rc = mp_pickle_loads_fds(copy, g->t.len, NULL, g->fds, g->nfds, out);
+  int rc;
+  if (big) {
+    /* Decoded as it is copied out (mp__pickle_loads_shared): a large
+     * bytes payload -- a pool's chunk of packed ints -- goes from the
+     * ring straight into its object, one copy instead of two.  The
+     * record stays ours (READING) until then. */
+    rc = mp__pickle_loads_shared(g->t.payload, g->t.len, copy, NULL, g->fds,
+                                 g->nfds, out);
+    mp__q_finish(q, &g->t);
+  } else {
+    if (g->t.len)
+      memcpy(copy, g->t.payload, g->t.len);
+    mp__q_finish(q, &g->t);
+    rc = mp_pickle_loads_fds(copy, g->t.len, NULL, g->fds, g->nfds, out);
+  }
   free(g->fds); /* the fds themselves are the loader's now */
   if (big)
     mp__big_free(copy);
