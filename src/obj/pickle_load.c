@@ -796,7 +796,8 @@ bytes_direct(loader *l, size_t n, int *made)
 {
   size_t at = (size_t)(l->p - l->start);
   *made = 0;
-  if (!l->src || l->filled >= at + n || at + n - l->filled < mp__pickle_direct_min)
+  if (!l->src || l->filled >= at + n ||
+      at + n - l->filled < mp__pickle_direct_min)
     return NULL;
   *made = 1;
   uint8_t *d;

@@ -22,10 +22,10 @@
  * payload with no lock held, and commit with one CAS (WRITING -> READY).
  * Consumers take under the get lock (READY -> READING, head moved on), copy
  * out with no lock held (a big item: decoded as it is copied, each byte
- * read once, mp__pickle_loads_shared), and finish (READING -> DONE).  The locks are the
- * sync layer's robust locks: a process killed while holding one hands the
- * next locker MP_EOWNERDEAD, and that locker replays the dead holder's
- * journal.  A record left WRITING by a dead producer becomes padding when it
+ * read once, mp__pickle_loads_shared), and finish (READING -> DONE).  The
+ * locks are the sync layer's robust locks: a process killed while holding
+ * one hands the next locker MP_EOWNERDEAD, and that locker replays the
+ * dead holder's journal.  A record left WRITING by a dead producer becomes padding when it
  * reaches the head; one left READING by a dead consumer is found when its
  * segment is recycled.
  *
