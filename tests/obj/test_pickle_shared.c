@@ -37,6 +37,28 @@ message(size_t n, size_t *len)
                    len);
 }
 
+/* The decoder's read-ahead and direct-copy sizes (8192 and 4096 by
+ * default). */
+static void
+set_sizes(size_t ahead, size_t direct)
+{
+  mp__pickle_fill_ahead = ahead;
+  mp__pickle_direct_min = direct;
+}
+
+/* Where message()'s payload starts in its pickle: the first occurrence of
+ * its first 64 bytes. */
+static size_t
+payload_start(const uint8_t *p, size_t len)
+{
+  uint8_t head[64];
+  for (size_t i = 0; i < sizeof head; i++)
+    head[i] = (uint8_t)(i * 31 + 7);
+  const uint8_t *at = memmem(p, len, head, sizeof head);
+  assert_non_null(at);
+  return (size_t)(at - p);
+}
+
 /* rc of both decodings equal, and their values' reprs */
 static void
 agree(const void *src, size_t len)
@@ -69,12 +91,10 @@ test_same_as_loads(void **state)
     /* every split of read-ahead and direct copy */
     for (size_t ahead = 1; ahead <= 40; ahead += 3)
       for (size_t direct = 1; direct <= 9; direct += 4) {
-        mp__pickle_fill_ahead = ahead;
-        mp__pickle_direct_min = direct;
+        set_sizes(ahead, direct);
         agree(p, len);
       }
-    mp__pickle_fill_ahead = 8192;
-    mp__pickle_direct_min = 4096;
+    set_sizes(8192, 4096);
     mp_free(p);
   }
   /* a long str (read ahead, then checked as UTF-8) and a big int */
@@ -94,8 +114,7 @@ test_truncated_and_corrupt_agree(void **state)
   (void)state;
   size_t len;
   uint8_t *p = message(20000, &len);
-  mp__pickle_fill_ahead = 64;
-  mp__pickle_direct_min = 16;
+  set_sizes(64, 16);
   for (size_t cut = 0; cut < len; cut += cut < 64 ? 1 : 97)
     agree(p, cut);
   uint8_t *q = malloc(len);
@@ -105,8 +124,7 @@ test_truncated_and_corrupt_agree(void **state)
     agree(q, len);
   }
   free(q);
-  mp__pickle_fill_ahead = 8192;
-  mp__pickle_direct_min = 4096;
+  set_sizes(8192, 4096);
   mp_free(p);
 }
 
@@ -124,11 +142,10 @@ test_big_payload_skips_scratch(void **state)
   size_t dl;
   MP_ASSERT_OK(mp_bytes_get(mp_seq_item(v, 1), &d, &dl));
   assert_int_equal(dl, n);
-  const uint8_t *src = memmem(p, len, d, 64); /* where the payload sits */
-  assert_non_null(src);
-  assert_memory_equal(d, src, n);
+  size_t start = payload_start(p, len);
+  assert_memory_equal(d, p + start, n);
   /* the payload's second half never went through the scratch buffer */
-  size_t mid = (size_t)(src - p) + n / 2;
+  size_t mid = start + n / 2;
   for (size_t i = mid; i < mid + 4096; i++)
     assert_int_equal(scratch[i], 0xAA);
   mp_obj_free(v);
@@ -193,13 +210,7 @@ test_writer_during_decode(void **state)
   uint8_t *p = message(n, &len);
   uint8_t *mem = malloc(len);
   memcpy(mem, p, len);
-  /* the payload starts with its first 64 bytes' first occurrence */
-  uint8_t head[64];
-  for (size_t i = 0; i < sizeof head; i++)
-    head[i] = (uint8_t)(i * 31 + 7);
-  const uint8_t *at = memmem(p, len, head, sizeof head);
-  assert_non_null(at);
-  size_t start = (size_t)(at - p);
+  size_t start = payload_start(p, len);
   flipper f = {mem, start + n / 4, start + 3 * n / 4, 0};
   decode_under(&f, len, 1, n);
   memcpy(mem, p, len);
