@@ -172,7 +172,10 @@ mp__thread_run(void (*fn)(void *), void *arg, pthread_t *tid)
   /* born with every signal blocked; fn runs with the caller's mask */
   pthread_t t;
   pthread_mutex_lock(&g_mu); /* the id is in place before it parks */
-  rc = mp__thread_start(&t, spare_main, s, 1, 0, NULL);
+  /* named: a thread is born with its creator's name, and the creator may
+   * be the watcher (a pool's handler started for a dead worker) or any
+   * thread of the program */
+  rc = mp__thread_start(&t, spare_main, s, 1, 0, "mproc-helper");
   if (rc == 0)
     s->tid = t;
   pthread_mutex_unlock(&g_mu);

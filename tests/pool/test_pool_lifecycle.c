@@ -237,6 +237,11 @@ test_idle_pool_replaces_a_dead_worker(void **state)
   mp_obj *args = MP_TUPLE(mp_int_new(7));
   apply_expect_int(p, square, args, 49);
   mp_obj_free(args);
+  /* The handler was started on the watcher's thread, and a thread is born
+   * with its creator's name: it must still be named as a helper (and
+   * there is still one watcher). */
+  assert_true(mp_test_threads_named("mproc-helper", NULL) >= 1);
+  assert_int_equal(mp_test_threads_named("mproc-watch", NULL), 1);
   pool_end(p);
 }
 
