@@ -16,7 +16,10 @@
  * shared bitmap: a bit found set already is a duplicate.
  *
  * Producers are killed in one test, consumers in another (plain and
- * JoinableQueue).  At the end consumers drain the queue and stop on a STOP
+ * JoinableQueue).  In one more, every item is an object, half of them
+ * 64 KiB or more, and consumers take them with mp_queue_get: a big item
+ * is decoded straight out of the ring, so a kill lands inside that
+ * decode too.  At the end consumers drain the queue and stop on a STOP
  * item; then every acknowledged put must have been received -- all of them
  * when only producers died (and each producer's received items are a
  * prefix of its sequence: a dead producer's last item is whole or absent),
@@ -58,9 +61,11 @@ mix(uint64_t x)
 }
 
 static size_t
-item_len(uint32_t id, uint32_t seq)
+item_len(uint32_t id, uint32_t seq, int objects)
 {
   uint64_t h = mix((uint64_t)id << 32 | seq);
+  if (objects && (h & 1)) /* decoded out of the ring by mp_queue_get */
+    return MP__PICKLE_INPLACE_MIN + (size_t)(h >> 8) % 40000;
   if ((h & 255) == 0) /* a put of the tuple copies this from the object */
     return MP__PICKLE_INPLACE_MIN + (size_t)(h >> 8) % 40000;
   if ((h & 63) == 0)
@@ -91,7 +96,9 @@ check_item(const uint8_t *p, size_t len, uint32_t *id, uint32_t *seq)
   uint32_t hdr[4];
   memcpy(hdr, p, 16);
   if (hdr[0] != ITEM_MAGIC || hdr[1] >= MAXIDS || hdr[2] >= MAXSEQ
-      || hdr[3] != len || item_len(hdr[1], hdr[2]) != len)
+      || hdr[3] != len
+      || (item_len(hdr[1], hdr[2], 0) != len &&
+          item_len(hdr[1], hdr[2], 1) != len)) /* either world's */
     return 2;
   *id = hdr[1];
   *seq = hdr[2];
@@ -112,15 +119,17 @@ slots(mp_array *a)
   return mp_array_ptr(a);
 }
 
-/* args: (queue, acks, ctl, id) */
+/* args: (queue, acks, ctl, id, objects): objects, every item a put of an
+ * mp_obj */
 static int
 producer(mp_obj *args)
 {
   mp_queue *q = mp_queue_from_obj(mp_seq_item(args, 0));
   mp_array *acks = mp_array_from_obj(mp_seq_item(args, 1));
   mp_array *ctl = mp_array_from_obj(mp_seq_item(args, 2));
-  int64_t id64;
-  if (!q || !acks || !ctl || mp_int_get(mp_seq_item(args, 3), &id64))
+  int64_t id64, objects;
+  if (!q || !acks || !ctl || mp_int_get(mp_seq_item(args, 3), &id64) ||
+      mp_int_get(mp_seq_item(args, 4), &objects))
     return 10;
   uint32_t id = (uint32_t)id64;
   int64_t *ack = &slots(acks)[id], *c = slots(ctl);
@@ -131,11 +140,11 @@ producer(mp_obj *args)
   uint32_t seq = 0;
   while (seq < MAXSEQ && !__atomic_load_n(&c[C_STOP], __ATOMIC_ACQUIRE)) {
     r = mix(r);
-    unsigned mode = (unsigned)(r % 8);
+    unsigned mode = objects ? 7 : (unsigned)(r % 8);
     int rc;
     uint32_t n = 1;
     if (mode < 4) {
-      size_t len = item_len(id, seq);
+      size_t len = item_len(id, seq, (int)objects);
       fill(buf, id, seq, len);
       rc = mp_queue_put_bytes(q, buf, len, 0.1);
     } else if (mode < 7) {
@@ -145,7 +154,7 @@ producer(mp_obj *args)
         n = MAXSEQ - seq;
       size_t at = 0;
       for (uint32_t i = 0; i < n; i++) {
-        size_t len = item_len(id, seq + i);
+        size_t len = item_len(id, seq + i, (int)objects);
         fill(buf + at, id, seq + i, len);
         b[i] = (mp_queue_buf){buf + at, len};
         at += len;
@@ -156,7 +165,7 @@ producer(mp_obj *args)
         rc = 0;
       }
     } else {
-      size_t len = item_len(id, seq);
+      size_t len = item_len(id, seq, (int)objects);
       fill(buf, id, seq, len);
       /* one in two holds a handle: its descriptor travels on the queue's
        * socket, sent before the record is claimed (a producer killed in
@@ -197,6 +206,35 @@ report(int64_t *c, int64_t err, uint32_t id, uint32_t seq)
   }
 }
 
+static int mark(int64_t *c, uint8_t *bits, int32_t *last, int rc,
+                uint32_t id, uint32_t seq);
+
+/* One object item taken (id, seq, bytes[, handle]), or the str "STOP". */
+static int
+take_obj(int64_t *c, uint8_t *bits, int32_t *last, mp_obj *o, int *stop)
+{
+  const char *t;
+  size_t tl;
+  if (mp_obj_type(o) == MP_T_STR && mp_str_get(o, &t, &tl) == 0 && tl == 4 &&
+      memcmp(t, "STOP", 4) == 0) {
+    *stop = 1;
+    return 0;
+  }
+  int64_t i, s;
+  const void *d;
+  size_t dn;
+  if (mp_int_get(mp_seq_item(o, 0), &i) || mp_int_get(mp_seq_item(o, 1), &s)
+      || mp_bytes_get(mp_seq_item(o, 2), &d, &dn)) {
+    report(c, 101, 0, 0);
+    return 101;
+  }
+  uint32_t id = 0, seq = 0;
+  int rc = check_item(d, dn, &id, &seq);
+  if (rc == 0 && (id != i || seq != s))
+    rc = 4;
+  return mark(c, bits, last, rc, id, seq);
+}
+
 /* One item taken: check it, its order, and mark it.  0 or an error. */
 static int
 take(int64_t *c, uint8_t *bits, int32_t *last, const uint8_t *p, size_t len,
@@ -214,22 +252,19 @@ take(int64_t *c, uint8_t *bits, int32_t *last, const uint8_t *p, size_t len,
       report(c, 100, 0, 0);
       return 100;
     }
-    int64_t i, s;
-    const void *d;
-    size_t dn;
-    if (mp_int_get(mp_seq_item(o, 0), &i) || mp_int_get(mp_seq_item(o, 1), &s)
-        || mp_bytes_get(mp_seq_item(o, 2), &d, &dn)) {
-      mp_obj_free(o);
-      report(c, 101, 0, 0);
-      return 101;
-    }
-    rc = check_item(d, dn, &id, &seq);
+    rc = take_obj(c, bits, last, o, stop);
     mp_obj_free(o);
-    if (rc == 0 && (id != i || seq != s))
-      rc = 4;
-  } else {
-    rc = check_item(p, len, &id, &seq);
+    return rc;
   }
+  rc = check_item(p, len, &id, &seq);
+  return mark(c, bits, last, rc, id, seq);
+}
+
+/* An item checked (rc from check_item): its order, and mark it. */
+static int
+mark(int64_t *c, uint8_t *bits, int32_t *last, int rc, uint32_t id,
+     uint32_t seq)
+{
   if (rc) {
     report(c, 110 + rc, id, seq); /* a torn or foreign item */
     return 110 + rc;
@@ -257,10 +292,11 @@ consumer(mp_obj *args)
   mp_queue *q = mp_queue_from_obj(mp_seq_item(args, 0));
   mp_array *ba = mp_array_from_obj(mp_seq_item(args, 1));
   mp_array *ctl = mp_array_from_obj(mp_seq_item(args, 2));
-  int64_t batches, joinable, forever;
+  int64_t batches, joinable, forever, objects;
   if (!q || !ba || !ctl || mp_int_get(mp_seq_item(args, 3), &batches)
       || mp_int_get(mp_seq_item(args, 4), &joinable)
-      || mp_int_get(mp_seq_item(args, 5), &forever))
+      || mp_int_get(mp_seq_item(args, 5), &forever)
+      || mp_int_get(mp_seq_item(args, 6), &objects))
     return 10;
   /* forever: waits without a timeout, their slices ended by this process's
    * slice clock from the first one */
@@ -281,7 +317,20 @@ consumer(mp_obj *args)
   while (!stop) {
     r = mix(r);
     int rc;
-    if (batches && (r & 1)) {
+    if (objects) { /* mp_queue_get: a big item decoded out of the ring */
+      mp_obj *o = NULL;
+      rc = mp_queue_get(q, &o, tmo);
+      if (rc == MP_EEMPTY)
+        continue;
+      if (rc < 0)
+        return 30 + (-rc % 60);
+      int e = take_obj(c, bits, last, o, &stop);
+      mp_obj_free(o);
+      if (e)
+        return e;
+      if (joinable && mp_queue_task_done(q) != 0)
+        return 12;
+    } else if (batches && (r & 1)) {
       mp_queue_buf items[8];
       rc = mp_queue_get_many_bytes(q, buf, bsize, items, 8, tmo);
       if (rc == MP_EEMPTY)
@@ -327,6 +376,7 @@ typedef struct world {
   mp_array *acks, *bits, *ctl;
   int batches, joinable;
   int forever; /* consumers wait with MP_FOREVER */
+  int objects; /* every item an object, taken with mp_queue_get */
   int nids;
   mp_process *prod[NPROD];
   int prod_id[NPROD];
@@ -339,10 +389,12 @@ start(world *w, int is_producer, int id)
   mp_obj *args =
       is_producer
           ? MP_TUPLE(mp_queue_obj(w->q), mp_array_obj(w->acks),
-                     mp_array_obj(w->ctl), mp_int_new(id))
+                     mp_array_obj(w->ctl), mp_int_new(id),
+                     mp_int_new(w->objects))
           : MP_TUPLE(mp_queue_obj(w->q), mp_array_obj(w->bits),
                      mp_array_obj(w->ctl), mp_int_new(w->batches),
-                     mp_int_new(w->joinable), mp_int_new(w->forever));
+                     mp_int_new(w->joinable), mp_int_new(w->forever),
+                     mp_int_new(w->objects));
   assert_non_null(args);
   mp_process *p;
   MP_ASSERT_OK(mp_process_new(
@@ -499,8 +551,11 @@ world_end(world *w, int consumer_kills, int exact)
   __atomic_store_n(&c[C_STOP], 1, __ATOMIC_RELEASE);
   for (int i = 0; i < NPROD; i++)
     end_ok(w, &w->prod[i], "producer");
+  mp_obj *stop_item = mp_str_new("STOP");
   for (int i = 0; i < NCONS; i++)
-    MP_ASSERT_OK(mp_queue_put_bytes(w->q, "STOP", 4, 10));
+    MP_ASSERT_OK(w->objects ? mp_queue_put(w->q, stop_item, 10)
+                            : mp_queue_put_bytes(w->q, "STOP", 4, 10));
+  mp_obj_free(stop_item);
   for (int i = 0; i < NCONS; i++)
     end_ok(w, &w->cons[i], "consumer");
   live_world = NULL;
@@ -620,11 +675,12 @@ test_kill_producers_joinable(void **state)
 }
 
 static void
-kill_consumers(void **state, int joinable, int forever)
+kill_consumers(void **state, int joinable, int forever, int objects)
 {
   static world w; /* static: still there for kill_live_world after a failed check */
-  world_new(&w, state, joinable, 0, 500);
+  world_new(&w, state, joinable, 0, objects ? 64 : 500);
   w.forever = forever;
+  w.objects = objects;
   for (int i = 0; i < NCONS; i++)
     w.cons[i] = start(&w, 0, 0);
   for (int i = 0; i < NPROD; i++) {
@@ -655,7 +711,7 @@ kill_consumers(void **state, int joinable, int forever)
 static void
 test_kill_consumers(void **state)
 {
-  kill_consumers(state, 0, 0);
+  kill_consumers(state, 0, 0, 0);
 }
 
 /* The same with the survivors asleep without a timeout: a consumer killed
@@ -664,13 +720,22 @@ test_kill_consumers(void **state)
 static void
 test_kill_consumers_forever(void **state)
 {
-  kill_consumers(state, 0, 1);
+  kill_consumers(state, 0, 1, 0);
 }
 
 static void
 test_kill_consumers_joinable(void **state)
 {
-  kill_consumers(state, 1, 0);
+  kill_consumers(state, 1, 0, 0);
+}
+
+/* Every item an object, half of them decoded straight out of the ring:
+ * a consumer killed inside that decode loses that one item, and the
+ * queue goes on. */
+static void
+test_kill_consumers_decoding(void **state)
+{
+  kill_consumers(state, 0, 0, 1);
 }
 
 static const struct CMUnitTest tests[] = {
@@ -680,6 +745,7 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS(test_kill_consumers),
     MP_TEST_METHODS(test_kill_consumers_joinable),
     MP_TEST_METHODS(test_kill_consumers_forever),
+    MP_TEST_METHODS(test_kill_consumers_decoding),
 };
 
 MP_TEST_MAIN(tests)
