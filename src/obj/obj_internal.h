@@ -293,12 +293,17 @@ mp_obj *mp__ints_pack(mp_obj *const *items, size_t n);
 /* The args tuple (v,), rewriting `reuse` (a previous result of this call,
  * or NULL) when only the caller holds it and its item: a map over packed
  * ints allocates nothing per item.  Takes `reuse` in every case; NULL:
- * out of memory. */
-mp_obj *mp__args1_int(mp_obj *reuse, int64_t v);
-/* The same, with the common case inline (a map's loop calls it per item):
- * the tuple and its int held by the caller alone, v not a small int. */
+ * out of memory.
+ *
+ * Inline (a map's loop calls it per item) for the common case: the tuple
+ * and its int held by the caller alone, v not a small int.  Nobody else
+ * holds the tuple, so nobody holds its item through it; the item is
+ * rewritten when nobody holds it directly either: observably the same as
+ * a new (v,).  The rest (a small int, a new item or tuple) is
+ * mp__args1_int_other's. */
+mp_obj *mp__args1_int_other(mp_obj *reuse, int64_t v);
 static inline mp_obj *
-mp__args1_int_fast(mp_obj *reuse, int64_t v)
+mp__args1_int(mp_obj *reuse, int64_t v)
 {
   if (reuse && (v < MP__SMALL_MIN || v > MP__SMALL_MAX) &&
       MP__T(reuse) == MP_T_TUPLE && MP__AS(mp__tuple, reuse)->n == 1 &&
@@ -310,7 +315,7 @@ mp__args1_int_fast(mp_obj *reuse, int64_t v)
       return reuse;
     }
   }
-  return mp__args1_int(reuse, v);
+  return mp__args1_int_other(reuse, v);
 }
 /* The data of bytes object `b` for writing, when only the caller holds it
  * (its one reference, not immortal): a worker writes a chunk's results

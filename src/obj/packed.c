@@ -42,22 +42,16 @@ sole(const mp_obj *o)
 }
 
 mp_obj *
-mp__args1_int(mp_obj *reuse, int64_t v)
+mp__args1_int_other(mp_obj *reuse, int64_t v)
 {
   if (reuse && MP__T(reuse) == MP_T_TUPLE &&
       MP__AS(mp__tuple, reuse)->n == 1 && sole(reuse)) {
-    /* Nobody else holds the tuple, so nobody holds its item through it;
-     * the item may be rewritten when nobody holds it directly either.
-     * Observably the same as a new (v,). */
+    /* the tuple is ours; its item is a small int now, or a new one */
     mp_obj **slot = &MP__AS(mp__tuple, reuse)->items[0];
     mp_obj *old = *slot;
     if (v >= MP__SMALL_MIN && v <= MP__SMALL_MAX) {
       *slot = mp__int_fast(v);
       mp_obj_free(old);
-      return reuse;
-    }
-    if (MP__T(old) == MP_T_INT && !(old->flags & MP__F_BIG) && sole(old)) {
-      MP__AS(mp__int, old)->v = v;
       return reuse;
     }
     mp_obj *item = mp_int_new(v);

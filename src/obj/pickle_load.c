@@ -788,18 +788,20 @@ ensure(loader *l, size_t n)
     ensure(l, (n));                                                            \
   } while (0)
 
-/* Bytes of n at p (n <= left(l)), copied from src in shared mode when
- * enough of them are not in the buffer yet; NULL otherwise (and then
- * nothing is made). */
+/* Whether the n payload bytes at p (n <= left(l)) go from src straight
+ * into their object: shared mode, with enough of them not read ahead. */
+static int
+direct(const loader *l, size_t n)
+{
+  size_t end = (size_t)(l->p - l->start) + n;
+  return l->src && end > l->filled && end - l->filled >= mp__pickle_direct_min;
+}
+
+/* Those bytes as a bytes object (NULL: out of memory). */
 static mp_obj *
-bytes_direct(loader *l, size_t n, int *made)
+bytes_direct(loader *l, size_t n)
 {
   size_t at = (size_t)(l->p - l->start);
-  *made = 0;
-  if (!l->src || l->filled >= at + n ||
-      at + n - l->filled < mp__pickle_direct_min)
-    return NULL;
-  *made = 1;
   uint8_t *d;
   mp_obj *b = mp__bytes_alloc(n, &d);
   if (!b)
@@ -819,13 +821,10 @@ load_sized(loader *l, int width, mp_type t)
   l->p += width;
   if (n > left(l))
     return bad(l, "length past the end of the data");
-  if (t == MP_T_BYTES) {
-    int made;
-    mp_obj *b = bytes_direct(l, n, &made);
-    if (made) {
-      l->p += n;
-      return push(l, b);
-    }
+  if (t == MP_T_BYTES && direct(l, n)) {
+    mp_obj *b = bytes_direct(l, n);
+    l->p += n;
+    return push(l, b);
   }
   ensure(l, n);
   const uint8_t *d = l->p;

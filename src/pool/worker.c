@@ -123,7 +123,7 @@ run_job(uint64_t id, uint64_t uid, mp_task_fn fn, int kind, mp_obj *payload,
     if (ints) { /* (v,), rewritten in place when the last call kept none */
       int64_t v;
       memcpy(&v, ints + i * sizeof v, sizeof v);
-      if (!(args = mp__args1_int_fast(args, v)))
+      if (!(args = mp__args1_int(args, v)))
         rc = mp_seterr(MP_ENOMEM, "out of memory building the arguments");
     } else {
       rc = mp_pool_job_args(kind, payload, i, &args);
