@@ -993,6 +993,12 @@ queue_get_impl(void *p, mp_obj *args, mp_obj *kwds, int nowait, mp_obj **res)
   pthread_mutex_lock(&o->mu);
   while (!o->len && !(rc = cv_wait(o, &o->cv, &o->mu, d)))
     ;
+  /* A request read from a client that has died since (it was killed
+   * after sending it, before this thread got to it) must not take an
+   * item nobody will receive: cv_wait looks only after a wait. */
+  if (o->len && rc != MP_ECONNRESET && rc != MP_ESTATE &&
+      mp__mgr_peer_gone())
+    rc = mp_seterr(MP_ECONNRESET, "the client is gone");
   if (o->len && rc != MP_ECONNRESET && rc != MP_ESTATE) {
     rc = 0;
     *res = o->items[o->head];
