@@ -92,6 +92,9 @@ run_child(void)
 static void
 install_atfork(void)
 {
+#ifdef MP__HAVE_SOLO
+  mp__solo_init();
+#endif
   pthread_atfork(run_prepare, run_parent, run_child);
 }
 

@@ -168,6 +168,9 @@ mp__plat_after_fork_child(void)
   /* The forking thread keeps its tid only if it is the child's main thread:
    * the kernel gives the child a new tid = the child's pid. */
   mp__tl_tid = 0;
+#ifdef MP__HAVE_SOLO
+  mp__solo_after_fork_child();
+#endif
 }
 
 uint32_t

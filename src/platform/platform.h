@@ -87,18 +87,38 @@ int mp__plat_spin_useful(void);
 #define MP__CPU_RELAX() ((void)0)
 #endif
 
-/* Whether this thread is the process's only one, read without a call:
- * glibc's __libc_single_threaded (2.32 and later), which it clears before
- * a second thread starts and never sets again on its own.  Where it is
- * true nothing can race this thread for process-local memory, so the
- * value layer counts references with plain stores (libstdc++'s shared_ptr
- * does the same).  A process started by spawn or forkserver begins true;
- * a fork child keeps its parent's answer.  Elsewhere: always "no". */
+/* Whether this thread is the process's only one, read without a call.
+ * glibc's __libc_single_threaded (2.32 and later) is cleared before a
+ * second thread starts and never set again on its own: right in a process
+ * started by spawn or forkserver, but a fork child of a process that ever
+ * had a thread keeps "no".  mp__solo (solo.c) says "one thread" for such a
+ * child, and is cleared before any thread starts.  Where this is true
+ * nothing can race this thread for process-local memory, so the value
+ * layer counts references with plain stores (libstdc++'s shared_ptr does
+ * the same).  Elsewhere: always "no". */
 #if defined(__GLIBC__) && defined(__has_include)
 #if __has_include(<sys/single_threaded.h>)
 #include <sys/single_threaded.h>
-#define MP__SINGLE_THREADED() (__libc_single_threaded != 0)
+#define MP__HAVE_SOLO 1
+extern int mp__solo; /* accessed atomically */
+#define MP__SINGLE_THREADED()                                                  \
+  (__libc_single_threaded != 0 || __atomic_load_n(&mp__solo, __ATOMIC_RELAXED))
+/* Settle whether solo.c's thread-start calls interpose (before any fork),
+ * and set mp__solo in a fork child where they do. */
+void mp__solo_init(void);
+void mp__solo_after_fork_child(void);
 #endif
+#endif
+/* pthread_create for a thread that never touches a value (nor calls
+ * anything that does): it leaves MP__SINGLE_THREADED() as it was.  A
+ * child's watch on its parent is one; with it, a worker forked or spawned
+ * from a thread of the parent counts references without locks too. */
+#include <pthread.h>
+#ifdef MP__HAVE_SOLO
+int mp__thread_start_valueless(pthread_t *t, const pthread_attr_t *attr,
+                               void *(*fn)(void *), void *arg);
+#else
+#define mp__thread_start_valueless pthread_create
 #endif
 #ifndef MP__SINGLE_THREADED
 #define MP__SINGLE_THREADED() 0

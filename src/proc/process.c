@@ -734,7 +734,9 @@ mp__proc_child_main(mp_process *self, pid_t parent_pid,
       pthread_attr_init(&a);
       pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
       pthread_attr_setstacksize(&a, 64 * 1024);
-      pthread_create(&t, &a, parent_watch, (void *)(intptr_t)parent_sentinel);
+      /* it touches no value: the child stays "one thread" for them */
+      mp__thread_start_valueless(&t, &a, parent_watch,
+                                 (void *)(intptr_t)parent_sentinel);
       pthread_attr_destroy(&a);
     }
   }

@@ -15,6 +15,7 @@
 
 #include <stdio.h>
 
+#include "platform/platform.h"
 #include "pool/pool_internal.h"
 #include "proc/proc_internal.h"
 
@@ -291,6 +292,65 @@ test_fork_child_starts_its_own_watcher(void **state)
   mp_pool_free(p);
 }
 
+/* () -> 1 when the worker has one thread, as the value layer sees it
+ * (reference counts with plain stores), else 0 */
+static int
+one_thread(mp_obj *args, mp_obj **result)
+{
+  (void)args;
+  *result = mp_int_new(MP__SINGLE_THREADED() ? 1 : 0);
+  return 0;
+}
+
+static void
+expect_one_thread_in_each_worker(mp_pool *p, const char *which)
+{
+  mp_obj *items = int_list(16), *out;
+  MP_ASSERT_OK(mp_pool_map(p, one_thread, items,
+                           &(mp_map_opts){.chunksize = 1}, &out));
+  for (int i = 0; i < 16; i++) {
+    int64_t v;
+    MP_ASSERT_OK(mp_int_get(mp_seq_item(out, i), &v));
+    if (v != 1)
+      fail_msg("a worker of %s has more than one thread (item %d)", which, i);
+  }
+  mp_obj_free(out);
+  mp_obj_free(items);
+}
+
+/* A worker has one thread, whatever its parent has: in a later pool (the
+ * parent has the watcher and helpers by then, and glibc never says "one
+ * thread" again in a fork child of such a process) and when it replaces
+ * a dead worker (it is forked from a helper thread).  Where the value
+ * layer thought otherwise, every reference count in a worker was a locked
+ * add: a map of ints took twice the workers' CPU from the second pool on. */
+static void
+test_workers_of_later_pools_have_one_thread(void **state)
+{
+  mp_context *ctx = mp_test_context(state);
+  mp_pool *first = pool_of(ctx, 2);
+  expect_one_thread_in_each_worker(first, "the first pool");
+  pool_end(first);
+  mp_pool *p = pool_of(ctx, 2);
+  expect_one_thread_in_each_worker(p, "a later pool");
+  mp_obj *none = mp_tuple_take(0), *v;
+  MP_ASSERT_OK(mp_pool_apply(p, worker_pid, none, &v));
+  int64_t w, w2;
+  MP_ASSERT_OK(mp_int_get(v, &w));
+  mp_obj_free(v);
+  assert_int_equal(kill((pid_t)w, SIGKILL), 0);
+  w2 = w;
+  for (int i = 0; i < 3000 && w2 == w; i++) { /* at most ~30 s */
+    MP_ASSERT_OK(mp_pool_apply(p, worker_pid, none, &v));
+    MP_ASSERT_OK(mp_int_get(v, &w2));
+    mp_obj_free(v);
+  }
+  assert_int_not_equal(w2, w);
+  expect_one_thread_in_each_worker(p, "a pool with a replaced worker");
+  mp_obj_free(none);
+  pool_end(p);
+}
+
 static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS_THREADING(test_many_pools),
     MP_TEST_METHODS(test_maxtasksperchild_one_over_many_tasks),
@@ -298,6 +358,7 @@ static const struct CMUnitTest tests[] = {
     MP_TEST_METHODS(test_one_watcher_thread_for_all_pools),
     MP_TEST_METHODS(test_idle_pool_replaces_a_dead_worker),
     MP_TEST_METHODS(test_fork_child_starts_its_own_watcher),
+    MP_TEST_METHODS(test_workers_of_later_pools_have_one_thread),
 };
 
 MP_TEST_MAIN(tests)
