@@ -143,6 +143,18 @@ cv_wait(sobj *o, pthread_cond_t *cv, pthread_mutex_t *mu, mp__deadline d)
   return 0;
 }
 
+/* MP_ECONNRESET when the client of this request has died since it sent
+ * it, else 0: for a request about to take something (a lock, a count of
+ * a semaphore, a queue's item).  A client killed after sending a blocking
+ * call, before this thread got to it, would hold what it took for ever,
+ * and cv_wait looks for a gone client only after a wait. */
+static int
+taker_gone(void)
+{
+  return mp__mgr_peer_gone() ? mp_seterr(MP_ECONNRESET, "the client is gone")
+                             : 0;
+}
+
 /* Argument `i` or keyword `name` (borrowed), or NULL. */
 static mp_obj *
 arg(mp_obj *args, mp_obj *kwds, size_t i, const char *name)
@@ -233,6 +245,9 @@ lock_take(sobj *l, mp__deadline d)
     if (rc)
       return rc;
   }
+  int rc = taker_gone();
+  if (rc)
+    return rc;
   l->locked = 1;
   l->owner = me;
   l->count = 1;
@@ -378,6 +393,8 @@ sem_acquire(void *p, mp_obj *args, mp_obj *kwds, mp_obj **res)
   pthread_mutex_lock(&o->mu);
   for (;;) {
     if (o->value > 0) {
+      if ((rc = taker_gone()))
+        break;
       o->value--;
       got = 1;
       break;
@@ -993,14 +1010,8 @@ queue_get_impl(void *p, mp_obj *args, mp_obj *kwds, int nowait, mp_obj **res)
   pthread_mutex_lock(&o->mu);
   while (!o->len && !(rc = cv_wait(o, &o->cv, &o->mu, d)))
     ;
-  /* A request read from a client that has died since (it was killed
-   * after sending it, before this thread got to it) must not take an
-   * item nobody will receive: cv_wait looks only after a wait. */
   if (o->len && rc != MP_ECONNRESET && rc != MP_ESTATE &&
-      mp__mgr_peer_gone())
-    rc = mp_seterr(MP_ECONNRESET, "the client is gone");
-  if (o->len && rc != MP_ECONNRESET && rc != MP_ESTATE) {
-    rc = 0;
+      !(rc = taker_gone())) {
     *res = o->items[o->head];
     o->head = (o->head + 1) % o->cap;
     o->len--;

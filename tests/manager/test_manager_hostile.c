@@ -371,6 +371,70 @@ test_client_killed_mid_call(void **state)
   mp_manager_free(m);
 }
 
+/* Requests that would take something, read after their client has gone:
+ * a client pipelines a blocking acquire of a held lock (its thread waits
+ * in it), then an acquire of a free lock, of a semaphore and a queue get,
+ * and half-closes its connection.  When the server thread gets to them the
+ * client is gone; the lock, the semaphore's count and the item stay for
+ * the clients that remain (a take with no wait found the client gone only
+ * when it had waited first; the dead client then held the lock for ever). */
+static void
+test_gone_client_takes_nothing(void **state)
+{
+  (void)state;
+  mp_manager *m = started(0, 0);
+  mp_proxy *held, *lock, *sem, *q;
+  MP_ASSERT_OK(mp_manager_lock(m, &held));
+  MP_ASSERT_OK(mp_manager_lock(m, &lock));
+  MP_ASSERT_OK(mp_manager_semaphore(m, 1, &sem));
+  MP_ASSERT_OK(mp_manager_queue(m, 0, &q));
+  mp_obj *one = mp_int_new(1), *got = NULL;
+  MP_ASSERT_OK(mp_proxy_queue_put(q, one, MP_FOREVER));
+  MP_ASSERT_OK(mp_proxy_acquire(held, MP_FOREVER));
+  mp_conn *c = dial(m);
+  mp_obj *a = MP_TUPLE(mp_str_new("Gone"));
+  expect(c, mp__mgr_request(NULL, "accept_connection", a, NULL), "#RETURN",
+         NULL);
+  mp_obj_free(a);
+  a = MP_TUPLE(mp_bool_new(1), mp_float_new(0.5)); /* waits 0.5 s */
+  mp_obj *reqs[] = {
+      mp__mgr_request(mp_proxy_ident(held), "acquire", a, NULL),
+      mp__mgr_request(mp_proxy_ident(lock), "acquire", NULL, NULL),
+      mp__mgr_request(mp_proxy_ident(sem), "acquire", NULL, NULL),
+      mp__mgr_request(mp_proxy_ident(q), "get", NULL, NULL),
+  };
+  mp_obj_free(a);
+  for (size_t i = 0; i < sizeof reqs / sizeof *reqs; i++) {
+    MP_ASSERT_OK(mp_conn_send(c, reqs[i]));
+    mp_obj_free(reqs[i]);
+  }
+  assert_int_equal(shutdown(mp_conn_fileno(c), SHUT_WR), 0);
+  /* each reply says the client is gone; none took anything */
+  for (size_t i = 0; i < sizeof reqs / sizeof *reqs; i++) {
+    mp_obj *reply = NULL;
+    MP_ASSERT_OK(mp_conn_recv(c, &reply, 30));
+    const char *k = "";
+    size_t len;
+    MP_ASSERT_OK(mp_str_get(mp_seq_item(reply, 0), &k, &len));
+    if (strcmp(k, "#RETURN") == 0)
+      fail_msg("request %zu of a gone client was served", i);
+    mp_obj_free(reply);
+  }
+  mp_conn_free(c);
+  MP_ASSERT_OK(mp_proxy_acquire(lock, 0));
+  MP_ASSERT_OK(mp_proxy_acquire(sem, 0));
+  MP_ASSERT_OK(mp_proxy_queue_get(q, &got, 0));
+  assert_int_equal(mp_obj_equal(got, one), 1);
+  mp_obj_free(got);
+  mp_obj_free(one);
+  MP_ASSERT_OK(mp_proxy_release(held));
+  mp_proxy_free(held);
+  mp_proxy_free(lock);
+  mp_proxy_free(sem);
+  mp_proxy_free(q);
+  mp_manager_free(m);
+}
+
 /* A client SIGKILLed after a reply handed it a proxy and before its incref:
  * the reference the server holds for it goes with the connection, so the
  * object is freed (a hold that outlived its client would leak it). */
@@ -652,6 +716,7 @@ static const struct CMUnitTest tests[] = {
   cmocka_unit_test(test_object_limit),
   cmocka_unit_test(test_shutdown_under_a_blocked_client),
   MP_TEST_METHODS(test_client_killed_mid_call),
+  cmocka_unit_test(test_gone_client_takes_nothing),
   MP_TEST_METHODS(test_client_killed_holding_a_reply_proxy),
   MP_TEST_METHODS(test_clients_killed_while_nesting),
   MP_TEST_METHODS(test_server_killed_under_clients),
