@@ -98,6 +98,7 @@ int mp__plat_spin_useful(void);
  * the same).  Elsewhere: always "no". */
 #if defined(__GLIBC__) && defined(__has_include)
 #if __has_include(<sys/single_threaded.h>)
+#include <pthread.h>
 #include <sys/single_threaded.h>
 #define MP__HAVE_SOLO 1
 extern int mp__solo; /* accessed atomically */
@@ -107,6 +108,14 @@ extern int mp__solo; /* accessed atomically */
  * and set mp__solo in a fork child where they do. */
 void mp__solo_init(void);
 void mp__solo_after_fork_child(void);
+/* Whether this process can say "one thread" where glibc cannot: 1 where
+ * the thread-start calls of solo_interpose.c take the global scope's
+ * calls (libmproc.so first in it; a test program), else 0. */
+int mp__solo_available(void);
+/* solo_interpose.c: the C library's pthread_create (the next definition
+ * after its own), for threads that leave the flag as it is. */
+int mp__solo_real_pthread_create(pthread_t *t, const pthread_attr_t *attr,
+                                 void *(*fn)(void *), void *arg);
 #endif
 #endif
 /* pthread_create for a thread that never touches a value (nor calls
