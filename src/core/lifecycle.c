@@ -46,11 +46,11 @@ struct mp__fork_hook {
 /* The list is only changed under g_fork_mu.  The prepare handler takes it
  * and the parent/child handlers release it, so the list cannot change
  * while a fork is in flight and the child sees it consistent. */
-static pthread_mutex_t g_fork_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_fork_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct mp__fork_hook *g_first, *g_last;
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 
-static pthread_mutex_t g_fin_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER; /* finalizers */
+static pthread_mutex_t g_fin_mu = PTHREAD_MUTEX_INITIALIZER; /* finalizers */
 static void finalizers_after_fork_child(void);
 
 static void
@@ -206,7 +206,7 @@ mp__fork_hook_remove(mp__fork_hook *h)
 
 /* ---- per-object mutexes across fork ------------------------------------------ */
 
-static pthread_mutex_t g_pmutex_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_pmutex_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t g_pmutex_once = PTHREAD_ONCE_INIT;
 
 static void

@@ -10,11 +10,10 @@
 #include <unistd.h>
 
 #include "core/internal.h"
-#include "platform/platform.h"
 
 static atomic_int log_level = MP_LOG_OFF;
 static atomic_int env_read;
-static pthread_mutex_t handler_lock MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t handler_lock_once = PTHREAD_ONCE_INIT;
 
 /* Fork children take this lock too (a pool forks workers while other threads log): held across every fork

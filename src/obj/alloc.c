@@ -69,7 +69,7 @@ typedef struct pool {
 static pool pools[NCLASS] = {{16, SLAB / 16, 0, NULL, NULL},
                              {32, SLAB / 32, 0, NULL, NULL},
                              {64, SLAB / 64, 0, NULL, NULL}};
-static pthread_mutex_t lock MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 /* Per-thread free lists.  The build uses TLS descriptors (CMakeLists.txt),

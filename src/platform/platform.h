@@ -152,12 +152,6 @@ int mp__thread_start_valueless(pthread_t *t, const pthread_attr_t *attr,
 #else
 #define MP__HOT_DATA
 #endif
-/* The variables that every fork writes in both processes, the mutexes the
- * fork handlers lock and unlock (mp__fork_guard_mutex): in the same
- * section, on the page that a fork child dirties anyway (its cached pid).
- * After a fork every page is shared copy-on-write, so each page of them
- * cost a fault in the parent and one in each child. */
-#define MP__FORK_DATA MP__HOT_DATA
 /* Fill in the page tables of [addr, addr + len) of a mapping now, for
  * reading or writing (one call instead of a fault per page); a hint: does
  * nothing where the kernel cannot (before Linux 5.14). */

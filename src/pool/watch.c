@@ -31,7 +31,6 @@
 
 #include "core/fd.h"
 #include "core/internal.h"
-#include "platform/platform.h"
 #include "pool/pool_internal.h"
 
 struct mp__watch {
@@ -46,7 +45,7 @@ struct mp__watch {
   void *arg;
 };
 
-static pthread_mutex_t g_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER; /* g_calling */
 static mp__watch *g_list;
 static uint64_t g_next_id = 1;

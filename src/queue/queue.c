@@ -70,7 +70,7 @@ queue_destroy(mp_queue *q)
 #define CACHE_MAX 8
 #define CACHE_AGE_NS 10000000000LL
 
-static pthread_mutex_t g_cache_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct {
   mp_queue *q;
   int64_t since;

@@ -72,13 +72,12 @@ struct mp__slab {
                  * fork every one of those pages a copy-on-write fault) */
 };
 
-/* The lock and what a fork child resets: MP__FORK_DATA. */
-static pthread_mutex_t g_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static mp__slab *g_tab[NBUCKET];
-static mp__slab *g_owned MP__FORK_DATA; /* slabs with owned = 1 */
-static mp__slab *g_cur MP__FORK_DATA;   /* the slab bump allocation continues in */
-static uint64_t g_arena_id MP__FORK_DATA;
-static uint32_t g_next_index MP__FORK_DATA;
+static mp__slab *g_owned; /* slabs with owned = 1 */
+static mp__slab *g_cur;   /* the slab bump allocation continues in */
+static uint64_t g_arena_id;
+static uint32_t g_next_index;
 static size_t g_nslabs, g_bytes;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static mp__fork_hook *g_fork_hook; /* NULL: could not register (ENOMEM) */

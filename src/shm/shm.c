@@ -29,7 +29,7 @@ struct mp_shm {
 
 /* ---- the segments mapped in this process, for mp__shm_find ----------- */
 
-static pthread_mutex_t reg_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
 static mp_shm *reg_head;
 

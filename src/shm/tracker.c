@@ -29,7 +29,7 @@
 
 #define MAX_NAME 1024 /* a whole line stays below PIPE_BUF */
 
-static pthread_mutex_t t_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t t_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t t_mu_once = PTHREAD_ONCE_INIT;
 
 /* A fork child may find t_mu held by a thread it does not have (a pool
