@@ -2,6 +2,7 @@
 /* Queue handles: creation, mapping, references, the handle type that
  * carries a queue to other processes, and the state calls (qsize, close,
  * task_done, join). */
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -61,10 +62,12 @@ queue_destroy(mp_queue *q)
  * same shape.  Unmapping a queue's reservation frees page tables, and that
  * flush interrupts every CPU the process ran on, idle ones included (tens
  * of microseconds each on a VM): a third of what ending a pool cost.  Its
- * memory is given back at once (the whole file is a hole again, as a new
- * one is: nothing of the old queue can show through); its sockets are
- * kept when no message waits in them, else closed: what a kept queue holds
- * is its address range and one to three fds.  One unused for
+ * file reads all zero again, as a new one does: nothing of the old queue
+ * can show through (clear_file: its few pages of data zeroed, or, past
+ * ZERO_MAX, the whole file a hole and the memory given back); its sockets
+ * are kept when no message waits in them, else closed: what a kept queue
+ * holds is its address range, one to three fds and at most ZERO_MAX bytes
+ * of memory.  One unused for
  * more than CACHE_AGE_NS is unmapped at the next keep or take.  A fork
  * child unmaps the ones it inherited. */
 #define CACHE_MAX 8
@@ -111,6 +114,49 @@ cache_expire(mp_queue **old)
   return n;
 }
 
+/* Make q's file (`size` bytes, no holder left anywhere) read as a new
+ * queue's does: all zero.  0, or -1 (keep it not).
+ *
+ * A queue that carried little -- a pool's sentinels -- holds a few pages
+ * of data, and zeroing those through the mapping is a memset.  Punching
+ * the hole instead unmaps the file's pages from every mapping of it, and
+ * that flushes the TLB of every CPU the process ran on: 15-20 us on a VM,
+ * for each of a pool's queues at its end.  So the data's extents are found
+ * with SEEK_DATA / SEEK_HOLE (which count a page swapped out as data) and
+ * zeroed when they are few and at most ZERO_MAX bytes in all; else the
+ * hole is punched and the memory given back.  A kept queue thus holds at
+ * most ZERO_MAX bytes of memory. */
+#define ZERO_MAX (64 * 1024)
+#define ZERO_EXTENTS 8
+
+static int
+clear_file(mp_queue *q, off_t size)
+{
+  off_t ext[ZERO_EXTENTS][2];
+  int n = 0;
+  off_t pos = 0, data = 0;
+  while (pos < size) {
+    off_t d = lseek(q->memfd, pos, SEEK_DATA);
+    if (d < 0 && errno == ENXIO)
+      break; /* holes to the end */
+    off_t h = d < 0 ? -1 : lseek(q->memfd, d, SEEK_HOLE);
+    if (h < 0 || n == ZERO_EXTENTS || (data += h - d) > ZERO_MAX)
+      goto punch;
+    if (h > size)
+      h = size;
+    ext[n][0] = d;
+    ext[n][1] = h;
+    n++;
+    pos = h;
+  }
+  for (int i = 0; i < n; i++)
+    memset((uint8_t *)q->base + ext[i][0], 0, (size_t)(ext[i][1] - ext[i][0]));
+  return 0;
+punch:
+  return fallocate(q->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+                   size) < 0 ? -1 : 0;
+}
+
 /* Keep q (no holder left anywhere) for reuse: 1 kept, 0 not (destroy it). */
 static int
 cache_keep(mp_queue *q)
@@ -120,8 +166,7 @@ cache_keep(mp_queue *q)
   /* only a queue that never grew: its shape is a new queue's */
   if (!g_cache_ok || !q->base || q->memfd < 0 || fstat(q->memfd, &sb) < 0 ||
       (uint64_t)sb.st_size != MP__Q_PAGE + q->segsize ||
-      fallocate(q->memfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-                sb.st_size) < 0)
+      (uint64_t)sb.st_size > q->reserve || clear_file(q, sb.st_size) < 0)
     return 0;
   /* The sockets stay if no message waits in them (an old item's fds would
    * arrive with a new item), else they are made again at reuse. */

@@ -7,7 +7,9 @@
  * or one that grew, is never kept; a fork child drops what it inherited. */
 #include "testutil.h"
 
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -104,6 +106,78 @@ test_kept_queue_starts_new(void **state)
   assert_int_equal(mp__queue_cache_count(), 0);
 }
 
+/* Pages of the mapping [base, base + len) in memory. */
+static size_t
+resident_pages(uint8_t *base, size_t len)
+{
+  size_t page = (size_t)sysconf(_SC_PAGESIZE), n = (len + page - 1) / page;
+  unsigned char *v = malloc(n);
+  assert_non_null(v);
+  assert_int_equal(mincore(base, len, v), 0);
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    k += v[i] & 1;
+  free(v);
+  return k;
+}
+
+/* A queue that carried little (a pool's sentinels) keeps its few pages and
+ * has them zeroed, rather than the file punched back to a hole (a TLB
+ * flush on every CPU): the next queue still reads all zero. */
+static void
+test_lightly_used_kept_queue_reads_zero(void **state)
+{
+  (void)state;
+  mp__queue_cache_trim();
+  mp_queue *a;
+  MP_ASSERT_OK(mp_queue_new(&a, NULL));
+  uint8_t item[200];
+  memset(item, 0xab, sizeof item);
+  for (int i = 0; i < 5; i++)
+    MP_ASSERT_OK(mp_queue_put_bytes(a, item, sizeof item, 0));
+  void *out;
+  size_t len;
+  MP_ASSERT_OK(mp_queue_get_bytes(a, &out, &len, 0)); /* 4 left in it */
+  mp_free(out);
+  uint8_t *base_a, *base_b;
+  size_t len_a, len_b;
+  mp__queue_mem_for_tests(a, &base_a, &len_a);
+  /* (only where the items are: reading a page of the file makes it data) */
+  size_t used = 2 * MP__Q_PAGE;
+  assert_int_equal(resident_pages(base_a, len_a), 2);
+  assert_true(count_byte(base_a, used, 0xab) >= 4 * (int)sizeof item);
+  mp__queue_free_private(a);
+  assert_int_equal(mp__queue_cache_count(), 1);
+  /* kept, still mapped: its two pages stay in memory, all zero now */
+  assert_int_equal(resident_pages(base_a, len_a), 2);
+  assert_int_equal(count_byte(base_a, used, 0), (int)used);
+  mp_queue *b;
+  MP_ASSERT_OK(mp_queue_new(&b, NULL));
+  mp__queue_mem_for_tests(b, &base_b, &len_b);
+  assert_ptr_equal(base_b, base_a);
+  /* it reads as a new queue does: the bytes its header set, zero
+   * elsewhere */
+  assert_int_equal(count_byte(base_b, len_b, 0xab), 0);
+  /* the ring, after the header page, is byte for byte a new queue's */
+  mp_queue *fresh;
+  MP_ASSERT_OK(mp_queue_new(&fresh, NULL)); /* none kept: a new file */
+  uint8_t *base_f;
+  size_t len_f;
+  mp__queue_mem_for_tests(fresh, &base_f, &len_f);
+  assert_int_equal(len_f, len_b);
+  assert_memory_equal(base_b + MP__Q_PAGE, base_f + MP__Q_PAGE,
+                      len_b - MP__Q_PAGE);
+  mp_queue_free(fresh);
+  assert_int_equal(mp_queue_qsize(b), 0);
+  MP_ASSERT_ERR(mp_queue_get_bytes(b, &out, &len, 0), MP_EEMPTY);
+  MP_ASSERT_OK(mp_queue_put_bytes(b, "x", 1, 0));
+  MP_ASSERT_OK(mp_queue_get_bytes(b, &out, &len, 0));
+  assert_int_equal(len, 1);
+  assert_memory_equal(out, "x", 1);
+  mp_free(out);
+  mp_queue_free(b);
+}
+
 /* An item carrying a descriptor that nobody took: its message waits in
  * the queue's socket, so the sockets are made again, and the next queue's
  * first descriptor is its own item's, not the old one. */
@@ -190,6 +264,7 @@ test_fork_child_drops_kept_queues(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_kept_queue_starts_new),
+    cmocka_unit_test(test_lightly_used_kept_queue_reads_zero),
     cmocka_unit_test(test_old_descriptors_never_reach_a_kept_queue),
     cmocka_unit_test(test_public_free_and_grown_queues_are_not_kept),
     cmocka_unit_test(test_fork_child_drops_kept_queues),
