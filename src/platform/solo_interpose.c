@@ -7,6 +7,7 @@
  * their "next" is us.  The tests link this file into their programs when
  * they are not sanitized (tests/CMakeLists.txt). */
 
+#include "mproc/version.h" /* MP_EXTERN: exported from libmproc.so */
 #include "platform/platform.h"
 
 #ifdef MP__HAVE_SOLO
@@ -18,8 +19,6 @@
 #include <signal.h>
 #include <threads.h>
 #include <time.h>
-
-#define MP__PUBLIC __attribute__((visibility("default")))
 
 /* The next definition of `name` after ours (the C library's, or a
  * sanitizer's), looked up once; idempotent, so racing first calls agree. */
@@ -52,22 +51,17 @@ mp__solo_real_pthread_create(pthread_t *t, const pthread_attr_t *attr,
   return f ? f(t, attr, fn, arg) : EAGAIN;
 }
 
-MP__PUBLIC int
+MP_EXTERN int
 pthread_create(pthread_t *restrict t, const pthread_attr_t *restrict attr,
                void *(*fn)(void *), void *restrict arg)
 {
-  static void *real;
-  int (*f)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
-  *(void **)&f = next_definition(&real, "pthread_create");
-  if (!f)
-    return EAGAIN;
   solo_end();
-  return f(t, attr, fn, arg);
+  return mp__solo_real_pthread_create(t, attr, fn, arg);
 }
 
 /* glibc's thrd_create starts its thread without going through the public
  * pthread_create. */
-MP__PUBLIC int
+MP_EXTERN int
 thrd_create(thrd_t *t, thrd_start_t fn, void *arg)
 {
   static void *real;
@@ -81,7 +75,7 @@ thrd_create(thrd_t *t, thrd_start_t fn, void *arg)
 
 /* SIGEV_THREAD: the C library starts a helper thread, and a thread per
  * notice, inside. */
-MP__PUBLIC int
+MP_EXTERN int
 timer_create(clockid_t clock, struct sigevent *restrict ev,
              timer_t *restrict id)
 {
@@ -97,7 +91,7 @@ timer_create(clockid_t clock, struct sigevent *restrict ev,
   return f(clock, ev, id);
 }
 
-MP__PUBLIC int
+MP_EXTERN int
 mq_notify(mqd_t q, const struct sigevent *ev)
 {
   static void *real;
