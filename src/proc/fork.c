@@ -86,9 +86,6 @@ fork_start(mp_process *p)
   int rc = mp__exit_slot_get(p, MP__XT_FORK);
   if (rc)
     return rc;
-  int parent_sentinel = mp__proc_self_pidfd();
-  if (parent_sentinel < 0)
-    return parent_sentinel;
   mp_process *cur = mp_current_process();
   int main_thread = mp__proc_on_main_thread();
   pid_t ppid = (pid_t)mp__getpid();
@@ -102,17 +99,17 @@ fork_start(mp_process *p)
     /* mp_process_start holds p->lock across the fork: this thread, the
      * child's only one, took it, so it releases it (re-initialising a held
      * mutex is what lock checkers, TSan's too, call a double lock).  The
-     * inherited self-pidfd refers to the parent: it becomes the parent's
-     * sentinel here. */
+     * child opens its parent's pidfd itself (its parent is ppid), not the
+     * parent before the fork: a pidfd costs microseconds to make and to
+     * close, on the path of every start. */
     pthread_mutex_unlock(&p->lock);
-    mp__proc_child_main(p, ppid, cur->name, parent_sentinel,
+    mp__proc_child_main(p, ppid, cur->name, MP__SENTINEL_LAZY,
                         main_thread ? MP__PDEATH_SIGNAL : MP__PDEATH_WATCH,
                         ppid);
   }
   int err = errno;
   /* At once: with SIGCHLD ignored a child that ends takes its pid along. */
   int pidfd = pid > 0 ? mp__plat_pidfd_open(pid) : -1;
-  mp__close(parent_sentinel);
   if (pid < 0)
     return -err;
   if (pidfd == -ESRCH) {

@@ -157,7 +157,10 @@ enum {
 };
 /* Set up this (new) process as the child described, with `parent_sentinel`
  * (owned) watching the creator, then run target(args) and exit.  Used by
- * every OS start method in the child. */
+ * every OS start method in the child.  A fork child, whose parent is its
+ * creator, passes MP__SENTINEL_LAZY: it opens the parent's pidfd itself,
+ * when it first needs one. */
+#define MP__SENTINEL_LAZY (-2)
 void mp__proc_child_main(mp_process *self, pid_t parent_pid,
                          const char *parent_name, int parent_sentinel,
                          int pdeath, pid_t pdeath_ppid)

@@ -295,9 +295,48 @@ mp_process_start(mp_process *p)
   return 0;
 }
 
+/* A fork child's sentinel of its parent (pid ppid), or -errno: a pidfd of
+ * it, or, if it has ended already, the read end of a pipe at end of file
+ * (ready, as its pidfd would have been).  The pidfd is of the parent only
+ * if the child still has that parent once it is open: a parent that had
+ * ended (its pid perhaps reused) is no longer getppid(). */
+static int
+parent_sentinel_open(pid_t ppid)
+{
+  int fd = mp__plat_pidfd_open(ppid);
+  if (fd >= 0 && getppid() == ppid)
+    return fd;
+  if (fd >= 0)
+    mp__close(fd);
+  else if (fd != -ESRCH)
+    return fd;
+  int fds[2], rc = mp__pipe(fds);
+  if (rc)
+    return rc;
+  mp__close(fds[1]);
+  return fds[0];
+}
+
+/* Open p's sentinel now if it is a fork child's lazy one (p->lock held):
+ * 0, or an error code with its detail set. */
+static int
+sentinel_resolve(mp_process *p)
+{
+  if (p->sentinel != MP__SENTINEL_LAZY)
+    return 0;
+  int fd = parent_sentinel_open(p->pid);
+  if (fd < 0)
+    return mp_seterr(fd, "cannot watch the parent process (pid %d)",
+                     (int)p->pid);
+  p->sentinel = fd;
+  return 0;
+}
+
 static int
 parent_alive(mp_process *p)
 {
+  if (p->sentinel == MP__SENTINEL_LAZY) /* no pidfd needed to tell */
+    return getppid() == p->pid;
   if (p->sentinel < 0)
     return 1;
   struct pollfd pfd = {p->sentinel, POLLIN, 0};
@@ -320,8 +359,11 @@ mp_process_join(mp_process *p, double timeout)
   else if (p == mp_current_process())
     rc = mp_seterr(MP_EDEADLK, "cannot join current process");
   else if (p->kind == MP__P_PARENT) {
+    rc = sentinel_resolve(p);
     int fd = p->sentinel;
     pthread_mutex_unlock(&p->lock);
+    if (rc)
+      return rc;
     if (fd < 0)
       return mp_seterr(MP_ENOTSUP, "the parent's death cannot be observed");
     rc = mp__poll_fd(fd, POLLIN, dl);
@@ -555,6 +597,8 @@ mp_process_sentinel(mp_process *p)
   int rc;
   if (p->closed)
     rc = mp_seterr(MP_ECLOSED, "process object is closed");
+  else if ((rc = sentinel_resolve(p)) != 0)
+    ; /* could not open it */
   else if (p->sentinel < 0)
     rc = mp_seterr(MP_ESTATE, "process not started");
   else
@@ -728,6 +772,11 @@ mp__proc_child_main(mp_process *self, pid_t parent_pid,
                  : -ENOSYS;
     if (rc == -ESRCH)
       _exit(255 & -SIGKILL);
+    if (rc && parent_sentinel == MP__SENTINEL_LAZY) {
+      parent_sentinel = parent_sentinel_open(parent_pid);
+      if (parent_sentinel >= 0)
+        par->sentinel = parent_sentinel;
+    }
     if (rc && parent_sentinel >= 0) {
       pthread_t t;
       pthread_attr_t a;

@@ -137,6 +137,13 @@ t_identity(mp_obj *args)
     return 25;
   if (mp_process_is_alive(par) != 1)
     return 26;
+  /* the parent's sentinel: not ready while it lives (a fork child opens
+   * it at this first use) */
+  int sentinel = mp_process_sentinel(par);
+  struct pollfd pfd = {sentinel, POLLIN, 0};
+  if (sentinel < 0 || poll(&pfd, 1, 0) != 0 ||
+      mp_process_sentinel(par) != sentinel)
+    return 31;
   if (mp_process_pid(me) != getpid())
     return 27;
   /* Only the creator: the current process cannot be started or joined. */
@@ -176,6 +183,61 @@ t_authkey(mp_obj *args)
   if (mp_process_authkey(mp_current_process(), &key, &kl))
     return 50;
   return kl == wl && memcmp(key, want, kl) == 0 ? 0 : 51;
+}
+
+/* A child whose parent has died, asked about the parent only then (a fork
+ * child opens the parent's sentinel at first use: it must not find some
+ * other process under the dead parent's pid).  Reports into the Value. */
+static int
+t_orphan_checks(mp_obj *args)
+{
+  mp_value *v = mp_value_from_obj(mp_seq_item(args, 0));
+  int64_t ppid;
+  if (!v || mp_int_get(mp_seq_item(args, 1), &ppid))
+    return 1;
+  int rc = 0;
+  for (int i = 0; getppid() == (pid_t)ppid && !rc; i++)
+    if (i == 10000) /* 10 s */
+      rc = 40;
+    else
+      usleep(1000);
+  mp_process *par = mp_parent_process();
+  if (rc)
+    ;
+  else if (!par || mp_process_pid(par) != ppid)
+    rc = 41;
+  else if (mp_process_is_alive(par) != 0)
+    rc = 42;
+  else if (mp_process_join(par, 10) != 0)
+    rc = 43;
+  else {
+    int sentinel = mp_process_sentinel(par);
+    struct pollfd pfd = {sentinel, POLLIN, 0};
+    if (sentinel < 0 || poll(&pfd, 1, 0) != 1)
+      rc = 44;
+  }
+  mp_value_set_int(v, rc);
+  return 0;
+}
+
+/* Starts t_orphan_checks under args[1] and dies at once, unjoined. */
+static int
+t_orphaning(mp_obj *args)
+{
+  const char *method;
+  size_t n;
+  mp_context *ctx;
+  mp_process *p;
+  if (mp_str_get(mp_seq_item(args, 1), &method, &n) ||
+      mp_get_context(method, &ctx) ||
+      mp_process_new(&p, ctx,
+                     &(mp_process_opts){
+                         .target = t_orphan_checks,
+                         .args = MP_TUPLE(mp_obj_ref(mp_seq_item(args, 0)),
+                                          mp_int_new(getpid()))}) ||
+      mp_process_start(p))
+    _exit(2);
+  _exit(0);
 }
 
 static int global_value = 1;
@@ -613,6 +675,32 @@ test_env_cwd_nested_names(void **state)
 }
 
 static void
+test_parent_dead_before_asked(void **state)
+{
+  (void)state;
+  const char *grandchild[] = {"fork", "spawn", NULL};
+  for (int i = 0; os_methods[i]; i++)
+    for (int k = 0; grandchild[k]; k++) {
+      mp_value *v;
+      MP_ASSERT_OK(mp_value_new_int(&v, 'i', -1, NULL));
+      assert_int_equal(run(os_methods[i], t_orphaning,
+                           MP_TUPLE(mp_value_obj(v),
+                                    mp_str_new(grandchild[k]))),
+                       0);
+      int64_t rc = -1;
+      for (int t = 0; rc == -1 && t < 20000; t++) { /* 20 s */
+        MP_ASSERT_OK(mp_value_get_int(v, &rc));
+        if (rc == -1)
+          usleep(1000);
+      }
+      if (rc != 0)
+        fail_msg("%s child of a %s child: %d", grandchild[k], os_methods[i],
+                 (int)rc);
+      mp_value_free(v);
+    }
+}
+
+static void
 test_child_fds(void **state)
 {
   (void)state;
@@ -879,6 +967,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_error_codes),
     cmocka_unit_test(test_env_cwd_nested_names),
     cmocka_unit_test(test_child_fds),
+    cmocka_unit_test(test_parent_dead_before_asked),
     cmocka_unit_test(test_active_children),
     cmocka_unit_test(test_function_refs),
     cmocka_unit_test(test_forkserver_preload),
