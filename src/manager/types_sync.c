@@ -145,7 +145,7 @@ cv_wait(sobj *o, pthread_cond_t *cv, pthread_mutex_t *mu, mp__deadline d)
 
 /* MP_ECONNRESET when the client of this request has died since it sent
  * it, else 0: for a request about to take something (a lock, a count of
- * a semaphore, a queue's item).  A client killed after sending a blocking
+ * a semaphore, a queue's item) or to count as a Barrier's party.  A client killed after sending a blocking
  * call, before this thread got to it, would hold what it took for ever,
  * and cv_wait looks for a gone client only after a wait. */
 static int
@@ -791,6 +791,10 @@ barrier_wait(void *p, mp_obj *args, mp_obj *kwds, mp_obj **res)
       (rc = mp__mgr_timeout_arg(t, &timeout)))
     return rc;
   mp__deadline d = deadline_of(timeout);
+  /* a client gone before its wait was read is no party: it must not
+   * release the others (one that dies while waiting stops counting too) */
+  if ((rc = taker_gone()))
+    return rc;
   pthread_mutex_lock(&o->mu);
   if (o->broken) {
     pthread_mutex_unlock(&o->mu);

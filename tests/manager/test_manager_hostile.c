@@ -373,8 +373,8 @@ test_client_killed_mid_call(void **state)
 
 /* Requests that would take something, read after their client has gone:
  * a client pipelines a blocking acquire of a held lock (its thread waits
- * in it), then an acquire of a free lock, of a semaphore and a queue get,
- * and half-closes its connection.  When the server thread gets to them the
+ * in it), then an acquire of a free lock, of a semaphore, a queue get and
+ * a Barrier wait, and half-closes its connection.  When the server thread gets to them the
  * client is gone; the lock, the semaphore's count and the item stay for
  * the clients that remain (a take with no wait found the client gone only
  * when it had waited first; the dead client then held the lock for ever). */
@@ -383,7 +383,10 @@ test_gone_client_takes_nothing(void **state)
 {
   (void)state;
   mp_manager *m = started(0, 0);
-  mp_proxy *held, *lock, *sem, *q;
+  mp_proxy *held, *lock, *sem, *q, *barrier;
+  mp_obj *one_party = MP_TUPLE(mp_int_new(1));
+  MP_ASSERT_OK(mp_manager_create(m, "Barrier", one_party, NULL, &barrier));
+  mp_obj_free(one_party);
   MP_ASSERT_OK(mp_manager_lock(m, &held));
   MP_ASSERT_OK(mp_manager_lock(m, &lock));
   MP_ASSERT_OK(mp_manager_semaphore(m, 1, &sem));
@@ -402,6 +405,8 @@ test_gone_client_takes_nothing(void **state)
       mp__mgr_request(mp_proxy_ident(lock), "acquire", NULL, NULL),
       mp__mgr_request(mp_proxy_ident(sem), "acquire", NULL, NULL),
       mp__mgr_request(mp_proxy_ident(q), "get", NULL, NULL),
+      /* a wait that would complete a Barrier of one party */
+      mp__mgr_request(mp_proxy_ident(barrier), "wait", NULL, NULL),
   };
   mp_obj_free(a);
   for (size_t i = 0; i < sizeof reqs / sizeof *reqs; i++) {
@@ -432,6 +437,7 @@ test_gone_client_takes_nothing(void **state)
   mp_proxy_free(lock);
   mp_proxy_free(sem);
   mp_proxy_free(q);
+  mp_proxy_free(barrier);
   mp_manager_free(m);
 }
 
