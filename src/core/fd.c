@@ -19,7 +19,8 @@ mp__close(int fd)
     return;
   int saved = errno;
   close(fd); /* on Linux the fd is released even when close reports EINTR */
-  errno = saved;
+  if (errno != saved) /* a write would copy errno's page in a fork child */
+    errno = saved;
 }
 
 int

@@ -46,11 +46,12 @@ struct mp__fork_hook {
 /* The list is only changed under g_fork_mu.  The prepare handler takes it
  * and the parent/child handlers release it, so the list cannot change
  * while a fork is in flight and the child sees it consistent. */
-static pthread_mutex_t g_fork_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_fork_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static struct mp__fork_hook *g_first, *g_last;
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 
-static pthread_mutex_t g_fin_mu = PTHREAD_MUTEX_INITIALIZER; /* finalizers */
+static pthread_mutex_t g_fin_mu MP__FORK_DATA =
+    PTHREAD_MUTEX_INITIALIZER; /* finalizers */
 static void finalizers_after_fork_child(void);
 
 static void
@@ -265,7 +266,8 @@ struct mp__finalizer {
   struct mp__finalizer *next;
 };
 
-static struct mp__finalizer *g_fins; /* sorted: runs first at the head */
+static struct mp__finalizer *g_fins MP__FORK_DATA; /* sorted: runs first at
+                                                    * the head */
 static uint64_t g_fin_seq;
 static pthread_once_t g_atexit_once = PTHREAD_ONCE_INIT;
 

@@ -10,10 +10,11 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "platform/platform.h"
 
 static atomic_int log_level = MP_LOG_OFF;
 static atomic_int env_read;
-static pthread_mutex_t handler_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t handler_lock MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t handler_lock_once = PTHREAD_ONCE_INIT;
 
 /* Fork children take this lock too (a pool forks workers while other threads log): held across every fork
@@ -36,7 +37,7 @@ static void *handler_ud;
 
 /* The current process's name, kept here so the lowest layer can log it; the
  * process layer updates it in every child before user code runs. */
-static char process_name[128] = "MainProcess";
+static char process_name[128] MP__FORK_DATA = "MainProcess";
 
 /* Called in every new child: plain copies, not snprintf, so a fork child
  * does not fault in printf's code just to be named. */

@@ -46,7 +46,7 @@ static _Atomic uint64_t g_ticks; /* ticks begun */
 static _Atomic uint64_t g_sleeps; /* sleeps that registered (tests) */
 static _Atomic int g_state;      /* 0 none, 1 running, -1 could not start */
 static _Atomic uint32_t g_waits; /* slice waits so far (to the _after) */
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER; /* starting it */
+static pthread_mutex_t g_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER; /* starting it */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static int g_ready; /* the fork hook is in place */
 

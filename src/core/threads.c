@@ -34,7 +34,7 @@ typedef struct spare {
   pthread_t tid; /* set (under g_mu) before it can park */
 } spare;
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static spare *g_idle;
 static int g_nidle;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;

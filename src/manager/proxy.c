@@ -48,7 +48,7 @@ struct mp_proxy {
   atomic_uint owner_pid; /* the process holding a server reference */
 };
 
-static pthread_mutex_t links_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t links_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t links_once = PTHREAD_ONCE_INIT;
 static mgr_link *links;
 

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 
 #include "obj/obj_internal.h"
+#include "platform/platform.h"
 
 /* Under AddressSanitizer every object is a malloc of its own, so that a
  * use after release is caught instead of hidden by the pool. */
@@ -69,7 +70,7 @@ typedef struct pool {
 static pool pools[NCLASS] = {{16, SLAB / 16, 0, NULL, NULL},
                              {32, SLAB / 32, 0, NULL, NULL},
                              {64, SLAB / 64, 0, NULL, NULL}};
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t lock MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t key;
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 /* Per-thread free lists.  The build uses TLS descriptors (CMakeLists.txt),

@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "obj/obj_internal.h"
+#include "platform/platform.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define NO_MAP 1
@@ -59,7 +60,7 @@ static struct {
   bighdr *blk[CACHE_N]; /* oldest first */
   int64_t freed[CACHE_N]; /* when each was freed (CLOCK_MONOTONIC_COARSE) */
   size_t n, bytes;
-} cache = {PTHREAD_MUTEX_INITIALIZER, {NULL}, {0}, 0, 0};
+} cache MP__FORK_DATA = {PTHREAD_MUTEX_INITIALIZER, {NULL}, {0}, 0, 0};
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static int64_t

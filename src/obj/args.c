@@ -20,10 +20,11 @@
 
 #include "mproc/args.h"
 #include "obj/obj_internal.h"
+#include "platform/platform.h"
 
 /* ---- kinds --------------------------------------------------------------- */
 
-static pthread_mutex_t kinds_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t kinds_lock MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t kinds_lock_once = PTHREAD_ONCE_INIT;
 
 /* Fork children take this lock too (a pool forks workers while other threads parse args): held across every fork

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "obj/obj_internal.h"
+#include "platform/platform.h"
 
 /* ---- records -------------------------------------------------------------- */
 
@@ -269,7 +270,7 @@ mp_record_setitem_take(mp_obj *o, mp_obj *key, mp_obj *value)
 
 /* ---- handles -------------------------------------------------------------- */
 
-static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t reg_lock MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t reg_lock_once = PTHREAD_ONCE_INIT;
 
 /* Fork children take this lock too (a pool forks workers while other threads pickle handles): held across every fork

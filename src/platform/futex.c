@@ -126,7 +126,7 @@ mp__memfd_size_fixed(int fd, uint64_t *size)
 
 __thread uint32_t mp__tl_tid;
 MP__HOT_DATA uint32_t mp__g_pid;
-static _Atomic uint64_t g_start;
+static _Atomic uint64_t g_start MP__FORK_DATA;
 /* CLOCK_BOOTTIME read just before the last fork, and the length of a clock
  * tick (ns; 0: unusable) -- see mp__plat_after_fork_child. */
 static int64_t g_fork_boot_ns, g_tick_ns;

@@ -152,6 +152,13 @@ int mp__thread_start_valueless(pthread_t *t, const pthread_attr_t *attr,
 #else
 #define MP__HOT_DATA
 #endif
+/* The same section for what the fork hooks write, in the parent (the
+ * fork-guarded mutexes they unlock) and in the child (the state each layer
+ * resets): after a fork each page of it either side writes is a
+ * copy-on-write fault, in the parent once per fork and in every worker of
+ * every pool.  Spread over the library's .data and .bss they were five
+ * pages a worker; together, one. */
+#define MP__FORK_DATA MP__HOT_DATA
 /* Fill in the page tables of [addr, addr + len) of a mapping now, for
  * reading or writing (one call instead of a fault per page); a hint: does
  * nothing where the kernel cannot (before Linux 5.14). */

@@ -32,6 +32,7 @@
 #include "core/fd.h"
 #include "core/internal.h"
 #include "pool/pool_internal.h"
+#include "platform/platform.h"
 
 struct mp__watch {
   mp__watch *next; /* the registered watches (g_mu) */
@@ -45,16 +46,19 @@ struct mp__watch {
   void *arg;
 };
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_cond = PTHREAD_COND_INITIALIZER; /* g_calling */
-static mp__watch *g_list;
+static pthread_mutex_t g_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cond MP__FORK_DATA =
+    PTHREAD_COND_INITIALIZER; /* g_calling */
+static mp__watch *g_list MP__FORK_DATA;
 static uint64_t g_next_id = 1;
 static uint64_t g_next_arm = 1;
-static int g_ep = -1;           /* the epoll set (g_mu) */
-static int g_ctl[2] = {-1, -1}; /* written to make the thread look at g_stop */
-static int g_running, g_stop;
+static int g_ep MP__FORK_DATA = -1; /* the epoll set (g_mu) */
+/* written to make the thread look at g_stop */
+static int g_ctl[2] MP__FORK_DATA = {-1, -1};
+static int g_running MP__FORK_DATA, g_stop MP__FORK_DATA;
 static pthread_t g_thread;
-static uint64_t g_calling; /* id of the watch whose notify runs, 0: none */
+/* id of the watch whose notify runs, 0: none */
+static uint64_t g_calling MP__FORK_DATA;
 static mp__fork_hook *g_hook;
 static pthread_once_t g_hook_once = PTHREAD_ONCE_INIT;
 

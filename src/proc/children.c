@@ -13,9 +13,10 @@
 #include "proc/proc_internal.h"
 
 /* Reset in fork children (children_after_fork). */
-static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER; /* the registry */
-static mp_process *reg_first;
-static int g_exit_registered; /* the exit finalizer of this process */
+static pthread_mutex_t g_lock MP__FORK_DATA =
+    PTHREAD_MUTEX_INITIALIZER; /* the registry */
+static mp_process *reg_first MP__FORK_DATA;
+static int g_exit_registered MP__FORK_DATA; /* this process's exit finalizer */
 
 /* ---- the registry ------------------------------------------------------- */
 

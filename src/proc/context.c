@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "proc/proc_internal.h"
+#include "platform/platform.h"
 
 mp_context mp__contexts[MP__M_COUNT] = {
     {MP__M_FORK, &mp__fork_ops},
@@ -19,7 +20,7 @@ static const char *const all_methods[] = {"fork", "spawn", "forkserver",
                                           "threading", NULL};
 
 /* Reset in fork children (context_after_fork). */
-static pthread_mutex_t method_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t method_lock MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static int g_default_method = -1; /* unfixed */
 static _Thread_local mp_context *tls_spawning;
 

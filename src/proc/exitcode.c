@@ -42,7 +42,7 @@ struct xtable {
   uint32_t size;   /* exec: slots the memfd holds */
 };
 
-static pthread_mutex_t x_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t x_lock MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static struct xtable xt[3] = {{.fd = -1}, {.fd = -1}, {.fd = -1}};
 static uint32_t x_tag;
 

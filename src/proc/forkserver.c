@@ -55,7 +55,7 @@
 #include "platform/platform.h"
 #include "proc/proc_internal.h"
 
-static pthread_mutex_t fs_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t fs_lock MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static pid_t fs_pid;
 static int fs_ctl = -1;
 static char **fs_preload;

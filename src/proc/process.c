@@ -22,8 +22,8 @@
 #include "platform/platform.h"
 #include "proc/proc_internal.h"
 
-static mp_process *g_current;     /* this OS process */
-static mp_process *g_parent;      /* NULL in the main process */
+static mp_process *g_current MP__FORK_DATA; /* this OS process */
+static mp_process *g_parent MP__FORK_DATA;  /* NULL in the main process */
 static pthread_once_t main_once = PTHREAD_ONCE_INIT;
 
 mp_process *
@@ -737,7 +737,7 @@ mp__proc_child_main(mp_process *self, pid_t parent_pid,
 {
   /* Static storage and borrowed strings: a forked child should touch (and
    * so copy) as few pages as it can. */
-  static mp_process parent_storage;
+  static mp_process parent_storage MP__FORK_DATA;
   mp_process *par = &parent_storage;
   pthread_mutex_init(&par->lock, NULL);
   atomic_init(&par->refs, 1 << 20);

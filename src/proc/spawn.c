@@ -13,7 +13,7 @@
 #include "platform/platform.h"
 #include "proc/proc_internal.h"
 
-static pthread_mutex_t exe_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t exe_lock MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static char *g_executable; /* NULL: /proc/self/exe */
 
 int

@@ -73,12 +73,12 @@ queue_destroy(mp_queue *q)
 #define CACHE_MAX 8
 #define CACHE_AGE_NS 10000000000LL
 
-static pthread_mutex_t g_cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_cache_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static struct {
   mp_queue *q;
   int64_t since;
 } g_cache[CACHE_MAX];
-static int g_ncache;
+static int g_ncache MP__FORK_DATA;
 static pthread_once_t g_cache_once = PTHREAD_ONCE_INIT;
 static int g_cache_ok; /* the fork hooks are in place */
 

@@ -59,7 +59,7 @@ struct mp__slab {
   uint8_t *base;
   int fd;
   size_t lrefs; /* local handles into this slab */
-  int owned;    /* this process allocates from it */
+  int owned;    /* made to allocate from (see owns) */
   uint32_t bump;
   uint32_t freelist[NCLASS]; /* block starts, 0 ends; linked by link[] */
   /* Slabs made to allocate from: per UNIT, M_USED or M_FREE | class at a
@@ -72,12 +72,12 @@ struct mp__slab {
                  * fork every one of those pages a copy-on-write fault) */
 };
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t g_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static mp__slab *g_tab[NBUCKET];
-static mp__slab *g_owned; /* slabs with owned = 1 */
-static mp__slab *g_cur;   /* the slab bump allocation continues in */
-static uint64_t g_arena_id;
-static uint32_t g_next_index;
+static mp__slab *g_owned MP__FORK_DATA; /* slabs with owned = 1 */
+static mp__slab *g_cur MP__FORK_DATA; /* the slab bump allocation goes on in */
+static uint64_t g_arena_id MP__FORK_DATA;
+static uint32_t g_next_index MP__FORK_DATA;
 static size_t g_nslabs, g_bytes;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static mp__fork_hook *g_fork_hook; /* NULL: could not register (ENOMEM) */
@@ -94,13 +94,21 @@ atfork_parent(void *arg)
   pthread_mutex_unlock(&g_mu);
 }
 
+/* Does this process allocate from s?  Only from the slabs it made to, in
+ * its own arena: a fork child's is new (its id is made at its first
+ * allocation), so it never allocates from its parent's -- without writing
+ * to their records, each a copy-on-write fault in every fork child. */
+static inline int
+owns(const mp__slab *s)
+{
+  return s->owned && g_arena_id != 0 && s->arena_id == g_arena_id;
+}
+
 /* The child keeps every mapping (inherited handles stay valid) but becomes a
- * new arena: it never allocates from its parent's slabs. */
+ * new arena: it never allocates from its parent's slabs (owns). */
 static void
 atfork_child(void *arg)
 {
-  for (mp__slab *s = g_owned; s; s = s->onext)
-    s->owned = 0;
   g_owned = NULL;
   g_cur = NULL;
   g_arena_id = 0;
@@ -183,7 +191,7 @@ release_slab(mp__slab *s)
     pp = &(*pp)->next;
   if (*pp)
     *pp = s->next;
-  if (s->owned) {
+  if (owns(s)) {
     pp = &g_owned;
     while (*pp && *pp != s)
       pp = &(*pp)->onext;
@@ -411,7 +419,7 @@ mp__arena_unref(mp__shref ref)
              && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel)
                     == 1;
   pthread_mutex_lock(&g_mu);
-  if (last && s->owned) {
+  if (last && owns(s)) {
     free_local(s, ref.off);
   } else if (last && b->cls != DEDICATED) {
     /* the owner checks what it drains; if others keep the head moving
@@ -467,7 +475,7 @@ check_block(mp__slab *s, uint32_t off, unsigned tag, size_t *avail)
   b.lead = MP__SHARED_LOAD(&bp->lead);
   b.tag = MP__SHARED_LOAD(&bp->tag);
   uint64_t extent;
-  if (s->owned) {
+  if (owns(s)) {
     uint8_t m = start < s->bump ? s->meta[start / UNIT] : 0;
     if (m & M_FREE)
       return mp_seterr(MP_ESTATE, "shared object was freed by its owner");
