@@ -358,7 +358,7 @@ static int
 start_worker(mp_pool *p, int k)
 {
   worker *w = &p->w[k];
-  int rc = mp_queue_new(&w->tq, NULL);
+  int rc = w->tq ? 0 : mp_queue_new(&w->tq, NULL);
   if (rc)
     return rc;
   w->uid = ++p->next_uid;
@@ -864,6 +864,12 @@ mp_pool_new(mp_pool **out, const mp_pool_opts *opts)
   p->slotp = mp_array_ptr(p->slots);
   if ((rc = mp__watch_new(&p->watch, nproc, on_worker_end, p)) != 0)
     goto fail;
+  /* Every worker's task queue before the first fork: a queue kept for
+   * reuse (queue.c) that a fork child inherits is the child's to unmap and
+   * close, a sixth of a fork worker's start. */
+  for (int k = 0; k < nproc; k++)
+    if ((rc = mp_queue_new(&p->w[k].tq, NULL)) != 0)
+      goto fail;
   for (int k = 0; k < nproc; k++)
     if ((rc = start_worker(p, k)) != 0)
       goto fail;

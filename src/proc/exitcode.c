@@ -43,8 +43,9 @@ struct xtable {
 };
 
 static pthread_mutex_t x_lock MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
-static struct xtable xt[3] = {{.fd = -1}, {.fd = -1}, {.fd = -1}};
-static uint32_t x_tag;
+/* written at each fork start and reap: beside the fork hooks' state */
+static struct xtable xt[3] MP__FORK_DATA = {{.fd = -1}, {.fd = -1}, {.fd = -1}};
+static uint32_t x_tag MP__FORK_DATA;
 
 /* Make t this process's (x_lock held). */
 static int

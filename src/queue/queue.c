@@ -77,7 +77,7 @@ static pthread_mutex_t g_cache_mu MP__FORK_DATA = PTHREAD_MUTEX_INITIALIZER;
 static struct {
   mp_queue *q;
   int64_t since;
-} g_cache[CACHE_MAX];
+} g_cache[CACHE_MAX] MP__FORK_DATA; /* written as each pool ends */
 static int g_ncache MP__FORK_DATA;
 static pthread_once_t g_cache_once = PTHREAD_ONCE_INIT;
 static int g_cache_ok; /* the fork hooks are in place */
