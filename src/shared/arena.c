@@ -78,6 +78,12 @@ static mp__slab *g_owned MP__FORK_DATA; /* slabs with owned = 1 */
 static mp__slab *g_cur MP__FORK_DATA; /* the slab bump allocation goes on in */
 static uint64_t g_arena_id MP__FORK_DATA;
 static uint32_t g_next_index MP__FORK_DATA;
+/* An owned slab no handle uses any more, kept for the next allocations
+ * instead of unmapped: a pool's objects come and go with it, and making a
+ * slab (memfd, size, seals, map) and releasing it (unmap: a TLB flush on
+ * every CPU the process ran on; close) was a tenth of a pool's start and
+ * end.  One at most; mp__arena_trim releases it. */
+static mp__slab *g_kept MP__FORK_DATA;
 static size_t g_nslabs, g_bytes;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static mp__fork_hook *g_fork_hook; /* NULL: could not register (ENOMEM) */
@@ -106,9 +112,19 @@ owns(const mp__slab *s)
 
 /* The child keeps every mapping (inherited handles stay valid) but becomes a
  * new arena: it never allocates from its parent's slabs (owns). */
+static void release_slab(mp__slab *s);
+
 static void
 atfork_child(void *arg)
 {
+  /* the kept slab is not the child's to allocate from, and nothing of the
+   * child refers to it: its mapping and fd go (only in a child forked
+   * while one was kept: a pool's workers find theirs in use) */
+  if (g_kept) {
+    mp__slab *k = g_kept;
+    g_kept = NULL;
+    release_slab(k);
+  }
   g_owned = NULL;
   g_cur = NULL;
   g_arena_id = 0;
@@ -200,6 +216,8 @@ release_slab(mp__slab *s)
   }
   if (g_cur == s)
     g_cur = NULL;
+  if (g_kept == s)
+    g_kept = NULL;
   g_nslabs--;
   g_bytes -= s->size;
   munmap(s->base, s->size);
@@ -207,6 +225,25 @@ release_slab(mp__slab *s)
   free(s->meta);
   free(s->link);
   free(s);
+}
+
+/* The last local handle of s is gone (g_mu held): keep it for reuse if it
+ * is an owned slab of the common size and none is kept, else release it. */
+static void
+slab_unused(mp__slab *s)
+{
+  if (!g_kept && owns(s) && s->size == SLAB_SIZE)
+    g_kept = s;
+  else
+    release_slab(s);
+}
+
+/* A local handle into s is taken (g_mu held). */
+static inline void
+slab_used(mp__slab *s)
+{
+  if (s->lrefs++ == 0 && g_kept == s)
+    g_kept = NULL;
 }
 
 static uint64_t
@@ -396,7 +433,7 @@ mp__arena_alloc(size_t size, size_t align, unsigned tag, mp__shref *ref,
   b->tag = (uint16_t)tag;
   b->next = 0;
   atomic_store_explicit(&b->refs, 1, memory_order_relaxed);
-  s->lrefs++;
+  slab_used(s);
   pthread_mutex_unlock(&g_mu);
   ref->slab = s;
   ref->off = off;
@@ -436,7 +473,7 @@ mp__arena_unref(mp__shref ref)
     }
   }
   if (--s->lrefs == 0)
-    release_slab(s);
+    slab_unused(s);
   pthread_mutex_unlock(&g_mu);
 }
 
@@ -593,18 +630,27 @@ mp__arena_import(const mp__arena_loc *loc, int fd, unsigned tag,
                                               memory_order_relaxed))
       break;
   }
-  s->lrefs++;
+  slab_used(s);
   ref->slab = s;
   ref->off = loc->off;
   ref->pid = mp__getpid();
   *ptr = s->base + loc->off;
   goto out;
 drop:
-  if (s->lrefs == 0)
+  if (s->lrefs == 0 && s != g_kept)
     release_slab(s);
 out:
   pthread_mutex_unlock(&g_mu);
   return rc;
+}
+
+void
+mp__arena_trim(void)
+{
+  pthread_mutex_lock(&g_mu);
+  if (g_kept)
+    release_slab(g_kept);
+  pthread_mutex_unlock(&g_mu);
 }
 
 void

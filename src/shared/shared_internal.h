@@ -20,8 +20,10 @@
  * process).  When it drops to zero the block returns to its slab's owner:
  * directly when the owner frees it, through a lock-free "remote free" list
  * in the slab header otherwise.  A process keeps a slab mapped while it holds
- * handles into it; the last one unmaps it and closes the fd, so a program
- * that freed every object holds no arena fd at all.
+ * handles into it; the last one unmaps it and closes the fd -- except for
+ * one slab of its own, kept for its next objects (a pool's come and go with
+ * the pool), so a program that freed every object holds at most one arena
+ * fd and 1 MiB of address space; mp__arena_trim releases that too.
  *
  * After fork the child keeps the parent's slabs mapped (inherited objects
  * keep working) but never allocates from them: it starts its own slabs.
@@ -100,8 +102,10 @@ int mp__arena_import(const mp__arena_loc *loc, int fd, unsigned tag,
 #define MP__SHARED_LOAD(p) __atomic_load_n((p), __ATOMIC_RELAXED)
 
 /* Numbers for tests and benchmarks: slabs mapped in this process, bytes
- * mapped. */
+ * mapped (the kept slab included). */
 void mp__arena_stats(size_t *slabs, size_t *bytes);
+/* Release the slab kept for reuse, if any. */
+void mp__arena_trim(void);
 
 /* The kinds of process-shared object, which are also their blocks' arena
  * tags: one list, so that no two kinds share a tag. */

@@ -11,10 +11,12 @@
 
 #include "shm/shm_internal.h"
 
+/* Slabs in use: the one an arena keeps for reuse released first. */
 static size_t
 slabs_now(void)
 {
   size_t n;
+  mp__arena_trim();
   mp__arena_stats(&n, NULL);
   return n;
 }
@@ -139,8 +141,52 @@ test_fork_child_allocates_its_own(void **state)
   mp_lock_free(l);
 }
 
+static size_t
+slabs_mapped(void)
+{
+  size_t n;
+  mp__arena_stats(&n, NULL);
+  return n;
+}
+
+/* The slab that held a process's last objects is kept for its next ones (a
+ * pool's objects come and go with it: a new slab each time cost a memfd, a
+ * map, an unmap and a close), one at most; mp__arena_trim releases it, and
+ * a child forked while one is kept releases its copy. */
+static void
+test_empty_slab_kept_for_reuse(void **state)
+{
+  mp__arena_trim();
+  int fds0 = mp_test_count_fds();
+  assert_int_equal(slabs_mapped(), 0);
+  mp_lock *l;
+  MP_ASSERT_OK(mp_lock_new(&l));
+  uint64_t arena = arena_of(&l->h);
+  mp_lock_free(l);
+  assert_int_equal(slabs_mapped(), 1);
+  assert_int_equal(mp_test_count_fds(), fds0 + 1);
+  /* the next object comes from it: no new slab, no new fd */
+  MP_ASSERT_OK(mp_lock_new(&l));
+  assert_true(arena_of(&l->h) == arena);
+  assert_int_equal(slabs_mapped(), 1);
+  assert_int_equal(mp_test_count_fds(), fds0 + 1);
+  mp_lock_free(l);
+  pid_t pid = fork();
+  if (pid == 0)
+    _exit(slabs_mapped() == 0 && mp_test_count_fds() == fds0 ? 0 : 1);
+  assert_true(pid > 0);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  mp__arena_trim();
+  assert_int_equal(slabs_mapped(), 0);
+  assert_int_equal(mp_test_count_fds(), fds0);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_held_lock_lives_with_its_holder),
+    cmocka_unit_test(test_empty_slab_kept_for_reuse),
     cmocka_unit_test(test_failed_new_drops_what_it_took),
     cmocka_unit_test(test_fork_child_allocates_its_own),
 };

@@ -6,12 +6,14 @@
 #include "pool/pool_internal.h"
 #include "proc/proc_internal.h"
 #include "queue/queue_internal.h"
+#include "shared/shared_internal.h"
 
 /* Weak: a program that uses no pool or queue links neither layer (a layer
  * brings its registrations with it: the obj tests check a world without
  * Queue). */
 #pragma weak mp__watch_shutdown
 #pragma weak mp__queue_cache_trim
+#pragma weak mp__arena_trim
 
 #include <dirent.h>
 #include <errno.h>
@@ -305,6 +307,8 @@ mp_test_run(const char *group, const struct CMUnitTest *tests, size_t n)
     mp__watch_shutdown();
   if (mp__queue_cache_trim)
     mp__queue_cache_trim(); /* and the queues kept for reuse */
+  if (mp__arena_trim)
+    mp__arena_trim(); /* and the arena's kept slab */
   int leaks = 0;
   /* Give children that were just killed a moment to be reaped by whoever
    * owns them; then count them. A child left here is a failure. */
