@@ -266,8 +266,8 @@ struct mp__finalizer {
   struct mp__finalizer *next;
 };
 
-static struct mp__finalizer *g_fins MP__FORK_DATA; /* sorted: runs first at
-                                                    * the head */
+/* sorted: runs first at the head */
+static struct mp__finalizer *g_fins MP__FORK_DATA;
 static uint64_t g_fin_seq;
 static pthread_once_t g_atexit_once = PTHREAD_ONCE_INIT;
 

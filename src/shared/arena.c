@@ -110,10 +110,10 @@ owns(const mp__slab *s)
   return s->owned && g_arena_id != 0 && s->arena_id == g_arena_id;
 }
 
-/* The child keeps every mapping (inherited handles stay valid) but becomes a
- * new arena: it never allocates from its parent's slabs (owns). */
 static void release_slab(mp__slab *s);
 
+/* The child keeps every mapping (inherited handles stay valid) but becomes a
+ * new arena: it never allocates from its parent's slabs (owns). */
 static void
 atfork_child(void *arg)
 {
