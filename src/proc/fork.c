@@ -89,6 +89,15 @@ fork_start(mp_process *p)
   mp_process *cur = mp_current_process();
   int main_thread = mp__proc_on_main_thread();
   pid_t ppid = (pid_t)mp__getpid();
+  /* A child of the main thread dies with the parent by PR_SET_PDEATHSIG and
+   * opens the parent's pidfd itself, when first asked for its sentinel: a
+   * pidfd costs microseconds to make and to close, on the path of every
+   * pool start.  A child of another thread (a pool's replacement worker)
+   * watches the parent's pidfd from its start: that one is opened here,
+   * where a failure is the caller's error, and inherited. */
+  int parent_sentinel = MP__SENTINEL_LAZY;
+  if (!main_thread && (parent_sentinel = mp__proc_self_pidfd()) < 0)
+    return parent_sentinel;
   /* Every page either side writes while the child lives costs a
    * copy-on-write fault: the bookkeeping is done before fork, and the
    * parent's name is read, not copied, by the child.  The lifecycle's
@@ -98,29 +107,25 @@ fork_start(mp_process *p)
   if (pid == 0) {
     /* mp_process_start holds p->lock across the fork: this thread, the
      * child's only one, took it, so it releases it (re-initialising a held
-     * mutex is what lock checkers, TSan's too, call a double lock).  The
-     * child opens its parent's pidfd itself (its parent is ppid), not the
-     * parent before the fork: a pidfd costs microseconds to make and to
-     * close, on the path of every start. */
+     * mutex is what lock checkers, TSan's too, call a double lock). */
     pthread_mutex_unlock(&p->lock);
-    mp__proc_child_main(p, ppid, cur->name, MP__SENTINEL_LAZY,
+    mp__proc_child_main(p, ppid, cur->name, parent_sentinel,
                         main_thread ? MP__PDEATH_SIGNAL : MP__PDEATH_WATCH,
                         ppid);
   }
   int err = errno;
   /* At once: with SIGCHLD ignored a child that ends takes its pid along. */
   int pidfd = pid > 0 ? mp__plat_pidfd_open(pid) : -1;
+  mp__close(parent_sentinel); /* the child's copy, if any, is its own */
   if (pid < 0)
     return -err;
   if (pidfd == -ESRCH) {
-    /* It ran, ended and was reaped by someone else already.  Its sentinel
-     * is a pipe at end of file; the reap reads its exit word. */
-    int fds[2];
-    if ((rc = mp__pipe(fds)) != 0)
+    /* It ran, ended and was reaped by someone else already; the reap reads
+     * its exit word. */
+    if ((rc = mp__proc_ended_sentinel()) < 0)
       return rc;
-    mp__close(fds[1]);
     p->pid = pid;
-    p->sentinel = fds[0];
+    p->sentinel = rc;
     return 0;
   }
   if (pidfd < 0) {

@@ -144,6 +144,9 @@ mp_process *mp__proc_alloc(int kind);
 void mp__mutex_reset(pthread_mutex_t *m);
 /* A new pidfd of this process (the caller closes it), or -errno. */
 int mp__proc_self_pidfd(void);
+/* The sentinel of a process known to have ended: the read end of a pipe
+ * at end of file (ready, as its pidfd would be), or -errno. */
+int mp__proc_ended_sentinel(void);
 /* Is this thread the main thread of its process? */
 int mp__proc_on_main_thread(void);
 /* Checks for operations only the creator may do; p->lock held. */
@@ -157,9 +160,9 @@ enum {
 };
 /* Set up this (new) process as the child described, with `parent_sentinel`
  * (owned) watching the creator, then run target(args) and exit.  Used by
- * every OS start method in the child.  A fork child, whose parent is its
- * creator, passes MP__SENTINEL_LAZY: it opens the parent's pidfd itself,
- * when it first needs one. */
+ * every OS start method in the child.  A fork child of a main thread,
+ * whose parent is its creator, passes MP__SENTINEL_LAZY: it opens the
+ * parent's pidfd itself, when it first needs one. */
 #define MP__SENTINEL_LAZY (-2)
 void mp__proc_child_main(mp_process *self, pid_t parent_pid,
                          const char *parent_name, int parent_sentinel,

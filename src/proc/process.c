@@ -88,6 +88,16 @@ mp__proc_on_main_thread(void)
 }
 
 int
+mp__proc_ended_sentinel(void)
+{
+  int fds[2], rc = mp__pipe(fds);
+  if (rc)
+    return rc;
+  mp__close(fds[1]);
+  return fds[0];
+}
+
+int
 mp__proc_self_pidfd(void)
 {
   /* A new descriptor each time (the caller closes it): a cached one would
@@ -296,10 +306,10 @@ mp_process_start(mp_process *p)
 }
 
 /* A fork child's sentinel of its parent (pid ppid), or -errno: a pidfd of
- * it, or, if it has ended already, the read end of a pipe at end of file
- * (ready, as its pidfd would have been).  The pidfd is of the parent only
- * if the child still has that parent once it is open: a parent that had
- * ended (its pid perhaps reused) is no longer getppid(). */
+ * it, or, if it has ended already, mp__proc_ended_sentinel.  The pidfd is
+ * of the parent only if the child still has that parent once it is open:
+ * a parent that had ended (its pid perhaps reused) is no longer
+ * getppid(). */
 static int
 parent_sentinel_open(pid_t ppid)
 {
@@ -310,11 +320,7 @@ parent_sentinel_open(pid_t ppid)
     mp__close(fd);
   else if (fd != -ESRCH)
     return fd;
-  int fds[2], rc = mp__pipe(fds);
-  if (rc)
-    return rc;
-  mp__close(fds[1]);
-  return fds[0];
+  return mp__proc_ended_sentinel();
 }
 
 /* Open p's sentinel now if it is a fork child's lazy one (p->lock held):
