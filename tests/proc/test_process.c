@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -218,6 +219,63 @@ t_orphan_checks(mp_obj *args)
   }
   mp_value_set_int(v, rc);
   return 0;
+}
+
+/* A fork child asked for its parent's sentinel with no fd left to open it
+ * in: the descriptor limit's error, with the detail; nothing is kept, and
+ * is_alive, which needs no fd, still answers. */
+static int
+t_sentinel_no_fds(mp_obj *args)
+{
+  (void)args;
+  mp_process *par = mp_parent_process();
+  struct rlimit rl;
+  if (!par || getrlimit(RLIMIT_NOFILE, &rl))
+    return 1;
+  rl.rlim_cur = 0;
+  if (setrlimit(RLIMIT_NOFILE, &rl))
+    return 2;
+  if (mp_process_sentinel(par) != MP_EMFILE ||
+      !strstr(mp_errdetail(), "cannot watch the parent"))
+    return 3;
+  if (mp_process_join(par, 0) != MP_EMFILE)
+    return 4;
+  if (mp_process_is_alive(par) != 1)
+    return 5;
+  return 0;
+}
+
+/* Waits for the parent's end through its sentinel (a fork child opens it
+ * at this first use), then says so in the Value. */
+static int
+t_watch_parent(mp_obj *args)
+{
+  mp_value *v = mp_value_from_obj(mp_seq_item(args, 0));
+  if (!v)
+    return 1;
+  int rc = mp_process_join(mp_parent_process(), 30);
+  mp_value_set_int(v, rc == 0 ? 1 : 100 - rc);
+  return 0;
+}
+
+/* Starts t_watch_parent under fork, says so in the Value (-1), then waits
+ * to be killed. */
+static int
+t_start_watcher_and_wait(mp_obj *args)
+{
+  mp_context *ctx;
+  mp_process *p;
+  mp_value *v = mp_value_from_obj(mp_seq_item(args, 0));
+  if (!v || mp_get_context("fork", &ctx) ||
+      mp_process_new(&p, ctx,
+                     &(mp_process_opts){
+                         .target = t_watch_parent,
+                         .args = MP_TUPLE(mp_obj_ref(mp_seq_item(args, 0)))}) ||
+      mp_process_start(p))
+    _exit(2);
+  mp_value_set_int(v, -1);
+  for (;;)
+    pause();
 }
 
 /* Starts t_orphan_checks under args[1] and dies at once, unjoined. */
@@ -701,6 +759,50 @@ test_parent_dead_before_asked(void **state)
 }
 
 static void
+test_parent_sentinel_without_fds(void **state)
+{
+  (void)state;
+  assert_int_equal(run("fork", t_sentinel_no_fds, NULL), 0);
+}
+
+/* The parent SIGKILLed at a random instant around its child's first look
+ * at its sentinel (before the pidfd is open, between the open and the
+ * getppid check, while it waits): the child's join returns every time. */
+static void
+test_parent_killed_while_child_opens_its_sentinel(void **state)
+{
+  (void)state;
+  srand(4242);
+  for (int i = 0; i < 30; i++) {
+    mp_value *v;
+    MP_ASSERT_OK(mp_value_new_int(&v, 'i', 0, NULL));
+    mp_process *p = make("fork", t_start_watcher_and_wait,
+                         MP_TUPLE(mp_value_obj(v)));
+    MP_ASSERT_OK(mp_process_start(p));
+    int64_t seen = 0;
+    for (int t = 0; seen == 0 && t < 20000; t++) { /* its child started */
+      MP_ASSERT_OK(mp_value_get_int(v, &seen));
+      if (seen == 0)
+        usleep(100);
+    }
+    assert_int_equal(seen, -1);
+    usleep((useconds_t)(rand() % 1000)); /* around the child's first look */
+    MP_ASSERT_OK(mp_process_kill(p));
+    MP_ASSERT_OK(mp_process_join(p, 30));
+    mp_process_free(p);
+    for (int t = 0; seen == -1 && t < 20000; t++) { /* 20 s */
+      MP_ASSERT_OK(mp_value_get_int(v, &seen));
+      if (seen == -1)
+        usleep(1000);
+    }
+    if (seen != 1)
+      fail_msg("round %d: the child's join gave %d", i,
+               seen == -1 ? 0 : (int)(100 - seen));
+    mp_value_free(v);
+  }
+}
+
+static void
 test_child_fds(void **state)
 {
   (void)state;
@@ -968,6 +1070,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_env_cwd_nested_names),
     cmocka_unit_test(test_child_fds),
     cmocka_unit_test(test_parent_dead_before_asked),
+    cmocka_unit_test(test_parent_sentinel_without_fds),
+    cmocka_unit_test(test_parent_killed_while_child_opens_its_sentinel),
     cmocka_unit_test(test_active_children),
     cmocka_unit_test(test_function_refs),
     cmocka_unit_test(test_forkserver_preload),
